@@ -1,0 +1,151 @@
+"""The `gatewayd` command line: thin typer commands; domain errors become one line and an exit code.
+
+Exit codes: 0 ok, 1 unhealthy (status), 2 bad config or arguments, 3 another gatewayd runs,
+4 the gateway cannot be launched, 5 the store cannot be used.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from supervisor import __version__, config, logs
+from supervisor.errors import ConfigError, GatewaydError, InstanceLocked, LaunchError, StoreError
+from supervisor.instance import holder_pid
+from supervisor.store.db import open_readonly, row_dicts
+
+app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Supervise the OpenClaw gateway: restart it at once, keep its in-flight work.")
+
+EXIT_CODES: list[tuple[type[GatewaydError], int]] = [
+    (ConfigError, 2), (InstanceLocked, 3), (LaunchError, 4), (StoreError, 5), (GatewaydError, 1),
+]
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="gatewayd TOML config file.")]
+StateDirOpt = Annotated[str | None, typer.Option("--state-dir", help="gatewayd's state dir (store, logs).")]
+
+
+def fail(exc: GatewaydError) -> typer.Exit:
+    typer.echo(f"gatewayd: {exc}", err=True)
+    code = next(c for t, c in EXIT_CODES if isinstance(exc, t))
+    return typer.Exit(code)
+
+
+def load_config(config_file: Path | None, **cli: Any) -> config.Config:
+    try:
+        return config.load(config_file, cli)
+    except ConfigError as exc:
+        raise fail(exc) from None
+
+
+@app.command()
+def run(
+    config_file: ConfigOpt = None,
+    state_dir: StateDirOpt = None,
+    port: Annotated[int | None, typer.Option(help="Gateway port (default: from its config).")] = None,
+    openclaw: Annotated[str | None, typer.Option(help="openclaw entry: a name on PATH or a path.")] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+) -> None:
+    """Run gatewayd in the foreground, supervising the gateway (what launchd and systemd run).
+
+    Example: gatewayd run --state-dir /tmp/gwd --port 18789
+    """
+    cfg = load_config(config_file, state_dir=state_dir, **{"gateway.port": port, "gateway.openclaw": openclaw,
+                                                             "log_level": log_level})
+    logs.setup(cfg.state_dir / "logs", cfg.log_level, cfg.logs.max_bytes, cfg.logs.backups)
+    from supervisor.daemon import Daemon
+
+    try:
+        code = asyncio.run(Daemon(cfg).run())
+    except GatewaydError as exc:
+        raise fail(exc) from None
+    raise typer.Exit(code)
+
+
+def read_status(state_dir: Path) -> dict[str, Any]:
+    path = state_dir / "store.sqlite"
+    running = holder_pid(state_dir / "gatewayd.lock")
+    out: dict[str, Any] = {"daemon": {"running": running is not None, "pid": running}, "state_dir": str(state_dir)}
+    if not path.exists():
+        out["supervision"] = {"state": "never-started"}
+        return out
+    try:
+        conn = open_readonly(path)
+        try:
+            daemon = row_dicts(conn.execute("SELECT * FROM daemon WHERE id = 1"))
+            boots = row_dicts(conn.execute("SELECT * FROM boots ORDER BY id DESC LIMIT 1"))
+            day = conn.execute("SELECT COUNT(*) FROM boots WHERE started_at > ?", (time.time() - 86400,)).fetchone()[0]
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: {exc}") from exc
+    d = daemon[0] if daemon else {}
+    out["supervision"] = {
+        "state": d.get("state", "unknown"),
+        "crash_loop": bool(d.get("crash_loop")),
+        "consecutive_crashes": d.get("consecutive_crashes", 0),
+        "message": d.get("message"),
+        "updated_at": d.get("updated_at"),
+        "stale": running is None,  # the daemon is down: this is the last state it recorded
+    }
+    if boots:
+        b = boots[0]
+        out["gateway"] = {k: b[k] for k in ("pid", "port", "version", "started_at", "ready_at", "ended_at",
+                                            "exit_code", "exit_kind", "detail", "gateway_boot_id")}
+    out["boots_24h"] = day
+    return out
+
+
+@app.command()
+def status(
+    config_file: ConfigOpt = None,
+    state_dir: StateDirOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+) -> None:
+    """Show the supervision state; works while the daemon is down (from the store, marked stale).
+
+    Exit code: 0 running and ready, 1 anything else.
+
+    Example: gatewayd status --json
+    """
+    cfg = load_config(config_file, state_dir=state_dir)
+    try:
+        st = read_status(cfg.state_dir)
+    except GatewaydError as exc:
+        raise fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(st, indent=2, default=str))
+    else:
+        sup = st.get("supervision", {})
+        gw = st.get("gateway", {})
+        daemon = st["daemon"]
+        typer.echo(f"daemon:  {'running, pid ' + str(daemon['pid']) if daemon['running'] else 'not running'}")
+        typer.echo(f"state:   {sup.get('state')}{' (stale)' if sup.get('stale') else ''}"
+                   f"{' crash-loop' if sup.get('crash_loop') else ''}")
+        if gw:
+            typer.echo(f"gateway: pid {gw.get('pid')} port {gw.get('port')} version {gw.get('version')}"
+                       f"{' ready' if gw.get('ready_at') and not gw.get('ended_at') else ''}")
+            if gw.get("exit_kind"):
+                typer.echo(f"last exit: {gw.get('exit_kind')} ({gw.get('detail')})")
+    healthy = st["daemon"]["running"] and st.get("supervision", {}).get("state") == "running"
+    raise typer.Exit(0 if healthy else 1)
+
+
+@app.command()
+def version() -> None:
+    """Print gatewayd's version."""
+    typer.echo(__version__)
+
+
+def main() -> None:
+    app(prog_name="gatewayd")
+
+
+if __name__ == "__main__":
+    main()

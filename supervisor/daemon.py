@@ -1,0 +1,423 @@
+"""The daemon: wires the child, the probes, the RPC monitor and the store in one asyncio task
+group. This is the only place that decides what happens next; the decisions themselves come from
+the pure core (`core.policy`, `core.probestate`).
+
+Signals only enqueue an intent (stop, or a forced stop on the second signal); the supervision
+loop acts on it. The control socket (later) enqueues the same intents.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from supervisor import logs
+from supervisor.config import Config
+from supervisor.core.model import ExitKind, Intent, SupervisionState, transition
+from supervisor.core.policy import ExitFacts, NextStep, RestartDecision, RestartTracker, classify
+from supervisor.core.probestate import ProbeMachine, Verdict
+from supervisor.errors import GatewayError, LaunchError, StoreError
+from supervisor.events import BootEnded, BootStarted, EventBus, GatewayReady, ShutdownAnnounced
+from supervisor.gateway import launch
+from supervisor.gateway.child import GatewayChild, process_key
+from supervisor.gateway.launch import LaunchSpec
+from supervisor.gateway.ports import port_owners
+from supervisor.gateway.probes import Probe, probe_for
+from supervisor.gateway.rpc import CLOSE_SERVICE_RESTART, Event, RpcClient
+from supervisor.instance import InstanceLock
+from supervisor.store.boots import BootEnd, BootRecords
+from supervisor.store.db import Store
+
+log = logs.get("gatewayd")
+
+SLEEP_JUMP_S = 5.0  # wall clock ahead of monotonic by more than this: the machine slept
+LAUNCH_RETRY_S = 30.0
+
+
+class Clock(Protocol):
+    def monotonic(self) -> float: ...
+
+    def wall(self) -> float: ...
+
+
+class SystemClock:
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def wall(self) -> float:
+        return time.time()
+
+
+@dataclass
+class BootWatch:
+    """What one boot has shown so far, gathered for its exit classification."""
+
+    boot: int
+    child: GatewayChild
+    machine: ProbeMachine
+    shutdown_announced: bool = False
+    restart_expected: bool = False
+    gateway_boot_id: str | None = None
+    ready: bool = False
+
+
+@dataclass
+class Daemon:
+    cfg: Config
+    clock: Clock = field(default_factory=SystemClock)
+    bus: EventBus = field(default_factory=EventBus)
+    environ: dict[str, str] | None = None
+    rand: Callable[[], float] = random.random
+    install_signals: bool = True
+
+    def __post_init__(self) -> None:
+        self.state = SupervisionState.STOPPED
+        self.tracker = RestartTracker(self.cfg.restart)
+        self.stop_requested = asyncio.Event()
+        self.force_stop = asyncio.Event()
+        self.store = Store(self.cfg.state_dir / "store.sqlite")
+        self.records = BootRecords(self.store)
+        self.output: logs.OutputLog | None = None
+        self.current: BootWatch | None = None
+        self.spec: LaunchSpec | None = None
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # -- intents: signals and (later) control commands come through here ---------------------------
+
+    def request_stop(self) -> None:
+        if self.stop_requested.is_set():
+            log.warning("second stop request: forcing the gateway down now")
+            self.force_stop.set()
+        self.stop_requested.set()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        lock = InstanceLock(self.cfg.state_dir / "gatewayd.lock")
+        lock.acquire()
+        try:
+            return await self._run_locked()
+        finally:
+            lock.release()
+
+    async def _run_locked(self) -> int:
+        loop = asyncio.get_running_loop()
+        if self.install_signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, self.request_stop)
+            loop.add_signal_handler(signal.SIGHUP, lambda: None)  # a closed terminal must not kill the gateway
+        self.output = logs.OutputLog(self.cfg.state_dir / "logs" / "gateway.log", self.cfg.logs.max_bytes,
+                                     self.cfg.logs.backups)
+        try:
+            await self.store.open()
+            await self.records.daemon_started(os.getpid())
+            await self._settle_previous_boots()
+            log.info("gatewayd started", pid=os.getpid(), state_dir=str(self.cfg.state_dir))
+            await self._supervise()
+            return 0
+        finally:
+            for task in self._background:
+                task.cancel()
+            if self.install_signals:
+                for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                    loop.remove_signal_handler(sig)
+            with contextlib.suppress(StoreError):
+                await self.store.close()
+            self.output.close()
+            log.info("gatewayd stopped")
+
+    async def _set_state(self, target: SupervisionState, message: str | None = None) -> None:
+        if target is not self.state:
+            self.state = transition(self.state, target)
+            log.info("supervision state", state=str(target), message=message)
+        await self._record(self.records.state(str(target), self.tracker.crash_loop, self.tracker.consecutive,
+                                              message))
+
+    async def _record(self, coro: Any) -> Any:
+        """Store writes must not stop supervision: a failure is logged and visible, never fatal."""
+        try:
+            return await coro
+        except StoreError as exc:
+            log.error("store write failed; supervision goes on", error=str(exc))
+            return None
+
+    async def _settle_previous_boots(self) -> None:
+        """A boot with no recorded end: the gateway died while gatewayd was down, or still runs."""
+        try:
+            rows = await self.records.unfinished()
+        except StoreError as exc:
+            log.error("cannot read previous boots", error=str(exc))
+            return
+        for row in rows:
+            pid, ctime = row.get("pid"), row.get("create_time")
+            alive = isinstance(pid, int) and isinstance(ctime, float) and process_key(pid) == (pid, ctime)
+            if alive:
+                # Ours by its recorded identity. Until adoption lands, stop it cleanly before we spawn a
+                # new one: never two gateways, never an orphan.
+                await self._stop_stale(pid)  # type: ignore[arg-type]
+                end = BootEnd(None, str(ExitKind.STOP_UNCLEAN), "stopped a gateway left by a previous gatewayd",
+                              True, {})
+            else:
+                end = BootEnd(None, str(ExitKind.VANISHED), "ended while gatewayd was down", True, {})
+            await self._record(self.records.ended(int(row["id"]), end))
+            log.warning("previous boot had no recorded end", boot=row["id"], pid=pid, alive=alive,
+                        exit_kind=end.exit_kind)
+
+    async def _stop_stale(self, pid: int) -> None:
+        import psutil
+
+        try:
+            proc = psutil.Process(pid)
+            os.killpg(pid, signal.SIGTERM) if os.getpgid(pid) == pid else proc.terminate()
+            _gone, alive = await asyncio.to_thread(psutil.wait_procs, [proc], self.cfg.stop_budget_s)
+            if alive:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(pid, signal.SIGKILL)
+        except (psutil.Error, ProcessLookupError, PermissionError):
+            pass
+
+    # -- the supervision loop ---------------------------------------------------------------------
+
+    async def _supervise(self) -> None:
+        while not self.stop_requested.is_set():
+            try:
+                spec = launch.build(self.cfg.gateway, self.cfg.state_dir, self.environ)
+            except LaunchError as exc:
+                log.error("cannot launch the gateway", error=str(exc))
+                await self._set_state(SupervisionState.CONFIG_ERROR, str(exc))
+                await self._wait_stop(LAUNCH_RETRY_S)
+                continue
+            self.spec = spec
+            logs.REDACTOR.add(spec.secrets())
+            owners = port_owners(spec.port)
+            if owners:
+                msg = f"port {spec.port} is held by {owners[0].describe()}; not ours, not touched"
+                log.error("port conflict", port=spec.port, owners=[o.describe() for o in owners])
+                await self._set_state(SupervisionState.CONFLICT, msg)
+                await self._wait_stop(self.cfg.restart.conflict_retry_s)
+                continue
+            decision = await self._run_boot(spec)
+            if decision.step is NextStep.STOP or self.stop_requested.is_set():
+                break
+            await self._after_exit(decision, spec)
+        if self.state is not SupervisionState.STOPPED:
+            await self._set_state(SupervisionState.STOPPING)
+            await self._set_state(SupervisionState.STOPPED)
+
+    async def _after_exit(self, decision: RestartDecision, spec: LaunchSpec) -> None:
+        if decision.step is NextStep.WAIT_CONFIG_CHANGE:
+            tail = self.output.last_lines(8) if self.output else []
+            await self._set_state(SupervisionState.CONFIG_ERROR,
+                                  f"exit 78: fix {spec.config_path}; retrying when it changes")
+            log.error("gateway refused its config (exit 78); waiting for the config file to change",
+                      config=str(spec.config_path), last_lines=tail)
+            await self._wait_config_change(spec.config_path)
+        elif decision.step is NextStep.WAIT_PORT_FREE:
+            await self._set_state(SupervisionState.CONFLICT, "another gateway holds the port or lock")
+            await self._wait_stop(decision.delay_s)
+        else:
+            state = SupervisionState.CRASH_LOOP if decision.crash_loop else SupervisionState.BACKOFF
+            if decision.delay_s > 0 or state is SupervisionState.CRASH_LOOP:
+                await self._set_state(state, f"respawn in {decision.delay_s:.1f}s")
+            await self._wait_stop(decision.delay_s)
+
+    async def _wait_stop(self, seconds: float) -> None:
+        if seconds <= 0:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stop_requested.wait(), seconds)
+
+    async def _wait_config_change(self, path: Path) -> None:
+        def stamp() -> tuple[float, int] | None:
+            try:
+                st = path.stat()
+                return (st.st_mtime, st.st_size)
+            except OSError:
+                return None
+
+        first = stamp()
+        while not self.stop_requested.is_set() and stamp() == first:
+            await self._wait_stop(1.0)
+
+    async def _run_boot(self, spec: LaunchSpec) -> RestartDecision:
+        assert self.output is not None
+        child = GatewayChild(spec, self.output)
+        await self._set_state(SupervisionState.STARTING)
+        try:
+            pid = await child.spawn()
+        except LaunchError as exc:
+            log.error("spawn failed", error=str(exc))
+            c = classify(ExitFacts(Intent.NONE, 127))
+            return self.tracker.on_exit(c, self.clock.monotonic(), self.rand())
+        spawned_at = self.clock.monotonic()
+        assert child.key is not None
+        boot = await self._record(self.records.started(pid, child.key[1], spec.port, spec.capabilities.version)) or 0
+        log.info("gateway spawned", boot=boot, pid=pid, port=spec.port, version=spec.capabilities.version,
+                 argv=list(spec.argv))
+        self.bus.publish(BootStarted(boot, pid, spawned_at))
+        watch = BootWatch(boot, child, ProbeMachine.spawned(self.cfg.probes, spawned_at))
+        self.current = watch
+        probe = probe_for(spec, self.cfg.probes.timeout_s)
+        exit_task = asyncio.create_task(child.wait(), name="gateway-exit")
+        stop_task = asyncio.create_task(self.stop_requested.wait(), name="stop-requested")
+        probe_task = asyncio.create_task(self._probe_loop(watch, probe, spec), name="probes")
+        monitor_task: asyncio.Task[None] = asyncio.create_task(self._monitor(watch, spec), name="rpc-monitor")
+        intent = Intent.NONE
+        diagnostics: dict[str, Any] = {}
+        try:
+            done, _ = await asyncio.wait({exit_task, stop_task, probe_task}, return_when=asyncio.FIRST_COMPLETED)
+            if exit_task not in done:
+                if stop_task in done:
+                    intent = Intent.STOP
+                    await self._set_state(SupervisionState.STOPPING)
+                    log.info("stopping the gateway", pid=pid, budget_s=self.cfg.stop_budget_s)
+                    await child.stop(self.cfg.stop_budget_s, self.force_stop)
+                else:
+                    verdict = probe_task.result()
+                    intent = Intent.HANG_KILL if verdict is Verdict.HANG else Intent.BOOT_TIMEOUT
+                    diagnostics = child.diagnostics()
+                    await self._set_state(SupervisionState.KILLING, str(verdict))
+                    log.error("gateway unresponsive: killing its process group", verdict=str(verdict), pid=pid,
+                              **diagnostics)
+                    child.kill_tree()
+        finally:
+            for task in (stop_task, probe_task, monitor_task):
+                task.cancel()
+            info = await child.wait()
+            for task in (probe_task, monitor_task):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await probe.close()
+        await child.reap_tree()
+        self.current = None
+        return await self._conclude(watch, spec, intent, info.returncode, info.exited_at, diagnostics)
+
+    async def _conclude(self, watch: BootWatch, spec: LaunchSpec, intent: Intent, returncode: int,
+                        exited_at: float, diagnostics: dict[str, Any]) -> RestartDecision:
+        child = watch.child
+        held = bool(returncode == 78 and port_owners(spec.port))
+        facts = ExitFacts(intent=intent, returncode=returncode, shutdown_announced=watch.shutdown_announced,
+                          restart_expected=watch.restart_expected, port_held_by_other=held,
+                          killed_by_us=child.killed_by_us)
+        c = classify(facts)
+        if c.kind is ExitKind.RESTART_REQUESTED and spec.capabilities.external_supervisor:
+            self._spawn_background(self._consume_handoff(spec, child.pid, watch.boot))
+        if c.kind in (ExitKind.CONFIG_ERROR, ExitKind.CRASH, ExitKind.CONFLICT):
+            diagnostics.setdefault("last_lines", self.output.last_lines(10) if self.output else [])
+        decision = self.tracker.on_exit(c, self.clock.monotonic(), self.rand())
+        self.bus.publish(BootEnded(watch.boot, child.pid, str(c.kind), returncode, exited_at, c.needs_recovery))
+        log.warning("gateway exited", boot=watch.boot, pid=child.pid, returncode=returncode, exit_kind=str(c.kind),
+                    detail=c.detail, counts_as_crash=c.counts_as_crash, needs_recovery=c.needs_recovery,
+                    next=str(decision.step), delay_s=round(decision.delay_s, 3), crash_loop=decision.crash_loop,
+                    consecutive_crashes=decision.consecutive_crashes, was_ready=watch.ready)
+        await self._record(self.records.ended(watch.boot, BootEnd(returncode, str(c.kind), c.detail,
+                                                                  c.needs_recovery, diagnostics)))
+        return decision
+
+    async def _probe_loop(self, watch: BootWatch, probe: Probe, spec: LaunchSpec) -> Verdict:
+        """Probe until a verdict calls for a kill; returns that verdict."""
+        s = self.cfg.probes
+        machine = watch.machine
+        last_mono, last_wall = self.clock.monotonic(), self.clock.wall()
+        while True:
+            outcome = await probe.check(booting=not watch.ready)
+            now, wall = self.clock.monotonic(), self.clock.wall()
+            if (wall - last_wall) - (now - last_mono) > SLEEP_JUMP_S:
+                log.warning("clock jump: the machine slept; probe failures reset",
+                            jump_s=round((wall - last_wall) - (now - last_mono), 1))
+                machine.slept(now)
+            last_mono, last_wall = now, wall
+            watch.child.record_descendants()
+            verdict = machine.observe(outcome, now, watch.child.progress())
+            if verdict is Verdict.BECAME_READY:
+                await self._became_ready(watch, spec)
+            elif verdict in (Verdict.HANG, Verdict.BOOT_TIMEOUT):
+                return verdict
+            await asyncio.sleep(s.interval_s if watch.ready else min(0.5, s.interval_s))
+
+    async def _became_ready(self, watch: BootWatch, spec: LaunchSpec) -> None:
+        watch.ready = True
+        self.tracker.on_ready(self.clock.monotonic())
+        owners = port_owners(spec.port)
+        ours = {watch.child.pid, *watch.child.descendants}
+        if owners and not all(o.pid in ours for o in owners if o.pid is not None):
+            log.error("launch contract broken: the port's listener is not the gateway gatewayd started",
+                      port=spec.port, owners=[o.describe() for o in owners], child=watch.child.pid)
+        await self._set_state(SupervisionState.RUNNING)
+        await self._record(self.records.ready(watch.boot, watch.gateway_boot_id))
+        log.info("gateway ready", boot=watch.boot, pid=watch.child.pid,
+                 after_s=round(self.clock.monotonic() - watch.machine.booted_at, 2))
+        self.bus.publish(GatewayReady(watch.boot, watch.child.pid, spec.capabilities.version,
+                                      watch.gateway_boot_id, self.clock.monotonic()))
+
+    async def _monitor(self, watch: BootWatch, spec: LaunchSpec) -> None:
+        """A persistent RPC connection for `shutdown` announcements and the gateway's identity."""
+        delay = 0.5
+        while not watch.child.exited:
+            def on_event(ev: Event) -> None:
+                if ev.name == "shutdown":
+                    payload = ev.payload if isinstance(ev.payload, dict) else {}
+                    expected = payload.get("restartExpectedMs")
+                    expected_ms = int(expected) if isinstance(expected, int | float) else None
+                    watch.shutdown_announced = True
+                    watch.restart_expected = watch.restart_expected or expected_ms is not None
+                    watch.machine.shutdown_announced(self.clock.monotonic(), expected_ms)
+                    log.info("gateway announced shutdown", reason=payload.get("reason"),
+                             restart_expected_ms=expected_ms)
+                    self.bus.publish(ShutdownAnnounced(watch.boot, expected_ms))
+
+            rpc = RpcClient(spec.ws_url, spec.auth, spec.capabilities.protocol, on_event=on_event)
+            try:
+                hello = await rpc.connect()
+                delay = 0.5
+                watch.gateway_boot_id = hello.boot_id
+                await rpc.closed.wait()
+                if rpc.close_code == CLOSE_SERVICE_RESTART and not watch.shutdown_announced:
+                    watch.shutdown_announced = True
+                    watch.machine.shutdown_announced(self.clock.monotonic(), None)
+            except GatewayError as exc:
+                if watch.ready:
+                    log.debug("rpc monitor: connection failed", error=str(exc))
+            finally:
+                await rpc.close()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)
+
+    async def _consume_handoff(self, spec: LaunchSpec, pid: int, boot: int) -> None:
+        """Confirm a requested restart through the gateway's own handoff record (best effort: the
+        exit 0 already decided the respawn; this only records what the gateway said)."""
+        prefix = spec.argv[: spec.argv.index("gateway")]
+        argv = [*prefix, "gateway", "restart-handoff", "consume", "--expected-pid", str(pid), "--json"]
+        try:
+            proc = await asyncio.create_subprocess_exec(*argv, env=dict(spec.env), stdout=asyncio.subprocess.PIPE,
+                                                        stderr=asyncio.subprocess.DEVNULL,
+                                                        stdin=asyncio.subprocess.DEVNULL)
+            out, _ = await asyncio.wait_for(proc.communicate(), 60)
+        except (OSError, TimeoutError) as exc:
+            log.warning("restart-handoff consume failed", error=str(exc))
+            return
+        text = out.decode(errors="replace").strip()
+        import json
+
+        try:
+            data = json.loads(text[text.find("{"):]) if "{" in text else {}
+        except ValueError:
+            data = {}
+        status = data.get("status") if isinstance(data, dict) else None
+        log.info("restart handoff", pid=pid, status=status, reason=data.get("reason") if isinstance(data, dict)
+                 else None)
+        await self._record(self.records.event("restart-handoff", boot, {"status": status}))
+
+    def _spawn_background(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+

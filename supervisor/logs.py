@@ -1,0 +1,139 @@
+"""Logging: structlog set up once. JSON lines to a size-rotated file, readable lines on the console.
+
+Every known secret (gateway token or password, hook token) is replaced by `***` in every event
+field and in every line of the gateway's own output before anything is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import logging.handlers
+import os
+import sys
+from collections import deque
+from collections.abc import Iterable, MutableMapping
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+REDACTED = "***"
+
+
+class Redactor:
+    """Holds the secret values to scrub; shared by the event log and the gateway output log."""
+
+    def __init__(self) -> None:
+        self._secrets: tuple[str, ...] = ()
+
+    def add(self, values: Iterable[str]) -> None:
+        # Short strings would redact ordinary words; real tokens are long.
+        merged = set(self._secrets) | {v for v in values if v and len(v) >= 8}
+        self._secrets = tuple(sorted(merged, key=len, reverse=True))
+
+    def text(self, s: str) -> str:
+        for secret in self._secrets:
+            if secret in s:
+                s = s.replace(secret, REDACTED)
+        return s
+
+    def value(self, v: Any) -> Any:
+        if isinstance(v, str):
+            return self.text(v)
+        if isinstance(v, dict):
+            return {k: self.value(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return type(v)(self.value(x) for x in v)
+        return v
+
+    def __call__(self, _logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+        return {k: self.value(v) for k, v in event_dict.items()}
+
+
+REDACTOR = Redactor()
+
+
+def setup(log_dir: Path | None, level: str = "info", max_bytes: int = 10 << 20, backups: int = 5,
+          console: bool = True) -> None:
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        REDACTOR,
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+        h.close()
+    root.setLevel(level.upper())
+    if console:
+        h = logging.StreamHandler(sys.stderr)
+        renderer: Any = (structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+                         if sys.stderr.isatty() else structlog.processors.JSONRenderer())
+        h.setFormatter(structlog.stdlib.ProcessorFormatter(processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer], foreign_pre_chain=shared))
+        root.addHandler(h)
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fh = logging.handlers.RotatingFileHandler(log_dir / "gatewayd.log", maxBytes=max_bytes,
+                                                  backupCount=backups, encoding="utf-8")
+        fh.setFormatter(structlog.stdlib.ProcessorFormatter(processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta, structlog.processors.JSONRenderer()],
+            foreign_pre_chain=shared))
+        root.addHandler(fh)
+    for noisy in ("websockets", "httpx", "httpcore", "apscheduler", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def get(name: str = "gatewayd") -> Any:
+    return structlog.get_logger(name)
+
+
+class OutputLog:
+    """The gateway's stdout/stderr: redacted, size-rotated, the last lines kept for diagnostics."""
+
+    def __init__(self, path: Path, max_bytes: int, backups: int, redactor: Redactor = REDACTOR,
+                 keep_lines: int = 50) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.backups = backups
+        self.redactor = redactor
+        self.tail: deque[str] = deque(maxlen=keep_lines)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._fh = open(path, "ab")  # noqa: SIM115 - lives as long as the daemon
+        self._size = self._fh.tell()
+
+    def write_line(self, raw: bytes) -> None:
+        line = self.redactor.text(raw.decode("utf-8", errors="replace").rstrip("\r\n"))
+        self.tail.append(line)
+        data = (line + "\n").encode("utf-8")
+        if self._size + len(data) > self.max_bytes and self._size > 0:
+            self._rotate()
+        self._fh.write(data)
+        self._fh.flush()
+        self._size += len(data)
+
+    def _rotate(self) -> None:
+        self._fh.close()
+        if self.backups > 0:
+            for i in range(self.backups - 1, 0, -1):
+                src = self.path.with_name(f"{self.path.name}.{i}")
+                if src.exists():
+                    os.replace(src, self.path.with_name(f"{self.path.name}.{i + 1}"))
+            os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
+        else:
+            self.path.unlink(missing_ok=True)
+        self._fh = open(self.path, "ab")  # noqa: SIM115
+        self._size = 0
+
+    def last_lines(self, n: int = 20) -> list[str]:
+        return list(self.tail)[-n:]
+
+    def close(self) -> None:
+        self._fh.close()

@@ -1,0 +1,235 @@
+"""The store: gatewayd's only durable truth, one SQLite file in WAL mode.
+
+One writer: a single thread owns the connection; the event loop awaits each commit and acts only
+after its record is committed. Schema versions live in `PRAGMA user_version`; migrations run in
+order, each in its own transaction.
+
+Failures are told apart, because they call for opposite answers (DESIGN "Store rules"):
+- corrupt (SQLite says malformed / not a database): moved aside with a loud error, fresh store;
+- locked, full disk, I/O error: kept, reported, retried (moving it would forget pending work);
+- written by a newer gatewayd: refused, never overwritten.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import sys
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from supervisor import logs
+from supervisor.errors import StoreCorrupt, StoreTooNew, StoreUnavailable
+
+log = logs.get("gatewayd.store")
+T = TypeVar("T")
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: boots, the daemon's current status, an append-only event log
+    """
+    CREATE TABLE boots (
+        id INTEGER PRIMARY KEY,
+        started_at REAL NOT NULL,          -- wall clock, seconds
+        pid INTEGER,
+        create_time REAL,                  -- with pid: the process identity (pids are reused)
+        port INTEGER,
+        version TEXT,
+        ready_at REAL,
+        gateway_boot_id TEXT,              -- hello-ok server.bootId where the version has one
+        ended_at REAL,
+        exit_code INTEGER,                 -- negative: killed by that signal
+        exit_kind TEXT,
+        detail TEXT,
+        needs_recovery INTEGER,
+        diagnostics TEXT                   -- JSON: what a hang looked like, last log lines
+    );
+    CREATE TABLE daemon (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        pid INTEGER NOT NULL,
+        started_at REAL NOT NULL,
+        state TEXT NOT NULL,
+        crash_loop INTEGER NOT NULL DEFAULT 0,
+        consecutive_crashes INTEGER NOT NULL DEFAULT 0,
+        current_boot INTEGER REFERENCES boots(id),
+        message TEXT,
+        updated_at REAL NOT NULL
+    );
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY,
+        ts REAL NOT NULL,
+        kind TEXT NOT NULL,
+        boot_id INTEGER REFERENCES boots(id),
+        data TEXT NOT NULL DEFAULT '{}'
+    );
+    CREATE INDEX events_ts ON events(ts);
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_CORRUPT_MARKERS = ("malformed", "not a database", "file is encrypted", "corrupt")
+
+
+def _is_corrupt(exc: sqlite3.DatabaseError) -> bool:
+    return any(m in str(exc).lower() for m in _CORRUPT_MARKERS)
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-writer")
+        self._conn: sqlite3.Connection | None = None
+        self._inode: int | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- opening (runs in the writer thread) ------------------------------------------------------
+
+    def _open_sync(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            self._connect_and_check()
+        except sqlite3.DatabaseError as exc:
+            if not _is_corrupt(exc):
+                raise StoreUnavailable(f"{self.path}: {exc}") from exc
+            self._close_sync()
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+            for suffix in ("", "-wal", "-shm"):
+                src = Path(str(self.path) + suffix)
+                if src.exists():
+                    os.replace(src, Path(str(aside) + suffix))
+            log.error("store is corrupt: moved aside, starting a fresh one", path=str(self.path),
+                      moved_to=str(aside), error=str(exc))
+            self._connect_and_check()
+
+    def _connect_and_check(self) -> None:
+        conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=False)
+        self._conn = conn
+        conn.execute("PRAGMA busy_timeout = 5000")
+        mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        conn.execute("PRAGMA synchronous = FULL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        if sys.platform == "darwin":
+            conn.execute("PRAGMA fullfsync = ON")
+            conn.execute("PRAGMA checkpoint_fullfsync = ON")
+        # Asserted, not assumed: a store that silently runs with weaker settings loses work.
+        if str(mode).lower() != "wal":
+            raise StoreUnavailable(f"{self.path}: journal_mode is {mode}, not wal")
+        if conn.execute("PRAGMA synchronous").fetchone()[0] != 2:
+            raise StoreUnavailable(f"{self.path}: synchronous is not FULL")
+        if conn.execute("PRAGMA foreign_keys").fetchone()[0] != 1:
+            raise StoreUnavailable(f"{self.path}: foreign_keys is off")
+        check = conn.execute("PRAGMA quick_check").fetchone()[0]
+        if check != "ok":
+            raise sqlite3.DatabaseError(f"quick_check: {check} (database disk image is malformed)")
+        self._migrate(conn)
+        self._inode = os.stat(self.path).st_ino
+        os.chmod(self.path, 0o600)
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreTooNew(f"{self.path}: written by a newer gatewayd (schema {version}, this one knows "
+                              f"{SCHEMA_VERSION}); refusing to touch it")
+        for i in range(version, SCHEMA_VERSION):
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for stmt in _statements(MIGRATIONS[i]):
+                    conn.execute(stmt)
+                conn.execute(f"PRAGMA user_version = {i + 1}")
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def _close_sync(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            finally:
+                self._conn = None
+
+    def _ensure_sync(self) -> sqlite3.Connection:
+        """The connection, re-created (loudly) if the file was deleted or replaced under us."""
+        try:
+            inode = os.stat(self.path).st_ino
+        except FileNotFoundError:
+            inode = None
+        if self._conn is None or inode != self._inode:
+            if self._conn is not None:
+                log.error("store file was deleted or replaced under the running daemon; re-creating it",
+                          path=str(self.path))
+                self._close_sync()
+            self._open_sync()
+        assert self._conn is not None
+        return self._conn
+
+    # -- the API the event loop uses --------------------------------------------------------------
+
+    async def open(self) -> None:
+        await self._run_raw(self._open_sync)
+
+    async def _run_raw(self, fn: Callable[[], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
+    def write_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._ensure_sync()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                result = fn(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        except sqlite3.DatabaseError as exc:
+            if _is_corrupt(exc):
+                raise StoreCorrupt(f"{self.path}: {exc}") from exc
+            raise StoreUnavailable(f"{self.path}: {exc}") from exc
+        return result
+
+    def read_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = self._ensure_sync()
+        try:
+            return fn(conn)
+        except sqlite3.DatabaseError as exc:
+            raise StoreUnavailable(f"{self.path}: {exc}") from exc
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `fn` in one transaction on the writer thread; returns after the commit."""
+        return await self._run_raw(lambda: self.write_sync(fn))
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await self._run_raw(lambda: self.read_sync(fn))
+
+    async def close(self) -> None:
+        await self._run_raw(self._close_sync)
+        self._executor.shutdown(wait=True)
+
+
+def _statements(script: str) -> list[str]:
+    out: list[str] = []
+    buf = ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            if buf.strip():
+                out.append(buf.strip())
+            buf = ""
+    return out
+
+
+def open_readonly(path: Path) -> sqlite3.Connection:
+    """For `status` while the daemon is down: read the store without writing or migrating it."""
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
+    conn.row_factory = sqlite3.Row
+    return conn
+
+
+def row_dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
+    cols = [c[0] for c in cursor.description]
+    return [dict(zip(cols, row, strict=True)) for row in cursor.fetchall()]
