@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from supervisor import logs
 from supervisor.config import Config
-from supervisor.core.model import ExitKind, Intent, SupervisionState, transition
+from supervisor.core.model import ExitKind, Intent, ProbeOutcome, SupervisionState, transition
 from supervisor.core.policy import ExitFacts, NextStep, RestartDecision, RestartTracker, classify
 from supervisor.core.probestate import ProbeMachine, Verdict
 from supervisor.errors import GatewayError, LaunchError, StoreError
@@ -67,6 +67,7 @@ class BootWatch:
     restart_expected: bool = False
     gateway_boot_id: str | None = None
     ready: bool = False
+    ready_event: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 @dataclass
@@ -336,7 +337,11 @@ class Daemon:
                 machine.slept(now)
             last_mono, last_wall = now, wall
             watch.child.record_descendants()
-            verdict = machine.observe(outcome, now, watch.child.progress())
+            progress = watch.child.progress()
+            verdict = machine.observe(outcome, now, progress)
+            if outcome is not ProbeOutcome.OK and watch.ready:
+                log.debug("probe failed", outcome=str(outcome), progress=progress, timeouts=machine.timeouts,
+                          phase=str(machine.phase), verdict=str(verdict))
             if verdict is Verdict.BECAME_READY:
                 await self._became_ready(watch, spec)
             elif verdict in (Verdict.HANG, Verdict.BOOT_TIMEOUT):
@@ -345,6 +350,7 @@ class Daemon:
 
     async def _became_ready(self, watch: BootWatch, spec: LaunchSpec) -> None:
         watch.ready = True
+        watch.ready_event.set()
         self.tracker.on_ready(self.clock.monotonic())
         owners = port_owners(spec.port)
         ours = {watch.child.pid, *watch.child.descendants}
@@ -359,7 +365,9 @@ class Daemon:
                                       watch.gateway_boot_id, self.clock.monotonic()))
 
     async def _monitor(self, watch: BootWatch, spec: LaunchSpec) -> None:
-        """A persistent RPC connection for `shutdown` announcements and the gateway's identity."""
+        """A persistent RPC connection for `shutdown` announcements and the gateway's identity.
+        It connects once the gateway is ready (a booting gateway refuses or defers handshakes)."""
+        await watch.ready_event.wait()
         delay = 0.5
         while not watch.child.exited:
             def on_event(ev: Event) -> None:
@@ -379,6 +387,9 @@ class Daemon:
                 hello = await rpc.connect()
                 delay = 0.5
                 watch.gateway_boot_id = hello.boot_id
+                log.info("rpc monitor connected", boot=watch.boot, protocol=hello.protocol,
+                         server_version=hello.server_version, gateway_boot_id=hello.boot_id,
+                         methods=len(hello.methods))
                 await rpc.closed.wait()
                 if rpc.close_code == CLOSE_SERVICE_RESTART and not watch.shutdown_announced:
                     watch.shutdown_announced = True
@@ -389,7 +400,7 @@ class Daemon:
             finally:
                 await rpc.close()
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 10.0)
+            delay = min(delay * 2, 5.0)
 
     async def _consume_handoff(self, spec: LaunchSpec, pid: int, boot: int) -> None:
         """Confirm a requested restart through the gateway's own handoff record (best effort: the

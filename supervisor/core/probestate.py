@@ -53,7 +53,7 @@ class ProbeMachine:
     booted_at: float = 0.0
     last_progress: float = 0.0
     timeouts: int = 0
-    timeouts_with_progress: bool = False
+    stalled: int = 0  # consecutive timeouts during which the process made no progress
     unresponsive_since: float | None = None
     refused_since: float | None = None
     grace_until: float = 0.0
@@ -91,6 +91,7 @@ class ProbeMachine:
         in_grace = now < self.grace_until
         if outcome is ProbeOutcome.REFUSED:
             self.timeouts = 0
+            self.stalled = 0
             self.unresponsive_since = None
             if in_grace:
                 self.refused_since = None
@@ -102,12 +103,13 @@ class ProbeMachine:
         self.refused_since = None
         if self.unresponsive_since is None:
             self.unresponsive_since = now
-            self.timeouts_with_progress = False
         self.timeouts += 1
-        self.timeouts_with_progress = self.timeouts_with_progress or progress
+        # Progress measured across the first timeout may predate the hang (CPU used just before a
+        # SIGSTOP): only an unbroken run of timeouts without progress counts.
+        self.stalled = 0 if progress else self.stalled + 1
         if in_grace:
             return Verdict.NONE
-        if self.timeouts >= s.hang_timeouts and not self.timeouts_with_progress:
+        if self.stalled >= s.hang_timeouts:
             return Verdict.HANG
         if now - self.unresponsive_since >= s.hang_hard_limit_s:
             return Verdict.HANG
@@ -132,6 +134,6 @@ class ProbeMachine:
 
     def _reset_failures(self) -> None:
         self.timeouts = 0
-        self.timeouts_with_progress = False
+        self.stalled = 0
         self.unresponsive_since = None
         self.refused_since = None

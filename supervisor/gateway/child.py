@@ -132,17 +132,16 @@ class GatewayChild:
             pass
 
     def progress(self) -> bool:
-        """Did the tree use CPU or print since the last call? (hang detection's 'no progress')."""
+        """Did the gateway use CPU or print since the last call? (hang detection's 'no progress').
+
+        Only the gateway process itself counts: its event loop is what answers probes, and its
+        helper processes (2026.9.x's spawn broker and sqlite worker) keep ticking while it is
+        stopped or stuck."""
         total = 0.0
         if self.proc is not None and not self.exited:
-            try:
-                root = psutil.Process(self.proc.pid)
-                for p in [root, *root.children(recursive=True)]:
-                    with contextlib.suppress(psutil.Error):
-                        t = p.cpu_times()
-                        total += t.user + t.system
-            except psutil.Error:
-                pass
+            with contextlib.suppress(psutil.Error):
+                t = psutil.Process(self.proc.pid).cpu_times()
+                total = t.user + t.system
         moved = total > self._cpu_seen + 0.005
         self._cpu_seen = max(self._cpu_seen, total)
         printed = self.last_output_at > 0 and time.monotonic() - self.last_output_at < 1.0

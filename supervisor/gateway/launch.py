@@ -31,6 +31,9 @@ SCRUBBED_EXACT = frozenset({
     "INVOCATION_ID", "JOURNAL_STREAM", "SYSTEMD_EXEC_PID", "XPC_SERVICE_NAME", "OPENCLAW_LAUNCHD_LABEL",
     "OPENCLAW_SYSTEMD_UNIT", "NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "MANAGERPID",
     "OPENCLAW_SUPERVISOR_MODE", "OPENCLAW_NO_RESPAWN",
+    # 2026.9.x's entry re-spawns itself when NODE_COMPILE_CACHE is set (measured): a wrapper
+    # process in front of the gateway, whose death would orphan the real gateway.
+    "NODE_COMPILE_CACHE", "OPENCLAW_PACKAGED_COMPILE_CACHE_RESPAWNED",
 })
 SCRUBBED_PREFIXES = ("LAUNCH_JOB_", "OPENCLAW_SERVICE_")
 NO_WARNING_FLAG = "--disable-warning=ExperimentalWarning"

@@ -1,0 +1,47 @@
+"""End-to-end fixtures: the real openclaw gateway (installed by scripts/install-openclaw), a fake
+OpenAI-compatible model on loopback, and gatewayd configured to supervise a sandboxed gateway."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.support.harness import REPO, Gatewayd, free_port_block
+
+sys.path.insert(0, str(REPO / "scripts"))
+import fake_model  # noqa: E402
+import sandbox  # noqa: E402
+
+VERSIONS = ("2026.9.6", "2026.2.26")
+
+
+@pytest.fixture(scope="session")
+def model() -> Iterator[tuple[int, Path]]:
+    log = Path(REPO / ".cache" / "e2e-model.jsonl")
+    log.parent.mkdir(parents=True, exist_ok=True)
+    server, thread, port = fake_model.start_fake_model(port=0, delay=0.5, log_path=log)
+    try:
+        yield port, log
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def real_gatewayd(root: Path, version: str, model_port: int, settings: dict[str, dict[str, Any]] | None = None,
+                  heartbeat_every: str = "0m") -> tuple[Gatewayd, sandbox.Sandbox]:
+    port = free_port_block()
+    sb = sandbox.prepare_sandbox(root / "gw", version, port, model_port, heartbeat_every=heartbeat_every)
+    base: dict[str, dict[str, Any]] = {
+        "gateway": {"openclaw": str(sb.entry), "node": str(sb.node), "port": port, "args": ["--bind", "loopback"],
+                    "env": dict(sb.env), "config_path": str(sb.config_path), "state_dir": str(sb.state_dir)},
+        "supervise": {"stop_budget_s": 120.0},
+        "probes": {"interval_s": 1.0, "timeout_s": 2.0},
+    }
+    for section, values in (settings or {}).items():
+        base.setdefault(section, {}).update(values)
+    return Gatewayd(root, port, base), sb

@@ -1,0 +1,323 @@
+"""gatewayd supervising the scripted fake gateway: crash, hang, config error, stop, orphans."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+
+from tests.support.harness import Gatewayd, fake_settings, gatewayd, wait_until
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def merge(*parts: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for part in parts:
+        for section, values in part.items():
+            target = out.setdefault(section, {})
+            for k, v in values.items():
+                if isinstance(v, dict) and isinstance(target.get(k), dict):
+                    target[k] = {**target[k], **v}
+                else:
+                    target[k] = v
+    return out
+
+
+def fake_call(g: Gatewayd, path: str) -> str:
+    return httpx.post(f"http://127.0.0.1:{g.port}/__fake/{path}", timeout=5).text
+
+
+def boots(g: Gatewayd) -> list[dict[str, Any]]:
+    conn = sqlite3.connect(f"file:{g.state_dir / 'store.sqlite'}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute("SELECT * FROM boots ORDER BY id")]
+    finally:
+        conn.close()
+
+
+def stop_gatewayd(g: Gatewayd, sig: signal.Signals = signal.SIGTERM, timeout: float = 30) -> int:
+    proc = g.procs[-1]
+    proc.send_signal(sig)
+    rc = proc.wait(timeout)
+    if rc != 0:
+        out = (g.root / f"gatewayd-{len(g.procs) - 1}.out").read_text()[-3000:]
+        raise AssertionError(f"gatewayd exited {rc}:\n{out}")
+    return rc
+
+
+@pytest.mark.parametrize("version", ["2026.9.6", "2026.2.26"])
+def test_kill9_of_gateway_restarts_it_at_once(tmp_path: Path, version: str) -> None:
+    with gatewayd(tmp_path, fake_settings(version)) as g:
+        g.start()
+        g.wait_event("gateway ready")
+        first = g.spawned_pids()[0]
+        os.kill(first, signal.SIGKILL)
+        ended = g.wait_event("gateway exited")
+        assert ended["exit_kind"] == "crash" and ended["returncode"] == -9
+        assert ended["delay_s"] == 0.0  # the first crash restarts at once
+        g.wait_event("gateway ready", count=2)
+        assert g.spawned_pids()[1] != first
+        assert stop_gatewayd(g) == 0
+        rows = boots(g)
+        assert [r["exit_kind"] for r in rows] == ["crash", "clean-stop"]
+        assert rows[0]["version"] == version
+        assert g.alive_marked() == []
+
+
+@pytest.mark.parametrize("version", ["2026.9.6", "2026.2.26"])
+def test_sigstop_is_declared_a_hang_and_the_gateway_replaced(tmp_path: Path, version: str) -> None:
+    with gatewayd(tmp_path, fake_settings(version)) as g:
+        g.start()
+        g.wait_event("gateway ready")
+        first = g.spawned_pids()[0]
+        os.kill(first, signal.SIGSTOP)
+        hang = g.wait_event("gateway unresponsive: killing its process group")
+        assert hang["verdict"] == "hang" and hang["status"] == "stopped"
+        ended = g.wait_event("gateway exited")
+        assert ended["exit_kind"] == "hang-kill"
+        g.wait_event("gateway ready", count=2)
+        assert not psutil.pid_exists(first) or psutil.Process(first).status() == psutil.STATUS_ZOMBIE
+        assert stop_gatewayd(g) == 0
+        assert g.alive_marked() == []
+
+
+def test_listener_closed_after_shutdown_announcement_is_not_a_hang(tmp_path: Path) -> None:
+    # A gateway that announces a restart and stops answering for a while is restarting on purpose.
+    with gatewayd(tmp_path, merge(fake_settings(), {"probes": {"refused_limit_s": 2.0}})) as g:
+        g.start()
+        g.wait_event("gateway ready")
+        g.wait_event("rpc monitor connected")
+        fake_call(g, "silence?seconds=4&expected_ms=3000")
+        g.wait_event("gateway announced shutdown")
+        wait_until(lambda: httpx.get(f"http://127.0.0.1:{g.port}/healthz", timeout=1).status_code == 200
+                   if _port_open(g.port) else False, 20, "the gateway answering again")
+        assert g.named("gateway unresponsive: killing its process group") == []
+        assert len(g.spawned_pids()) == 1
+        assert stop_gatewayd(g) == 0
+
+
+def _port_open(port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_exit_78_waits_for_the_config_to_change_then_retries_once(tmp_path: Path) -> None:
+    gw_config = tmp_path / "gw-state" / "openclaw.json"
+    gw_config.parent.mkdir(parents=True)
+    gw_config.write_text('{"gateway": {"mode": "local"}}')
+    with gatewayd(tmp_path, fake_settings(FAKE_GW_EXIT_AT_BOOT="78")) as g:
+        g.start()
+        ended = g.wait_event("gateway exited")
+        assert ended["exit_kind"] == "config-error" and ended["next"] == "wait-config-change"
+        waiting = g.wait_event("gateway refused its config (exit 78); waiting for the config file to change")
+        assert any("Invalid config" in line for line in waiting["last_lines"])
+        st = g.run_cli("status", "-c", str(g.config_file), "--json")
+        assert json.loads(st.stdout)["supervision"]["state"] == "config-error" and st.returncode == 1
+        assert len(g.spawned_pids()) == 1  # no loop
+        gw_config.write_text('{"gateway": {"mode": "local", "port": 1}}')
+        g.wait_event("gateway exited", count=2)
+        assert len(g.spawned_pids()) == 2
+        assert stop_gatewayd(g) == 0
+
+
+def test_gateway_ignoring_sigterm_is_killed_after_the_budget(tmp_path: Path) -> None:
+    settings = merge(fake_settings(FAKE_GW_IGNORE_TERM="1"), {"supervise": {"stop_budget_s": 1.0}})
+    with gatewayd(tmp_path, settings) as g:
+        g.start()
+        g.wait_event("gateway ready")
+        assert stop_gatewayd(g) == 0
+        ended = g.wait_event("gateway exited")
+        assert ended["exit_kind"] == "stop-unclean" and ended["returncode"] == -9
+        assert g.alive_marked() == []
+
+
+@pytest.mark.parametrize("escape", [False, True], ids=["same-group", "own-session"])
+def test_stop_leaves_no_grandchild(tmp_path: Path, escape: bool) -> None:
+    with gatewayd(tmp_path, fake_settings()) as g:
+        g.start()
+        g.wait_event("gateway ready")
+        answer = fake_call(g, "grandchild?session=1" if escape else "grandchild")
+        grandchild = int(answer.split()[-1])
+        assert psutil.pid_exists(grandchild)
+        assert stop_gatewayd(g) == 0
+        assert not any(p.pid == grandchild for p in g.alive_marked())
+        assert g.alive_marked() == []
+
+
+def test_gateway_environment_is_clean(tmp_path: Path) -> None:
+    dump = tmp_path / "env.json"
+    leaked = {"INVOCATION_ID": "x", "JOURNAL_STREAM": "8:1", "SYSTEMD_EXEC_PID": "1", "LAUNCH_JOB_LABEL": "l",
+              "XPC_SERVICE_NAME": "ai.openclaw.gateway", "OPENCLAW_SERVICE_MARKER": "openclaw",
+              "OPENCLAW_SERVICE_KIND": "gateway", "OPENCLAW_LAUNCHD_LABEL": "ai.openclaw.gateway",
+              "OPENCLAW_SYSTEMD_UNIT": "openclaw-gateway.service", "NOTIFY_SOCKET": "/run/x"}
+    with gatewayd(tmp_path, fake_settings(FAKE_GW_ENV_DUMP=str(dump)), env={**leaked, "KEEP_ME": "yes"}) as g:
+        g.start()
+        g.wait_event("gateway ready")
+        env = json.loads(dump.read_text())
+        for name in leaked:
+            assert name not in env, name
+        assert env["KEEP_ME"] == "yes" and env["PATH"] == os.environ["PATH"]
+        assert env["OPENCLAW_SUPERVISOR_MODE"] == "external"
+        assert "--disable-warning=ExperimentalWarning" in env["NODE_OPTIONS"].split()
+        assert len(env["OPENCLAW_GATEWAY_TOKEN"]) >= 32  # generated: no token in env or config
+        token_file = g.state_dir / "gateway-token"
+        assert token_file.read_text().strip() == env["OPENCLAW_GATEWAY_TOKEN"]
+        assert token_file.stat().st_mode & 0o777 == 0o600
+        assert stop_gatewayd(g) == 0
+
+
+def test_legacy_gateway_gets_the_service_marker_not_supervisor_mode(tmp_path: Path) -> None:
+    dump = tmp_path / "env.json"
+    with gatewayd(tmp_path, fake_settings("2026.2.26", FAKE_GW_ENV_DUMP=str(dump))) as g:
+        g.start()
+        g.wait_event("gateway ready")
+        env = json.loads(dump.read_text())
+        assert env["OPENCLAW_SERVICE_MARKER"] == "gatewayd"
+        assert "OPENCLAW_SUPERVISOR_MODE" not in env
+        assert stop_gatewayd(g) == 0
+
+
+def test_tokens_never_reach_logs_or_status(tmp_path: Path) -> None:
+    token = "tok-" + "s3cr3t" * 6
+    with gatewayd(tmp_path, fake_settings(), env={"OPENCLAW_GATEWAY_TOKEN": token}) as g:
+        g.start()
+        g.wait_event("gateway ready")
+        os.kill(g.spawned_pids()[0], signal.SIGKILL)
+        g.wait_event("gateway ready", count=2)
+        status = g.run_cli("status", "-c", str(g.config_file), "--json")
+        assert stop_gatewayd(g) == 0
+        gateway_log = (g.state_dir / "logs" / "gateway.log").read_text()
+        assert "auth token=***" in gateway_log  # the fake prints it; gatewayd redacts it
+        for path in g.state_dir.rglob("*"):
+            if path.is_file():
+                assert token.encode() not in path.read_bytes(), path
+        assert token not in status.stdout
+
+
+def test_requested_restart_respawns_at_once_without_counting_a_crash(tmp_path: Path) -> None:
+    with gatewayd(tmp_path, fake_settings()) as g:
+        g.start()
+        g.wait_event("gateway ready")
+        g.wait_event("rpc monitor connected")
+        fake_call(g, "restart?expected_ms=1500")
+        ended = g.wait_event("gateway exited")
+        assert ended["exit_kind"] == "restart-requested" and ended["counts_as_crash"] is False
+        assert ended["delay_s"] == 0.0 and ended["consecutive_crashes"] == 0
+        handoff = g.wait_event("restart handoff")
+        assert handoff["status"] == "accepted"
+        g.wait_event("gateway ready", count=2)
+        assert stop_gatewayd(g) == 0
+
+
+def test_crash_loop_is_a_visible_state_that_keeps_retrying(tmp_path: Path) -> None:
+    settings = merge(fake_settings(FAKE_GW_EXIT_AFTER="0.3:1"),
+                     {"supervise": {"backoff_initial_s": 0.05, "backoff_max_s": 0.1, "crash_loop_delay_s": 0.3,
+                                    "crash_loop_crashes": 5}})
+    with gatewayd(tmp_path, settings) as g:
+        g.start()
+        fifth = g.wait_event("gateway exited", count=5)
+        assert fifth["crash_loop"] is True
+        g.wait_event("supervision state", where=lambda e: e["state"] == "crash-loop")
+        g.wait_event("gateway spawned", count=7)  # never a silent stop
+        for e in g.named("gateway exited")[:4]:
+            assert e["crash_loop"] is False
+        assert stop_gatewayd(g) == 0
+        assert g.alive_marked() == []
+
+
+def test_port_held_by_an_unrelated_program_is_a_conflict_and_is_not_killed(tmp_path: Path) -> None:
+    with gatewayd(tmp_path, fake_settings()) as g:
+        holder = subprocess.Popen([sys.executable, "-c", (
+            "import socket,sys,time\n"
+            f"s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1',{g.port}))\n"
+            "s.listen(); print('ok', flush=True); time.sleep(600)")], stdout=subprocess.PIPE)
+        try:
+            assert holder.stdout is not None and holder.stdout.readline().strip() == b"ok"
+            g.start()
+            conflict = g.wait_event("port conflict")
+            assert str(holder.pid) in " ".join(conflict["owners"])
+            g.wait_event("supervision state", where=lambda e: e["state"] == "conflict")
+            assert g.spawned_pids() == []
+            assert holder.poll() is None
+            assert stop_gatewayd(g) == 0
+            assert holder.poll() is None
+        finally:
+            holder.kill()
+            holder.wait()
+            assert holder.stdout is not None
+            holder.stdout.close()
+
+
+def test_single_instance_and_restart_after_kill9_of_gatewayd(tmp_path: Path) -> None:
+    with gatewayd(tmp_path, fake_settings()) as g:
+        first = g.start()
+        g.wait_event("gateway ready")
+        second = g.start()
+        assert second.wait(30) == 3
+        out = (tmp_path / "gatewayd-1.out").read_text().strip().splitlines()
+        assert out[-1].startswith("gatewayd: another gatewayd (pid ") and str(first.pid) in out[-1]
+        old_gateway = g.spawned_pids()[0]
+        first.kill()
+        first.wait()
+        third = g.start()  # the lock died with its holder: starts at once
+        g.wait_event("gateway ready", count=2)
+        # Never two gateways: the one left behind is stopped (adoption lands with the recovery work).
+        assert not psutil.pid_exists(old_gateway) or psutil.Process(old_gateway).status() == psutil.STATUS_ZOMBIE
+        third.send_signal(signal.SIGTERM)
+        assert third.wait(30) == 0
+        assert g.alive_marked() == []
+
+
+def test_stale_pid_in_lock_file_is_neither_obeyed_nor_killed(tmp_path: Path) -> None:
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    try:
+        with gatewayd(tmp_path, fake_settings()) as g:
+            g.state_dir.mkdir(parents=True)
+            (g.state_dir / "gatewayd.lock").write_text(f"{bystander.pid}\n")
+            g.start()
+            g.wait_event("gateway ready")
+            assert stop_gatewayd(g) == 0
+            assert bystander.poll() is None
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_status_while_daemon_is_down_is_marked_stale(tmp_path: Path) -> None:
+    with gatewayd(tmp_path, fake_settings()) as g:
+        g.start()
+        g.wait_event("gateway ready")
+        live = g.run_cli("status", "-c", str(g.config_file), "--json")
+        assert live.returncode == 0
+        data = json.loads(live.stdout)
+        assert data["daemon"]["running"] is True and data["supervision"]["state"] == "running"
+        assert stop_gatewayd(g) == 0
+        down = g.run_cli("status", "-c", str(g.config_file), "--json")
+        data = json.loads(down.stdout)
+        assert down.returncode == 1
+        assert data["daemon"]["running"] is False and data["supervision"]["stale"] is True
+        assert data["supervision"]["state"] == "stopped"
+
+
+def test_bad_config_is_one_line_naming_file_and_key(tmp_path: Path) -> None:
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text("[probes]\ninterval_s = 'fast'\n")
+    cfg.chmod(0o600)
+    r = subprocess.run([sys.executable, "-m", "supervisor", "run", "-c", str(cfg)], capture_output=True,
+                       text=True, timeout=30)
+    assert r.returncode == 2
+    assert r.stderr.strip().count("\n") == 0
+    assert str(cfg) in r.stderr and "probes.interval_s" in r.stderr

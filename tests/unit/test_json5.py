@@ -1,0 +1,123 @@
+"""The JSON5 reader used for the gateway's config."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pytest
+
+from supervisor.gateway import json5
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # comments
+    ("// leading\n{a: 1}", {"a": 1}),
+    ("{a: 1} // trailing", {"a": 1}),
+    ("{/* block */ a: /* inline */ 1}", {"a": 1}),
+    ("{\n  /* multi\n     line */\n  a: 1,\n}", {"a": 1}),
+    ("{a: 1, // it's a comment with a quote\n b: 2}", {"a": 1, "b": 2}),
+    # quotes
+    ("{a: 'single'}", {"a": "single"}),
+    ("{'key': 'v'}", {"key": "v"}),
+    ("{a: 'say \"hi\"'}", {"a": 'say "hi"'}),
+    ("{a: \"it's\"}", {"a": "it's"}),
+    ("{'a b': 1}", {"a b": 1}),
+    # escapes
+    (r"{a: 'it\'s'}", {"a": "it's"}),
+    (r'{a: "q\"q"}', {"a": 'q"q'}),
+    (r"{a: '\\'}", {"a": "\\"}),
+    (r"{a: 'back\\slash', b: 2}", {"a": "back\\slash", "b": 2}),
+    (r"{a: '\n\t\r\b\f'}", {"a": "\n\t\r\b\f"}),
+    (r"{a: '\u00e9\u0041'}", {"a": "éA"}),
+    (r"{a: '\/'}", {"a": "/"}),
+    ("{a: 'line one \\\nline two'}", {"a": "line one line two"}),
+    # trailing commas
+    ("{a: 1,}", {"a": 1}),
+    ("[1, 2, 3,]", [1, 2, 3]),
+    ("{a: [1,], b: {c: 2,},}", {"a": [1], "b": {"c": 2}}),
+    ("{a: 1, // c\n}", {"a": 1}),
+    ("{a: 1, /* c */ }", {"a": 1}),
+    ("{a: 1,/*,*/}", {"a": 1}),
+    # unquoted keys
+    ("{a: 1, $b: 2, _c3: 3, camelCase: 4}", {"a": 1, "$b": 2, "_c3": 3, "camelCase": 4}),
+    ("{ a  :  1 }", {"a": 1}),
+    ("{a\n:\n1}", {"a": 1}),
+    ("{truex: 1, nullable: 2}", {"truex": 1, "nullable": 2}),
+    # URLs containing //, and comment markers inside strings
+    ("{url: 'http://example.com/a//b'}", {"url": "http://example.com/a//b"}),
+    ('{url: "https://x.test:8443/p"} // real comment', {"url": "https://x.test:8443/p"}),
+    ("{a: 'x /* not a comment */ y'}", {"a": "x /* not a comment */ y"}),
+    ("{a: 'x, }'}", {"a": "x, }"}),
+    # literals and numbers
+    ("{a: true, b: false, c: null}", {"a": True, "b": False, "c": None}),
+    ("{a: +1, b: -2, c: 1.5, d: 1e3, e: -0.5e-2}", {"a": 1, "b": -2, "c": 1.5, "d": 1000.0, "e": -0.005}),
+    # plain JSON stays JSON
+    ('{"a": [1, {"b": null}], "c": "d"}', {"a": [1, {"b": None}], "c": "d"}),
+    ("{a: 'x'}\r\n", {"a": "x"}),
+])
+def test_json5_loads(text: str, expected: Any) -> None:
+    assert json5.loads(text) == expected
+
+
+def test_json5_nested_openclaw_like_config() -> None:
+    text = """
+    // ~/.openclaw/openclaw.json
+    {
+      gateway: {
+        port: 18789,
+        bind: 'loopback',
+        auth: { mode: 'token', token: '${OPENCLAW_GATEWAY_TOKEN}', },  // env reference
+        controlUi: { allowedOrigins: ['http://localhost:5173', "https://a.example//x",], },
+      },
+      agents: {
+        defaults: { heartbeat: { every: '30m', }, },
+        list: [ { id: 'main', workspace: '~/work', }, { id: "ops", }, ],
+      },
+      /* trailing block */
+    }
+    """
+    doc = json5.loads(text)
+    assert doc["gateway"]["port"] == 18789
+    assert doc["gateway"]["auth"] == {"mode": "token", "token": "${OPENCLAW_GATEWAY_TOKEN}"}
+    assert doc["gateway"]["controlUi"]["allowedOrigins"] == ["http://localhost:5173", "https://a.example//x"]
+    assert [a["id"] for a in doc["agents"]["list"]] == ["main", "ops"]
+    assert doc["agents"]["defaults"]["heartbeat"]["every"] == "30m"
+
+
+def test_json5_infinity_and_nan() -> None:
+    doc = json5.loads("{a: Infinity, b: -Infinity, c: NaN}")
+    assert doc["a"] == math.inf and doc["b"] == -math.inf and math.isnan(doc["c"])
+
+
+@pytest.mark.parametrize("text", ["{a: }", "{a: 'unterminated}", "{a: 1", "not json", "{a: nullish}"])
+def test_json5_invalid_raises_value_error(text: str) -> None:
+    with pytest.raises(ValueError):
+        json5.loads(text)
+
+
+def test_json5_to_json_keeps_string_content_verbatim() -> None:
+    assert json5.to_json("{a: '//'}") == '{"a": "//"}'
+
+
+# Valid JSON5 (spec https://spec.json5.org) that gatewayd fails to read; launch.build then refuses
+# to start the gateway at all, although a spec-following JSON5 reader accepts the file.
+JSON5_GAPS = [
+    ("{a: 0x1F}", {"a": 31}),
+    ("{a: .5}", {"a": 0.5}),
+    ("{a: 5.}", {"a": 5.0}),
+    ("{a: +.5}", {"a": 0.5}),
+    ("{a: '\\x41'}", {"a": "A"}),
+    ("{a: '\\0'}", {"a": "\0"}),
+    ("{a: '\\v'}", {"a": "\v"}),
+    ("{a: 'x\ty'}", {"a": "x\ty"}),
+    ("{a: 'l1 \\\r\nl2'}", {"a": "l1 l2"}),
+    ("{café: 1}", {"café": 1}),
+]
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: json5.to_json misses JSON5 number forms (hex, .5, 5., +.5), "
+                   "escapes (\\x, \\0, \\v, CRLF line continuation), literal tabs in strings, unicode keys")
+@pytest.mark.parametrize(("text", "expected"), JSON5_GAPS, ids=[t for t, _ in JSON5_GAPS])
+def test_json5_spec_forms_are_read(text: str, expected: Any) -> None:
+    assert json5.loads(text) == expected
