@@ -195,7 +195,8 @@ def build_config(version: str, *, gw_port: int, model_port: int, token: str, hoo
 
 def prepare_sandbox(root: Path, version: str, gw_port: int, model_port: int, *,
                     heartbeat_every: str = "0m", token: str | None = None,
-                    hook_token: str | None = None, agents: list[str] | None = None) -> Sandbox:
+                    hook_token: str | None = None, agents: list[str] | None = None,
+                    entry: Path | None = None, node: Path | None = None) -> Sandbox:
     """Create ROOT's folders and openclaw.json; return what a launcher needs.
 
     Idempotent: an existing root keeps its state; the config is rewritten."""
@@ -206,8 +207,9 @@ def prepare_sandbox(root: Path, version: str, gw_port: int, model_port: int, *,
     for a in agents:
         if not re.fullmatch(r"[a-z0-9][a-z0-9_-]{0,63}", a):
             raise ValueError(f"bad agent id {a!r}")
-    entry = find_entry(version)
-    node = find_node(version)
+    # A given entry (the user's own openclaw) is used as is; otherwise the pinned install.
+    entry = entry or find_entry(version)
+    node = node or find_node(version)
     home, state, tmp, logs = root / "home", root / "state", root / "tmp", root / "logs"
     for d in (home, state, tmp, logs):
         d.mkdir(parents=True, exist_ok=True)

@@ -8,9 +8,15 @@ from __future__ import annotations
 
 import fcntl
 import os
+import time
 from pathlib import Path
 
 from supervisor.errors import InstanceLocked
+
+# `holder_pid` (e.g. `gatewayd status`) holds a shared lock for an instant: a gatewayd starting
+# right then retries for about 200 ms before it believes another gatewayd runs.
+ACQUIRE_TRIES = 20
+ACQUIRE_PAUSE_S = 0.01
 
 
 class InstanceLock:
@@ -21,12 +27,17 @@ class InstanceLock:
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+        for attempt in range(ACQUIRE_TRIES):
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if attempt < ACQUIRE_TRIES - 1:
+                    time.sleep(ACQUIRE_PAUSE_S)
+        else:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
             os.close(fd)
-            raise InstanceLocked(f"another gatewayd (pid {holder}) already runs on {self.path.parent}") from None
+            raise InstanceLocked(f"another gatewayd (pid {holder}) already runs on {self.path.parent}")
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd

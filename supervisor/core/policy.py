@@ -131,6 +131,7 @@ class RestartTracker:
 
     def on_exit(self, c: Classification, now: float, rand: float) -> RestartDecision:
         self.refresh(now)
+        was_ready = self.ready_since is not None
         self.ready_since = None
         p = self.policy
         if c.kind in (ExitKind.CLEAN_STOP, ExitKind.STOP_UNCLEAN):
@@ -139,7 +140,10 @@ class RestartTracker:
             return RestartDecision(NextStep.WAIT_CONFIG_CHANGE, 0.0, self.crash_loop, self.consecutive)
         if c.kind is ExitKind.CONFLICT:
             return RestartDecision(NextStep.WAIT_PORT_FREE, p.conflict_retry_s, self.crash_loop, self.consecutive)
-        if not c.counts_as_crash:
+        # A requested restart (exit 0 unasked) is the gateway's own business only once it was ready;
+        # one before readiness is a boot that keeps failing: back off, or it spawns in a hot loop.
+        requested_too_early = c.kind is ExitKind.RESTART_REQUESTED and not was_ready
+        if not c.counts_as_crash and not requested_too_early:
             return RestartDecision(NextStep.RESPAWN, 0.0, self.crash_loop, self.consecutive)
         self.consecutive += 1
         self.crash_times.append(now)

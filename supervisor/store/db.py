@@ -96,7 +96,7 @@ class Store:
             if not _is_corrupt(exc):
                 raise StoreUnavailable(f"{self.path}: {exc}") from exc
             self._close_sync()
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+            aside = self._aside_path()
             for suffix in ("", "-wal", "-shm"):
                 src = Path(str(self.path) + suffix)
                 if src.exists():
@@ -105,10 +105,30 @@ class Store:
                       moved_to=str(aside), error=str(exc))
             self._connect_and_check()
 
+    def _aside_path(self) -> Path:
+        """`<db>.corrupt-<timestamp>`, with a counter so an earlier moved-aside store is never overwritten."""
+        base = f"{self.path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
+        n = 0
+        while True:
+            aside = self.path.with_name(base if n == 0 else f"{base}-{n}")
+            if not any(Path(str(aside) + suffix).exists() for suffix in ("", "-wal", "-shm")):
+                return aside
+            n += 1
+
     def _connect_and_check(self) -> None:
         conn = sqlite3.connect(self.path, timeout=5.0, isolation_level=None, check_same_thread=False)
         self._conn = conn
+        try:
+            self._check(conn)
+        except BaseException:
+            self._close_sync()  # refused or failed: hold no connection to the file
+            raise
+
+    def _check(self, conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA busy_timeout = 5000")
+        # Before any pragma that writes (journal_mode changes the file header): a store written by a
+        # newer gatewayd is refused untouched.
+        self._refuse_too_new(conn)
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         conn.execute("PRAGMA synchronous = FULL")
         conn.execute("PRAGMA foreign_keys = ON")
@@ -129,11 +149,15 @@ class Store:
         self._inode = os.stat(self.path).st_ino
         os.chmod(self.path, 0o600)
 
-    def _migrate(self, conn: sqlite3.Connection) -> None:
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
+    def _refuse_too_new(self, conn: sqlite3.Connection) -> int:
+        version: int = conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise StoreTooNew(f"{self.path}: written by a newer gatewayd (schema {version}, this one knows "
                               f"{SCHEMA_VERSION}); refusing to touch it")
+        return version
+
+    def _migrate(self, conn: sqlite3.Connection) -> None:
+        version = self._refuse_too_new(conn)
         for i in range(version, SCHEMA_VERSION):
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -163,6 +187,10 @@ class Store:
                 log.error("store file was deleted or replaced under the running daemon; re-creating it",
                           path=str(self.path))
                 self._close_sync()
+                # The -wal and -shm next to the path belong to the old file (SQLite keeps them when
+                # the file moved): replayed into the new file they would overwrite its content.
+                for suffix in ("-wal", "-shm"):
+                    Path(str(self.path) + suffix).unlink(missing_ok=True)
             self._open_sync()
         assert self._conn is not None
         return self._conn

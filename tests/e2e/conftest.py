@@ -13,8 +13,8 @@ import pytest
 from tests.support.harness import REPO, Gatewayd, free_port_block
 
 sys.path.insert(0, str(REPO / "scripts"))
-import fake_model  # noqa: E402
-import sandbox  # noqa: E402
+import fake_model
+import sandbox
 
 VERSIONS = ("2026.9.6", "2026.2.26")
 

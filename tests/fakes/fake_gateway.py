@@ -15,7 +15,7 @@ FAKE_GW_EXIT_AT_BOOT=<code>, FAKE_GW_IGNORE_TERM=1, FAKE_GW_NEVER_READY=1, FAKE_
 FAKE_GW_PID_FILE=<path>.
 Controls (POST or GET, answer 200 "ok..." before acting): /__fake/crash?code=N, /__fake/signal?sig=9,
 /__fake/hang, /__fake/grandchild[?session=1] (body "ok <pid>"), /__fake/restart?expected_ms=1500,
-/__fake/drain?seconds=S.
+/__fake/drain?seconds=S, /__fake/silence?seconds=12&expected_ms=3000 (restart in place: listener closed).
 """
 
 from __future__ import annotations
@@ -251,6 +251,26 @@ class FakeGateway:
         if not self.exit_code.done():
             self.exit_code.set_result(0)
 
+    async def restart_in_place(self, seconds: float, expected_ms: int) -> None:
+        """Like 2026.2.x restarting in place: announce, close with 1012, close the listener for a
+        while, then listen again with a new boot id (same pid)."""
+        payload = {"reason": "gateway restarting", "restartExpectedMs": expected_ms}
+        for ws in list(self.clients):
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(event("shutdown", payload))
+                await ws.close(1012, "restarting")
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+        log(f"[gateway] restarting in place: listener closed for {seconds}s")
+        await asyncio.sleep(seconds)
+        self.boot_id = str(uuid.uuid4())
+        self.server = await serve(
+            self.ws_handler, "127.0.0.1", self.port, process_request=self.process_request,
+            create_connection=HttpTolerantConnection, compression=None, max_size=25 * MiB, ping_interval=None,
+        )  # fmt: skip
+        log(f"[gateway] listening again on ws://127.0.0.1:{self.port} (PID {os.getpid()})")
+
     # ---------------------------------------------------------------- HTTP
     async def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         method = request.headers.get("X-Fake-Method", "GET").upper()
@@ -302,6 +322,9 @@ class FakeGateway:
             (state_dir() / HANDOFF_FILE).write_text(dumps({**record, "reason": "restart"}))
             log(f"[gateway] restart requested: handoff written, exiting for relaunch in ~{expected}ms")
             action = functools.partial(self.start_stop, "gateway restarting", expected, 0.0)
+        elif cmd == "silence":
+            seconds, expected = float(arg.get("seconds", "12")), int(arg.get("expected_ms", "3000"))
+            action = functools.partial(self.background, self.restart_in_place(seconds, expected))
         elif cmd == "drain":
             self.drain_seconds = float(arg.get("seconds", "0.2"))
             log(f"[gateway] drain time set to {self.drain_seconds}s")

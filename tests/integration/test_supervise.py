@@ -95,12 +95,14 @@ def test_sigstop_is_declared_a_hang_and_the_gateway_replaced(tmp_path: Path, ver
 
 def test_listener_closed_after_shutdown_announcement_is_not_a_hang(tmp_path: Path) -> None:
     # A gateway that announces a restart and stops answering for a while is restarting on purpose.
+    # DESIGN: "a child that closes its listener for 12 s after a shutdown event must not be killed".
     with gatewayd(tmp_path, merge(fake_settings(), {"probes": {"refused_limit_s": 2.0}})) as g:
         g.start()
         g.wait_event("gateway ready")
         g.wait_event("rpc monitor connected")
-        fake_call(g, "silence?seconds=4&expected_ms=3000")
+        fake_call(g, "silence?seconds=12&expected_ms=3000")
         g.wait_event("gateway announced shutdown")
+        wait_until(lambda: not _port_open(g.port), 10, "the listener closed")
         wait_until(lambda: httpx.get(f"http://127.0.0.1:{g.port}/healthz", timeout=1).status_code == 200
                    if _port_open(g.port) else False, 20, "the gateway answering again")
         assert g.named("gateway unresponsive: killing its process group") == []
@@ -242,7 +244,8 @@ def test_port_held_by_an_unrelated_program_is_a_conflict_and_is_not_killed(tmp_p
     with gatewayd(tmp_path, fake_settings()) as g:
         holder = subprocess.Popen([sys.executable, "-c", (
             "import socket,sys,time\n"
-            f"s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1',{g.port}))\n"
+            "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+            f"s.bind(('127.0.0.1',{g.port}))\n"
             "s.listen(); print('ok', flush=True); time.sleep(600)")], stdout=subprocess.PIPE)
         try:
             assert holder.stdout is not None and holder.stdout.readline().strip() == b"ok"

@@ -270,3 +270,16 @@ def test_unknown_key_is_refused_even_when_overridden(tmp_path: Path) -> None:
     p = write(tmp_path, "[probes]\ninterval = 2\n")  # typo of interval_s
     e = error_of(config_file=p, environ={})
     assert e.key == "probes.interval"
+
+
+def test_example_config_documents_every_key_with_its_default(tmp_path: Path) -> None:
+    example = Path(__file__).resolve().parents[2] / "config" / "gatewayd.example.toml"
+    copy = tmp_path / "gatewayd.toml"
+    copy.write_text(example.read_text())
+    copy.chmod(0o600)
+    cfg = config.load(copy, environ={})
+    assert {name for name, src in cfg.sources.items() if src == str(copy)} == set(config.BY_NAME)
+    assert cfg.restart == config.RestartPolicy() and cfg.probes == config.ProbeSettings()
+    text = example.read_text()
+    for s in config.SETTINGS:
+        assert s.help in text, s.name

@@ -145,10 +145,6 @@ def test_longer_stale_content_is_truncated(lock_path: Path) -> None:
         lock.release()
 
 
-@pytest.mark.xfail(strict=True, raises=InstanceLocked,
-                   reason="BUG: holder_pid probes with a shared flock; a gatewayd starting during that instant "
-                   "(e.g. `gatewayd status` polled while launchd restarts the daemon) gets InstanceLocked although "
-                   "no gatewayd runs")
 def test_acquire_is_not_refused_by_a_concurrent_holder_pid_probe(lock_path: Path,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     import fcntl
@@ -180,3 +176,20 @@ def test_acquire_is_not_refused_by_a_concurrent_holder_pid_probe(lock_path: Path
         lock.release()
     finally:
         os.close(probe_fd)
+
+
+def test_acquire_retries_briefly_then_refuses_a_real_holder(lock_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    from supervisor import instance
+
+    sleeps: list[float] = []
+    monkeypatch.setattr(instance.time, "sleep", sleeps.append)
+    first = InstanceLock(lock_path)
+    first.acquire()
+    try:
+        with pytest.raises(InstanceLocked):
+            InstanceLock(lock_path).acquire()
+    finally:
+        first.release()
+    assert len(sleeps) == instance.ACQUIRE_TRIES - 1
+    assert 0.1 <= sum(sleeps) <= 0.5

@@ -260,7 +260,8 @@ def test_requested_restart_respawns_at_once_and_does_not_count() -> None:
     t.on_exit(CRASH, now=0.0, rand=NO_JITTER)
     t.on_exit(CRASH, now=1.0, rand=NO_JITTER)
     for i in range(10):
-        d = t.on_exit(REQUESTED, now=2.0 + i, rand=0.99)
+        t.on_ready(2.0 + i)  # the boot became ready, then asked for its restart
+        d = t.on_exit(REQUESTED, now=2.5 + i, rand=0.99)
         assert (d.step, d.delay_s, d.consecutive_crashes, d.crash_loop) == (NextStep.RESPAWN, 0.0, 2, False)
     assert len(t.crash_times) == 2
 
@@ -363,16 +364,39 @@ def test_delay_is_never_negative_and_bounded(policy: RestartPolicy,
         if d.step is NextStep.RESPAWN:
             assert d.delay_s <= respawn_bound + 1e-9
         assert d.consecutive_crashes >= 0
-        if not c.counts_as_crash:
+        if not c.counts_as_crash and (was_ready or c.kind is not K.RESTART_REQUESTED):
             assert d.step is not NextStep.RESPAWN or d.delay_s == 0.0
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: RestartTracker.on_exit respawns every non-crash exit at once with no "
-                   "limit: a gateway that exits 0 unasked before ever becoming ready spawns in a hot loop "
-                   "(no backoff, never a crash-loop state)")
 def test_requested_restart_loop_without_readiness_backs_off() -> None:
     t = RestartTracker()
     delays = []
     for i in range(20):  # spawned, never ready, exit 0 a second later, twenty times
         delays.append(t.on_exit(REQUESTED, now=float(i), rand=NO_JITTER).delay_s)
     assert max(delays) >= t.policy.backoff_initial_s
+
+
+def test_requested_restart_without_readiness_counts_like_a_crash() -> None:
+    t = RestartTracker()
+    decisions = [t.on_exit(REQUESTED, now=float(i), rand=NO_JITTER) for i in range(5)]
+    assert [d.consecutive_crashes for d in decisions] == [1, 2, 3, 4, 5]
+    assert [d.delay_s for d in decisions[:4]] == [0.0, 1.0, 2.0, 4.0]
+    assert decisions[4].crash_loop and decisions[4].delay_s == t.policy.crash_loop_delay_s
+    # the classification itself is unchanged: the tracker decides
+    assert REQUESTED.kind is K.RESTART_REQUESTED and not REQUESTED.counts_as_crash
+
+
+def test_requested_restart_after_readiness_counts_nothing_even_after_early_ones() -> None:
+    t = RestartTracker()
+    t.on_exit(REQUESTED, now=0.0, rand=NO_JITTER)  # before readiness: counted
+    t.on_ready(1.0)
+    d = t.on_exit(REQUESTED, now=2.0, rand=NO_JITTER)  # after readiness: at once, nothing counted
+    assert (d.step, d.delay_s, d.consecutive_crashes) == (NextStep.RESPAWN, 0.0, 1)
+    assert len(t.crash_times) == 1
+
+
+def test_planned_restart_before_readiness_still_counts_nothing() -> None:
+    t = RestartTracker()
+    for i in range(3):
+        d = t.on_exit(classify(ExitFacts(Intent.RESTART, 0)), now=float(i), rand=NO_JITTER)
+        assert (d.delay_s, d.consecutive_crashes) == (0.0, 0)

@@ -133,9 +133,6 @@ async def test_store_too_new_is_refused_and_untouched(tmp_path: Path) -> None:
     assert aside_files(path) == []
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Store._connect_and_check switches journal_mode to WAL (a write to "
-                   "the file header) before _migrate checks user_version, so a newer store in rollback-journal "
-                   "mode is modified although it is refused")
 async def test_store_too_new_in_rollback_journal_mode_is_untouched(tmp_path: Path) -> None:
     path = tmp_path / "gatewayd.db"
     before = make_newer_store(path, "delete")
@@ -146,6 +143,35 @@ async def test_store_too_new_in_rollback_journal_mode_is_untouched(tmp_path: Pat
     finally:
         await s.close()
     assert path.read_bytes() == before
+
+
+async def test_store_too_new_leaves_no_open_connection(tmp_path: Path) -> None:
+    path = tmp_path / "gatewayd.db"
+    make_newer_store(path, "delete")
+    s = Store(path)
+    try:
+        with pytest.raises(StoreTooNew):
+            await s.open()
+        assert s._conn is None
+    finally:
+        await s.close()
+
+
+async def test_second_corrupt_store_in_the_same_second_keeps_the_first_aside(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(db.time, "strftime", lambda fmt, *a: "20260101-000000")
+    path = tmp_path / "gatewayd.db"
+    contents = [b"first garbage, not sqlite\n" * 200, b"second garbage, not sqlite\n" * 200]
+    for garbage in contents:
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(path) + suffix).unlink(missing_ok=True)
+        path.write_bytes(garbage)
+        s = Store(path)
+        await s.open()
+        await s.close()
+    moved = aside_files(path)
+    assert len(moved) == 2
+    assert sorted(p.read_bytes() for p in moved) == sorted(contents)
 
 
 async def test_file_deleted_under_open_store_is_recreated_on_next_write(store: Store) -> None:
@@ -170,9 +196,6 @@ async def test_file_replaced_under_open_store_is_reopened(store: Store, tmp_path
     assert await store.read(pragma("quick_check")) == "ok"
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: Store._ensure_sync closes the old connection (SQLite skips the "
-                   "checkpoint and keeps <db>-wal when the file has moved) and reopens the path: the stale WAL of "
-                   "the old file is replayed over the replacement, whose own content is lost")
 async def test_file_replaced_under_open_store_keeps_the_replacement_content(store: Store, tmp_path: Path) -> None:
     records = BootRecords(store)
     await records.started(pid=1, create_time=0.0, port=1, version="v")

@@ -1,0 +1,38 @@
+# gatewayd: `make run` and `make test` are all a newcomer needs.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+OPENCLAW_VERSIONS := 2026.9.6 2026.2.26
+PYTEST := $(PY) -m pytest -p no:cacheprovider
+
+.PHONY: run test lint unit integration e2e bench openclaw clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $@
+
+openclaw:
+	@for v in $(OPENCLAW_VERSIONS); do scripts/install-openclaw $$v --quiet >/dev/null || exit 1; done
+
+## run: gatewayd supervising a sandboxed gateway with a fake model (Ctrl-C stops both)
+run: $(VENV)/.installed
+	$(PY) scripts/run_sandbox.py
+
+## test: lint, then unit, fake-gateway, integration and real-gateway tests (fail fast)
+test: $(VENV)/.installed openclaw lint
+	$(PYTEST) tests/unit tests/fakes -q
+	$(PYTEST) tests/integration -q
+	$(PYTEST) tests/e2e -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check supervisor tests scripts
+	$(VENV)/bin/mypy supervisor
+
+## bench: the short form of every benchmark
+bench: $(VENV)/.installed
+	$(PY) scripts/bench/detect_latency.py --short
+
+clean:
+	rm -rf $(VENV) run .cache/e2e-model.jsonl
