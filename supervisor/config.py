@@ -175,9 +175,9 @@ def _from_env_text(setting: Setting, text: str, var: str) -> Any:
         if setting.type is list:
             return text.split() if text.strip() else []
         if setting.type is dict:
-            raise ConfigError(var, "", "tables cannot be set from the environment; use the config file")
+            raise ConfigError(var, setting.name, "tables cannot be set from the environment; use the config file")
     except ValueError:
-        raise ConfigError(var, "", f"must be {setting.type.__name__}, got {text!r}") from None
+        raise ConfigError(var, setting.name, f"must be {setting.type.__name__}, got {text!r}") from None
     return text
 
 

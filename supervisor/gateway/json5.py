@@ -57,7 +57,8 @@ def to_json(text: str) -> str:
 
 def _string(text: str, i: int) -> tuple[str, int]:
     """The decoded string literal starting at `text[i]` (a quote), and the index after it."""
-    quote, buf, j, n = text[i], [], i + 1, len(text)
+    quote, j, n = text[i], i + 1, len(text)
+    buf: list[str] = []
     while j < n:
         c = text[j]
         if c == quote:

@@ -214,8 +214,14 @@ def read_dotenv(path: Path) -> dict[str, str]:
         line = line.strip()
         if not line or line.startswith("#") or "=" not in line:
             continue
-        key, _, value = line.removeprefix("export ").partition("=")
-        values[key.strip()] = value.strip().strip("'\"")
+        key, _, raw = line.removeprefix("export ").partition("=")
+        value = raw.strip()
+        if value[:1] in ("'", '"') and (end := value.find(value[0], 1)) > 0:
+            value = value[1:end]  # quoted: kept as is (a `#` too); whatever follows the quote is dropped
+        else:
+            # unquoted: ` # ...` (a `#` after whitespace) starts a comment; `a#b` is a value
+            value = re.split(r"\s#", raw, maxsplit=1)[0].strip().strip("'\"")
+        values[key.strip()] = value
     return values
 
 

@@ -221,8 +221,6 @@ def test_env_text_that_is_not_a_number_names_the_variable(var: str, text: str) -
     assert e.source == var
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: config._from_env_text raises ConfigError(var, '', ...): the "
-                   "error has no key, unlike every other ConfigError (file, --flag, env validation)")
 def test_env_text_error_names_the_setting_key() -> None:
     e = error_of(environ={"GATEWAYD_SUPERVISE_BACKOFF_MAX_S": "soon"})
     assert e.key == "supervise.backoff_max_s"
@@ -242,6 +240,7 @@ def test_env_value_out_of_range_names_variable_and_key(var: str, text: str, key:
 def test_env_table_is_refused() -> None:
     e = error_of(environ={"GATEWAYD_GATEWAY_ENV": "A=1"})
     assert "GATEWAYD_GATEWAY_ENV" in str(e)
+    assert e.key == "gateway.env" and "gateway.env" in str(e)
 
 
 def test_env_backoff_initial_above_max_names_the_variable() -> None:

@@ -100,9 +100,9 @@ def test_json5_to_json_keeps_string_content_verbatim() -> None:
     assert json5.to_json("{a: '//'}") == '{"a": "//"}'
 
 
-# Valid JSON5 (spec https://spec.json5.org) that gatewayd fails to read; launch.build then refuses
-# to start the gateway at all, although a spec-following JSON5 reader accepts the file.
-JSON5_GAPS = [
+# Valid JSON5 (spec https://spec.json5.org) that gatewayd once failed to read; launch.build then
+# refused to start the gateway at all, although a spec-following JSON5 reader accepts the file.
+JSON5_SPEC_FORMS = [
     ("{a: 0x1F}", {"a": 31}),
     ("{a: .5}", {"a": 0.5}),
     ("{a: 5.}", {"a": 5.0}),
@@ -113,11 +113,32 @@ JSON5_GAPS = [
     ("{a: 'x\ty'}", {"a": "x\ty"}),
     ("{a: 'l1 \\\r\nl2'}", {"a": "l1 l2"}),
     ("{café: 1}", {"café": 1}),
+    # more of the same forms
+    ("{a: -0x1f, b: 0XFF}", {"a": -31, "b": 255}),
+    ("{a: -.5, b: 5.e2, c: 5.E-1}", {"a": -0.5, "b": 500.0, "c": 0.5}),
+    ("{a: [.5, 5., 0x10,]}", {"a": [0.5, 5.0, 16]}),
+    ("{a: 'l1 \\\rl2', b: 'l1 \\\u2028l2'}", {"a": "l1 l2", "b": "l1 l2"}),
+    ("{a: '\\a\\q'}", {"a": "aq"}),  # any other escaped character stands for itself
+    ("{a: '\\ud83d\\ude00'}", {"a": "\U0001F600"}),  # a surrogate pair
+    ("{a: 'tab\there', b: \"x\ty\"}", {"a": "tab\there", "b": "x\ty"}),
+    ("{ключ: 'значение', _é$1: 2}", {"ключ": "значение", "_é$1": 2}),
+    ("{a /* c */ : 1, b // c\n : 2}", {"a": 1, "b": 2}),
+    ("\ufeff{a:\u00a01}", {"a": 1}),
 ]
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: json5.to_json misses JSON5 number forms (hex, .5, 5., +.5), "
-                   "escapes (\\x, \\0, \\v, CRLF line continuation), literal tabs in strings, unicode keys")
-@pytest.mark.parametrize(("text", "expected"), JSON5_GAPS, ids=[t for t, _ in JSON5_GAPS])
+def test_json5_signed_infinity_and_nan() -> None:
+    doc = json5.loads("{a: +Infinity, b: -Infinity, c: +NaN, d: -NaN}")
+    assert doc["a"] == math.inf and doc["b"] == -math.inf and math.isnan(doc["c"]) and math.isnan(doc["d"])
+
+
+@pytest.mark.parametrize("text", ["{a: '\\x4'}", "{a: '\\xZZ'}", "{a: '\\u12'}", "{a: '\\u+123'}", "{a: 0x}",
+                                  "{a: 01}", "{a: 'end\\'}"])
+def test_json5_bad_escapes_and_numbers_raise_value_error(text: str) -> None:
+    with pytest.raises(ValueError):
+        json5.loads(text)
+
+
+@pytest.mark.parametrize(("text", "expected"), JSON5_SPEC_FORMS, ids=[t for t, _ in JSON5_SPEC_FORMS])
 def test_json5_spec_forms_are_read(text: str, expected: Any) -> None:
     assert json5.loads(text) == expected

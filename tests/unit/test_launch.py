@@ -322,6 +322,19 @@ def test_read_dotenv(tmp_path: Path) -> None:
     assert launch.read_dotenv(tmp_path / "missing") == {}
 
 
+def test_read_dotenv_strips_inline_comments_of_unquoted_values(tmp_path: Path) -> None:
+    p = tmp_path / ".env"
+    p.write_text("A=1 # the first\n"
+                 "B=tok#en\n"  # no whitespace before `#`: part of the value
+                 "C=  # only a comment\n"
+                 "D='quoted # kept' # comment\n"
+                 "E=\"x #y\"\n"
+                 "F=#starts-with-hash\n"
+                 "G=two words\t# tab before\n")
+    assert launch.read_dotenv(p) == {"A": "1", "B": "tok#en", "C": "", "D": "quoted # kept", "E": "x #y",
+                                     "F": "#starts-with-hash", "G": "two words"}
+
+
 # -- Secret -----------------------------------------------------------------------------------
 
 def test_secret_repr_hides_the_value() -> None:
