@@ -27,7 +27,7 @@ from supervisor.core.probestate import ProbeMachine, Verdict
 from supervisor.errors import GatewayError, LaunchError, StoreError
 from supervisor.events import BootEnded, BootStarted, EventBus, GatewayReady, ShutdownAnnounced
 from supervisor.gateway import launch
-from supervisor.gateway.child import GatewayChild, process_key
+from supervisor.gateway.child import HELPER_PIDS, ExitInfo, GatewayChild, become_subreaper, process_key
 from supervisor.gateway.launch import LaunchSpec
 from supervisor.gateway.ports import port_owners
 from supervisor.gateway.probes import Probe, probe_for
@@ -115,6 +115,8 @@ class Daemon:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, self.request_stop)
             loop.add_signal_handler(signal.SIGHUP, lambda: None)  # a closed terminal must not kill the gateway
+        if become_subreaper():
+            log.debug("child subreaper: orphans of the gateway's tree come back to gatewayd")
         self.output = logs.OutputLog(self.cfg.state_dir / "logs" / "gateway.log", self.cfg.logs.max_bytes,
                                      self.cfg.logs.backups)
         try:
@@ -178,10 +180,10 @@ class Daemon:
         try:
             proc = psutil.Process(pid)
             os.killpg(pid, signal.SIGTERM) if os.getpgid(pid) == pid else proc.terminate()
-            _gone, alive = await asyncio.to_thread(psutil.wait_procs, [proc], self.cfg.stop_budget_s)
-            if alive:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(pid, signal.SIGKILL)
+            await asyncio.to_thread(psutil.wait_procs, [proc], self.cfg.stop_budget_s)
+            # Whatever is left of its group goes too (the group id stays ours while it has members).
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
         except (psutil.Error, ProcessLookupError, PermissionError):
             pass
 
@@ -292,6 +294,10 @@ class Daemon:
         finally:
             for task in (stop_task, probe_task, monitor_task):
                 task.cancel()
+            if not child.exited and intent is Intent.NONE:
+                # Only reached through an exception in this block: never leave a gateway unsupervised.
+                log.error("supervision failed mid-boot; killing the gateway rather than orphaning it", pid=pid)
+                child.kill_tree()
             info = await child.wait()
             for task in (probe_task, monitor_task):
                 with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -299,15 +305,18 @@ class Daemon:
             await probe.close()
         await child.reap_tree()
         self.current = None
-        return await self._conclude(watch, spec, intent, info.returncode, info.exited_at, diagnostics)
+        return await self._conclude(watch, spec, intent, info, diagnostics)
 
-    async def _conclude(self, watch: BootWatch, spec: LaunchSpec, intent: Intent, returncode: int,
-                        exited_at: float, diagnostics: dict[str, Any]) -> RestartDecision:
+    async def _conclude(self, watch: BootWatch, spec: LaunchSpec, intent: Intent, info: ExitInfo,
+                        diagnostics: dict[str, Any]) -> RestartDecision:
         child = watch.child
+        returncode, exited_at = info.returncode, info.exited_at
         held = bool(returncode == 78 and port_owners(spec.port))
+        # Whether gatewayd killed the gateway itself, as of its exit: leftovers killed afterwards
+        # do not make a clean drain unclean.
         facts = ExitFacts(intent=intent, returncode=returncode, shutdown_announced=watch.shutdown_announced,
                           restart_expected=watch.restart_expected, port_held_by_other=held,
-                          killed_by_us=child.killed_by_us)
+                          killed_by_us=info.killed_by_us)
         c = classify(facts)
         if c.kind is ExitKind.RESTART_REQUESTED and spec.capabilities.external_supervisor:
             self._spawn_background(self._consume_handoff(spec, child.pid, watch.boot))
@@ -407,14 +416,22 @@ class Daemon:
         exit 0 already decided the respawn; this only records what the gateway said)."""
         prefix = spec.argv[: spec.argv.index("gateway")]
         argv = [*prefix, "gateway", "restart-handoff", "consume", "--expected-pid", str(pid), "--json"]
+        proc: asyncio.subprocess.Process | None = None
         try:
             proc = await asyncio.create_subprocess_exec(*argv, env=dict(spec.env), stdout=asyncio.subprocess.PIPE,
                                                         stderr=asyncio.subprocess.DEVNULL,
                                                         stdin=asyncio.subprocess.DEVNULL)
+            HELPER_PIDS.add(proc.pid)
             out, _ = await asyncio.wait_for(proc.communicate(), 60)
         except (OSError, TimeoutError) as exc:
             log.warning("restart-handoff consume failed", error=str(exc))
             return
+        finally:
+            if proc is not None:
+                if proc.returncode is None:
+                    proc.kill()
+                    await proc.wait()
+                HELPER_PIDS.discard(proc.pid)
         text = out.decode(errors="replace").strip()
         import json
 

@@ -1,13 +1,12 @@
 #!/usr/bin/env python3
-"""Crash-detection latency: SIGKILL the supervised gateway N times and time how soon gatewayd knows.
+"""Crash-detection latency: SIGKILL the supervised gateway N times; time how soon gatewayd knows.
 
-Runs the real Daemon in-process against the scripted fake gateway with immediate respawns. On each
+The real Daemon runs in-process against the scripted fake gateway, respawning at once. On each
 GatewayReady a killer thread (not the event loop) takes t0 just before os.kill(pid, SIGKILL); the
-daemon's BootEnded.exited_at is t1; detection = t1 - t0. Also timed: exit -> respawn (next
-BootStarted.spawned_at) and exit -> ready. With store load (the default) a thread writes the store
-through a second connection and a task in the daemon's loop writes through daemon.store, every 5 ms.
-Compared with a 5-minute polling watchdog, which sees a crash uniformly within 0..300 s.
-The last line printed is one JSON object.
+daemon's BootEnded.exited_at is t1: detection = t1 - t0. Also timed: exit -> respawn and exit -> ready.
+Store load (default on): every 5 ms a thread writes the store on a second connection and a task in
+the daemon's loop writes through daemon.store. A 5-minute polling watchdog sees a crash uniformly
+within 0..300 s. The last line printed is one JSON object.
 
     python scripts/bench/detect_latency.py [--kills N | --short] [--no-store-load]
 """
@@ -51,12 +50,12 @@ def pct(values: list[float], q: float) -> float:
     return s[max(0, math.ceil(q * len(s)) - 1)] if s else math.nan
 
 
-def num(x: float, digits: int = 3) -> float | None:
-    return None if math.isnan(x) else round(x, digits)
+def num(x: float) -> float | None:
+    return None if math.isnan(x) else round(x, 3)
 
 
-def spread(values: list[float]) -> str:
-    return "  ".join(f"{k} {pct(values, q):7.3f} ms" for k, q in (("p50", .5), ("p90", .9), ("p99", .99), ("max", 1)))
+def spread(v: list[float]) -> str:
+    return "  ".join(f"{k} {pct(v, q):7.3f} ms" for k, q in (("p50", .5), ("p90", .9), ("p99", .99), ("max", 1)))
 
 
 class Bench:
@@ -68,9 +67,7 @@ class Bench:
         self.sent: dict[int, float] = {}  # boot -> t0, set by the killer thread just before its kill
         self.ended: set[int] = set()
         self.pids: set[int] = set()  # every gateway pid the bus reported: the only pids ever signalled
-        self.detect: list[float] = []
-        self.respawn: list[float] = []
-        self.ready: list[float] = []
+        self.detect, self.respawn, self.ready = [], [], []  # type: list[float], list[float], list[float]
         self.last_exit: float | None = None
         self.unexpected, self.failure, self.done = 0, "", False
         self.started = asyncio.Event()
@@ -78,13 +75,13 @@ class Bench:
         self.rows = {"external": 0, "in_loop": 0, "errors": 0}
 
     def on_event(self, ev: object) -> None:
-        self.progress_at = time.monotonic()
         if isinstance(ev, BootStarted):
             self.pids.add(ev.pid)
             self.started.set()
             if self.last_exit is not None:
                 self.respawn.append((ev.spawned_at - self.last_exit) * 1000)
         elif isinstance(ev, GatewayReady):
+            self.progress_at = time.monotonic()
             if self.last_exit is not None:
                 self.ready.append((ev.ready_at - self.last_exit) * 1000)
                 self.last_exit = None
@@ -122,7 +119,7 @@ class Bench:
         while not self.done:
             await asyncio.sleep(1.0)
             if time.monotonic() - self.progress_at > STALL_S:
-                self.finish(f"no gateway event for {STALL_S:.0f} s (see the logs in the state dir)")
+                self.finish(f"the gateway was not ready for {STALL_S:.0f} s")
 
     def external_writer(self, db: Path, stop: threading.Event) -> None:
         conn = sqlite3.connect(db, timeout=5.0, isolation_level=None)  # autocommit: one commit per row
@@ -149,8 +146,7 @@ class Bench:
 
 
 async def run(bench_kills: int, store_load: bool, root: Path) -> Bench:
-    (root / "gatewayd.toml").write_text("")
-    (root / "gatewayd.toml").chmod(0o600)
+    (root / "gatewayd.toml").touch(mode=0o600)  # empty: no user config file or GATEWAYD_* env applies
     cfg = config.load(root / "gatewayd.toml", environ={}, cli={
         "state_dir": str(root / "state"), "gateway.command": [sys.executable, str(FAKE_GATEWAY)],
         "gateway.version": "2026.9.6", "gateway.port": free_port_block(),
@@ -201,29 +197,31 @@ def main() -> int:
     ap.add_argument("--store-load", action=argparse.BooleanOptionalAction, default=True)
     args = ap.parse_args()
     kills = 50 if args.short else args.kills
+    if kills < 1:
+        ap.error("--kills must be >= 1")
     with tempfile.TemporaryDirectory(prefix="gatewayd-bench-") as tmp:
         bench = asyncio.run(run(kills, args.store_load, Path(tmp)))
         left = leftovers(bench.pids)
     d, r, w = bench.detect, bench.respawn, bench.ready
     p50, p99 = pct(d, .5), pct(d, .99)
-    ratio50, ratio99 = WATCHDOG_P50_MS / p50 if d else math.nan, WATCHDOG_P99_MS / p99 if d else math.nan
+    ratio50, ratio99 = (round(WATCHDOG_P50_MS / p50), round(WATCHDOG_P99_MS / p99)) if d else (None, None)
     ok = p99 < GOAL_P99_MS
     print(f"{len(d)} SIGKILLs of the fake gateway; store load: {'on ' + str(bench.rows) if args.store_load else 'off'}")
     print(f"  kill -> detected : {spread(d)}")
     print(f"  exit -> respawn  : {spread(r)}")
     print(f"  exit -> ready    : {spread(w)}")
     print(f"5-minute polling watchdog: p50 {WATCHDOG_P50_MS} ms, p99 {WATCHDOG_P99_MS} ms"
-          f" -> {ratio50:,.0f}x (p50) and {ratio99:,.0f}x (p99) slower than gatewayd")
+          f" -> {ratio50 or 0:,}x (p50) and {ratio99 or 0:,}x (p99) slower than gatewayd")
     print(f"goal p99 < {GOAL_P99_MS} ms: {'met' if ok else 'MISSED'} (p99 {p99:.3f} ms)")
     if bench.unexpected:
         print(f"note: {bench.unexpected} gateway exit(s) not caused by the bench (not counted)")
-    failure = bench.failure or (f"only {len(d)} of {kills} kills measured" if len(d) < kills else "")
-    failure = failure or (f"{left} gateway process(es) were left behind (now killed)" if left else "")
+    failure = bench.failure or (f"only {len(d)} of {kills} kills measured" if len(d) < kills else "") or (
+        f"{left} gateway process(es) were left behind (now killed)" if left else "")
     if failure:
         print(f"FAILED: {failure}", file=sys.stderr)
     print(json.dumps({"kills": len(d), "p50_ms": num(p50), "p99_ms": num(p99), "max_ms": num(pct(d, 1)),
                       "respawn_p50_ms": num(pct(r, .5)), "respawn_p99_ms": num(pct(r, .99)),
-                      "watchdog_p50_ms": WATCHDOG_P50_MS, "ratio_p50": num(ratio50, 0), "ratio_p99": num(ratio99, 0),
+                      "watchdog_p50_ms": WATCHDOG_P50_MS, "ratio_p50": ratio50, "ratio_p99": ratio99,
                       "store_load": args.store_load, "goal_p99_ms": GOAL_P99_MS, "ok": ok}))
     return 1 if failure else 0
 

@@ -28,7 +28,7 @@ TRANSITIONS: dict[SupervisionState, frozenset[SupervisionState]] = {
     _S.STARTING: frozenset({_S.RUNNING, _S.BACKOFF, _S.CRASH_LOOP, _S.KILLING, _S.CONFIG_ERROR, _S.CONFLICT}),
     # RUNNING -> STARTING: a requested restart respawns at once
     _S.RUNNING: frozenset({_S.STARTING, _S.BACKOFF, _S.CRASH_LOOP, _S.KILLING, _S.CONFIG_ERROR, _S.CONFLICT}),
-    _S.KILLING: frozenset({_S.STARTING, _S.BACKOFF, _S.CRASH_LOOP}),
+    _S.KILLING: frozenset({_S.STARTING, _S.BACKOFF, _S.CRASH_LOOP, _S.CONFIG_ERROR, _S.CONFLICT}),
     _S.BACKOFF: frozenset({_S.STARTING, _S.CONFLICT, _S.CONFIG_ERROR}),
     _S.CRASH_LOOP: frozenset({_S.STARTING, _S.CONFLICT, _S.CONFIG_ERROR}),
     _S.CONFIG_ERROR: frozenset({_S.STARTING, _S.CONFLICT}),

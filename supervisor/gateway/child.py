@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -25,6 +27,22 @@ from supervisor.gateway.launch import LaunchSpec
 log = logs.get("gatewayd.child")
 
 ProcessKey = tuple[int, float]  # (pid, create time): a pid alone may be recycled
+
+
+PR_SET_CHILD_SUBREAPER = 36
+HELPER_PIDS: set[int] = set()  # gatewayd's own short-lived children (e.g. `restart-handoff consume`)
+
+
+def become_subreaper() -> bool:
+    """Linux: orphans of the gateway's tree are re-parented to gatewayd instead of init, so a
+    descendant it started just before dying (not yet recorded) is still found and reaped."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    except (OSError, AttributeError):
+        return False
 
 
 def process_key(pid: int) -> ProcessKey | None:
@@ -71,25 +89,32 @@ class GatewayChild:
         return self.proc.pid
 
     async def spawn(self) -> int:
+        # Our own pipe, not asyncio's PIPE: asyncio's `wait()` also waits for EOF on a PIPE, and a
+        # grandchild holding the gateway's stderr (an MCP server, a double-forked tool) would hide
+        # the gateway's exit until it closed.
+        read_fd, write_fd = os.pipe()
         try:
             self.proc = await asyncio.create_subprocess_exec(
                 *self.spec.argv,
                 env=dict(self.spec.env),
                 stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.STDOUT,
+                stdout=write_fd,
+                stderr=write_fd,
                 start_new_session=True,  # its own process group: signals and kills reach its whole tree
-                limit=1 << 20,
             )
         except OSError as exc:
+            os.close(read_fd)
             raise LaunchError(f"cannot start {self.spec.argv[0]}: {exc.strerror or exc}") from exc
+        finally:
+            os.close(write_fd)
         self.key = process_key(self.proc.pid) or (self.proc.pid, time.time())
-        self._drain_task = asyncio.create_task(self._drain(), name="gateway-output")
+        reader = asyncio.StreamReader(limit=1 << 20)
+        await asyncio.get_running_loop().connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0))
+        self._drain_task = asyncio.create_task(self._drain(reader), name="gateway-output")
         return self.proc.pid
 
-    async def _drain(self) -> None:
-        assert self.proc is not None and self.proc.stdout is not None
-        stream = self.proc.stdout
+    async def _drain(self, stream: asyncio.StreamReader) -> None:
         while True:
             try:
                 line = await stream.readline()
@@ -172,18 +197,32 @@ class GatewayChild:
                     p.kill()
 
     def leftovers(self) -> list[psutil.Process]:
-        alive: list[psutil.Process] = []
+        alive: list[psutil.Process] = self._adopted_orphans()
         for key in self.descendants.values():
             p = same_process(key)
             if p is not None:
                 alive.append(p)
         if self.proc is not None:
             for p in psutil.process_iter(["pid"]):
-                with contextlib.suppress(psutil.Error):
+                with contextlib.suppress(psutil.Error, OSError):
                     if p.pid not in self.descendants and os.getpgid(p.pid) == self.proc.pid \
                             and p.status() != psutil.STATUS_ZOMBIE:
                         alive.append(p)
         return alive
+
+    def _adopted_orphans(self) -> list[psutil.Process]:
+        """Our own children that are not the gateway nor a helper of ours: as a subreaper, these are
+        the gateway tree's orphans (started after our last look at the tree)."""
+        if self.proc is None or self.key is None:
+            return []
+        found = []
+        with contextlib.suppress(psutil.Error):
+            for c in psutil.Process().children():
+                with contextlib.suppress(psutil.Error):
+                    if c.pid != self.proc.pid and c.pid not in HELPER_PIDS and c.pid not in self.descendants \
+                            and c.create_time() >= self.key[1] - 0.01 and c.status() != psutil.STATUS_ZOMBIE:
+                        found.append(c)
+        return found
 
     async def stop(self, budget_s: float, force: asyncio.Event | None = None) -> ExitInfo:
         """SIGTERM, wait for the drain up to the budget (or until `force` is set), then SIGKILL the
@@ -210,8 +249,11 @@ class GatewayChild:
         """After the gateway's exit: kill what is left of its tree and wait until it is gone."""
         left = self.leftovers()
         if left:
+            # One by one through psutil (it checks identity): the group id may be free by now.
             log.warning("killing leftovers of the gateway's tree", pids=[p.pid for p in left])
-            self.kill_tree()
+            for p in left:
+                with contextlib.suppress(psutil.Error):
+                    p.kill()
             await asyncio.to_thread(psutil.wait_procs, left, timeout_s)
         if self._drain_task is not None:
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):

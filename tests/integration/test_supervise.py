@@ -324,3 +324,21 @@ def test_bad_config_is_one_line_naming_file_and_key(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0
     assert str(cfg) in r.stderr and "probes.interval_s" in r.stderr
+
+
+def test_regression_grandchild_started_just_before_a_crash_is_reaped(tmp_path: Path) -> None:
+    """Found here: a grandchild in its own session, started after the last look at the tree and
+    orphaned by a kill -9 of the gateway, escaped. gatewayd is a child subreaper on Linux: it
+    comes back to gatewayd and is killed; the exit itself is seen at once."""
+    with gatewayd(tmp_path, merge(fake_settings(), {"probes": {"refused_limit_s": 60.0}})) as g:
+        g.start()
+        g.wait_event("gateway ready")
+        grandchild = int(fake_call(g, "grandchild?session=1").split()[-1])
+        wait_until(lambda: grandchild in {c.pid for c in psutil.Process(g.spawned_pids()[0]).children()}, 5,
+                   "the grandchild")
+        os.kill(g.spawned_pids()[0], signal.SIGKILL)
+        ended = g.wait_event("gateway exited", timeout=10)
+        assert ended["exit_kind"] == "crash" and ended["returncode"] == -9
+        g.wait_event("gateway ready", count=2)
+        assert stop_gatewayd(g) == 0
+        assert g.alive_marked() == []
