@@ -19,6 +19,7 @@ from supervisor import __version__, config, logs
 from supervisor.errors import ConfigError, GatewaydError, InstanceLocked, LaunchError, StoreError
 from supervisor.instance import holder_pid
 from supervisor.store.db import open_readonly, row_dicts
+from supervisor.store.inflight import read_current
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Supervise the OpenClaw gateway: restart it at once, keep its in-flight work.")
@@ -81,6 +82,7 @@ def read_status(state_dir: Path) -> dict[str, Any]:
             daemon = row_dicts(conn.execute("SELECT * FROM daemon WHERE id = 1"))
             boots = row_dicts(conn.execute("SELECT * FROM boots ORDER BY id DESC LIMIT 1"))
             day = conn.execute("SELECT COUNT(*) FROM boots WHERE started_at > ?", (time.time() - 86400,)).fetchone()[0]
+            inflight = read_current(conn)
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
@@ -98,7 +100,9 @@ def read_status(state_dir: Path) -> dict[str, Any]:
         b = boots[0]
         out["gateway"] = {k: b[k] for k in ("pid", "port", "version", "started_at", "ready_at", "ended_at",
                                             "exit_code", "exit_kind", "detail", "gateway_boot_id")}
+        out["gateway"]["ready"] = bool(b["ready_at"] and not b["ended_at"] and running is not None)
     out["boots_24h"] = day
+    out["inflight"] = inflight
     return out
 
 
@@ -133,6 +137,11 @@ def status(
                        f"{' ready' if gw.get('ready_at') and not gw.get('ended_at') else ''}")
             if gw.get("exit_kind"):
                 typer.echo(f"last exit: {gw.get('exit_kind')} ({gw.get('detail')})")
+        inflight = st.get("inflight", {})
+        for s in inflight.get("sessions", []):
+            typer.echo(f"session: {s['key']} ({s['state']}, boot {s['boot_id']})")
+        for r in inflight.get("runs", []):
+            typer.echo(f"cron run: {r['name'] or r['job_id']} started {r['running_at_ms']} ({r['state']})")
     healthy = st["daemon"]["running"] and st.get("supervision", {}).get("state") == "running"
     raise typer.Exit(0 if healthy else 1)
 

@@ -92,6 +92,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("probes", "boot_limit_s", float, 180.0, "a booting gateway is never killed before this", _positive),
     Setting("probes", "boot_limit_max_s", float, 600.0, "boot progress extends the limit up to this", _positive),
     Setting("probes", "drain_grace_s", float, 30.0, "silence allowed after a shutdown announcement", _positive),
+    Setting("snapshot", "interval_s", float, 5.0, "in-flight work poll period while ready", _positive),
     Setting("logs", "max_bytes", int, 10 * 1024 * 1024, "rotate a log file at this size", _positive),
     Setting("logs", "backups", int, 5, "rotated files kept", _non_negative),
 )
@@ -144,6 +145,7 @@ class Config:
     probes: ProbeSettings
     logs: LogSettings
     config_file: Path | None
+    snapshot_interval_s: float = 5.0
     sources: Mapping[str, str] = field(default_factory=dict)  # setting name -> "default" | file | env | "cli"
 
 
@@ -272,4 +274,5 @@ def load(
         logs=LogSettings(max_bytes=v["logs.max_bytes"], backups=v["logs.backups"]),
         config_file=path,
         sources=sources,
+        snapshot_interval_s=v["snapshot.interval_s"],
     )

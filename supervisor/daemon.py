@@ -33,8 +33,10 @@ from supervisor.gateway.ports import port_owners
 from supervisor.gateway.probes import Probe, probe_for
 from supervisor.gateway.rpc import CLOSE_SERVICE_RESTART, Event, RpcClient
 from supervisor.instance import InstanceLock
+from supervisor.snapshotter import Snapshotter
 from supervisor.store.boots import BootEnd, BootRecords
 from supervisor.store.db import Store
+from supervisor.store.inflight import InflightRecords
 
 log = logs.get("gatewayd")
 
@@ -86,8 +88,10 @@ class Daemon:
         self.force_stop = asyncio.Event()
         self.store = Store(self.cfg.state_dir / "store.sqlite")
         self.records = BootRecords(self.store)
+        self.inflight = InflightRecords(self.store)
         self.output: logs.OutputLog | None = None
         self.current: BootWatch | None = None
+        self._adopt: tuple[int, tuple[int, float]] | None = None  # (boot, (pid, create time))
         self.spec: LaunchSpec | None = None
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -159,12 +163,17 @@ class Daemon:
         except StoreError as exc:
             log.error("cannot read previous boots", error=str(exc))
             return
-        for row in rows:
+        for i, row in enumerate(rows):
             pid, ctime = row.get("pid"), row.get("create_time")
             alive = isinstance(pid, int) and isinstance(ctime, float) and process_key(pid) == (pid, ctime)
-            if alive:
-                # Ours by its recorded identity. Until adoption lands, stop it cleanly before we spawn a
-                # new one: never two gateways, never an orphan.
+            if alive and i == len(rows) - 1:
+                # Ours by its recorded identity, and the latest: adopt it, don't kill it. Stopping it
+                # would interrupt every run in flight, the very thing gatewayd exists to prevent.
+                assert isinstance(pid, int) and isinstance(ctime, float)
+                self._adopt = (int(row["id"]), (pid, ctime))
+                log.info("found the gateway of a previous gatewayd alive: adopting it", boot=row["id"], pid=pid)
+                continue
+            if alive:  # an older one still alive: never two gateways
                 await self._stop_stale(pid)  # type: ignore[arg-type]
                 end = BootEnd(None, str(ExitKind.STOP_UNCLEAN), "stopped a gateway left by a previous gatewayd",
                               True, {})
@@ -200,14 +209,15 @@ class Daemon:
                 continue
             self.spec = spec
             logs.REDACTOR.add(spec.secrets())
-            owners = port_owners(spec.port)
+            adopt, self._adopt = self._adopt, None
+            owners = [] if adopt else port_owners(spec.port)
             if owners:
                 msg = f"port {spec.port} is held by {owners[0].describe()}; not ours, not touched"
                 log.error("port conflict", port=spec.port, owners=[o.describe() for o in owners])
                 await self._set_state(SupervisionState.CONFLICT, msg)
                 await self._wait_stop(self.cfg.restart.conflict_retry_s)
                 continue
-            decision = await self._run_boot(spec)
+            decision = await self._run_boot(spec, adopt)
             if decision.step is NextStep.STOP or self.stop_requested.is_set():
                 break
             await self._after_exit(decision, spec)
@@ -250,21 +260,31 @@ class Daemon:
         while not self.stop_requested.is_set() and stamp() == first:
             await self._wait_stop(1.0)
 
-    async def _run_boot(self, spec: LaunchSpec) -> RestartDecision:
+    async def _run_boot(self, spec: LaunchSpec, adopt: tuple[int, tuple[int, float]] | None = None
+                        ) -> RestartDecision:
         assert self.output is not None
         child = GatewayChild(spec, self.output)
         await self._set_state(SupervisionState.STARTING)
-        try:
-            pid = await child.spawn()
-        except LaunchError as exc:
-            log.error("spawn failed", error=str(exc))
-            c = classify(ExitFacts(Intent.NONE, 127))
-            return self.tracker.on_exit(c, self.clock.monotonic(), self.rand())
+        if adopt is not None and child.adopt(adopt[1]):
+            boot, pid = adopt[0], adopt[1][0]
+            log.info("gateway adopted", boot=boot, pid=pid, port=spec.port,
+                     note="its output went to the previous gatewayd and is not captured until it restarts")
+        else:
+            if adopt is not None:
+                await self._record(self.records.ended(adopt[0], BootEnd(
+                    None, str(ExitKind.VANISHED), "ended while gatewayd was down", True, {})))
+            try:
+                pid = await child.spawn()
+            except LaunchError as exc:
+                log.error("spawn failed", error=str(exc))
+                c = classify(ExitFacts(Intent.NONE, 127))
+                return self.tracker.on_exit(c, self.clock.monotonic(), self.rand())
+            assert child.key is not None
+            boot = await self._record(self.records.started(pid, child.key[1], spec.port,
+                                                           spec.capabilities.version)) or 0
+            log.info("gateway spawned", boot=boot, pid=pid, port=spec.port, version=spec.capabilities.version,
+                     argv=list(spec.argv))
         spawned_at = self.clock.monotonic()
-        assert child.key is not None
-        boot = await self._record(self.records.started(pid, child.key[1], spec.port, spec.capabilities.version)) or 0
-        log.info("gateway spawned", boot=boot, pid=pid, port=spec.port, version=spec.capabilities.version,
-                 argv=list(spec.argv))
         self.bus.publish(BootStarted(boot, pid, spawned_at))
         watch = BootWatch(boot, child, ProbeMachine.spawned(self.cfg.probes, spawned_at))
         self.current = watch
@@ -379,7 +399,10 @@ class Daemon:
         await watch.ready_event.wait()
         delay = 0.5
         while not watch.child.exited:
-            def on_event(ev: Event) -> None:
+            snapshotter = Snapshotter(self.inflight, watch.boot, spec.capabilities, self.cfg.snapshot_interval_s)
+
+            def on_event(ev: Event, snapshotter: Snapshotter = snapshotter) -> None:
+                snapshotter.on_event(ev)
                 if ev.name == "shutdown":
                     payload = ev.payload if isinstance(ev.payload, dict) else {}
                     expected = payload.get("restartExpectedMs")
@@ -399,6 +422,8 @@ class Daemon:
                 log.info("rpc monitor connected", boot=watch.boot, protocol=hello.protocol,
                          server_version=hello.server_version, gateway_boot_id=hello.boot_id,
                          methods=len(hello.methods))
+                snapshotter.caps = spec.capabilities.with_methods(hello.methods)
+                await snapshotter.run(rpc)
                 await rpc.closed.wait()
                 if rpc.close_code == CLOSE_SERVICE_RESTART and not watch.shutdown_announced:
                     watch.shutdown_announced = True

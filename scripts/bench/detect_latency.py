@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import math
 import os
@@ -202,6 +203,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="gatewayd-bench-") as tmp:
         bench = asyncio.run(run(kills, args.store_load, Path(tmp)))
         left = leftovers(bench.pids)
+        gc.collect()  # late asyncio complaints still reach the daemon's log file...
+        logs.setup(None, console=False)  # ...which is closed before its directory goes
     d, r, w = bench.detect, bench.respawn, bench.ready
     p50, p99 = pct(d, .5), pct(d, .99)
     ratio50, ratio99 = (round(WATCHDOG_P50_MS / p50), round(WATCHDOG_P99_MS / p99)) if d else (None, None)

@@ -52,7 +52,9 @@ def describe_returncode(returncode: int | None) -> str:
 def classify(facts: ExitFacts) -> Classification:
     how = describe_returncode(facts.returncode)
     if facts.intent is Intent.STOP:
-        clean = facts.returncode == 0 and not facts.killed_by_us
+        # None: an adopted gateway (not our child) whose code we cannot read; it exited on our
+        # SIGTERM without needing a kill, which is what a finished drain looks like.
+        clean = facts.returncode in (0, None) and not facts.killed_by_us
         kind = ExitKind.CLEAN_STOP if clean else ExitKind.STOP_UNCLEAN
         return Classification(kind, False, not clean, f"operator stop, {how}")
     if facts.intent is Intent.RESTART:

@@ -13,10 +13,12 @@ import asyncio
 import contextlib
 import ctypes
 import os
+import select
 import signal
 import sys
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import psutil
 
@@ -65,7 +67,7 @@ def same_process(key: ProcessKey) -> psutil.Process | None:
 
 @dataclass
 class ExitInfo:
-    returncode: int
+    returncode: int | None  # None: an adopted gateway, not our child: its code is not ours to read
     exited_at: float  # monotonic, when the loop learned of it
     killed_by_us: bool
 
@@ -76,17 +78,26 @@ class GatewayChild:
     output: logs.OutputLog
     proc: asyncio.subprocess.Process | None = None
     key: ProcessKey | None = None
+    adopted: bool = False
     descendants: dict[int, ProcessKey] = field(default_factory=dict)
     killed_by_us: bool = False
     last_output_at: float = 0.0
     _cpu_seen: float = 0.0
     _drain_task: asyncio.Task[None] | None = None
     _exit: ExitInfo | None = None
+    _pid: int | None = None
+    _exit_fut: asyncio.Future[int | None] | None = None
+    _exit_watch: Any = None  # the task or the fd/kqueue watching an adopted gateway's exit
 
     @property
     def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
+        assert self._pid is not None
+        return self._pid
+
+    def _exited_with(self, returncode: int | None) -> None:
+        if self._exit_fut is not None and not self._exit_fut.done():
+            self._exit = ExitInfo(returncode, time.monotonic(), self.killed_by_us)
+            self._exit_fut.set_result(returncode)
 
     async def spawn(self) -> int:
         # Our own pipe, not asyncio's PIPE: asyncio's `wait()` also waits for EOF on a PIPE, and a
@@ -107,12 +118,51 @@ class GatewayChild:
             raise LaunchError(f"cannot start {self.spec.argv[0]}: {exc.strerror or exc}") from exc
         finally:
             os.close(write_fd)
+        self._pid = self.proc.pid
         self.key = process_key(self.proc.pid) or (self.proc.pid, time.time())
+        loop = asyncio.get_running_loop()
+        self._exit_fut = loop.create_future()
+        self._exit_watch = asyncio.create_task(self._watch_spawned(self.proc), name="gateway-exit")
         reader = asyncio.StreamReader(limit=1 << 20)
         await asyncio.get_running_loop().connect_read_pipe(
             lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0))
         self._drain_task = asyncio.create_task(self._drain(reader), name="gateway-output")
         return self.proc.pid
+
+    async def _watch_spawned(self, proc: asyncio.subprocess.Process) -> None:
+        self._exited_with(await proc.wait())
+
+    def adopt(self, key: ProcessKey) -> bool:
+        """Watch a gateway a previous gatewayd started (same pid and create time) instead of
+        killing it: stopping it would interrupt every run in flight. Its exit is seen through a
+        pidfd (Linux) or kqueue (macOS); its output went to the old gatewayd and is not captured."""
+        if same_process(key) is None:
+            return False
+        loop = asyncio.get_running_loop()
+        pid = key[0]
+        if hasattr(os, "pidfd_open"):
+            fd = os.pidfd_open(pid)
+            self._exit_watch = fd
+            loop.add_reader(fd, self._adopted_exit, fd)
+        elif sys.platform == "darwin":
+            kq = select.kqueue()
+            kq.control([select.kevent(pid, select.KQ_FILTER_PROC, select.KQ_EV_ADD, select.KQ_NOTE_EXIT)], 0)
+            self._exit_watch = kq
+            loop.add_reader(kq.fileno(), self._adopted_exit, kq.fileno())
+        else:
+            return False  # no exit notification here: not adoptable
+        self._pid, self.key, self.adopted = pid, key, True
+        self._exit_fut = loop.create_future()
+        if same_process(key) is None:  # it died between the check and the watch
+            self._exited_with(None)
+        return True
+
+    def _adopted_exit(self, fd: int) -> None:
+        asyncio.get_running_loop().remove_reader(fd)
+        watch, self._exit_watch = self._exit_watch, None
+        with contextlib.suppress(OSError):
+            watch.close() if hasattr(watch, "close") else os.close(fd)
+        self._exited_with(None)
 
     async def _drain(self, stream: asyncio.StreamReader) -> None:
         while True:
@@ -126,31 +176,37 @@ class GatewayChild:
             self.output.write_line(line)
 
     async def wait(self) -> ExitInfo:
-        assert self.proc is not None
-        if self._exit is None:
-            rc = await self.proc.wait()
-            self._exit = ExitInfo(rc, time.monotonic(), self.killed_by_us)
+        assert self._exit_fut is not None
+        await asyncio.shield(self._exit_fut)
+        assert self._exit is not None
         return self._exit
 
     @property
     def exited(self) -> bool:
-        return self.proc is not None and self.proc.returncode is not None
+        return self._exit_fut is not None and self._exit_fut.done()
 
     def signal(self, sig: signal.Signals) -> bool:
         """Signal the gateway process itself (not its group): it drains and ends its own tree."""
-        if self.proc is None or self.exited:
+        if self._pid is None or self.exited:
             return False
-        try:
-            self.proc.send_signal(sig)
+        if self.proc is not None:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.send_signal(sig)
+                return True
+            return False
+        p = same_process(self.key) if self.key else None  # adopted: never signal a recycled pid
+        if p is None:
+            return False
+        with contextlib.suppress(psutil.Error):
+            p.send_signal(sig)
             return True
-        except ProcessLookupError:
-            return False
+        return False
 
     def record_descendants(self) -> None:
-        if self.proc is None or self.exited:
+        if self._pid is None or self.exited:
             return
         try:
-            for c in psutil.Process(self.proc.pid).children(recursive=True):
+            for c in psutil.Process(self._pid).children(recursive=True):
                 with contextlib.suppress(psutil.Error):
                     self.descendants.setdefault(c.pid, (c.pid, c.create_time()))
         except psutil.Error:
@@ -163,9 +219,9 @@ class GatewayChild:
         helper processes (2026.9.x's spawn broker and sqlite worker) keep ticking while it is
         stopped or stuck."""
         total = 0.0
-        if self.proc is not None and not self.exited:
+        if self._pid is not None and not self.exited:
             with contextlib.suppress(psutil.Error):
-                t = psutil.Process(self.proc.pid).cpu_times()
+                t = psutil.Process(self._pid).cpu_times()
                 total = t.user + t.system
         moved = total > self._cpu_seen + 0.005
         self._cpu_seen = max(self._cpu_seen, total)
@@ -175,9 +231,9 @@ class GatewayChild:
     def diagnostics(self) -> dict[str, object]:
         """What a hang looked like, recorded before the kill."""
         info: dict[str, object] = {"last_lines": self.output.last_lines(10)}
-        if self.proc is not None and not self.exited:
+        if self._pid is not None and not self.exited:
             with contextlib.suppress(psutil.Error):
-                p = psutil.Process(self.proc.pid)
+                p = psutil.Process(self._pid)
                 t = p.cpu_times()
                 info.update(status=p.status(), cpu_s=round(t.user + t.system, 3), threads=p.num_threads(),
                             rss_mb=round(p.memory_info().rss / 2**20, 1))
@@ -187,9 +243,9 @@ class GatewayChild:
         """SIGKILL the process group and every recorded descendant that is still the same process."""
         self.record_descendants()
         self.killed_by_us = True
-        if self.proc is not None:
+        if self._pid is not None and not self.exited:  # the group id is ours while its leader lives
             with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
+                os.killpg(self._pid, signal.SIGKILL)
         for key in list(self.descendants.values()):
             p = same_process(key)
             if p is not None:
@@ -202,10 +258,10 @@ class GatewayChild:
             p = same_process(key)
             if p is not None:
                 alive.append(p)
-        if self.proc is not None:
+        if self._pid is not None:
             for p in psutil.process_iter(["pid"]):
                 with contextlib.suppress(psutil.Error, OSError):
-                    if p.pid not in self.descendants and os.getpgid(p.pid) == self.proc.pid \
+                    if p.pid not in self.descendants and os.getpgid(p.pid) == self._pid \
                             and p.status() != psutil.STATUS_ZOMBIE:
                         alive.append(p)
         return alive
@@ -213,13 +269,13 @@ class GatewayChild:
     def _adopted_orphans(self) -> list[psutil.Process]:
         """Our own children that are not the gateway nor a helper of ours: as a subreaper, these are
         the gateway tree's orphans (started after our last look at the tree)."""
-        if self.proc is None or self.key is None:
+        if self._pid is None or self.key is None:
             return []
         found = []
         with contextlib.suppress(psutil.Error):
             for c in psutil.Process().children():
                 with contextlib.suppress(psutil.Error):
-                    if c.pid != self.proc.pid and c.pid not in HELPER_PIDS and c.pid not in self.descendants \
+                    if c.pid != self._pid and c.pid not in HELPER_PIDS and c.pid not in self.descendants \
                             and c.create_time() >= self.key[1] - 0.01 and c.status() != psutil.STATUS_ZOMBIE:
                         found.append(c)
         return found
@@ -227,7 +283,7 @@ class GatewayChild:
     async def stop(self, budget_s: float, force: asyncio.Event | None = None) -> ExitInfo:
         """SIGTERM, wait for the drain up to the budget (or until `force` is set), then SIGKILL the
         tree. Returns when the gateway is reaped and nothing of its tree is left."""
-        assert self.proc is not None
+        assert self._pid is not None
         self.record_descendants()
         if not self.exited:
             self.signal(signal.SIGTERM)
@@ -238,7 +294,7 @@ class GatewayChild:
             if forced is not None:
                 forced.cancel()
             if not waiter.done():
-                log.warning("gateway drain over budget, killing its process group", pid=self.proc.pid,
+                log.warning("gateway drain over budget, killing its process group", pid=self._pid,
                             budget_s=budget_s)
                 self.kill_tree()
             await waiter

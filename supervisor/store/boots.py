@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from supervisor.store.db import Store, row_dicts
+from supervisor.store.inflight import close_boot
 
 
 @dataclass(frozen=True)
@@ -49,8 +50,11 @@ class BootRecords:
                 (time.time(), end.exit_code, end.exit_kind, end.detail, int(end.needs_recovery),
                  json.dumps(end.diagnostics), boot))
             c.execute("UPDATE daemon SET current_boot = NULL WHERE id = 1 AND current_boot = ?", (boot,))
+            sessions, runs = close_boot(c, boot, end.needs_recovery, time.time())
             _event(c, "boot-ended", boot, {"exit_code": end.exit_code, "exit_kind": end.exit_kind,
-                                           "detail": end.detail})
+                                           "detail": end.detail, "interrupted_sessions": sessions if
+                                           end.needs_recovery else 0, "interrupted_runs": runs if
+                                           end.needs_recovery else 0})
         await self.store.write(tx)
 
     async def unfinished(self) -> list[dict[str, Any]]:

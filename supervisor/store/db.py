@@ -68,6 +68,44 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX events_ts ON events(ts);
     """,
+    # 2: what was in flight, per boot: sessions with a turn running, cron runs in progress.
+    # A row is never overwritten by a later boot: an interrupted item stays an obligation.
+    """
+    CREATE TABLE inflight_sessions (
+        boot_id INTEGER NOT NULL REFERENCES boots(id),
+        key TEXT NOT NULL,
+        agent_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        session_id TEXT,
+        run_ids TEXT NOT NULL DEFAULT '[]',
+        last_activity_ms INTEGER,
+        state TEXT NOT NULL CHECK (state IN ('active', 'ended', 'interrupted')),
+        first_seen_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        ended_at REAL,
+        PRIMARY KEY (boot_id, key)
+    );
+    CREATE INDEX inflight_sessions_state ON inflight_sessions(state);
+    CREATE TABLE inflight_runs (
+        job_id TEXT NOT NULL,
+        running_at_ms INTEGER NOT NULL,
+        boot_id INTEGER NOT NULL REFERENCES boots(id),
+        name TEXT,
+        agent_id TEXT,
+        payload_kind TEXT,
+        session_target TEXT,
+        schedule_kind TEXT,
+        receipt_id TEXT,
+        delete_after_run INTEGER NOT NULL DEFAULT 0,
+        enabled INTEGER NOT NULL DEFAULT 1,
+        state TEXT NOT NULL CHECK (state IN ('running', 'finished', 'interrupted')),
+        first_seen_at REAL NOT NULL,
+        updated_at REAL NOT NULL,
+        ended_at REAL,
+        PRIMARY KEY (job_id, running_at_ms)
+    );
+    CREATE INDEX inflight_runs_state ON inflight_runs(state);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

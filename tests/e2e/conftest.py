@@ -19,11 +19,19 @@ import sandbox
 VERSIONS = ("2026.9.6", "2026.2.26")
 
 
+DELAY_FILE = REPO / ".cache" / "e2e-model-delay"
+
+
+def set_model_delay(seconds: float) -> None:
+    DELAY_FILE.write_text(f"{seconds}\n")
+
+
 @pytest.fixture(scope="session")
 def model() -> Iterator[tuple[int, Path]]:
     log = Path(REPO / ".cache" / "e2e-model.jsonl")
     log.parent.mkdir(parents=True, exist_ok=True)
-    server, thread, port = fake_model.start_fake_model(port=0, delay=0.5, log_path=log)
+    set_model_delay(0.5)
+    server, thread, port = fake_model.start_fake_model(port=0, delay=0.5, log_path=log, delay_file=DELAY_FILE)
     try:
         yield port, log
     finally:

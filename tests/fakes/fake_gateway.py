@@ -430,6 +430,10 @@ class FakeGateway:
             return res_ok(req_id, payload)
         if method == "status":
             return res_ok(req_id, {"runtimeVersion": self.version, "pid": os.getpid()})
+        if method == "sessions.list":
+            return res_ok(req_id, {"ts": now_ms(), "count": 0, "sessions": [], "hasMore": False})
+        if method == "cron.list":
+            return res_ok(req_id, {"jobs": [], "total": 0, "hasMore": False})
         return res_err(req_id, "INVALID_REQUEST", "unknown method", details={"method": method})
 
 

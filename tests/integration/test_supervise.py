@@ -276,9 +276,16 @@ def test_single_instance_and_restart_after_kill9_of_gatewayd(tmp_path: Path) -> 
         first.kill()
         first.wait()
         third = g.start()  # the lock died with its holder: starts at once
+        adopted = g.wait_event("gateway adopted")
+        # Adopt, don't kill: the gateway left running keeps its pid and its work.
+        assert adopted["pid"] == old_gateway and adopted["boot"] == 1
         g.wait_event("gateway ready", count=2)
-        # Never two gateways: the one left behind is stopped (adoption lands with the recovery work).
-        assert not psutil.pid_exists(old_gateway) or psutil.Process(old_gateway).status() == psutil.STATUS_ZOMBIE
+        assert g.spawned_pids() == [old_gateway]
+        os.kill(old_gateway, signal.SIGKILL)  # its exit is seen (pidfd), though it is not our child
+        ended = g.wait_event("gateway exited")
+        assert ended["pid"] == old_gateway and ended["counts_as_crash"] is True
+        g.wait_event("gateway spawned", count=2)
+        g.wait_event("gateway ready", count=3)
         third.send_signal(signal.SIGTERM)
         assert third.wait(30) == 0
         assert g.alive_marked() == []

@@ -44,7 +44,7 @@ CLASSIFY_TABLE: list[tuple[Intent, int | None, bool, ExitKind, bool, bool]] = [
     (Intent.STOP, 79, False, K.STOP_UNCLEAN, False, True),
     (Intent.STOP, -9, False, K.STOP_UNCLEAN, False, True),
     (Intent.STOP, -15, False, K.STOP_UNCLEAN, False, True),
-    (Intent.STOP, None, False, K.STOP_UNCLEAN, False, True),
+    (Intent.STOP, None, False, K.CLEAN_STOP, False, False),  # adopted: code unknown, no kill needed
 ]
 for _rc, _held in [(0, False), (1, False), (78, False), (78, True), (79, False), (-9, False), (-15, False),
                    (None, False)]:

@@ -1,0 +1,232 @@
+"""What is in flight in the gateway, from its answers: pure parsing and diffing, no I/O.
+
+Sources per version:
+- current (2026.9.x): `sessions.list` rows carry `hasActiveRun` (authoritative) and `activeRunIds`;
+  `status` may stay "running" on a stale row after a crash, so it is never used for activity.
+- legacy (2026.2.x): rows carry no activity fields at all. Activity comes from the WebSocket `agent`
+  events (`stream: "lifecycle"`, `data.phase` "start"/"end", with `runId` and `sessionKey`), which
+  every operator connection receives (measured), tracked by `LegacyActivity`. "Updated recently"
+  is not activity: an idle session touched 10 s before a crash must not count.
+- both: `cron.list` jobs with `state.runningAtMs` are runs in flight; a run is identified by
+  `(jobId, runningAtMs)`, the obligation recovery works with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from supervisor.errors import GatewayProtocolError
+
+
+@dataclass(frozen=True)
+class SessionItem:
+    key: str
+    agent_id: str
+    kind: str  # "main", "cron-run", "hook", "subagent", "other"
+    session_id: str | None
+    run_ids: tuple[str, ...]
+    last_activity_ms: int | None
+
+
+@dataclass(frozen=True)
+class RunItem:
+    job_id: str
+    running_at_ms: int
+    name: str
+    agent_id: str
+    payload_kind: str
+    session_target: str
+    schedule_kind: str
+    receipt_id: str | None
+    delete_after_run: bool
+    enabled: bool
+
+    @property
+    def key(self) -> tuple[str, int]:
+        return (self.job_id, self.running_at_ms)
+
+
+@dataclass(frozen=True)
+class InFlight:
+    sessions: Mapping[str, SessionItem] = field(default_factory=dict)
+    runs: Mapping[tuple[str, int], RunItem] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Delta:
+    sessions_started: tuple[SessionItem, ...] = ()
+    sessions_changed: tuple[SessionItem, ...] = ()
+    sessions_ended: tuple[str, ...] = ()
+    runs_started: tuple[RunItem, ...] = ()
+    runs_ended: tuple[tuple[str, int], ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.sessions_started or self.sessions_changed or self.sessions_ended
+                    or self.runs_started or self.runs_ended)
+
+
+def agent_of(key: str, default: str = "main") -> str:
+    parts = key.split(":")
+    return parts[1] if len(parts) >= 2 and parts[0] == "agent" and parts[1] else default
+
+
+def kind_of(key: str) -> str:
+    parts = key.split(":")
+    if len(parts) >= 3 and parts[0] == "agent":
+        rest = parts[2:]
+        if rest == ["main"]:
+            return "main"
+        if rest[0] == "cron" and "run" in rest:
+            return "cron-run"  # an isolated run's session: never takes another turn
+        if rest[0] == "cron":
+            return "cron"
+        if rest[0] in ("hook", "subagent"):
+            return rest[0]
+    return "other"
+
+
+def _obj(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise GatewayProtocolError(f"{where}: expected an object, got {type(value).__name__}")
+    return value
+
+
+def _list(obj: Mapping[str, Any], key: str, where: str) -> list[Any]:
+    value = obj.get(key)
+    if not isinstance(value, list):
+        raise GatewayProtocolError(f"{where}: field {key!r} must be a list")
+    return value
+
+
+def _str(obj: Mapping[str, Any], key: str, where: str) -> str:
+    value = obj.get(key)
+    if not isinstance(value, str) or not value:
+        raise GatewayProtocolError(f"{where}: field {key!r} must be a non-empty string")
+    return value
+
+
+def _int_or_none(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return int(value)
+    return None
+
+
+def parse_sessions(payload: Any, legacy_active: Mapping[str, tuple[str, ...]] | None = None,
+                   default_agent: str = "main") -> dict[str, SessionItem]:
+    """Active sessions from a `sessions.list` answer. With `legacy_active` (2026.2.x) activity comes
+    from it (session key -> run ids), not from the rows."""
+    where = "sessions.list"
+    rows = _list(_obj(payload, where), "sessions", where)
+    out: dict[str, SessionItem] = {}
+    for i, raw in enumerate(rows):
+        row = _obj(raw, f"{where}.sessions[{i}]")
+        key = _str(row, "key", f"{where}.sessions[{i}]")
+        if legacy_active is not None:
+            run_ids = legacy_active.get(key, ())
+            active = bool(run_ids)
+        else:
+            ids = row.get("activeRunIds")
+            run_ids = tuple(str(x) for x in ids) if isinstance(ids, list) else ()
+            has = row.get("hasActiveRun")
+            if has is not None and not isinstance(has, bool):
+                raise GatewayProtocolError(f"{where}.sessions[{i}]: field 'hasActiveRun' must be a boolean")
+            active = bool(has) if has is not None else bool(run_ids)
+        if not active:
+            continue
+        agent = row.get("agentId") if isinstance(row.get("agentId"), str) else agent_of(key, default_agent)
+        last = _int_or_none(row.get("lastActivityAt")) or _int_or_none(row.get("updatedAt"))
+        sid = row.get("sessionId")
+        out[key] = SessionItem(key, str(agent), kind_of(key), sid if isinstance(sid, str) else None,
+                               run_ids, last)
+    if legacy_active is not None:
+        # A turn whose session row is not listed yet (a first turn) is still in flight.
+        for key, run_ids in legacy_active.items():
+            if key not in out and run_ids:
+                out[key] = SessionItem(key, agent_of(key, default_agent), kind_of(key), None, run_ids, None)
+    return out
+
+
+def parse_runs(payload: Any, default_agent: str = "main") -> dict[tuple[str, int], RunItem]:
+    """Cron runs in flight from a `cron.list` answer: jobs whose state has `runningAtMs`."""
+    where = "cron.list"
+    jobs = _list(_obj(payload, where), "jobs", where)
+    out: dict[tuple[str, int], RunItem] = {}
+    for i, raw in enumerate(jobs):
+        job = _obj(raw, f"{where}.jobs[{i}]")
+        state = job.get("state") or {}
+        if not isinstance(state, dict):
+            raise GatewayProtocolError(f"{where}.jobs[{i}]: field 'state' must be an object")
+        running = _int_or_none(state.get("runningAtMs"))
+        if running is None:
+            continue
+        job_id = _str(job, "id", f"{where}.jobs[{i}]")
+        schedule: dict[str, Any] = job["schedule"] if isinstance(job.get("schedule"), dict) else {}
+        payload_obj: dict[str, Any] = job["payload"] if isinstance(job.get("payload"), dict) else {}
+        agent = job.get("agentId") or job.get("effectiveAgentId") or default_agent
+        receipt = state.get("runningReceiptId")
+        item = RunItem(
+            job_id=job_id, running_at_ms=running, name=str(job.get("name") or ""), agent_id=str(agent),
+            payload_kind=str(payload_obj.get("kind") or ""), session_target=str(job.get("sessionTarget") or ""),
+            schedule_kind=str(schedule.get("kind") or ""), receipt_id=receipt if isinstance(receipt, str) else None,
+            delete_after_run=bool(job.get("deleteAfterRun")) or schedule.get("kind") == "at",
+            enabled=job.get("enabled") is not False,
+        )
+        out[item.key] = item
+    return out
+
+
+def diff(old: InFlight, new: InFlight) -> Delta:
+    started = tuple(s for k, s in new.sessions.items() if k not in old.sessions)
+    changed = tuple(s for k, s in new.sessions.items() if k in old.sessions and old.sessions[k] != s)
+    ended = tuple(k for k in old.sessions if k not in new.sessions)
+    runs_started = tuple(r for k, r in new.runs.items() if k not in old.runs)
+    runs_ended = tuple(k for k in old.runs if k not in new.runs)
+    return Delta(started, changed, ended, runs_started, runs_ended)
+
+
+@dataclass
+class LegacyActivity:
+    """2026.2.x turn tracking from `agent` lifecycle events: session key -> run ids in flight."""
+
+    runs: dict[str, str] = field(default_factory=dict)  # run id -> session key
+
+    def feed(self, payload: Any) -> bool:
+        """One `agent` event payload; returns True when the set of active turns changed."""
+        if not isinstance(payload, dict) or payload.get("stream") != "lifecycle":
+            return False
+        data = payload.get("data")
+        run_id, key = payload.get("runId"), payload.get("sessionKey")
+        if not isinstance(data, dict) or not isinstance(run_id, str) or not isinstance(key, str):
+            return False
+        phase = data.get("phase")
+        if phase == "start" and run_id not in self.runs:
+            self.runs[run_id] = key
+            return True
+        if phase in ("end", "error") and run_id in self.runs:
+            del self.runs[run_id]
+            return True
+        return False
+
+    def active(self) -> dict[str, tuple[str, ...]]:
+        by_key: dict[str, list[str]] = {}
+        for run_id, key in self.runs.items():
+            by_key.setdefault(key, []).append(run_id)
+        return {k: tuple(sorted(v)) for k, v in by_key.items()}
+
+    def reset(self) -> None:
+        self.runs.clear()
+
+
+def merge_legacy_cron_sessions(sessions: dict[str, SessionItem], runs: Iterable[RunItem]) -> dict[str, SessionItem]:
+    """2026.2.x: an isolated cron run's session is `agent:<agent>:cron:<jobId>`; count it active
+    while its job shows `runningAtMs`, even between lifecycle events."""
+    out = dict(sessions)
+    for r in runs:
+        key = f"agent:{r.agent_id}:cron:{r.job_id}"
+        if key not in out and r.session_target == "isolated":
+            out[key] = SessionItem(key, r.agent_id, "cron", None, (), r.running_at_ms)
+    return out

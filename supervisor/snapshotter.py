@@ -1,0 +1,129 @@
+"""The snapshotter: while the gateway is ready, poll what is in flight and keep it in the store.
+
+Every `interval_s` (and at once when a `cron`, `agent` or `sessions.changed` event says something
+moved), it reads `sessions.list` and `cron.list`, diffs against the last snapshot and writes only
+the changes, in one transaction. A bad answer is a typed, logged error: the last good snapshot
+stays, the loop goes on. It ends when the RPC connection closes (the monitor reconnects).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from supervisor import logs
+from supervisor.core.inflight import (
+    Delta,
+    InFlight,
+    LegacyActivity,
+    diff,
+    merge_legacy_cron_sessions,
+    parse_runs,
+    parse_sessions,
+)
+from supervisor.errors import GatewayError, GatewayProtocolError, GatewayUnavailable, StoreError
+from supervisor.gateway.capabilities import Capabilities
+from supervisor.gateway.rpc import Event, RpcClient
+from supervisor.store.inflight import InflightRecords
+
+log = logs.get("gatewayd.snapshot")
+
+POKE_EVENTS = frozenset({"cron", "sessions.changed", "task"})
+PAGE = 200  # cron.list's maximum page
+
+
+class Snapshotter:
+    def __init__(self, records: InflightRecords, boot: int, caps: Capabilities, interval_s: float,
+                 on_delta: Callable[[Delta], None] | None = None) -> None:
+        self.records = records
+        self.boot = boot
+        self.caps = caps
+        self.interval_s = interval_s
+        self.on_delta = on_delta
+        self.state = InFlight()
+        self.legacy = LegacyActivity() if caps.legacy else None
+        self.poke = asyncio.Event()
+        self.cycles = 0
+        self.last_cycle_ms = 0.0
+
+    def on_event(self, ev: Event) -> None:
+        if ev.name == "agent":
+            payload = ev.payload if isinstance(ev.payload, dict) else {}
+            if self.legacy is not None:
+                if self.legacy.feed(payload):
+                    self.poke.set()
+            elif payload.get("stream") == "lifecycle":
+                self.poke.set()
+        elif ev.name in POKE_EVENTS:
+            self.poke.set()
+
+    async def run(self, rpc: RpcClient) -> None:
+        while not rpc.closed.is_set():
+            self.poke.clear()
+            try:
+                await self.take(rpc)
+            except GatewayUnavailable:
+                return
+            except GatewayError as exc:
+                log.error("snapshot failed: bad gateway answer", error=str(exc), error_type=type(exc).__name__)
+            except StoreError as exc:
+                log.error("snapshot not recorded: store write failed", error=str(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.poke.wait(), self.interval_s)
+
+    async def take(self, rpc: RpcClient) -> Delta:
+        t0 = time.perf_counter()
+        sessions_payload = await self._sessions(rpc)
+        runs_payload = await self._all_jobs(rpc)
+        new = self.build(sessions_payload, runs_payload)
+        delta = diff(self.state, new)
+        if delta:
+            await self.records.apply(self.boot, delta)
+            if self.on_delta is not None:
+                self.on_delta(delta)
+            log.info("in flight changed", boot=self.boot, sessions=sorted(new.sessions), runs=len(new.runs),
+                     sessions_started=[s.key for s in delta.sessions_started],
+                     sessions_ended=list(delta.sessions_ended),
+                     runs_started=[list(r.key) for r in delta.runs_started], runs_ended=[list(k) for k in
+                                                                                       delta.runs_ended])
+        self.state = new
+        self.cycles += 1
+        self.last_cycle_ms = (time.perf_counter() - t0) * 1000
+        return delta
+
+    def build(self, sessions_payload: Any, runs_payload: Any) -> InFlight:
+        runs = parse_runs(runs_payload)
+        if self.legacy is not None:
+            sessions = parse_sessions(sessions_payload, self.legacy.active())
+            sessions = merge_legacy_cron_sessions(sessions, runs.values())
+        else:
+            sessions = parse_sessions(sessions_payload)
+        return InFlight(sessions, runs)
+
+    async def _sessions(self, rpc: RpcClient) -> Any:
+        if self.caps.legacy:  # no activeOnly, no paging on 2026.2.x
+            return await rpc.call("sessions.list", {})
+        return await paged(rpc, "sessions.list", {"activeOnly": True}, "sessions", 500)
+
+    async def _all_jobs(self, rpc: RpcClient) -> Any:
+        if self.caps.legacy:
+            return await rpc.call("cron.list", {"includeDisabled": True})
+        return await paged(rpc, "cron.list", {"includeDisabled": True}, "jobs", PAGE)
+
+
+async def paged(rpc: RpcClient, method: str, params: dict[str, Any], key: str, limit: int) -> Any:
+    """All pages of a list method (`hasMore`/`nextOffset`), as one answer."""
+    items: list[Any] = []
+    offset = 0
+    while True:
+        page = await rpc.call(method, {**params, "limit": limit, "offset": offset})
+        if not isinstance(page, dict) or not isinstance(page.get(key), list):
+            raise GatewayProtocolError(f"{method}: field {key!r} must be a list")
+        items += page[key]
+        nxt = page.get("nextOffset")
+        if not page.get("hasMore") or not isinstance(nxt, int) or nxt <= offset:
+            return {**page, key: items}
+        offset = nxt

@@ -1,0 +1,80 @@
+"""In-flight records: the snapshotter's changes, one transaction per poll; what a boot's end leaves."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from typing import Any
+
+from supervisor.core.inflight import Delta
+from supervisor.store.db import Store, row_dicts
+
+
+def apply_delta(c: sqlite3.Connection, boot: int, delta: Delta, now: float) -> None:
+    for s in (*delta.sessions_started, *delta.sessions_changed):
+        c.execute(
+            "INSERT INTO inflight_sessions(boot_id, key, agent_id, kind, session_id, run_ids, last_activity_ms,"
+            " state, first_seen_at, updated_at) VALUES (?,?,?,?,?,?,?, 'active', ?, ?)"
+            " ON CONFLICT(boot_id, key) DO UPDATE SET session_id = excluded.session_id, run_ids = excluded.run_ids,"
+            " last_activity_ms = excluded.last_activity_ms, state = 'active', ended_at = NULL,"
+            " updated_at = excluded.updated_at",
+            (boot, s.key, s.agent_id, s.kind, s.session_id, json.dumps(list(s.run_ids)), s.last_activity_ms, now,
+             now))
+    for key in delta.sessions_ended:
+        c.execute("UPDATE inflight_sessions SET state = 'ended', ended_at = ?, updated_at = ?"
+                  " WHERE boot_id = ? AND key = ? AND state = 'active'", (now, now, boot, key))
+    for r in delta.runs_started:
+        c.execute(
+            "INSERT INTO inflight_runs(job_id, running_at_ms, boot_id, name, agent_id, payload_kind, session_target,"
+            " schedule_kind, receipt_id, delete_after_run, enabled, state, first_seen_at, updated_at)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?, 'running', ?, ?) ON CONFLICT(job_id, running_at_ms) DO NOTHING",
+            (r.job_id, r.running_at_ms, boot, r.name, r.agent_id, r.payload_kind, r.session_target, r.schedule_kind,
+             r.receipt_id, int(r.delete_after_run), int(r.enabled), now, now))
+    for job_id, running_at in delta.runs_ended:
+        c.execute("UPDATE inflight_runs SET state = 'finished', ended_at = ?, updated_at = ?"
+                  " WHERE job_id = ? AND running_at_ms = ? AND state = 'running'", (now, now, job_id, running_at))
+    if delta:
+        c.execute("INSERT INTO events(ts, kind, boot_id, data) VALUES (?, 'snapshot', ?, ?)", (now, boot, json.dumps({
+            "sessions_started": [s.key for s in delta.sessions_started],
+            "sessions_ended": list(delta.sessions_ended),
+            "runs_started": [list(r.key) for r in delta.runs_started],
+            "runs_ended": [list(k) for k in delta.runs_ended],
+        })))
+
+
+def close_boot(c: sqlite3.Connection, boot: int, interrupted: bool, now: float) -> tuple[int, int]:
+    """At a boot's end: what was still in flight was interrupted (or, after a clean drain, ended)."""
+    s_state, r_state = ("interrupted", "interrupted") if interrupted else ("ended", "finished")
+    s = c.execute("UPDATE inflight_sessions SET state = ?, ended_at = ?, updated_at = ?"
+                  " WHERE boot_id = ? AND state = 'active'", (s_state, now, now, boot)).rowcount
+    r = c.execute("UPDATE inflight_runs SET state = ?, ended_at = ?, updated_at = ?"
+                  " WHERE boot_id = ? AND state = 'running'", (r_state, now, now, boot)).rowcount
+    return s, r
+
+
+class InflightRecords:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def apply(self, boot: int, delta: Delta) -> None:
+        await self.store.write(lambda c: apply_delta(c, boot, delta, time.time()))
+
+    async def current(self) -> dict[str, list[dict[str, Any]]]:
+        return await self.store.read(read_current)
+
+
+def read_current(c: sqlite3.Connection) -> dict[str, list[dict[str, Any]]]:
+    """Active and interrupted items (an older store, before these tables, has none)."""
+    if not c.execute("SELECT 1 FROM sqlite_master WHERE name = 'inflight_runs'").fetchone():
+        return {"sessions": [], "runs": []}
+    sessions = row_dicts(c.execute(
+        "SELECT boot_id, key, agent_id, kind, session_id, run_ids, last_activity_ms, state, first_seen_at, ended_at"
+        " FROM inflight_sessions WHERE state IN ('active', 'interrupted') ORDER BY boot_id DESC, key LIMIT 500"))
+    runs = row_dicts(c.execute(
+        "SELECT job_id, running_at_ms, boot_id, name, agent_id, payload_kind, session_target, schedule_kind, state,"
+        " first_seen_at, ended_at FROM inflight_runs WHERE state IN ('running', 'interrupted')"
+        " ORDER BY running_at_ms DESC LIMIT 500"))
+    for s in sessions:
+        s["run_ids"] = json.loads(s["run_ids"])
+    return {"sessions": sessions, "runs": runs}

@@ -1,0 +1,110 @@
+"""The snapshot on the real gateway: a slow isolated cron run and a main-session turn are in the
+store within one poll interval, stay there marked interrupted after a kill -9 of the gateway, and
+survive a kill -9 of gatewayd too."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from supervisor.gateway.launch import GatewayAuth, Secret
+from supervisor.gateway.rpc import RpcClient
+from tests.e2e.conftest import VERSIONS, fake_model, real_gatewayd, sandbox, set_model_delay
+from tests.support.harness import Gatewayd, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+POLL_S = 2.0
+
+
+def rows(g: Gatewayd, table: str) -> list[dict[str, Any]]:
+    conn = sqlite3.connect(f"file:{g.state_dir / 'store.sqlite'}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute(f"SELECT * FROM {table}")]
+    finally:
+        conn.close()
+
+
+async def start_work(sb: sandbox.Sandbox, mark: str) -> str:
+    """A recurring isolated cron agentTurn fired now, and a main-session turn, both left running."""
+    rpc = RpcClient(f"ws://127.0.0.1:{sb.gw_port}/", GatewayAuth("token", Secret(sb.token), "", False),
+                    3 if sb.legacy else 4)
+    await rpc.connect()
+    try:
+        job = await rpc.call("cron.add", {
+            "name": f"snap-{mark}", "schedule": {"kind": "every", "everyMs": 3_600_000},
+            "sessionTarget": "isolated", "delivery": {"mode": "none"},
+            "payload": {"kind": "agentTurn", "message": f"CRON-{mark} reply PONG", "timeoutSeconds": 120}})
+        job_id = job["id"] if "id" in job else job["job"]["id"]
+        run = asyncio.ensure_future(rpc.call("cron.run", {"id": job_id, "mode": "force"}, timeout_s=5))
+        turn = asyncio.ensure_future(rpc.call("agent", {
+            "message": f"MAIN-{mark} reply PONG", "idempotencyKey": str(uuid.uuid4()), "agentId": "main",
+            "sessionKey": "agent:main:main"}, timeout_s=5))
+        await asyncio.wait({run, turn}, timeout=5)
+        for f in (run, turn):
+            f.cancel()
+        return str(job_id)
+    finally:
+        await rpc.close()
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_in_flight_work_is_snapshotted_and_survives_both_kills(tmp_path: Path, model: tuple[int, Path],
+                                                               version: str) -> None:
+    g, sb = real_gatewayd(tmp_path, version, model[0], {"snapshot": {"interval_s": POLL_S}})
+    mark = uuid.uuid4().hex[:8]
+    try:
+        g.start()
+        g.wait_event("gateway ready", timeout=240)
+        g.wait_event("rpc monitor connected", timeout=60)
+        set_model_delay(20)
+        job_id = asyncio.run(start_work(sb, mark))
+
+        def both_asked() -> bool:
+            texts = [e["text"] for e in fake_model.read_log(model[1])]
+            return any(f"CRON-{mark}" in t for t in texts) and any(f"MAIN-{mark}" in t for t in texts)
+        wait_until(both_asked, 60, "both requests at the model")
+        asked_at = time.monotonic()
+
+        def recorded() -> bool:
+            runs = [r for r in rows(g, "inflight_runs") if r["job_id"] == job_id and r["state"] == "running"]
+            main = [s for s in rows(g, "inflight_sessions") if s["key"] == "agent:main:main" and s["state"] == "active"]
+            return bool(runs and main)
+        wait_until(recorded, 30, "the cron run and the main-session turn in the store")
+        assert time.monotonic() - asked_at <= POLL_S + 3.0  # within one poll interval (+ the poll itself)
+
+        gateway_pid = g.spawned_pids()[-1]
+        os.kill(gateway_pid, signal.SIGKILL)
+        g.wait_event("gateway exited")
+        run = [r for r in rows(g, "inflight_runs") if r["job_id"] == job_id]
+        main = [s for s in rows(g, "inflight_sessions") if s["key"] == "agent:main:main"]
+        assert [r["state"] for r in run] == ["interrupted"]
+        assert [s["state"] for s in main] == ["interrupted"]
+        assert run[0]["payload_kind"] == "agentTurn" and run[0]["session_target"] == "isolated"
+
+        g.procs[-1].kill()  # gatewayd too
+        g.procs[-1].wait()
+        before = (rows(g, "inflight_runs"), rows(g, "inflight_sessions"))
+        g.start()
+        g.wait_event("gateway ready", count=2, timeout=240)
+        after_runs = {(r["job_id"], r["running_at_ms"]): r["state"] for r in rows(g, "inflight_runs")}
+        for r in before[0]:
+            assert after_runs[(r["job_id"], r["running_at_ms"])] == r["state"]
+        after_sessions = {(s["boot_id"], s["key"]): s["state"] for s in rows(g, "inflight_sessions")}
+        for s in before[1]:
+            assert after_sessions[(s["boot_id"], s["key"])] == s["state"]
+        status = json.loads(g.run_cli("status", "-c", str(g.config_file), "--json").stdout)
+        assert any(r["job_id"] == job_id and r["state"] == "interrupted" for r in status["inflight"]["runs"])
+    finally:
+        set_model_delay(0.5)
+        g.cleanup()
