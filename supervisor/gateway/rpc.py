@@ -274,6 +274,8 @@ class RpcClient:
             raise GatewayTimeout(f"{method}: no answer in {timeout_s:g}s") from exc
         finally:
             self._pending.pop(req_id, None)
+            if fut.done() and not fut.cancelled():
+                fut.exception()  # retrieved: a caller cancelled mid-call leaves no "never retrieved" noise
         if res.get("ok") is True:
             return res.get("payload")
         if res.get("ok") is not False:
@@ -288,8 +290,14 @@ class RpcClient:
     async def close(self) -> None:
         if self._reader is not None:
             self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
+            try:
                 await self._reader
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # our caller is being cancelled: do not swallow it
+            except Exception:
+                pass
         if self._ws is not None:
             with contextlib.suppress(Exception):
                 await self._ws.close()  # bounded by close_timeout
