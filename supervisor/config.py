@@ -19,6 +19,7 @@ from typing import Any
 
 from supervisor.core.policy import RestartPolicy
 from supervisor.core.probestate import ProbeSettings
+from supervisor.core.recovery import RecoveryPolicy
 from supervisor.errors import ConfigError
 
 Validator = Callable[[Any], str | None]  # returns a problem, or None when the value is fine
@@ -93,6 +94,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("probes", "boot_limit_max_s", float, 600.0, "boot progress extends the limit up to this", _positive),
     Setting("probes", "drain_grace_s", float, 30.0, "silence allowed after a shutdown announcement", _positive),
     Setting("snapshot", "interval_s", float, 5.0, "in-flight work poll period while ready", _positive),
+    Setting("recovery", "max_attempts", int, 3, "attempts per interrupted cron run (the interrupted one is 1)",
+            _positive),
+    Setting("recovery", "backoff_initial_s", float, 30.0, "first retry this long after the interruption", _positive),
+    Setting("recovery", "backoff_max_s", float, 900.0, "retry backoff cap (doubling)", _positive),
+    Setting("recovery", "coalesce_window_s", float, 120.0, "a regular run this close to a planned retry is the retry",
+            _non_negative),
+    Setting("recovery", "retries_per_minute", int, 10, "at most this many retries sent per minute", _positive),
+    Setting("recovery", "hold_after_crash_loop_s", float, 120.0, "after a crash loop, retries wait this long",
+            _non_negative),
+    Setting("recovery", "notice", str, RecoveryPolicy.notice, "restart notice; {reason} and {time} are filled in"),
     Setting("logs", "max_bytes", int, 10 * 1024 * 1024, "rotate a log file at this size", _positive),
     Setting("logs", "backups", int, 5, "rotated files kept", _non_negative),
 )
@@ -146,6 +157,7 @@ class Config:
     logs: LogSettings
     config_file: Path | None
     snapshot_interval_s: float = 5.0
+    recovery: RecoveryPolicy = field(default_factory=RecoveryPolicy)
     sources: Mapping[str, str] = field(default_factory=dict)  # setting name -> "default" | file | env | "cli"
 
 
@@ -275,4 +287,10 @@ def load(
         config_file=path,
         sources=sources,
         snapshot_interval_s=v["snapshot.interval_s"],
+        recovery=RecoveryPolicy(
+            max_attempts=v["recovery.max_attempts"], backoff_initial_s=v["recovery.backoff_initial_s"],
+            backoff_max_s=v["recovery.backoff_max_s"], coalesce_window_s=v["recovery.coalesce_window_s"],
+            retries_per_minute=v["recovery.retries_per_minute"],
+            hold_after_crash_loop_s=v["recovery.hold_after_crash_loop_s"], notice=v["recovery.notice"],
+        ),
     )

@@ -33,10 +33,12 @@ from supervisor.gateway.ports import port_owners
 from supervisor.gateway.probes import Probe, probe_for
 from supervisor.gateway.rpc import CLOSE_SERVICE_RESTART, Event, RpcClient
 from supervisor.instance import InstanceLock
+from supervisor.recovery import Recovery
 from supervisor.snapshotter import Snapshotter
 from supervisor.store.boots import BootEnd, BootRecords
 from supervisor.store.db import Store
 from supervisor.store.inflight import InflightRecords
+from supervisor.store.journal import Journal
 
 log = logs.get("gatewayd")
 
@@ -69,6 +71,7 @@ class BootWatch:
     restart_expected: bool = False
     gateway_boot_id: str | None = None
     ready: bool = False
+    ready_at_ms: int = 0  # wall clock
     ready_event: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -89,6 +92,7 @@ class Daemon:
         self.store = Store(self.cfg.state_dir / "store.sqlite")
         self.records = BootRecords(self.store)
         self.inflight = InflightRecords(self.store)
+        self.journal = Journal(self.store)
         self.output: logs.OutputLog | None = None
         self.current: BootWatch | None = None
         self._adopt: tuple[int, tuple[int, float]] | None = None  # (boot, (pid, create time))
@@ -379,6 +383,7 @@ class Daemon:
 
     async def _became_ready(self, watch: BootWatch, spec: LaunchSpec) -> None:
         watch.ready = True
+        watch.ready_at_ms = int(self.clock.wall() * 1000)
         watch.ready_event.set()
         self.tracker.on_ready(self.clock.monotonic())
         owners = port_owners(spec.port)
@@ -422,8 +427,13 @@ class Daemon:
                 log.info("rpc monitor connected", boot=watch.boot, protocol=hello.protocol,
                          server_version=hello.server_version, gateway_boot_id=hello.boot_id,
                          methods=len(hello.methods))
-                snapshotter.caps = spec.capabilities.with_methods(hello.methods)
-                await snapshotter.run(rpc)
+                caps = spec.capabilities.with_methods(hello.methods)
+                snapshotter.caps = caps
+                hold = watch.ready_at_ms + int(self.cfg.recovery.hold_after_crash_loop_s * 1000) \
+                    if self.tracker.crash_loop else 0
+                recovery = Recovery(self.journal, self.cfg.recovery, caps, watch.boot, watch.ready_at_ms,
+                                    self.inflight.seen_active, self.rand, hold)
+                await asyncio.gather(snapshotter.run(rpc), self._guarded(recovery.run(rpc), "recovery"))
                 await rpc.closed.wait()
                 if rpc.close_code == CLOSE_SERVICE_RESTART and not watch.shutdown_announced:
                     watch.shutdown_announced = True
@@ -435,6 +445,13 @@ class Daemon:
                 await rpc.close()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+    async def _guarded(self, coro: Any, what: str) -> None:
+        """A failed component is logged and ends; it never takes supervision down with it."""
+        try:
+            await coro
+        except (GatewayError, StoreError) as exc:
+            log.error(f"{what} stopped", error=str(exc), error_type=type(exc).__name__)
 
     async def _consume_handoff(self, spec: LaunchSpec, pid: int, boot: int) -> None:
         """Confirm a requested restart through the gateway's own handoff record (best effort: the

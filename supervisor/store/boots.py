@@ -50,7 +50,7 @@ class BootRecords:
                 (time.time(), end.exit_code, end.exit_kind, end.detail, int(end.needs_recovery),
                  json.dumps(end.diagnostics), boot))
             c.execute("UPDATE daemon SET current_boot = NULL WHERE id = 1 AND current_boot = ?", (boot,))
-            sessions, runs = close_boot(c, boot, end.needs_recovery, time.time())
+            sessions, runs = close_boot(c, boot, end.needs_recovery, time.time(), end.exit_kind)
             _event(c, "boot-ended", boot, {"exit_code": end.exit_code, "exit_kind": end.exit_kind,
                                            "detail": end.detail, "interrupted_sessions": sessions if
                                            end.needs_recovery else 0, "interrupted_runs": runs if

@@ -106,6 +106,41 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX inflight_runs_state ON inflight_runs(state);
     """,
+    # 3: recovery. An obligation is one interrupted piece of work; an action is one thing gatewayd
+    # sends about it, journaled (with its idempotency key) before it is sent.
+    """
+    CREATE TABLE obligations (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('cron', 'session')),
+        ref TEXT NOT NULL,                 -- job id, or session key
+        running_at_ms INTEGER NOT NULL DEFAULT 0,  -- cron: the interrupted run's start
+        boot_id INTEGER NOT NULL REFERENCES boots(id),
+        agent_id TEXT,
+        session_kind TEXT,
+        name TEXT,
+        one_shot INTEGER NOT NULL DEFAULT 0,
+        attempt INTEGER NOT NULL DEFAULT 1,  -- of the interrupted run
+        interrupted_at REAL NOT NULL,
+        reason TEXT NOT NULL,
+        planned_at_ms INTEGER,
+        state TEXT NOT NULL CHECK (state IN ('open', 'done', 'given-up', 'unconfirmed')),
+        resolution TEXT,
+        updated_at REAL NOT NULL,
+        UNIQUE (kind, ref, running_at_ms, boot_id)
+    );
+    CREATE INDEX obligations_state ON obligations(state);
+    CREATE TABLE actions (
+        key TEXT PRIMARY KEY,
+        obligation_id INTEGER NOT NULL REFERENCES obligations(id),
+        kind TEXT NOT NULL CHECK (kind IN ('cron-run', 'agent-turn')),
+        attempt INTEGER NOT NULL DEFAULT 0,
+        state TEXT NOT NULL CHECK (state IN ('dispatched', 'answered', 'failed', 'unconfirmed')),
+        boot_id INTEGER,
+        dispatched_at_ms INTEGER NOT NULL,
+        result TEXT,
+        updated_at REAL NOT NULL
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -43,8 +43,11 @@ def apply_delta(c: sqlite3.Connection, boot: int, delta: Delta, now: float) -> N
         })))
 
 
-def close_boot(c: sqlite3.Connection, boot: int, interrupted: bool, now: float) -> tuple[int, int]:
-    """At a boot's end: what was still in flight was interrupted (or, after a clean drain, ended)."""
+def close_boot(c: sqlite3.Connection, boot: int, interrupted: bool, now: float, reason: str = "") -> tuple[int, int]:
+    """At a boot's end: what was still in flight was interrupted (or, after a clean drain, ended),
+    and each interrupted piece of work becomes an obligation for recovery, in the same transaction."""
+    if interrupted:
+        open_obligations(c, boot, now, reason)
     s_state, r_state = ("interrupted", "interrupted") if interrupted else ("ended", "finished")
     s = c.execute("UPDATE inflight_sessions SET state = ?, ended_at = ?, updated_at = ?"
                   " WHERE boot_id = ? AND state = 'active'", (s_state, now, now, boot)).rowcount
@@ -59,6 +62,13 @@ class InflightRecords:
 
     async def apply(self, boot: int, delta: Delta) -> None:
         await self.store.write(lambda c: apply_delta(c, boot, delta, time.time()))
+
+    async def seen_active(self, key: str, boot: int, since_ms: int) -> bool:
+        """Did this session have a turn running in `boot` since `since_ms` (e.g. the gateway's own resume)?"""
+        row = await self.store.read(lambda c: c.execute(
+            "SELECT 1 FROM inflight_sessions WHERE key = ? AND boot_id = ? AND first_seen_at >= ?",
+            (key, boot, since_ms / 1000 - 1.0)).fetchone())
+        return row is not None
 
     async def current(self) -> dict[str, list[dict[str, Any]]]:
         return await self.store.read(read_current)
@@ -78,3 +88,28 @@ def read_current(c: sqlite3.Connection) -> dict[str, list[dict[str, Any]]]:
     for s in sessions:
         s["run_ids"] = json.loads(s["run_ids"])
     return {"sessions": sessions, "runs": runs}
+
+
+def open_obligations(c: sqlite3.Connection, boot: int, now: float, reason: str) -> None:
+    for run in row_dicts(c.execute(
+            "SELECT job_id, running_at_ms, agent_id, name, delete_after_run, schedule_kind FROM inflight_runs"
+            " WHERE boot_id = ? AND state = 'running'", (boot,))):
+        # Was the interrupted run gatewayd's own retry? Then it carries that attempt's number, so
+        # a job whose retries keep killing the gateway runs out of attempts.
+        prior = c.execute(
+            "SELECT a.attempt FROM actions a JOIN obligations o ON o.id = a.obligation_id"
+            " WHERE o.kind = 'cron' AND o.ref = ? AND a.kind = 'cron-run' AND a.state IN ('dispatched', 'answered')"
+            " AND a.dispatched_at_ms BETWEEN ? AND ? ORDER BY a.dispatched_at_ms DESC LIMIT 1",
+            (run["job_id"], run["running_at_ms"] - 120_000, run["running_at_ms"] + 5_000)).fetchone()
+        one_shot = bool(run["delete_after_run"]) or run["schedule_kind"] == "at"
+        c.execute(
+            "INSERT OR IGNORE INTO obligations(kind, ref, running_at_ms, boot_id, agent_id, name, one_shot, attempt,"
+            " interrupted_at, reason, state, updated_at) VALUES ('cron', ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?)",
+            (run["job_id"], run["running_at_ms"], boot, run["agent_id"], run["name"], int(one_shot),
+             prior[0] if prior else 1, now, reason, now))
+    for s in row_dicts(c.execute(
+            "SELECT key, agent_id, kind FROM inflight_sessions WHERE boot_id = ? AND state = 'active'", (boot,))):
+        c.execute(
+            "INSERT OR IGNORE INTO obligations(kind, ref, boot_id, agent_id, session_kind, interrupted_at, reason,"
+            " state, updated_at) VALUES ('session', ?, ?, ?, ?, ?, ?, 'open', ?)",
+            (s["key"], boot, s["agent_id"], s["kind"], now, reason, now))

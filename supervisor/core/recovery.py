@@ -1,0 +1,191 @@
+"""The recovery planner: what to do about each piece of work a restart interrupted. Pure: facts
+and `now` in, decisions out; the shell journals and executes them.
+
+An interrupted cron run is an obligation `(jobId, runningAtMs)`. Neither gateway version re-runs
+an interrupted recurring run, and both re-run an interrupted one-shot themselves (DESIGN,
+correction 1). So, per obligation, right before acting, from a fresh view of the job:
+- one-shot: wait for the gateway's own re-run; a run after the interruption, or the job gone
+  (deleteAfterRun), settles it; only past the version's deadline does gatewayd re-run it;
+- recurring: a regular run starting within the coalescing window of the planned retry is
+  adopted as the retry; a run in progress means wait and decide again; a deleted or disabled job
+  is given up; attempts are counted across boots and exhausted visibly; otherwise send.
+A session that had a turn in flight gets nothing where the gateway resumed it itself (2026.9.x),
+else one agent turn carrying the restart notice (it is the notice and the wake at once).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+from supervisor.core.policy import with_jitter
+
+MS = 1000
+
+
+@dataclass(frozen=True)
+class RecoveryPolicy:
+    max_attempts: int = 3  # the interrupted run is attempt 1
+    backoff_initial_s: float = 30.0
+    backoff_max_s: float = 900.0
+    jitter: float = 0.2
+    coalesce_window_s: float = 120.0  # 0: never adopt a regular run as the retry
+    retries_per_minute: int = 10  # spread: a restart never fires every job at once
+    recheck_s: float = 15.0  # a run in progress: look again after this
+    hold_after_crash_loop_s: float = 120.0
+    notice: str = "[System] Gateway restarted ({reason}, {time}). Previous session context may be incomplete."
+    lost_request: str = (" A request you were working on when it restarted was interrupted and lost: check your"
+                         " work and tell the user what happened.")
+
+
+@dataclass(frozen=True)
+class VersionRules:
+    """What the gateway does after a restart, by version (measured, ../shared/openclaw)."""
+
+    resumes_main_sessions: bool
+    settle_max_s: float  # wait at most this long after ready for its own startup recovery
+    oneshot_deadline_after_due_s: float  # 9.x: after startupCatchupAtMs (else nextRunAtMs)
+    oneshot_min_after_ready_s: float  # never re-run a one-shot before ready + this
+
+    @classmethod
+    def for_caps(cls, legacy: bool) -> VersionRules:
+        if legacy:
+            return cls(resumes_main_sessions=False, settle_max_s=5.0, oneshot_deadline_after_due_s=0.0,
+                       oneshot_min_after_ready_s=60.0)
+        return cls(resumes_main_sessions=True, settle_max_s=30.0, oneshot_deadline_after_due_s=60.0,
+                   oneshot_min_after_ready_s=180.0)
+
+
+@dataclass(frozen=True)
+class RunObligation:
+    job_id: str
+    running_at_ms: int
+    interrupted_at_ms: int
+    attempt: int  # the attempt number of the interrupted run (1: a regular run)
+    one_shot: bool
+
+
+@dataclass(frozen=True)
+class JobView:
+    """The job as the gateway reports it now."""
+
+    exists: bool
+    enabled: bool = True
+    running_at_ms: int | None = None
+    run_starts_ms: tuple[int, ...] = ()  # starts of runs seen (run log, snapshot), any time
+    startup_catchup_at_ms: int | None = None
+    next_run_at_ms: int | None = None
+
+
+class Verb(StrEnum):
+    SEND = "send"  # cron.run now, as attempt `attempt`
+    ADOPT = "adopt"  # the run starting at `run_at_ms` is the retry (or the gateway's own re-run)
+    WAIT = "wait"  # decide again at `until_ms`
+    GIVE_UP = "give-up"
+    DONE = "done"
+
+
+@dataclass(frozen=True)
+class Decision:
+    verb: Verb
+    reason: str
+    attempt: int = 0
+    until_ms: int = 0
+    run_at_ms: int = 0
+
+
+def backoff_s(policy: RecoveryPolicy, retry_number: int, rand: float) -> float:
+    """Delay of the n-th retry (1-based) after the interruption: 30 s doubling to 15 min, jittered."""
+    base = min(policy.backoff_max_s, policy.backoff_initial_s * 2 ** max(0, retry_number - 1))
+    return with_jitter(base, policy.jitter, rand)
+
+
+def planned_at_ms(ob: RunObligation, policy: RecoveryPolicy, rand: float, settled_at_ms: int) -> int:
+    retry_number = ob.attempt  # attempt 1 interrupted -> the first retry
+    due = ob.interrupted_at_ms + int(backoff_s(policy, retry_number, rand) * MS)
+    return max(due, settled_at_ms)
+
+
+def oneshot_deadline_ms(view: JobView, rules: VersionRules, ready_at_ms: int) -> int:
+    floor = ready_at_ms + int(rules.oneshot_min_after_ready_s * MS)
+    if rules.oneshot_deadline_after_due_s <= 0:
+        return floor
+    due = view.startup_catchup_at_ms or view.next_run_at_ms or ready_at_ms
+    return max(floor, due + int(rules.oneshot_deadline_after_due_s * MS))
+
+
+def decide_run(ob: RunObligation, view: JobView, policy: RecoveryPolicy, rules: VersionRules, *,
+               now_ms: int, ready_at_ms: int, planned_ms: int) -> Decision:
+    later = sorted(t for t in view.run_starts_ms if t > ob.running_at_ms)
+    if ob.one_shot:
+        if later:
+            return Decision(Verb.ADOPT, "the gateway re-ran the one-shot itself", run_at_ms=later[0])
+        if not view.exists:
+            return Decision(Verb.DONE, "one-shot job gone (ran and deleted, or removed)")
+    elif not view.exists:
+        return Decision(Verb.GIVE_UP, "job deleted")
+    if not view.enabled:
+        return Decision(Verb.GIVE_UP, "job disabled")
+    running = view.running_at_ms
+    if running is not None and running > ob.running_at_ms and (ob.one_shot or _adoptable(running, planned_ms, policy)):
+        return Decision(Verb.ADOPT, "a run in progress stands for the retry", run_at_ms=running)
+    if view.running_at_ms is not None:
+        return Decision(Verb.WAIT, "a run is in progress", until_ms=now_ms + int(policy.recheck_s * MS))
+    if not ob.one_shot:
+        for t in later:
+            if _adoptable(t, planned_ms, policy):
+                return Decision(Verb.ADOPT, "a regular run in the coalescing window is the retry", run_at_ms=t)
+    due = oneshot_deadline_ms(view, rules, ready_at_ms) if ob.one_shot else planned_ms
+    if now_ms < due:
+        return Decision(Verb.WAIT, "not due yet", until_ms=due)
+    if ob.attempt >= policy.max_attempts:
+        return Decision(Verb.GIVE_UP, f"attempts exhausted ({ob.attempt} of {policy.max_attempts})")
+    return Decision(Verb.SEND, "retry", attempt=ob.attempt + 1)
+
+
+def _adoptable(run_at_ms: int, planned_ms: int, policy: RecoveryPolicy) -> bool:
+    window = int(policy.coalesce_window_s * MS)
+    return window > 0 and abs(run_at_ms - planned_ms) <= window
+
+
+def spread(due_ms: list[int], retries_per_minute: int) -> list[int]:
+    """Push due times apart so no more than `retries_per_minute` fall in any minute (order kept)."""
+    gap = 60_000 // max(1, retries_per_minute)
+    out: list[int] = []
+    last: int | None = None
+    for t in sorted(due_ms):
+        t = t if last is None else max(t, last + gap)
+        out.append(t)
+        last = t
+    order = sorted(range(len(due_ms)), key=lambda i: due_ms[i])
+    result = [0] * len(due_ms)
+    for rank, i in enumerate(order):
+        result[i] = out[rank]
+    return result
+
+
+class SessionVerb(StrEnum):
+    NOTHING = "nothing"  # the gateway resumed it itself, or a cron run's own session
+    WAIT = "wait"  # its own recovery has not settled yet
+    AGENT_TURN = "agent-turn"  # the notice and the wake at once
+
+
+@dataclass(frozen=True)
+class SessionDecision:
+    verb: SessionVerb
+    reason: str
+    text: str = ""
+
+
+def decide_session(kind: str, resumed: bool, settled: bool, rules: VersionRules, policy: RecoveryPolicy,
+                   reason: str, when: str) -> SessionDecision:
+    if kind in ("cron", "cron-run"):
+        return SessionDecision(SessionVerb.NOTHING, "a cron run's session: the cron retry covers it")
+    if resumed:
+        return SessionDecision(SessionVerb.NOTHING, "resumed by the gateway itself")
+    notice = policy.notice.format(reason=reason, time=when)
+    if rules.resumes_main_sessions:
+        if not settled:
+            return SessionDecision(SessionVerb.WAIT, "the gateway's own resume may still come")
+        return SessionDecision(SessionVerb.AGENT_TURN, "not resumed by the gateway", notice)
+    return SessionDecision(SessionVerb.AGENT_TURN, "this version does not resume turns", notice + policy.lost_request)

@@ -1,0 +1,288 @@
+"""Recovery: after the gateway is ready again, finish each interrupted piece of work exactly once.
+
+The shell around `core.recovery`: it waits for the gateway's own startup recovery to settle, reads
+each open obligation's job (or session) afresh right before acting, journals every action before
+sending it, and records its answer. Obligations live in the store, so a gatewayd that dies halfway
+picks up where it was; an action journaled but never answered is resolved by looking at the
+gateway (a run that started after it was sent), never by sending it again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable
+from typing import Any
+
+from supervisor import logs
+from supervisor.core.recovery import (
+    MS,
+    Decision,
+    JobView,
+    RecoveryPolicy,
+    RunObligation,
+    SessionVerb,
+    Verb,
+    VersionRules,
+    decide_run,
+    decide_session,
+    planned_at_ms,
+)
+from supervisor.errors import GatewayError, GatewayRpcError, StoreError
+from supervisor.gateway.capabilities import Capabilities
+from supervisor.gateway.rpc import RpcClient
+from supervisor.snapshotter import paged
+from supervisor.store.journal import Journal
+
+log = logs.get("gatewayd.recovery")
+
+UNANSWERED_GRACE_MS = 120_000
+REASONS = {"crash": "crash", "hang-kill": "hang", "boot-timeout": "boot timeout", "planned-restart": "planned restart",
+           "restart-requested": "restart", "vanished": "died while unsupervised", "stop-unclean": "unclean stop",
+           "config-error": "config error", "conflict": "port conflict", "updater-parked": "update"}
+
+
+def now_ms() -> int:
+    return int(time.time() * MS)
+
+
+class Recovery:
+    def __init__(self, journal: Journal, policy: RecoveryPolicy, caps: Capabilities, boot: int, ready_at_ms: int,
+                 seen_active: Callable[[str, int, int], Any], rand: Callable[[], float],
+                 hold_until_ms: int = 0) -> None:
+        self.journal = journal
+        self.policy = policy
+        self.caps = caps
+        self.rules = VersionRules.for_caps(caps.legacy)
+        self.boot = boot
+        self.ready_at_ms = ready_at_ms
+        self.seen_active = seen_active  # async (session key, boot, since ms) -> bool
+        self.rand = rand
+        self.hold_until_ms = hold_until_ms
+        self.settled_at_ms = ready_at_ms + int(self.rules.settle_max_s * MS)
+        self.next_send_ms = 0
+        self.instance_id: str | None = None
+        self._inflight: set[str] = set()  # action keys sent by this process and not answered yet
+        self._background: set[asyncio.Task[None]] = set()
+
+    async def run(self, rpc: RpcClient) -> None:
+        try:
+            await self._run(rpc)
+        finally:
+            for t in self._background:
+                t.cancel()
+
+    async def _run(self, rpc: RpcClient) -> None:
+        if not await self.journal.open_obligations():
+            return
+        if self.caps.has_method("system.info") and not self.caps.legacy:
+            with contextlib.suppress(GatewayError):
+                info = await rpc.call("system.info", {})
+                iid = info.get("processInstanceId") if isinstance(info, dict) else None
+                self.instance_id = iid if isinstance(iid, str) else None
+        await self._settle(rpc)
+        log.info("recovery: the gateway's own startup recovery has settled", boot=self.boot,
+                 after_ready_ms=now_ms() - self.ready_at_ms)
+        while not rpc.closed.is_set():
+            obligations = await self.journal.open_obligations()
+            if not obligations and not self._inflight:
+                log.info("recovery: nothing left to do", boot=self.boot)
+                return
+            now = now_ms()
+            next_at = now + 60_000  # a rescan every minute, whatever the timers say
+            if now < self.hold_until_ms:
+                next_at = self.hold_until_ms
+                obligations = []
+            jobs: dict[str, Any] | None = None
+            for ob in obligations:
+                if ob["kind"] == "cron":
+                    if jobs is None:
+                        jobs = await self._jobs(rpc)
+                    when = await self._cron(rpc, ob, jobs)
+                else:
+                    when = await self._session(rpc, ob)
+                if when is not None:
+                    next_at = min(next_at, when)
+            await asyncio.sleep(max(0.05, (next_at - now_ms()) / MS))
+
+    async def _settle(self, rpc: RpcClient) -> None:
+        """Wait for the gateway's own startup recovery (9.x: its interrupted-run repair and main-session
+        resume, measured 5-6.4 s after ready; at most ready + 30 s). 2.x: ready + 5 s."""
+        while now_ms() < self.settled_at_ms:
+            if not self.caps.legacy and await self._own_recovery_done(rpc):
+                self.settled_at_ms = now_ms()
+                return
+            await asyncio.sleep(1.0)
+
+    async def _own_recovery_done(self, rpc: RpcClient) -> bool:
+        obligations = await self.journal.open_obligations()
+        jobs = await self._jobs(rpc)
+        for ob in obligations:
+            if ob["kind"] == "cron":
+                job = jobs.get(ob["ref"])
+                state = job.get("state", {}) if isinstance(job, dict) else {}
+                if isinstance(state, dict) and state.get("runningAtMs") == ob["running_at_ms"]:
+                    return False  # not repaired yet
+            elif ob["session_kind"] not in ("cron", "cron-run") and not await self.seen_active(
+                    ob["ref"], self.boot, self.ready_at_ms):
+                return False  # not resumed (yet)
+        return True
+
+    async def _jobs(self, rpc: RpcClient) -> dict[str, Any]:
+        if self.caps.legacy:
+            payload = await rpc.call("cron.list", {"includeDisabled": True})
+        else:
+            payload = await paged(rpc, "cron.list", {"includeDisabled": True}, "jobs", 200)
+        jobs = payload.get("jobs", []) if isinstance(payload, dict) else []
+        return {j["id"]: j for j in jobs if isinstance(j, dict) and isinstance(j.get("id"), str)}
+
+    async def _run_starts(self, rpc: RpcClient, job_id: str) -> tuple[int, ...]:
+        try:
+            payload = await rpc.call("cron.runs", {"id": job_id, "limit": 50})
+        except GatewayRpcError:
+            return ()
+        entries = payload.get("entries", []) if isinstance(payload, dict) else []
+        return tuple(int(e["runAtMs"]) for e in entries if isinstance(e, dict) and isinstance(e.get("runAtMs"), int))
+
+    async def _cron(self, rpc: RpcClient, ob: dict[str, Any], jobs: dict[str, Any]) -> int | None:
+        job = jobs.get(ob["ref"])
+        state = job.get("state", {}) if isinstance(job, dict) else {}
+        state = state if isinstance(state, dict) else {}
+        starts = await self._run_starts(rpc, ob["ref"]) if job is not None else ()
+        running = state.get("runningAtMs") if isinstance(state.get("runningAtMs"), int) else None
+        all_starts = starts + ((running,) if running is not None else ())
+        # An action a previous gatewayd journaled but whose answer it never saw: look, don't resend.
+        for action in await self.journal.actions_for(ob["id"]):
+            if action["state"] != "dispatched" or action["key"] in self._inflight:
+                continue
+            sent = int(action["dispatched_at_ms"])
+            if any(t >= sent - 1000 for t in all_starts):
+                await self.journal.answered(action["key"], "answered", {"observed": "a run started after dispatch"})
+                await self.journal.resolve(ob["id"], "done", f"retried (attempt {action['attempt']}), run observed")
+                return None
+            if now_ms() - sent < UNANSWERED_GRACE_MS:
+                return sent + UNANSWERED_GRACE_MS
+            await self.journal.answered(action["key"], "unconfirmed", {"observed": "no run after dispatch"})
+            await self.journal.resolve(ob["id"], "unconfirmed", "retry sent, answer lost, no run observed")
+            log.warning("recovery: a retry's effect could not be confirmed", job=ob["ref"], name=ob["name"])
+            return None
+        view = JobView(exists=job is not None, enabled=bool(job.get("enabled", True)) if job else False,
+                       running_at_ms=running, run_starts_ms=all_starts,
+                       startup_catchup_at_ms=_int(state.get("startupCatchupAtMs")),
+                       next_run_at_ms=_int(state.get("nextRunAtMs")))
+        obligation = RunObligation(ob["ref"], int(ob["running_at_ms"]), int(ob["interrupted_at"] * MS),
+                                   int(ob["attempt"]), bool(ob["one_shot"]))
+        planned = ob["planned_at_ms"]
+        if planned is None:
+            planned = planned_at_ms(obligation, self.policy, self.rand(), self.settled_at_ms)
+            await self.journal.plan(ob["id"], planned)
+        decision = decide_run(obligation, view, self.policy, self.rules, now_ms=now_ms(),
+                              ready_at_ms=self.ready_at_ms, planned_ms=int(planned))
+        return await self._act_cron(rpc, ob, decision)
+
+    async def _act_cron(self, rpc: RpcClient, ob: dict[str, Any], d: Decision) -> int | None:
+        fields = {"job": ob["ref"], "name": ob["name"], "running_at_ms": ob["running_at_ms"], "reason": d.reason}
+        if d.verb is Verb.WAIT:
+            return d.until_ms
+        if d.verb is Verb.ADOPT:
+            await self.journal.resolve(ob["id"], "done", f"{d.reason} (run at {d.run_at_ms})")
+            log.info("recovery: run adopted as the retry", run_at_ms=d.run_at_ms, **fields)
+            return None
+        if d.verb in (Verb.DONE, Verb.GIVE_UP):
+            await self.journal.resolve(ob["id"], "done" if d.verb is Verb.DONE else "given-up", d.reason)
+            (log.info if d.verb is Verb.DONE else log.warning)(f"recovery: {d.verb}", **fields)
+            return None
+        now = now_ms()
+        if now < self.next_send_ms:
+            return self.next_send_ms
+        failed = sum(1 for a in await self.journal.actions_for(ob["id"]) if a["state"] == "failed")
+        key = f"cron-{ob['id']}-a{d.attempt}-{failed}"
+        if not await self.journal.dispatched(key, ob["id"], "cron-run", d.attempt, self.boot, now):
+            return None
+        self.next_send_ms = now + 60_000 // max(1, self.policy.retries_per_minute)
+        params: dict[str, Any] = {"id": ob["ref"], "mode": "force" if self.caps.legacy else "if-enabled"}
+        if self.instance_id:
+            params["expectedProcessInstanceId"] = self.instance_id
+        log.info("recovery: retrying an interrupted cron run", attempt=d.attempt, key=key, **fields)
+        if self.caps.cron_run_blocks:
+            # 2.x answers only when the run ends: the retry is under way once sent; its answer is
+            # recorded when it comes.
+            self._inflight.add(key)
+            task = asyncio.create_task(self._blocking_run(rpc, key, params))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+            await self.journal.resolve(ob["id"], "done", f"retried (attempt {d.attempt})")
+            return None
+        self._inflight.add(key)
+        try:
+            answer = await rpc.call("cron.run", params, timeout_s=30)
+        except GatewayRpcError as exc:
+            await self.journal.answered(key, "failed", {"code": exc.code, "error": str(exc)})
+            log.warning("recovery: retry refused", error=str(exc), **fields)
+            return now + int(self.policy.recheck_s * MS)
+        finally:
+            self._inflight.discard(key)
+        if isinstance(answer, dict) and answer.get("ran") is False:
+            await self.journal.answered(key, "failed", answer)
+            if answer.get("reason") == "disabled":
+                await self.journal.resolve(ob["id"], "given-up", "job disabled")
+                return None
+            return now + int(self.policy.recheck_s * MS)
+        await self.journal.answered(key, "answered", answer)
+        await self.journal.resolve(ob["id"], "done", f"retried (attempt {d.attempt})")
+        return None
+
+    async def _blocking_run(self, rpc: RpcClient, key: str, params: dict[str, Any]) -> None:
+        try:
+            answer = await rpc.call("cron.run", params, timeout_s=3600)
+            await self.journal.answered(key, "answered", answer)
+        except GatewayError as exc:
+            log.warning("recovery: no answer to a blocking retry (resolved by observation later)", error=str(exc))
+        except StoreError as exc:
+            log.error("recovery: answer not recorded", error=str(exc))
+        finally:
+            self._inflight.discard(key)
+
+    async def _session(self, rpc: RpcClient, ob: dict[str, Any]) -> int | None:
+        settled = now_ms() >= self.settled_at_ms
+        resumed = self.rules.resumes_main_sessions and await self.seen_active(ob["ref"], self.boot, self.ready_at_ms)
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ob["interrupted_at"]))
+        d = decide_session(ob["session_kind"] or "", resumed, settled, self.rules, self.policy,
+                           REASONS.get(ob["reason"], ob["reason"]), when)
+        fields = {"session": ob["ref"], "agent": ob["agent_id"], "reason": d.reason}
+        if d.verb is SessionVerb.WAIT:
+            return self.settled_at_ms
+        if d.verb is SessionVerb.NOTHING:
+            await self.journal.resolve(ob["id"], "done", d.reason)
+            log.info("recovery: session needs nothing", **fields)
+            return None
+        key = f"session-{ob['id']}"
+        for action in await self.journal.actions_for(ob["id"]):
+            if action["state"] == "dispatched" and action["key"] not in self._inflight:
+                # Sent by a gatewayd that died before the answer: the gateway's own idempotency
+                # cache may be gone with a restart, so do not send again; it stays visible.
+                await self.journal.answered(key, "unconfirmed", {})
+                await self.journal.resolve(ob["id"], "unconfirmed", "notice sent, answer lost")
+                return None
+        if not await self.journal.dispatched(key, ob["id"], "agent-turn", 1, self.boot, now_ms()):
+            return None
+        self._inflight.add(key)
+        try:
+            answer = await rpc.call("agent", {"message": d.text, "idempotencyKey": key, "agentId": ob["agent_id"],
+                                              "sessionKey": ob["ref"]}, timeout_s=30)
+        except GatewayRpcError as exc:
+            await self.journal.answered(key, "failed", {"code": exc.code, "error": str(exc)})
+            await self.journal.resolve(ob["id"], "given-up", f"notice refused: {exc.code}")
+            log.warning("recovery: notice refused", error=str(exc), **fields)
+            return None
+        finally:
+            self._inflight.discard(key)
+        await self.journal.answered(key, "answered", answer)
+        await self.journal.resolve(ob["id"], "done", "restart notice sent as an agent turn")
+        log.info("recovery: restart notice sent", key=key, **fields)
+        return None
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None

@@ -1,0 +1,125 @@
+"""Recovery on the real gateways, with the fake model's request log as the witness.
+
+kill -9 while a recurring isolated cron agentTurn run (fired by the gateway's own timer, an hourly
+job, so its next slot cannot pass for the retry) and a main-session turn are both in flight:
+- the cron run reaches the model exactly once more (gatewayd's retry, attempt 2), and no more;
+- 2026.9.6 resumes the main-session turn itself and gatewayd adds nothing;
+- 2026.2.26 does not, and gatewayd's restart notice reaches the model in that session, once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from supervisor.gateway.launch import GatewayAuth, Secret
+from supervisor.gateway.rpc import RpcClient
+from tests.e2e.conftest import VERSIONS, fake_model, real_gatewayd, sandbox, set_model_delay
+from tests.support.harness import Gatewayd, wait_until
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+
+NOTICE = "Gateway restarted"
+
+
+def store_rows(g: Gatewayd, sql: str) -> list[dict[str, Any]]:
+    conn = sqlite3.connect(f"file:{g.state_dir / 'store.sqlite'}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute(sql)]
+    finally:
+        conn.close()
+
+
+def asked(log: Path, text: str, since: float = 0.0) -> list[dict[str, Any]]:
+    return [e for e in fake_model.read_log(log) if text in e.get("text", "") and e.get("ts", 0) >= since]
+
+
+async def start_work(sb: sandbox.Sandbox, mark: str) -> str:
+    rpc = RpcClient(f"ws://127.0.0.1:{sb.gw_port}/", GatewayAuth("token", Secret(sb.token), "", False),
+                    3 if sb.legacy else 4)
+    await rpc.connect()
+    try:
+        # An hourly job whose first slot is a few seconds away: the gateway's own timer fires it.
+        job = await rpc.call("cron.add", {
+            "name": f"hourly-{mark}",
+            "schedule": {"kind": "every", "everyMs": 3_600_000, "anchorMs": int(time.time() * 1000) + 4000},
+            "sessionTarget": "isolated", "delivery": {"mode": "none"},
+            "payload": {"kind": "agentTurn", "message": f"CRON-{mark} reply PONG", "timeoutSeconds": 120}})
+        turn = asyncio.ensure_future(rpc.call("agent", {
+            "message": f"MAIN-{mark} reply PONG", "idempotencyKey": str(uuid.uuid4()), "agentId": "main",
+            "sessionKey": "agent:main:main"}, timeout_s=5))
+        await asyncio.wait({turn}, timeout=5)
+        turn.cancel()
+        return str(job["id"])
+    finally:
+        await rpc.close()
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_kill9_mid_run_retries_once_and_resumes_the_session_once(tmp_path: Path, model: tuple[int, Path],
+                                                                  version: str) -> None:
+    log = model[1]
+    settings = {"snapshot": {"interval_s": 2.0}, "recovery": {"backoff_initial_s": 5.0}}
+    g, sb = real_gatewayd(tmp_path, version, model[0], settings)
+    mark = uuid.uuid4().hex[:8]
+    t0 = time.time()
+    try:
+        g.start()
+        g.wait_event("gateway ready", timeout=240)
+        g.wait_event("rpc monitor connected", timeout=60)
+        set_model_delay(20)
+        job_id = asyncio.run(start_work(sb, mark))
+        wait_until(lambda: asked(log, f"CRON-{mark}") and asked(log, f"MAIN-{mark}"), 90,
+                   "the cron run and the main-session turn at the model")
+        wait_until(lambda: store_rows(g, f"SELECT 1 FROM inflight_runs WHERE job_id = '{job_id}'")
+                   and store_rows(g, "SELECT 1 FROM inflight_sessions WHERE key = 'agent:main:main'"),
+                   30, "both in the snapshot")
+        set_model_delay(1)
+        os.kill(g.spawned_pids()[-1], signal.SIGKILL)
+        killed_at = time.time()
+        g.wait_event("gateway ready", count=2, timeout=240)
+
+        # The cron run: exactly one retry reaches the model, recorded as attempt 2.
+        wait_until(lambda: len(asked(log, f"CRON-{mark}")) >= 2, 180, "gatewayd's retry at the model")
+        ob = wait_until(lambda: store_rows(
+            g, f"SELECT * FROM obligations WHERE kind = 'cron' AND ref = '{job_id}' AND state != 'open'"),
+            60, "the cron obligation resolved")
+        assert ob[0]["state"] == "done" and "attempt 2" in ob[0]["resolution"], ob
+        # (2026.2.x answers cron.run only when the run ends: wait for the answer to be journaled.)
+        actions = wait_until(lambda: [a for a in store_rows(
+            g, f"SELECT * FROM actions WHERE obligation_id = {ob[0]['id']}") if a["state"] != "dispatched"], 120,
+            "the retry's answer journaled")
+        assert [(a["kind"], a["attempt"], a["state"]) for a in actions] == [("cron-run", 2, "answered")]
+
+        # The main-session turn: resumed by exactly one of them.
+        session = wait_until(lambda: store_rows(
+            g, "SELECT * FROM obligations WHERE kind = 'session' AND ref = 'agent:main:main' AND state != 'open'"),
+            120, "the session obligation resolved")
+        if version == "2026.9.6":
+            assert session[0]["resolution"] == "resumed by the gateway itself"
+            wait_until(lambda: len(asked(log, f"MAIN-{mark}", killed_at)) >= 1, 60, "the gateway's own resume")
+            assert g.named("recovery: restart notice sent") == []  # gatewayd added nothing
+        else:
+            assert session[0]["resolution"] == "restart notice sent as an agent turn"
+            wait_until(lambda: asked(log, NOTICE, killed_at), 60, "gatewayd's notice at the model")
+
+        # And nothing more: a quiet period with no further cron run or notice.
+        quiet_from = time.time()
+        time.sleep(15)  # the witness: a window in which any duplicate would have shown up
+        assert len(asked(log, f"CRON-{mark}")) == 2
+        assert len(asked(log, NOTICE, killed_at)) <= 1
+        assert not asked(log, f"CRON-{mark}", quiet_from)
+        assert not any(g.named("recovery: retrying an interrupted cron run")[1:])
+    finally:
+        set_model_delay(0.5)
+        g.cleanup()
+    assert time.time() - t0 < 600
