@@ -33,6 +33,7 @@ lint: $(VENV)/.installed
 ## bench: the short form of every benchmark
 bench: $(VENV)/.installed
 	$(PY) scripts/bench/detect_latency.py --short
+	$(PY) scripts/bench/snapshot_cycle.py --short
 
 clean:
 	rm -rf $(VENV) run .cache/e2e-model.jsonl

@@ -20,6 +20,7 @@ from supervisor.errors import ConfigError, GatewaydError, InstanceLocked, Launch
 from supervisor.instance import holder_pid
 from supervisor.store.db import open_readonly, row_dicts
 from supervisor.store.inflight import read_current
+from supervisor.store.journal import read_history as journal_history
 
 app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Supervise the OpenClaw gateway: restart it at once, keep its in-flight work.")
@@ -83,6 +84,7 @@ def read_status(state_dir: Path) -> dict[str, Any]:
             boots = row_dicts(conn.execute("SELECT * FROM boots ORDER BY id DESC LIMIT 1"))
             day = conn.execute("SELECT COUNT(*) FROM boots WHERE started_at > ?", (time.time() - 86400,)).fetchone()[0]
             inflight = read_current(conn)
+            recovery = journal_history(conn, 200)
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
@@ -103,6 +105,10 @@ def read_status(state_dir: Path) -> dict[str, Any]:
         out["gateway"]["ready"] = bool(b["ready_at"] and not b["ended_at"] and running is not None)
     out["boots_24h"] = day
     out["inflight"] = inflight
+    out["recovery"] = {
+        "open": [o for o in recovery if o["state"] == "open"],
+        "given_up": [o for o in recovery if o["state"] in ("given-up", "unconfirmed")][:20],
+    }
     return out
 
 
@@ -144,6 +150,60 @@ def status(
             typer.echo(f"cron run: {r['name'] or r['job_id']} started {r['running_at_ms']} ({r['state']})")
     healthy = st["daemon"]["running"] and st.get("supervision", {}).get("state") == "running"
     raise typer.Exit(0 if healthy else 1)
+
+
+def read_history(state_dir: Path, since: float | None) -> list[dict[str, Any]]:
+    path = state_dir / "store.sqlite"
+    if not path.exists():
+        return []
+    try:
+        conn = open_readonly(path)
+        try:
+            boots = row_dicts(conn.execute(
+                "SELECT id, pid, version, started_at, ready_at, ended_at, exit_code, exit_kind, detail, needs_recovery"
+                " FROM boots WHERE started_at >= ? ORDER BY id", (since or 0,)))
+            obligations = journal_history(conn, 10_000)
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: {exc}") from exc
+    by_boot: dict[int, list[dict[str, Any]]] = {}
+    for ob in obligations:
+        by_boot.setdefault(ob["boot_id"], []).append(ob)
+    for b in boots:
+        b["interrupted"] = sorted(by_boot.get(b["id"], []), key=lambda o: o["id"])
+    return boots
+
+
+@app.command()
+def history(
+    config_file: ConfigOpt = None,
+    state_dir: StateDirOpt = None,
+    since_hours: Annotated[float | None, typer.Option("--since", help="Only boots started in the last N hours.")]
+    = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+) -> None:
+    """Each boot of the gateway: how it ended, what it interrupted, and what recovery did about it.
+
+    Example: gatewayd history --since 24 --json
+    """
+    cfg = load_config(config_file, state_dir=state_dir)
+    try:
+        boots = read_history(cfg.state_dir, time.time() - since_hours * 3600 if since_hours else None)
+    except GatewaydError as exc:
+        raise fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(boots, indent=2, default=str))
+        return
+    for b in boots:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(b["started_at"]))
+        end = b["exit_kind"] or ("running" if b["ended_at"] is None else "?")
+        typer.echo(f"boot {b['id']}  {started}  pid {b['pid']}  {b['version']}  -> {end}"
+                   f"{' (' + b['detail'] + ')' if b['detail'] else ''}")
+        for ob in b["interrupted"]:
+            what = ob["name"] or ob["ref"]
+            done = f" - {ob['resolution']}" if ob["resolution"] else ""
+            typer.echo(f"    {ob['kind']:7} {what}: {ob['state']}{done}")
 
 
 @app.command()

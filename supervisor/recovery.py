@@ -28,7 +28,9 @@ from supervisor.core.recovery import (
     decide_run,
     decide_session,
     planned_at_ms,
+    send_gap_ms,
 )
+from supervisor.crashpoints import crashpoint
 from supervisor.errors import GatewayError, GatewayRpcError, StoreError
 from supervisor.gateway.capabilities import Capabilities
 from supervisor.gateway.rpc import RpcClient
@@ -49,7 +51,7 @@ def now_ms() -> int:
 
 class Recovery:
     def __init__(self, journal: Journal, policy: RecoveryPolicy, caps: Capabilities, boot: int, ready_at_ms: int,
-                 seen_active: Callable[[str, int, int], Any], rand: Callable[[], float],
+                 seen_active: Callable[[str, int | None, int], Any], rand: Callable[[], float],
                  hold_until_ms: int = 0) -> None:
         self.journal = journal
         self.policy = policy
@@ -57,7 +59,7 @@ class Recovery:
         self.rules = VersionRules.for_caps(caps.legacy)
         self.boot = boot
         self.ready_at_ms = ready_at_ms
-        self.seen_active = seen_active  # async (session key, boot, since ms) -> bool
+        self.seen_active = seen_active  # async (session key, boot or None for any, since ms) -> bool
         self.rand = rand
         self.hold_until_ms = hold_until_ms
         self.settled_at_ms = ready_at_ms + int(self.rules.settle_max_s * MS)
@@ -152,7 +154,10 @@ class Recovery:
         starts = await self._run_starts(rpc, ob["ref"]) if job is not None else ()
         running = state.get("runningAtMs") if isinstance(state.get("runningAtMs"), int) else None
         all_starts = starts + ((running,) if running is not None else ())
-        # An action a previous gatewayd journaled but whose answer it never saw: look, don't resend.
+        # An action a previous gatewayd journaled but whose answer it never saw is resolved by
+        # looking, not by sending again: a run that started after it was sent settles it. Only when
+        # none started within the grace (cron.run reserves the run durably before it answers, so
+        # a send that took effect shows) did it never take effect; then a new action may follow.
         for action in await self.journal.actions_for(ob["id"]):
             if action["state"] != "dispatched" or action["key"] in self._inflight:
                 continue
@@ -164,9 +169,7 @@ class Recovery:
             if now_ms() - sent < UNANSWERED_GRACE_MS:
                 return sent + UNANSWERED_GRACE_MS
             await self.journal.answered(action["key"], "unconfirmed", {"observed": "no run after dispatch"})
-            await self.journal.resolve(ob["id"], "unconfirmed", "retry sent, answer lost, no run observed")
-            log.warning("recovery: a retry's effect could not be confirmed", job=ob["ref"], name=ob["name"])
-            return None
+            log.warning("recovery: an unanswered retry took no effect; deciding again", job=ob["ref"])
         view = JobView(exists=job is not None, enabled=bool(job.get("enabled", True)) if job else False,
                        running_at_ms=running, run_starts_ms=all_starts,
                        startup_catchup_at_ms=_int(state.get("startupCatchupAtMs")),
@@ -177,6 +180,7 @@ class Recovery:
         if planned is None:
             planned = planned_at_ms(obligation, self.policy, self.rand(), self.settled_at_ms)
             await self.journal.plan(ob["id"], planned)
+            crashpoint("planned")
         decision = decide_run(obligation, view, self.policy, self.rules, now_ms=now_ms(),
                               ready_at_ms=self.ready_at_ms, planned_ms=int(planned))
         return await self._act_cron(rpc, ob, decision)
@@ -196,11 +200,12 @@ class Recovery:
         now = now_ms()
         if now < self.next_send_ms:
             return self.next_send_ms
-        failed = sum(1 for a in await self.journal.actions_for(ob["id"]) if a["state"] == "failed")
+        failed = sum(1 for a in await self.journal.actions_for(ob["id"]) if a["state"] in ("failed", "unconfirmed"))
         key = f"cron-{ob['id']}-a{d.attempt}-{failed}"
         if not await self.journal.dispatched(key, ob["id"], "cron-run", d.attempt, self.boot, now):
             return None
-        self.next_send_ms = now + 60_000 // max(1, self.policy.retries_per_minute)
+        crashpoint("journaled")
+        self.next_send_ms = now + send_gap_ms(self.policy.retries_per_minute)
         params: dict[str, Any] = {"id": ob["ref"], "mode": "force" if self.caps.legacy else "if-enabled"}
         if self.instance_id:
             params["expectedProcessInstanceId"] = self.instance_id
@@ -213,10 +218,12 @@ class Recovery:
             self._background.add(task)
             task.add_done_callback(self._background.discard)
             await self.journal.resolve(ob["id"], "done", f"retried (attempt {d.attempt})")
+            crashpoint("recorded")
             return None
         self._inflight.add(key)
         try:
             answer = await rpc.call("cron.run", params, timeout_s=30)
+            crashpoint("dispatched")
         except GatewayRpcError as exc:
             await self.journal.answered(key, "failed", {"code": exc.code, "error": str(exc)})
             log.warning("recovery: retry refused", error=str(exc), **fields)
@@ -230,13 +237,17 @@ class Recovery:
                 return None
             return now + int(self.policy.recheck_s * MS)
         await self.journal.answered(key, "answered", answer)
+        crashpoint("answered")
         await self.journal.resolve(ob["id"], "done", f"retried (attempt {d.attempt})")
+        crashpoint("recorded")
         return None
 
     async def _blocking_run(self, rpc: RpcClient, key: str, params: dict[str, Any]) -> None:
         try:
             answer = await rpc.call("cron.run", params, timeout_s=3600)
+            crashpoint("dispatched")
             await self.journal.answered(key, "answered", answer)
+            crashpoint("answered")
         except GatewayError as exc:
             log.warning("recovery: no answer to a blocking retry (resolved by observation later)", error=str(exc))
         except StoreError as exc:
@@ -257,20 +268,29 @@ class Recovery:
             await self.journal.resolve(ob["id"], "done", d.reason)
             log.info("recovery: session needs nothing", **fields)
             return None
-        key = f"session-{ob['id']}"
-        for action in await self.journal.actions_for(ob["id"]):
-            if action["state"] == "dispatched" and action["key"] not in self._inflight:
-                # Sent by a gatewayd that died before the answer: the gateway's own idempotency
-                # cache may be gone with a restart, so do not send again; it stays visible.
-                await self.journal.answered(key, "unconfirmed", {})
-                await self.journal.resolve(ob["id"], "unconfirmed", "notice sent, answer lost")
+        previous = await self.journal.actions_for(ob["id"])
+        for action in previous:
+            if action["state"] != "dispatched" or action["key"] in self._inflight:
+                continue
+            # Sent by a gatewayd that died before the answer: a turn seen in that session since
+            # settles it; none within the grace means it never took effect.
+            sent = int(action["dispatched_at_ms"])
+            if await self.seen_active(ob["ref"], None, sent - 1000):
+                await self.journal.answered(action["key"], "answered", {"observed": "a turn after dispatch"})
+                await self.journal.resolve(ob["id"], "done", "restart notice sent as an agent turn (observed)")
                 return None
+            if now_ms() - sent < UNANSWERED_GRACE_MS:
+                return sent + UNANSWERED_GRACE_MS
+            await self.journal.answered(action["key"], "unconfirmed", {"observed": "no turn after dispatch"})
+        key = f"session-{ob['id']}-{len(previous)}"
         if not await self.journal.dispatched(key, ob["id"], "agent-turn", 1, self.boot, now_ms()):
             return None
+        crashpoint("journaled")
         self._inflight.add(key)
         try:
             answer = await rpc.call("agent", {"message": d.text, "idempotencyKey": key, "agentId": ob["agent_id"],
                                               "sessionKey": ob["ref"]}, timeout_s=30)
+            crashpoint("dispatched")
         except GatewayRpcError as exc:
             await self.journal.answered(key, "failed", {"code": exc.code, "error": str(exc)})
             await self.journal.resolve(ob["id"], "given-up", f"notice refused: {exc.code}")
@@ -279,7 +299,9 @@ class Recovery:
         finally:
             self._inflight.discard(key)
         await self.journal.answered(key, "answered", answer)
+        crashpoint("answered")
         await self.journal.resolve(ob["id"], "done", "restart notice sent as an agent turn")
+        crashpoint("recorded")
         log.info("recovery: restart notice sent", key=key, **fields)
         return None
 

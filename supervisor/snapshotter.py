@@ -33,6 +33,7 @@ log = logs.get("gatewayd.snapshot")
 
 POKE_EVENTS = frozenset({"cron", "sessions.changed", "task"})
 PAGE = 200  # cron.list's maximum page
+MAX_PAGES = 1000
 
 
 class Snapshotter:
@@ -118,7 +119,7 @@ async def paged(rpc: RpcClient, method: str, params: dict[str, Any], key: str, l
     """All pages of a list method (`hasMore`/`nextOffset`), as one answer."""
     items: list[Any] = []
     offset = 0
-    while True:
+    for _ in range(MAX_PAGES):
         page = await rpc.call(method, {**params, "limit": limit, "offset": offset})
         if not isinstance(page, dict) or not isinstance(page.get(key), list):
             raise GatewayProtocolError(f"{method}: field {key!r} must be a list")
@@ -127,3 +128,4 @@ async def paged(rpc: RpcClient, method: str, params: dict[str, Any], key: str, l
         if not page.get("hasMore") or not isinstance(nxt, int) or nxt <= offset:
             return {**page, key: items}
         offset = nxt
+    raise GatewayProtocolError(f"{method}: more than {MAX_PAGES} pages; the gateway's paging does not end")

@@ -13,6 +13,7 @@ Sources per version:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -108,11 +109,13 @@ def _str(obj: Mapping[str, Any], key: str, where: str) -> str:
 
 
 def _int_or_none(value: Any) -> int | None:
-    if isinstance(value, bool):
+    """An optional timestamp: absent or null is None; anything else must be a usable number."""
+    if value is None:
         return None
-    if isinstance(value, int | float):
-        return int(value)
-    return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or (
+            isinstance(value, float) and not math.isfinite(value)) or not 0 <= value < 2**53:
+        raise GatewayProtocolError(f"timestamp {str(value)[:40]!r} is not a number of milliseconds")
+    return int(value)
 
 
 def parse_sessions(payload: Any, legacy_active: Mapping[str, tuple[str, ...]] | None = None,
@@ -138,7 +141,7 @@ def parse_sessions(payload: Any, legacy_active: Mapping[str, tuple[str, ...]] | 
         if not active:
             continue
         agent = row.get("agentId") if isinstance(row.get("agentId"), str) else agent_of(key, default_agent)
-        last = _int_or_none(row.get("lastActivityAt")) or _int_or_none(row.get("updatedAt"))
+        last = _lenient_ms(row.get("lastActivityAt")) or _lenient_ms(row.get("updatedAt"))
         sid = row.get("sessionId")
         out[key] = SessionItem(key, str(agent), kind_of(key), sid if isinstance(sid, str) else None,
                                run_ids, last)
@@ -148,6 +151,14 @@ def parse_sessions(payload: Any, legacy_active: Mapping[str, tuple[str, ...]] | 
             if key not in out and run_ids:
                 out[key] = SessionItem(key, agent_of(key, default_agent), kind_of(key), None, run_ids, None)
     return out
+
+
+def _lenient_ms(value: Any) -> int | None:
+    """For informative fields only (last activity): a bad value is dropped, not fatal."""
+    try:
+        return _int_or_none(value)
+    except GatewayProtocolError:
+        return None
 
 
 def parse_runs(payload: Any, default_agent: str = "main") -> dict[tuple[str, int], RunItem]:

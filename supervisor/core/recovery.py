@@ -96,7 +96,7 @@ class Decision:
 
 def backoff_s(policy: RecoveryPolicy, retry_number: int, rand: float) -> float:
     """Delay of the n-th retry (1-based) after the interruption: 30 s doubling to 15 min, jittered."""
-    base = min(policy.backoff_max_s, policy.backoff_initial_s * 2 ** max(0, retry_number - 1))
+    base = min(policy.backoff_max_s, policy.backoff_initial_s * 2.0 ** min(64, max(0, retry_number - 1)))
     return with_jitter(base, policy.jitter, rand)
 
 
@@ -148,9 +148,14 @@ def _adoptable(run_at_ms: int, planned_ms: int, policy: RecoveryPolicy) -> bool:
     return window > 0 and abs(run_at_ms - planned_ms) <= window
 
 
+def send_gap_ms(retries_per_minute: int) -> int:
+    """Rounded up: K + 1 sends must never fit in one minute."""
+    return -(-60_000 // max(1, retries_per_minute))
+
+
 def spread(due_ms: list[int], retries_per_minute: int) -> list[int]:
     """Push due times apart so no more than `retries_per_minute` fall in any minute (order kept)."""
-    gap = 60_000 // max(1, retries_per_minute)
+    gap = send_gap_ms(retries_per_minute)
     out: list[int] = []
     last: int | None = None
     for t in sorted(due_ms):

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import math
 import platform
 import ssl
 import time
@@ -71,6 +72,15 @@ def _require(obj: Any, key: str, kind: type | tuple[type, ...], where: str) -> A
     return value
 
 
+def finite_int(value: Any) -> int | None:
+    """A JSON number as an int, or None: `1e999` is valid JSON and infinity in Python."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return int(value) if -(2**63) <= value < 2**63 else None
+
+
 def parse_hello(payload: Any, protocol: int) -> Hello:
     where = "hello-ok"
     if not isinstance(payload, dict) or payload.get("type") != "hello-ok":
@@ -105,8 +115,8 @@ def parse_hello(payload: Any, protocol: int) -> Hello:
         methods=frozenset(str(m) for m in methods),
         events=frozenset(str(e) for e in events),
         scopes=scopes,
-        tick_interval_ms=int(tick) if isinstance(tick, int | float) else 30000,
-        uptime_ms=int(uptime) if isinstance(uptime, int | float) else None,
+        tick_interval_ms=finite_int(tick) or 30000,
+        uptime_ms=finite_int(uptime),
         raw=payload,
     )
 
@@ -222,7 +232,7 @@ class RpcClient:
             raise GatewayUnavailable(f"connection closed ({self.close_code})") from exc
         try:
             frame = json.loads(raw)
-        except (ValueError, TypeError) as exc:
+        except (ValueError, TypeError, RecursionError) as exc:
             raise GatewayProtocolError("malformed frame: not JSON") from exc
         if not isinstance(frame, dict):
             raise GatewayProtocolError("malformed frame: not an object")
@@ -285,7 +295,7 @@ class RpcClient:
             raise GatewayRpcError(method, "ERROR", str(err))
         retry = err.get("retryAfterMs")
         raise GatewayRpcError(method, str(err.get("code", "ERROR")), str(err.get("message", "")),
-                              int(retry) if isinstance(retry, int | float) else None)
+                              finite_int(retry))
 
     async def close(self) -> None:
         if self._reader is not None:

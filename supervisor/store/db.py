@@ -291,6 +291,8 @@ class Store:
             if _is_corrupt(exc):
                 raise StoreCorrupt(f"{self.path}: {exc}") from exc
             raise StoreUnavailable(f"{self.path}: {exc}") from exc
+        except OverflowError as exc:  # a value SQLite cannot hold: this write fails, the store is fine
+            raise StoreUnavailable(f"{self.path}: {exc}") from exc
         return result
 
     def read_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:

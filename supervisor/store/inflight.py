@@ -63,11 +63,11 @@ class InflightRecords:
     async def apply(self, boot: int, delta: Delta) -> None:
         await self.store.write(lambda c: apply_delta(c, boot, delta, time.time()))
 
-    async def seen_active(self, key: str, boot: int, since_ms: int) -> bool:
-        """Did this session have a turn running in `boot` since `since_ms` (e.g. the gateway's own resume)?"""
+    async def seen_active(self, key: str, boot: int | None, since_ms: int) -> bool:
+        """Did this session have a turn running (in `boot`, or any) since `since_ms`?"""
         row = await self.store.read(lambda c: c.execute(
-            "SELECT 1 FROM inflight_sessions WHERE key = ? AND boot_id = ? AND first_seen_at >= ?",
-            (key, boot, since_ms / 1000 - 1.0)).fetchone())
+            "SELECT 1 FROM inflight_sessions WHERE key = ? AND (? IS NULL OR boot_id = ?) AND first_seen_at >= ?",
+            (key, boot, boot, since_ms / 1000 - 1.0)).fetchone())
         return row is not None
 
     async def current(self) -> dict[str, list[dict[str, Any]]]:

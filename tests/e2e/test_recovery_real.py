@@ -123,3 +123,52 @@ def test_kill9_mid_run_retries_once_and_resumes_the_session_once(tmp_path: Path,
         set_model_delay(0.5)
         g.cleanup()
     assert time.time() - t0 < 600
+
+
+async def add_oneshot(sb: sandbox.Sandbox, mark: str) -> str:
+    rpc = RpcClient(f"ws://127.0.0.1:{sb.gw_port}/", GatewayAuth("token", Secret(sb.token), "", False),
+                    3 if sb.legacy else 4)
+    await rpc.connect()
+    try:
+        at = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() + 4))
+        job = await rpc.call("cron.add", {
+            "name": f"oneshot-{mark}", "schedule": {"kind": "at", "at": at}, "sessionTarget": "isolated",
+            "delivery": {"mode": "none"},
+            "payload": {"kind": "agentTurn", "message": f"ONESHOT-{mark} reply PONG", "timeoutSeconds": 120}})
+        return str(job["id"])
+    finally:
+        await rpc.close()
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_kill9_mid_oneshot_adds_no_run_to_the_gateways_own(tmp_path: Path, model: tuple[int, Path],
+                                                          version: str) -> None:
+    """Both versions re-run an interrupted one-shot themselves (2.x at startup, 9.x by its catch-up
+    ~120 s after ready): the model sees the prompt twice, as the gateway alone causes, never three
+    times; gatewayd only verifies and records the gateway's re-run."""
+    log = model[1]
+    g, sb = real_gatewayd(tmp_path, version, model[0], {"snapshot": {"interval_s": 2.0}})
+    mark = uuid.uuid4().hex[:8]
+    try:
+        g.start()
+        g.wait_event("gateway ready", timeout=240)
+        g.wait_event("rpc monitor connected", timeout=60)
+        set_model_delay(20)
+        job_id = asyncio.run(add_oneshot(sb, mark))
+        wait_until(lambda: asked(log, f"ONESHOT-{mark}"), 60, "the one-shot at the model")
+        wait_until(lambda: store_rows(g, f"SELECT 1 FROM inflight_runs WHERE job_id = '{job_id}'"), 30,
+                   "the run in the snapshot")
+        set_model_delay(1)
+        os.kill(g.spawned_pids()[-1], signal.SIGKILL)
+        g.wait_event("gateway ready", count=2, timeout=240)
+        ob = wait_until(lambda: store_rows(
+            g, f"SELECT * FROM obligations WHERE kind = 'cron' AND ref = '{job_id}' AND state != 'open'"),
+            300, "the one-shot obligation resolved")
+        assert ob[0]["state"] == "done", ob
+        assert store_rows(g, f"SELECT * FROM actions WHERE obligation_id = {ob[0]['id']}") == []  # nothing sent
+        wait_until(lambda: len(asked(log, f"ONESHOT-{mark}")) >= 2, 60, "the gateway's own re-run")
+        time.sleep(10)  # the witness window: a third request would show here
+        assert len(asked(log, f"ONESHOT-{mark}")) == 2
+    finally:
+        set_model_delay(0.5)
+        g.cleanup()

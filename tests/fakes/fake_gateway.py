@@ -12,10 +12,18 @@ Versions from 2026.9 on behave like 2026.9.6 (HTTP probes, WS protocol 4); older
 Env: FAKE_GW_VERSION (2026.9.6), OPENCLAW_GATEWAY_TOKEN (unset: any token), OPENCLAW_STATE_DIR,
 FAKE_GW_BOOT_DELAY (0.3 s), FAKE_GW_TICK_MS, FAKE_GW_DRAIN_SECONDS (0.2), FAKE_GW_EXIT_AFTER=<s>:<code|SIG>,
 FAKE_GW_EXIT_AT_BOOT=<code>, FAKE_GW_IGNORE_TERM=1, FAKE_GW_NEVER_READY=1, FAKE_GW_ENV_DUMP=<path>,
-FAKE_GW_PID_FILE=<path>.
+FAKE_GW_PID_FILE=<path>; the world's (see fake_world.py): FAKE_GW_MODEL_URL, FAKE_GW_REPAIR_DELAY_MS,
+FAKE_GW_ONESHOT_CATCHUP_MS, FAKE_GW_MAIN_RESUME_MS, FAKE_GW_BACKOFF_MS; OPENCLAW_CONFIG_PATH is read for the
+model URL, agents and heartbeats.
 Controls (POST or GET, answer 200 "ok..." before acting): /__fake/crash?code=N, /__fake/signal?sig=9,
 /__fake/hang, /__fake/grandchild[?session=1] (body "ok <pid>"), /__fake/restart?expected_ms=1500,
-/__fake/drain?seconds=S, /__fake/silence?seconds=12&expected_ms=3000 (restart in place: listener closed).
+/__fake/drain?seconds=S, /__fake/silence?seconds=12&expected_ms=3000 (restart in place: listener closed),
+/__fake/world (GET: the world as JSON: jobs, run log, sessions, queued system events, RPC call log, ...).
+
+RPC: health, status, system.info (2026.9.x), system-presence, and the world's methods: cron.add, cron.list,
+cron.get (2026.9.x), cron.update, cron.remove, cron.run, cron.runs, cron.status, sessions.list, agent, wake,
+system-event, last-heartbeat. Requests are handled concurrently (a 2026.2.x cron.run blocks until its run
+ends); events (agent, chat, cron, heartbeat, task on 2026.9.x) go to every connection.
 """
 
 from __future__ import annotations
@@ -41,6 +49,11 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+try:
+    from fake_world import World, WorldError
+except ImportError:  # imported as tests.fakes.fake_gateway rather than run as a script
+    from tests.fakes.fake_world import World, WorldError
+
 HANDOFF_PROTOCOL = "openclaw.gateway.restart-handoff"
 HANDOFF_FILE = "fake-handoff.json"
 HANDOFF_TTL_MS = 60_000
@@ -49,9 +62,11 @@ CONTROL_UI_PAGE = (
     b"<!doctype html><html><head><title>OpenClaw Control</title></head><body>"
     b'<openclaw-app></openclaw-app><script type="module" src="/assets/index.js"></script></body></html>\n'
 )
-MODERN_METHODS = ["health", "status", "system.info", "system-presence", "sessions.list", "cron.list", "wake"]
-LEGACY_METHODS = ["health", "status", "system-presence", "sessions.list", "cron.list", "wake"]
-EVENTS = ["connect.challenge", "tick", "shutdown", "health", "heartbeat", "presence", "agent", "chat"]
+WORLD_METHODS = ["sessions.list", "cron.list", "cron.status", "cron.add", "cron.update", "cron.remove", "cron.run",
+                 "cron.runs", "agent", "wake", "system-event", "last-heartbeat"]
+MODERN_METHODS = ["health", "status", "system.info", "system-presence", *WORLD_METHODS, "cron.get"]
+LEGACY_METHODS = ["health", "status", "system-presence", *WORLD_METHODS]
+EVENTS = ["connect.challenge", "tick", "shutdown", "health", "heartbeat", "presence", "agent", "chat", "cron"]
 SESSION_DEFAULTS = {"defaultAgentId": "main", "mainKey": "main", "mainSessionKey": "agent:main:main"}
 MiB = 1024 * 1024
 
@@ -172,11 +187,17 @@ class FakeGateway:
         self.booted = asyncio.Event()
         self.draining = False
         self.drain_seconds = float(os.environ.get("FAKE_GW_DRAIN_SECONDS", "0.2"))
-        self.tick_ms = int(os.environ.get("FAKE_GW_TICK_MS") or (15000 if self.modern else 30000))
+        self.tick_ms = int(os.environ.get("FAKE_GW_TICK_MS") or 30000)  # both, measured (the docs say 15000)
         self.clients: set[ServerConnection] = set()
+        self.outboxes: dict[ServerConnection, asyncio.Queue[str]] = {}
+        self.event_seq = 0
         self.exit_code: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.tasks: set[asyncio.Task[None]] = set()  # keeps background tasks referenced
         self.server: Server | None = None
+        world_path = Path(os.environ["OPENCLAW_STATE_DIR"]) / "fake-world.json" if os.environ.get(
+            "OPENCLAW_STATE_DIR") else None
+        self.world = World(version, self.modern, process_instance_id=self.instance_id, emit=self.broadcast,
+                           world_path=world_path)
 
     def uptime_ms(self) -> int:
         return int((time.monotonic() - self.started_at) * 1000)
@@ -202,11 +223,13 @@ class FakeGateway:
         return code
 
     async def boot(self) -> None:
+        self.world.on_boot()  # startup repair before ready (2026.2.x re-runs an interrupted one-shot now)
         await asyncio.sleep(float(os.environ.get("FAKE_GW_BOOT_DELAY", "0.3")))
         if os.environ.get("FAKE_GW_NEVER_READY") == "1":
             log("[gateway] startup blocked: sidecars never finish (FAKE_GW_NEVER_READY)", err=True)
             return
         self.booted.set()
+        self.world.on_ready()
         log(f"[gateway] ready (version {self.version}, startup {self.uptime_ms()}ms)")
         if exit_after := os.environ.get("FAKE_GW_EXIT_AFTER"):
             seconds, _, code = exit_after.partition(":")
@@ -328,6 +351,8 @@ class FakeGateway:
         elif cmd == "drain":
             self.drain_seconds = float(arg.get("seconds", "0.2"))
             log(f"[gateway] drain time set to {self.drain_seconds}s")
+        elif cmd == "world":
+            return json_response(200, self.world.snapshot())
         else:
             return http_response(404, f"unknown control {cmd!r}\n".encode(), "text/plain")
         if action is not None:
@@ -350,19 +375,58 @@ class FakeGateway:
             return
         if not await self.handshake(ws, frame if isinstance(frame, dict) else {}):
             return
+        self.outboxes[ws] = asyncio.Queue()
         self.clients.add(ws)
         ticker = asyncio.create_task(self.tick(ws))
+        pump = asyncio.create_task(self.pump(ws, self.outboxes[ws]))
         try:
             async for raw in ws:
                 with contextlib.suppress(ValueError):
                     req = json.loads(raw)
                     if isinstance(req, dict) and req.get("type") == "req":
-                        await ws.send(self.call(req.get("id"), str(req.get("method")), req.get("params")))
+                        self.background(self.handle_request(ws, req))  # answered concurrently, like the gateway
         except ConnectionClosed:
             pass
         finally:
             ticker.cancel()
+            pump.cancel()
             self.clients.discard(ws)
+            self.outboxes.pop(ws, None)
+
+    def broadcast(self, name: str, payload: Any) -> None:
+        """An event to every connection (in order per connection, with a gateway-wide `seq`)."""
+        self.event_seq += 1
+        frame = dumps({"type": "event", "event": name, "payload": payload, "seq": self.event_seq})
+        for box in self.outboxes.values():
+            box.put_nowait(frame)
+
+    @staticmethod
+    async def pump(ws: ServerConnection, box: asyncio.Queue[str]) -> None:
+        with contextlib.suppress(ConnectionClosed):
+            while True:
+                await ws.send(await box.get())
+
+    async def handle_request(self, ws: ServerConnection, req: dict[str, Any]) -> None:
+        req_id, method, params = req.get("id"), str(req.get("method")), req.get("params")
+        self.world.record_call(method, params)
+        answered = asyncio.Event()
+
+        async def final(payload: Any) -> None:  # a second answer to the same request (agent's final result)
+            await answered.wait()
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(res_ok(req_id, payload))
+
+        if method in self.world.methods:
+            try:
+                frame = res_ok(req_id, await self.world.call(method, params if isinstance(params, dict) else {},
+                                                             final))
+            except WorldError as exc:
+                frame = res_err(req_id, exc.code, exc.message, **exc.extra)
+        else:
+            frame = self.call(req_id, method, params)
+        with contextlib.suppress(ConnectionClosed):
+            await ws.send(frame)
+        answered.set()
 
     async def handshake(self, ws: ServerConnection, frame: dict[str, Any]) -> bool:
         """Answer the `connect` request; False if the connection was refused (and closed)."""
@@ -402,11 +466,12 @@ class FakeGateway:
             "uptimeMs": self.uptime_ms(), "stateDir": str(state_dir()),
             "sessionDefaults": SESSION_DEFAULTS,
         }  # fmt: skip
+        events = [*EVENTS, "task"] if self.modern else EVENTS
         return {
             "type": "hello-ok",
             "protocol": self.protocol,
             "server": {**server, "connId": uuid.uuid4().hex},
-            "features": {"methods": MODERN_METHODS if self.modern else LEGACY_METHODS, "events": EVENTS},
+            "features": {"methods": MODERN_METHODS if self.modern else LEGACY_METHODS, "events": events},
             "snapshot": snapshot,
             "auth": auth if self.modern else None,
             "policy": {"maxPayload": 25 * MiB, "maxBufferedBytes": 50 * MiB, "tickIntervalMs": self.tick_ms},
@@ -420,20 +485,23 @@ class FakeGateway:
 
     def call(self, req_id: Any, method: str, params: Any) -> str:
         if method == "health":
-            agent = {"agentId": "main", "isDefault": True, "heartbeat": {"enabled": False},
-                     "sessions": {"count": 0, "recent": []}}  # fmt: skip
-            payload = {"ok": True, "ts": now_ms(), "durationMs": 1, "agents": [agent]}
-            return res_ok(req_id, {**payload, "defaultAgentId": "main"})
+            agents, heartbeat_seconds = self.world.health_agents()
+            default = next((a["agentId"] for a in agents if a["isDefault"]), "main")
+            payload = {"ok": True, "ts": now_ms(), "durationMs": 1, "channels": {}, "channelOrder": [],
+                       "heartbeatSeconds": heartbeat_seconds, "agents": agents,
+                       "sessions": {"count": len(self.world.sessions), "recent": []}}  # fmt: skip
+            return res_ok(req_id, {**payload, "defaultAgentId": default})
         if method == "system.info" and self.modern:
             payload = {"pid": os.getpid(), "processInstanceId": self.instance_id, "port": self.port,
                        "uptimeMs": self.uptime_ms(), "platform": sys.platform}  # fmt: skip
             return res_ok(req_id, payload)
         if method == "status":
-            return res_ok(req_id, {"runtimeVersion": self.version, "pid": os.getpid()})
-        if method == "sessions.list":
-            return res_ok(req_id, {"ts": now_ms(), "count": 0, "sessions": [], "hasMore": False})
-        if method == "cron.list":
-            return res_ok(req_id, {"jobs": [], "total": 0, "hasMore": False})
+            status: dict[str, Any] = {"runtimeVersion": self.version, "pid": os.getpid()}
+            if queued := self.world.queued_main_events():  # the real one always lists it, [] when empty
+                status["queuedSystemEvents"] = queued
+            return res_ok(req_id, status)
+        if method == "system-presence":
+            return res_ok(req_id, [])
         return res_err(req_id, "INVALID_REQUEST", "unknown method", details={"method": method})
 
 

@@ -1,0 +1,15 @@
+"""Crash points: named steps of recovery at which gatewayd exits at once when told to, the way
+FoundationDB and TiKV test their recovery paths. `GATEWAYD_CRASH_AT=<step>` in the environment;
+tests start gatewayd with it, watch it die at that step, and start it again without it."""
+
+from __future__ import annotations
+
+import os
+
+STEPS = ("planned", "journaled", "dispatched", "answered", "recorded")
+CRASH_EXIT = 70
+
+
+def crashpoint(step: str) -> None:
+    if os.environ.get("GATEWAYD_CRASH_AT") == step:
+        os._exit(CRASH_EXIT)
