@@ -103,6 +103,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("recovery", "retries_per_minute", int, 10, "at most this many retries sent per minute", _positive),
     Setting("recovery", "hold_after_crash_loop_s", float, 120.0, "after a crash loop, retries wait this long",
             _non_negative),
+    Setting("recovery", "unanswered_grace_s", float, 120.0,
+            "an action whose answer was lost: look this long for its effect before deciding again", _positive),
     Setting("recovery", "notice", str, RecoveryPolicy.notice, "restart notice; {reason} and {time} are filled in"),
     Setting("logs", "max_bytes", int, 10 * 1024 * 1024, "rotate a log file at this size", _positive),
     Setting("logs", "backups", int, 5, "rotated files kept", _non_negative),
@@ -292,5 +294,6 @@ def load(
             backoff_max_s=v["recovery.backoff_max_s"], coalesce_window_s=v["recovery.coalesce_window_s"],
             retries_per_minute=v["recovery.retries_per_minute"],
             hold_after_crash_loop_s=v["recovery.hold_after_crash_loop_s"], notice=v["recovery.notice"],
+            unanswered_grace_s=v["recovery.unanswered_grace_s"],
         ),
     )

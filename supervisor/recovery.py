@@ -39,7 +39,6 @@ from supervisor.store.journal import Journal
 
 log = logs.get("gatewayd.recovery")
 
-UNANSWERED_GRACE_MS = 120_000
 REASONS = {"crash": "crash", "hang-kill": "hang", "boot-timeout": "boot timeout", "planned-restart": "planned restart",
            "restart-requested": "restart", "vanished": "died while unsupervised", "stop-unclean": "unclean stop",
            "config-error": "config error", "conflict": "port conflict", "updater-parked": "update"}
@@ -64,6 +63,7 @@ class Recovery:
         self.hold_until_ms = hold_until_ms
         self.settled_at_ms = ready_at_ms + int(self.rules.settle_max_s * MS)
         self.next_send_ms = 0
+        self.grace_ms = int(policy.unanswered_grace_s * MS)
         self.instance_id: str | None = None
         self._inflight: set[str] = set()  # action keys sent by this process and not answered yet
         self._background: set[asyncio.Task[None]] = set()
@@ -166,8 +166,8 @@ class Recovery:
                 await self.journal.answered(action["key"], "answered", {"observed": "a run started after dispatch"})
                 await self.journal.resolve(ob["id"], "done", f"retried (attempt {action['attempt']}), run observed")
                 return None
-            if now_ms() - sent < UNANSWERED_GRACE_MS:
-                return sent + UNANSWERED_GRACE_MS
+            if now_ms() - sent < self.grace_ms:
+                return sent + self.grace_ms
             await self.journal.answered(action["key"], "unconfirmed", {"observed": "no run after dispatch"})
             log.warning("recovery: an unanswered retry took no effect; deciding again", job=ob["ref"])
         view = JobView(exists=job is not None, enabled=bool(job.get("enabled", True)) if job else False,
@@ -279,8 +279,8 @@ class Recovery:
                 await self.journal.answered(action["key"], "answered", {"observed": "a turn after dispatch"})
                 await self.journal.resolve(ob["id"], "done", "restart notice sent as an agent turn (observed)")
                 return None
-            if now_ms() - sent < UNANSWERED_GRACE_MS:
-                return sent + UNANSWERED_GRACE_MS
+            if now_ms() - sent < self.grace_ms:
+                return sent + self.grace_ms
             await self.journal.answered(action["key"], "unconfirmed", {"observed": "no turn after dispatch"})
         key = f"session-{ob['id']}-{len(previous)}"
         if not await self.journal.dispatched(key, ob["id"], "agent-turn", 1, self.boot, now_ms()):

@@ -33,6 +33,7 @@ class RecoveryPolicy:
     retries_per_minute: int = 10  # spread: a restart never fires every job at once
     recheck_s: float = 15.0  # a run in progress: look again after this
     hold_after_crash_loop_s: float = 120.0
+    unanswered_grace_s: float = 120.0  # an action sent by a gatewayd that died: look this long for its effect
     notice: str = "[System] Gateway restarted ({reason}, {time}). Previous session context may be incomplete."
     lost_request: str = (" A request you were working on when it restarted was interrupted and lost: check your"
                          " work and tell the user what happened.")

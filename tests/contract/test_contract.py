@@ -131,7 +131,7 @@ def target(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
             proc = gw.start()
             try:
                 asyncio.run(wait_ready(gw.port, gw.token, gw.legacy, proc, 20))
-                yield Target(kind, version, gw.port, gw.token, model, proc, inflight_delay=1.5, quiet_s=1.5,
+                yield Target(kind, version, gw.port, gw.token, model, proc, inflight_delay=1.0, quiet_s=1.0,
                              within=10, root=root)
             finally:
                 gw.cleanup()

@@ -172,3 +172,55 @@ def test_kill9_mid_oneshot_adds_no_run_to_the_gateways_own(tmp_path: Path, model
     finally:
         set_model_delay(0.5)
         g.cleanup()
+
+
+async def add_hourly(sb: sandbox.Sandbox, mark: str) -> str:
+    rpc = RpcClient(f"ws://127.0.0.1:{sb.gw_port}/", GatewayAuth("token", Secret(sb.token), "", False),
+                    3 if sb.legacy else 4)
+    await rpc.connect()
+    try:
+        job = await rpc.call("cron.add", {
+            "name": f"hourly-{mark}",
+            "schedule": {"kind": "every", "everyMs": 3_600_000, "anchorMs": int(time.time() * 1000) + 4000},
+            "sessionTarget": "isolated", "delivery": {"mode": "none"},
+            "payload": {"kind": "agentTurn", "message": f"CRON-{mark} reply PONG", "timeoutSeconds": 120}})
+        return str(job["id"])
+    finally:
+        await rpc.close()
+
+
+@pytest.mark.parametrize(("version", "step"), [("2026.2.26", "journaled"), ("2026.2.26", "dispatched"),
+                                               ("2026.9.6", "journaled")])
+def test_gatewayd_killed_mid_recovery_still_retries_exactly_once(tmp_path: Path, model: tuple[int, Path],
+                                                                 version: str, step: str) -> None:
+    """gatewayd dies at a named step of recovery (GATEWAYD_CRASH_AT); started again, it adopts the
+    gateway and completes the recovery: one retry reaches the model, never two."""
+    log = model[1]
+    settings = {"snapshot": {"interval_s": 2.0},
+                "recovery": {"backoff_initial_s": 3.0, "unanswered_grace_s": 15.0}}
+    g, sb = real_gatewayd(tmp_path, version, model[0], settings)
+    mark = uuid.uuid4().hex[:8]
+    try:
+        g.start({"GATEWAYD_CRASH_AT": step})
+        g.wait_event("gateway ready", timeout=240)
+        g.wait_event("rpc monitor connected", timeout=60)
+        set_model_delay(15)
+        job_id = asyncio.run(add_hourly(sb, mark))
+        wait_until(lambda: asked(log, f"CRON-{mark}"), 60, "the cron run at the model")
+        wait_until(lambda: store_rows(g, f"SELECT 1 FROM inflight_runs WHERE job_id = '{job_id}'"), 30,
+                   "the run in the snapshot")
+        set_model_delay(1)
+        os.kill(g.spawned_pids()[-1], signal.SIGKILL)
+        assert g.procs[-1].wait(300) == 70  # died at the crash point
+        g.start()
+        g.wait_event("gateway adopted", timeout=60)
+        ob = wait_until(lambda: store_rows(
+            g, f"SELECT * FROM obligations WHERE kind = 'cron' AND ref = '{job_id}' AND state != 'open'"),
+            180, "the cron obligation resolved")
+        assert ob[0]["state"] == "done", ob
+        wait_until(lambda: len(asked(log, f"CRON-{mark}")) >= 2, 120, "the retry at the model")
+        time.sleep(10)  # the witness window: a second retry would show here
+        assert len(asked(log, f"CRON-{mark}")) == 2
+    finally:
+        set_model_delay(0.5)
+        g.cleanup()

@@ -495,6 +495,8 @@ class FakeGateway:
             payload = {"pid": os.getpid(), "processInstanceId": self.instance_id, "port": self.port,
                        "uptimeMs": self.uptime_ms(), "platform": sys.platform}  # fmt: skip
             return res_ok(req_id, payload)
+        if method == "status" and not self.modern:
+            return res_ok(req_id, self.world.legacy_status())
         if method == "status":
             status: dict[str, Any] = {"runtimeVersion": self.version, "pid": os.getpid()}
             if queued := self.world.queued_main_events():  # the real one always lists it, [] when empty

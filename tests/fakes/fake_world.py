@@ -499,7 +499,8 @@ class World:
                 "jobName": job.get("name"),
             }  # fmt: skip
             self.run_log.append(entry)
-            self.emit_cron("finished", job, **{k: v for k, v in entry.items() if k not in ("ts", "jobId", "action")})
+            self.emit_cron("finished", job, **{k: v for k, v in entry.items()
+                                               if k not in ("ts", "jobId", "action", "jobName")})
         self.to_repair.clear()
         self.save()
         self.poke.set()
@@ -529,8 +530,7 @@ class World:
                 key = f"agent:{agent}:cron:{job_id}"
                 run_key = f"{key}:run:{session_id}"
                 row = self.touch_row(key, agent, session_id=session_id, label_for=job)
-                row.update(status="running", startedAt=started, updatedAt=started)
-                row.pop("endedAt", None)
+                row.update(status="running", updatedAt=started)  # a crash leaves this stale "running"
                 self.save()
                 agent_run_id = str(uuid.uuid4()) if self.modern else session_id
                 timeout_s = float(payload.get("timeoutSeconds") or 600)
@@ -539,7 +539,7 @@ class World:
                 result = await self.turn(agent_run_id, key, run_key if self.modern else key, session_id, agent,
                                          messages, timeout_s, title=str(job.get("name")), job_id=job_id)
                 row = self.sessions.get(key) or row
-                row.update(status="done" if result["status"] == "ok" else "failed", endedAt=result["endedAt"])
+                row.pop("status", None)  # measured: a finished cron row has no status
                 self.add_tokens(row, result)
             elif kind == "systemEvent":
                 self.enqueue(main_key(agent), str(payload.get("text") or ""))
@@ -605,7 +605,8 @@ class World:
         if delete:
             del self.jobs[job_id]
         self.save()
-        self.emit_cron("finished", job, **{k: v for k, v in entry.items() if k not in ("ts", "jobId", "action")})
+        self.emit_cron("finished", job, **{k: v for k, v in entry.items()
+                                           if k not in ("ts", "jobId", "action", "jobName")})
         if delete:
             self.emit("cron", {"jobId": job_id, "action": "removed"})
         self.poke.set()
@@ -824,7 +825,8 @@ class World:
             if row["kind"] == "cron":
                 out["systemSent"] = True
             if tokens:
-                out |= {"abortedLastRun": False, **tokens}
+                out |= {"abortedLastRun": False} if row["kind"] == "main" else {}
+                out |= tokens
             out |= {"totalTokensFresh": bool(tokens), "modelProvider": PROVIDER, "model": MODEL_ID}
             if tokens:
                 out["contextTokens"] = CONTEXT_TOKENS
@@ -833,14 +835,17 @@ class World:
         out = {"key": row["key"], "kind": "direct", "classification": kind, "agentId": row["agentId"],
                "isMain": kind == "main", "isBackground": kind == "cron", "createdAt": row["createdAt"]}
         if row.get("label"):
-            out |= {"label": row["label"], "displayName": row["label"], "createdVia": "cron", "hasAutomation": True}
+            out |= {"label": row["label"], "displayName": row["label"], "createdVia": "cron", "hasAutomation": True,
+                    "systemSent": True}
         else:
             out |= {"displayName": row["agentId"] if kind == "main" else row["key"], "createdVia": "run"}
         out |= {"updatedAt": row["updatedAt"], "archived": False, "sessionId": row["sessionId"]}
         for k in ("lastInteractionAt", "lastActivityAt", "status", "startedAt", "endedAt", "runtimeMs", "lastRunId"):
             if row.get(k) is not None and not (k in ("endedAt", "runtimeMs") and active):
                 out[k] = row[k]
-        out |= {"abortedLastRun": False, **tokens, "totalTokensFresh": bool(tokens), "modelProvider": PROVIDER,
+        if kind != "cron":
+            out["abortedLastRun"] = False
+        out |= {**tokens, "totalTokensFresh": bool(tokens), "modelProvider": PROVIDER,
                 "model": MODEL_ID, "contextTokens": CONTEXT_TOKENS, "snapshotAt": now, "hasActiveRun": bool(active)}
         if not active:
             out["activeRunIds"] = []  # measured: absent while a run is live, [] when idle
@@ -1138,6 +1143,7 @@ class World:
         accepted |= {"status": "accepted", "acceptedAt": now_ms()}
         self.dedupe[idem] = accepted
         self.active.setdefault(idem, {"sessionKey": key, "jobId": None, "queued": True})
+        self.touch_row(key, agent)["lastInteractionAt"] = accepted["acceptedAt"]
 
         async def run() -> None:
             result = await self.session_turn(key, agent, message, idem, kind="agent")
@@ -1197,6 +1203,17 @@ class World:
         cfg = self.config()
         agents = list(self.agent_configs(cfg)) if self.modern else [self.default_agent(cfg)]
         return [t for a in agents for t in self.queues.get(main_key(a), [])]
+
+    def legacy_status(self) -> dict[str, Any]:
+        """2026.2.x `status` (no runtimeVersion/pid there, measured)."""
+        agents, _ = self.health_agents()
+        beats = [{"agentId": a["agentId"], **{k: a["heartbeat"][k] for k in ("enabled", "every", "everyMs")}}
+                 for a in agents]
+        count = len(self.sessions)
+        return {"heartbeat": {"defaultAgentId": self.default_agent(), "agents": beats}, "channelSummary": [],
+                "queuedSystemEvents": self.queued_main_events(),
+                "sessions": {"paths": [], "count": count, "defaults": {"model": MODEL_ID, "contextTokens":
+                                                                       CONTEXT_TOKENS}, "recent": [], "byAgent": []}}
 
     def health_agents(self) -> tuple[list[dict[str, Any]], int]:
         cfg = self.config()

@@ -120,10 +120,10 @@ class Gatewayd:
     def log_file(self) -> Path:
         return self.state_dir / "logs" / "gatewayd.log"
 
-    def start(self) -> subprocess.Popen[bytes]:
+    def start(self, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
         out = open(self.root / f"gatewayd-{len(self.procs)}.out", "wb")  # noqa: SIM115
         proc = subprocess.Popen([sys.executable, "-m", "supervisor", "run", "-c", str(self.config_file)],
-                                env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+                                env={**self.env, **(extra_env or {})}, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
         out.close()
         self.procs.append(proc)
         return proc
