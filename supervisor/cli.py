@@ -9,6 +9,8 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -16,6 +18,9 @@ from typing import Annotated, Any
 import typer
 
 from supervisor import __version__, config, logs
+from supervisor.control import client
+from supervisor.control.protocol import ControlError
+from supervisor.control.server import socket_path
 from supervisor.errors import ConfigError, GatewaydError, InstanceLocked, LaunchError, StoreError
 from supervisor.instance import holder_pid
 from supervisor.store.db import open_readonly, row_dicts
@@ -204,6 +209,155 @@ def history(
             what = ob["name"] or ob["ref"]
             done = f" - {ob['resolution']}" if ob["resolution"] else ""
             typer.echo(f"    {ob['kind']:7} {what}: {ob['state']}{done}")
+
+
+def control(cfg: config.Config, command: str, args: dict[str, Any] | None = None, timeout_s: float = 10.0) -> Any:
+    try:
+        return client.call(socket_path(cfg.state_dir), command, args, timeout_s)
+    except client.DaemonDown as exc:
+        typer.echo(f"gatewayd: {exc}", err=True)
+        raise typer.Exit(7) from None
+    except ControlError as exc:
+        typer.echo(f"gatewayd: {exc}", err=True)
+        raise typer.Exit(int(exc.code) or 1) from None
+
+
+@app.command()
+def start(config_file: ConfigOpt = None, state_dir: StateDirOpt = None,
+          wait_s: Annotated[float, typer.Option("--wait", help="Seconds to wait for the daemon to answer.")] = 30.0
+          ) -> None:
+    """Start gatewayd in the background (when it is not installed as a service).
+
+    Example: gatewayd start --state-dir ~/gwd
+    """
+    cfg = load_config(config_file, state_dir=state_dir)
+    if holder_pid(cfg.state_dir / "gatewayd.lock") is not None:
+        typer.echo("gatewayd: already running", err=True)
+        raise typer.Exit(3)
+    argv = [sys.executable, "-m", "supervisor", "run"]
+    if config_file:
+        argv += ["--config", str(config_file)]
+    if state_dir:
+        argv += ["--state-dir", state_dir]
+    (cfg.state_dir / "logs").mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(cfg.state_dir / "logs" / "daemon.out", "ab") as out:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            typer.echo(f"gatewayd: exited at start with code {proc.returncode}; see {cfg.state_dir}/logs/daemon.out",
+                       err=True)
+            raise typer.Exit(proc.returncode or 1)
+        try:
+            data = client.call(socket_path(cfg.state_dir), "ping", timeout_s=2)
+            typer.echo(f"gatewayd started (pid {data['pid']})")
+            return
+        except (client.DaemonDown, ControlError):
+            time.sleep(0.2)
+    typer.echo(f"gatewayd: no answer within {wait_s:g}s; see {cfg.state_dir}/logs/daemon.out", err=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def stop(config_file: ConfigOpt = None, state_dir: StateDirOpt = None,
+         wait_s: Annotated[float, typer.Option("--wait", help="Seconds to wait for gatewayd to exit.")] = 400.0
+         ) -> None:
+    """Stop gatewayd and the gateway (it drains first). It stays stopped until `gatewayd start`.
+
+    Example: gatewayd stop
+    """
+    cfg = load_config(config_file, state_dir=state_dir)
+    pid = control(cfg, "ping")["pid"]
+    control(cfg, "stop")
+    deadline = time.monotonic() + wait_s
+    while holder_pid(cfg.state_dir / "gatewayd.lock") is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if holder_pid(cfg.state_dir / "gatewayd.lock") is not None:
+        typer.echo(f"gatewayd: still stopping after {wait_s:g}s (pid {pid})", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"gatewayd stopped (pid {pid})")
+
+
+@app.command()
+def restart(
+    config_file: ConfigOpt = None,
+    state_dir: StateDirOpt = None,
+    safe: Annotated[bool, typer.Option("--safe/--now", help="Drain in-flight work first (default), or restart "
+                                                           "at once and recover what was interrupted.")] = True,
+    timeout: Annotated[float | None, typer.Option(help="Drain budget in seconds (default: the stop budget).")]
+    = None,
+    force: Annotated[bool, typer.Option(help="Same as --now.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON on stdout.")] = False,
+) -> None:
+    """Restart the gateway: snapshot, drain within a budget, restart, recover; shows progress.
+
+    Example: gatewayd restart --safe --timeout 120
+    """
+    cfg = load_config(config_file, state_dir=state_dir)
+    args: dict[str, Any] = {"safe": safe and not force}
+    if timeout is not None:
+        if timeout <= 0:
+            typer.echo("gatewayd: --timeout must be > 0", err=True)
+            raise typer.Exit(2)
+        args["timeout_s"] = timeout
+    before = control(cfg, "status")
+    started = control(cfg, "restart", args)
+    old_boot, old_pid = started["boot"], (before.get("gateway") or {}).get("pid")
+    t0 = time.monotonic()
+    tty = sys.stderr.isatty()
+    last = ""
+    while True:
+        st = control(cfg, "status", timeout_s=5)
+        gw = st.get("gateway") or {}
+        if gw.get("boot") not in (None, old_boot) and gw.get("ready"):
+            break
+        n = len(st["inflight"]["sessions"]) + len(st["inflight"]["runs"])
+        phase = "draining" if gw.get("boot") == old_boot else "starting"
+        line = f"{phase}: {n} in flight, {time.monotonic() - t0:.0f}s"
+        if line != last:
+            typer.echo(("\r" if tty else "") + line + ("" if tty else "\n"), err=True, nl=False)
+            last = line
+        time.sleep(0.5)
+    if tty:
+        typer.echo("", err=True)
+    outcome = {"old_pid": old_pid, "new_pid": gw.get("pid"), "old_boot": old_boot, "new_boot": gw.get("boot"),
+               "seconds": round(time.monotonic() - t0, 1), "safe": args["safe"],
+               "was_in_flight": before["inflight"]}
+    if as_json:
+        typer.echo(json.dumps(outcome))
+    else:
+        typer.echo(f"restarted: pid {old_pid} -> {gw.get('pid')} in {outcome['seconds']}s "
+                   f"({'drained' if args['safe'] else 'immediate'}); recovery: gatewayd history")
+
+
+@app.command("logs")
+def show_logs(
+    config_file: ConfigOpt = None,
+    state_dir: StateDirOpt = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
+    lines: Annotated[int, typer.Option("-n", help="How many lines to show first.")] = 50,
+    gateway: Annotated[bool, typer.Option("--gateway", help="The gateway's own output instead of gatewayd's.")]
+    = False,
+) -> None:
+    """Show gatewayd's log (JSON lines) or, with --gateway, the gateway's output.
+
+    Example: gatewayd logs -f -n 20
+    """
+    cfg = load_config(config_file, state_dir=state_dir)
+    path = cfg.state_dir / "logs" / ("gateway.log" if gateway else "gatewayd.log")
+    if not path.exists():
+        typer.echo(f"gatewayd: no log yet at {path}", err=True)
+        raise typer.Exit(1)
+    with open(path, "rb") as fh:
+        tail = fh.read().splitlines()[-lines:] if lines > 0 else []
+        for raw in tail:
+            typer.echo(raw.decode(errors="replace"))
+        while follow:
+            chunk = fh.readline()
+            if chunk:
+                typer.echo(chunk.decode(errors="replace").rstrip("\n"))
+            else:
+                time.sleep(0.3)
 
 
 @app.command()

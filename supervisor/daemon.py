@@ -21,6 +21,8 @@ from typing import Any, Protocol
 
 from supervisor import logs
 from supervisor.config import Config
+from supervisor.control.handlers import control_handlers
+from supervisor.control.server import ControlServer, socket_path
 from supervisor.core.model import ExitKind, Intent, ProbeOutcome, SupervisionState, transition
 from supervisor.core.policy import ExitFacts, NextStep, RestartDecision, RestartTracker, classify
 from supervisor.core.probestate import ProbeMachine, Verdict
@@ -73,6 +75,7 @@ class BootWatch:
     ready: bool = False
     ready_at_ms: int = 0  # wall clock
     ready_event: asyncio.Event = field(default_factory=asyncio.Event)
+    snapshotter: Snapshotter | None = None
 
 
 @dataclass
@@ -89,6 +92,10 @@ class Daemon:
         self.tracker = RestartTracker(self.cfg.restart)
         self.stop_requested = asyncio.Event()
         self.force_stop = asyncio.Event()
+        self.restart_requested = asyncio.Event()
+        self.restart_args: tuple[bool, float | None] = (True, None)
+        self.started_at = time.time()
+        self.control: ControlServer | None = None
         self.store = Store(self.cfg.state_dir / "store.sqlite")
         self.records = BootRecords(self.store)
         self.inflight = InflightRecords(self.store)
@@ -100,6 +107,14 @@ class Daemon:
         self._background: set[asyncio.Task[Any]] = set()
 
     # -- intents: signals and (later) control commands come through here ---------------------------
+
+    def request_restart(self, safe: bool, timeout_s: float | None) -> bool:
+        """A planned restart (control API). False when one is already under way."""
+        if self.restart_requested.is_set() or self.stop_requested.is_set():
+            return False
+        self.restart_args = (safe, timeout_s)
+        self.restart_requested.set()
+        return True
 
     def request_stop(self) -> None:
         if self.stop_requested.is_set():
@@ -131,10 +146,14 @@ class Daemon:
             await self.store.open()
             await self.records.daemon_started(os.getpid())
             await self._settle_previous_boots()
+            self.control = ControlServer(socket_path(self.cfg.state_dir), control_handlers(self))
+            await self.control.start()
             log.info("gatewayd started", pid=os.getpid(), state_dir=str(self.cfg.state_dir))
             await self._supervise()
             return 0
         finally:
+            if self.control is not None:
+                await self.control.close()
             for task in self._background:
                 task.cancel()
             if self.install_signals:
@@ -295,13 +314,24 @@ class Daemon:
         probe = probe_for(spec, self.cfg.probes.timeout_s)
         exit_task = asyncio.create_task(child.wait(), name="gateway-exit")
         stop_task = asyncio.create_task(self.stop_requested.wait(), name="stop-requested")
+        restart_task = asyncio.create_task(self.restart_requested.wait(), name="restart-requested")
         probe_task = asyncio.create_task(self._probe_loop(watch, probe, spec), name="probes")
         monitor_task: asyncio.Task[None] = asyncio.create_task(self._monitor(watch, spec), name="rpc-monitor")
         intent = Intent.NONE
         diagnostics: dict[str, Any] = {}
         try:
-            done, _ = await asyncio.wait({exit_task, stop_task, probe_task}, return_when=asyncio.FIRST_COMPLETED)
-            if exit_task not in done:
+            done, _ = await asyncio.wait({exit_task, stop_task, probe_task, restart_task},
+                                         return_when=asyncio.FIRST_COMPLETED)
+            if exit_task not in done and restart_task in done and stop_task not in done:
+                intent = Intent.RESTART
+                safe, timeout_s = self.restart_args
+                log.info("planned restart", pid=pid, safe=safe, timeout_s=timeout_s)
+                await self._record(self.records.event("planned-restart", boot, {"safe": safe, "timeout_s": timeout_s}))
+                if safe:  # the gateway drains its work within the budget, then stops
+                    await child.stop(timeout_s or self.cfg.stop_budget_s, self.force_stop)
+                else:  # at once: what it was doing is interrupted, and recovered
+                    child.kill_tree()
+            elif exit_task not in done:
                 if stop_task in done:
                     intent = Intent.STOP
                     await self._set_state(SupervisionState.STOPPING)
@@ -316,8 +346,9 @@ class Daemon:
                               **diagnostics)
                     child.kill_tree()
         finally:
-            for task in (stop_task, probe_task, monitor_task):
+            for task in (stop_task, probe_task, monitor_task, restart_task):
                 task.cancel()
+            self.restart_requested.clear()
             if not child.exited and intent is Intent.NONE:
                 # Only reached through an exception in this block: never leave a gateway unsupervised.
                 log.error("supervision failed mid-boot; killing the gateway rather than orphaning it", pid=pid)
@@ -405,6 +436,7 @@ class Daemon:
         delay = 0.5
         while not watch.child.exited:
             snapshotter = Snapshotter(self.inflight, watch.boot, spec.capabilities, self.cfg.snapshot_interval_s)
+            watch.snapshotter = snapshotter
 
             def on_event(ev: Event, snapshotter: Snapshotter = snapshotter) -> None:
                 snapshotter.on_event(ev)

@@ -35,8 +35,10 @@ FAKE = Path(__file__).with_name("fake_gateway.py")
 MODERN, LEGACY = "2026.9.6", "2026.2.26"
 VERSIONS = (MODERN, LEGACY)
 INTERRUPTED = "cron: job interrupted by gateway restart"
-COMPRESSED = {"FAKE_GW_BOOT_DELAY": "0.05", "FAKE_GW_REPAIR_DELAY_MS": "400", "FAKE_GW_ONESHOT_CATCHUP_MS": "1500",
-              "FAKE_GW_MAIN_RESUME_MS": "400", "FAKE_GW_BACKOFF_MS": "2000"}
+REPAIR_MS, CATCHUP_MS, RESUME_MS, BACKOFF_MS = 300, 1000, 300, 2000
+COMPRESSED = {"FAKE_GW_BOOT_DELAY": "0.05", "FAKE_GW_REPAIR_DELAY_MS": str(REPAIR_MS),
+              "FAKE_GW_ONESHOT_CATCHUP_MS": str(CATCHUP_MS), "FAKE_GW_MAIN_RESUME_MS": str(RESUME_MS),
+              "FAKE_GW_BACKOFF_MS": str(BACKOFF_MS)}
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -297,8 +299,8 @@ async def test_kill_mid_run_of_a_recurring_job(tmp_path: Path, version: str) -> 
                     "error", "error", INTERRUPTED)
                 assert state["consecutiveErrors"] == 1 and state["lastRunAtMs"] == running_at
                 world = await gw.world()
-                assert world["repairedAtMs"] - world["readyAtMs"] >= 400
-                assert state["nextRunAtMs"] == max(slot, world["repairedAtMs"] + 2000)
+                assert world["repairedAtMs"] - world["readyAtMs"] >= REPAIR_MS
+                assert state["nextRunAtMs"] == max(slot, world["repairedAtMs"] + BACKOFF_MS)
                 [entry] = await runs_of(rpc, job["id"])
                 assert (entry["status"], entry["error"], entry["runAtMs"]) == ("error", INTERRUPTED, running_at)
             await asyncio.sleep(0.6)
@@ -333,7 +335,7 @@ async def test_kill_mid_run_of_a_one_shot(tmp_path: Path, version: str) -> None:
                     return j["state"] if j and j["state"].get("lastError") == INTERRUPTED else None
                 state = await wait_for(interrupted, 10, "the one-shot marked interrupted")
                 world = await gw.world()
-                assert state["startupCatchupAtMs"] == world["readyAtMs"] + 1500
+                assert state["startupCatchupAtMs"] == world["readyAtMs"] + CATCHUP_MS
                 assert len(model.requests(mark)) == 1
                 await model.wait_request(mark, count=2, within=10)
                 assert time.time() * 1000 >= state["startupCatchupAtMs"]
@@ -375,7 +377,7 @@ async def test_main_session_turn_resumed_on_modern_only(tmp_path: Path, version:
         rpc = await gw.connect()
         try:
             if gw.legacy:
-                await asyncio.sleep(0.8)  # the resume delay is 0.4 s
+                await asyncio.sleep(0.8)  # well past the resume delay
                 assert len(model.requests(mark)) == 1, "2026.2.x does not resume the turn"
                 [row] = (await rpc.call("sessions.list", {}))["sessions"]
                 assert row["key"] == "agent:main:main"
@@ -383,7 +385,7 @@ async def test_main_session_turn_resumed_on_modern_only(tmp_path: Path, version:
                 [_, resumed] = await model.wait_request(mark, count=2, within=10)
                 assert "interrupted by a gateway restart" in resumed["text"]
                 world = await gw.world()
-                assert resumed["ts"] * 1000 >= world["readyAtMs"] + 400
+                assert resumed["ts"] * 1000 >= world["readyAtMs"] + RESUME_MS
 
                 async def idle() -> bool:
                     [row] = (await rpc.call("sessions.list", {}))["sessions"]

@@ -1,0 +1,53 @@
+"""What the control commands do: read the daemon's state, or enqueue an intent for its loop."""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+from supervisor import __version__
+from supervisor.control.protocol import Code, ControlError
+from supervisor.control.server import Handler
+
+if TYPE_CHECKING:
+    from supervisor.daemon import Daemon
+
+
+def control_handlers(d: Daemon) -> dict[str, Handler]:
+    async def ping(args: dict[str, Any]) -> Any:
+        return {"pid": os.getpid(), "version": __version__, "started_at": d.started_at}
+
+    async def status(args: dict[str, Any]) -> Any:
+        w = d.current
+        gateway: dict[str, Any] | None = None
+        inflight: dict[str, Any] = {"sessions": [], "runs": []}
+        if w is not None:
+            gateway = {"pid": w.child.pid if w.child.key else None, "boot": w.boot, "ready": w.ready,
+                       "adopted": w.child.adopted, "gateway_boot_id": w.gateway_boot_id,
+                       "version": d.spec.capabilities.version if d.spec else None}
+            if w.snapshotter is not None:
+                inflight = {"sessions": sorted(w.snapshotter.state.sessions),
+                            "runs": [{"job_id": j, "running_at_ms": t} for j, t in sorted(w.snapshotter.state.runs)]}
+        return {"pid": os.getpid(), "state": str(d.state), "crash_loop": d.tracker.crash_loop,
+                "consecutive_crashes": d.tracker.consecutive, "gateway": gateway, "inflight": inflight,
+                "restart_pending": d.restart_requested.is_set(), "stopping": d.stop_requested.is_set()}
+
+    async def stop(args: dict[str, Any]) -> Any:
+        d.request_stop()
+        return {"stopping": True}
+
+    async def restart(args: dict[str, Any]) -> Any:
+        safe = args.get("safe", True)
+        timeout = args.get("timeout_s")
+        if not isinstance(safe, bool):
+            raise ControlError(Code.BAD_REQUEST, "args.safe must be a boolean")
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
+            raise ControlError(Code.BAD_REQUEST, "args.timeout_s must be a positive number")
+        if d.current is None:
+            raise ControlError(Code.CONFLICT, f"no gateway to restart (state {d.state})")
+        boot = d.current.boot
+        if not d.request_restart(safe, float(timeout) if timeout is not None else None):
+            raise ControlError(Code.CONFLICT, "a restart or stop is already under way")
+        return {"restarting": True, "boot": boot, "safe": safe}
+
+    return {"ping": ping, "status": status, "stop": stop, "restart": restart}
