@@ -44,6 +44,9 @@ REASONS = {"crash": "crash", "hang-kill": "hang", "boot-timeout": "boot timeout"
            "config-error": "config error", "conflict": "port conflict", "updater-parked": "update"}
 
 
+INTERRUPTED = "interrupted"  # 2026.9.x logs an interrupted run as "cron: job interrupted by gateway restart"
+
+
 def now_ms() -> int:
     return int(time.time() * MS)
 
@@ -139,19 +142,28 @@ class Recovery:
         jobs = payload.get("jobs", []) if isinstance(payload, dict) else []
         return {j["id"]: j for j in jobs if isinstance(j, dict) and isinstance(j.get("id"), str)}
 
-    async def _run_starts(self, rpc: RpcClient, job_id: str) -> tuple[int, ...]:
+    async def _run_log(self, rpc: RpcClient, job_id: str) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """(starts of logged runs, starts of those that ended other than by our interruption)."""
         try:
             payload = await rpc.call("cron.runs", {"id": job_id, "limit": 50})
         except GatewayRpcError:
-            return ()
+            return (), ()
         entries = payload.get("entries", []) if isinstance(payload, dict) else []
-        return tuple(int(e["runAtMs"]) for e in entries if isinstance(e, dict) and isinstance(e.get("runAtMs"), int))
+        starts: list[int] = []
+        finished: list[int] = []
+        for e in entries:
+            if not isinstance(e, dict) or not isinstance(e.get("runAtMs"), int):
+                continue
+            starts.append(int(e["runAtMs"]))
+            if INTERRUPTED not in str(e.get("error") or ""):
+                finished.append(int(e["runAtMs"]))
+        return tuple(starts), tuple(finished)
 
     async def _cron(self, rpc: RpcClient, ob: dict[str, Any], jobs: dict[str, Any]) -> int | None:
         job = jobs.get(ob["ref"])
         state = job.get("state", {}) if isinstance(job, dict) else {}
         state = state if isinstance(state, dict) else {}
-        starts = await self._run_starts(rpc, ob["ref"]) if job is not None else ()
+        starts, finished = await self._run_log(rpc, ob["ref"]) if job is not None else ((), ())
         running = state.get("runningAtMs") if isinstance(state.get("runningAtMs"), int) else None
         all_starts = starts + ((running,) if running is not None else ())
         # An action a previous gatewayd journaled but whose answer it never saw is resolved by
@@ -171,7 +183,7 @@ class Recovery:
             await self.journal.answered(action["key"], "unconfirmed", {"observed": "no run after dispatch"})
             log.warning("recovery: an unanswered retry took no effect; deciding again", job=ob["ref"])
         view = JobView(exists=job is not None, enabled=bool(job.get("enabled", True)) if job else False,
-                       running_at_ms=running, run_starts_ms=all_starts,
+                       running_at_ms=running, run_starts_ms=all_starts, finished_ms=finished,
                        startup_catchup_at_ms=_int(state.get("startupCatchupAtMs")),
                        next_run_at_ms=_int(state.get("nextRunAtMs")))
         obligation = RunObligation(ob["ref"], int(ob["running_at_ms"]), int(ob["interrupted_at"] * MS),

@@ -76,6 +76,7 @@ class JobView:
     run_starts_ms: tuple[int, ...] = ()  # starts of runs seen (run log, snapshot), any time
     startup_catchup_at_ms: int | None = None
     next_run_at_ms: int | None = None
+    finished_ms: tuple[int, ...] = ()  # starts of runs the run log shows as ended, not interrupted
 
 
 class Verb(StrEnum):
@@ -117,6 +118,9 @@ def oneshot_deadline_ms(view: JobView, rules: VersionRules, ready_at_ms: int) ->
 
 def decide_run(ob: RunObligation, view: JobView, policy: RecoveryPolicy, rules: VersionRules, *,
                now_ms: int, ready_at_ms: int, planned_ms: int) -> Decision:
+    if ob.running_at_ms in view.finished_ms:
+        # It ended after all (a drain let it finish before the exit, after our last snapshot).
+        return Decision(Verb.DONE, "the run completed after all")
     later = sorted(t for t in view.run_starts_ms if t > ob.running_at_ms)
     if ob.one_shot:
         if later:

@@ -942,3 +942,16 @@ def test_session_invariants_on_random_inputs(kind: str, legacy: bool, resumed: b
     if d.verb is SV.WAIT:
         assert not legacy and not settled
     assert d == decide_session(kind, resumed, settled, rules_for(legacy), RecoveryPolicy(), reason, when)
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+@pytest.mark.parametrize("one_shot", [False, True])
+def test_regression_a_run_that_completed_during_a_drain_is_not_retried(legacy: bool, one_shot: bool) -> None:
+    """Found by design review of restart --safe: the drain lets the run finish after the last
+    snapshot, so the snapshot still shows it running at the exit. Its own run-log entry (same
+    runAtMs, not an interruption) settles it: retrying would run the work twice."""
+    ob = RunObligation("job-1", 1_000, 2_000, 1, one_shot)
+    view = JobView(True, True, None, (1_000,), None, None, finished_ms=(1_000,))
+    d = decide_run(ob, view, RecoveryPolicy(), VersionRules.for_caps(legacy), now_ms=10**9, ready_at_ms=0,
+                   planned_ms=0)
+    assert d.verb is Verb.DONE
