@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from supervisor.config import Config
 from supervisor.errors import GatewaydError
@@ -153,6 +153,7 @@ class ServiceSpec:
     log_dir: Path
     stop_timeout_s: int
     home: Path
+    gateway_dotenv: Path = Path("/nonexistent/.env")  # the gateway's own .env, which it reads itself
 
     @property
     def stdout_path(self) -> Path:
@@ -191,6 +192,9 @@ def build_spec(cfg: Config, config_file: Path | None, environ: Mapping[str, str]
     if config_file is None and environ.get("GATEWAYD_CONFIG"):
         config_file = Path(environ["GATEWAYD_CONFIG"])
     explicit_state = cfg.sources.get("state_dir", "default") != "default"
+    from supervisor.gateway.launch import gateway_paths
+
+    gw_state, _ = gateway_paths(cfg.gateway, {**environ, **cfg.gateway.env})
     return ServiceSpec(
         argv=run_argv(config_file, cfg.state_dir if explicit_state else None),
         environment=service_environment(environ, home),
@@ -198,6 +202,7 @@ def build_spec(cfg: Config, config_file: Path | None, environ: Mapping[str, str]
         log_dir=cfg.state_dir / "logs",
         stop_timeout_s=stop_timeout_s(cfg.stop_budget_s),
         home=home,
+        gateway_dotenv=gw_state / ".env",
     )
 
 
@@ -314,13 +319,16 @@ class ServiceState:
     enabled: bool
     pid: int | None = None
     environment: tuple[str, ...] = ()  # names of the variables its definition sets (never values)
-    env_file: str | None = None  # an environment file its definition loads
+    env_file: str | None = None  # an environment file its definition loads and gatewayd could not read
     port: int | None = None  # OPENCLAW_GATEWAY_PORT in its definition, if any
 
-    def foreign_environment(self) -> str | None:
-        """What this (gateway) service gives the gateway that gatewayd's service will not, or None."""
-        names = foreign_variables(self.environment)
-        parts = ([", ".join(names)] if names else []) + ([f"the env file {self.env_file}"] if self.env_file else [])
+    def foreign_environment(self, dotenv: Path) -> str | None:
+        """What this (gateway) service gives the gateway that gatewayd's service will not, or None.
+        Names already in the gateway's own `.env` (`dotenv`), which the gateway reads itself, are fine."""
+        covered = set(read_env_names(dotenv) or ())
+        names = [n for n in foreign_variables(self.environment) if n not in covered]
+        parts = ([", ".join(names)] if names else []) + ([f"what the env file {self.env_file} holds"]
+                                                          if self.env_file else [])
         return " and ".join(parts) or None
 
     def describe(self) -> str:
@@ -329,10 +337,36 @@ class ServiceState:
         return f"{self.name} ({state}{pid}, {'enabled' if self.enabled else 'disabled'})"
 
 
+def read_env_names(path: Path) -> tuple[str, ...] | None:
+    """The variable names an env file sets (never the values), or None when it cannot be read."""
+    from supervisor.gateway.launch import read_dotenv
+
+    if not path.is_file():
+        return None
+    return tuple(sorted(read_dotenv(path)))
+
+
 # -- dispatch ------------------------------------------------------------------------------------------
 
 
-def module(platform: str) -> Any:
+class Manager(Protocol):
+    """What `launchd` and `systemd` (the modules) both provide."""
+
+    SERVICE_NAME: str  # gatewayd's label / unit
+    GATEWAY_SERVICE_NAME: str  # the gateway's own label / unit
+
+    def definition_path(self, home: Path, environ: Mapping[str, str]) -> Path: ...
+    def inspect(self, runner: Runner, name: str, path: Path) -> ServiceState: ...
+    def gateway_services(self, runner: Runner, home: Path) -> list[ServiceState]: ...
+    def installed_argv(self, home: Path, environ: Mapping[str, str]) -> list[str] | None: ...
+    def installed_stop_timeout(self, home: Path, environ: Mapping[str, str]) -> int | None: ...
+    def install(self, spec: ServiceSpec, runner: Runner, echo: Echo) -> None: ...
+    def uninstall(self, state_dir: Path, home: Path, runner: Runner, echo: Echo, stop_timeout_s: int) -> None: ...
+    def start(self, runner: Runner, home: Path) -> None: ...
+    def stop(self, runner: Runner, home: Path, timeout_s: float | None = None) -> None: ...
+
+
+def module(platform: str) -> Manager:
     if platform == LAUNCHD:
         from supervisor.service import launchd
 

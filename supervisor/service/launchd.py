@@ -13,6 +13,7 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
+from xml.parsers.expat import ExpatError
 
 from supervisor.service import (
     LAUNCHD,
@@ -23,6 +24,7 @@ from supervisor.service import (
     ServiceState,
     ensure_state_dirs,
     new_record,
+    read_env_names,
     read_record,
     remove_record,
     template,
@@ -33,6 +35,8 @@ from supervisor.service import (
 
 LABEL = "ai.openclaw.gatewayd"
 GATEWAY_LABEL = "ai.openclaw.gateway"
+SERVICE_NAME = LABEL
+GATEWAY_SERVICE_NAME = GATEWAY_LABEL
 TEMPLATE = "ai.openclaw.gatewayd.plist.template"
 PLACEHOLDER = re.compile(r"^@([A-Z_]+)@$")
 NOT_LOADED_RCS = (3, 113)  # bootout of a job that is not loaded: ESRCH, "could not find service"
@@ -73,7 +77,7 @@ def render(spec: ServiceSpec, text: str | None = None) -> bytes:
     through plistlib (not text substitution) leaves no escaping to get wrong."""
     try:
         doc = plistlib.loads((text if text is not None else template(TEMPLATE)).encode("utf-8"))
-    except (plistlib.InvalidFileException, ValueError) as exc:
+    except (plistlib.InvalidFileException, ValueError, ExpatError) as exc:
         raise ServiceError(f"plist template {TEMPLATE} is not a valid plist: {exc}") from exc
     if not isinstance(doc, dict) or doc.get("Label") != LABEL:
         raise ServiceError(f"plist template {TEMPLATE}: Label must be {LABEL}")
@@ -92,7 +96,7 @@ def validate(data: bytes, spec: ServiceSpec, runner: Runner) -> list[str]:
     problems: list[str] = []
     try:
         doc = plistlib.loads(data)
-    except (plistlib.InvalidFileException, ValueError) as exc:
+    except (plistlib.InvalidFileException, ValueError, ExpatError) as exc:
         return [f"plistlib cannot parse it: {exc}"]
     expected = {"Label": LABEL, "ProgramArguments": list(spec.argv), "RunAtLoad": True, "KeepAlive": True,
                 "ExitTimeOut": spec.stop_timeout_s, "ProcessType": "Interactive",
@@ -139,7 +143,7 @@ def inspect(runner: Runner, label: str, path: Path, disabled: set[str] | None = 
     port = None
     try:
         doc = plistlib.loads(path.read_bytes())
-    except (OSError, plistlib.InvalidFileException, ValueError):
+    except (OSError, plistlib.InvalidFileException, ValueError, ExpatError):
         doc = None
     if isinstance(doc, dict):
         env = doc.get("EnvironmentVariables")
@@ -147,10 +151,17 @@ def inspect(runner: Runner, label: str, path: Path, disabled: set[str] | None = 
             env_names = tuple(sorted(env))
             raw_port = str(env.get("OPENCLAW_GATEWAY_PORT", ""))
             port = int(raw_port) if raw_port.isdigit() else None
-        # `openclaw gateway install` may wrap the gateway in `/bin/sh <...>-env-wrapper.sh <label>.env ...`
-        args = doc.get("ProgramArguments")
-        env_file = next((a for a in args if isinstance(a, str) and a.endswith(".env")), None) \
-            if isinstance(args, list) else None
+        # `openclaw gateway install` may wrap the gateway: `/bin/sh <dir>/<label>-env-wrapper.sh <label>.env ...`
+        args = [a for a in doc.get("ProgramArguments") or [] if isinstance(a, str)]
+        env_arg = next((a for a in args if a.endswith(".env")), None)
+        if env_arg:
+            wrapper = next((Path(a) for a in args if a.endswith(".sh")), None)
+            candidate = Path(env_arg) if os.path.isabs(env_arg) or wrapper is None else wrapper.parent / env_arg
+            names = read_env_names(candidate)
+            if names is None:
+                env_file = env_arg
+            else:
+                env_names = tuple(sorted({*env_names, *names}))
     if disabled is None:
         disabled = disabled_labels(runner)
     return ServiceState(name=label, path=path, exists=path.exists(), running=result.ok,
@@ -160,7 +171,7 @@ def inspect(runner: Runner, label: str, path: Path, disabled: set[str] | None = 
 def _installed(home: Path) -> dict[str, Any]:
     try:
         doc = plistlib.loads(definition_path(home).read_bytes())
-    except (OSError, plistlib.InvalidFileException, ValueError):
+    except (OSError, plistlib.InvalidFileException, ValueError, ExpatError):
         return {}
     return doc if isinstance(doc, dict) else {}
 
@@ -212,10 +223,10 @@ def _switch_off_gateway(runner: Runner, spec: ServiceSpec, record: dict[str, Any
              f"second gateway (`gatewayd uninstall` restores it)")
     else:
         echo(f"{GATEWAY_LABEL}: already stopped and disabled; left as is")
-    extra = gw.foreign_environment()
+    extra = gw.foreign_environment(spec.gateway_dotenv)
     if extra:
         echo(f"warning: {GATEWAY_LABEL}'s plist gives the gateway {extra}; gatewayd's service does not: put "
-             "those variables in the gateway's .env (in its state dir) so the gateway still gets them")
+             f"those variables in {spec.gateway_dotenv} (the gateway reads it itself)")
 
 
 def _restore_gateway(runner: Runner, record: Mapping[str, Any], echo: Echo) -> None:

@@ -22,6 +22,7 @@ from supervisor.service import (
     ServiceState,
     ensure_state_dirs,
     new_record,
+    read_env_names,
     read_record,
     remove_record,
     template,
@@ -32,6 +33,8 @@ from supervisor.service import (
 
 UNIT = "gatewayd.service"
 GATEWAY_UNIT = "openclaw-gateway.service"
+SERVICE_NAME = UNIT
+GATEWAY_SERVICE_NAME = GATEWAY_UNIT
 TEMPLATE = "gatewayd.service.template"
 PLACEHOLDER = re.compile(r"@([A-Z_]+)@")
 SHOW_PROPERTIES = "LoadState,ActiveState,UnitFileState,MainPID,FragmentPath"
@@ -158,8 +161,14 @@ def inspect(runner: Runner, unit: str, path: Path) -> ServiceState:
             env_names.append(name)
             if name == "OPENCLAW_GATEWAY_PORT" and val.isdigit():
                 port = int(val)
-    if svc.get("EnvironmentFile"):
-        env_file = svc["EnvironmentFile"][-1].lstrip("-")
+    for value in svc.get("EnvironmentFile", []):
+        raw = value.lstrip("-")
+        names = read_env_names(Path(raw.replace("%h", str(Path.home())))) if "%" not in raw.replace("%h", "") \
+            else None
+        if names is None:
+            env_file = raw
+        else:
+            env_names += names
     pid = int(props["MainPID"]) if props.get("MainPID", "0").isdigit() and props.get("MainPID") != "0" else None
     return ServiceState(name=unit, path=path, exists=path.exists() or props.get("LoadState") == "loaded",
                         running=props.get("ActiveState") in RUNNING_STATES,
@@ -214,10 +223,10 @@ def _switch_off_gateway(runner: Runner, spec: ServiceSpec, record: dict[str, Any
              "gateway (`gatewayd uninstall` restores it)")
     else:
         echo(f"{GATEWAY_UNIT}: already stopped and disabled; left as is")
-    extra = gw.foreign_environment()
+    extra = gw.foreign_environment(spec.gateway_dotenv)
     if extra:
         echo(f"warning: {GATEWAY_UNIT} gives the gateway {extra}; gatewayd's unit does not: put those variables "
-             "in the gateway's .env (in its state dir) so the gateway still gets them")
+             f"in {spec.gateway_dotenv} (the gateway reads it itself)")
 
 
 def _restore_gateway(runner: Runner, record: Mapping[str, Any], echo: Echo) -> None:

@@ -10,6 +10,7 @@ job, so its next slot cannot pass for the retry) and a main-session turn are bot
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import sqlite3
@@ -41,6 +42,18 @@ def store_rows(g: Gatewayd, sql: str) -> list[dict[str, Any]]:
 
 def asked(log: Path, text: str, since: float = 0.0) -> list[dict[str, Any]]:
     return [e for e in fake_model.read_log(log) if text in e.get("text", "") and e.get("ts", 0) >= since]
+
+
+def assert_no_secrets(g: Gatewayd, sb: sandbox.Sandbox) -> None:
+    """After a full run: no gateway or hook token in gatewayd's logs, store, status or history."""
+    outputs = [g.run_cli(cmd, "--json", "-c", str(g.config_file)).stdout for cmd in ("status", "history")]
+    for secret in (sb.token, sb.hook_token):
+        for path in g.state_dir.rglob("*"):
+            if path.is_file() and path.name != "gateway-token":
+                assert secret.encode() not in path.read_bytes(), path
+        for text in outputs:
+            assert secret not in text
+    assert json.loads(outputs[1])  # history has the boots
 
 
 async def start_work(sb: sandbox.Sandbox, mark: str) -> str:
@@ -119,6 +132,7 @@ def test_kill9_mid_run_retries_once_and_resumes_the_session_once(tmp_path: Path,
         assert len(asked(log, NOTICE, killed_at)) <= 1
         assert not asked(log, f"CRON-{mark}", quiet_from)
         assert not any(g.named("recovery: retrying an interrupted cron run")[1:])
+        assert_no_secrets(g, sb)
     finally:
         set_model_delay(0.5)
         g.cleanup()
