@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from supervisor import __version__, config, logs
+from supervisor import __version__, cli_service, config, logs, service
 from supervisor.control import client
 from supervisor.control.protocol import ControlError
 from supervisor.control.server import socket_path
@@ -226,15 +226,23 @@ def control(cfg: config.Config, command: str, args: dict[str, Any] | None = None
 def start(config_file: ConfigOpt = None, state_dir: StateDirOpt = None,
           wait_s: Annotated[float, typer.Option("--wait", help="Seconds to wait for the daemon to answer.")] = 30.0
           ) -> None:
-    """Start gatewayd in the background (when it is not installed as a service).
+    """Start gatewayd: through launchd/systemd when installed, else in the background.
 
     Example: gatewayd start --state-dir ~/gwd
     """
     cfg = load_config(config_file, state_dir=state_dir)
+    platform = service.detect_platform()
+    if service.installed_definition(platform) is not None:
+        try:
+            service.start(platform, service.Runner())
+        except GatewaydError as exc:
+            raise fail(exc) from None
+        typer.echo(f"gatewayd started through {platform}")
+        return
     if holder_pid(cfg.state_dir / "gatewayd.lock") is not None:
         typer.echo("gatewayd: already running", err=True)
         raise typer.Exit(3)
-    argv = [sys.executable, "-m", "supervisor", "run"]
+    argv = [sys.executable, "-P", "-m", "supervisor", "run"]  # -P: no ./supervisor (supervisord's) shadows ours
     if config_file:
         argv += ["--config", str(config_file)]
     if state_dir:
@@ -262,11 +270,20 @@ def start(config_file: ConfigOpt = None, state_dir: StateDirOpt = None,
 def stop(config_file: ConfigOpt = None, state_dir: StateDirOpt = None,
          wait_s: Annotated[float, typer.Option("--wait", help="Seconds to wait for gatewayd to exit.")] = 400.0
          ) -> None:
-    """Stop gatewayd and the gateway (it drains first). It stays stopped until `gatewayd start`.
+    """Stop gatewayd and the gateway (it drains first). It stays stopped until `gatewayd start`,
+    also when installed as a service (the service is stopped and disabled, not just signalled).
 
     Example: gatewayd stop
     """
     cfg = load_config(config_file, state_dir=state_dir)
+    platform = service.detect_platform()
+    if service.installed_definition(platform) is not None:
+        try:
+            service.stop(platform, service.Runner(), timeout_s=service.stop_timeout_s(cfg.stop_budget_s))
+        except GatewaydError as exc:
+            raise fail(exc) from None
+        typer.echo(f"gatewayd stopped through {platform} (stays stopped until `gatewayd start`)")
+        return
     pid = control(cfg, "ping")["pid"]
     control(cfg, "stop")
     deadline = time.monotonic() + wait_s
@@ -364,6 +381,9 @@ def show_logs(
 def version() -> None:
     """Print gatewayd's version."""
     typer.echo(__version__)
+
+
+cli_service.register(app)
 
 
 def main() -> None:

@@ -74,6 +74,10 @@ def setup(log_dir: Path | None, level: str = "info", max_bytes: int = 10 << 20, 
     root.setLevel(level.upper())
     if console:
         h = logging.StreamHandler(sys.stderr)
+        if not sys.stderr.isatty():
+            # Under a service manager stderr is a file nobody rotates: the full log is in
+            # gatewayd.log; stderr keeps what needs attention.
+            h.setLevel(logging.WARNING)
         renderer: Any = (structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
                          if sys.stderr.isatty() else structlog.processors.JSONRenderer())
         h.setFormatter(structlog.stdlib.ProcessorFormatter(processors=[

@@ -18,6 +18,7 @@ import contextlib
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,7 @@ from typing import Any, Protocol
 
 from supervisor.config import Config
 from supervisor.errors import GatewaydError
+from supervisor.gateway.launch import gateway_paths, read_dotenv
 
 PLATFORM_ENV = "GATEWAYD_SERVICE_PLATFORM"
 LAUNCHD = "launchd"
@@ -38,7 +40,8 @@ RECORD_FILE = "service-state.json"
 LOCK_FILE = "gatewayd.lock"
 STOP_MARGIN_S = 30  # the service manager's stop timeout = gatewayd's stop budget + this (DESIGN, correction 6)
 NOFILE_LIMIT = 8192
-TEMPLATES = Path(__file__).resolve().parents[2] / "launchd"
+# Package data, so a wheel (pipx, uv tool) carries them; the repo's launchd/ links here.
+TEMPLATES = Path(__file__).resolve().parent / "templates"
 
 # Carried from the installing shell into the service's environment: gatewayd's own settings and the
 # gateway's non-secret path variables, so the service supervises the gateway `doctor` looked at.
@@ -102,11 +105,8 @@ class Runner:
         self.echo: Echo = echo or (lambda _line: None)
         self.timeout_s = timeout_s
         self.environ = dict(os.environ if environ is None else environ)
-        self.changed: list[tuple[str, ...]] = []  # changes made (or, dry, that would be made), in order
 
     def which(self, name: str) -> str | None:
-        import shutil
-
         return shutil.which(name, path=self.environ.get("PATH"))
 
     def _run(self, argv: Sequence[str], timeout_s: float | None) -> Result:
@@ -126,7 +126,6 @@ class Runner:
         return self._run(argv, timeout_s)
 
     def change(self, argv: Sequence[str], timeout_s: float | None = None, ok_rcs: Iterable[int] = (0,)) -> Result:
-        self.changed.append(tuple(argv))
         if self.dry_run:
             self.echo(f"would run: {' '.join(argv)}")
             return Result(tuple(argv), 0)
@@ -192,8 +191,6 @@ def build_spec(cfg: Config, config_file: Path | None, environ: Mapping[str, str]
     if config_file is None and environ.get("GATEWAYD_CONFIG"):
         config_file = Path(environ["GATEWAYD_CONFIG"])
     explicit_state = cfg.sources.get("state_dir", "default") != "default"
-    from supervisor.gateway.launch import gateway_paths
-
     gw_state, _ = gateway_paths(cfg.gateway, {**environ, **cfg.gateway.env})
     return ServiceSpec(
         argv=run_argv(config_file, cfg.state_dir if explicit_state else None),
@@ -289,6 +286,17 @@ def new_record(platform: str, definition: Path) -> dict[str, Any]:
             "installed_at": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
 
 
+def refuse_if_running_outside(state_dir: Path) -> None:
+    """A gatewayd started by hand (`gatewayd start`) holds the state dir: the service's gatewayd would
+    exit at once (another gatewayd runs) and be restarted again and again."""
+    from supervisor.instance import holder_pid
+
+    pid = holder_pid(state_dir / LOCK_FILE)
+    if pid is not None:
+        raise ServiceError(f"gatewayd already runs on {state_dir} (pid {pid}), outside the service manager: "
+                           "stop it first (`gatewayd stop`), then install")
+
+
 def wait_for_exit(state_dir: Path, timeout_s: float, echo: Echo, poll_s: float = 0.2) -> bool:
     """After the service manager was told to stop gatewayd: wait until it let go of its instance
     lock (it stops its gateway first), so the gateway's own service never starts into a busy port."""
@@ -339,8 +347,6 @@ class ServiceState:
 
 def read_env_names(path: Path) -> tuple[str, ...] | None:
     """The variable names an env file sets (never the values), or None when it cannot be read."""
-    from supervisor.gateway.launch import read_dotenv
-
     if not path.is_file():
         return None
     return tuple(sorted(read_dotenv(path)))

@@ -31,7 +31,6 @@ from supervisor.gateway.ports import PortOwner, port_owners
 from supervisor.service import (
     LAUNCHD,
     LOCK_FILE,
-    SECRET_VARS,
     Runner,
     ServiceError,
     ServiceState,
@@ -357,15 +356,12 @@ def check_services(cfg: config.Config, port: int, services: Services, environ: M
             out.append(Finding(level, "gateway service", f"{gw.describe()}: starts again at the next login",
                                f"`{off}`" if services.installed else "`gatewayd install` disables it"))
         else:
-            out.append(Finding(OK, "gateway service", f"{gw.describe()}: off (`gatewayd uninstall` restores it)"))
+            out.append(Finding(OK, "gateway service", f"{gw.describe()}: off"
+                               + (" (`gatewayd uninstall` restores it)" if services.installed else "")))
         extra = gw.foreign_environment(dotenv)
         if extra:
             out.append(Finding(WARN, "gateway service env", f"{gw.name} gives the gateway {extra}; gatewayd's "
                                "service does not", f"put those variables in {dotenv}, which the gateway reads itself"))
-    secrets = [v for v in SECRET_VARS if environ.get(v)]
-    if secrets and services.installed:
-        out.append(Finding(WARN, "service env", f"{', '.join(secrets)} set in this shell only: the service does "
-                           "not get it", f"put it in {dotenv}"))
     return out
 
 

@@ -26,6 +26,7 @@ from supervisor.service import (
     new_record,
     read_env_names,
     read_record,
+    refuse_if_running_outside,
     remove_record,
     template,
     wait_for_exit,
@@ -255,6 +256,9 @@ def install(spec: ServiceSpec, runner: Runner, echo: Echo) -> None:
     record = read_record(spec.state_dir) or {}
     if record.get("platform") not in (None, LAUNCHD):
         raise ServiceError(f"{spec.state_dir} is installed as a {record['platform']} service; uninstall it first")
+    loaded = runner.query(["launchctl", "print", _target(LABEL)]).ok
+    if not loaded:
+        refuse_if_running_outside(spec.state_dir)
     fresh = not record
     record = {**new_record(LAUNCHD, plist), **{k: v for k, v in record.items() if k == "gateway_service"}}
     ensure_state_dirs(spec, runner.dry_run)
@@ -262,7 +266,6 @@ def install(spec: ServiceSpec, runner: Runner, echo: Echo) -> None:
     try:
         _switch_off_gateway(runner, spec, record, echo)
         write_record(spec.state_dir, record, runner.dry_run)
-        loaded = runner.query(["launchctl", "print", _target(LABEL)]).ok
         current = plist.read_bytes() if plist.exists() else None
         if loaded and current == data:
             echo(f"{LABEL}: already loaded with this definition")
@@ -275,7 +278,7 @@ def install(spec: ServiceSpec, runner: Runner, echo: Echo) -> None:
         else:
             write_atomic(plist, data, 0o644)
             wrote = current is None
-        echo(f"wrote {plist}")
+            echo(f"wrote {plist}")
         runner.change(["launchctl", "enable", _target(LABEL)])  # `gatewayd stop` disables it
         runner.change(["launchctl", "bootstrap", domain(), str(plist)])
     except ServiceError as exc:

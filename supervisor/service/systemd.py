@@ -24,6 +24,7 @@ from supervisor.service import (
     new_record,
     read_env_names,
     read_record,
+    refuse_if_running_outside,
     remove_record,
     template,
     wait_for_exit,
@@ -253,6 +254,9 @@ def install(spec: ServiceSpec, runner: Runner, echo: Echo) -> None:
     record = read_record(spec.state_dir) or {}
     if record.get("platform") not in (None, SYSTEMD):
         raise ServiceError(f"{spec.state_dir} is installed as a {record['platform']} service; uninstall it first")
+    me = inspect(runner, UNIT, path)
+    if not me.running:
+        refuse_if_running_outside(spec.state_dir)
     fresh = not record
     record = {**new_record(SYSTEMD, path), **{k: v for k, v in record.items() if k == "gateway_service"}}
     ensure_state_dirs(spec, runner.dry_run)
@@ -260,7 +264,6 @@ def install(spec: ServiceSpec, runner: Runner, echo: Echo) -> None:
     try:
         _switch_off_gateway(runner, spec, record, echo)
         write_record(spec.state_dir, record, runner.dry_run)
-        me = inspect(runner, UNIT, path)
         current = path.read_text(encoding="utf-8") if path.exists() else None
         if current == text and me.running and me.enabled:
             echo(f"{UNIT}: already enabled and running with this definition")
@@ -271,7 +274,7 @@ def install(spec: ServiceSpec, runner: Runner, echo: Echo) -> None:
             else:
                 write_atomic(path, text.encode("utf-8"), 0o644)
                 wrote = current is None
-            echo(f"wrote {path}")
+                echo(f"wrote {path}")
         runner.change(_systemctl("daemon-reload"))
         runner.change(_systemctl("enable", "--now", UNIT))
         if me.running and current != text:  # enable --now leaves a running unit on its old definition

@@ -18,6 +18,7 @@ import sqlite3
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -328,7 +329,7 @@ def _statements(script: str) -> list[str]:
 
 def open_readonly(path: Path) -> sqlite3.Connection:
     """For `status` while the daemon is down: read the store without writing or migrating it."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=2.0)
+    conn = sqlite3.connect(f"file:{urllib.parse.quote(str(path.absolute()))}?mode=ro", uri=True, timeout=2.0)
     conn.row_factory = sqlite3.Row
     return conn
 

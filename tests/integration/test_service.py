@@ -183,7 +183,7 @@ class World:
 
 def make_world(tmp_path: Path, platform: str) -> World:
     home = tmp_path / "home"
-    home.mkdir()
+    home.mkdir(parents=True)
     bindir = tmp_path / "bin"
     bindir.mkdir()
     env = {k: v for k, v in os.environ.items()
@@ -199,12 +199,12 @@ def make_world(tmp_path: Path, platform: str) -> World:
 
 @pytest.fixture
 def mac(tmp_path: Path) -> World:
-    return make_world(tmp_path, "launchd")
+    return make_world(tmp_path / "mac", "launchd")
 
 
 @pytest.fixture
 def linux(tmp_path: Path) -> World:
-    return make_world(tmp_path, "systemd")
+    return make_world(tmp_path / "linux", "systemd")
 
 
 def commands_wired() -> bool:
@@ -289,11 +289,11 @@ def test_launchd_install_writes_the_plist_switches_the_gateways_agent_off_and_un
     assert (state / "logs").is_dir()  # launchd does not create the log folder itself
     assert stat.S_IMODE(plist.stat().st_mode) == 0o644
     assert mac.calls("launchctl") == [
+        ["print", f"{GUI}/ai.openclaw.gatewayd"],
         ["print", f"{GUI}/ai.openclaw.gateway"],
         ["print-disabled", GUI],
-        ["bootout", f"{GUI}/ai.openclaw.gateway"],
+        ["bootout", f"{GUI}/ai.openclaw.gateway"],  # first: the port must be free for gatewayd's gateway
         ["disable", f"{GUI}/ai.openclaw.gateway"],
-        ["print", f"{GUI}/ai.openclaw.gatewayd"],
         ["enable", f"{GUI}/ai.openclaw.gatewayd"],
         ["bootstrap", GUI, str(plist)],
     ]
@@ -355,7 +355,7 @@ def test_launchd_a_gateway_agent_that_was_off_stays_off(mac: World) -> None:
     state = mac.root / "state"
 
     assert gatewayd(mac, "install", "--state-dir", str(state)).code == 0
-    assert [c[0] for c in mac.calls("launchctl")] == ["print", "print-disabled", "print", "enable", "bootstrap"]
+    assert [c[0] for c in mac.calls("launchctl")] == ["print", "print", "print-disabled", "enable", "bootstrap"]
     mac.reset_calls()
     assert gatewayd(mac, "uninstall", "--state-dir", str(state)).code == 0
 
@@ -415,6 +415,25 @@ def test_launchd_a_failed_bootstrap_rolls_back_and_restores_the_gateways_agent(m
     assert "rolled back" in err[0]
     assert mac.state()["loaded"] == {"ai.openclaw.gateway": 4242} and mac.state()["disabled"] == []
     assert not plist.exists() and not (state / "service-state.json").exists()
+
+
+def test_install_refuses_while_a_gatewayd_started_by_hand_holds_the_state_dir(mac: World, linux: World) -> None:
+    from supervisor.instance import InstanceLock
+
+    for w in (mac, linux):
+        state = w.root / "state"
+        lock = InstanceLock(state / "gatewayd.lock")
+        lock.acquire()
+        try:
+            r = gatewayd(w, "install", "--state-dir", str(state))
+        finally:
+            lock.release()
+        assert r.code == 1
+        assert f"gatewayd already runs on {state} (pid {os.getpid()}), outside the service manager" in r.stderr
+        assert not (state / "service-state.json").exists()
+    # Asked whether the service runs (it does not: so the lock holder is someone else); changed nothing.
+    assert mac.calls("launchctl") == [["print", f"{GUI}/ai.openclaw.gatewayd"]]
+    assert linux.calls("systemctl") == [["--user", "show", f"--property={systemd.SHOW_PROPERTIES}", "gatewayd.service"]]
 
 
 def test_launchd_dry_run_only_asks(mac: World) -> None:
@@ -519,9 +538,9 @@ def test_systemd_install_writes_a_verified_unit_switches_the_gateways_unit_off_a
     else:
         assert "no systemd-analyze here" in r.stdout
     assert linux.calls("systemctl") == [
+        ["--user", "show", f"--property={systemd.SHOW_PROPERTIES}", "gatewayd.service"],
         ["--user", "show", f"--property={systemd.SHOW_PROPERTIES}", "openclaw-gateway.service"],
         ["--user", "disable", "--now", "openclaw-gateway.service"],
-        ["--user", "show", f"--property={systemd.SHOW_PROPERTIES}", "gatewayd.service"],
         ["--user", "daemon-reload"],
         ["--user", "enable", "--now", "gatewayd.service"],
     ]
@@ -645,7 +664,7 @@ def test_doctor_reports_every_check_on_a_healthy_setup(setup: tuple[World, Path,
         f"ok    port: {port} is free (gatewayd starts the gateway on it)",
         "ok    gatewayd service: ai.openclaw.gatewayd is not installed "
         "(`gatewayd install` starts it at login and restarts it whenever it exits)",
-        "ok    gateway service: ai.openclaw.gateway (not running, disabled): off (`gatewayd uninstall` restores it)",
+        "ok    gateway service: ai.openclaw.gateway (not running, disabled): off",
         f"ok    store: {state / 'store.sqlite'}: quick_check ok, schema {SCHEMA_VERSION}",
     ]
     assert out[1].startswith("ok    supervisor package: only gatewayd's (")
@@ -741,3 +760,50 @@ def test_doctor_warns_when_another_supervisor_package_is_importable(tmp_path: Pa
     assert found.level == "warn" and str(tmp_path / "supervisor") in found.detail
     assert "pipx" in found.hint
     assert doctor.check_supervisor_package(list(sys.path)).level == "ok"
+
+
+# -- start / stop through the service manager (for `gatewayd start|stop` when installed) ---------------
+
+
+def test_service_stop_persists_and_start_undoes_it(mac: World, linux: World) -> None:
+    # KeepAlive / Restart=always bring back a gatewayd that merely exits: when installed, `stop` must
+    # go through the manager (and disable, so the next login does not start it either).
+    assert gatewayd(mac, "install", "--state-dir", str(mac.root / "state")).code == 0
+    assert service.installed_definition("launchd", mac.home, mac.env) is not None
+    mac.reset_calls()
+    runner = service.Runner(environ=mac.env)
+    service.stop("launchd", runner, mac.home, timeout_s=360)
+    assert mac.calls("launchctl") == [["disable", f"{GUI}/ai.openclaw.gatewayd"],
+                                      ["bootout", f"{GUI}/ai.openclaw.gatewayd"]]
+    service.start("launchd", runner, mac.home)
+    assert mac.calls("launchctl")[2:] == [["enable", f"{GUI}/ai.openclaw.gatewayd"],
+                                          ["print", f"{GUI}/ai.openclaw.gatewayd"],
+                                          ["bootstrap", GUI, str(mac.home / "Library" / "LaunchAgents" /
+                                                                 "ai.openclaw.gatewayd.plist")]]
+    assert mac.state()["loaded"] == {"ai.openclaw.gatewayd": 4242} and mac.state()["disabled"] == []
+
+    assert service.installed_definition("systemd", linux.home, linux.env) is None
+    assert gatewayd(linux, "install", "--state-dir", str(linux.root / "state")).code == 0
+    linux.reset_calls()
+    runner = service.Runner(environ=linux.env)
+    service.stop("systemd", runner, linux.home)
+    service.start("systemd", runner, linux.home)
+    assert linux.calls("systemctl") == [["--user", "disable", "--now", "gatewayd.service"],
+                                        ["--user", "enable", "--now", "gatewayd.service"]]
+
+
+def test_a_token_only_in_the_shell_is_flagged_and_never_written(setup: tuple[World, Path, int]) -> None:
+    mac, state, _port = setup
+    (mac.root / "openclaw-state" / ".env").unlink()
+    mac.env["OPENCLAW_GATEWAY_TOKEN"] = SECRET
+
+    r = gatewayd(mac, "doctor")
+    assert "warn  token: token from your shell's environment (OPENCLAW_GATEWAY_TOKEN); the LaunchAgent never " \
+           "carries secrets" in r.stdout
+    assert f"(put it in {mac.root / 'openclaw-state' / '.env'})" in r.stdout
+
+    r = gatewayd(mac, "install")
+    assert r.code == 0, r.stderr
+    assert "warning: OPENCLAW_GATEWAY_TOKEN is set in this shell; the service never carries secrets" in r.stdout
+    plist = mac.home / "Library" / "LaunchAgents" / "ai.openclaw.gatewayd.plist"
+    assert SECRET not in plist.read_text() + r.stdout + (state / "service-state.json").read_text()
