@@ -100,7 +100,7 @@ class Daemon:
         self.records = BootRecords(self.store)
         self.inflight = InflightRecords(self.store)
         self.journal = Journal(self.store)
-        self.output: logs.OutputLog | None = None
+        self.output: logs.OutputFile | None = None
         self.current: BootWatch | None = None
         self._adopt: tuple[int, tuple[int, float]] | None = None  # (boot, (pid, create time))
         self.spec: LaunchSpec | None = None
@@ -140,7 +140,7 @@ class Daemon:
             loop.add_signal_handler(signal.SIGHUP, lambda: None)  # a closed terminal must not kill the gateway
         if become_subreaper():
             log.debug("child subreaper: orphans of the gateway's tree come back to gatewayd")
-        self.output = logs.OutputLog(self.cfg.state_dir / "logs" / "gateway.log", self.cfg.logs.max_bytes,
+        self.output = logs.OutputFile(self.cfg.state_dir / "logs" / "gateway.log", self.cfg.logs.max_bytes,
                                      self.cfg.logs.backups)
         try:
             await self.store.open()
@@ -161,7 +161,6 @@ class Daemon:
                     loop.remove_signal_handler(sig)
             with contextlib.suppress(StoreError):
                 await self.store.close()
-            self.output.close()
             log.info("gatewayd stopped")
 
     async def _set_state(self, target: SupervisionState, message: str | None = None) -> None:
@@ -291,7 +290,7 @@ class Daemon:
         if adopt is not None and child.adopt(adopt[1]):
             boot, pid = adopt[0], adopt[1][0]
             log.info("gateway adopted", boot=boot, pid=pid, port=spec.port,
-                     note="its output went to the previous gatewayd and is not captured until it restarts")
+                     note="its output still reaches gateway.log through its own relay process")
         else:
             if adopt is not None:
                 await self._record(self.records.ended(adopt[0], BootEnd(

@@ -99,6 +99,32 @@ def get(name: str = "gatewayd") -> Any:
     return structlog.get_logger(name)
 
 
+class OutputFile:
+    """Where the gateway's output goes (written by the relay process, `supervisor.logrelay`) and
+    what gatewayd reads back: the last lines for diagnostics, the size as a sign of life."""
+
+    def __init__(self, path: Path, max_bytes: int, backups: int) -> None:
+        self.path = path
+        self.max_bytes = max_bytes
+        self.backups = backups
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def size(self) -> int:
+        try:
+            return self.path.stat().st_size
+        except OSError:
+            return 0
+
+    def last_lines(self, n: int = 20) -> list[str]:
+        try:
+            with open(self.path, "rb") as fh:
+                fh.seek(max(0, fh.seek(0, os.SEEK_END) - 64 * 1024))
+                data = fh.read()
+        except OSError:
+            return []
+        return [line.decode("utf-8", errors="replace") for line in data.splitlines()[-n:]]
+
+
 class OutputLog:
     """The gateway's stdout/stderr: redacted, size-rotated, the last lines kept for diagnostics."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ctypes
+import json
 import os
 import select
 import signal
@@ -75,13 +76,14 @@ class ExitInfo:
 @dataclass
 class GatewayChild:
     spec: LaunchSpec
-    output: logs.OutputLog
+    output: logs.OutputFile
     proc: asyncio.subprocess.Process | None = None
     key: ProcessKey | None = None
     adopted: bool = False
     descendants: dict[int, ProcessKey] = field(default_factory=dict)
     killed_by_us: bool = False
-    last_output_at: float = 0.0
+    _output_size: int = 0
+    _relay: asyncio.subprocess.Process | None = None
     _cpu_seen: float = 0.0
     _drain_task: asyncio.Task[None] | None = None
     _exit: ExitInfo | None = None
@@ -100,11 +102,18 @@ class GatewayChild:
             self._exit_fut.set_result(returncode)
 
     async def spawn(self) -> int:
-        # Our own pipe, not asyncio's PIPE: asyncio's `wait()` also waits for EOF on a PIPE, and a
-        # grandchild holding the gateway's stderr (an MCP server, a double-forked tool) would hide
-        # the gateway's exit until it closed.
+        """The gateway writes to a pipe read by a relay process (supervisor.logrelay), not by gatewayd:
+        if gatewayd dies the gateway keeps a reader and lives on to be adopted. A pipe, not a file,
+        so secrets are redacted before anything is written."""
         read_fd, write_fd = os.pipe()
         try:
+            relay = await asyncio.create_subprocess_exec(
+                sys.executable, "-P", "-m", "supervisor.logrelay", str(self.output.path), str(self.output.max_bytes),
+                str(self.output.backups), stdin=read_fd, stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL, start_new_session=True,
+                env={**os.environ, "GATEWAYD_REDACT": json.dumps(list(self.spec.secrets()))})
+            HELPER_PIDS.add(relay.pid)
+            self._relay = relay
             self.proc = await asyncio.create_subprocess_exec(
                 *self.spec.argv,
                 env=dict(self.spec.env),
@@ -114,19 +123,16 @@ class GatewayChild:
                 start_new_session=True,  # its own process group: signals and kills reach its whole tree
             )
         except OSError as exc:
-            os.close(read_fd)
             raise LaunchError(f"cannot start {self.spec.argv[0]}: {exc.strerror or exc}") from exc
         finally:
+            os.close(read_fd)
             os.close(write_fd)
         self._pid = self.proc.pid
         self.key = process_key(self.proc.pid) or (self.proc.pid, time.time())
         loop = asyncio.get_running_loop()
         self._exit_fut = loop.create_future()
         self._exit_watch = asyncio.create_task(self._watch_spawned(self.proc), name="gateway-exit")
-        reader = asyncio.StreamReader(limit=1 << 20)
-        await asyncio.get_running_loop().connect_read_pipe(
-            lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", buffering=0))
-        self._drain_task = asyncio.create_task(self._drain(reader), name="gateway-output")
+        self._drain_task = asyncio.create_task(self._reap_relay(relay), name="gateway-output-relay")
         return self.proc.pid
 
     async def _watch_spawned(self, proc: asyncio.subprocess.Process) -> None:
@@ -164,16 +170,11 @@ class GatewayChild:
             watch.close() if hasattr(watch, "close") else os.close(fd)
         self._exited_with(None)
 
-    async def _drain(self, stream: asyncio.StreamReader) -> None:
-        while True:
-            try:
-                line = await stream.readline()
-            except ValueError:  # a line longer than the limit: take what is buffered
-                line = await stream.read(1 << 20)
-            if not line:
-                return
-            self.last_output_at = time.monotonic()
-            self.output.write_line(line)
+    async def _reap_relay(self, relay: asyncio.subprocess.Process) -> None:
+        try:
+            await relay.wait()  # it ends at EOF: when the gateway and its tree have closed the pipe
+        finally:
+            HELPER_PIDS.discard(relay.pid)
 
     async def wait(self) -> ExitInfo:
         assert self._exit_fut is not None
@@ -225,7 +226,8 @@ class GatewayChild:
                 total = t.user + t.system
         moved = total > self._cpu_seen + 0.005
         self._cpu_seen = max(self._cpu_seen, total)
-        printed = self.last_output_at > 0 and time.monotonic() - self.last_output_at < 1.0
+        size = self.output.size()
+        printed, self._output_size = size != self._output_size, size
         return moved or printed
 
     def diagnostics(self) -> dict[str, object]:
@@ -311,7 +313,6 @@ class GatewayChild:
                 with contextlib.suppress(psutil.Error):
                     p.kill()
             await asyncio.to_thread(psutil.wait_procs, left, timeout_s)
-        if self._drain_task is not None:
+        if self._drain_task is not None:  # the relay flushes the gateway's last lines, then exits
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
                 await asyncio.wait_for(asyncio.shield(self._drain_task), 2.0)
-            self._drain_task.cancel()

@@ -238,3 +238,41 @@ def test_gatewayd_killed_mid_recovery_still_retries_exactly_once(tmp_path: Path,
     finally:
         set_model_delay(0.5)
         g.cleanup()
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_gatewayd_killed_while_a_run_is_in_flight_adopts_the_gateway(tmp_path: Path, model: tuple[int, Path],
+                                                                     version: str) -> None:
+    """An upgrade or crash of gatewayd itself: the gateway is adopted, not killed, and the run in
+    flight completes without a retry (found here: with gatewayd as the reader of the gateway's
+    output pipe, its death made the gateway die too; the output now goes through a relay)."""
+    log = model[1]
+    g, sb = real_gatewayd(tmp_path, version, model[0], {"snapshot": {"interval_s": 2.0}})
+    mark = uuid.uuid4().hex[:8]
+    try:
+        g.start()
+        g.wait_event("gateway ready", timeout=240)
+        g.wait_event("rpc monitor connected", timeout=60)
+        gateway = g.spawned_pids()[-1]
+        set_model_delay(10)
+        job_id = asyncio.run(add_hourly(sb, mark))
+        wait_until(lambda: asked(log, f"CRON-{mark}"), 60, "the cron run at the model")
+        g.procs[-1].kill()  # gatewayd dies mid-run
+        g.procs[-1].wait()
+        g.start()
+        adopted = g.wait_event("gateway adopted", timeout=60)
+        assert adopted["pid"] == gateway
+        wait_until(lambda: any(r["job_id"] == job_id and r["state"] == "finished"
+                               for r in store_rows(g, "SELECT * FROM inflight_runs")) or
+                   (not store_rows(g, f"SELECT 1 FROM inflight_runs WHERE job_id = '{job_id}' AND state = 'running'")
+                   and store_rows(g, "SELECT 1 FROM inflight_runs")), 90, "the run finished")
+        set_model_delay(0.5)
+        time.sleep(10)  # the witness window: a retry would show here
+        assert len(asked(log, f"CRON-{mark}")) == 1
+        assert g.spawned_pids() == [gateway] and g.named("gateway exited") == []
+        assert store_rows(g, "SELECT * FROM obligations") == []  # nothing was interrupted
+        # and its output still reaches gateway.log
+        assert (g.state_dir / "logs" / "gateway.log").stat().st_size > 0
+    finally:
+        set_model_delay(0.5)
+        g.cleanup()
