@@ -34,6 +34,7 @@ lint: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) scripts/bench/detect_latency.py --short
 	$(PY) scripts/bench/snapshot_cycle.py --short
+	$(PY) scripts/bench/recovery_latency.py --short
 	$(PY) scripts/bench/idle_cost.py --short
 
 clean:

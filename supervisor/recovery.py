@@ -100,6 +100,8 @@ class Recovery:
                 next_at = self.hold_until_ms
                 obligations = []
             jobs: dict[str, Any] | None = None
+            # Notices first: they are due now, while retries wait for their backoff anyway.
+            obligations.sort(key=lambda o: o["kind"] != "session")
             for ob in obligations:
                 if ob["kind"] == "cron":
                     if jobs is None:

@@ -36,7 +36,7 @@ FAKE = Path(__file__).with_name("fake_gateway.py")
 MODERN, LEGACY = "2026.9.6", "2026.2.26"
 VERSIONS = (MODERN, LEGACY)
 INTERRUPTED = "cron: job interrupted by gateway restart"
-REPAIR_MS, CATCHUP_MS, RESUME_MS, BACKOFF_MS = 300, 1000, 300, 2000
+REPAIR_MS, CATCHUP_MS, RESUME_MS, BACKOFF_MS = 1000, 1800, 300, 2000  # repair: time to look before it
 COMPRESSED = {"FAKE_GW_BOOT_DELAY": "0.05", "FAKE_GW_REPAIR_DELAY_MS": str(REPAIR_MS),
               "FAKE_GW_ONESHOT_CATCHUP_MS": str(CATCHUP_MS), "FAKE_GW_MAIN_RESUME_MS": str(RESUME_MS),
               "FAKE_GW_BACKOFF_MS": str(BACKOFF_MS)}
@@ -451,7 +451,7 @@ async def test_scheduler_runs_every_jobs_at_their_slots_once(tmp_path: Path, ver
     """An `every` job runs at anchor + k * everyMs; a slot that comes while the run is still going does
     not start it twice."""
     mark = f"TICK-{uuid.uuid4().hex[:8]}"
-    async with world_of(tmp_path, version, delay=1.0) as (gw, model):
+    async with world_of(tmp_path, version, delay=1.5) as (gw, model):
         gw.start()
         rpc = await gw.connect()
         try:
