@@ -4,10 +4,14 @@ Used by fake_gateway.py (one `World` per gateway process). Shapes follow what th
 (tests/contract/fixtures/<version>/), per version: 2026.9.x ("modern") or 2026.2.x ("legacy").
 
 A run (an isolated cron run, a main-session turn, a heartbeat turn) really calls the model:
-POST {baseUrl}/chat/completions (non-streaming), baseUrl from the gateway's config file
+POST {baseUrl}/chat/completions (streaming, like both real versions), baseUrl from the gateway's config file
 (`$OPENCLAW_CONFIG_PATH`, else `$OPENCLAW_STATE_DIR/openclaw.json`; `models.providers.fake.baseUrl`) or, when
 absent, env FAKE_GW_MODEL_URL (same form, e.g. http://127.0.0.1:P/v1). The run lasts as long as the model
-takes, so the fake model's request log is the witness, as with the real gateway.
+takes, so the fake model's request log is the witness, as with the real gateway. Prompts are shaped like the
+real ones (measured): a cron run sends "[cron:<jobId> <name>] <message>", a turn "[Thu 2026-11-26 18:33 UTC]
+<message>" after the session's transcript, a heartbeat turn its prompt plus the drained system events as
+"System: [2026-11-26 18:33:25 UTC] <text>" lines (2026.9.x: in an internal-context user message). Only heartbeat
+turns (wake now, system-event wake:true on 2026.9.x, scheduled heartbeats) drain the queue, not `agent` turns.
 
 Persistence: jobs (with state), the run log and session rows (with a turn in flight, if any) live in
 `$OPENCLAW_STATE_DIR/fake-world.json`, rewritten atomically on every change (nothing is written without
