@@ -22,9 +22,9 @@ run: $(VENV)/.installed
 
 ## test: lint, then unit, fake-gateway, integration and real-gateway tests (fail fast)
 test: $(VENV)/.installed openclaw lint
-	$(PYTEST) tests/unit tests/fakes -q
+	$(PYTEST) tests/unit tests/fakes tests/contract -q -m "not e2e"
 	$(PYTEST) tests/integration -q
-	$(PYTEST) tests/e2e -q
+	$(PYTEST) tests/contract tests/e2e -q -m e2e
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check supervisor tests scripts

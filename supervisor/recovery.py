@@ -137,10 +137,7 @@ class Recovery:
         return True
 
     async def _jobs(self, rpc: RpcClient) -> dict[str, Any]:
-        if self.caps.legacy:
-            payload = await rpc.call("cron.list", {"includeDisabled": True})
-        else:
-            payload = await paged(rpc, "cron.list", {"includeDisabled": True}, "jobs", 200)
+        payload = await paged(rpc, "cron.list", {"includeDisabled": True}, "jobs", 200)
         jobs = payload.get("jobs", []) if isinstance(payload, dict) else []
         return {j["id"]: j for j in jobs if isinstance(j, dict) and isinstance(j.get("id"), str)}
 

@@ -110,8 +110,7 @@ class Snapshotter:
         return await paged(rpc, "sessions.list", {"activeOnly": True}, "sessions", 500)
 
     async def _all_jobs(self, rpc: RpcClient) -> Any:
-        if self.caps.legacy:
-            return await rpc.call("cron.list", {"includeDisabled": True})
+        # Both versions page cron.list (2.x too: its default page is the job count, capped at 200).
         return await paged(rpc, "cron.list", {"includeDisabled": True}, "jobs", PAGE)
 
 

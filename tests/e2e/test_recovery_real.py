@@ -21,9 +21,8 @@ from typing import Any
 
 import pytest
 
-from supervisor.gateway.launch import GatewayAuth, Secret
-from supervisor.gateway.rpc import RpcClient
 from tests.e2e.conftest import VERSIONS, fake_model, real_gatewayd, sandbox, set_model_delay
+from tests.e2e.work import add_hourly, add_job, at_soon, gateway_rpc, hourly_soon, main_turn, send_and_leave
 from tests.support.harness import Gatewayd, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -44,6 +43,19 @@ def asked(log: Path, text: str, since: float = 0.0) -> list[dict[str, Any]]:
     return [e for e in fake_model.read_log(log) if text in e.get("text", "") and e.get("ts", 0) >= since]
 
 
+async def start_work(sb: sandbox.Sandbox, mark: str) -> str:
+    """A timer-fired hourly run and a main-session turn, both left in flight."""
+    async with gateway_rpc(sb) as rpc:
+        job_id = await add_job(rpc, f"hourly-{mark}", hourly_soon(), f"CRON-{mark} reply PONG")
+        await send_and_leave(rpc, "agent", main_turn(f"MAIN-{mark} reply PONG"))
+        return job_id
+
+
+async def add_oneshot(sb: sandbox.Sandbox, mark: str) -> str:
+    async with gateway_rpc(sb) as rpc:
+        return await add_job(rpc, f"oneshot-{mark}", at_soon(), f"ONESHOT-{mark} reply PONG")
+
+
 def assert_no_secrets(g: Gatewayd, sb: sandbox.Sandbox) -> None:
     """After a full run: no gateway or hook token in gatewayd's logs, store, status or history."""
     outputs = [g.run_cli(cmd, "--json", "-c", str(g.config_file)).stdout for cmd in ("status", "history")]
@@ -54,27 +66,6 @@ def assert_no_secrets(g: Gatewayd, sb: sandbox.Sandbox) -> None:
         for text in outputs:
             assert secret not in text
     assert json.loads(outputs[1])  # history has the boots
-
-
-async def start_work(sb: sandbox.Sandbox, mark: str) -> str:
-    rpc = RpcClient(f"ws://127.0.0.1:{sb.gw_port}/", GatewayAuth("token", Secret(sb.token), "", False),
-                    3 if sb.legacy else 4)
-    await rpc.connect()
-    try:
-        # An hourly job whose first slot is a few seconds away: the gateway's own timer fires it.
-        job = await rpc.call("cron.add", {
-            "name": f"hourly-{mark}",
-            "schedule": {"kind": "every", "everyMs": 3_600_000, "anchorMs": int(time.time() * 1000) + 4000},
-            "sessionTarget": "isolated", "delivery": {"mode": "none"},
-            "payload": {"kind": "agentTurn", "message": f"CRON-{mark} reply PONG", "timeoutSeconds": 120}})
-        turn = asyncio.ensure_future(rpc.call("agent", {
-            "message": f"MAIN-{mark} reply PONG", "idempotencyKey": str(uuid.uuid4()), "agentId": "main",
-            "sessionKey": "agent:main:main"}, timeout_s=5))
-        await asyncio.wait({turn}, timeout=5)
-        turn.cancel()
-        return str(job["id"])
-    finally:
-        await rpc.close()
 
 
 @pytest.mark.parametrize("version", VERSIONS)
@@ -139,21 +130,6 @@ def test_kill9_mid_run_retries_once_and_resumes_the_session_once(tmp_path: Path,
     assert time.time() - t0 < 600
 
 
-async def add_oneshot(sb: sandbox.Sandbox, mark: str) -> str:
-    rpc = RpcClient(f"ws://127.0.0.1:{sb.gw_port}/", GatewayAuth("token", Secret(sb.token), "", False),
-                    3 if sb.legacy else 4)
-    await rpc.connect()
-    try:
-        at = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() + 4))
-        job = await rpc.call("cron.add", {
-            "name": f"oneshot-{mark}", "schedule": {"kind": "at", "at": at}, "sessionTarget": "isolated",
-            "delivery": {"mode": "none"},
-            "payload": {"kind": "agentTurn", "message": f"ONESHOT-{mark} reply PONG", "timeoutSeconds": 120}})
-        return str(job["id"])
-    finally:
-        await rpc.close()
-
-
 @pytest.mark.parametrize("version", VERSIONS)
 def test_kill9_mid_oneshot_adds_no_run_to_the_gateways_own(tmp_path: Path, model: tuple[int, Path],
                                                           version: str) -> None:
@@ -186,21 +162,6 @@ def test_kill9_mid_oneshot_adds_no_run_to_the_gateways_own(tmp_path: Path, model
     finally:
         set_model_delay(0.5)
         g.cleanup()
-
-
-async def add_hourly(sb: sandbox.Sandbox, mark: str) -> str:
-    rpc = RpcClient(f"ws://127.0.0.1:{sb.gw_port}/", GatewayAuth("token", Secret(sb.token), "", False),
-                    3 if sb.legacy else 4)
-    await rpc.connect()
-    try:
-        job = await rpc.call("cron.add", {
-            "name": f"hourly-{mark}",
-            "schedule": {"kind": "every", "everyMs": 3_600_000, "anchorMs": int(time.time() * 1000) + 4000},
-            "sessionTarget": "isolated", "delivery": {"mode": "none"},
-            "payload": {"kind": "agentTurn", "message": f"CRON-{mark} reply PONG", "timeoutSeconds": 120}})
-        return str(job["id"])
-    finally:
-        await rpc.close()
 
 
 @pytest.mark.parametrize(("version", "step"), [("2026.2.26", "journaled"), ("2026.2.26", "dispatched"),

@@ -16,9 +16,8 @@ from typing import Any
 
 import pytest
 
-from supervisor.gateway.launch import GatewayAuth, Secret
-from supervisor.gateway.rpc import RpcClient
 from tests.e2e.conftest import VERSIONS, fake_model, real_gatewayd, sandbox, set_model_delay
+from tests.e2e.work import add_job, gateway_rpc, main_turn, send_and_leave
 from tests.support.harness import Gatewayd, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
@@ -36,26 +35,12 @@ def rows(g: Gatewayd, table: str) -> list[dict[str, Any]]:
 
 
 async def start_work(sb: sandbox.Sandbox, mark: str) -> str:
-    """A recurring isolated cron agentTurn fired now, and a main-session turn, both left running."""
-    rpc = RpcClient(f"ws://127.0.0.1:{sb.gw_port}/", GatewayAuth("token", Secret(sb.token), "", False),
-                    3 if sb.legacy else 4)
-    await rpc.connect()
-    try:
-        job = await rpc.call("cron.add", {
-            "name": f"snap-{mark}", "schedule": {"kind": "every", "everyMs": 3_600_000},
-            "sessionTarget": "isolated", "delivery": {"mode": "none"},
-            "payload": {"kind": "agentTurn", "message": f"CRON-{mark} reply PONG", "timeoutSeconds": 120}})
-        job_id = job["id"] if "id" in job else job["job"]["id"]
-        run = asyncio.ensure_future(rpc.call("cron.run", {"id": job_id, "mode": "force"}, timeout_s=5))
-        turn = asyncio.ensure_future(rpc.call("agent", {
-            "message": f"MAIN-{mark} reply PONG", "idempotencyKey": str(uuid.uuid4()), "agentId": "main",
-            "sessionKey": "agent:main:main"}, timeout_s=5))
-        await asyncio.wait({run, turn}, timeout=5)
-        for f in (run, turn):
-            f.cancel()
-        return str(job_id)
-    finally:
-        await rpc.close()
+    """A recurring isolated cron agentTurn fired now (cron.run), and a main-session turn, both left running."""
+    async with gateway_rpc(sb) as rpc:
+        job_id = await add_job(rpc, f"snap-{mark}", {"kind": "every", "everyMs": 3_600_000}, f"CRON-{mark} reply PONG")
+        await send_and_leave(rpc, "cron.run", {"id": job_id, "mode": "force"})
+        await send_and_leave(rpc, "agent", main_turn(f"MAIN-{mark} reply PONG"))
+        return job_id
 
 
 @pytest.mark.parametrize("version", VERSIONS)
