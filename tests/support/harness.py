@@ -105,7 +105,14 @@ class Gatewayd:
             base.setdefault(section, {}).update(values)
         self.write_config(base)
 
+    def write_config_sections(self, extra: dict[str, dict[str, Any]]) -> None:
+        """Rewrite the config with these sections merged over the current ones (one level deep)."""
+        for section, values in extra.items():
+            self.sections.setdefault(section, {}).update(values)
+        self.write_config(self.sections)
+
     def write_config(self, sections: dict[str, dict[str, Any]]) -> None:
+        self.sections = sections
         lines: list[str] = []
         for k, v in sections.get("", {}).items():
             lines.append(f"{k} = {toml_value(v)}")

@@ -1,0 +1,139 @@
+"""The fault suite on the fake gateway's world (tests/fakes/fake_world.py), with the fake model's
+request log as the witness: gatewayd killed at every named step of recovery, on both versions'
+behaviour; and the openclaw binary replaced by another version while gatewayd runs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from supervisor.crashpoints import CRASH_EXIT, STEPS
+from supervisor.gateway.launch import GatewayAuth, Secret
+from supervisor.gateway.rpc import RpcClient
+from tests.support.harness import FAKE_GATEWAY, REPO, Gatewayd, gatewayd, wait_until
+
+sys.path.insert(0, str(REPO / "scripts"))
+import fake_model
+import sandbox
+
+pytestmark = pytest.mark.timeout(120)
+
+COMPRESSED = {"FAKE_GW_BOOT_DELAY": "0.1", "FAKE_GW_REPAIR_DELAY_MS": "300", "FAKE_GW_ONESHOT_CATCHUP_MS": "3000",
+              "FAKE_GW_MAIN_RESUME_MS": "500", "FAKE_GW_BACKOFF_MS": "30000"}
+TOKEN = "tok-" + "f" * 32
+
+
+@contextmanager
+def model(root: Path) -> Iterator[tuple[int, Path, Path]]:
+    log, delay = root / "model.jsonl", root / "model-delay"
+    delay.write_text("0.2\n")
+    server, thread, port = fake_model.start_fake_model(port=0, delay=0.2, log_path=log, delay_file=delay)
+    try:
+        yield port, log, delay
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
+def world_settings(root: Path, version: str, model_port: int, gw_port: int) -> dict[str, dict[str, Any]]:
+    cfg = sandbox.build_config(version, gw_port=gw_port, model_port=model_port, token=TOKEN, hook_token="hook-x",
+                               log_file=root / "gw.log", heartbeat_every="0m")
+    (root / "gw").mkdir(exist_ok=True)
+    config_path = root / "gw" / "openclaw.json"
+    config_path.write_text(json.dumps(cfg))
+    env = {"FAKE_GW_VERSION": version, "OPENCLAW_STATE_DIR": str(root / "gw"),
+           "OPENCLAW_CONFIG_PATH": str(config_path), **COMPRESSED}
+    return {"gateway": {"command": [sys.executable, str(FAKE_GATEWAY)], "env": env, "config_path": str(config_path),
+                        "state_dir": str(root / "gw")},
+            "snapshot": {"interval_s": 0.5},
+            "recovery": {"backoff_initial_s": 0.5, "unanswered_grace_s": 3.0}}
+
+
+async def add_hourly(port: int, version: str, mark: str) -> str:
+    rpc = RpcClient(f"ws://127.0.0.1:{port}/", GatewayAuth("token", Secret(TOKEN), "", False),
+                    3 if version.startswith("2026.2") else 4)
+    await rpc.connect()
+    try:
+        job = await rpc.call("cron.add", {
+            "name": f"hourly-{mark}", "sessionTarget": "isolated", "delivery": {"mode": "none"},
+            "schedule": {"kind": "every", "everyMs": 3_600_000, "anchorMs": int(time.time() * 1000) + 1000},
+            "payload": {"kind": "agentTurn", "message": f"CRON-{mark} reply PONG", "timeoutSeconds": 60}})
+        return str(job["id"])
+    finally:
+        await rpc.close()
+
+
+def asked(log: Path, text: str) -> int:
+    return sum(1 for e in fake_model.read_log(log) if text in e.get("text", ""))
+
+
+def obligations(g: Gatewayd) -> list[dict[str, Any]]:
+    import sqlite3
+    conn = sqlite3.connect(f"file:{g.state_dir / 'store.sqlite'}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute("SELECT * FROM obligations")]
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("version", ["2026.9.6", "2026.2.26"])
+@pytest.mark.parametrize("step", STEPS)
+def test_gatewayd_killed_at_a_recovery_step_completes_every_action_once(tmp_path: Path, version: str,
+                                                                        step: str) -> None:
+    with model(tmp_path) as (model_port, log, delay), gatewayd(tmp_path, None) as g:
+        g.write_config_sections(world_settings(tmp_path, version, model_port, g.port))
+        mark = uuid.uuid4().hex[:8]
+        g.start({"GATEWAYD_CRASH_AT": step})
+        g.wait_event("rpc monitor connected")
+        delay.write_text("3\n")
+        asyncio.run(add_hourly(g.port, version, mark))
+        wait_until(lambda: asked(log, f"CRON-{mark}") == 1, 20, "the run at the model")
+        g.wait_event("in flight changed", where=lambda e: bool(e.get("runs_started")))
+        delay.write_text("0.2\n")
+        os.kill(g.spawned_pids()[-1], signal.SIGKILL)
+        assert g.procs[-1].wait(60) == CRASH_EXIT  # died at the step
+        g.start()
+        wait_until(lambda: [o for o in obligations(g) if o["kind"] == "cron" and o["state"] != "open"], 30,
+                   "the obligation resolved")
+        wait_until(lambda: asked(log, f"CRON-{mark}") >= 2, 30, "the retry at the model")
+        time.sleep(2.0)  # the witness window: with a 0.5 s backoff a second retry would show by now
+        assert asked(log, f"CRON-{mark}") == 2
+        ob = next(o for o in obligations(g) if o["kind"] == "cron")
+        assert ob["state"] == "done", ob
+
+
+def test_openclaw_replaced_by_another_version_is_seen_at_the_next_boot(tmp_path: Path) -> None:
+    """The binary changes under a running gatewayd (an upgrade or a downgrade): the next boot reads
+    the version again and derives probes and capabilities from it."""
+    version_file = tmp_path / "version"
+    version_file.write_text("2026.9.6")
+    wrapper = tmp_path / "openclaw"
+    wrapper.write_text(f"#!/bin/sh\nFAKE_GW_VERSION=$(cat {version_file}) exec {sys.executable} {FAKE_GATEWAY}"
+                       ' "$@"\n')
+    wrapper.chmod(0o755)
+    with gatewayd(tmp_path, {"gateway": {"openclaw": str(wrapper)}}) as g:
+        g.start()
+        first = g.wait_event("gateway spawned")
+        assert first["version"] == "2026.9.6"
+        g.wait_event("rpc monitor connected", where=lambda e: e["protocol"] == 4)
+        version_file.write_text("2026.2.26")
+        os.kill(g.spawned_pids()[-1], signal.SIGKILL)
+        second = g.wait_event("gateway spawned", count=2)
+        assert second["version"] == "2026.2.26"
+        g.wait_event("gateway ready", count=2)  # readiness over the WebSocket: the legacy probe
+        g.wait_event("rpc monitor connected", where=lambda e: e["protocol"] == 3)
+        g.procs[-1].send_signal(signal.SIGTERM)
+        assert g.procs[-1].wait(30) == 0
