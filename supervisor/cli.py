@@ -7,6 +7,7 @@ Exit codes: 0 ok, 1 unhealthy (status), 2 bad config or arguments, 3 another gat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import sqlite3
 import subprocess
@@ -134,9 +135,16 @@ def status(
         st = read_status(cfg.state_dir)
     except GatewaydError as exc:
         raise fail(exc) from None
+    if st["daemon"]["running"]:
+        # The daemon's own view: current even when its store cannot be written (full disk, lock).
+        with contextlib.suppress(client.DaemonDown, ControlError):
+            st["live"] = client.call(socket_path(cfg.state_dir), "status", timeout_s=5)
+    live = st.get("live") or {}
     if as_json:
         typer.echo(json.dumps(st, indent=2, default=str))
     else:
+        if live.get("store_error"):
+            typer.echo(f"store:   FAILING: {live['store_error']}")
         sup = st.get("supervision", {})
         gw = st.get("gateway", {})
         daemon = st["daemon"]
@@ -153,7 +161,8 @@ def status(
             typer.echo(f"session: {s['key']} ({s['state']}, boot {s['boot_id']})")
         for r in inflight.get("runs", []):
             typer.echo(f"cron run: {r['name'] or r['job_id']} started {r['running_at_ms']} ({r['state']})")
-    healthy = st["daemon"]["running"] and st.get("supervision", {}).get("state") == "running"
+    state = live.get("state") or st.get("supervision", {}).get("state")
+    healthy = st["daemon"]["running"] and state == "running" and not live.get("store_error")
     raise typer.Exit(0 if healthy else 1)
 
 

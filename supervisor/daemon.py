@@ -26,7 +26,7 @@ from supervisor.control.server import ControlServer, socket_path
 from supervisor.core.model import ExitKind, Intent, ProbeOutcome, SupervisionState, transition
 from supervisor.core.policy import ExitFacts, NextStep, RestartDecision, RestartTracker, classify
 from supervisor.core.probestate import ProbeMachine, Verdict
-from supervisor.errors import GatewayError, LaunchError, StoreError
+from supervisor.errors import GatewayError, LaunchError, StoreError, StoreUnavailable
 from supervisor.events import BootEnded, BootStarted, EventBus, GatewayReady, ShutdownAnnounced
 from supervisor.gateway import launch
 from supervisor.gateway.child import HELPER_PIDS, ExitInfo, GatewayChild, become_subreaper, process_key
@@ -95,6 +95,7 @@ class Daemon:
         self.restart_requested = asyncio.Event()
         self.restart_args: tuple[bool, float | None] = (True, None)
         self.started_at = time.time()
+        self.store_error: str | None = None  # the last store failure, until a write succeeds again
         self.control: ControlServer | None = None
         self.store = Store(self.cfg.state_dir / "store.sqlite")
         self.records = BootRecords(self.store)
@@ -143,8 +144,13 @@ class Daemon:
         self.output = logs.OutputFile(self.cfg.state_dir / "logs" / "gateway.log", self.cfg.logs.max_bytes,
                                      self.cfg.logs.backups)
         try:
-            await self.store.open()
-            await self.records.daemon_started(os.getpid())
+            try:
+                await self.store.open()
+            except StoreUnavailable as exc:
+                # Locked, full, or an I/O error: keep the file, supervise anyway, retry on each write.
+                self.store_error = str(exc)
+                log.error("store unavailable at start; supervising without it until it comes back", error=str(exc))
+            await self._record(self.records.daemon_started(os.getpid()))
             await self._settle_previous_boots()
             self.control = ControlServer(socket_path(self.cfg.state_dir), control_handlers(self))
             await self.control.start()
@@ -173,10 +179,16 @@ class Daemon:
     async def _record(self, coro: Any) -> Any:
         """Store writes must not stop supervision: a failure is logged and visible, never fatal."""
         try:
-            return await coro
+            result = await coro
         except StoreError as exc:
-            log.error("store write failed; supervision goes on", error=str(exc))
+            if self.store_error is None:
+                log.error("store write failed; supervision goes on", error=str(exc))
+            self.store_error = str(exc)
             return None
+        if self.store_error is not None:
+            log.warning("store writes work again", was=self.store_error)
+            self.store_error = None
+        return result
 
     async def _settle_previous_boots(self) -> None:
         """A boot with no recorded end: the gateway died while gatewayd was down, or still runs."""
@@ -364,6 +376,7 @@ class Daemon:
     async def _conclude(self, watch: BootWatch, spec: LaunchSpec, intent: Intent, info: ExitInfo,
                         diagnostics: dict[str, Any]) -> RestartDecision:
         child = watch.child
+        await self._ensure_boot_row(watch, spec)
         returncode, exited_at = info.returncode, info.exited_at
         held = bool(returncode == 78 and port_owners(spec.port))
         # Whether gatewayd killed the gateway itself, as of its exit: leftovers killed afterwards
@@ -411,7 +424,19 @@ class Daemon:
                 return verdict
             await asyncio.sleep(s.interval_s if watch.ready else min(0.5, s.interval_s))
 
+    async def _ensure_boot_row(self, watch: BootWatch, spec: LaunchSpec) -> None:
+        """A boot that began while the store could not be written (full disk, lock) gets its row as
+        soon as a write works, so its snapshot and its end are recorded too."""
+        if watch.boot == 0 and watch.child.key is not None:
+            boot = await self._record(self.records.started(watch.child.pid, watch.child.key[1], spec.port,
+                                                           spec.capabilities.version))
+            if boot:
+                watch.boot = boot
+                log.info("boot recorded late (the store was failing when it began)", boot=boot,
+                         pid=watch.child.pid)
+
     async def _became_ready(self, watch: BootWatch, spec: LaunchSpec) -> None:
+        await self._ensure_boot_row(watch, spec)
         watch.ready = True
         watch.ready_at_ms = int(self.clock.wall() * 1000)
         watch.ready_event.set()

@@ -11,6 +11,7 @@ size-rotated log, and exits when the gateway's last writer closes the pipe.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -32,11 +33,21 @@ def main(argv: list[str]) -> int:
     redactor.add(json.loads(os.environ.pop(REDACT_ENV, "[]")))
     out = OutputLog(path, max_bytes, backups, redactor)
     stream = sys.stdin.buffer
+    dropped = 0
     try:
         for line in iter(stream.readline, b""):
-            out.write_line(line)
+            try:
+                out.write_line(line)
+            except OSError:
+                # A full disk must not end the relay: the gateway would lose its reader and die of
+                # its next line. Lines are dropped (and counted) until space returns.
+                dropped += 1
+                if dropped in (1, 100, 10_000):
+                    print(f"gatewayd logrelay: {dropped} line(s) of gateway output dropped: cannot write {path}",
+                          file=sys.stderr, flush=True)
     finally:
-        out.close()
+        with contextlib.suppress(OSError):
+            out.close()
     return 0
 
 

@@ -30,7 +30,8 @@ def control_handlers(d: Daemon) -> dict[str, Handler]:
                             "runs": [{"job_id": j, "running_at_ms": t} for j, t in sorted(w.snapshotter.state.runs)]}
         return {"pid": os.getpid(), "state": str(d.state), "crash_loop": d.tracker.crash_loop,
                 "consecutive_crashes": d.tracker.consecutive, "gateway": gateway, "inflight": inflight,
-                "restart_pending": d.restart_requested.is_set(), "stopping": d.stop_requested.is_set()}
+                "restart_pending": d.restart_requested.is_set(), "stopping": d.stop_requested.is_set(),
+                "store_error": d.store_error}
 
     async def stop(args: dict[str, Any]) -> Any:
         d.request_stop()
