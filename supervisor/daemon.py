@@ -489,7 +489,8 @@ class Daemon:
                     if self.tracker.crash_loop else 0
                 recovery = Recovery(self.journal, self.cfg.recovery, caps, watch.boot, watch.ready_at_ms,
                                     self.inflight.seen_active, self.rand, hold)
-                await asyncio.gather(snapshotter.run(rpc), self._guarded(recovery.run(rpc), "recovery"))
+                await asyncio.gather(snapshotter.run(rpc), self._guarded(recovery.run(rpc), "recovery"),
+                                     self._tick_watch(rpc, hello.tick_interval_ms))
                 await rpc.closed.wait()
                 if rpc.close_code == CLOSE_SERVICE_RESTART and not watch.shutdown_announced:
                     watch.shutdown_announced = True
@@ -501,6 +502,20 @@ class Daemon:
                 await rpc.close()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+    async def _tick_watch(self, rpc: RpcClient, tick_interval_ms: int) -> None:
+        """The server sends `tick` every tickIntervalMs: a connection silent for twice that (plus a
+        margin) is dead even if TCP has not noticed; close it, and the monitor reconnects."""
+        limit_s = 2 * tick_interval_ms / 1000 + 5.0
+        while not rpc.closed.is_set():
+            silent = time.monotonic() - rpc.last_frame_at
+            if silent > limit_s:
+                log.warning("rpc monitor: no frame from the gateway for twice its tick interval; reconnecting",
+                            silent_s=round(silent, 1))
+                await rpc.close()
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(rpc.closed.wait(), max(0.5, limit_s - silent))
 
     async def _guarded(self, coro: Any, what: str) -> None:
         """A failed component is logged and ends; it never takes supervision down with it."""
