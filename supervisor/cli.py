@@ -35,6 +35,8 @@ EXIT_CODES: list[tuple[type[GatewaydError], int]] = [
     (ConfigError, 2), (InstanceLocked, 3), (LaunchError, 4), (StoreError, 5), (GatewaydError, 1),
 ]
 
+STATUS_HEALTHY, STATUS_DEGRADED, STATUS_NEEDS_HUMAN, STATUS_STOPPED, STATUS_DOWN = 0, 1, 3, 4, 5
+
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="gatewayd TOML config file.")]
 StateDirOpt = Annotated[str | None, typer.Option("--state-dir", help="gatewayd's state dir (store, logs).")]
 
@@ -126,7 +128,9 @@ def status(
 ) -> None:
     """Show the supervision state; works while the daemon is down (from the store, marked stale).
 
-    Exit code: 0 running and ready, 1 anything else.
+    Exit codes (for scripts): 0 healthy (running and ready); 1 degraded (starting, backing off, crash
+    loop, killing a hung gateway, or the store failing); 3 needs a human (config error, port
+    conflict); 4 stopped on purpose; 5 the daemon is down without having been stopped.
 
     Example: gatewayd status --json
     """
@@ -148,12 +152,15 @@ def status(
         sup = st.get("supervision", {})
         gw = st.get("gateway", {})
         daemon = st["daemon"]
-        typer.echo(f"daemon:  {'running, pid ' + str(daemon['pid']) if daemon['running'] else 'not running'}")
+        up = f", up {ago(live['started_at'])}" if live.get("started_at") else ""
+        typer.echo(f"daemon:  {'running, pid ' + str(daemon['pid']) + up if daemon['running'] else 'not running'}")
         typer.echo(f"state:   {sup.get('state')}{' (stale)' if sup.get('stale') else ''}"
                    f"{' crash-loop' if sup.get('crash_loop') else ''}")
         if gw:
+            alive = gw.get("ready_at") and not gw.get("ended_at")
             typer.echo(f"gateway: pid {gw.get('pid')} port {gw.get('port')} version {gw.get('version')}"
-                       f"{' ready' if gw.get('ready_at') and not gw.get('ended_at') else ''}")
+                       f"{' ready, up ' + ago(gw['started_at']) if alive else ''}")
+            typer.echo(f"boots in the last 24 h: {st.get('boots_24h', 0)}")
             if gw.get("exit_kind"):
                 typer.echo(f"last exit: {gw.get('exit_kind')} ({gw.get('detail')})")
         inflight = st.get("inflight", {})
@@ -161,9 +168,25 @@ def status(
             typer.echo(f"session: {s['key']} ({s['state']}, boot {s['boot_id']})")
         for r in inflight.get("runs", []):
             typer.echo(f"cron run: {r['name'] or r['job_id']} started {r['running_at_ms']} ({r['state']})")
+    raise typer.Exit(status_code(st))
+
+
+def ago(ts: float) -> str:
+    s = max(0, int(time.time() - ts))
+    return f"{s // 86400}d{s % 86400 // 3600}h" if s >= 86400 else f"{s // 3600}h{s % 3600 // 60}m" if s >= 3600 \
+        else f"{s // 60}m{s % 60}s"
+
+
+def status_code(st: dict[str, Any]) -> int:
+    live = st.get("live") or {}
     state = live.get("state") or st.get("supervision", {}).get("state")
-    healthy = st["daemon"]["running"] and state == "running" and not live.get("store_error")
-    raise typer.Exit(0 if healthy else 1)
+    if not st["daemon"]["running"]:
+        return STATUS_STOPPED if state == "stopped" else STATUS_DOWN
+    if state in ("config-error", "conflict"):
+        return STATUS_NEEDS_HUMAN
+    if state == "running" and not live.get("store_error"):
+        return STATUS_HEALTHY
+    return STATUS_DEGRADED
 
 
 def read_history(state_dir: Path, since: float | None) -> list[dict[str, Any]]:

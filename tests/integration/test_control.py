@@ -134,7 +134,7 @@ def test_stop_stays_stopped_and_start_brings_it_back(tmp_path: Path) -> None:
         assert out.returncode == 0 and "stopped" in out.stdout
         assert g.alive_marked() == []  # gateway and daemon gone
         down = cli(g, "status", "--json")
-        assert down.returncode == 1 and json.loads(down.stdout)["supervision"]["state"] == "stopped"
+        assert down.returncode == 4 and json.loads(down.stdout)["supervision"]["state"] == "stopped"
         assert cli(g, "stop").returncode == 7  # not running: a clear error, not a hang
         assert cli(g, "start").returncode == 0
         g.wait_event("gateway ready", count=2)
@@ -184,3 +184,38 @@ def test_long_state_dir_with_spaces_still_gets_a_socket(tmp_path: Path) -> None:
         assert raw(socket_path(deep), b'{"command": "ping"}\n')["status"] == "ok"
         assert cli(g, "status", "--json").returncode == 0
         assert cli(g, "stop").returncode == 0
+
+
+def test_status_exit_codes_per_state(tmp_path: Path) -> None:
+    """The documented table: 0 healthy, 1 degraded, 3 needs a human, 4 stopped, 5 daemon down."""
+    (tmp_path / "healthy").mkdir()
+    with gatewayd(tmp_path / "healthy", fake_settings()) as g:
+        g.start()
+        g.wait_event("gateway ready")
+        assert cli(g, "status").returncode == 0
+        g.procs[-1].kill()  # gatewayd dies without a stop: its last state is not "stopped"
+        g.procs[-1].wait()
+        assert cli(g, "status").returncode == 5
+        g.start()
+        g.wait_event("gateway adopted")
+        assert cli(g, "stop").returncode == 0
+        assert cli(g, "status").returncode == 4
+    (tmp_path / "degraded").mkdir()
+    with gatewayd(tmp_path / "degraded", fake_settings(FAKE_GW_NEVER_READY="1")) as g:
+        g.start()
+        g.wait_event("gateway spawned")
+        assert cli(g, "status").returncode == 1  # starting, never ready
+        assert cli(g, "stop").returncode == 0
+    (tmp_path / "conflict").mkdir()
+    with gatewayd(tmp_path / "conflict", fake_settings()) as g:
+        holder = socket.socket()
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        holder.bind(("127.0.0.1", g.port))
+        holder.listen()
+        try:
+            g.start()
+            g.wait_event("port conflict")
+            assert cli(g, "status").returncode == 3
+            assert cli(g, "stop").returncode == 0
+        finally:
+            holder.close()

@@ -127,7 +127,7 @@ def test_exit_78_waits_for_the_config_to_change_then_retries_once(tmp_path: Path
         waiting = g.wait_event("gateway refused its config (exit 78); waiting for the config file to change")
         assert any("Invalid config" in line for line in waiting["last_lines"])
         st = g.run_cli("status", "-c", str(g.config_file), "--json")
-        assert json.loads(st.stdout)["supervision"]["state"] == "config-error" and st.returncode == 1
+        assert json.loads(st.stdout)["supervision"]["state"] == "config-error" and st.returncode == 3
         assert len(g.spawned_pids()) == 1  # no loop
         gw_config.write_text('{"gateway": {"mode": "local", "port": 1}}')
         g.wait_event("gateway exited", count=2)
@@ -317,7 +317,7 @@ def test_status_while_daemon_is_down_is_marked_stale(tmp_path: Path) -> None:
         assert stop_gatewayd(g) == 0
         down = g.run_cli("status", "-c", str(g.config_file), "--json")
         data = json.loads(down.stdout)
-        assert down.returncode == 1
+        assert down.returncode == 4
         assert data["daemon"]["running"] is False and data["supervision"]["stale"] is True
         assert data["supervision"]["state"] == "stopped"
 
