@@ -28,7 +28,8 @@ def control_handlers(d: Daemon) -> dict[str, Handler]:
             if w.snapshotter is not None:
                 inflight = {"sessions": sorted(w.snapshotter.state.sessions),
                             "runs": [{"job_id": j, "running_at_ms": t} for j, t in sorted(w.snapshotter.state.runs)]}
-        return {"pid": os.getpid(), "started_at": d.started_at, "state": str(d.state), "crash_loop": d.tracker.crash_loop,
+        return {"pid": os.getpid(), "started_at": d.started_at, "state": str(d.state),
+                "crash_loop": d.tracker.crash_loop,
                 "consecutive_crashes": d.tracker.consecutive, "gateway": gateway, "inflight": inflight,
                 "restart_pending": d.restart_requested.is_set(), "stopping": d.stop_requested.is_set(),
                 "store_error": d.store_error}
