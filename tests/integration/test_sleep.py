@@ -57,21 +57,28 @@ async def test_a_sleep_gap_resets_probe_failures_and_kills_nothing(tmp_path: Pat
         await asyncio.wait_for(ready.wait(), 20)
         pid = d.current.child.pid if d.current else 0
         # The whole machine slept: the gateway was frozen too, and the wall clock moved 2 minutes.
-        os.kill(pid, signal.SIGSTOP)
-        await asyncio.sleep(0.5)  # one probe times out while "asleep"
-        clock.offset += 120.0
-        os.kill(pid, signal.SIGCONT)
         log_file = cfg.state_dir / "logs" / "gatewayd.log"
 
-        def slept() -> bool:
-            return any(json.loads(line).get("event") == "clock jump: the machine slept; probe failures reset"
-                       for line in log_file.read_text().splitlines() if line.startswith("{"))
-        for _ in range(100):
-            if slept():
-                break
-            await asyncio.sleep(0.1)
-        assert slept()
-        await asyncio.sleep(2.0)  # several probe periods after waking: still the same gateway
+        def logged(event: str, **fields: str) -> bool:
+            for line in log_file.read_text().splitlines():
+                e = json.loads(line) if line.startswith("{") else {}
+                if e.get("event") == event and all(e.get(k) == v for k, v in fields.items()):
+                    return True
+            return False
+
+        async def wait_logged(event: str, **fields: str) -> None:
+            for _ in range(200):
+                if logged(event, **fields):
+                    return
+                await asyncio.sleep(0.05)
+            raise AssertionError(f"{event} {fields} not logged")
+
+        os.kill(pid, signal.SIGSTOP)
+        await wait_logged("probe failed", outcome="timeout")  # a probe timed out while "asleep"
+        clock.offset += 120.0
+        os.kill(pid, signal.SIGCONT)
+        await wait_logged("clock jump: the machine slept; probe failures reset")
+        await asyncio.sleep(2.0)  # the witness window: several probe periods after waking, same gateway
         assert ended == [] and d.current is not None and d.current.child.pid == pid
     finally:
         d.request_stop()
