@@ -29,6 +29,7 @@ from supervisor.core.recovery import (
     decide_session,
     planned_at_ms,
     send_gap_ms,
+    sent_took_effect,
 )
 from supervisor.crashpoints import crashpoint
 from supervisor.errors import GatewayError, GatewayRpcError, StoreError
@@ -169,11 +170,13 @@ class Recovery:
         # looking, not by sending again: a run that started after it was sent settles it. Only when
         # none started within the grace (cron.run reserves the run durably before it answers, so
         # a send that took effect shows) did it never take effect; then a new action may follow.
+        obligation = RunObligation(ob["ref"], int(ob["running_at_ms"]), int(ob["interrupted_at"] * MS),
+                                   int(ob["attempt"]), bool(ob["one_shot"]))
         for action in await self.journal.actions_for(ob["id"]):
             if action["state"] != "dispatched" or action["key"] in self._inflight:
                 continue
             sent = int(action["dispatched_at_ms"])
-            if any(t >= sent - 1000 for t in all_starts):
+            if sent_took_effect(obligation, sent, all_starts):
                 await self.journal.answered(action["key"], "answered", {"observed": "a run started after dispatch"})
                 await self.journal.resolve(ob["id"], "done", f"retried (attempt {action['attempt']}), run observed")
                 return None
@@ -185,8 +188,6 @@ class Recovery:
                        running_at_ms=running, run_starts_ms=all_starts, finished_ms=finished,
                        startup_catchup_at_ms=_int(state.get("startupCatchupAtMs")),
                        next_run_at_ms=_int(state.get("nextRunAtMs")))
-        obligation = RunObligation(ob["ref"], int(ob["running_at_ms"]), int(ob["interrupted_at"] * MS),
-                                   int(ob["attempt"]), bool(ob["one_shot"]))
         planned = ob["planned_at_ms"]
         if planned is None:
             planned = planned_at_ms(obligation, self.policy, self.rand(), self.settled_at_ms)

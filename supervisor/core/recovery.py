@@ -148,6 +148,13 @@ def decide_run(ob: RunObligation, view: JobView, policy: RecoveryPolicy, rules: 
     return Decision(Verb.SEND, "retry", attempt=ob.attempt + 1)
 
 
+def sent_took_effect(ob: RunObligation, sent_ms: int, run_starts_ms: tuple[int, ...]) -> bool:
+    """Did a cron.run whose answer was lost start a run? A run starting after it was sent (1 s of
+    clock slack) that is not the interrupted run itself: with a short backoff the interrupted run may
+    have started less than a second before the send (found by the fault suite)."""
+    return any(t > ob.running_at_ms and t >= sent_ms - 1000 for t in run_starts_ms)
+
+
 def _adoptable(run_at_ms: int, planned_ms: int, policy: RecoveryPolicy) -> bool:
     window = int(policy.coalesce_window_s * MS)
     return window > 0 and abs(run_at_ms - planned_ms) <= window

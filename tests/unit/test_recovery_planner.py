@@ -40,6 +40,7 @@ from supervisor.core.recovery import (
     decide_session,
     oneshot_deadline_ms,
     planned_at_ms,
+    sent_took_effect,
     spread,
 )
 
@@ -955,3 +956,14 @@ def test_regression_a_run_that_completed_during_a_drain_is_not_retried(legacy: b
     d = decide_run(ob, view, RecoveryPolicy(), VersionRules.for_caps(legacy), now_ms=10**9, ready_at_ms=0,
                    planned_ms=0)
     assert d.verb is Verb.DONE
+
+
+def test_regression_the_interrupted_run_itself_is_not_the_effect_of_a_lost_send() -> None:
+    """Found by the fault suite (journaled step, compressed backoff): the interrupted run had started
+    824 ms before gatewayd journaled its retry and then died; the 1 s clock slack counted that run as
+    the retry's effect, and the retry was never sent."""
+    ob = RunObligation("job-1", 1_000_000, 1_000_500, 1, False)
+    assert not sent_took_effect(ob, 1_000_824, (1_000_000,))
+    assert sent_took_effect(ob, 1_000_824, (1_000_000, 1_000_400))  # a later run within the slack
+    assert sent_took_effect(ob, 1_000_824, (1_002_000,))
+    assert not sent_took_effect(ob, 1_000_824, (1_000_000 - 5,))
