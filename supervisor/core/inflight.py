@@ -228,9 +228,6 @@ class LegacyActivity:
             by_key.setdefault(key, []).append(run_id)
         return {k: tuple(sorted(v)) for k, v in by_key.items()}
 
-    def reset(self) -> None:
-        self.runs.clear()
-
 
 def merge_legacy_cron_sessions(sessions: dict[str, SessionItem], runs: Iterable[RunItem]) -> dict[str, SessionItem]:
     """2026.2.x: an isolated cron run's session is `agent:<agent>:cron:<jobId>`; count it active

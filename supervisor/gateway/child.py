@@ -85,7 +85,7 @@ class GatewayChild:
     _output_size: int = 0
     _relay: asyncio.subprocess.Process | None = None
     _cpu_seen: float = 0.0
-    _drain_task: asyncio.Task[None] | None = None
+    _relay_task: asyncio.Task[None] | None = None
     _exit: ExitInfo | None = None
     _pid: int | None = None
     _exit_fut: asyncio.Future[int | None] | None = None
@@ -132,7 +132,7 @@ class GatewayChild:
         loop = asyncio.get_running_loop()
         self._exit_fut = loop.create_future()
         self._exit_watch = asyncio.create_task(self._watch_spawned(self.proc), name="gateway-exit")
-        self._drain_task = asyncio.create_task(self._reap_relay(relay), name="gateway-output-relay")
+        self._relay_task = asyncio.create_task(self._reap_relay(relay), name="gateway-output-relay")
         return self.proc.pid
 
     async def _watch_spawned(self, proc: asyncio.subprocess.Process) -> None:
@@ -313,6 +313,6 @@ class GatewayChild:
                 with contextlib.suppress(psutil.Error):
                     p.kill()
             await asyncio.to_thread(psutil.wait_procs, left, timeout_s)
-        if self._drain_task is not None:  # the relay flushes the gateway's last lines, then exits
+        if self._relay_task is not None:  # the relay flushes the gateway's last lines, then exits
             with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(self._drain_task), 2.0)
+                await asyncio.wait_for(asyncio.shield(self._relay_task), 2.0)

@@ -70,9 +70,6 @@ class InflightRecords:
             (key, boot, boot, since_ms / 1000 - 1.0)).fetchone())
         return row is not None
 
-    async def current(self) -> dict[str, list[dict[str, Any]]]:
-        return await self.store.read(read_current)
-
 
 def read_current(c: sqlite3.Connection) -> dict[str, list[dict[str, Any]]]:
     """Active and interrupted items (an older store, before these tables, has none)."""

@@ -53,9 +53,6 @@ class Journal:
             "UPDATE actions SET state = ?, result = ?, updated_at = ? WHERE key = ?",
             (state, json.dumps(result, default=str)[:4000], time.time(), key)))
 
-    async def history(self, limit: int = 50) -> list[dict[str, Any]]:
-        return await self.store.read(lambda c: read_history(c, limit))
-
 
 def read_history(c: sqlite3.Connection, limit: int = 50) -> list[dict[str, Any]]:
     if not c.execute("SELECT 1 FROM sqlite_master WHERE name = 'obligations'").fetchone():
