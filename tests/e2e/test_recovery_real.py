@@ -56,6 +56,13 @@ async def add_oneshot(sb: sandbox.Sandbox, mark: str) -> str:
         return await add_job(rpc, f"oneshot-{mark}", at_soon(), f"ONESHOT-{mark} reply PONG")
 
 
+def wait_in_flight(g: Gatewayd, log: Path, job_id: str, text: str) -> None:
+    """The run has reached the model (it is mid-flight) and gatewayd's snapshot has recorded it."""
+    wait_until(lambda: asked(log, text), 60, f"{text} at the model")
+    wait_until(lambda: store_rows(g, f"SELECT 1 FROM inflight_runs WHERE job_id = '{job_id}'"), 30,
+               "the run in the snapshot")
+
+
 def assert_no_secrets(g: Gatewayd, sb: sandbox.Sandbox) -> None:
     """After a full run: no gateway or hook token in gatewayd's logs, store, status or history."""
     outputs = [g.run_cli(cmd, "--json", "-c", str(g.config_file)).stdout for cmd in ("status", "history")]
@@ -145,9 +152,7 @@ def test_kill9_mid_oneshot_adds_no_run_to_the_gateways_own(tmp_path: Path, model
         g.wait_event("rpc monitor connected", timeout=60)
         set_model_delay(20)
         job_id = asyncio.run(add_oneshot(sb, mark))
-        wait_until(lambda: asked(log, f"ONESHOT-{mark}"), 60, "the one-shot at the model")
-        wait_until(lambda: store_rows(g, f"SELECT 1 FROM inflight_runs WHERE job_id = '{job_id}'"), 30,
-                   "the run in the snapshot")
+        wait_in_flight(g, log, job_id, f"ONESHOT-{mark}")
         set_model_delay(1)
         os.kill(g.spawned_pids()[-1], signal.SIGKILL)
         g.wait_event("gateway ready", count=2, timeout=240)
@@ -181,9 +186,7 @@ def test_gatewayd_killed_mid_recovery_still_retries_exactly_once(tmp_path: Path,
         g.wait_event("rpc monitor connected", timeout=60)
         set_model_delay(15)
         job_id = asyncio.run(add_hourly(sb, mark))
-        wait_until(lambda: asked(log, f"CRON-{mark}"), 60, "the cron run at the model")
-        wait_until(lambda: store_rows(g, f"SELECT 1 FROM inflight_runs WHERE job_id = '{job_id}'"), 30,
-                   "the run in the snapshot")
+        wait_in_flight(g, log, job_id, f"CRON-{mark}")
         set_model_delay(1)
         os.kill(g.spawned_pids()[-1], signal.SIGKILL)
         assert g.procs[-1].wait(300) == 70  # died at the crash point

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.conftest import real_gatewayd, set_model_delay
-from tests.e2e.test_recovery_real import asked, store_rows
+from tests.e2e.test_recovery_real import asked, store_rows, wait_in_flight
 from tests.e2e.work import add_hourly
 from tests.support.harness import wait_until
 
@@ -36,9 +36,7 @@ def test_safe_restart_during_a_slow_cron_run(tmp_path: Path, model: tuple[int, P
         g.wait_event("rpc monitor connected", timeout=60)
         set_model_delay(15)
         job_id = asyncio.run(add_hourly(sb, mark))
-        wait_until(lambda: asked(log, f"CRON-{mark}"), 60, "the cron run at the model")
-        wait_until(lambda: store_rows(g, f"SELECT 1 FROM inflight_runs WHERE job_id = '{job_id}'"), 30,
-                   "the run in the snapshot")
+        wait_in_flight(g, log, job_id, f"CRON-{mark}")
         args = ["restart", "--safe", "--json", "-c", str(g.config_file)]
         if timeout is not None:
             args += ["--timeout", str(timeout)]
