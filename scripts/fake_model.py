@@ -20,6 +20,8 @@ Configuration: CLI arguments win over environment variables.
                                     read again on every request (change the delay without a restart)
   --reply / FAKE_MODEL_REPLY        reply text (default PONG)
   --log / FAKE_MODEL_LOG            request log path
+  --done-log / FAKE_MODEL_DONE_LOG  when each request's answer was fully written (or failed):
+                                    {"n": <its sequence number>, "ts": <epoch float>, "ok": bool}
 
 Importable:
   start_fake_model(port=0, delay=0.0, reply="PONG", log_path=None, delay_file=None)
@@ -70,8 +72,10 @@ class FakeModelServer(ThreadingHTTPServer):
 
     def __init__(self, addr, *, delay: float = 0.0, reply: str = "PONG",
                  log_path: str | os.PathLike | None = None,
-                 delay_file: str | os.PathLike | None = None):
+                 delay_file: str | os.PathLike | None = None,
+                 done_log: str | os.PathLike | None = None):
         super().__init__(addr, _Handler)
+        self.done_log = Path(done_log) if done_log else None
         self.delay = float(delay)
         self.reply = reply
         self.log_path = Path(log_path) if log_path else None
@@ -107,6 +111,14 @@ class FakeModelServer(ThreadingHTTPServer):
                     f.flush()
                     os.fsync(f.fileno())
             return n
+
+    def record_done(self, n: int, ok: bool) -> None:
+        """When the answer to request `n` left (a chaos run tells a finished call from a cut one)."""
+        if self.done_log is None:
+            return
+        with self._lock, open(self.done_log, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"n": n, "ts": time.time(), "ok": ok}) + "\n")
+            f.flush()
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -148,7 +160,7 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError as e:
             self._json(400, {"error": {"message": f"bad json: {e}", "type": "invalid_request_error"}})
             return
-        self.server.record(body)  # before the delay: the test may kill the caller now
+        n = self.server.record(body)  # before the delay: the test may kill the caller now
         delay = self.server.current_delay()
         reply = self.server.reply
         model = body.get("model") or MODEL_ID
@@ -169,7 +181,9 @@ class _Handler(BaseHTTPRequestHandler):
                                  "message": {"role": "assistant", "content": reply}}],
                     "usage": usage})
         except (BrokenPipeError, ConnectionResetError):
-            pass  # the caller went away (killed gateway): fine
+            self.server.record_done(n, False)  # the caller went away (killed gateway): fine
+        else:
+            self.server.record_done(n, True)
 
     def _stream(self, cid, created, model, reply, delay, usage):
         self.send_response(200)
@@ -196,10 +210,11 @@ class _Handler(BaseHTTPRequestHandler):
 
 def start_fake_model(port: int = 0, delay: float = 0.0, reply: str = "PONG",
                      log_path: str | os.PathLike | None = None,
-                     delay_file: str | os.PathLike | None = None):
+                     delay_file: str | os.PathLike | None = None,
+                     done_log: str | os.PathLike | None = None):
     """Start the server in a daemon thread. Returns (server, thread, port)."""
     server = FakeModelServer(("127.0.0.1", int(port)), delay=delay, reply=reply,
-                             log_path=log_path, delay_file=delay_file)
+                             log_path=log_path, delay_file=delay_file, done_log=done_log)
     thread = threading.Thread(target=server.serve_forever, name="fake-model", daemon=True)
     thread.start()
     return server, thread, server.port
@@ -231,9 +246,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--delay-file", default=env.get("FAKE_MODEL_DELAY_FILE") or None)
     p.add_argument("--reply", default=env.get("FAKE_MODEL_REPLY", "PONG"))
     p.add_argument("--log", default=env.get("FAKE_MODEL_LOG") or None)
+    p.add_argument("--done-log", default=env.get("FAKE_MODEL_DONE_LOG") or None)
     a = p.parse_args(argv)
     server = FakeModelServer(("127.0.0.1", a.port), delay=a.delay, reply=a.reply,
-                             log_path=a.log, delay_file=a.delay_file)
+                             log_path=a.log, delay_file=a.delay_file, done_log=a.done_log)
     print(f"FAKE_MODEL_PORT={server.port}", flush=True)
     def _term(signum, frame):
         raise KeyboardInterrupt

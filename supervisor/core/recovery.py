@@ -142,10 +142,23 @@ def decide_run(ob: RunObligation, view: JobView, policy: RecoveryPolicy, rules: 
                 return Decision(Verb.ADOPT, "a regular run in the coalescing window is the retry", run_at_ms=t)
     due = oneshot_deadline_ms(view, rules, ready_at_ms) if ob.one_shot else planned_ms
     if now_ms < due:
-        return Decision(Verb.WAIT, "not due yet", until_ms=due)
+        return Decision(Verb.WAIT, "not due yet", until_ms=_look_again_ms(ob, view, rules, now_ms, due))
     if ob.attempt >= policy.max_attempts:
         return Decision(Verb.GIVE_UP, f"attempts exhausted ({ob.attempt} of {policy.max_attempts})")
     return Decision(Verb.SEND, "retry", attempt=ob.attempt + 1)
+
+
+CATCHUP_LOOK_MS = 2000
+
+
+def _look_again_ms(ob: RunObligation, view: JobView, rules: VersionRules, now_ms: int, due: int) -> int:
+    """A one-shot waiting for 2026.9.x's own catch-up is looked at again just after the catch-up
+    time, so the obligation is settled then, not at the deadline a minute or more later."""
+    catchup = view.startup_catchup_at_ms
+    if (ob.one_shot and rules.oneshot_deadline_after_due_s > 0 and catchup is not None
+            and now_ms < catchup + CATCHUP_LOOK_MS < due):
+        return catchup + CATCHUP_LOOK_MS
+    return due
 
 
 def sent_took_effect(ob: RunObligation, sent_ms: int, run_starts_ms: tuple[int, ...]) -> bool:

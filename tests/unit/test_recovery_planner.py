@@ -388,6 +388,7 @@ def _oneshot_rows(legacy: bool) -> list[RunCase]:
         return RunCase(name, True, legacy, v, attempt, now, expect, **kw)  # type: ignore[arg-type]
 
     late = max(rerun, d) + 60 * S
+    look = d if legacy else CATCHUP + 2 * S
     return [
         # the gateway re-ran it itself: that run is the retry, whatever else is true
         c("gateway-rerun-seen-adopt", view(seen=(rerun,)), 1, late, ADOPT(rerun)),
@@ -424,10 +425,13 @@ def _oneshot_rows(legacy: bool) -> list[RunCase]:
         c("interrupted-run-still-marked-running-attempt-max-wait-recheck", view(running=R), MAX, late,
           WAIT(late + RECHECK)),
         # no run seen: wait for the gateway until the version's deadline, then re-run
-        c("no-rerun-now-right-after-ready-wait-deadline", view(), 1, READY, WAIT(d)),
+        # (9.x: looked at again just after its own catch-up time first, then at the deadline)
+        c("no-rerun-now-right-after-ready-wait-catchup-then-deadline", view(), 1, READY, WAIT(look)),
+        c("no-rerun-now-just-after-the-catchup-look-wait-deadline", view(), 1, min(CATCHUP + 2 * S, d - 1), WAIT(d)),
         c("no-rerun-now-1ms-before-deadline-wait-deadline", view(), 1, d - 1, WAIT(d)),
         c("only-interrupted-run-in-log-now-before-deadline-wait-deadline", view(seen=(R,)), 1, d - 1, WAIT(d)),
-        c("only-older-run-in-log-now-before-deadline-wait-deadline", view(seen=(OLDER_RUN,)), 1, READY, WAIT(d)),
+        c("only-older-run-in-log-now-right-after-ready-wait-catchup-then-deadline", view(seen=(OLDER_RUN,)), 1,
+          READY, WAIT(look)),
         c("no-rerun-now-at-deadline-before-planned-attempt1-send-attempt2", view(), 1, d, SEND(2)),
         c("no-rerun-now-after-deadline-attempt1-send-attempt2", view(), 1, late, SEND(2)),
         c("no-rerun-now-at-deadline-attempt-max-minus-1-send-attempt-max", view(), MAX - 1, d, SEND(MAX)),
@@ -603,6 +607,8 @@ def _expected_by_design(one_shot: bool, legacy: bool, exists: bool, enabled: boo
     if not one_shot and in_window:
         return ADOPT(in_window[0])
     due = deadline_for(legacy) if one_shot else P
+    if one_shot and not legacy and now < CATCHUP + 2 * S:
+        return WAIT(CATCHUP + 2 * S)  # look again just after 9.x's own catch-up, not at the deadline
     if now < due:
         return WAIT(due)
     if attempt >= MAX:

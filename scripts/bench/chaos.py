@@ -1,0 +1,503 @@
+#!/usr/bin/env python3
+"""Chaos: break the supervised gateway at random moments, many times, and count what was lost or
+done twice, with the fake model's request log as the witness (scripts/bench/chaos_judge.py).
+
+Workload (two agents: `main` with heartbeats on at a long interval, `ops` with them off), per cycle
+and agent: an hourly isolated agentTurn job fired by the gateway's own timer, an hourly one fired
+by `cron.run`, a one-shot (every cycle, or every 4th on 2026.9.x real, whose own catch-up of an
+interrupted one-shot takes ~120 s), and a main-session turn; plus one every-minute job per agent
+for the whole run (every 10 s on the fake, its clock compressed like every other delay there).
+The model answers slowly while the work is in flight, so kills land mid-run.
+
+Each cycle: wait until the work reaches the model, kill at a random moment within the model's
+delay, then wait for the recovery to settle (the gateway ready again, no open obligation in
+gatewayd's store, every request answered, a quiet period). Kills: kill -9 of the gateway (75 %),
+SIGSTOP of the gateway (12.5 %: a hang gatewayd must kill), kill -9 of gatewayd itself (12.5 %,
+restarted as launchd would; half of those also kill -9 the gateway while gatewayd is down).
+
+    python scripts/bench/chaos.py --gateway fake [--version V ...] [--kills 200] [--seed S]
+    python scripts/bench/chaos.py --gateway real --kills 20      # both real versions, by hand
+    python scripts/bench/chaos.py --short                        # make bench: fake, 20 kills
+
+The last line is one JSON object: totals (kills, lost, doubled, notified_pct, woken_pct,
+gatewayd_kills) and the same per version.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import shutil
+import signal
+import sqlite3
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
+sys.path.insert(0, str(REPO / "scripts" / "bench"))
+import fake_model  # noqa: E402
+import sandbox  # noqa: E402
+from chaos_judge import (  # noqa: E402
+    HOURLY_MANUAL,
+    HOURLY_TIMER,
+    MINUTE,
+    ONE_SHOT,
+    CronItem,
+    Request,
+    TurnItem,
+    Verdict,
+    judge,
+)
+
+from supervisor.gateway.launch import GatewayAuth, Secret  # noqa: E402
+from supervisor.gateway.rpc import RpcClient  # noqa: E402
+from tests.support.harness import FAKE_GATEWAY, Gatewayd, free_port_block  # noqa: E402
+
+AGENTS = ("main", "ops")
+VERSIONS = ("2026.9.6", "2026.2.26")
+FAKE_TOKEN = "tok-" + "c" * 32
+
+
+@dataclass(frozen=True)
+class Pace:
+    """Timings per target: the fake's clock is compressed, the real gateway's is not."""
+
+    slow_s: float  # the model's delay while work is in flight
+    quick_s: float  # ... during recovery
+    minute_ms: int  # the "every minute" job's period
+    start_timeout_s: float  # the cycle's work reaching the model
+    settle_timeout_s: float
+    quiet_s: float  # no new request of the cycle's work for this long: settled
+    restart_gap_s: float  # gatewayd down at most this long after its own kill
+    oneshot_every: int  # a one-shot in every n-th cycle
+
+
+FAKE_PACE = Pace(4.0, 0.3, 10_000, 15.0, 90.0, 1.5, 1.0, 1)
+REAL_PACE = Pace(12.0, 1.0, 60_000, 90.0, 420.0, 8.0, 3.0, 1)
+
+
+@dataclass
+class Tally:
+    kills: int = 0
+    gateway_kill9: int = 0
+    gateway_stops: int = 0
+    gatewayd_kills: int = 0
+    gateway_killed_while_down: int = 0
+    unsettled: int = 0
+    gateway_kill_times: list[float] = field(default_factory=list)
+
+
+class EventTail:
+    """gatewayd's JSON log, read incrementally (a long run writes a lot of it)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.pos, self.counts, self.last = path, 0, dict[str, int](), dict[str, dict[str, Any]]()
+
+    def poll(self) -> None:
+        try:
+            with open(self.path, "rb") as f:
+                f.seek(self.pos)
+                data = f.read()
+        except FileNotFoundError:
+            return
+        end = data.rfind(b"\n") + 1
+        self.pos += end
+        for line in data[:end].splitlines():
+            with contextlib.suppress(ValueError):
+                e = json.loads(line)
+                name = e.get("event")
+                if isinstance(name, str):
+                    self.counts[name] = self.counts.get(name, 0) + 1
+                    self.last[name] = e
+
+    def count(self, name: str) -> int:
+        self.poll()
+        return self.counts.get(name, 0)
+
+
+def wait_for(pred: Any, timeout: float, step: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(step)
+    return bool(pred())
+
+
+class Chaos:
+    def __init__(self, target: str, version: str, root: Path, rng: random.Random, pace: Pace) -> None:
+        self.target, self.version, self.root, self.rng, self.pace = target, version, root, rng, pace
+        self.legacy = version.startswith("2026.2")
+        self.log, self.done_log = root / "model.jsonl", root / "model.done.jsonl"
+        self.delay_file = root / "model-delay"
+        self.tally = Tally()
+        self.cron_items: list[CronItem] = []
+        self.turns: list[TurnItem] = []
+        self.cycle_jobs: list[str] = []
+        self.watched_marks: list[str] = []
+
+    # ------------------------------------------------------------------------------------------ set-up
+    def start(self) -> None:
+        self.set_delay(self.pace.quick_s)
+        self.server, self.thread, model_port = fake_model.start_fake_model(
+            port=0, delay=self.pace.quick_s, log_path=self.log, delay_file=self.delay_file, done_log=self.done_log)
+        port = free_port_block()
+        base: dict[str, dict[str, Any]] = {
+            "": {"log_level": "info"},
+            "logs": {"max_bytes": 1 << 30},
+            "supervise": {"crash_loop_crashes": 1_000_000},  # kills on purpose are not a crash loop
+            "recovery": {"retries_per_minute": 120},
+        }
+        if self.target == "fake":
+            cfg = sandbox.build_config(self.version, gw_port=port, model_port=model_port, token=FAKE_TOKEN,
+                                       hook_token="hook-" + "d" * 16, log_file=self.root / "gw.log",
+                                       heartbeat_every="60m", agents=list(AGENTS))
+            gw = self.root / "gw"
+            gw.mkdir()
+            (gw / "openclaw.json").write_text(json.dumps(cfg))
+            self.token = FAKE_TOKEN
+            env = {"FAKE_GW_VERSION": self.version, "OPENCLAW_STATE_DIR": str(gw),
+                   "OPENCLAW_CONFIG_PATH": str(gw / "openclaw.json"), "FAKE_GW_BOOT_DELAY": "0.1",
+                   "FAKE_GW_REPAIR_DELAY_MS": "300", "FAKE_GW_ONESHOT_CATCHUP_MS": "3000",
+                   "FAKE_GW_MAIN_RESUME_MS": "500", "FAKE_GW_BACKOFF_MS": "5000"}
+            base["gateway"] = {"command": [sys.executable, str(FAKE_GATEWAY)], "env": env,
+                               "config_path": str(gw / "openclaw.json"), "state_dir": str(gw)}
+            base["snapshot"] = {"interval_s": 0.5}
+            base["recovery"].update(backoff_initial_s=0.5, unanswered_grace_s=3.0)
+        else:
+            sb = sandbox.prepare_sandbox(self.root / "gw", self.version, port, model_port, heartbeat_every="60m",
+                                         agents=list(AGENTS))
+            self.token = sb.token
+            base["gateway"] = {"openclaw": str(sb.entry), "node": str(sb.node), "args": ["--bind", "loopback"],
+                               "env": dict(sb.env), "config_path": str(sb.config_path), "state_dir": str(sb.state_dir)}
+            base["supervise"].update(stop_budget_s=120.0)
+            base["probes"] = {"interval_s": 1.0, "timeout_s": 2.0}
+            base["snapshot"] = {"interval_s": 2.0}
+            base["recovery"].update(backoff_initial_s=5.0, unanswered_grace_s=15.0)
+        self.g = Gatewayd(self.root, port, base)
+        self.events = EventTail(self.g.log_file)
+        self.g.start()
+        if not wait_for(lambda: self.events.count("rpc monitor connected") >= 1, 300, 0.2):
+            raise RuntimeError(f"gatewayd never connected to the gateway; see {self.g.log_file}")
+        # One finished turn per session first: the session's tag is then in every later request of
+        # that session (2026.2.x keeps no trace of an interrupted turn, so its notice would carry none).
+        self.rpc(self.fire([self.turn(agent, "warm")[1] for agent in AGENTS]))
+        self.wait_answered(60)
+        for agent in AGENTS:
+            mark = f"K{agent}{uuid.uuid4().hex[:6]}"
+            job = self.rpc(self.add_job(f"minute-{agent}", {"kind": "every", "everyMs": self.pace.minute_ms,
+                                                             "anchorMs": int(time.time() * 1000) + 1000}, mark, agent))
+            self.cron_items.append(CronItem(job, mark, MINUTE))
+
+    def stop(self) -> None:
+        with contextlib.suppress(Exception):
+            if self.g.procs and self.g.procs[-1].poll() is None:
+                self.g.procs[-1].send_signal(signal.SIGTERM)
+                self.g.procs[-1].wait(180)
+        self.g.cleanup()
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(10)
+
+    # ------------------------------------------------------------------------------------------ gateway RPC
+    @contextlib.asynccontextmanager
+    async def client(self) -> AsyncIterator[RpcClient]:
+        rpc = RpcClient(f"ws://127.0.0.1:{self.g.port}/", GatewayAuth("token", Secret(self.token), "", False),
+                        3 if self.legacy else 4)
+        await rpc.connect()
+        try:
+            yield rpc
+        finally:
+            await rpc.close()
+
+    def rpc(self, coro: Any) -> Any:
+        return asyncio.run(coro)
+
+    async def add_job(self, name: str, schedule: dict[str, Any], mark: str, agent: str) -> str:
+        async with self.client() as rpc:
+            job = await rpc.call("cron.add", {
+                "name": name, "schedule": schedule, "sessionTarget": "isolated", "delivery": {"mode": "none"},
+                "agentId": agent, "payload": {"kind": "agentTurn", "message": f"{mark} reply PONG",
+                                              "timeoutSeconds": 600}})
+            return str(job["id"] if "id" in job else job["job"]["id"])
+
+    async def fire(self, calls: list[tuple[str, dict[str, Any]]]) -> None:
+        """Start things whose answer comes late (2.x's blocking cron.run, an agent turn), all at
+        once: sent one after another they would start seconds apart on 2.x."""
+        async with self.client() as rpc:
+            pending = [asyncio.ensure_future(rpc.call(method, params, timeout_s=30)) for method, params in calls]
+            await asyncio.wait(pending, timeout=1)
+            for call in pending:
+                call.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+    def turn(self, agent: str, mark_prefix: str) -> tuple[str, tuple[str, dict[str, Any]]]:
+        mark = f"{mark_prefix}{agent}{uuid.uuid4().hex[:6]}"
+        self.turns.append(TurnItem(agent, mark, f"AGENT-{agent}"))
+        self.watched_marks.append(mark)
+        return mark, ("agent", {"message": f"AGENT-{agent} {mark} reply PONG", "idempotencyKey": str(uuid.uuid4()),
+                                "agentId": agent, "sessionKey": f"agent:{agent}:main"})
+
+    async def cron_runs(self, job_id: str) -> list[dict[str, Any]]:
+        out: list[dict[str, Any]] = []
+        async with self.client() as rpc:
+            offset = 0
+            while True:
+                page = await rpc.call("cron.runs", {"id": job_id, "limit": 50, "offset": offset})
+                out += [e for e in page.get("entries", []) if isinstance(e, dict)]
+                if not page.get("hasMore") or not isinstance(page.get("nextOffset"), int):
+                    return out
+                offset = page["nextOffset"]
+
+    async def remove(self, job_ids: list[str]) -> None:
+        async with self.client() as rpc:
+            for job_id in job_ids:
+                with contextlib.suppress(Exception):
+                    await rpc.call("cron.remove", {"id": job_id})
+
+    # ------------------------------------------------------------------------------------------ witness
+    def set_delay(self, seconds: float) -> None:
+        self.delay_file.write_text(f"{seconds}\n")
+
+    def requests(self) -> list[Request]:
+        done: dict[int, float] = {}
+        for e in fake_model.read_log(self.done_log):
+            done.setdefault(int(e["n"]), float(e["ts"]))
+        out = []
+        for e in fake_model.read_log(self.log):
+            users = [m for m in e.get("messages") or [] if isinstance(m, dict) and m.get("role") == "user"]
+            last = fake_model.message_text(users[-1:]) if users else ""
+            out.append(Request(int(e["n"]), float(e["ts"]), done.get(int(e["n"])), last, e.get("text", "")))
+        return out
+
+    def watched(self, marks: list[str]) -> list[Request]:
+        return [r for r in self.requests() if any(m in r.text for m in marks)]
+
+    def wait_answered(self, timeout: float) -> bool:
+        """Every request of the watched work answered, and none new for the quiet period."""
+        def quiet() -> bool:
+            reqs = self.watched(self.watched_marks + [f"AGENT-{a}" for a in AGENTS])
+            return all(r.done_ts is not None for r in reqs) and (
+                not reqs or time.time() - max(r.ts for r in reqs) > self.pace.quiet_s)
+        return wait_for(quiet, timeout, 0.1)
+
+    def open_obligations(self) -> int:
+        try:
+            conn = sqlite3.connect(f"file:{self.g.state_dir / 'store.sqlite'}?mode=ro", uri=True, timeout=5)
+            try:
+                return int(conn.execute("SELECT count(*) FROM obligations WHERE state = 'open'").fetchone()[0])
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            return -1
+
+    # ------------------------------------------------------------------------------------------ one cycle
+    def gateway_pid(self) -> int:
+        self.events.poll()
+        spawned, adopted = self.events.last.get("gateway spawned"), self.events.last.get("gateway adopted")
+        latest = max((e for e in (spawned, adopted) if e), key=lambda e: str(e.get("timestamp", "")))
+        return int(latest["pid"])
+
+    def cycle(self, n: int) -> str:
+        tag = f"C{n:03d}"
+        self.set_delay(self.pace.slow_s)
+        marks: list[str] = []
+        direct: list[str] = []  # started by a call, not by the gateway's timer
+        calls: list[tuple[str, dict[str, Any]]] = []
+        soon = int(time.time() * 1000) + 1500
+        with_oneshot = n % self.pace.oneshot_every == 0
+        for agent in AGENTS:
+            mark = f"{tag}T{agent}{uuid.uuid4().hex[:4]}"
+            job = self.rpc(self.add_job(f"hourly-{mark}", {"kind": "every", "everyMs": 3_600_000, "anchorMs": soon},
+                                        mark, agent))
+            self.cron_items.append(CronItem(job, mark, HOURLY_TIMER))
+            self.cycle_jobs.append(job)
+            marks.append(mark)
+            mark = f"{tag}M{agent}{uuid.uuid4().hex[:4]}"
+            job = self.rpc(self.add_job(f"manual-{mark}", {"kind": "every", "everyMs": 3_600_000,
+                                                           "anchorMs": soon + 3_000_000}, mark, agent))
+            self.cron_items.append(CronItem(job, mark, HOURLY_MANUAL))
+            self.cycle_jobs.append(job)
+            calls.append(("cron.run", {"id": job}))
+            marks.append(mark)
+            direct.append(mark)
+            if with_oneshot:
+                mark = f"{tag}O{agent}{uuid.uuid4().hex[:4]}"
+                at = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(soon / 1000 + 1))
+                job = self.rpc(self.add_job(f"oneshot-{mark}", {"kind": "at", "at": at}, mark, agent))
+                self.cron_items.append(CronItem(job, mark, ONE_SHOT))
+                self.cycle_jobs.append(job)
+                marks.append(mark)
+            mark, call = self.turn(agent, f"{tag}S")
+            calls.append(call)
+            marks.append(mark)
+            direct.append(mark)
+        self.watched_marks += marks
+        self.rpc(self.fire(calls))
+
+        def started(ms: list[str]) -> list[float]:
+            return [r.ts for r in self.watched(ms) if any(m in r.last_user for m in ms)]
+        # What cron.run and agent started, and one timer-fired run: 2026.2.x runs one cron job at
+        # a time, so waiting for every timer-fired run would wait until the turns are over.
+        timed = [m for m in marks if m not in direct]
+        wait_for(lambda: len(started(direct)) >= len(direct) and started(timed), self.pace.start_timeout_s, 0.05)
+        starts = started(direct) + started(timed)[:1] or [time.time()]
+        # A random moment while the work is in flight: after the last start, before the first answer.
+        earliest, latest = max(starts) + 0.05, min(starts) + 0.95 * self.pace.slow_s
+        kill_at = self.rng.uniform(earliest, max(earliest, latest))
+        time.sleep(max(0.0, kill_at - time.time()))  # the random moment itself: nothing to await
+        kind = self.kill()
+        with open(self.root / "kills.jsonl", "a") as f:
+            f.write(json.dumps({"cycle": n, "kind": kind, "gateway_kills": self.tally.gateway_kill_times[-2:]}) + "\n")
+        self.set_delay(self.pace.quick_s)
+        settled = self.settle()
+        if not settled:
+            self.tally.unsettled += 1
+        with contextlib.suppress(Exception):
+            self.rpc(self.remove(self.cycle_jobs))
+        self.cycle_jobs.clear()
+        return f"{kind}{'' if settled else ' (NOT SETTLED)'}"
+
+    def kill(self) -> str:
+        self.tally.kills += 1
+        self.ready_before = self.events.count("rpc monitor connected")
+        r = self.rng.random()
+        if r < 0.75:
+            os.kill(self.gateway_pid(), signal.SIGKILL)
+            self.tally.gateway_kill_times.append(time.time())
+            self.tally.gateway_kill9 += 1
+            return "kill -9 gateway"
+        if r < 0.875:
+            os.kill(self.gateway_pid(), signal.SIGSTOP)
+            self.tally.gateway_kill_times.append(time.time())
+            self.tally.gateway_stops += 1
+            return "SIGSTOP gateway"
+        gateway = self.gateway_pid()
+        proc = self.g.procs[-1]
+        proc.kill()
+        proc.wait(30)
+        self.tally.gatewayd_kills += 1
+        what = "kill -9 gatewayd"
+        time.sleep(self.rng.uniform(0, self.pace.restart_gap_s))  # launchd's restart comes when it comes
+        if self.rng.random() < 0.5:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(gateway, signal.SIGKILL)
+                self.tally.gateway_kill_times.append(time.time())
+                self.tally.gateway_killed_while_down += 1
+                what += " + kill -9 gateway while it is down"
+        self.g.start()
+        return what
+
+    def settle(self) -> bool:
+        def back() -> bool:
+            return self.events.count("rpc monitor connected") > self.ready_before
+        if not wait_for(back, self.pace.settle_timeout_s, 0.1):
+            return False
+        deadline = time.monotonic() + self.pace.settle_timeout_s
+        while time.monotonic() < deadline:
+            if self.open_obligations() == 0 and self.wait_answered(max(1.0, deadline - time.monotonic())) \
+                    and self.open_obligations() == 0:
+                return True
+            time.sleep(0.2)
+        return False
+
+    # ------------------------------------------------------------------------------------------ the verdict
+    def verdict(self) -> Verdict:
+        entries: dict[str, list[dict[str, Any]]] = {}
+        if not self.legacy:
+            for item in self.cron_items:
+                if item.kind == MINUTE:
+                    entries[item.job_id] = self.rpc(self.cron_runs(item.job_id))
+
+        def regular(item: CronItem, req: Request) -> bool | None:
+            """2026.9.x names a run started by cron.run `manual:...` in its run log; 2026.2.x tells
+            nothing, so a one-minute job's starts there are never judged as re-runs."""
+            ts_ms = req.ts * 1000
+            near = [e for e in entries.get(item.job_id, []) if isinstance(e.get("runAtMs"), int)
+                    and e["runAtMs"] - 1000 <= ts_ms <= e["runAtMs"] + 15_000]
+            if not near:
+                return None
+            entry = max(near, key=lambda e: int(e["runAtMs"]))
+            run_id = entry.get("runId")
+            return not (isinstance(run_id, str) and run_id.startswith("manual:"))
+
+        return judge(self.requests(), self.cron_items, self.turns, self.tally.gateway_kill_times, regular)
+
+
+def run_version(target: str, version: str, kills: int, seed: int, keep: bool) -> dict[str, Any]:
+    pace = FAKE_PACE if target == "fake" else REAL_PACE
+    if target == "real" and not version.startswith("2026.2"):
+        pace = Pace(**{**pace.__dict__, "oneshot_every": 4})
+    root = REPO / ".cache" / "chaos" / f"{target}-{version}-{int(time.time())}"
+    root.mkdir(parents=True)
+    rng = random.Random(seed)
+    chaos = Chaos(target, version, root, rng, pace)
+    t0 = time.monotonic()
+    try:
+        chaos.start()
+        for n in range(1, kills + 1):
+            c0 = time.monotonic()
+            what = chaos.cycle(n)
+            print(f"[{target} {version}] {n}/{kills} {what}: settled after {time.monotonic() - c0:.1f} s", flush=True)
+        chaos.settle()
+        v = chaos.verdict()
+    finally:
+        chaos.stop()
+    t = chaos.tally
+    result = {"kills": t.kills, "lost": v.lost, "doubled": v.doubled, "notified_pct": v.notified_pct,
+              "woken_pct": v.woken_pct, "gatewayd_kills": t.gatewayd_kills, "gateway_kill9": t.gateway_kill9,
+              "gateway_stops": t.gateway_stops, "gateway_killed_while_gatewayd_down": t.gateway_killed_while_down,
+              "interrupted_runs": v.interrupted_runs, "ambiguous_runs": v.ambiguous_runs, "reruns": v.reruns,
+              "adopted": v.adopted, "interrupted_sessions": v.interrupted_sessions,
+              "ambiguous_sessions": v.ambiguous_sessions, "resumed_by_gateway": v.resumed_by_gateway,
+              "noticed_by_gatewayd": v.noticed_by_gatewayd, "unsettled": t.unsettled,
+              "minutes": round((time.monotonic() - t0) / 60, 1), "seed": seed, "findings": v.findings[:20]}
+    for f in v.findings:
+        print(f"  {f}")
+    if not keep and not v.findings and not t.unsettled:
+        shutil.rmtree(root, ignore_errors=True)
+    else:
+        print(f"  kept for inspection: {root}")
+    return result
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--gateway", choices=("fake", "real"), default="fake")
+    p.add_argument("--version", action="append", dest="versions")
+    p.add_argument("--kills", type=int, default=None, help="per version (fake: 200, real: 20)")
+    p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--short", action="store_true", help="fake, 20 kills per version")
+    p.add_argument("--keep", action="store_true", help="keep the run's folder")
+    a = p.parse_args()
+    kills = a.kills or (20 if a.short or a.gateway == "real" else 200)
+    seed = a.seed if a.seed is not None else random.SystemRandom().randrange(1 << 30)
+    per: dict[str, Any] = {}
+    for version in a.versions or VERSIONS:
+        per[version] = run_version(a.gateway, version, kills, seed, a.keep)
+        print(f"[{a.gateway} {version}] " + json.dumps({k: v for k, v in per[version].items() if k != "findings"}),
+              flush=True)
+    total = {"target": a.gateway, "kills": sum(r["kills"] for r in per.values()),
+             "lost": sum(r["lost"] for r in per.values()), "doubled": sum(r["doubled"] for r in per.values()),
+             "notified_pct": min(r["notified_pct"] for r in per.values()),
+             "woken_pct": min(r["woken_pct"] for r in per.values()),
+             "gatewayd_kills": sum(r["gatewayd_kills"] for r in per.values()), "versions": per}
+    total["ok"] = total["lost"] == 0 and total["doubled"] == 0 and total["woken_pct"] == 100.0 \
+        and total["notified_pct"] == 100.0
+    print(json.dumps(total))
+    return 0 if total["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,198 @@
+"""The chaos benchmark's judge: from the fake model's request log (the witness) and the kill times,
+what was interrupted, what was lost, what was done twice. Pure: no I/O, tested in
+tests/unit/test_chaos_judge.py, so a zero it prints means something.
+
+A model request belongs to a cron item when its last user message carries the job's mark, and to a
+session turn when its text carries the session's tag (every turn the benchmark sends carries it, so
+it is in the transcript of every later request of that session, the gateway's resume and gatewayd's
+notice included) and it is not a heartbeat turn.
+
+A request is *interrupted* by the first gateway kill (kill -9 or SIGSTOP, a freeze is an
+interruption from the moment it starts) after it began, when its answer had not fully left the
+model `slack` seconds before that kill (the gateway records a finished run within milliseconds of
+the answer, but not in zero time); within the slack it is *ambiguous*: either outcome is right.
+
+Cron items, per interruption, over the window up to the item's next interruption:
+- a re-run is a start that is not a regular one (the first start of an hourly or one-shot item;
+  for one-minute items, `regular` says so from the gateway's run log, or cannot tell: None);
+- lost: no start at all in the window (a regular start there counts: adopted as the retry);
+- doubled: two or more re-runs in one window, or a re-run where nothing was interrupted.
+Session turns: each interrupted turn needs exactly one later request in its session (the gateway's
+own resume or gatewayd's notice turn): none is lost, two are doubled; one where nothing was
+interrupted is doubled too.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+ONE_SHOT, HOURLY_TIMER, HOURLY_MANUAL, MINUTE = "oneshot", "hourly-timer", "hourly-manual", "minute"
+
+
+@dataclass(frozen=True)
+class Request:
+    n: int
+    ts: float
+    done_ts: float | None  # None: the answer never left (still running at the end)
+    last_user: str  # the text of the last user message
+    text: str  # the whole conversation
+
+
+@dataclass(frozen=True)
+class CronItem:
+    job_id: str
+    mark: str
+    kind: str  # ONE_SHOT, HOURLY_TIMER, HOURLY_MANUAL or MINUTE
+
+
+@dataclass(frozen=True)
+class TurnItem:
+    agent: str
+    mark: str  # this turn's own mark
+    tag: str  # the session's tag, in every turn of that session
+
+
+@dataclass
+class Verdict:
+    interrupted_runs: int = 0
+    ambiguous_runs: int = 0
+    lost: int = 0
+    doubled: int = 0
+    adopted: int = 0  # a regular run stood for the retry
+    reruns: int = 0
+    interrupted_sessions: int = 0
+    ambiguous_sessions: int = 0
+    notified: int = 0  # interrupted turns that got a resume or a notice
+    woken: int = 0  # ... exactly one
+    resumed_by_gateway: int = 0
+    noticed_by_gatewayd: int = 0
+    findings: list[str] = field(default_factory=list)
+
+    @property
+    def notified_pct(self) -> float:
+        return 100.0 if not self.interrupted_sessions else round(100.0 * self.notified / self.interrupted_sessions, 1)
+
+    @property
+    def woken_pct(self) -> float:
+        return 100.0 if not self.interrupted_sessions else round(100.0 * self.woken / self.interrupted_sessions, 1)
+
+
+Regular = Callable[[CronItem, Request], bool | None]
+
+GATEWAY_RESUME = "interrupted by a gateway restart"
+GATEWAYD_NOTICE = "Gateway restarted"
+
+
+def is_heartbeat(req: Request) -> bool:
+    return "heartbeat" in req.last_user.lower()
+
+
+def interruption(req: Request, kills: Sequence[float], slack: float) -> tuple[str, float]:
+    """("interrupted" | "ambiguous" | "completed" | "running", the kill that decided it)."""
+    i = bisect.bisect_right(kills, req.ts)
+    if i == len(kills):
+        return ("running" if req.done_ts is None else "completed"), 0.0
+    kill = kills[i]
+    if req.done_ts is None or req.done_ts > kill:
+        return "interrupted", kill
+    if req.done_ts > kill - slack:
+        return "ambiguous", kill
+    return "completed", kill
+
+
+def judge(requests: Sequence[Request], cron_items: Sequence[CronItem], turns: Sequence[TurnItem],
+          gateway_kills: Sequence[float], regular: Regular, slack: float = 0.5) -> Verdict:
+    kills = sorted(gateway_kills)
+    reqs = sorted(requests, key=lambda r: r.ts)
+    v = Verdict()
+    for item in cron_items:
+        _judge_cron(item, [r for r in reqs if item.mark in r.last_user], kills, regular, slack, v)
+    for tag in sorted({t.tag for t in turns}):
+        _judge_session(tag, [t for t in turns if t.tag == tag], reqs, kills, slack, v)
+    return v
+
+
+def _is_regular(item: CronItem, req: Request, first: Request, regular: Regular) -> bool | None:
+    if item.kind == MINUTE:
+        return regular(item, req)
+    return req is first
+
+
+def _judge_cron(item: CronItem, starts: list[Request], kills: Sequence[float], regular: Regular, slack: float,
+                v: Verdict) -> None:
+    if not starts:
+        return
+    first = starts[0]
+    cuts: list[tuple[float, bool]] = []  # (kill, certain), one per interrupted start
+    for req in starts:
+        state, kill = interruption(req, kills, slack)
+        if state in ("interrupted", "ambiguous") and (not cuts or cuts[-1][0] != kill):
+            cuts.append((kill, state == "interrupted"))
+    v.interrupted_runs += sum(1 for _, certain in cuts if certain)
+    v.ambiguous_runs += sum(1 for _, certain in cuts if not certain)
+    for i, (kill, certain) in enumerate(cuts):
+        end = cuts[i + 1][0] if i + 1 < len(cuts) else float("inf")
+        window = [r for r in starts if kill < r.ts <= end]
+        kinds = [_is_regular(item, r, first, regular) for r in window]
+        reruns = sum(1 for k in kinds if k is False)
+        v.reruns += reruns
+        if not window and certain:
+            v.lost += 1
+            v.findings.append(f"lost: {item.kind} {item.job_id} ({item.mark}) interrupted at {kill:.3f}, never re-run")
+        elif reruns >= 2:
+            v.doubled += 1
+            v.findings.append(f"doubled: {item.kind} {item.job_id} ({item.mark}) re-ran {reruns}x after the kill "
+                              f"at {kill:.3f}: {[round(r.ts, 3) for r in window]}")
+        elif reruns == 0 and window:
+            v.adopted += 1
+    before = cuts[0][0] if cuts else float("inf")
+    stray = [r for r in starts if r.ts <= before and _is_regular(item, r, first, regular) is False]
+    if stray:
+        v.doubled += len(stray)
+        v.findings.append(f"doubled: {item.kind} {item.job_id} ({item.mark}) re-ran with nothing interrupted: "
+                          f"{[round(r.ts, 3) for r in stray]}")
+
+
+def _judge_session(tag: str, turns: list[TurnItem], reqs: Sequence[Request], kills: Sequence[float], slack: float,
+                   v: Verdict) -> None:
+    """Every request of the session after a turn's start and before the next turn's is a follow-up
+    of that turn (its resume or gatewayd's notice)."""
+    in_session = [r for r in reqs if tag in r.text and not is_heartbeat(r)]
+    starts: list[tuple[Request, TurnItem]] = []
+    for t in turns:
+        first = next((r for r in in_session if t.mark in r.last_user), None)
+        if first is not None:
+            starts.append((first, t))
+    starts.sort(key=lambda s: s[0].ts)
+    start_ns = {s[0].n for s in starts}
+    for i, (first, t) in enumerate(starts):
+        end = starts[i + 1][0].ts if i + 1 < len(starts) else float("inf")
+        follow = [r for r in in_session if first.ts < r.ts < end and r.n not in start_ns]
+        state, kill = interruption(first, kills, slack)
+        after = [r for r in follow if r.ts > kill] if state in ("interrupted", "ambiguous") else follow
+        if state == "interrupted":
+            v.interrupted_sessions += 1
+            if after:
+                v.notified += 1
+                v.resumed_by_gateway += any(GATEWAY_RESUME in r.last_user for r in after)
+                v.noticed_by_gatewayd += any(GATEWAYD_NOTICE in r.last_user for r in after)
+            if len(after) == 1:
+                v.woken += 1
+            elif not after:
+                v.lost += 1
+                v.findings.append(f"lost: session turn {t.mark} ({t.agent}) interrupted at {kill:.3f}, not resumed")
+            else:
+                v.doubled += 1
+                v.findings.append(f"doubled: session turn {t.mark} ({t.agent}) resumed {len(after)}x: "
+                                  f"{[r.last_user[:60] for r in after]}")
+        elif state == "ambiguous":
+            v.ambiguous_sessions += 1
+            if len(after) > 1:
+                v.doubled += 1
+                v.findings.append(f"doubled: session turn {t.mark} ({t.agent}) resumed {len(after)}x (ambiguous)")
+        elif follow:
+            v.doubled += 1
+            v.findings.append(f"doubled: session turn {t.mark} ({t.agent}) completed, yet {len(follow)} more "
+                              f"turn(s) followed: {[r.last_user[:60] for r in follow]}")

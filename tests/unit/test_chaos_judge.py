@@ -1,0 +1,160 @@
+"""The chaos benchmark's judge (scripts/bench/chaos_judge.py): a zero it prints must be able to be
+anything else, so each kind of loss and double is shown to be counted."""
+
+from __future__ import annotations
+
+import sys
+
+from tests.support.harness import REPO
+
+sys.path.insert(0, str(REPO / "scripts" / "bench"))
+from chaos_judge import (
+    HOURLY_MANUAL,
+    HOURLY_TIMER,
+    MINUTE,
+    ONE_SHOT,
+    CronItem,
+    Request,
+    TurnItem,
+    judge,
+)
+
+JOB = CronItem("j1", "J-1", HOURLY_TIMER)
+TAG = "AGENT-main"
+_n = iter(range(1, 10_000))
+
+
+def req(ts: float, done: float | None, last_user: str, text: str = "") -> Request:
+    return Request(next(_n), ts, done, last_user, text or last_user)
+
+
+def run(ts: float, done: float | None, mark: str = "J-1") -> Request:
+    return req(ts, done, f"[cron:j1] {mark} reply PONG")
+
+
+def turn(ts: float, done: float | None, mark: str, history: str = "") -> Request:
+    return req(ts, done, f"{TAG} {mark} reply PONG", f"{history} {TAG} {mark} reply PONG")
+
+
+def follow(ts: float, text: str) -> Request:
+    return req(ts, ts + 1, text, f"{TAG} earlier turns\n{text}")
+
+
+def never_regular(item: CronItem, r: Request) -> bool | None:
+    return False
+
+
+def test_one_retry_after_an_interruption_is_right() -> None:
+    v = judge([run(10, None), run(30, 31)], [JOB], [], [12.0], never_regular)
+    assert (v.interrupted_runs, v.lost, v.doubled, v.reruns) == (1, 0, 0, 1)
+
+
+def test_no_run_after_an_interruption_is_lost() -> None:
+    v = judge([run(10, None)], [JOB], [], [12.0], never_regular)
+    assert (v.interrupted_runs, v.lost, v.doubled) == (1, 1, 0)
+    assert "lost" in v.findings[0]
+
+
+def test_two_reruns_of_one_interruption_are_doubled() -> None:
+    v = judge([run(10, None), run(30, 31), run(33, 34)], [JOB], [], [12.0], never_regular)
+    assert (v.lost, v.doubled) == (0, 1)
+
+
+def test_a_rerun_of_a_completed_run_is_doubled() -> None:
+    v = judge([run(10, 11), run(30, 31)], [JOB], [], [20.0], never_regular)
+    assert (v.interrupted_runs, v.doubled) == (0, 1)
+
+
+def test_a_kill_just_after_the_answer_left_is_ambiguous_either_way() -> None:
+    for later in ([], [run(30, 31)]):
+        v = judge([run(10, 11.8), *later], [JOB], [], [12.0], never_regular, slack=0.5)
+        assert (v.ambiguous_runs, v.lost, v.doubled) == (1, 0, 0)
+
+
+def test_a_frozen_gateway_interrupts_a_run_whose_answer_left_after_the_freeze() -> None:
+    v = judge([run(10, 13), run(30, 31)], [JOB], [], [12.0], never_regular)
+    assert (v.interrupted_runs, v.lost, v.doubled) == (1, 0, 0)
+
+
+def test_a_retry_interrupted_again_needs_its_own_retry() -> None:
+    ok = judge([run(10, None), run(20, None), run(40, 41)], [JOB], [], [12.0, 25.0], never_regular)
+    assert (ok.interrupted_runs, ok.lost, ok.doubled) == (2, 0, 0)
+    lost = judge([run(10, None), run(20, None)], [JOB], [], [12.0, 25.0], never_regular)
+    assert (lost.interrupted_runs, lost.lost) == (2, 1)
+
+
+def test_a_retry_sent_after_a_later_kill_still_covers_its_interruption() -> None:
+    """The gateway died again before gatewayd's retry (a kill that interrupted nothing of this job)."""
+    v = judge([run(10, None), run(40, 41)], [JOB], [], [12.0, 25.0], never_regular)
+    assert (v.lost, v.doubled) == (0, 0)
+
+
+def test_one_shot_rerun_by_the_gateway_plus_a_retry_is_doubled() -> None:
+    item = CronItem("o1", "O-1", ONE_SHOT)
+    runs = [req(10, None, "O-1"), req(130, 131, "O-1"), req(135, 136, "O-1")]
+    assert judge(runs, [item], [], [12.0], never_regular).doubled == 1
+    assert judge(runs[:2], [item], [], [12.0], never_regular).doubled == 0
+
+
+def test_manual_hourly_first_start_is_regular() -> None:
+    item = CronItem("m1", "M-1", HOURLY_MANUAL)
+    v = judge([req(10, 11, "M-1")], [item], [], [20.0], never_regular)
+    assert (v.doubled, v.lost) == (0, 0)
+
+
+def test_minute_job_a_regular_slot_in_the_window_is_adopted_and_unknowns_never_double() -> None:
+    item = CronItem("k1", "K-1", MINUTE)
+    slots = {2, 3}
+
+    def regular(_: CronItem, r: Request) -> bool | None:
+        return True if r.n in slots else None
+
+    a = Request(1, 10, None, "K-1", "K-1")
+    b = Request(2, 60, 61, "K-1", "K-1")
+    c = Request(3, 120, 121, "K-1", "K-1")
+    v = judge([a, b, c], [item], [], [12.0], regular)
+    assert (v.interrupted_runs, v.lost, v.doubled, v.adopted) == (1, 0, 0, 1)
+    v = judge([a, Request(4, 20, 21, "K-1", "K-1"), Request(5, 25, 26, "K-1", "K-1")], [item], [], [12.0], regular)
+    assert v.doubled == 0  # the run log could not tell: not counted either way
+
+
+def test_interrupted_session_resumed_once_is_notified_and_woken() -> None:
+    t = TurnItem("main", "MAIN-1", TAG)
+    reqs = [turn(10, None, "MAIN-1"), follow(30, "[System] Gateway restarted (crash). Previous session ...")]
+    v = judge(reqs, [], [t], [12.0], never_regular)
+    assert (v.interrupted_sessions, v.notified, v.woken, v.noticed_by_gatewayd, v.doubled) == (1, 1, 1, 1, 0)
+    assert v.notified_pct == v.woken_pct == 100.0
+
+
+def test_interrupted_session_never_resumed_is_lost() -> None:
+    v = judge([turn(10, None, "MAIN-1")], [], [TurnItem("main", "MAIN-1", TAG)], [12.0], never_regular)
+    assert (v.lost, v.notified_pct, v.woken_pct) == (1, 0.0, 0.0)
+
+
+def test_session_resumed_by_the_gateway_and_noticed_by_gatewayd_is_doubled() -> None:
+    reqs = [turn(10, None, "MAIN-1"),
+            follow(20, "[System] Your previous turn was interrupted by a gateway restart ... MAIN-1"),
+            follow(30, "[System] Gateway restarted (crash).")]
+    v = judge(reqs, [], [TurnItem("main", "MAIN-1", TAG)], [12.0], never_regular)
+    assert (v.notified, v.woken, v.doubled, v.resumed_by_gateway) == (1, 0, 1, 1)
+
+
+def test_a_notice_to_a_session_whose_turn_had_completed_is_doubled() -> None:
+    reqs = [turn(10, 11, "MAIN-1"), follow(30, "[System] Gateway restarted (crash).")]
+    v = judge(reqs, [], [TurnItem("main", "MAIN-1", TAG)], [20.0], never_regular)
+    assert (v.interrupted_sessions, v.doubled) == (0, 1)
+
+
+def test_followups_belong_to_the_latest_turn_and_heartbeats_are_not_turns() -> None:
+    turns = [TurnItem("main", "MAIN-1", TAG), TurnItem("main", "MAIN-2", TAG)]
+    reqs = [turn(10, None, "MAIN-1"), follow(20, "[System] Gateway restarted."),
+            turn(40, 41, "MAIN-2", history="MAIN-1"),
+            follow(50, "Read HEARTBEAT.md if it exists. If nothing needs attention, reply HEARTBEAT_OK.")]
+    v = judge(reqs, [], turns, [12.0], never_regular)
+    assert (v.interrupted_sessions, v.woken, v.doubled) == (1, 1, 0)
+
+
+def test_another_sessions_turns_are_not_counted() -> None:
+    other = req(20, 21, "AGENT-ops OPS-1 reply PONG")
+    v = judge([turn(10, None, "MAIN-1"), other], [], [TurnItem("main", "MAIN-1", TAG)], [12.0], never_regular)
+    assert v.lost == 1
