@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 OPENCLAW_VERSIONS := 2026.9.6 2026.2.26
 PYTEST := $(PY) -m pytest -p no:cacheprovider
 
-.PHONY: run test lint unit integration e2e bench openclaw clean
+.PHONY: run test test-faults lint unit integration e2e bench openclaw clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,12 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed openclaw lint
 	$(PYTEST) tests/unit tests/fakes tests/contract -q -m "not e2e"
 	$(PYTEST) tests/integration -q
+	$(MAKE) --no-print-directory test-faults
 	$(PYTEST) tests/contract tests/e2e -q -m e2e
+
+## test-faults: the slow fault cases (a two-minute machine sleep, end to end); part of `make test`
+test-faults: $(VENV)/.installed
+	$(PYTEST) tests/faults -q
 
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check supervisor tests scripts
@@ -36,6 +41,7 @@ bench: $(VENV)/.installed
 	$(PY) scripts/bench/snapshot_cycle.py --short
 	$(PY) scripts/bench/recovery_latency.py --short
 	$(PY) scripts/bench/idle_cost.py --short
+	$(PY) scripts/bench/chaos.py --short
 
 clean:
 	rm -rf $(VENV) run .cache/e2e-model.jsonl

@@ -16,7 +16,7 @@ FAKE_GW_PID_FILE=<path>; the world's (see fake_world.py): FAKE_GW_MODEL_URL, FAK
 FAKE_GW_ONESHOT_CATCHUP_MS, FAKE_GW_MAIN_RESUME_MS, FAKE_GW_BACKOFF_MS; OPENCLAW_CONFIG_PATH is read for the
 model URL, agents and heartbeats.
 Controls (POST or GET, answer 200 "ok..." before acting): /__fake/crash?code=N, /__fake/signal?sig=9,
-/__fake/hang, /__fake/grandchild[?session=1] (body "ok <pid>"), /__fake/restart?expected_ms=1500,
+/__fake/hang, /__fake/grandchild[?session=1][&port=1: it inherits the listener] (body "ok <pid>"), /__fake/restart?expected_ms=1500,
 /__fake/drain?seconds=S, /__fake/silence?seconds=12&expected_ms=3000 (restart in place: listener closed),
 /__fake/world (GET: the world as JSON: jobs, run log, sessions, queued system events, RPC call log, ...).
 
@@ -335,7 +335,8 @@ class FakeGateway:
             log("[gateway] event loop about to block (hang)")
             action = functools.partial(time.sleep, 10**9)
         elif cmd == "grandchild":
-            pid = await spawn_grandchild(new_session=arg.get("session") == "1")
+            held = [sock.fileno() for sock in self.server.server.sockets] if self.server and arg.get("port") else []
+            pid = await spawn_grandchild(new_session=arg.get("session") == "1", pass_fds=held)
             log(f"[gateway] spawned helper process pid={pid}")
             body = f"ok {pid}\n"
         elif cmd == "restart":
@@ -518,12 +519,15 @@ time.sleep(1000)
 """
 
 
-async def spawn_grandchild(*, new_session: bool) -> int:
+async def spawn_grandchild(*, new_session: bool, pass_fds: list[int] | None = None) -> int:
     """A helper process that ignores SIGTERM, in our process group unless `new_session` (it calls setsid
-    itself). Returns once it is set up, so the caller sees its final process group and session."""
+    itself); with `pass_fds` (the listener) it holds the gateway's port after the gateway is gone, as a
+    forked tool that inherited the socket would. Returns once it is set up, so the caller sees its final
+    process group and session."""
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", GRANDCHILD_CODE, "1" if new_session else "0",
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL,
+        pass_fds=pass_fds or (),
     )  # fmt: skip
     assert proc.stdout is not None
     await proc.stdout.readline()

@@ -349,3 +349,26 @@ def test_regression_grandchild_started_just_before_a_crash_is_reaped(tmp_path: P
         g.wait_event("gateway ready", count=2)
         assert stop_gatewayd(g) == 0
         assert g.alive_marked() == []
+
+
+@pytest.mark.parametrize("escape", [False, True], ids=["same-group", "own-session"])
+def test_grandchild_holding_the_port_after_a_crash_is_killed_and_the_gateway_restarts(tmp_path: Path,
+                                                                                     escape: bool) -> None:
+    """The gateway dies and a helper it forked still holds its listening socket: the port is taken
+    by gatewayd's own descendant, not by another program. gatewayd kills it (it is recorded as its
+    child's tree, or came back to gatewayd as subreaper) and the next gateway gets the port: no
+    conflict state, no waiting."""
+    with gatewayd(tmp_path, fake_settings()) as g:
+        g.start()
+        g.wait_event("gateway ready")
+        holder = int(fake_call(g, "grandchild?port=1" + ("&session=1" if escape else "")).split()[-1])
+        assert any(c.laddr.port == g.port and c.status == psutil.CONN_LISTEN
+                   for c in psutil.Process(holder).net_connections())
+        os.kill(g.spawned_pids()[0], signal.SIGKILL)
+        ended = g.wait_event("gateway exited", timeout=10)
+        assert ended["exit_kind"] == "crash"
+        g.wait_event("gateway ready", count=2, timeout=30)
+        assert not psutil.pid_exists(holder) or psutil.Process(holder).status() == psutil.STATUS_ZOMBIE
+        assert [e for e in g.named("supervision state") if e.get("state") == "conflict"] == []
+        assert stop_gatewayd(g) == 0
+        assert g.alive_marked() == []
