@@ -158,7 +158,8 @@ def status(
                    f"{' crash-loop' if sup.get('crash_loop') else ''}")
         if gw:
             alive = gw.get("ready_at") and not gw.get("ended_at")
-            typer.echo(f"gateway: pid {gw.get('pid')} port {gw.get('port')} version {gw.get('version')}"
+            gone = "not running, last " if gw.get("ended_at") else ""
+            typer.echo(f"gateway: {gone}pid {gw.get('pid')} port {gw.get('port')} version {gw.get('version')}"
                        f"{' ready, up ' + ago(gw['started_at']) if alive else ''}")
             typer.echo(f"boots in the last 24 h: {st.get('boots_24h', 0)}")
             if gw.get("exit_kind"):

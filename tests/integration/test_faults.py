@@ -137,3 +137,30 @@ def test_openclaw_replaced_by_another_version_is_seen_at_the_next_boot(tmp_path:
         g.wait_event("rpc monitor connected", where=lambda e: e["protocol"] == 3)
         g.procs[-1].send_signal(signal.SIGTERM)
         assert g.procs[-1].wait(30) == 0
+
+
+def test_openclaw_binary_gone_is_a_clear_state_and_supervision_resumes_when_it_is_back(tmp_path: Path) -> None:
+    """The binary disappears while gatewayd runs (an uninstall, a half-done upgrade): the next
+    launch fails with one clear message naming the path, `status` shows the state and no live
+    gateway, nothing spins; when the binary is back the gateway is started again."""
+    wrapper = tmp_path / "openclaw"
+    text = f"#!/bin/sh\nFAKE_GW_VERSION=2026.9.6 exec {sys.executable} {FAKE_GATEWAY}" ' "$@"\n'
+    wrapper.write_text(text)
+    wrapper.chmod(0o755)
+    with gatewayd(tmp_path, {"gateway": {"openclaw": str(wrapper)}}) as g:
+        g.start()
+        g.wait_event("gateway ready")
+        wrapper.unlink()
+        os.kill(g.spawned_pids()[-1], signal.SIGKILL)
+        failed = g.wait_event("cannot launch the gateway")
+        assert str(wrapper) in failed["error"] and "not found" in failed["error"]
+        g.wait_event("supervision state", where=lambda e: e.get("state") == "config-error")
+        status = g.run_cli("status", "-c", str(g.config_file))
+        assert "state:   config-error" in status.stdout and "gateway: not running" in status.stdout
+        assert len(g.named("gateway spawned")) == 1  # no respawn loop without a binary
+        wrapper.write_text(text)
+        wrapper.chmod(0o755)
+        g.wait_event("gateway ready", count=2, timeout=90)
+        assert len(g.spawned_pids()) == 2
+        g.procs[-1].send_signal(signal.SIGTERM)
+        assert g.procs[-1].wait(30) == 0
