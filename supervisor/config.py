@@ -19,7 +19,7 @@ from typing import Any
 
 from supervisor.core.policy import RestartPolicy
 from supervisor.core.probestate import ProbeSettings
-from supervisor.core.recovery import RecoveryPolicy
+from supervisor.core.recovery import JOB_KEYS, RecoveryPolicy
 from supervisor.errors import ConfigError
 
 Validator = Callable[[Any], str | None]  # returns a problem, or None when the value is fine
@@ -39,6 +39,28 @@ def _port(v: Any) -> str | None:
 
 def _fraction(v: Any) -> str | None:
     return None if 0 <= v < 1 else "must be in [0, 1)"
+
+
+class JobTable(dict[str, Any]):
+    """Marks a setting that is a table of tables (per-job overrides)."""
+
+
+def _job_overrides(v: Any) -> str | None:
+    for job, entry in v.items():
+        for key, value in entry.items():
+            where = f'"{job}".{key}'
+            if key not in JOB_KEYS:
+                return f"{where}: unknown key (one of {', '.join(JOB_KEYS)})"
+            if isinstance(value, bool) or not isinstance(value, int | float) or (
+                    JOB_KEYS[key] is int and not isinstance(value, int)):
+                return f"{where}: must be {JOB_KEYS[key].__name__}, got {value!r}"
+            if key == "max_attempts" and value < 1:
+                return f"{where}: must be >= 1 (1: never re-run this job)"
+            if key == "coalesce_window_s" and value < 0:
+                return f"{where}: must be >= 0"
+            if key.startswith("backoff") and value <= 0:
+                return f"{where}: must be > 0"
+    return None
 
 
 def _level(v: Any) -> str | None:
@@ -106,6 +128,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("recovery", "unanswered_grace_s", float, 120.0,
             "an action whose answer was lost: look this long for its effect before deciding again", _positive),
     Setting("recovery", "notice", str, RecoveryPolicy.notice, "restart notice; {reason} and {time} are filled in"),
+    Setting("recovery", "jobs", JobTable, JobTable(),
+            "per job (by id or name): max_attempts, backoff_initial_s, backoff_max_s, coalesce_window_s;"
+            " max_attempts = 1 never re-runs it", _job_overrides),
     Setting("logs", "max_bytes", int, 10 * 1024 * 1024, "rotate a log file at this size", _positive),
     Setting("logs", "backups", int, 5, "rotated files kept", _non_negative),
 )
@@ -173,6 +198,10 @@ def _coerce(setting: Setting, value: Any, source: str) -> Any:
     elif t is dict:
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise ConfigError(source, setting.name, "must be a table of strings")
+    elif t is JobTable:
+        if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+            raise ConfigError(source, setting.name, 'must be a table of tables, e.g. [recovery.jobs."daily-report"]')
+        value = JobTable(value)
     elif not isinstance(value, t) or isinstance(value, bool) != (t is bool):
         raise ConfigError(source, setting.name, f"must be {t.__name__}, got {type(value).__name__} {value!r}")
     if setting.validate is not None:
@@ -190,7 +219,7 @@ def _from_env_text(setting: Setting, text: str, var: str) -> Any:
             return float(text)
         if setting.type is list:
             return text.split() if text.strip() else []
-        if setting.type is dict:
+        if setting.type in (dict, JobTable):
             raise ConfigError(var, setting.name, "tables cannot be set from the environment; use the config file")
     except ValueError:
         raise ConfigError(var, setting.name, f"must be {setting.type.__name__}, got {text!r}") from None
@@ -294,6 +323,6 @@ def load(
             backoff_max_s=v["recovery.backoff_max_s"], coalesce_window_s=v["recovery.coalesce_window_s"],
             retries_per_minute=v["recovery.retries_per_minute"],
             hold_after_crash_loop_s=v["recovery.hold_after_crash_loop_s"], notice=v["recovery.notice"],
-            unanswered_grace_s=v["recovery.unanswered_grace_s"],
+            unanswered_grace_s=v["recovery.unanswered_grace_s"], jobs=dict(v["recovery.jobs"]),
         ),
     )

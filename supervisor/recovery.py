@@ -28,6 +28,7 @@ from supervisor.core.recovery import (
     decide_run,
     decide_session,
     planned_at_ms,
+    policy_for,
     send_gap_ms,
     sent_took_effect,
 )
@@ -188,12 +189,13 @@ class Recovery:
                        running_at_ms=running, run_starts_ms=all_starts, finished_ms=finished,
                        startup_catchup_at_ms=_int(state.get("startupCatchupAtMs")),
                        next_run_at_ms=_int(state.get("nextRunAtMs")))
+        policy = policy_for(self.policy, ob["ref"], ob["name"])
         planned = ob["planned_at_ms"]
         if planned is None:
-            planned = planned_at_ms(obligation, self.policy, self.rand(), self.settled_at_ms)
+            planned = planned_at_ms(obligation, policy, self.rand(), self.settled_at_ms)
             await self.journal.plan(ob["id"], planned)
             crashpoint("planned")
-        decision = decide_run(obligation, view, self.policy, self.rules, now_ms=now_ms(),
+        decision = decide_run(obligation, view, policy, self.rules, now_ms=now_ms(),
                               ready_at_ms=self.ready_at_ms, planned_ms=int(planned))
         return await self._act_cron(rpc, ob, decision)
 

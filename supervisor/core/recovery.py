@@ -15,7 +15,8 @@ else one agent turn carrying the restart notice (it is the notice and the wake a
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from supervisor.core.policy import with_jitter
@@ -37,6 +38,21 @@ class RecoveryPolicy:
     notice: str = "[System] Gateway restarted ({reason}, {time}). Previous session context may be incomplete."
     lost_request: str = (" A request you were working on when it restarted was interrupted and lost: check your"
                          " work and tell the user what happened.")
+    # Per job, by id or by name: its own max_attempts, backoff_initial_s, backoff_max_s,
+    # coalesce_window_s (max_attempts = 1: never re-run it, for a job that must not run twice).
+    jobs: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+
+
+JOB_KEYS: dict[str, type] = {"max_attempts": int, "backoff_initial_s": float, "backoff_max_s": float,
+                             "coalesce_window_s": float}
+
+
+def policy_for(policy: RecoveryPolicy, job_id: str, name: str | None) -> RecoveryPolicy:
+    """The job's own retry policy: the entry for its id, else for its name, over the global one."""
+    entry = policy.jobs.get(job_id) or (policy.jobs.get(name) if name else None)
+    if not entry:
+        return policy
+    return replace(policy, **{k: JOB_KEYS[k](v) for k, v in entry.items() if k in JOB_KEYS})
 
 
 @dataclass(frozen=True)

@@ -16,8 +16,9 @@ FAKE_GW_PID_FILE=<path>; the world's (see fake_world.py): FAKE_GW_MODEL_URL, FAK
 FAKE_GW_ONESHOT_CATCHUP_MS, FAKE_GW_MAIN_RESUME_MS, FAKE_GW_BACKOFF_MS; OPENCLAW_CONFIG_PATH is read for the
 model URL, agents and heartbeats.
 Controls (POST or GET, answer 200 "ok..." before acting): /__fake/crash?code=N, /__fake/signal?sig=9,
-/__fake/hang, /__fake/grandchild[?session=1][&port=1: it inherits the listener] (body "ok <pid>"), /__fake/restart?expected_ms=1500,
-/__fake/drain?seconds=S, /__fake/silence?seconds=12&expected_ms=3000 (restart in place: listener closed),
+/__fake/hang, /__fake/grandchild[?session=1][&port=1: it inherits the listener] (body "ok <pid>"),
+/__fake/restart?expected_ms=1500, /__fake/drain?seconds=S,
+/__fake/silence?seconds=12&expected_ms=3000 (restart in place: listener closed),
 /__fake/world (GET: the world as JSON: jobs, run log, sessions, queued system events, RPC call log, ...).
 
 RPC: health, status, system.info (2026.9.x), system-presence, and the world's methods: cron.add, cron.list,

@@ -164,3 +164,42 @@ def test_openclaw_binary_gone_is_a_clear_state_and_supervision_resumes_when_it_i
         assert len(g.spawned_pids()) == 2
         g.procs[-1].send_signal(signal.SIGTERM)
         assert g.procs[-1].wait(30) == 0
+
+
+def test_a_job_whose_policy_says_never_rerun_is_given_up_visibly_and_the_others_retried(tmp_path: Path) -> None:
+    """Per-job retry policy: a job that must not run twice (`max_attempts = 1`, by name) is not
+    re-run after an interruption, and says so in history; the job beside it is retried once."""
+    with model(tmp_path) as (model_port, log, delay), gatewayd(tmp_path, None) as g:
+        once, twice = uuid.uuid4().hex[:8], uuid.uuid4().hex[:8]
+        g.write_config_sections(world_settings(tmp_path, "2026.9.6", model_port, g.port))
+        g.write_config_sections({"recovery": {"jobs": {f"hourly-{once}": {"max_attempts": 1}}}})
+        g.start()
+        g.wait_event("rpc monitor connected")
+        delay.write_text("3\n")
+        ids = {mark: asyncio.run(add_hourly(g.port, "2026.9.6", mark)) for mark in (once, twice)}
+        wait_until(lambda: asked(log, f"CRON-{once}") == 1 and asked(log, f"CRON-{twice}") == 1, 20,
+                   "both runs at the model")
+        wait_until(lambda: {r["job_id"] for r in inflight_runs(g)} >= set(ids.values()), 10, "both in the store")
+        delay.write_text("0.2\n")
+        os.kill(g.spawned_pids()[-1], signal.SIGKILL)
+        wait_until(lambda: len([o for o in obligations(g) if o["kind"] == "cron" and o["state"] != "open"]) == 2, 30,
+                   "both resolved")
+        by_job = {o["ref"]: o for o in obligations(g) if o["kind"] == "cron"}
+        assert by_job[ids[once]]["state"] == "given-up"
+        assert "exhausted (1 of 1)" in by_job[ids[once]]["resolution"]
+        assert by_job[ids[twice]]["state"] == "done"
+        wait_until(lambda: asked(log, f"CRON-{twice}") == 2, 20, "the other job's retry")
+        time.sleep(2.0)  # the witness window: with a 0.5 s backoff a re-run of the first would show by now
+        assert asked(log, f"CRON-{once}") == 1
+        history = g.run_cli("history", "--json", "-c", str(g.config_file)).stdout
+        assert "given-up" in history and "exhausted (1 of 1)" in history
+
+
+def inflight_runs(g: Gatewayd) -> list[dict[str, Any]]:
+    import sqlite3
+    conn = sqlite3.connect(f"file:{g.state_dir / 'store.sqlite'}?mode=ro", uri=True)
+    conn.row_factory = sqlite3.Row
+    try:
+        return [dict(r) for r in conn.execute("SELECT * FROM inflight_runs")]
+    finally:
+        conn.close()

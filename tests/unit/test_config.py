@@ -282,3 +282,34 @@ def test_example_config_documents_every_key_with_its_default(tmp_path: Path) -> 
     text = example.read_text()
     for s in config.SETTINGS:
         assert s.help in text, s.name
+
+
+def test_per_job_retry_policies_by_id_or_name(tmp_path: Path) -> None:
+    p = write(tmp_path, '[recovery]\nmax_attempts = 4\n[recovery.jobs."send-invoices"]\nmax_attempts = 1\n'
+                        '[recovery.jobs.job-123]\nbackoff_initial_s = 5\ncoalesce_window_s = 0\n')
+    cfg = config.load(p, environ={})
+    assert cfg.recovery.jobs == {"send-invoices": {"max_attempts": 1},
+                                 "job-123": {"backoff_initial_s": 5, "coalesce_window_s": 0}}
+    assert cfg.recovery.max_attempts == 4
+
+
+@pytest.mark.parametrize(("body", "problem"), [
+    ('jobs = { "a" = { retries = 2 } }', '"a".retries: unknown key'),
+    ('jobs = { "a" = { max_attempts = 0 } }', '"a".max_attempts: must be >= 1'),
+    ('jobs = { "a" = { max_attempts = 1.5 } }', '"a".max_attempts: must be int'),
+    ('jobs = { "a" = { backoff_initial_s = "soon" } }', '"a".backoff_initial_s: must be float'),
+    ('jobs = { "a" = { backoff_max_s = -1 } }', '"a".backoff_max_s: must be > 0'),
+    ('jobs = { "a" = { coalesce_window_s = -1 } }', '"a".coalesce_window_s: must be >= 0'),
+    ('jobs = { "a" = { max_attempts = true } }', '"a".max_attempts: must be int'),
+    ('jobs = { "a" = 1 }', "must be a table of tables"),
+    ('jobs = 3', "must be a table of tables"),
+])
+def test_bad_per_job_policy_is_one_line_naming_the_job_and_key(tmp_path: Path, body: str, problem: str) -> None:
+    p = write(tmp_path, f"[recovery]\n{body}\n")
+    e = error_of(config_file=p, environ={})
+    assert e.key == "recovery.jobs" and problem in str(e) and "\n" not in str(e)
+
+
+def test_per_job_policies_cannot_come_from_the_environment(tmp_path: Path) -> None:
+    e = error_of(config_file=write(tmp_path, ""), environ={"GATEWAYD_RECOVERY_JOBS": "x"})
+    assert e.key == "recovery.jobs" and "config file" in str(e)

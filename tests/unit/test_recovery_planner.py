@@ -973,3 +973,27 @@ def test_regression_the_interrupted_run_itself_is_not_the_effect_of_a_lost_send(
     assert sent_took_effect(ob, 1_000_824, (1_000_000, 1_000_400))  # a later run within the slack
     assert sent_took_effect(ob, 1_000_824, (1_002_000,))
     assert not sent_took_effect(ob, 1_000_824, (1_000_000 - 5,))
+
+
+def test_policy_for_a_job_by_id_then_by_name_over_the_global_policy() -> None:
+    from supervisor.core.recovery import policy_for
+    base = RecoveryPolicy(max_attempts=3, jobs={"job-1": {"max_attempts": 1}, "digest": {"backoff_initial_s": 5},
+                                                "job-2": {"coalesce_window_s": 0}})
+    assert policy_for(base, "job-1", "digest").max_attempts == 1  # the id wins over the name
+    assert policy_for(base, "job-1", "digest").backoff_initial_s == 30.0
+    assert policy_for(base, "job-9", "digest").backoff_initial_s == 5.0
+    assert policy_for(base, "job-2", None).coalesce_window_s == 0.0
+    assert policy_for(base, "job-9", "other") is base
+    assert policy_for(base, "job-9", None) is base
+
+
+def test_max_attempts_1_never_sends_a_retry_but_still_adopts_a_regular_run() -> None:
+    from supervisor.core.recovery import policy_for
+    policy = policy_for(RecoveryPolicy(jobs={JOB: {"max_attempts": 1}}), JOB, None)
+    rules = rules_for(False)
+    ob = RunObligation(JOB, R, I, 1, False)
+    late = P + W + 60 * S
+    d = decide_run(ob, view(), policy, rules, now_ms=late, ready_at_ms=READY, planned_ms=P)
+    assert d.verb is Verb.GIVE_UP and "exhausted (1 of 1)" in d.reason
+    d = decide_run(ob, view(seen=(P,)), policy, rules, now_ms=late, ready_at_ms=READY, planned_ms=P)
+    assert d.verb is Verb.ADOPT
