@@ -81,10 +81,12 @@ class Pace:
     quiet_s: float  # no new request of the cycle's work for this long: settled
     restart_gap_s: float  # gatewayd down at most this long after its own kill
     oneshot_every: int  # a one-shot in every n-th cycle
+    recovery_kill_s: float  # a second kill lands this long at most after the gateway is back
+    horizon_s: float  # an interrupted run not re-run within this is lost
 
 
-FAKE_PACE = Pace(4.0, 0.3, 10_000, 15.0, 90.0, 1.5, 1.0, 1)
-REAL_PACE = Pace(12.0, 1.0, 60_000, 90.0, 420.0, 8.0, 3.0, 1)
+FAKE_PACE = Pace(4.0, 0.3, 10_000, 15.0, 90.0, 1.5, 1.0, 1, 3.0, 300.0)
+REAL_PACE = Pace(12.0, 1.0, 60_000, 90.0, 420.0, 8.0, 3.0, 1, 20.0, 900.0)
 
 
 @dataclass
@@ -95,6 +97,8 @@ class Tally:
     gatewayd_kills: int = 0
     gateway_killed_while_down: int = 0
     unsettled: int = 0
+    adoption_failures: int = 0  # gatewayd restarted while its gateway lived, and did not adopt it
+    gateway_exits_seen: int = 0
     gateway_kill_times: list[float] = field(default_factory=list)
 
 
@@ -144,7 +148,7 @@ class Chaos:
         self.tally = Tally()
         self.cron_items: list[CronItem] = []
         self.turns: list[TurnItem] = []
-        self.cycle_jobs: list[str] = []
+        self.cycle_jobs: list[list[str]] = []
         self.watched_marks: list[str] = []
 
     # ------------------------------------------------------------------------------------------ set-up
@@ -273,13 +277,18 @@ class Chaos:
     def requests(self) -> list[Request]:
         done: dict[int, float] = {}
         for e in fake_model.read_log(self.done_log):
-            done.setdefault(int(e["n"]), float(e["ts"]))
+            if e.get("ok"):  # an answer cut short (the caller gone) is no completion
+                done.setdefault(int(e["n"]), float(e["ts"]))
         out = []
         for e in fake_model.read_log(self.log):
             users = [m for m in e.get("messages") or [] if isinstance(m, dict) and m.get("role") == "user"]
             last = fake_model.message_text(users[-1:]) if users else ""
             out.append(Request(int(e["n"]), float(e["ts"]), done.get(int(e["n"])), last, e.get("text", "")))
         return out
+
+    def answered_all(self, reqs: list[Request]) -> bool:
+        ended = {int(e["n"]) for e in fake_model.read_log(self.done_log)}
+        return all(r.n in ended for r in reqs)
 
     def watched(self, marks: list[str]) -> list[Request]:
         return [r for r in self.requests() if any(m in r.text for m in marks)]
@@ -288,7 +297,7 @@ class Chaos:
         """Every request of the watched work answered, and none new for the quiet period."""
         def quiet() -> bool:
             reqs = self.watched(self.watched_marks + [f"AGENT-{a}" for a in AGENTS])
-            return all(r.done_ts is not None for r in reqs) and (
+            return self.answered_all(reqs) and (
                 not reqs or time.time() - max(r.ts for r in reqs) > self.pace.quiet_s)
         return wait_for(quiet, timeout, 0.1)
 
@@ -313,7 +322,7 @@ class Chaos:
         tag = f"C{n:03d}"
         self.set_delay(self.pace.slow_s)
         marks: list[str] = []
-        direct: list[str] = []  # started by a call, not by the gateway's timer
+        jobs_now: list[str] = []
         calls: list[tuple[str, dict[str, Any]]] = []
         soon = int(time.time() * 1000) + 1500
         with_oneshot = n % self.pace.oneshot_every == 0
@@ -322,87 +331,110 @@ class Chaos:
             job = self.rpc(self.add_job(f"hourly-{mark}", {"kind": "every", "everyMs": 3_600_000, "anchorMs": soon},
                                         mark, agent))
             self.cron_items.append(CronItem(job, mark, HOURLY_TIMER))
-            self.cycle_jobs.append(job)
+            jobs_now.append(job)
             marks.append(mark)
             mark = f"{tag}M{agent}{uuid.uuid4().hex[:4]}"
             job = self.rpc(self.add_job(f"manual-{mark}", {"kind": "every", "everyMs": 3_600_000,
                                                            "anchorMs": soon + 3_000_000}, mark, agent))
             self.cron_items.append(CronItem(job, mark, HOURLY_MANUAL))
-            self.cycle_jobs.append(job)
+            jobs_now.append(job)
             calls.append(("cron.run", {"id": job}))
             marks.append(mark)
-            direct.append(mark)
             if with_oneshot:
                 mark = f"{tag}O{agent}{uuid.uuid4().hex[:4]}"
                 at = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(soon / 1000 + 1))
                 job = self.rpc(self.add_job(f"oneshot-{mark}", {"kind": "at", "at": at}, mark, agent))
                 self.cron_items.append(CronItem(job, mark, ONE_SHOT))
-                self.cycle_jobs.append(job)
+                jobs_now.append(job)
                 marks.append(mark)
             mark, call = self.turn(agent, f"{tag}S")
             calls.append(call)
             marks.append(mark)
-            direct.append(mark)
         self.watched_marks += marks
         self.rpc(self.fire(calls))
 
-        def started(ms: list[str]) -> list[float]:
-            return [r.ts for r in self.watched(ms) if any(m in r.last_user for m in ms)]
-        # What cron.run and agent started, and one timer-fired run: 2026.2.x runs one cron job at
-        # a time, so waiting for every timer-fired run would wait until the turns are over.
-        timed = [m for m in marks if m not in direct]
-        wait_for(lambda: len(started(direct)) >= len(direct) and started(timed), self.pace.start_timeout_s, 0.05)
-        starts = started(direct) + started(timed)[:1] or [time.time()]
+        def started() -> list[float]:
+            return [r.ts for r in self.watched(marks) if any(m in r.last_user for m in marks)]
+        # Everything at the model, or as much as reaches it while the first is still in flight
+        # (2026.2.x runs one cron job at a time: the rest queue behind it).
+        wait_for(lambda: len(started()) >= len(marks) or (started() and time.time() > min(started())
+                 + 0.6 * self.pace.slow_s), self.pace.start_timeout_s, 0.05)
+        starts = started() or [time.time()]
         # A random moment while the work is in flight: after the last start, before the first answer.
         earliest, latest = max(starts) + 0.05, min(starts) + 0.95 * self.pace.slow_s
         kill_at = self.rng.uniform(earliest, max(earliest, latest))
         time.sleep(max(0.0, kill_at - time.time()))  # the random moment itself: nothing to await
-        kind = self.kill()
-        with open(self.root / "kills.jsonl", "a") as f:
-            f.write(json.dumps({"cycle": n, "kind": kind, "gateway_kills": self.tally.gateway_kill_times[-2:]}) + "\n")
+        kinds = [self.kill(during_recovery=False)]
         self.set_delay(self.pace.quick_s)
+        # A second blow while gatewayd recovers: the gateway dies again under gatewayd's retries
+        # and notices, or gatewayd dies with actions journaled (attempts counted across boots).
+        if self.rng.random() < 0.3 and wait_for(self.back, self.pace.settle_timeout_s, 0.1):
+            time.sleep(self.rng.uniform(0, self.pace.recovery_kill_s))  # a random moment of the recovery
+            kinds.append(self.kill(during_recovery=True))
         settled = self.settle()
         if not settled:
             self.tally.unsettled += 1
-        with contextlib.suppress(Exception):
-            self.rpc(self.remove(self.cycle_jobs))
-        self.cycle_jobs.clear()
-        return f"{kind}{'' if settled else ' (NOT SETTLED)'}"
+        with open(self.root / "kills.jsonl", "a") as f:
+            f.write(json.dumps({"cycle": n, "kinds": kinds, "settled": settled}) + "\n")
+        # Jobs stay a few cycles, so a late re-run (9.x's own catch-up, ~2 min) still shows.
+        self.cycle_jobs.append(jobs_now)
+        if len(self.cycle_jobs) > 5:
+            with contextlib.suppress(Exception):
+                self.rpc(self.remove(self.cycle_jobs.pop(0)))
+        return " then ".join(kinds) + ("" if settled else " (NOT SETTLED)")
 
-    def kill(self) -> str:
+    def back(self) -> bool:
+        return self.events.count("rpc monitor connected") > self.ready_before
+
+    def kill(self, during_recovery: bool) -> str:
         self.tally.kills += 1
         self.ready_before = self.events.count("rpc monitor connected")
+        exits_before = self.events.count("gateway exited")
         r = self.rng.random()
+        if during_recovery:
+            r = 0.0 if r < 0.6 else 1.0  # kill -9 of the gateway or of gatewayd, no freeze
         if r < 0.75:
             os.kill(self.gateway_pid(), signal.SIGKILL)
             self.tally.gateway_kill_times.append(time.time())
             self.tally.gateway_kill9 += 1
-            return "kill -9 gateway"
+            self.expect_exits(exits_before, 1)
+            return "kill -9 gateway" + (" (recovering)" if during_recovery else "")
         if r < 0.875:
             os.kill(self.gateway_pid(), signal.SIGSTOP)
             self.tally.gateway_kill_times.append(time.time())
             self.tally.gateway_stops += 1
+            self.expect_exits(exits_before, 1)
             return "SIGSTOP gateway"
         gateway = self.gateway_pid()
         proc = self.g.procs[-1]
         proc.kill()
         proc.wait(30)
         self.tally.gatewayd_kills += 1
-        what = "kill -9 gatewayd"
+        what = "kill -9 gatewayd" + (" (recovering)" if during_recovery else "")
         time.sleep(self.rng.uniform(0, self.pace.restart_gap_s))  # launchd's restart comes when it comes
-        if self.rng.random() < 0.5:
+        also = self.rng.random() < 0.5
+        if also:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(gateway, signal.SIGKILL)
                 self.tally.gateway_kill_times.append(time.time())
                 self.tally.gateway_killed_while_down += 1
                 what += " + kill -9 gateway while it is down"
+        adopted_before = self.events.count("gateway adopted")
         self.g.start()
+        if not also:
+            # The gateway lives on: the new gatewayd must adopt that very process, not start another.
+            ok = wait_for(lambda: self.events.count("gateway adopted") > adopted_before, 60, 0.1)
+            if not ok or int(self.events.last["gateway adopted"]["pid"]) != gateway:
+                self.tally.adoption_failures += 1
         return what
 
+    def expect_exits(self, before: int, expected: int) -> None:
+        """A gateway exit nobody caused is an interruption the judge would not know of: count it."""
+        if wait_for(lambda: self.events.count("gateway exited") >= before + expected, 60, 0.05):
+            self.tally.gateway_exits_seen += expected
+
     def settle(self) -> bool:
-        def back() -> bool:
-            return self.events.count("rpc monitor connected") > self.ready_before
-        if not wait_for(back, self.pace.settle_timeout_s, 0.1):
+        if not wait_for(self.back, self.pace.settle_timeout_s, 0.1):
             return False
         deadline = time.monotonic() + self.pace.settle_timeout_s
         while time.monotonic() < deadline:
@@ -413,26 +445,47 @@ class Chaos:
         return False
 
     # ------------------------------------------------------------------------------------------ the verdict
+    def dispatched_retries(self) -> dict[str, list[int]]:
+        """When gatewayd sent cron.run, per job (its journal): on 2026.2.x, whose run log does not
+        say which runs were manual, a start right after one is gatewayd's re-run."""
+        try:
+            conn = sqlite3.connect(f"file:{self.g.state_dir / 'store.sqlite'}?mode=ro", uri=True, timeout=5)
+            try:
+                rows = conn.execute("SELECT o.ref, a.dispatched_at_ms FROM actions a JOIN obligations o"
+                                    " ON o.id = a.obligation_id WHERE a.kind = 'cron-run'").fetchall()
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            return {}
+        out: dict[str, list[int]] = {}
+        for ref, at in rows:
+            out.setdefault(str(ref), []).append(int(at))
+        return out
+
     def verdict(self) -> Verdict:
         entries: dict[str, list[dict[str, Any]]] = {}
         if not self.legacy:
             for item in self.cron_items:
                 if item.kind == MINUTE:
                     entries[item.job_id] = self.rpc(self.cron_runs(item.job_id))
+        sent = self.dispatched_retries()
 
         def regular(item: CronItem, req: Request) -> bool | None:
-            """2026.9.x names a run started by cron.run `manual:...` in its run log; 2026.2.x tells
-            nothing, so a one-minute job's starts there are never judged as re-runs."""
+            """Was this start of a one-minute job a regular one (its schedule) or a re-run? 2026.9.x
+            names a run started by cron.run `manual:...` in its run log; on 2026.2.x a start within
+            10 s after gatewayd sent cron.run for the job is that re-run."""
             ts_ms = req.ts * 1000
             near = [e for e in entries.get(item.job_id, []) if isinstance(e.get("runAtMs"), int)
                     and e["runAtMs"] - 1000 <= ts_ms <= e["runAtMs"] + 15_000]
-            if not near:
-                return None
-            entry = max(near, key=lambda e: int(e["runAtMs"]))
-            run_id = entry.get("runId")
-            return not (isinstance(run_id, str) and run_id.startswith("manual:"))
+            if near:
+                run_id = max(near, key=lambda e: int(e["runAtMs"])).get("runId")
+                return not (isinstance(run_id, str) and run_id.startswith("manual:"))
+            if self.legacy:
+                return not any(at - 1000 <= ts_ms <= at + 10_000 for at in sent.get(item.job_id, []))
+            return None
 
-        return judge(self.requests(), self.cron_items, self.turns, self.tally.gateway_kill_times, regular)
+        return judge(self.requests(), self.cron_items, self.turns, self.tally.gateway_kill_times, regular,
+                     horizon_s=self.pace.horizon_s)
 
 
 def run_version(target: str, version: str, kills: int, seed: int, keep: bool) -> dict[str, Any]:
@@ -455,13 +508,16 @@ def run_version(target: str, version: str, kills: int, seed: int, keep: bool) ->
     finally:
         chaos.stop()
     t = chaos.tally
+    unexpected = max(0, chaos.events.count("gateway exited") - t.gateway_exits_seen - t.gateway_killed_while_down)
     result = {"kills": t.kills, "lost": v.lost, "doubled": v.doubled, "notified_pct": v.notified_pct,
               "woken_pct": v.woken_pct, "gatewayd_kills": t.gatewayd_kills, "gateway_kill9": t.gateway_kill9,
               "gateway_stops": t.gateway_stops, "gateway_killed_while_gatewayd_down": t.gateway_killed_while_down,
               "interrupted_runs": v.interrupted_runs, "ambiguous_runs": v.ambiguous_runs, "reruns": v.reruns,
-              "adopted": v.adopted, "interrupted_sessions": v.interrupted_sessions,
+              "adopted": v.adopted, "given_up": v.given_up, "interrupted_sessions": v.interrupted_sessions,
               "ambiguous_sessions": v.ambiguous_sessions, "resumed_by_gateway": v.resumed_by_gateway,
-              "noticed_by_gatewayd": v.noticed_by_gatewayd, "unsettled": t.unsettled,
+              "noticed_by_gatewayd": v.noticed_by_gatewayd, "unobserved_items": v.unobserved,
+              "items": len(chaos.cron_items) + len(chaos.turns), "unsettled": t.unsettled,
+              "adoption_failures": t.adoption_failures, "unexpected_gateway_exits": unexpected,
               "minutes": round((time.monotonic() - t0) / 60, 1), "seed": seed, "findings": v.findings[:20]}
     for f in v.findings:
         print(f"  {f}")
@@ -481,6 +537,7 @@ def main() -> int:
     p.add_argument("--short", action="store_true", help="fake, 20 kills per version")
     p.add_argument("--keep", action="store_true", help="keep the run's folder")
     a = p.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still stop gatewayd and its gateway
     kills = a.kills or (20 if a.short or a.gateway == "real" else 200)
     seed = a.seed if a.seed is not None else random.SystemRandom().randrange(1 << 30)
     per: dict[str, Any] = {}
@@ -493,8 +550,10 @@ def main() -> int:
              "notified_pct": min(r["notified_pct"] for r in per.values()),
              "woken_pct": min(r["woken_pct"] for r in per.values()),
              "gatewayd_kills": sum(r["gatewayd_kills"] for r in per.values()), "versions": per}
+    clean = all(r["unsettled"] == 0 and r["adoption_failures"] == 0 and r["unexpected_gateway_exits"] == 0
+                and r["interrupted_runs"] > 0 for r in per.values())
     total["ok"] = total["lost"] == 0 and total["doubled"] == 0 and total["woken_pct"] == 100.0 \
-        and total["notified_pct"] == 100.0
+        and total["notified_pct"] == 100.0 and clean
     print(json.dumps(total))
     return 0 if total["ok"] else 1
 

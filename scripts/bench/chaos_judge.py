@@ -4,8 +4,9 @@ tests/unit/test_chaos_judge.py, so a zero it prints means something.
 
 A model request belongs to a cron item when its last user message carries the job's mark, and to a
 session turn when its text carries the session's tag (every turn the benchmark sends carries it, so
-it is in the transcript of every later request of that session, the gateway's resume and gatewayd's
-notice included) and it is not a heartbeat turn.
+it is in the transcript of every later request of that session, the gateway's resume, gatewayd's
+notice and any heartbeat turn a wake would start included). An item no request belongs to is
+*unobserved* (reported: it never reached the model, so nothing can be said of it).
 
 A request is *interrupted* by the first gateway kill (kill -9 or SIGSTOP, a freeze is an
 interruption from the moment it starts) after it began, when its answer had not fully left the
@@ -15,11 +16,15 @@ the answer, but not in zero time); within the slack it is *ambiguous*: either ou
 Cron items, per interruption, over the window up to the item's next interruption:
 - a re-run is a start that is not a regular one (the first start of an hourly or one-shot item;
   for one-minute items, `regular` says so from the gateway's run log, or cannot tell: None);
-- lost: no start at all in the window (a regular start there counts: adopted as the retry);
-- doubled: two or more re-runs in one window, or a re-run where nothing was interrupted.
+- lost: no start at all in the window within `horizon` of the kill (a regular start counts:
+  adopted as the retry), unless the interrupted start was the policy's last attempt (a re-run of a
+  re-run ... `max_attempts` deep): then it is *given up*, as the policy says;
+- doubled: two or more re-runs in one window; a re-run after a regular start that was within the
+  coalescing window before it (gatewayd should have adopted that run); a re-run where nothing was
+  interrupted.
 Session turns: each interrupted turn needs exactly one later request in its session (the gateway's
-own resume or gatewayd's notice turn): none is lost, two are doubled; one where nothing was
-interrupted is doubled too.
+own resume or gatewayd's notice turn; *notified* when it carries either text): none is lost, two
+are doubled; one where nothing was interrupted is doubled too.
 """
 
 from __future__ import annotations
@@ -35,7 +40,7 @@ ONE_SHOT, HOURLY_TIMER, HOURLY_MANUAL, MINUTE = "oneshot", "hourly-timer", "hour
 class Request:
     n: int
     ts: float
-    done_ts: float | None  # None: the answer never left (still running at the end)
+    done_ts: float | None  # None: the answer never fully left (the caller was gone, or still running)
     last_user: str  # the text of the last user message
     text: str  # the whole conversation
 
@@ -61,10 +66,12 @@ class Verdict:
     lost: int = 0
     doubled: int = 0
     adopted: int = 0  # a regular run stood for the retry
+    given_up: int = 0  # the interrupted run was the policy's last attempt: nothing more is owed
+    unobserved: int = 0  # items that never reached the model
     reruns: int = 0
     interrupted_sessions: int = 0
     ambiguous_sessions: int = 0
-    notified: int = 0  # interrupted turns that got a resume or a notice
+    notified: int = 0  # interrupted turns whose follow-up carried the gateway's resume or gatewayd's notice
     woken: int = 0  # ... exactly one
     resumed_by_gateway: int = 0
     noticed_by_gatewayd: int = 0
@@ -85,10 +92,6 @@ GATEWAY_RESUME = "interrupted by a gateway restart"
 GATEWAYD_NOTICE = "Gateway restarted"
 
 
-def is_heartbeat(req: Request) -> bool:
-    return "heartbeat" in req.last_user.lower()
-
-
 def interruption(req: Request, kills: Sequence[float], slack: float) -> tuple[str, float]:
     """("interrupted" | "ambiguous" | "completed" | "running", the kill that decided it)."""
     i = bisect.bisect_right(kills, req.ts)
@@ -103,12 +106,14 @@ def interruption(req: Request, kills: Sequence[float], slack: float) -> tuple[st
 
 
 def judge(requests: Sequence[Request], cron_items: Sequence[CronItem], turns: Sequence[TurnItem],
-          gateway_kills: Sequence[float], regular: Regular, slack: float = 0.5) -> Verdict:
+          gateway_kills: Sequence[float], regular: Regular, slack: float = 0.5, *,
+          coalesce_s: float = 120.0, horizon_s: float = float("inf"), max_attempts: int = 3) -> Verdict:
     kills = sorted(gateway_kills)
     reqs = sorted(requests, key=lambda r: r.ts)
     v = Verdict()
     for item in cron_items:
-        _judge_cron(item, [r for r in reqs if item.mark in r.last_user], kills, regular, slack, v)
+        _judge_cron(item, [r for r in reqs if item.mark in r.last_user], kills, regular, slack, coalesce_s,
+                    horizon_s, max_attempts, v)
     for tag in sorted({t.tag for t in turns}):
         _judge_session(tag, [t for t in turns if t.tag == tag], reqs, kills, slack, v)
     return v
@@ -121,30 +126,44 @@ def _is_regular(item: CronItem, req: Request, first: Request, regular: Regular) 
 
 
 def _judge_cron(item: CronItem, starts: list[Request], kills: Sequence[float], regular: Regular, slack: float,
-                v: Verdict) -> None:
+                coalesce_s: float, horizon_s: float, max_attempts: int, v: Verdict) -> None:
     if not starts:
+        v.unobserved += 1
         return
     first = starts[0]
-    cuts: list[tuple[float, bool]] = []  # (kill, certain), one per interrupted start
+    cuts: list[tuple[float, bool, int]] = []  # (kill, certain, attempt of the run it cut)
+    attempt = 0
     for req in starts:
+        # A re-run right after a cut is the next attempt of the same work; anything else starts anew.
+        after_cut = bool(cuts) and req.ts > cuts[-1][0] and _is_regular(item, req, first, regular) is False
+        attempt = attempt + 1 if after_cut else 1
         state, kill = interruption(req, kills, slack)
         if state in ("interrupted", "ambiguous") and (not cuts or cuts[-1][0] != kill):
-            cuts.append((kill, state == "interrupted"))
-    v.interrupted_runs += sum(1 for _, certain in cuts if certain)
-    v.ambiguous_runs += sum(1 for _, certain in cuts if not certain)
-    for i, (kill, certain) in enumerate(cuts):
+            cuts.append((kill, state == "interrupted", attempt))
+    v.interrupted_runs += sum(1 for _, certain, _ in cuts if certain)
+    v.ambiguous_runs += sum(1 for _, certain, _ in cuts if not certain)
+    for i, (kill, certain, cut_attempt) in enumerate(cuts):
         end = cuts[i + 1][0] if i + 1 < len(cuts) else float("inf")
         window = [r for r in starts if kill < r.ts <= end]
         kinds = [_is_regular(item, r, first, regular) for r in window]
         reruns = sum(1 for k in kinds if k is False)
+        on_top = [r for r, k in zip(window, kinds, strict=True) if k is False and any(
+            k2 is True and r.ts - coalesce_s <= r2.ts < r.ts for r2, k2 in zip(window, kinds, strict=True))]
         v.reruns += reruns
-        if not window and certain:
+        if certain and not any(r.ts <= kill + horizon_s for r in window) and cut_attempt >= max_attempts:
+            v.given_up += 1
+        elif certain and not any(r.ts <= kill + horizon_s for r in window):
             v.lost += 1
-            v.findings.append(f"lost: {item.kind} {item.job_id} ({item.mark}) interrupted at {kill:.3f}, never re-run")
+            v.findings.append(f"lost: {item.kind} {item.job_id} ({item.mark}) interrupted at {kill:.3f}, not re-run "
+                              f"within {horizon_s:g} s")
         elif reruns >= 2:
             v.doubled += 1
             v.findings.append(f"doubled: {item.kind} {item.job_id} ({item.mark}) re-ran {reruns}x after the kill "
                               f"at {kill:.3f}: {[round(r.ts, 3) for r in window]}")
+        elif on_top:
+            v.doubled += 1
+            v.findings.append(f"doubled: {item.kind} {item.job_id} ({item.mark}) re-ran at {on_top[0].ts:.3f} after "
+                              f"a regular run it should have adopted (kill at {kill:.3f})")
         elif reruns == 0 and window:
             v.adopted += 1
     before = cuts[0][0] if cuts else float("inf")
@@ -159,12 +178,14 @@ def _judge_session(tag: str, turns: list[TurnItem], reqs: Sequence[Request], kil
                    v: Verdict) -> None:
     """Every request of the session after a turn's start and before the next turn's is a follow-up
     of that turn (its resume or gatewayd's notice)."""
-    in_session = [r for r in reqs if tag in r.text and not is_heartbeat(r)]
+    in_session = [r for r in reqs if tag in r.text]
     starts: list[tuple[Request, TurnItem]] = []
     for t in turns:
         first = next((r for r in in_session if t.mark in r.last_user), None)
         if first is not None:
             starts.append((first, t))
+        else:
+            v.unobserved += 1
     starts.sort(key=lambda s: s[0].ts)
     start_ns = {s[0].n for s in starts}
     for i, (first, t) in enumerate(starts):
@@ -174,10 +195,12 @@ def _judge_session(tag: str, turns: list[TurnItem], reqs: Sequence[Request], kil
         after = [r for r in follow if r.ts > kill] if state in ("interrupted", "ambiguous") else follow
         if state == "interrupted":
             v.interrupted_sessions += 1
-            if after:
+            resumed = any(GATEWAY_RESUME in r.last_user for r in after)
+            noticed = any(GATEWAYD_NOTICE in r.last_user for r in after)
+            v.resumed_by_gateway += resumed
+            v.noticed_by_gatewayd += noticed
+            if resumed or noticed:
                 v.notified += 1
-                v.resumed_by_gateway += any(GATEWAY_RESUME in r.last_user for r in after)
-                v.noticed_by_gatewayd += any(GATEWAYD_NOTICE in r.last_user for r in after)
             if len(after) == 1:
                 v.woken += 1
             elif not after:

@@ -145,16 +145,63 @@ def test_a_notice_to_a_session_whose_turn_had_completed_is_doubled() -> None:
     assert (v.interrupted_sessions, v.doubled) == (0, 1)
 
 
-def test_followups_belong_to_the_latest_turn_and_heartbeats_are_not_turns() -> None:
+def test_followups_belong_to_the_latest_turn() -> None:
     turns = [TurnItem("main", "MAIN-1", TAG), TurnItem("main", "MAIN-2", TAG)]
     reqs = [turn(10, None, "MAIN-1"), follow(20, "[System] Gateway restarted."),
-            turn(40, 41, "MAIN-2", history="MAIN-1"),
-            follow(50, "Read HEARTBEAT.md if it exists. If nothing needs attention, reply HEARTBEAT_OK.")]
+            turn(40, 41, "MAIN-2", history="MAIN-1")]
     v = judge(reqs, [], turns, [12.0], never_regular)
     assert (v.interrupted_sessions, v.woken, v.doubled) == (1, 1, 0)
+
+
+def test_a_wake_heartbeat_on_top_of_the_gateways_own_resume_is_doubled() -> None:
+    reqs = [turn(10, None, "MAIN-1"),
+            follow(20, "[System] Your previous turn was interrupted by a gateway restart ... MAIN-1"),
+            follow(21, "Read HEARTBEAT.md if it exists. If nothing needs attention, reply HEARTBEAT_OK.")]
+    v = judge(reqs, [], [TurnItem("main", "MAIN-1", TAG)], [12.0], never_regular)
+    assert (v.notified, v.woken, v.doubled) == (1, 0, 1)
+
+
+def test_a_followup_that_is_neither_resume_nor_notice_is_not_notified() -> None:
+    reqs = [turn(10, None, "MAIN-1"), follow(20, "Read HEARTBEAT.md if it exists.")]
+    v = judge(reqs, [], [TurnItem("main", "MAIN-1", TAG)], [12.0], never_regular)
+    assert (v.interrupted_sessions, v.notified, v.woken, v.lost) == (1, 0, 1, 0)
+    assert v.notified_pct == 0.0
+
+
+def test_items_that_never_reached_the_model_are_counted_unobserved() -> None:
+    v = judge([], [JOB], [TurnItem("main", "MAIN-1", TAG)], [12.0], never_regular)
+    assert (v.unobserved, v.lost, v.doubled) == (2, 0, 0)
+
+
+def test_a_rerun_after_a_regular_run_in_the_coalescing_window_is_doubled() -> None:
+    item = CronItem("k1", "K-1", MINUTE)
+    regular_ns = {1, 2}
+
+    def regular(_: CronItem, r: Request) -> bool | None:
+        return r.n in regular_ns
+
+    a, b, c = Request(1, 10, None, "K-1", "K-1"), Request(2, 20, 21, "K-1", "K-1"), Request(3, 40, 41, "K-1", "K-1")
+    assert judge([a, b, c], [item], [], [12.0], regular, coalesce_s=120).doubled == 1
+    assert judge([a, b, c], [item], [], [12.0], regular, coalesce_s=10).doubled == 0  # outside the window
+    before = Request(3, 15, 16, "K-1", "K-1")  # the retry came first, the slot after it: both are right
+    assert judge([a, before, b], [item], [], [12.0], regular, coalesce_s=120).doubled == 0
+
+
+def test_a_rerun_beyond_the_horizon_is_lost() -> None:
+    v = judge([run(10, None), run(900, 901)], [JOB], [], [12.0], never_regular, horizon_s=600)
+    assert v.lost == 1
+    assert judge([run(10, None), run(500, 501)], [JOB], [], [12.0], never_regular, horizon_s=600).lost == 0
 
 
 def test_another_sessions_turns_are_not_counted() -> None:
     other = req(20, 21, "AGENT-ops OPS-1 reply PONG")
     v = judge([turn(10, None, "MAIN-1"), other], [], [TurnItem("main", "MAIN-1", TAG)], [12.0], never_regular)
     assert v.lost == 1
+
+
+def test_the_policys_last_attempt_cut_again_is_given_up_not_lost() -> None:
+    runs = [run(10, None), run(20, None), run(30, None)]  # the run, then two retries, each cut
+    v = judge(runs, [JOB], [], [12.0, 22.0, 32.0], never_regular, max_attempts=3)
+    assert (v.interrupted_runs, v.lost, v.given_up, v.doubled) == (3, 0, 1, 0)
+    v = judge(runs, [JOB], [], [12.0, 22.0, 32.0], never_regular, max_attempts=4)
+    assert (v.lost, v.given_up) == (1, 0)
