@@ -437,8 +437,14 @@ class Daemon:
 
     async def _became_ready(self, watch: BootWatch, spec: LaunchSpec) -> None:
         await self._ensure_boot_row(watch, spec)
+        # For an adopted gateway the recorded time is the one its previous gatewayd saw: recovery
+        # must judge "did the gateway resume this itself" from there, not from the adoption (found
+        # by the chaos benchmark: gatewayd killed mid-recovery, and its successor noticed a session
+        # the gateway had already resumed before the adoption).
+        first_ready = await self._record(self.records.ready(watch.boot, watch.gateway_boot_id,
+                                                            keep_first=watch.child.adopted))
         watch.ready = True
-        watch.ready_at_ms = int(self.clock.wall() * 1000)
+        watch.ready_at_ms = int((first_ready if first_ready is not None else self.clock.wall()) * 1000)
         watch.ready_event.set()
         self.tracker.on_ready(self.clock.monotonic())
         owners = port_owners(spec.port)
@@ -447,7 +453,6 @@ class Daemon:
             log.error("launch contract broken: the port's listener is not the gateway gatewayd started",
                       port=spec.port, owners=[o.describe() for o in owners], child=watch.child.pid)
         await self._set_state(SupervisionState.RUNNING)
-        await self._record(self.records.ready(watch.boot, watch.gateway_boot_id))
         log.info("gateway ready", boot=watch.boot, pid=watch.child.pid,
                  after_s=round(self.clock.monotonic() - watch.machine.booted_at, 2))
         self.bus.publish(GatewayReady(watch.boot, watch.child.pid, spec.capabilities.version,

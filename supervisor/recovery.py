@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from supervisor import logs
@@ -21,6 +22,7 @@ from supervisor.core.recovery import (
     Decision,
     JobView,
     RecoveryPolicy,
+    Retry,
     RunObligation,
     SessionVerb,
     Verb,
@@ -29,8 +31,9 @@ from supervisor.core.recovery import (
     decide_session,
     planned_at_ms,
     policy_for,
+    retry_outcome,
+    runs_after_send,
     send_gap_ms,
-    sent_took_effect,
 )
 from supervisor.crashpoints import crashpoint
 from supervisor.errors import GatewayError, GatewayRpcError, StoreError
@@ -47,6 +50,7 @@ REASONS = {"crash": "crash", "hang-kill": "hang", "boot-timeout": "boot timeout"
 
 
 INTERRUPTED = "interrupted"  # 2026.9.x logs an interrupted run as "cron: job interrupted by gateway restart"
+CONFIRM_POLL_MS = 2000  # while a retry's run is awaited
 
 
 def now_ms() -> int:
@@ -71,6 +75,7 @@ class Recovery:
         self.grace_ms = int(policy.unanswered_grace_s * MS)
         self.instance_id: str | None = None
         self._inflight: set[str] = set()  # action keys sent by this process and not answered yet
+        self._rows: tuple[int, dict[str, Any]] | None = None  # sessions.list, when read, by key
         self._background: set[asyncio.Task[None]] = set()
 
     async def run(self, rpc: RpcClient) -> None:
@@ -133,10 +138,26 @@ class Recovery:
                 state = job.get("state", {}) if isinstance(job, dict) else {}
                 if isinstance(state, dict) and state.get("runningAtMs") == ob["running_at_ms"]:
                     return False  # not repaired yet
-            elif ob["session_kind"] not in ("cron", "cron-run") and not await self.seen_active(
-                    ob["ref"], self.boot, self.ready_at_ms):
+            elif ob["session_kind"] not in ("cron", "cron-run") and not await self._resumed(rpc, ob["ref"]):
                 return False  # not resumed (yet)
         return True
+
+    async def _resumed(self, rpc: RpcClient, key: str) -> bool:
+        """Did the session take a turn since the gateway became ready (its own resume)? The
+        snapshot may have missed a short turn (or gatewayd was down during it); 2026.9.x's row
+        says when the session's last run started."""
+        if await self.seen_active(key, self.boot, self.ready_at_ms):
+            return True
+        now = now_ms()
+        if self._rows is None or now - self._rows[0] > CONFIRM_POLL_MS // 2:
+            try:
+                payload = await paged(rpc, "sessions.list", {}, "sessions", 500)
+            except GatewayRpcError:
+                return False
+            rows = payload.get("sessions", []) if isinstance(payload, dict) else []
+            self._rows = (now, {r["key"]: r for r in rows if isinstance(r, dict) and isinstance(r.get("key"), str)})
+        started = _int(self._rows[1].get(key, {}).get("startedAt"))
+        return started is not None and started >= self.ready_at_ms - 1000
 
     async def _jobs(self, rpc: RpcClient) -> dict[str, Any]:
         payload = await paged(rpc, "cron.list", {"includeDisabled": True}, "jobs", 200)
@@ -167,24 +188,38 @@ class Recovery:
         starts, finished = await self._run_log(rpc, ob["ref"]) if job is not None else ((), ())
         running = state.get("runningAtMs") if isinstance(state.get("runningAtMs"), int) else None
         all_starts = starts + ((running,) if running is not None else ())
-        # An action a previous gatewayd journaled but whose answer it never saw is resolved by
-        # looking, not by sending again: a run that started after it was sent settles it. Only when
-        # none started within the grace (cron.run reserves the run durably before it answers, so
-        # a send that took effect shows) did it never take effect; then a new action may follow.
+        # A retry is done when its run is seen, not when cron.run answers: the gateway may die
+        # between the answer and the run's start, or cut the run before the snapshot recorded it
+        # (then no obligation covers it; found by the chaos benchmark). Seen means it ended, or the
+        # snapshot recorded it (a crash during it then opens an obligation of its own). A retry
+        # journaled by a gatewayd that died before the answer is settled the same way, by looking,
+        # never by sending again. Cut unseen, or no run at all within the grace: it was an attempt,
+        # and the next decision may send another.
         obligation = RunObligation(ob["ref"], int(ob["running_at_ms"]), int(ob["interrupted_at"] * MS),
                                    int(ob["attempt"]), bool(ob["one_shot"]))
         for action in await self.journal.actions_for(ob["id"]):
-            if action["state"] != "dispatched" or action["key"] in self._inflight:
+            if action["kind"] != "cron-run" or action["state"] not in ("dispatched", "answered"):
                 continue
-            sent = int(action["dispatched_at_ms"])
-            if sent_took_effect(obligation, sent, all_starts):
-                await self.journal.answered(action["key"], "answered", {"observed": "a run started after dispatch"})
+            sent, key = int(action["dispatched_at_ms"]), action["key"]
+            after = runs_after_send(obligation, sent, all_starts)
+            recorded = bool(after) and await self.journal.run_recorded(ob["ref"], after[0])
+            outcome = retry_outcome(after, finished, running, recorded, key in self._inflight, now_ms() - sent,
+                                    self.grace_ms)
+            if outcome is Retry.STOOD:
+                if action["state"] == "dispatched":
+                    await self.journal.answered(key, "answered", {"observed": "a run started after dispatch"})
                 await self.journal.resolve(ob["id"], "done", f"retried (attempt {action['attempt']}), run observed")
+                log.info("recovery: retry observed", job=ob["ref"], name=ob["name"], attempt=action["attempt"])
+                crashpoint("recorded")
                 return None
-            if now_ms() - sent < self.grace_ms:
-                return sent + self.grace_ms
-            await self.journal.answered(action["key"], "unconfirmed", {"observed": "no run after dispatch"})
-            log.warning("recovery: an unanswered retry took no effect; deciding again", job=ob["ref"])
+            if outcome is Retry.AWAIT:
+                return now_ms() + CONFIRM_POLL_MS
+            why = "its run was cut before it was recorded" if outcome is Retry.CUT else "no run after dispatch"
+            await self.journal.answered(key, "unconfirmed", {"observed": why})
+            await self.journal.count_attempt(ob["id"], int(action["attempt"]))
+            obligation = replace(obligation, attempt=max(obligation.attempt, int(action["attempt"])))
+            log.warning("recovery: a retry did not stand; deciding again", job=ob["ref"], reason=why,
+                        attempt=action["attempt"])
         view = JobView(exists=job is not None, enabled=bool(job.get("enabled", True)) if job else False,
                        running_at_ms=running, run_starts_ms=all_starts, finished_ms=finished,
                        startup_catchup_at_ms=_int(state.get("startupCatchupAtMs")),
@@ -231,9 +266,7 @@ class Recovery:
             task = asyncio.create_task(self._blocking_run(rpc, key, params))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
-            await self.journal.resolve(ob["id"], "done", f"retried (attempt {d.attempt})")
-            crashpoint("recorded")
-            return None
+            return now + CONFIRM_POLL_MS  # done once its run is seen
         self._inflight.add(key)
         try:
             answer = await rpc.call("cron.run", params, timeout_s=30)
@@ -252,9 +285,7 @@ class Recovery:
             return now + int(self.policy.recheck_s * MS)
         await self.journal.answered(key, "answered", answer)
         crashpoint("answered")
-        await self.journal.resolve(ob["id"], "done", f"retried (attempt {d.attempt})")
-        crashpoint("recorded")
-        return None
+        return now_ms() + CONFIRM_POLL_MS  # done once its run is seen
 
     async def _blocking_run(self, rpc: RpcClient, key: str, params: dict[str, Any]) -> None:
         try:
@@ -271,7 +302,7 @@ class Recovery:
 
     async def _session(self, rpc: RpcClient, ob: dict[str, Any]) -> int | None:
         settled = now_ms() >= self.settled_at_ms
-        resumed = self.rules.resumes_main_sessions and await self.seen_active(ob["ref"], self.boot, self.ready_at_ms)
+        resumed = self.rules.resumes_main_sessions and await self._resumed(rpc, ob["ref"])
         when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ob["interrupted_at"]))
         d = decide_session(ob["session_kind"] or "", resumed, settled, self.rules, self.policy,
                            REASONS.get(ob["reason"], ob["reason"]), when)

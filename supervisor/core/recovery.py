@@ -181,7 +181,32 @@ def sent_took_effect(ob: RunObligation, sent_ms: int, run_starts_ms: tuple[int, 
     """Did a cron.run whose answer was lost start a run? A run starting after it was sent (1 s of
     clock slack) that is not the interrupted run itself: with a short backoff the interrupted run may
     have started less than a second before the send (found by the fault suite)."""
-    return any(t > ob.running_at_ms and t >= sent_ms - 1000 for t in run_starts_ms)
+    return bool(runs_after_send(ob, sent_ms, run_starts_ms))
+
+
+def runs_after_send(ob: RunObligation, sent_ms: int, run_starts_ms: tuple[int, ...]) -> tuple[int, ...]:
+    return tuple(sorted(t for t in run_starts_ms if t > ob.running_at_ms and t >= sent_ms - 1000))
+
+
+class Retry(StrEnum):
+    STOOD = "stood"  # its run ended, or the snapshot recorded it (a crash during it is a new obligation)
+    AWAIT = "await"  # look again shortly
+    CUT = "cut"  # its run started and was cut before anything recorded it
+    NO_EFFECT = "no-effect"  # no run within the grace
+
+
+def retry_outcome(after: tuple[int, ...], finished_ms: tuple[int, ...], running_ms: int | None, recorded: bool,
+                  answer_pending: bool, waited_ms: int, grace_ms: int) -> Retry:
+    """What became of a retry that was sent: the obligation is done only when its run was seen.
+    `after`: runs started since the send; `running_ms`: the job's run in progress, if any;
+    `recorded`: the snapshot recorded the first run since the send."""
+    if any(t in finished_ms for t in after) or (after and recorded):
+        return Retry.STOOD
+    if answer_pending or (running_ms is not None and running_ms in after):
+        return Retry.AWAIT  # the answer, or the snapshot's record of the running run, is coming
+    if not after and waited_ms < grace_ms:
+        return Retry.AWAIT
+    return Retry.CUT if after else Retry.NO_EFFECT
 
 
 def _adoptable(run_at_ms: int, planned_ms: int, policy: RecoveryPolicy) -> bool:

@@ -35,12 +35,18 @@ class BootRecords:
             return boot
         return await self.store.write(tx)
 
-    async def ready(self, boot: int, gateway_boot_id: str | None) -> None:
-        def tx(c: sqlite3.Connection) -> None:
-            c.execute("UPDATE boots SET ready_at = ?, gateway_boot_id = ? WHERE id = ?",
-                      (time.time(), gateway_boot_id, boot))
+    async def ready(self, boot: int, gateway_boot_id: str | None, keep_first: bool = False) -> float:
+        """Record the boot ready; return the time it counts from. An adopted gateway was ready
+        before this gatewayd saw it (`keep_first`): that earlier time is kept, since its own startup
+        recovery ran from then."""
+        def tx(c: sqlite3.Connection) -> float:
+            sql = "ready_at = COALESCE(ready_at, ?)" if keep_first else "ready_at = ?"
+            c.execute(f"UPDATE boots SET {sql}, gateway_boot_id = ? WHERE id = ?", (time.time(), gateway_boot_id, boot))
             _event(c, "gateway-ready", boot, {"gateway_boot_id": gateway_boot_id})
-        await self.store.write(tx)
+            row = c.execute("SELECT ready_at FROM boots WHERE id = ?", (boot,)).fetchone()
+            return float(row[0]) if row and row[0] is not None else time.time()
+        result: float = await self.store.write(tx)
+        return result
 
     async def ended(self, boot: int, end: BootEnd) -> None:
         def tx(c: sqlite3.Connection) -> None:

@@ -48,6 +48,19 @@ class Journal:
             return cur.rowcount == 1
         return await self.store.write(tx)
 
+    async def run_recorded(self, job_id: str, since_ms: int) -> bool:
+        """Has the snapshot recorded a run of this job starting at or after `since_ms`? Once it has,
+        a crash during that run opens an obligation of its own."""
+        return bool(await self.store.read(lambda c: c.execute(
+            "SELECT 1 FROM inflight_runs WHERE job_id = ? AND running_at_ms >= ? LIMIT 1",
+            (job_id, since_ms)).fetchone()))
+
+    async def count_attempt(self, obligation_id: int, attempt: int) -> None:
+        """A retry that was sent and cut (or never took effect) was an attempt all the same."""
+        await self.store.write(lambda c: c.execute(
+            "UPDATE obligations SET attempt = max(attempt, ?), updated_at = ? WHERE id = ?",
+            (attempt, time.time(), obligation_id)))
+
     async def answered(self, key: str, state: str, result: Any) -> None:
         await self.store.write(lambda c: c.execute(
             "UPDATE actions SET state = ?, result = ?, updated_at = ? WHERE key = ?",

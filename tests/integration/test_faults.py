@@ -203,3 +203,50 @@ def inflight_runs(g: Gatewayd) -> list[dict[str, Any]]:
         return [dict(r) for r in conn.execute("SELECT * FROM inflight_runs")]
     finally:
         conn.close()
+
+
+async def start_turn(port: int, mark: str) -> None:
+    rpc = RpcClient(f"ws://127.0.0.1:{port}/", GatewayAuth("token", Secret(TOKEN), "", False), 4)
+    await rpc.connect()
+    try:
+        call = asyncio.ensure_future(rpc.call("agent", {"message": f"MAIN-{mark} reply PONG", "agentId": "main",
+                                                        "idempotencyKey": str(uuid.uuid4()),
+                                                        "sessionKey": "agent:main:main"}))
+        await asyncio.wait({call}, timeout=2)
+        call.cancel()
+    finally:
+        await rpc.close()
+
+
+def test_regression_gatewayd_killed_mid_recovery_adopts_and_adds_no_notice_to_the_gateways_resume(
+        tmp_path: Path) -> None:
+    """Found by the chaos benchmark: gatewayd died just after the gateway came back; its successor
+    adopted the gateway and took the adoption for the moment the gateway became ready, so the
+    gateway's own resume of the session (a moment earlier) looked missing and gatewayd sent its
+    notice on top: the session took two turns."""
+    with model(tmp_path) as (model_port, log, delay), gatewayd(tmp_path, None) as g:
+        settings = world_settings(tmp_path, "2026.9.6", model_port, g.port)
+        settings["gateway"]["env"]["FAKE_GW_MAIN_RESUME_MS"] = "300"
+        g.write_config_sections(settings)
+        mark = uuid.uuid4().hex[:8]
+        g.start()
+        g.wait_event("rpc monitor connected")
+        delay.write_text("5\n")
+        asyncio.run(start_turn(g.port, mark))
+        wait_until(lambda: asked(log, f"MAIN-{mark}") == 1, 20, "the turn at the model")
+        g.wait_event("in flight changed", where=lambda e: "agent:main:main" in (e.get("sessions_started") or []))
+        delay.write_text("0.2\n")
+        os.kill(g.spawned_pids()[-1], signal.SIGKILL)
+        g.wait_event("gateway ready", count=2)
+        g.procs[-1].kill()  # gatewayd dies before its recovery has looked at the session
+        g.procs[-1].wait(10)
+        wait_until(lambda: asked(log, f"MAIN-{mark}") == 2, 20, "the gateway's own resume")
+        g.start()
+        g.wait_event("gateway adopted")
+        session = wait_until(lambda: [o for o in obligations(g) if o["kind"] == "session"
+                                      and o["ref"] == "agent:main:main" and o["state"] != "open"], 60,
+                             "the session obligation resolved")
+        assert session[0]["resolution"] == "resumed by the gateway itself", session
+        time.sleep(2.0)  # the witness window: a notice would reach the model by now
+        assert asked(log, "Gateway restarted") == 0
+        assert asked(log, f"MAIN-{mark}") == 2

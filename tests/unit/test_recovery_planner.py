@@ -726,11 +726,15 @@ def test_decide_run_invariants_on_random_inputs(
 def test_decide_run_a_send_stays_a_send_later_and_a_wait_until_turns_into_a_decision(
         args: tuple[RunObligation, JobView, RecoveryPolicy, VersionRules, int, int, int]) -> None:
     """Waiting is never forever by itself: at `until_ms` (nothing else changed) the "not due yet"
-    wait is over, and a SEND does not turn back into a WAIT as time passes."""
+    wait is over, at the latest after one more look (a one-shot is looked at just after 2026.9.x's
+    own catch-up first), and a SEND does not turn back into a WAIT as time passes."""
     ob, v, policy, rules, now, ready, planned = args
     d = decide_run(ob, v, policy, rules, now_ms=now, ready_at_ms=ready, planned_ms=planned)
     if d.verb is Verb.WAIT and v.running_at_ms is None:
         again = decide_run(ob, v, policy, rules, now_ms=d.until_ms, ready_at_ms=ready, planned_ms=planned)
+        if again.verb is Verb.WAIT and ob.one_shot:
+            assert again.until_ms > d.until_ms
+            again = decide_run(ob, v, policy, rules, now_ms=again.until_ms, ready_at_ms=ready, planned_ms=planned)
         assert again.verb in (Verb.SEND, Verb.GIVE_UP)
     if d.verb is Verb.SEND:
         later = decide_run(ob, v, policy, rules, now_ms=now + 3_600_000, ready_at_ms=ready, planned_ms=planned)
@@ -997,3 +1001,33 @@ def test_max_attempts_1_never_sends_a_retry_but_still_adopts_a_regular_run() -> 
     assert d.verb is Verb.GIVE_UP and "exhausted (1 of 1)" in d.reason
     d = decide_run(ob, view(seen=(P,)), policy, rules, now_ms=late, ready_at_ms=READY, planned_ms=P)
     assert d.verb is Verb.ADOPT
+
+
+# -- what became of a retry that was sent (done only when its run is seen) -------------------------
+GRACE = 120_000
+
+
+@pytest.mark.parametrize(("after", "finished", "running", "recorded", "pending", "waited", "expect"), [
+    ((), (), None, False, False, 0, "await"),  # nothing yet, within the grace
+    ((), (), None, False, False, GRACE - 1, "await"),
+    ((), (), None, False, False, GRACE, "no-effect"),  # no run at all within the grace
+    ((), (), None, False, True, GRACE * 10, "await"),  # the answer is still coming (2.x blocks)
+    ((5,), (), 5, False, False, 0, "await"),  # running, the snapshot has not recorded it yet
+    ((5,), (), 5, False, False, GRACE * 10, "await"),
+    ((5,), (), 5, True, False, 0, "stood"),  # recorded: a crash during it opens its own obligation
+    ((5,), (5,), None, False, False, 0, "stood"),  # it ended
+    ((5,), (), None, True, False, 0, "stood"),  # recorded, then ended (as interrupted): covered
+    ((5,), (), None, False, False, 0, "cut"),  # started, gone, never recorded: the chaos finding
+    ((5,), (), None, False, True, 0, "await"),  # ... unless this process still awaits its answer
+    ((5, 9), (9,), None, False, False, 0, "stood"),
+])
+def test_retry_outcome(after: tuple[int, ...], finished: tuple[int, ...], running: int | None, recorded: bool,
+                       pending: bool, waited: int, expect: str) -> None:
+    from supervisor.core.recovery import retry_outcome
+    assert retry_outcome(after, finished, running, recorded, pending, waited, GRACE) == expect
+
+
+def test_runs_after_send_excludes_the_interrupted_run_and_older_runs() -> None:
+    from supervisor.core.recovery import runs_after_send
+    ob = RunObligation(JOB, 1_000_000, 1_000_500, 1, False)
+    assert runs_after_send(ob, 1_000_824, (1_000_000, 1_002_000, 990_000, 1_000_400)) == (1_000_400, 1_002_000)

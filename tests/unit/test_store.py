@@ -318,3 +318,16 @@ async def test_daemon_started_again_resets_the_row(store: Store) -> None:
 async def test_state_without_daemon_row_is_harmless(store: Store) -> None:
     await BootRecords(store).state("running", crash_loop=False, consecutive=0)
     assert await store.read(lambda c: c.execute("SELECT count(*) FROM daemon").fetchone()[0]) == 0
+
+
+async def test_an_adopted_boot_keeps_the_time_it_first_became_ready(store: Store) -> None:
+    """Recovery judges "did the gateway resume this itself" from the gateway's own ready time; a
+    gatewayd that adopts the gateway later must not move it (found by the chaos benchmark)."""
+    r = BootRecords(store)
+    boot = await r.started(pid=1, create_time=0.0, port=1, version="2026.9.6")
+    first = await r.ready(boot, "gw-1")
+    assert await r.ready(boot, "gw-1", keep_first=True) == first  # adopted: the first time stands
+    again = await r.ready(boot, "gw-1")  # a gateway that became ready again itself: a new time
+    assert again >= first
+    stored = await store.read(lambda c: c.execute("SELECT ready_at FROM boots WHERE id = ?", (boot,)).fetchone()[0])
+    assert stored == again
