@@ -29,6 +29,7 @@ from supervisor.core.recovery import (
     VersionRules,
     decide_run,
     decide_session,
+    notice_outcome,
     planned_at_ms,
     policy_for,
     retry_outcome,
@@ -50,7 +51,8 @@ REASONS = {"crash": "crash", "hang-kill": "hang", "boot-timeout": "boot timeout"
 
 
 INTERRUPTED = "interrupted"  # 2026.9.x logs an interrupted run as "cron: job interrupted by gateway restart"
-CONFIRM_POLL_MS = 2000  # while a retry's run is awaited
+CONFIRM_POLL_MS = 2000  # while a retry's run or a notice's turn is awaited
+MAX_NOTICES = 2  # a notice lost with its gateway is sent again, this many in all
 
 
 def now_ms() -> int:
@@ -138,26 +140,47 @@ class Recovery:
                 state = job.get("state", {}) if isinstance(job, dict) else {}
                 if isinstance(state, dict) and state.get("runningAtMs") == ob["running_at_ms"]:
                     return False  # not repaired yet
-            elif ob["session_kind"] not in ("cron", "cron-run") and not await self._resumed(rpc, ob["ref"]):
+            elif ob["session_kind"] not in ("cron", "cron-run") and not await self._resumed(rpc, ob):
                 return False  # not resumed (yet)
         return True
 
-    async def _resumed(self, rpc: RpcClient, key: str) -> bool:
-        """Did the session take a turn since the gateway became ready (its own resume)? The
-        snapshot may have missed a short turn (or gatewayd was down during it); 2026.9.x's row
-        says when the session's last run started."""
-        if await self.seen_active(key, self.boot, self.ready_at_ms):
+    async def _resumed(self, rpc: RpcClient, ob: dict[str, Any]) -> bool:
+        """Did the session take a turn since its interruption (the gateway's own resume, in this
+        boot or in one that died during recovery)? The snapshot may have missed a short turn (or
+        gatewayd was down during it); 2026.9.x's row says when the session's last run started."""
+        since = int(ob["interrupted_at"] * MS)
+        if await self.seen_active(ob["ref"], None, since):
             return True
+        started = _int((await self._session_rows(rpc)).get(ob["ref"], {}).get("startedAt"))
+        return started is not None and started >= since
+
+    async def _completed(self, rpc: RpcClient, ob: dict[str, Any]) -> bool:
+        """2026.9.x: the session's last run had ended before the interruption and none started
+        since (status done): the turn gatewayd's snapshot still had as running had finished."""
+        row = (await self._session_rows(rpc)).get(ob["ref"], {})
+        started, ended = _int(row.get("startedAt")), _int(row.get("endedAt"))
+        return (row.get("status") == "done" and started is not None and ended is not None and ended >= started
+                and ended <= int(ob["interrupted_at"] * MS))
+
+    async def _turn_since(self, rpc: RpcClient, key: str, since_ms: int) -> bool:
+        """Did the session take a turn since `since_ms`? The snapshot's record, else the session's
+        row: 2026.9.x says when its last run started, 2026.2.x when it was last updated."""
+        if await self.seen_active(key, None, since_ms):
+            return True
+        row = (await self._session_rows(rpc)).get(key, {})
+        at = _int(row.get("startedAt" if not self.caps.legacy else "updatedAt"))
+        return at is not None and at >= since_ms
+
+    async def _session_rows(self, rpc: RpcClient) -> dict[str, Any]:
         now = now_ms()
         if self._rows is None or now - self._rows[0] > CONFIRM_POLL_MS // 2:
             try:
                 payload = await paged(rpc, "sessions.list", {}, "sessions", 500)
             except GatewayRpcError:
-                return False
+                return {}
             rows = payload.get("sessions", []) if isinstance(payload, dict) else []
             self._rows = (now, {r["key"]: r for r in rows if isinstance(r, dict) and isinstance(r.get("key"), str)})
-        started = _int(self._rows[1].get(key, {}).get("startedAt"))
-        return started is not None and started >= self.ready_at_ms - 1000
+        return self._rows[1]
 
     async def _jobs(self, rpc: RpcClient) -> dict[str, Any]:
         payload = await paged(rpc, "cron.list", {"includeDisabled": True}, "jobs", 200)
@@ -202,9 +225,10 @@ class Recovery:
                 continue
             sent, key = int(action["dispatched_at_ms"]), action["key"]
             after = runs_after_send(obligation, sent, all_starts)
-            recorded = bool(after) and await self.journal.run_recorded(ob["ref"], after[0])
-            outcome = retry_outcome(after, finished, running, recorded, key in self._inflight, now_ms() - sent,
-                                    self.grace_ms)
+            recorded = bool(after) and await self.journal.run_recorded(ob["ref"], after[0], int(action["boot_id"]))
+            this_boot = action["state"] == "answered" and action["boot_id"] == self.boot
+            outcome = retry_outcome(after, finished, running, recorded, key in self._inflight, this_boot,
+                                    now_ms() - sent, self.grace_ms)
             if outcome is Retry.STOOD:
                 if action["state"] == "dispatched":
                     await self.journal.answered(key, "answered", {"observed": "a run started after dispatch"})
@@ -214,6 +238,12 @@ class Recovery:
                 return None
             if outcome is Retry.AWAIT:
                 return now_ms() + CONFIRM_POLL_MS
+            if outcome is Retry.TRUSTED:
+                await self.journal.resolve(ob["id"], "done", f"retried (attempt {action['attempt']}), accepted;"
+                                           " its run was not seen")
+                log.warning("recovery: retry accepted but its run not seen; trusting the gateway", job=ob["ref"],
+                            name=ob["name"], attempt=action["attempt"])
+                return None
             why = "its run was cut before it was recorded" if outcome is Retry.CUT else "no run after dispatch"
             await self.journal.answered(key, "unconfirmed", {"observed": why})
             await self.journal.count_attempt(ob["id"], int(action["attempt"]))
@@ -302,10 +332,11 @@ class Recovery:
 
     async def _session(self, rpc: RpcClient, ob: dict[str, Any]) -> int | None:
         settled = now_ms() >= self.settled_at_ms
-        resumed = self.rules.resumes_main_sessions and await self._resumed(rpc, ob["ref"])
+        resumed = self.rules.resumes_main_sessions and await self._resumed(rpc, ob)
+        completed = self.rules.resumes_main_sessions and not resumed and await self._completed(rpc, ob)
         when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ob["interrupted_at"]))
         d = decide_session(ob["session_kind"] or "", resumed, settled, self.rules, self.policy,
-                           REASONS.get(ob["reason"], ob["reason"]), when)
+                           REASONS.get(ob["reason"], ob["reason"]), when, completed)
         fields = {"session": ob["ref"], "agent": ob["agent_id"], "reason": d.reason}
         if d.verb is SessionVerb.WAIT:
             return self.settled_at_ms
@@ -313,20 +344,36 @@ class Recovery:
             await self.journal.resolve(ob["id"], "done", d.reason)
             log.info("recovery: session needs nothing", **fields)
             return None
+        # A notice is done when a turn in the session is seen after it was sent (the gateway may
+        # die between accepting it and running it). Unseen after the grace: sent again only if the
+        # gateway that accepted it is gone, at most twice; a notice is never sent twice to one gateway.
         previous = await self.journal.actions_for(ob["id"])
         for action in previous:
-            if action["state"] != "dispatched" or action["key"] in self._inflight:
+            if action["state"] not in ("dispatched", "answered"):
                 continue
-            # Sent by a gatewayd that died before the answer: a turn seen in that session since
-            # settles it; none within the grace means it never took effect.
             sent = int(action["dispatched_at_ms"])
-            if await self.seen_active(ob["ref"], None, sent - 1000):
-                await self.journal.answered(action["key"], "answered", {"observed": "a turn after dispatch"})
-                await self.journal.resolve(ob["id"], "done", "restart notice sent as an agent turn (observed)")
+            seen = await self._turn_since(rpc, ob["ref"], sent - 1000)
+            this_boot = action["state"] == "answered" and action["boot_id"] == self.boot
+            outcome = notice_outcome(seen, action["key"] in self._inflight, this_boot, now_ms() - sent, self.grace_ms)
+            if outcome is Retry.AWAIT:
+                return now_ms() + CONFIRM_POLL_MS
+            if outcome in (Retry.STOOD, Retry.TRUSTED):
+                if action["state"] == "dispatched":
+                    await self.journal.answered(action["key"], "answered", {"observed": "a turn after dispatch"})
+                note = "" if outcome is Retry.STOOD else " (accepted; its turn was not seen)"
+                await self.journal.resolve(ob["id"], "done", f"restart notice sent as an agent turn{note}")
+                (log.info if outcome is Retry.STOOD else log.warning)("recovery: restart notice observed" if
+                                                                       outcome is Retry.STOOD else
+                                                                       "recovery: restart notice not seen; trusting"
+                                                                       " the gateway", **fields)
+                crashpoint("recorded")
                 return None
-            if now_ms() - sent < self.grace_ms:
-                return sent + self.grace_ms
             await self.journal.answered(action["key"], "unconfirmed", {"observed": "no turn after dispatch"})
+            log.warning("recovery: a restart notice was lost with its gateway", key=action["key"], **fields)
+        if sum(1 for a in previous if a["state"] == "unconfirmed") >= MAX_NOTICES:
+            await self.journal.resolve(ob["id"], "given-up", f"restart notice lost {MAX_NOTICES} times")
+            log.error("recovery: restart notice given up", **fields)
+            return None
         key = f"session-{ob['id']}-{len(previous)}"
         if not await self.journal.dispatched(key, ob["id"], "agent-turn", 1, self.boot, now_ms()):
             return None
@@ -345,10 +392,8 @@ class Recovery:
             self._inflight.discard(key)
         await self.journal.answered(key, "answered", answer)
         crashpoint("answered")
-        await self.journal.resolve(ob["id"], "done", "restart notice sent as an agent turn")
-        crashpoint("recorded")
         log.info("recovery: restart notice sent", key=key, **fields)
-        return None
+        return now_ms() + CONFIRM_POLL_MS  # done once its turn is seen
 
 
 def _int(value: Any) -> int | None:

@@ -190,10 +190,29 @@ def _judge_session(tag: str, turns: list[TurnItem], reqs: Sequence[Request], kil
     start_ns = {s[0].n for s in starts}
     for i, (first, t) in enumerate(starts):
         end = starts[i + 1][0].ts if i + 1 < len(starts) else float("inf")
-        follow = [r for r in in_session if first.ts < r.ts < end and r.n not in start_ns]
-        state, kill = interruption(first, kills, slack)
-        after = [r for r in follow if r.ts > kill] if state in ("interrupted", "ambiguous") else follow
-        if state == "interrupted":
+        chain = [first] + [r for r in in_session if first.ts < r.ts < end and r.n not in start_ns]
+        # Each cut of the chain (the turn, or a resume or notice that was cut in its turn) needs
+        # exactly one follow-up after it, before the next cut.
+        cuts: list[tuple[float, bool]] = []
+        for r in chain:
+            state, kill = interruption(r, kills, slack)
+            if state in ("interrupted", "ambiguous") and (not cuts or cuts[-1][0] != kill):
+                cuts.append((kill, state == "interrupted"))
+        before = cuts[0][0] if cuts else float("inf")
+        early = [r for r in chain[1:] if r.ts <= before]
+        if early:
+            v.doubled += 1
+            v.findings.append(f"doubled: session turn {t.mark} ({t.agent}) completed, yet {len(early)} more "
+                              f"turn(s) followed: {[r.last_user[:60] for r in early]}")
+        for j, (kill, certain) in enumerate(cuts):
+            upto = cuts[j + 1][0] if j + 1 < len(cuts) else float("inf")
+            after = [r for r in chain if kill < r.ts <= upto]
+            if not certain:
+                v.ambiguous_sessions += 1
+                if len(after) > 1:
+                    v.doubled += 1
+                    v.findings.append(f"doubled: session turn {t.mark} ({t.agent}) resumed {len(after)}x (ambiguous)")
+                continue
             v.interrupted_sessions += 1
             resumed = any(GATEWAY_RESUME in r.last_user for r in after)
             noticed = any(GATEWAYD_NOTICE in r.last_user for r in after)
@@ -208,14 +227,5 @@ def _judge_session(tag: str, turns: list[TurnItem], reqs: Sequence[Request], kil
                 v.findings.append(f"lost: session turn {t.mark} ({t.agent}) interrupted at {kill:.3f}, not resumed")
             else:
                 v.doubled += 1
-                v.findings.append(f"doubled: session turn {t.mark} ({t.agent}) resumed {len(after)}x: "
-                                  f"{[r.last_user[:60] for r in after]}")
-        elif state == "ambiguous":
-            v.ambiguous_sessions += 1
-            if len(after) > 1:
-                v.doubled += 1
-                v.findings.append(f"doubled: session turn {t.mark} ({t.agent}) resumed {len(after)}x (ambiguous)")
-        elif follow:
-            v.doubled += 1
-            v.findings.append(f"doubled: session turn {t.mark} ({t.agent}) completed, yet {len(follow)} more "
-                              f"turn(s) followed: {[r.last_user[:60] for r in follow]}")
+                v.findings.append(f"doubled: session turn {t.mark} ({t.agent}) resumed {len(after)}x after the kill "
+                                  f"at {kill:.3f}: {[r.last_user[:60] for r in after]}")

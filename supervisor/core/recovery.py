@@ -191,22 +191,37 @@ def runs_after_send(ob: RunObligation, sent_ms: int, run_starts_ms: tuple[int, .
 class Retry(StrEnum):
     STOOD = "stood"  # its run ended, or the snapshot recorded it (a crash during it is a new obligation)
     AWAIT = "await"  # look again shortly
+    TRUSTED = "trusted"  # accepted by this very gateway, which still runs: its queue will run it
     CUT = "cut"  # its run started and was cut before anything recorded it
-    NO_EFFECT = "no-effect"  # no run within the grace
+    NO_EFFECT = "no-effect"  # no run within the grace, and nothing vouches for it
 
 
 def retry_outcome(after: tuple[int, ...], finished_ms: tuple[int, ...], running_ms: int | None, recorded: bool,
-                  answer_pending: bool, waited_ms: int, grace_ms: int) -> Retry:
+                  answer_pending: bool, accepted_this_boot: bool, waited_ms: int, grace_ms: int) -> Retry:
     """What became of a retry that was sent: the obligation is done only when its run was seen.
     `after`: runs started since the send; `running_ms`: the job's run in progress, if any;
-    `recorded`: the snapshot recorded the first run since the send."""
+    `recorded`: the snapshot recorded the first run since the send; `accepted_this_boot`: the
+    gateway that answered is the one running now (sending again could only run it twice)."""
     if any(t in finished_ms for t in after) or (after and recorded):
         return Retry.STOOD
     if answer_pending or (running_ms is not None and running_ms in after):
         return Retry.AWAIT  # the answer, or the snapshot's record of the running run, is coming
     if not after and waited_ms < grace_ms:
         return Retry.AWAIT
-    return Retry.CUT if after else Retry.NO_EFFECT
+    if after:
+        return Retry.CUT
+    return Retry.TRUSTED if accepted_this_boot else Retry.NO_EFFECT
+
+
+def notice_outcome(turn_seen: bool, answer_pending: bool, accepted_this_boot: bool, waited_ms: int,
+                   grace_ms: int) -> Retry:
+    """The same for a restart notice (an agent turn): done when a turn in the session is seen after
+    it was sent; lost with a gateway that died before running it; never sent twice to one gateway."""
+    if turn_seen:
+        return Retry.STOOD
+    if answer_pending or waited_ms < grace_ms:
+        return Retry.AWAIT
+    return Retry.TRUSTED if accepted_this_boot else Retry.NO_EFFECT
 
 
 def _adoptable(run_at_ms: int, planned_ms: int, policy: RecoveryPolicy) -> bool:
@@ -249,11 +264,16 @@ class SessionDecision:
 
 
 def decide_session(kind: str, resumed: bool, settled: bool, rules: VersionRules, policy: RecoveryPolicy,
-                   reason: str, when: str) -> SessionDecision:
+                   reason: str, when: str, completed: bool = False) -> SessionDecision:
+    """`resumed`: a turn started in the session since the interruption (the gateway's own resume,
+    in whichever boot); `completed`: its last turn had in fact ended before the crash (gatewayd's
+    snapshot had not seen the end yet)."""
     if kind in ("cron", "cron-run"):
         return SessionDecision(SessionVerb.NOTHING, "a cron run's session: the cron retry covers it")
     if resumed:
         return SessionDecision(SessionVerb.NOTHING, "resumed by the gateway itself")
+    if completed:
+        return SessionDecision(SessionVerb.NOTHING, "its turn had completed before the crash")
     notice = policy.notice.format(reason=reason, time=when)
     if rules.resumes_main_sessions:
         if not settled:

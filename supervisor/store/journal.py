@@ -48,12 +48,14 @@ class Journal:
             return cur.rowcount == 1
         return await self.store.write(tx)
 
-    async def run_recorded(self, job_id: str, since_ms: int) -> bool:
-        """Has the snapshot recorded a run of this job starting at or after `since_ms`? Once it has,
-        a crash during that run opens an obligation of its own."""
+    async def run_recorded(self, job_id: str, since_ms: int, boot: int) -> bool:
+        """Has the snapshot recorded a run of this job starting at or after `since_ms`, in `boot`
+        (the gateway that ran it)? Once it has, a crash during that run opens an obligation of its
+        own. A later boot's record proves nothing: a new gateway lists the dead one's run as
+        running until its startup repair (found by the chaos benchmark)."""
         return bool(await self.store.read(lambda c: c.execute(
-            "SELECT 1 FROM inflight_runs WHERE job_id = ? AND running_at_ms >= ? LIMIT 1",
-            (job_id, since_ms)).fetchone()))
+            "SELECT 1 FROM inflight_runs WHERE job_id = ? AND running_at_ms >= ? AND boot_id = ? LIMIT 1",
+            (job_id, since_ms, boot)).fetchone()))
 
     async def count_attempt(self, obligation_id: int, attempt: int) -> None:
         """A retry that was sent and cut (or never took effect) was an attempt all the same."""

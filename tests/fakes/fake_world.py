@@ -18,6 +18,8 @@ Persistence: jobs (with state), the run log and session rows (with a turn in fli
 OPENCLAW_STATE_DIR). A kill -9 thus leaves `state.runningAtMs` behind like the real gateways. System events,
 idempotency keys, the last heartbeat and the call log are in memory only (lost on restart).
 
+An accepted `agent` call starts its turn after FAKE_GW_AGENT_START_DELAY_MS (0).
+
 Startup after a kill (env-tunable delays, in ms): FAKE_GW_REPAIR_DELAY_MS (3000), FAKE_GW_ONESHOT_CATCHUP_MS
 (120000), FAKE_GW_MAIN_RESUME_MS (5000), FAKE_GW_BACKOFF_MS (30000, first step of the error backoff
 30 s, 1 m, 5 m, 15 m, 60 m; scaled).
@@ -1193,6 +1195,9 @@ class World:
         self.touch_row(key, agent)["lastInteractionAt"] = accepted["acceptedAt"]
 
         async def run() -> None:
+            # FAKE_GW_AGENT_START_DELAY_MS: accepted, not yet started (a queue, a slow start): a kill
+            # now loses the turn with no trace, as on the real 2026.2.x.
+            await asyncio.sleep(env_ms("FAKE_GW_AGENT_START_DELAY_MS", 0) / 1000)
             result = await self.session_turn(key, agent, message, idem, kind="agent")
             ok = result["status"] == "ok"
             done = {"runId": idem, "status": "ok" if ok else "error",

@@ -205,8 +205,8 @@ def inflight_runs(g: Gatewayd) -> list[dict[str, Any]]:
         conn.close()
 
 
-async def start_turn(port: int, mark: str) -> None:
-    rpc = RpcClient(f"ws://127.0.0.1:{port}/", GatewayAuth("token", Secret(TOKEN), "", False), 4)
+async def start_turn(port: int, mark: str, protocol: int = 4) -> None:
+    rpc = RpcClient(f"ws://127.0.0.1:{port}/", GatewayAuth("token", Secret(TOKEN), "", False), protocol)
     await rpc.connect()
     try:
         call = asyncio.ensure_future(rpc.call("agent", {"message": f"MAIN-{mark} reply PONG", "agentId": "main",
@@ -250,3 +250,34 @@ def test_regression_gatewayd_killed_mid_recovery_adopts_and_adds_no_notice_to_th
         time.sleep(2.0)  # the witness window: a notice would reach the model by now
         assert asked(log, "Gateway restarted") == 0
         assert asked(log, f"MAIN-{mark}") == 2
+
+
+def test_a_notice_lost_with_its_gateway_is_sent_again_once(tmp_path: Path) -> None:
+    """2026.2.x: the gateway accepts gatewayd's restart notice and dies before the turn starts (no
+    trace of it anywhere). The notice is done only when a turn in the session is seen: so the next
+    boot sends it again, and the model sees exactly one notice."""
+    with model(tmp_path) as (model_port, log, delay), gatewayd(tmp_path, None) as g:
+        settings = world_settings(tmp_path, "2026.2.26", model_port, g.port)
+        settings["gateway"]["env"]["FAKE_GW_AGENT_START_DELAY_MS"] = "4000"
+        settings["recovery"]["unanswered_grace_s"] = 10.0  # longer than the turn's start delay
+        g.write_config_sections(settings)
+        mark = uuid.uuid4().hex[:8]
+        g.start()
+        g.wait_event("rpc monitor connected")
+        delay.write_text("5\n")
+        asyncio.run(start_turn(g.port, mark, protocol=3))
+        wait_until(lambda: asked(log, f"MAIN-{mark}") == 1, 20, "the turn at the model")
+        g.wait_event("in flight changed", where=lambda e: "agent:main:main" in (e.get("sessions_started") or []))
+        delay.write_text("0.2\n")
+        os.kill(g.spawned_pids()[-1], signal.SIGKILL)
+        g.wait_event("recovery: restart notice sent")
+        os.kill(g.spawned_pids()[-1], signal.SIGKILL)  # accepted, its turn not started: lost with it
+        g.wait_event("recovery: a restart notice was lost with its gateway", timeout=60)
+        g.wait_event("recovery: restart notice sent", count=2)
+        wait_until(lambda: asked(log, "Gateway restarted") == 1, 30, "the notice at the model")
+        session = wait_until(lambda: [o for o in obligations(g) if o["kind"] == "session"
+                                      and o["ref"] == "agent:main:main" and o["state"] != "open"], 30,
+                             "the session obligation resolved")
+        assert session[0]["resolution"] == "restart notice sent as an agent turn", session
+        time.sleep(6.0)  # the witness window: a third notice (or the lost one) would reach the model by now
+        assert asked(log, "Gateway restarted") == 1

@@ -205,3 +205,13 @@ def test_the_policys_last_attempt_cut_again_is_given_up_not_lost() -> None:
     assert (v.interrupted_runs, v.lost, v.given_up, v.doubled) == (3, 0, 1, 0)
     v = judge(runs, [JOB], [], [12.0, 22.0, 32.0], never_regular, max_attempts=4)
     assert (v.lost, v.given_up) == (1, 0)
+
+
+def test_a_resume_cut_in_its_turn_needs_one_more_resume_not_a_double() -> None:
+    t = TurnItem("main", "MAIN-1", TAG)
+    resume = "[System] Your previous turn was interrupted by a gateway restart ... MAIN-1"
+    reqs = [turn(10, None, "MAIN-1"), req(20, None, resume, f"{TAG} {resume}"), follow(30, resume)]
+    v = judge(reqs, [], [t], [12.0, 22.0], never_regular)
+    assert (v.interrupted_sessions, v.woken, v.doubled, v.lost) == (2, 2, 0, 0)
+    lost = judge(reqs[:2], [], [t], [12.0, 22.0], never_regular)
+    assert (lost.interrupted_sessions, lost.lost) == (2, 1)

@@ -1007,27 +1007,52 @@ def test_max_attempts_1_never_sends_a_retry_but_still_adopts_a_regular_run() -> 
 GRACE = 120_000
 
 
-@pytest.mark.parametrize(("after", "finished", "running", "recorded", "pending", "waited", "expect"), [
-    ((), (), None, False, False, 0, "await"),  # nothing yet, within the grace
-    ((), (), None, False, False, GRACE - 1, "await"),
-    ((), (), None, False, False, GRACE, "no-effect"),  # no run at all within the grace
-    ((), (), None, False, True, GRACE * 10, "await"),  # the answer is still coming (2.x blocks)
-    ((5,), (), 5, False, False, 0, "await"),  # running, the snapshot has not recorded it yet
-    ((5,), (), 5, False, False, GRACE * 10, "await"),
-    ((5,), (), 5, True, False, 0, "stood"),  # recorded: a crash during it opens its own obligation
-    ((5,), (5,), None, False, False, 0, "stood"),  # it ended
-    ((5,), (), None, True, False, 0, "stood"),  # recorded, then ended (as interrupted): covered
-    ((5,), (), None, False, False, 0, "cut"),  # started, gone, never recorded: the chaos finding
-    ((5,), (), None, False, True, 0, "await"),  # ... unless this process still awaits its answer
-    ((5, 9), (9,), None, False, False, 0, "stood"),
+@pytest.mark.parametrize(("after", "finished", "running", "recorded", "pending", "this_boot", "waited", "expect"), [
+    ((), (), None, False, False, False, 0, "await"),  # nothing yet, within the grace
+    ((), (), None, False, False, False, GRACE - 1, "await"),
+    ((), (), None, False, False, False, GRACE, "no-effect"),  # no run within the grace, its gateway gone
+    ((), (), None, False, False, True, GRACE, "trusted"),  # ... the gateway that accepted it still runs
+    ((), (), None, False, True, False, GRACE * 10, "await"),  # the answer is still coming (2.x blocks)
+    ((5,), (), 5, False, False, False, 0, "await"),  # running, the snapshot has not recorded it yet
+    ((5,), (), 5, False, False, True, GRACE * 10, "await"),
+    ((5,), (), 5, True, False, False, 0, "stood"),  # recorded: a crash during it opens its own obligation
+    ((5,), (5,), None, False, False, False, 0, "stood"),  # it ended
+    ((5,), (), None, True, False, False, 0, "stood"),  # recorded, then ended (as interrupted): covered
+    ((5,), (), None, False, False, False, 0, "cut"),  # started, gone, never recorded: the chaos finding
+    ((5,), (), None, False, False, True, 0, "cut"),
+    ((5,), (), None, False, True, False, 0, "await"),  # ... unless this process still awaits its answer
+    ((5, 9), (9,), None, False, False, False, 0, "stood"),
 ])
 def test_retry_outcome(after: tuple[int, ...], finished: tuple[int, ...], running: int | None, recorded: bool,
-                       pending: bool, waited: int, expect: str) -> None:
+                       pending: bool, this_boot: bool, waited: int, expect: str) -> None:
     from supervisor.core.recovery import retry_outcome
-    assert retry_outcome(after, finished, running, recorded, pending, waited, GRACE) == expect
+    assert retry_outcome(after, finished, running, recorded, pending, this_boot, waited, GRACE) == expect
+
+
+@pytest.mark.parametrize(("seen", "pending", "this_boot", "waited", "expect"), [
+    (True, False, False, 0, "stood"),
+    (True, True, True, 0, "stood"),
+    (False, True, False, GRACE * 10, "await"),
+    (False, False, True, GRACE - 1, "await"),
+    (False, False, True, GRACE, "trusted"),  # never a second notice to the gateway that accepted one
+    (False, False, False, GRACE, "no-effect"),  # lost with its gateway: sent again
+])
+def test_notice_outcome(seen: bool, pending: bool, this_boot: bool, waited: int, expect: str) -> None:
+    from supervisor.core.recovery import notice_outcome
+    assert notice_outcome(seen, pending, this_boot, waited, GRACE) == expect
 
 
 def test_runs_after_send_excludes_the_interrupted_run_and_older_runs() -> None:
     from supervisor.core.recovery import runs_after_send
     ob = RunObligation(JOB, 1_000_000, 1_000_500, 1, False)
     assert runs_after_send(ob, 1_000_824, (1_000_000, 1_002_000, 990_000, 1_000_400)) == (1_000_400, 1_002_000)
+
+
+@pytest.mark.parametrize("legacy", [False, True])
+def test_a_session_whose_turn_had_completed_gets_nothing(legacy: bool) -> None:
+    """Found by the chaos benchmark: gatewayd's snapshot still had a turn as running that had ended
+    just before the crash (gatewayd itself was down); a notice then was a second, needless turn."""
+    d = decide_session("main", False, True, rules_for(legacy), RecoveryPolicy(), "crash", "now", completed=True)
+    assert d.verb is SessionVerb.NOTHING and "completed" in d.reason
+    d = decide_session("main", False, True, rules_for(legacy), RecoveryPolicy(), "crash", "now")
+    assert d.verb is SessionVerb.AGENT_TURN
