@@ -171,7 +171,8 @@ class _Handler(BaseHTTPRequestHandler):
                  "total_tokens": prompt_tokens + 1}
         try:
             if body.get("stream"):
-                self._stream(cid, created, model, reply, delay, usage)
+                self._stream(cid, created, model, reply, delay, usage, n)
+                return
             else:
                 if delay > 0:
                     time.sleep(delay)
@@ -185,7 +186,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self.server.record_done(n, True)
 
-    def _stream(self, cid, created, model, reply, delay, usage):
+    def _stream(self, cid, created, model, reply, delay, usage, n):
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")
@@ -199,13 +200,22 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(b"data: " + json.dumps(obj).encode() + b"\n\n")
             self.wfile.flush()
 
-        chunk({"role": "assistant", "content": ""})
-        if delay > 0:
-            time.sleep(delay)
-        chunk({"content": reply})
-        chunk({}, "stop", usage=usage)
-        self.wfile.write(b"data: [DONE]\n\n")
-        self.wfile.flush()
+        try:
+            chunk({"role": "assistant", "content": ""})
+            if delay > 0:
+                time.sleep(delay)
+            chunk({"content": reply})
+            chunk({}, "stop", usage=usage)
+        except (BrokenPipeError, ConnectionResetError):
+            self.server.record_done(n, False)  # cut before the answer was complete
+            return
+        # The answer is complete with the stop chunk: a client may hang up before [DONE].
+        self.server.record_done(n, True)
+        try:
+            self.wfile.write(b"data: [DONE]\n\n")
+            self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
 
 def start_fake_model(port: int = 0, delay: float = 0.0, reply: str = "PONG",

@@ -504,6 +504,7 @@ def run_version(target: str, version: str, kills: int, seed: int, keep: bool) ->
             what = chaos.cycle(n)
             print(f"[{target} {version}] {n}/{kills} {what}: settled after {time.monotonic() - c0:.1f} s", flush=True)
         chaos.settle()
+        (root / "gateway-kills.json").write_text(json.dumps(chaos.tally.gateway_kill_times))  # to judge again
         v = chaos.verdict()
     finally:
         chaos.stop()
