@@ -61,7 +61,42 @@ class Snapshotter:
         elif ev.name in POKE_EVENTS:
             self.poke.set()
 
+    async def seed(self, rpc: RpcClient) -> None:
+        """Start from what the store holds as in flight in this boot, not from nothing: a turn or
+        run that ended while no snapshotter watched (a reconnect, gatewayd restarted over a live
+        gateway) is then closed by the first diff instead of staying "active" until a crash makes
+        it an obligation (found by the chaos benchmark: a notice for a turn that had completed).
+        2026.2.x tells a session's activity only by lifecycle events, which this connection has not
+        seen: each stored turn's run is asked for with `agent.wait` (timeoutMs 0); one that ended
+        is dropped, one still running is followed until its end event."""
+        try:
+            state = await self.records.of_boot(self.boot)
+        except StoreError as exc:
+            log.error("snapshot: cannot read the stored state; starting empty", error=str(exc))
+            return
+        if self.legacy is not None:
+            for key, item in state.sessions.items():
+                for run_id in item.run_ids:
+                    if not await self._ended(rpc, run_id):
+                        self.legacy.runs[run_id] = key
+        self.state = state  # the first diff closes what is not in flight any more
+
+    async def _ended(self, rpc: RpcClient, run_id: str) -> bool:
+        try:
+            answer = await rpc.call("agent.wait", {"runId": run_id, "timeoutMs": 0})
+        except GatewayUnavailable:
+            raise
+        except GatewayError as exc:
+            log.warning("snapshot: cannot tell whether a turn ended; kept in flight", run_id=run_id, error=str(exc))
+            return False  # a crash then gets it a notice
+        return isinstance(answer, dict) and (isinstance(answer.get("endedAt"), int | float)
+                                             or answer.get("status") in ("ok", "error"))
+
     async def run(self, rpc: RpcClient) -> None:
+        try:
+            await self.seed(rpc)
+        except GatewayUnavailable:
+            return
         while not rpc.closed.is_set():
             self.poke.clear()
             try:

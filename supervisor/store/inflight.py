@@ -7,7 +7,7 @@ import sqlite3
 import time
 from typing import Any
 
-from supervisor.core.inflight import Delta
+from supervisor.core.inflight import Delta, InFlight, RunItem, SessionItem
 from supervisor.store.db import Store, row_dicts
 
 
@@ -62,6 +62,25 @@ class InflightRecords:
 
     async def apply(self, boot: int, delta: Delta) -> None:
         await self.store.write(lambda c: apply_delta(c, boot, delta, time.time()))
+
+    async def of_boot(self, boot: int) -> InFlight:
+        """What the store holds as in flight in `boot`: a new snapshotter (a reconnect, or a
+        gatewayd that adopted the gateway) starts from it, so what ended meanwhile is closed."""
+        def read(c: sqlite3.Connection) -> InFlight:
+            sessions = {r["key"]: SessionItem(r["key"], r["agent_id"], r["kind"], r["session_id"],
+                                              tuple(json.loads(r["run_ids"] or "[]")), r["last_activity_ms"])
+                        for r in row_dicts(c.execute(
+                            "SELECT key, agent_id, kind, session_id, run_ids, last_activity_ms FROM inflight_sessions"
+                            " WHERE boot_id = ? AND state = 'active'", (boot,)))}
+            runs = {(r["job_id"], r["running_at_ms"]): RunItem(
+                        r["job_id"], r["running_at_ms"], r["name"], r["agent_id"], r["payload_kind"],
+                        r["session_target"], r["schedule_kind"], r["receipt_id"], bool(r["delete_after_run"]),
+                        bool(r["enabled"]))
+                    for r in row_dicts(c.execute(
+                        "SELECT * FROM inflight_runs WHERE boot_id = ? AND state = 'running'", (boot,)))}
+            return InFlight(sessions, runs)
+        result: InFlight = await self.store.read(read)
+        return result
 
     async def seen_active(self, key: str, boot: int | None, since_ms: int) -> bool:
         """Did this session have a turn running (in `boot`, or any) since `since_ms`?"""

@@ -207,6 +207,7 @@ class World:
         self._config_stamp: tuple[str, int] | None = None
         self._config_cache: dict[str, Any] = {}
         self.manual_seq = 0
+        self.ended_runs: dict[str, dict[str, Any]] = {}  # agent runs that ended, for agent.wait
         self.boot_at: int | None = None
         self.ready_at: int | None = None
         self.repaired_at: int | None = None
@@ -217,7 +218,7 @@ class World:
         self.poke = asyncio.Event()
         self.tasks: set[asyncio.Task[Any]] = set()
         self.scheduler: asyncio.Task[None] | None = None
-        self.methods = {"cron.add", "cron.list", "cron.update", "cron.remove", "cron.run", "cron.runs",
+        self.methods = {"agent.wait", "cron.add", "cron.list", "cron.update", "cron.remove", "cron.run", "cron.runs",
                         "cron.status", "sessions.list", "agent", "wake", "system-event", "last-heartbeat"}
         if modern:
             self.methods.add("cron.get")
@@ -1198,15 +1199,31 @@ class World:
             # FAKE_GW_AGENT_START_DELAY_MS: accepted, not yet started (a queue, a slow start): a kill
             # now loses the turn with no trace, as on the real 2026.2.x.
             await asyncio.sleep(env_ms("FAKE_GW_AGENT_START_DELAY_MS", 0) / 1000)
+            started = now_ms()
             result = await self.session_turn(key, agent, message, idem, kind="agent")
             ok = result["status"] == "ok"
             done = {"runId": idem, "status": "ok" if ok else "error",
                     "summary": "completed" if ok else str(result.get("error"))}
             self.dedupe[idem] = done
+            self.ended_runs[idem] = {"runId": idem, "status": done["status"], "startedAt": started,
+                                     "endedAt": now_ms()}
             await final(done)
 
         self.background(run())
         return accepted
+
+    async def m_agent_wait(self, p: dict[str, Any], final: Final) -> Any:
+        """As both real versions: the run's end if it ended (kept in memory, lost on restart), else
+        "timeout" once `timeoutMs` (default 30 s) has passed."""
+        run_id = str(p.get("runId") or "").strip()
+        timeout = p.get("timeoutMs")
+        deadline = time.monotonic() + (max(0, int(timeout)) if isinstance(timeout, int | float) else 30_000) / 1000
+        while True:
+            if run_id in self.ended_runs:
+                return self.ended_runs[run_id]
+            if time.monotonic() >= deadline:
+                return {"runId": run_id, "status": "timeout"}
+            await asyncio.sleep(0.05)
 
     async def m_wake(self, p: dict[str, Any], final: Final) -> Any:
         if not self.modern:

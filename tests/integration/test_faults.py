@@ -281,3 +281,47 @@ def test_a_notice_lost_with_its_gateway_is_sent_again_once(tmp_path: Path) -> No
         assert session[0]["resolution"] == "restart notice sent as an agent turn", session
         time.sleep(6.0)  # the witness window: a third notice (or the lost one) would reach the model by now
         assert asked(log, "Gateway restarted") == 1
+
+
+@pytest.mark.parametrize("version", ["2026.9.6", "2026.2.26"])
+@pytest.mark.parametrize("turn_ends_while_down", [True, False], ids=["ended-while-down", "still-running"])
+def test_regression_a_turn_that_ended_while_gatewayd_was_down_gets_no_notice(tmp_path: Path, version: str,
+                                                                            turn_ends_while_down: bool) -> None:
+    """Found by the chaos benchmark: gatewayd killed while a turn runs; the turn ends before the
+    next gatewayd adopts the gateway; then the gateway dies. The new snapshotter started from
+    nothing, so the stored row stayed "active" and the crash made it an obligation: a notice for a
+    finished turn. It now starts from the store and closes what ended (2026.2.x: `agent.wait`).
+    A turn still running at the adoption keeps its obligation: one resume or notice, not none."""
+    with model(tmp_path) as (model_port, log, delay), gatewayd(tmp_path, None) as g:
+        g.write_config_sections(world_settings(tmp_path, version, model_port, g.port))
+        mark = uuid.uuid4().hex[:8]
+        g.start()
+        g.wait_event("rpc monitor connected")
+        delay.write_text("1.5\n" if turn_ends_while_down else "8\n")
+        asyncio.run(start_turn(g.port, mark, protocol=3 if version.startswith("2026.2") else 4))
+        wait_until(lambda: asked(log, f"MAIN-{mark}") == 1, 20, "the turn at the model")
+        g.wait_event("in flight changed", where=lambda e: "agent:main:main" in (e.get("sessions_started") or []))
+        g.procs[-1].kill()
+        g.procs[-1].wait(10)
+        if turn_ends_while_down:
+            time.sleep(2.5)  # the turn (1.5 s at the model) ends while no gatewayd watches
+        delay.write_text("0.2\n")
+        g.start()
+        g.wait_event("gateway adopted")
+        g.wait_event("rpc monitor connected", count=2)
+        if turn_ends_while_down:
+            g.wait_event("in flight changed", where=lambda e: "agent:main:main" in (e.get("sessions_ended") or []))
+        else:
+            time.sleep(1.0)  # a few snapshot periods: the running turn must stay in flight
+        os.kill(g.spawned_pids()[-1], signal.SIGKILL)
+        g.wait_event("gateway ready", count=2)
+        g.wait_event("rpc monitor connected", count=3)
+        sessions = [o for o in obligations(g) if o["kind"] == "session" and o["ref"] == "agent:main:main"]
+        if turn_ends_while_down:
+            assert sessions == []
+            time.sleep(3.0)  # the witness window: a notice would reach the model by now
+            assert asked(log, "Gateway restarted") == 0 and asked(log, f"MAIN-{mark}") == 1
+        else:
+            assert len(sessions) == 1
+            wait_until(lambda: asked(log, f"MAIN-{mark}") + asked(log, "Gateway restarted") >= 2, 30,
+                       "the resume or the notice")
