@@ -102,6 +102,15 @@ class Tally:
     gateway_kill_times: list[float] = field(default_factory=list)
 
 
+def new_input(messages: Any) -> str:
+    """What a request brings that its conversation did not have: every user message after the last
+    assistant one. 2026.9.x appends an internal-context user message after the prompt itself, so
+    the last user message alone is not the prompt (found on the real gateway)."""
+    msgs = [m for m in messages if isinstance(m, dict)] if isinstance(messages, list) else []
+    last_assistant = max((i for i, m in enumerate(msgs) if m.get("role") == "assistant"), default=-1)
+    return fake_model.message_text([m for m in msgs[last_assistant + 1:] if m.get("role") == "user"])
+
+
 class EventTail:
     """gatewayd's JSON log, read incrementally (a long run writes a lot of it)."""
 
@@ -281,8 +290,7 @@ class Chaos:
                 done.setdefault(int(e["n"]), float(e["ts"]))
         out = []
         for e in fake_model.read_log(self.log):
-            users = [m for m in e.get("messages") or [] if isinstance(m, dict) and m.get("role") == "user"]
-            last = fake_model.message_text(users[-1:]) if users else ""
+            last = new_input(e.get("messages"))
             out.append(Request(int(e["n"]), float(e["ts"]), done.get(int(e["n"])), last, e.get("text", "")))
         return out
 

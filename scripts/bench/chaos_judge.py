@@ -2,7 +2,8 @@
 what was interrupted, what was lost, what was done twice. Pure: no I/O, tested in
 tests/unit/test_chaos_judge.py, so a zero it prints means something.
 
-A model request belongs to a cron item when its last user message carries the job's mark, and to a
+A model request belongs to a cron item when its new input (the user messages after the last
+assistant one: the prompt, and 2026.9.x's internal context after it) carries the job's mark, and to a
 session turn when its text carries the session's tag (every turn the benchmark sends carries it, so
 it is in the transcript of every later request of that session, the gateway's resume, gatewayd's
 notice and any heartbeat turn a wake would start included). An item no request belongs to is
@@ -41,7 +42,7 @@ class Request:
     n: int
     ts: float
     done_ts: float | None  # None: the answer never fully left (the caller was gone, or still running)
-    last_user: str  # the text of the last user message
+    last_user: str  # the request's new input: the user messages after the last assistant one
     text: str  # the whole conversation
 
 
