@@ -111,10 +111,32 @@ class Snapshotter:
                 await asyncio.wait_for(self.poke.wait(), self.interval_s)
 
     async def take(self, rpc: RpcClient) -> Delta:
+        """One poll. Sessions and runs are read apart: a gateway too busy to answer one of them in
+        time (seen on the real 2026.9.6 while a burst of runs started) must not cost the other, or
+        runs that start then and die with the gateway are never recorded (found by the chaos
+        benchmark). What could not be read keeps its last good state."""
         t0 = time.perf_counter()
-        sessions_payload = await self._sessions(rpc)
-        runs_payload = await self._all_jobs(rpc)
+        failed: GatewayError | None = None
+        sessions_payload = runs_payload = None
+        try:
+            sessions_payload = await self._sessions(rpc)
+        except GatewayUnavailable:
+            raise
+        except GatewayError as exc:
+            failed = exc
+        try:
+            runs_payload = await self._all_jobs(rpc)
+        except GatewayUnavailable:
+            raise
+        except GatewayError as exc:
+            if failed is not None:
+                raise failed from exc  # nothing was read: the first failure is the one to tell
+            failed = exc
         new = self.build(sessions_payload, runs_payload)
+        if sessions_payload is None:
+            new = InFlight(self.state.sessions, new.runs)
+        if runs_payload is None:
+            new = InFlight(new.sessions, self.state.runs)
         delta = diff(self.state, new)
         if delta:
             await self.records.apply(self.boot, delta)
@@ -126,12 +148,16 @@ class Snapshotter:
                      runs_started=[list(r.key) for r in delta.runs_started], runs_ended=[list(k) for k in
                                                                                        delta.runs_ended])
         self.state = new
+        if failed is not None:
+            raise failed  # logged by the loop; the half that was read is recorded
         self.cycles += 1
         self.last_cycle_ms = (time.perf_counter() - t0) * 1000
         return delta
 
     def build(self, sessions_payload: Any, runs_payload: Any) -> InFlight:
-        runs = parse_runs(runs_payload)
+        runs = parse_runs(runs_payload) if runs_payload is not None else dict(self.state.runs)
+        if sessions_payload is None:
+            return InFlight({}, runs)
         if self.legacy is not None:
             sessions = parse_sessions(sessions_payload, self.legacy.active())
             sessions = merge_legacy_cron_sessions(sessions, runs.values())

@@ -919,7 +919,11 @@ async def test_endless_paging_is_a_typed_error_not_a_hang(store: Store, boot: in
     async def endless(peer: Peer) -> None:
         await peer.handshake()
         while True:
-            req = await peer.req("sessions.list")
+            req = await peer.req()
+            if req["method"] == "cron.list":  # read apart: the runs are still recorded
+                await peer.send(ok(req, {"jobs": [], "hasMore": False}))
+                continue
+            assert req["method"] == "sessions.list", req
             await peer.send(ok(req, {"sessions": [], "hasMore": True, "nextOffset": req["params"]["offset"] + 500}))
 
     caps = for_version(CURRENT)
@@ -1133,3 +1137,24 @@ async def test_rpc_health_probe_hello_with_an_infinite_number_is_bad() -> None:
         await peer.hold()
     async with scripted(script) as gw:
         assert await rpc_probe(gw.port) in (ProbeOutcome.BAD, ProbeOutcome.OK)  # refused, or read as absent
+
+
+async def test_regression_a_sessions_list_timeout_does_not_cost_the_runs(store: Store, boot: int) -> None:
+    """Found by the chaos benchmark on the real 2026.9.6: busy starting a burst of runs, it did not
+    answer sessions.list within the deadline, the whole poll failed, and runs that started then and
+    died with the gateway were never recorded. Sessions and runs are read apart now."""
+    async def slow_sessions(peer: Peer) -> None:
+        await peer.handshake()
+        await peer.req("sessions.list")  # never answered
+        req = await peer.req("cron.list")
+        await peer.send(ok(req, {"jobs": [job("j1")], "hasMore": False}))
+        await asyncio.sleep(5)
+
+    caps = for_version(CURRENT)
+    records = InflightRecords(store)
+    snap = Snapshotter(records, boot, caps, interval_s=30)
+    async with scripted(slow_sessions) as gw, client(gw.url, caps.protocol, snap.on_event, ShortCalls) as rpc:
+        await rpc.connect()
+        with pytest.raises(GatewayTimeout):
+            await snap.take(rpc)
+    assert list((await records.of_boot(boot)).runs) == [("j1", 1_700_000_000_000)]
