@@ -158,6 +158,7 @@ class Chaos:
         self.cron_items: list[CronItem] = []
         self.turns: list[TurnItem] = []
         self.cycle_jobs: list[list[str]] = []
+        self.entries: dict[str, list[dict[str, Any]]] = {}  # the gateway's run log, per job
         self.watched_marks: list[str] = []
 
     # ------------------------------------------------------------------------------------------ set-up
@@ -273,6 +274,12 @@ class Chaos:
                     return out
                 offset = page["nextOffset"]
 
+    def collect_runs(self, job_ids: list[str]) -> None:
+        for job_id in job_ids:
+            if job_id not in self.entries:
+                with contextlib.suppress(Exception):
+                    self.entries[job_id] = self.rpc(self.cron_runs(job_id))
+
     async def remove(self, job_ids: list[str]) -> None:
         async with self.client() as rpc:
             for job_id in job_ids:
@@ -387,8 +394,10 @@ class Chaos:
         # Jobs stay a few cycles, so a late re-run (9.x's own catch-up, ~2 min) still shows.
         self.cycle_jobs.append(jobs_now)
         if len(self.cycle_jobs) > 5:
+            old = self.cycle_jobs.pop(0)
+            self.collect_runs(old)  # the gateway's own record of them, before they go
             with contextlib.suppress(Exception):
-                self.rpc(self.remove(self.cycle_jobs.pop(0)))
+                self.rpc(self.remove(old))
         return " then ".join(kinds) + ("" if settled else " (NOT SETTLED)")
 
     def back(self) -> bool:
@@ -470,12 +479,30 @@ class Chaos:
             out.setdefault(str(ref), []).append(int(at))
         return out
 
+    def with_run_history(self, requests: list[Request]) -> list[Request]:
+        """The witness, completed by the gateway's own run history (2026.9.x logs a run a restart
+        cut as "interrupted"): such a run counts as cut even if its answer had left the model (the
+        gateway never recorded it done), and one cut before it reached the model becomes a start of
+        its own, so the retry that follows is not taken for a double."""
+        out = list(requests)
+        synthetic = -1
+        for item in self.cron_items:
+            for e in self.entries.get(item.job_id, []):
+                at = e.get("runAtMs")
+                if not isinstance(at, int) or "interrupted" not in str(e.get("error") or ""):
+                    continue
+                mine = [i for i, r in enumerate(out) if item.mark in r.last_user and at / 1000 - 1 <= r.ts
+                        <= at / 1000 + 15]
+                for i in mine[:1]:
+                    out[i] = Request(out[i].n, out[i].ts, None, out[i].last_user, out[i].text)
+                if not mine:
+                    out.append(Request(synthetic, at / 1000, None, item.mark, item.mark))
+                    synthetic -= 1
+        return out
+
     def verdict(self) -> Verdict:
-        entries: dict[str, list[dict[str, Any]]] = {}
-        if not self.legacy:
-            for item in self.cron_items:
-                if item.kind == MINUTE:
-                    entries[item.job_id] = self.rpc(self.cron_runs(item.job_id))
+        self.collect_runs([item.job_id for item in self.cron_items])
+        entries = self.entries
         sent = self.dispatched_retries()
 
         def regular(item: CronItem, req: Request) -> bool | None:
@@ -483,17 +510,18 @@ class Chaos:
             names a run started by cron.run `manual:...` in its run log; on 2026.2.x a start within
             10 s after gatewayd sent cron.run for the job is that re-run."""
             ts_ms = req.ts * 1000
+            if self.legacy:
+                return not any(at - 1000 <= ts_ms <= at + 10_000 for at in sent.get(item.job_id, []))
             near = [e for e in entries.get(item.job_id, []) if isinstance(e.get("runAtMs"), int)
                     and e["runAtMs"] - 1000 <= ts_ms <= e["runAtMs"] + 15_000]
             if near:
                 run_id = max(near, key=lambda e: int(e["runAtMs"])).get("runId")
                 return not (isinstance(run_id, str) and run_id.startswith("manual:"))
-            if self.legacy:
-                return not any(at - 1000 <= ts_ms <= at + 10_000 for at in sent.get(item.job_id, []))
             return None
 
-        return judge(self.requests(), self.cron_items, self.turns, self.tally.gateway_kill_times, regular,
-                     horizon_s=self.pace.horizon_s)
+        (self.root / "run-history.json").write_text(json.dumps(entries))  # to judge again
+        return judge(self.with_run_history(self.requests()), self.cron_items, self.turns,
+                     self.tally.gateway_kill_times, regular, horizon_s=self.pace.horizon_s)
 
 
 def run_version(target: str, version: str, kills: int, seed: int, keep: bool) -> dict[str, Any]:
