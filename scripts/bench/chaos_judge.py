@@ -89,7 +89,9 @@ class Verdict:
 
 Regular = Callable[[CronItem, Request], bool | None]
 
-GATEWAY_RESUME = "interrupted by a gateway restart"
+# 2026.9.x's own resume: "[System] ... interrupted by a gateway restart", or (seen on the real 9.6
+# after a freeze) the interrupted prompt carried into the next turn as a queued message.
+GATEWAY_RESUME = ("interrupted by a gateway restart", "Queued user message from a previous active turn")
 GATEWAYD_NOTICE = "Gateway restarted"
 
 
@@ -215,7 +217,7 @@ def _judge_session(tag: str, turns: list[TurnItem], reqs: Sequence[Request], kil
                     v.findings.append(f"doubled: session turn {t.mark} ({t.agent}) resumed {len(after)}x (ambiguous)")
                 continue
             v.interrupted_sessions += 1
-            resumed = any(GATEWAY_RESUME in r.last_user for r in after)
+            resumed = any(any(m in r.last_user for m in GATEWAY_RESUME) for r in after)
             noticed = any(GATEWAYD_NOTICE in r.last_user for r in after)
             v.resumed_by_gateway += resumed
             v.noticed_by_gatewayd += noticed
