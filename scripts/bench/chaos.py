@@ -83,10 +83,12 @@ class Pace:
     oneshot_every: int  # a one-shot in every n-th cycle
     recovery_kill_s: float  # a second kill lands this long at most after the gateway is back
     horizon_s: float  # an interrupted run not re-run within this is lost
+    slack_s: float  # a kill this soon after the answer left the model: the gateway may not have recorded it
 
 
-FAKE_PACE = Pace(4.0, 0.3, 10_000, 15.0, 90.0, 1.5, 1.0, 1, 3.0, 300.0)
-REAL_PACE = Pace(12.0, 1.0, 60_000, 90.0, 420.0, 8.0, 3.0, 1, 20.0, 900.0)
+FAKE_PACE = Pace(4.0, 0.3, 10_000, 15.0, 90.0, 1.5, 1.0, 1, 3.0, 300.0, 0.5)
+# The real gateways finish a run (run log, session store) up to seconds after the answer under load.
+REAL_PACE = Pace(12.0, 1.0, 60_000, 90.0, 420.0, 8.0, 3.0, 1, 20.0, 900.0, 2.0)
 
 
 @dataclass
@@ -206,8 +208,10 @@ class Chaos:
             raise RuntimeError(f"gatewayd never connected to the gateway; see {self.g.log_file}")
         # One finished turn per session first: the session's tag is then in every later request of
         # that session (2026.2.x keeps no trace of an interrupted turn, so its notice would carry none).
-        self.rpc(self.fire([self.turn(agent, "warm")[1] for agent in AGENTS]))
-        self.wait_answered(60)
+        warm = [self.turn(agent, "warm") for agent in AGENTS]
+        self.rpc(self.fire([call for _, call in warm]))
+        if not wait_for(lambda: all(self.watched([mark]) for mark, _ in warm), 120, 0.1) or not self.wait_answered(120):
+            raise RuntimeError("the warm-up turns did not finish; see the model log")
         for agent in AGENTS:
             mark = f"K{agent}{uuid.uuid4().hex[:6]}"
             job = self.rpc(self.add_job(f"minute-{agent}", {"kind": "every", "everyMs": self.pace.minute_ms,
@@ -521,7 +525,7 @@ class Chaos:
 
         (self.root / "run-history.json").write_text(json.dumps(entries))  # to judge again
         return judge(self.with_run_history(self.requests()), self.cron_items, self.turns,
-                     self.tally.gateway_kill_times, regular, horizon_s=self.pace.horizon_s)
+                     self.tally.gateway_kill_times, regular, slack=self.pace.slack_s, horizon_s=self.pace.horizon_s)
 
 
 def run_version(target: str, version: str, kills: int, seed: int, keep: bool) -> dict[str, Any]:
