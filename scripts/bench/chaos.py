@@ -186,7 +186,10 @@ class Chaos:
             env = {"FAKE_GW_VERSION": self.version, "OPENCLAW_STATE_DIR": str(gw),
                    "OPENCLAW_CONFIG_PATH": str(gw / "openclaw.json"), "FAKE_GW_BOOT_DELAY": "0.1",
                    "FAKE_GW_REPAIR_DELAY_MS": "300", "FAKE_GW_ONESHOT_CATCHUP_MS": "3000",
-                   "FAKE_GW_MAIN_RESUME_MS": "500", "FAKE_GW_BACKOFF_MS": "5000"}
+                   "FAKE_GW_MAIN_RESUME_MS": "500", "FAKE_GW_BACKOFF_MS": "5000",
+                   # The session tag the judge finds notices by lives in the transcript; 2.x drops an
+                   # interrupted turn, so a short transcript ends up holding notices only.
+                   "FAKE_GW_TRANSCRIPT_KEEP": "100000"}
             base["gateway"] = {"command": [sys.executable, str(FAKE_GATEWAY)], "env": env,
                                "config_path": str(gw / "openclaw.json"), "state_dir": str(gw)}
             base["snapshot"] = {"interval_s": 0.5}

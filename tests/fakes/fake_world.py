@@ -70,7 +70,7 @@ MODEL_ID, PROVIDER = "fake-model", "fake"
 CONTEXT_TOKENS = 128000
 MAX_QUEUED_EVENTS = 20
 MAX_CALLS = 5000
-TRANSCRIPT_KEEP = 40
+TRANSCRIPT_KEEP = int(os.environ.get("FAKE_GW_TRANSCRIPT_KEEP", "40"))  # messages a session keeps
 LEGACY_SESSIONS_LIST_PARAMS = {"limit", "activeMinutes", "includeGlobal", "includeUnknown", "includeDerivedTitles",
                                "includeLastMessage", "label", "spawnedBy", "agentId", "search"}
 LEGACY_CRON_LIST_PARAMS = {"includeDisabled", "limit", "offset", "query", "enabled", "sortBy", "sortDir"}
