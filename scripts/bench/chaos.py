@@ -487,25 +487,51 @@ class Chaos:
         return out
 
     def with_run_history(self, requests: list[Request]) -> list[Request]:
-        """The witness, completed by the gateway's own run history (2026.9.x logs a run a restart
-        cut as "interrupted"): such a run counts as cut even if its answer had left the model (the
-        gateway never recorded it done), and one cut before it reached the model becomes a start of
-        its own, so the retry that follows is not taken for a double."""
+        """The witness, completed by the gateway's own record of cut runs (2026.9.x's run log says
+        "interrupted"; both versions listed them running when their boot ended): such a run counts as
+        cut even if its answer had left the model (the gateway never recorded it done), and one cut
+        before it reached the model becomes a start of its own, so the retry that follows is not
+        taken for a double."""
         out = list(requests)
         synthetic = -1
+        cut, starts = self.cut_runs()
         for item in self.cron_items:
-            for e in self.entries.get(item.job_id, []):
-                at = e.get("runAtMs")
-                if not isinstance(at, int) or "interrupted" not in str(e.get("error") or ""):
+            logged = [e.get("runAtMs") for e in self.entries.get(item.job_id, [])
+                      if "interrupted" in str(e.get("error") or "")]
+            known = sorted({*starts.get(item.job_id, []), *(e.get("runAtMs") for e in self.entries.get(item.job_id, [])
+                                                            if isinstance(e.get("runAtMs"), int))})
+            for at in sorted({*logged, *cut.get(item.job_id, [])}):
+                if not isinstance(at, int):
                     continue
-                mine = [i for i, r in enumerate(out) if item.mark in r.last_user and at / 1000 - 1 <= r.ts
-                        <= at / 1000 + 15]
+                # Its model request, if it made one: after it started, before the job's next run did.
+                upto = min((t for t in known if t > at), default=at + 15_000) / 1000
+                mine = [i for i, r in enumerate(out) if item.mark in r.last_user and at / 1000 - 1 <= r.ts < upto]
                 for i in mine[:1]:
                     out[i] = Request(out[i].n, out[i].ts, None, out[i].last_user, out[i].text)
                 if not mine:
                     out.append(Request(synthetic, at / 1000, None, item.mark, item.mark))
                     synthetic -= 1
         return out
+
+    def cut_runs(self) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+        """Runs the gateway listed as running (`runningAtMs` in its cron.list) when its boot ended:
+        2026.2.x keeps no other trace of them, and a run cut before its model call (a 2.x isolated
+        run spends seconds setting up first) is otherwise invisible to the witness."""
+        try:
+            conn = sqlite3.connect(f"file:{self.g.state_dir / 'store.sqlite'}?mode=ro", uri=True, timeout=5)
+            try:
+                rows = conn.execute("SELECT job_id, running_at_ms, state FROM inflight_runs").fetchall()
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            return {}, {}
+        cut: dict[str, list[int]] = {}
+        starts: dict[str, list[int]] = {}
+        for job_id, at, state in rows:
+            starts.setdefault(str(job_id), []).append(int(at))
+            if state == "interrupted":
+                cut.setdefault(str(job_id), []).append(int(at))
+        return cut, starts
 
     def verdict(self) -> Verdict:
         self.collect_runs([item.job_id for item in self.cron_items])
