@@ -500,9 +500,11 @@ class Chaos:
                       if "interrupted" in str(e.get("error") or "")]
             known = sorted({*starts.get(item.job_id, []), *(e.get("runAtMs") for e in self.entries.get(item.job_id, [])
                                                             if isinstance(e.get("runAtMs"), int))})
+            done = {e.get("runAtMs") for e in self.entries.get(item.job_id, [])
+                    if "interrupted" not in str(e.get("error") or "")}
             for at in sorted({*logged, *cut.get(item.job_id, [])}):
-                if not isinstance(at, int):
-                    continue
+                if not isinstance(at, int) or at in done:
+                    continue  # (the gateway's run log says it ended after all)
                 # Its model request, if it made one: after it started, before the job's next run did.
                 upto = min((t for t in known if t > at), default=at + 15_000) / 1000
                 mine = [i for i, r in enumerate(out) if item.mark in r.last_user and at / 1000 - 1 <= r.ts < upto]
