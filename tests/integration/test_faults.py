@@ -79,14 +79,19 @@ def asked(log: Path, text: str) -> int:
     return sum(1 for e in fake_model.read_log(log) if text in e.get("text", ""))
 
 
-def obligations(g: Gatewayd) -> list[dict[str, Any]]:
+def table(g: Gatewayd, name: str) -> list[dict[str, Any]]:
+    """Every row of one of gatewayd's store tables, read-only while the daemon runs."""
     import sqlite3
     conn = sqlite3.connect(f"file:{g.state_dir / 'store.sqlite'}?mode=ro", uri=True)
     conn.row_factory = sqlite3.Row
     try:
-        return [dict(r) for r in conn.execute("SELECT * FROM obligations")]
+        return [dict(r) for r in conn.execute(f"SELECT * FROM {name}")]
     finally:
         conn.close()
+
+
+def obligations(g: Gatewayd) -> list[dict[str, Any]]:
+    return table(g, "obligations")
 
 
 @pytest.mark.parametrize("version", ["2026.9.6", "2026.2.26"])
@@ -179,7 +184,8 @@ def test_a_job_whose_policy_says_never_rerun_is_given_up_visibly_and_the_others_
         ids = {mark: asyncio.run(add_hourly(g.port, "2026.9.6", mark)) for mark in (once, twice)}
         wait_until(lambda: asked(log, f"CRON-{once}") == 1 and asked(log, f"CRON-{twice}") == 1, 20,
                    "both runs at the model")
-        wait_until(lambda: {r["job_id"] for r in inflight_runs(g)} >= set(ids.values()), 10, "both in the store")
+        wait_until(lambda: {r["job_id"] for r in table(g, "inflight_runs")} >= set(ids.values()), 10,
+                   "both in the store")
         delay.write_text("0.2\n")
         os.kill(g.spawned_pids()[-1], signal.SIGKILL)
         wait_until(lambda: len([o for o in obligations(g) if o["kind"] == "cron" and o["state"] != "open"]) == 2, 30,
@@ -195,14 +201,6 @@ def test_a_job_whose_policy_says_never_rerun_is_given_up_visibly_and_the_others_
         assert "given-up" in history and "exhausted (1 of 1)" in history
 
 
-def inflight_runs(g: Gatewayd) -> list[dict[str, Any]]:
-    import sqlite3
-    conn = sqlite3.connect(f"file:{g.state_dir / 'store.sqlite'}?mode=ro", uri=True)
-    conn.row_factory = sqlite3.Row
-    try:
-        return [dict(r) for r in conn.execute("SELECT * FROM inflight_runs")]
-    finally:
-        conn.close()
 
 
 async def start_turn(port: int, mark: str, protocol: int = 4) -> None:
