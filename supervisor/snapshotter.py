@@ -2,8 +2,11 @@
 
 Every `interval_s` (and at once when a `cron`, `agent` or `sessions.changed` event says something
 moved), it reads `sessions.list` and `cron.list`, diffs against the last snapshot and writes only
-the changes, in one transaction. A bad answer is a typed, logged error: the last good snapshot
-stays, the loop goes on. It ends when the RPC connection closes (the monitor reconnects).
+the changes, in one transaction. A run announced by a `cron` "started" event is written at once,
+without waiting for a poll: a gateway killed within one poll of the start would otherwise leave
+no record of it (found by the chaos benchmark on the real 2026.9.6). A bad answer is a typed,
+logged error: the last good snapshot stays, the loop goes on. It ends when the RPC connection
+closes (the monitor reconnects).
 """
 
 from __future__ import annotations
@@ -17,12 +20,16 @@ from typing import Any
 from supervisor import logs
 from supervisor.core.inflight import (
     Delta,
+    Heard,
     InFlight,
     LegacyActivity,
+    RunItem,
+    carry_heard,
     diff,
     merge_legacy_cron_sessions,
     parse_runs,
     parse_sessions,
+    parse_started,
 )
 from supervisor.errors import GatewayError, GatewayProtocolError, GatewayUnavailable, StoreError
 from supervisor.gateway.capabilities import Capabilities
@@ -49,6 +56,12 @@ class Snapshotter:
         self.poke = asyncio.Event()
         self.cycles = 0
         self.last_cycle_ms = 0.0
+        # Runs heard of by `cron` events, until a poll asked for after hearing them decides.
+        self.heard: Heard = {}
+        self.heard_new = asyncio.Event()
+        self.jobs_seen: dict[str, dict[str, Any]] = {}  # the last cron.list's jobs (2.x events carry no job)
+        self.unknown: list[tuple[Any, float]] = []  # started events of jobs not in jobs_seen, when heard
+        self.commit_lock = asyncio.Lock()
 
     def on_event(self, ev: Event) -> None:
         if ev.name == "agent":
@@ -59,7 +72,27 @@ class Snapshotter:
             elif payload.get("stream") == "lifecycle":
                 self.poke.set()
         elif ev.name in POKE_EVENTS:
+            if ev.name == "cron":
+                self._hear(ev.payload)
             self.poke.set()
+
+    def _hear(self, payload: Any) -> None:
+        try:
+            item = parse_started(payload, self.jobs_seen)
+        except GatewayProtocolError as exc:
+            log.warning("cron event not understood; the next poll reads the run", error=str(exc))
+            return
+        if item is None:
+            if isinstance(payload, dict) and payload.get("action") == "started":
+                self.unknown.append((payload, time.monotonic()))  # a job no poll has listed yet
+            return
+        self._heard(item, time.monotonic())
+        self.heard_new.set()
+
+    def _heard(self, item: RunItem, heard_at: float) -> None:
+        log.info("cron run started", job_id=item.job_id, running_at_ms=item.running_at_ms)
+        if item.key not in self.state.runs:
+            self.heard.setdefault(item.key, (item, heard_at))
 
     async def seed(self, rpc: RpcClient) -> None:
         """Start from what the store holds as in flight in this boot, not from nothing: a turn or
@@ -97,6 +130,39 @@ class Snapshotter:
             await self.seed(rpc)
         except GatewayUnavailable:
             return
+        recorder = asyncio.ensure_future(self._record_heard_loop())
+        try:
+            await self._poll_loop(rpc)
+        finally:
+            recorder.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await recorder
+            # A gateway killed just after announcing a run closes this connection at once: what
+            # was heard is written before the boot's end marks it interrupted (one writer, in order).
+            await self._record_heard_logged()
+
+    async def _record_heard_loop(self) -> None:
+        while True:
+            await self.heard_new.wait()
+            self.heard_new.clear()
+            await self._record_heard_logged()
+
+    async def _record_heard_logged(self) -> None:
+        try:
+            await self.record_heard()
+        except StoreError as exc:
+            log.error("run heard of not recorded: store write failed", error=str(exc))
+
+    async def record_heard(self) -> Delta:
+        """Write the runs heard of by events that the snapshot does not hold yet: no RPC, so a
+        slow poll does not delay them."""
+        async with self.commit_lock:
+            fresh = {k: item for k, (item, _) in self.heard.items() if k not in self.state.runs}
+            if not fresh:
+                return Delta()
+            return await self._commit(InFlight(self.state.sessions, {**self.state.runs, **fresh}), "cron event")
+
+    async def _poll_loop(self, rpc: RpcClient) -> None:
         while not rpc.closed.is_set():
             self.poke.clear()
             try:
@@ -107,8 +173,13 @@ class Snapshotter:
                 log.error("snapshot failed: bad gateway answer", error=str(exc), error_type=type(exc).__name__)
             except StoreError as exc:
                 log.error("snapshot not recorded: store write failed", error=str(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.poke.wait(), self.interval_s)
+            # A closed connection ends the wait too: the monitor reconnects at once, not a poll later.
+            waits = [asyncio.ensure_future(self.poke.wait()), asyncio.ensure_future(rpc.closed.wait())]
+            try:
+                await asyncio.wait(waits, timeout=self.interval_s, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
 
     async def take(self, rpc: RpcClient) -> Delta:
         """One poll. Sessions and runs are read apart: a gateway too busy to answer one of them in
@@ -124,6 +195,7 @@ class Snapshotter:
             raise
         except GatewayError as exc:
             failed = exc
+        runs_asked = time.monotonic()
         try:
             runs_payload = await self._all_jobs(rpc)
         except GatewayUnavailable:
@@ -132,30 +204,42 @@ class Snapshotter:
             if failed is not None:
                 raise failed from exc  # nothing was read: the first failure is the one to tell
             failed = exc
-        new = self.build(sessions_payload, runs_payload)
-        if sessions_payload is None:
-            new = InFlight(self.state.sessions, new.runs)
-        if runs_payload is None:
-            new = InFlight(new.sessions, self.state.runs)
-        delta = diff(self.state, new)
-        if delta:
-            await self.records.apply(self.boot, delta)
-            if self.on_delta is not None:
-                self.on_delta(delta)
-            log.info("in flight changed", boot=self.boot, sessions=sorted(new.sessions), runs=len(new.runs),
-                     sessions_started=[s.key for s in delta.sessions_started],
-                     sessions_ended=list(delta.sessions_ended),
-                     runs_started=[list(r.key) for r in delta.runs_started], runs_ended=[list(k) for k in
-                                                                                       delta.runs_ended])
-        self.state = new
+        async with self.commit_lock:  # runs heard of meanwhile are in self.state and self.heard by now
+            new = self.build(sessions_payload, runs_payload, runs_asked)
+            if sessions_payload is None:
+                new = InFlight(self.state.sessions, new.runs)
+            if runs_payload is None:
+                new = InFlight(new.sessions, self.state.runs)
+            delta = await self._commit(new, "poll")
         if failed is not None:
             raise failed  # logged by the loop; the half that was read is recorded
         self.cycles += 1
         self.last_cycle_ms = (time.perf_counter() - t0) * 1000
         return delta
 
-    def build(self, sessions_payload: Any, runs_payload: Any) -> InFlight:
-        runs = parse_runs(runs_payload) if runs_payload is not None else dict(self.state.runs)
+    async def _commit(self, new: InFlight, source: str) -> Delta:
+        delta = diff(self.state, new)
+        if delta:
+            await self.records.apply(self.boot, delta)
+            if self.on_delta is not None:
+                self.on_delta(delta)
+            log.info("in flight changed", boot=self.boot, source=source, sessions=sorted(new.sessions),
+                     runs=len(new.runs), sessions_started=[s.key for s in delta.sessions_started],
+                     sessions_ended=list(delta.sessions_ended),
+                     runs_started=[list(r.key) for r in delta.runs_started],
+                     runs_ended=[list(k) for k in delta.runs_ended])
+        self.state = new
+        return delta
+
+    def build(self, sessions_payload: Any, runs_payload: Any, runs_asked: float = float("-inf")) -> InFlight:
+        if runs_payload is not None:
+            polled = parse_runs(runs_payload)
+            self.jobs_seen = {j["id"]: j for j in runs_payload.get("jobs", [])
+                              if isinstance(j, dict) and isinstance(j.get("id"), str)}
+            self._resolve_unknown()
+            runs, self.heard = carry_heard(polled, self.heard, runs_asked)
+        else:
+            runs = dict(self.state.runs)
         if sessions_payload is None:
             return InFlight({}, runs)
         if self.legacy is not None:
@@ -164,6 +248,19 @@ class Snapshotter:
         else:
             sessions = parse_sessions(sessions_payload)
         return InFlight(sessions, runs)
+
+    def _resolve_unknown(self) -> None:
+        """A 2.x run of a job added just before it started was announced before any poll listed
+        the job: the poll at hand names it now."""
+        for payload, heard_at in self.unknown:
+            try:
+                item = parse_started(payload, self.jobs_seen)
+            except GatewayProtocolError as exc:
+                log.warning("cron event not understood; the next poll reads the run", error=str(exc))
+                continue
+            if item is not None:
+                self._heard(item, heard_at)
+        self.unknown = []
 
     async def _sessions(self, rpc: RpcClient) -> Any:
         if self.caps.legacy:  # no activeOnly, no paging on 2026.2.x

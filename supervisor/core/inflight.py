@@ -190,6 +190,54 @@ def parse_runs(payload: Any, default_agent: str = "main") -> dict[tuple[str, int
     return out
 
 
+def parse_started(payload: Any, known_jobs: Mapping[str, Mapping[str, Any]]) -> RunItem | None:
+    """The run a `cron` event with action "started" announces, or None for any other action or a
+    job not known yet (the next poll reads it). 2026.9.x sends the job with the event; 2026.2.x
+    sends only `jobId` and `runAtMs`, so the job comes from the last `cron.list` (`known_jobs`).
+    Recording it at once matters: a run killed before the next poll would have no record at all."""
+    where = "cron event"
+    event = _obj(payload, where)
+    if event.get("action") != "started":
+        return None
+    job_id = _str(event, "jobId", where)
+    run_at = _int_or_none(event.get("runAtMs"))
+    sent = event.get("job")
+    job = dict(_obj(sent, f"{where}.job") if sent is not None else known_jobs.get(job_id) or {})
+    if not job:
+        return None
+    state = job.get("state") or {}
+    if not isinstance(state, dict):
+        raise GatewayProtocolError(f"{where}.job: field 'state' must be an object")
+    state = dict(state)
+    # The poll's key is `runningAtMs`, set to the instant `runAtMs` names. A job from an earlier
+    # poll may still show its previous run's time, so only a job sent with the event is trusted.
+    if sent is None or _int_or_none(state.get("runningAtMs")) is None:
+        if run_at is None:
+            raise GatewayProtocolError(f"{where}: neither 'runAtMs' nor 'job.state.runningAtMs' is a time")
+        state["runningAtMs"] = run_at
+    job.update(id=job_id, state=state)
+    return next(iter(parse_runs({"jobs": [job]}).values()))
+
+
+RunKey = tuple[str, int]
+Heard = dict[RunKey, tuple[RunItem, float]]
+
+
+def carry_heard(polled: Mapping[RunKey, RunItem], heard: Mapping[RunKey, tuple[RunItem, float]],
+                poll_began: float) -> tuple[dict[RunKey, RunItem], Heard]:
+    """Runs in flight after a `cron.list` poll, given the runs heard of by events (run, when heard,
+    on the same clock as `poll_began`). A run heard after the poll was asked for may be missing
+    from its answer only because the answer is older than the event: it stays in flight until a
+    later poll decides. Returns (runs in flight, runs still to be decided by a poll)."""
+    runs = dict(polled)
+    pending: Heard = {}
+    for key, (item, heard_at) in heard.items():
+        if key not in polled and heard_at >= poll_began:
+            runs[key] = item
+            pending[key] = (item, heard_at)
+    return runs, pending
+
+
 def diff(old: InFlight, new: InFlight) -> Delta:
     started = tuple(s for k, s in new.sessions.items() if k not in old.sessions)
     changed = tuple(s for k, s in new.sessions.items() if k in old.sessions and old.sessions[k] != s)

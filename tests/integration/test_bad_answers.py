@@ -1158,3 +1158,106 @@ async def test_regression_a_sessions_list_timeout_does_not_cost_the_runs(store: 
         with pytest.raises(GatewayTimeout):
             await snap.take(rpc)
     assert list((await records.of_boot(boot)).runs) == [("j1", 1_700_000_000_000)]
+
+
+RUN_AT = 1_700_000_000_500
+
+
+def started_event(version: str) -> dict[str, Any]:
+    """A `cron` "started" event as each version sends it: 2026.9.x with the job, 2026.2.x without."""
+    payload: dict[str, Any] = {"jobId": "j1", "action": "started", "runAtMs": RUN_AT}
+    if version == CURRENT:
+        payload["job"] = job("j1", RUN_AT)
+    return event("cron", payload)
+
+
+@pytest.mark.parametrize("version", [CURRENT, LEGACY])
+async def test_regression_a_run_killed_before_any_poll_is_recorded_from_its_started_event(
+        store: Store, boot: int, version: str) -> None:
+    """Found by the chaos benchmark on the real 2026.9.6: a `cron.run`-fired run reached the model
+    and was killed before the next 2 s poll, so no record of it existed and nothing re-ran it. The
+    gateway announces each run with a `cron` "started" event; the run is recorded from it, even
+    when the connection closes right after (the gateway died)."""
+    async def script(peer: Peer) -> None:
+        await peer.handshake()
+        # The first poll: nothing running yet (2.x events name only the job: this is where it is seen).
+        await peer.send(ok(await peer.req("sessions.list"), {"sessions": [], "hasMore": False}))
+        await peer.send(ok(await peer.req("cron.list"), {"jobs": [job("j1", None)], "hasMore": False}))
+        await peer.send(started_event(version))
+        peer.abort()  # killed: no poll ever sees the run
+
+    r = await run_snapshotter(script, store, boot, version)
+    assert (await r.rows())["runs"] == [("j1", RUN_AT, "running")]
+    [changed] = [e for e in r.logs if e["event"] == "in flight changed"]
+    assert changed["runs_started"] == [["j1", RUN_AT]]
+    stored = (await InflightRecords(store).of_boot(boot)).runs[("j1", RUN_AT)]
+    assert stored == r.snap.state.runs[("j1", RUN_AT)]
+    assert (stored.agent_id, stored.session_target, stored.payload_kind) == ("main", "isolated", "agentTurn")
+
+
+async def test_a_poll_answer_older_than_a_started_event_does_not_end_the_run(store: Store, boot: int) -> None:
+    """The event can overtake a `cron.list` answer the gateway built before the run started: that
+    answer does not show the run, which must not be taken as ended. The next poll decides."""
+    async def script(peer: Peer) -> None:
+        await peer.handshake()
+        await peer.send(ok(await peer.req("sessions.list"), {"sessions": [], "hasMore": False}))
+        req = await peer.req("cron.list")
+        await peer.send(started_event(CURRENT))
+        await peer.send(ok(req, {"jobs": [job("j1", None)], "hasMore": False}))  # built before the start
+        await peer.send(ok(await peer.req("sessions.list"), {"sessions": [], "hasMore": False}))
+        await peer.send(ok(await peer.req("cron.list"), {"jobs": [job("j1", None)], "hasMore": False}))
+        await peer.hold()
+
+    caps = for_version(CURRENT)
+    snap = Snapshotter(InflightRecords(store), boot, caps, interval_s=30)
+    async with scripted(script) as gw, client(gw.url, caps.protocol, snap.on_event, ShortCalls) as rpc:
+        await rpc.connect()
+        await snap.take(rpc)
+        assert list(snap.state.runs) == [("j1", RUN_AT)]  # carried, not ended
+        assert list((await InflightRecords(store).of_boot(boot)).runs) == [("j1", RUN_AT)]
+        await snap.take(rpc)  # asked after the event: its answer is the truth
+        assert snap.state.runs == {} and snap.heard == {}
+
+
+@pytest.mark.parametrize("payload", [
+    {"jobId": "j1", "action": "started", "runAtMs": "soon"},
+    {"jobId": "j1", "action": "started", "runAtMs": RUN_AT, "job": "x"},
+    {"action": "started"},
+    {"jobId": "unknown", "action": "started", "runAtMs": RUN_AT},
+])
+async def test_bad_or_unknown_started_events_record_nothing_and_polls_go_on(
+        store: Store, boot: int, payload: Any) -> None:
+    async def script(peer: Peer) -> None:
+        await peer.handshake()
+        await peer.send(event("cron", payload))
+        await peer.send(ok(await peer.req("sessions.list"), {"sessions": [], "hasMore": False}))
+        await peer.send(ok(await peer.req("cron.list"), GOOD_JOBS))
+        await peer.ws.close(1000, "script done")
+
+    r = await run_snapshotter(script, store, boot)
+    assert (await r.rows())["runs"] == [("j1", 1_700_000_000_000, "running")]  # the poll's run only
+    assert r.errors == []
+
+
+async def test_a_started_event_is_recorded_while_the_polls_go_unanswered(store: Store, boot: int) -> None:
+    """A gateway busy starting runs may not answer the polls in time: the run announced by the
+    event is written without waiting for them."""
+    async def script(peer: Peer) -> None:
+        await peer.handshake()
+        await peer.send(started_event(CURRENT))
+        await peer.hold()  # sessions.list and cron.list are never answered
+
+    caps = for_version(CURRENT)
+    recorded = asyncio.Event()
+    snap = Snapshotter(InflightRecords(store), boot, caps, interval_s=30,
+                       on_delta=lambda d: recorded.set() if d.runs_started else None)
+    async with scripted(script) as gw, client(gw.url, caps.protocol, snap.on_event, ShortCalls) as rpc:
+        await rpc.connect()
+        with capture_logs() as logs:
+            task = asyncio.ensure_future(snap.run(rpc))
+            await asyncio.wait_for(recorded.wait(), 5)
+            assert list((await InflightRecords(store).of_boot(boot)).runs) == [("j1", RUN_AT)]
+            await rpc.close()
+            await asyncio.wait_for(task, 5)
+    [changed] = [e for e in logs if e["event"] == "in flight changed"]
+    assert changed["source"] == "cron event"
