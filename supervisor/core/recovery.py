@@ -153,8 +153,10 @@ def decide_run(ob: RunObligation, view: JobView, policy: RecoveryPolicy, rules: 
     if view.running_at_ms is not None:
         return Decision(Verb.WAIT, "a run is in progress", until_ms=now_ms + int(policy.recheck_s * MS))
     if not ob.one_shot:
+        # Only a run that ended stands for the retry: one cut by a crash did not do the work (found
+        # by the chaos benchmark: a retry cut 4 ms after its start was adopted as its own retry).
         for t in later:
-            if _adoptable(t, planned_ms, policy):
+            if t in view.finished_ms and _adoptable(t, planned_ms, policy):
                 return Decision(Verb.ADOPT, "a regular run in the coalescing window is the retry", run_at_ms=t)
     due = oneshot_deadline_ms(view, rules, ready_at_ms) if ob.one_shot else planned_ms
     if now_ms < due:

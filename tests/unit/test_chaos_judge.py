@@ -215,3 +215,17 @@ def test_a_resume_cut_in_its_turn_needs_one_more_resume_not_a_double() -> None:
     assert (v.interrupted_sessions, v.woken, v.doubled, v.lost) == (2, 2, 0, 0)
     lost = judge(reqs[:2], [], [t], [12.0, 22.0], never_regular)
     assert (lost.interrupted_sessions, lost.lost) == (2, 1)
+
+
+def test_a_request_logged_just_after_a_kill_was_sent_before_it() -> None:
+    """Found in a fake 2026.9.6 run: the resume reached the model's log 14 ms after the kill that
+    cut it (the driver notes the kill's time once os.kill returns; the model logs a request once it
+    has read it). No new gateway can ask anything that soon after a kill: it was cut by that kill,
+    and the next resume belongs to it."""
+    t = TurnItem("main", "MAIN-1", TAG)
+    resume = "[System] Your previous turn was interrupted by a gateway restart ... MAIN-1"
+    reqs = [turn(10, None, "MAIN-1"), req(22.014, None, resume, f"{TAG} {resume}"), follow(30, resume)]
+    v = judge(reqs, [], [t], [12.0, 22.0], never_regular, slack=0.5)
+    assert (v.interrupted_sessions, v.woken, v.doubled, v.lost) == (2, 2, 0, 0)
+    strict = judge(reqs, [], [t], [12.0, 22.0], never_regular, slack=0.0)
+    assert strict.doubled == 1  # taken as begun after the kill: two follow-ups of the first one

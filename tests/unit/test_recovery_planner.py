@@ -20,7 +20,7 @@ deadline.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 from hypothesis import given, settings
@@ -279,9 +279,11 @@ class RunCase:
 
 
 def view(*, exists: bool = True, enabled: bool = True, running: int | None = None, seen: tuple[int, ...] = (),
-         catchup: int | None = CATCHUP, next_run: int | None = None) -> JobView:
+         catchup: int | None = CATCHUP, next_run: int | None = None, cut: tuple[int, ...] = ()) -> JobView:
+    """Runs seen ended normally, except the interrupted run itself and those `cut` by a crash."""
     return JobView(exists=exists, enabled=enabled, running_at_ms=running, run_starts_ms=seen,
-                   startup_catchup_at_ms=catchup, next_run_at_ms=next_run)
+                   startup_catchup_at_ms=catchup, next_run_at_ms=next_run,
+                   finished_ms=tuple(t for t in seen if t != R and t not in cut))
 
 
 def _recurring_rows(legacy: bool) -> list[RunCase]:
@@ -377,6 +379,16 @@ def _recurring_rows(legacy: bool) -> list[RunCase]:
         c("runs-outside-then-inside-window-inside-adopted", view(seen=(READY + S, P + 5 * S)), 1, P + 6 * S,
           ADOPT(P + 5 * S)),
         c("runs-outside-window-on-both-sides-send", view(seen=(P - W - 1, P + W + 1, R)), 1, P + W + 1, SEND(2)),
+        # a run cut by a crash did not do the work: never adopted as the retry
+        c("cut-run-inside-window-now-at-planned-send", view(seen=(P,), cut=(P,)), 1, P, SEND(2)),
+        c("cut-run-inside-window-now-before-planned-wait", view(seen=(P - 30 * S,), cut=(P - 30 * S,)), 1,
+          P - 20 * S, WAIT(P)),
+        c("cut-then-finished-run-inside-window-finished-adopted", view(seen=(P - 30 * S, P + 5 * S),
+                                                                       cut=(P - 30 * S,)), 1, P + 6 * S,
+          ADOPT(P + 5 * S)),
+        # found by the chaos benchmark: the retry (attempt 2) was cut 4 ms after its start, and then
+        # adopted as its own retry
+        c("regression-retry-cut-just-after-start-send-attempt3", view(seen=(P,), cut=(P,)), 2, P + S, SEND(3)),
     ]
 
 
@@ -536,6 +548,7 @@ def _violations(ob: RunObligation, view: JobView, policy: RecoveryPolicy, rules:
     bad: list[str] = []
     window = int(policy.coalesce_window_s * S)
     starts = [*view.run_starts_ms, *([view.running_at_ms] if view.running_at_ms is not None else [])]
+    done_or_running = [*view.finished_ms, *([view.running_at_ms] if view.running_at_ms is not None else [])]
     if not d.reason:
         bad.append("no reason")
     if d.verb is Verb.SEND:
@@ -543,7 +556,7 @@ def _violations(ob: RunObligation, view: JobView, policy: RecoveryPolicy, rules:
         if ob.one_shot and any(t > ob.running_at_ms for t in starts):
             bad.append("(1) one-shot SEND although a later run exists")
         if not ob.one_shot and window > 0 and any(
-                t > ob.interrupted_at_ms and abs(t - planned) <= window for t in starts):
+                t > ob.interrupted_at_ms and abs(t - planned) <= window for t in done_or_running):
             bad.append("(1) recurring SEND although a run after the interruption is in the coalescing window")
         if view.running_at_ms is not None:
             bad.append("(1) SEND while a run is in progress")
@@ -572,10 +585,12 @@ def _violations(ob: RunObligation, view: JobView, policy: RecoveryPolicy, rules:
             bad.append("ADOPT of a run that is not a later run seen")
         if not ob.one_shot and not (window > 0 and abs(d.run_at_ms - planned) <= window):
             bad.append("recurring ADOPT outside the coalescing window")
+        if not ob.one_shot and d.run_at_ms not in done_or_running:
+            bad.append("recurring ADOPT of a run cut by a crash")
     elif d.run_at_ms != 0:
         bad.append("only ADOPT carries run_at_ms")
-    if d.verb is Verb.DONE and (not ob.one_shot or view.exists):
-        bad.append("DONE for a recurring job or a one-shot that still exists")
+    if d.verb is Verb.DONE and (not ob.one_shot or view.exists) and ob.running_at_ms not in view.finished_ms:
+        bad.append("DONE for a recurring job or a one-shot that still exists, whose run did not end")
     if d.verb is Verb.GIVE_UP and not (
             (not ob.one_shot and not view.exists) or not view.enabled or ob.attempt >= policy.max_attempts):
         bad.append("GIVE_UP for an existing, enabled job with attempts left")
@@ -583,7 +598,8 @@ def _violations(ob: RunObligation, view: JobView, policy: RecoveryPolicy, rules:
 
 
 def _expected_by_design(one_shot: bool, legacy: bool, exists: bool, enabled: bool, running: int | None,
-                        seen: tuple[int, ...], attempt: int, now: int, window_s: float) -> Exp:
+                        seen: tuple[int, ...], attempt: int, now: int, window_s: float,
+                        cut: tuple[int, ...] = ()) -> Exp:
     """The precedence DESIGN describes ("Never do work twice", correction 1), as a reference model."""
     later = sorted(t for t in seen if t > R)
     window = int(window_s * S)
@@ -603,7 +619,7 @@ def _expected_by_design(one_shot: bool, legacy: bool, exists: bool, enabled: boo
         if running > R and (one_shot or adoptable(running)):
             return ADOPT(running)
         return WAIT(now + RECHECK)  # a run is in progress: decide again
-    in_window = [t for t in later if adoptable(t)]
+    in_window = [t for t in later if adoptable(t) and t not in cut]  # a cut run did not do the work
     if not one_shot and in_window:
         return ADOPT(in_window[0])
     due = deadline_for(legacy) if one_shot else P
@@ -638,7 +654,10 @@ SEEN = {  # name -> run starts seen (run log and snapshots)
     "1ms-after-window": (P + W + 1,),
     "duplicates-inside": (P - 30 * S, R, P - 30 * S, R),
     "outside-and-inside": (P + W + 1, READY + S, P + 5 * S),
+    "cut-inside-before-planned": (P - 30 * S,),
+    "cut-and-finished-inside": (P - 30 * S, P + 5 * S),
 }
+CUT = {"cut-inside-before-planned": (P - 30 * S,), "cut-and-finished-inside": (P - 30 * S,)}  # cut by a crash
 NOW = {
     "right-after-ready": READY,
     "1ms-before-2x-deadline": D2 - 1,
@@ -669,11 +688,12 @@ def test_decide_run_grid_running_x_seen_x_now_x_window(g: tuple[bool, bool, bool
             RUNNING_NOW.items(), SEEN.items(), NOW.items(), (120.0, 0.0)):
         if any(t > now for t in seen) or (running is not None and running > now):
             continue
-        v = view(exists=exists, enabled=enabled, running=running, seen=seen)
+        cut = CUT.get(sn, ())
+        v = view(exists=exists, enabled=enabled, running=running, seen=seen, cut=cut)
         ob = RunObligation(JOB, R, I, attempt, one_shot)
         policy = RecoveryPolicy(coalesce_window_s=window_s)
         d = decide_run(ob, v, policy, rules, now_ms=now, ready_at_ms=READY, planned_ms=P)
-        e = _expected_by_design(one_shot, legacy, exists, enabled, running, seen, attempt, now, window_s)
+        e = _expected_by_design(one_shot, legacy, exists, enabled, running, seen, attempt, now, window_s, cut)
         case = f"{rn}/seen-{sn}/now-{nn}/window-{window_s:g}s"
         if (d.verb, d.attempt, d.until_ms, d.run_at_ms) != (e.verb, e.attempt, e.until_ms, e.run_at_ms):
             failures.append(f"{case}: got {d}, expected {e}")
@@ -701,9 +721,10 @@ def _inputs(draw: st.DrawFn) -> tuple[RunObligation, JobView, RecoveryPolicy, Ve
                                | st.floats(0.0, 900.0)),
         recheck_s=draw(st.sampled_from([1.0, 15.0, 60.0])),
         jitter=draw(st.sampled_from([0.0, 0.2])))
+    starts = tuple(draw(st.lists(near, max_size=6)))
     v = JobView(exists=draw(st.booleans()), enabled=draw(st.booleans()), running_at_ms=draw(st.none() | near),
-                run_starts_ms=tuple(draw(st.lists(near, max_size=6))),
-                startup_catchup_at_ms=draw(_opt_times), next_run_at_ms=draw(_opt_times))
+                run_starts_ms=starts, startup_catchup_at_ms=draw(_opt_times), next_run_at_ms=draw(_opt_times),
+                finished_ms=tuple(t for t in starts if draw(st.booleans())))
     rules = VersionRules.for_caps(draw(st.booleans()))
     settled = ready + int(rules.settle_max_s * S * draw(st.floats(0.0, 1.0)))
     planned = planned_at_ms(ob, policy, draw(st.floats(0.0, 0.999)), settled) if draw(st.booleans()) else draw(_times)
@@ -748,11 +769,12 @@ def test_decide_run_a_later_run_seen_never_turns_a_non_send_into_a_send(
     """Seeing one more run can only settle an obligation, never cause a retry."""
     ob, v, policy, rules, now, ready, planned = args
     before = decide_run(ob, v, policy, rules, now_ms=now, ready_at_ms=ready, planned_ms=planned)
-    more = JobView(v.exists, v.enabled, v.running_at_ms, (*v.run_starts_ms, extra), v.startup_catchup_at_ms,
-                   v.next_run_at_ms)
-    after = decide_run(ob, more, policy, rules, now_ms=now, ready_at_ms=ready, planned_ms=planned)
-    if after.verb is Verb.SEND:
-        assert before == after
+    for finished in (False, True):  # cut by a crash, or ended
+        more = replace(v, run_starts_ms=(*v.run_starts_ms, extra),
+                       finished_ms=(*v.finished_ms, extra) if finished else v.finished_ms)
+        after = decide_run(ob, more, policy, rules, now_ms=now, ready_at_ms=ready, planned_ms=planned)
+        if after.verb is Verb.SEND:
+            assert before == after
 
 
 # ---------------------------------------------------------------------------------------------
