@@ -2,9 +2,9 @@
 
 Every `interval_s` (and at once when a `cron`, `agent` or `sessions.changed` event says something
 moved), it reads `sessions.list` and `cron.list`, diffs against the last snapshot and writes only
-the changes, in one transaction. A run announced by a `cron` "started" event is written at once,
-without waiting for a poll: a gateway killed within one poll of the start would otherwise leave
-no record of it (found by the chaos benchmark on the real 2026.9.6). A bad answer is a typed,
+the changes, in one transaction. A run a 2026.9.x `cron` "started" event announces is written at
+once, without waiting for a poll: a gateway killed within one poll of the start would otherwise
+leave no record of it (found by the chaos benchmark on the real 2026.9.6). A bad answer is a typed,
 logged error: the last good snapshot stays, the loop goes on. It ends when the RPC connection
 closes (the monitor reconnects).
 """
@@ -23,7 +23,6 @@ from supervisor.core.inflight import (
     Heard,
     InFlight,
     LegacyActivity,
-    RunItem,
     carry_heard,
     diff,
     merge_legacy_cron_sessions,
@@ -59,8 +58,6 @@ class Snapshotter:
         # Runs heard of by `cron` events, until a poll asked for after hearing them decides.
         self.heard: Heard = {}
         self.heard_new = asyncio.Event()
-        self.jobs_seen: dict[str, dict[str, Any]] = {}  # the last cron.list's jobs (2.x events carry no job)
-        self.unknown: list[tuple[Any, float]] = []  # started events of jobs not in jobs_seen, when heard
         self.commit_lock = asyncio.Lock()
 
     def on_event(self, ev: Event) -> None:
@@ -78,21 +75,16 @@ class Snapshotter:
 
     def _hear(self, payload: Any) -> None:
         try:
-            item = parse_started(payload, self.jobs_seen)
+            item = parse_started(payload)
         except GatewayProtocolError as exc:
             log.warning("cron event not understood; the next poll reads the run", error=str(exc))
             return
         if item is None:
-            if isinstance(payload, dict) and payload.get("action") == "started":
-                self.unknown.append((payload, time.monotonic()))  # a job no poll has listed yet
             return
-        self._heard(item, time.monotonic())
-        self.heard_new.set()
-
-    def _heard(self, item: RunItem, heard_at: float) -> None:
         log.info("cron run started", job_id=item.job_id, running_at_ms=item.running_at_ms)
         if item.key not in self.state.runs:
-            self.heard.setdefault(item.key, (item, heard_at))
+            self.heard.setdefault(item.key, (item, time.monotonic()))
+            self.heard_new.set()
 
     async def seed(self, rpc: RpcClient) -> None:
         """Start from what the store holds as in flight in this boot, not from nothing: a turn or
@@ -233,11 +225,7 @@ class Snapshotter:
 
     def build(self, sessions_payload: Any, runs_payload: Any, runs_asked: float = float("-inf")) -> InFlight:
         if runs_payload is not None:
-            polled = parse_runs(runs_payload)
-            self.jobs_seen = {j["id"]: j for j in runs_payload.get("jobs", [])
-                              if isinstance(j, dict) and isinstance(j.get("id"), str)}
-            self._resolve_unknown()
-            runs, self.heard = carry_heard(polled, self.heard, runs_asked)
+            runs, self.heard = carry_heard(parse_runs(runs_payload), self.heard, runs_asked)
         else:
             runs = dict(self.state.runs)
         if sessions_payload is None:
@@ -248,19 +236,6 @@ class Snapshotter:
         else:
             sessions = parse_sessions(sessions_payload)
         return InFlight(sessions, runs)
-
-    def _resolve_unknown(self) -> None:
-        """A 2.x run of a job added just before it started was announced before any poll listed
-        the job: the poll at hand names it now."""
-        for payload, heard_at in self.unknown:
-            try:
-                item = parse_started(payload, self.jobs_seen)
-            except GatewayProtocolError as exc:
-                log.warning("cron event not understood; the next poll reads the run", error=str(exc))
-                continue
-            if item is not None:
-                self._heard(item, heard_at)
-        self.unknown = []
 
     async def _sessions(self, rpc: RpcClient) -> Any:
         if self.caps.legacy:  # no activeOnly, no paging on 2026.2.x
