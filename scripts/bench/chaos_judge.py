@@ -13,7 +13,7 @@ A request is *interrupted* by the first gateway kill (kill -9 or SIGSTOP, a free
 interruption from the moment it starts) after it began, when its answer had not fully left the
 model `slack` seconds before that kill (the gateway records a finished run within milliseconds of
 the answer, but not in zero time); within the slack it is *ambiguous*: either outcome is right. A
-request logged less than `slack` after a kill was sent before it (no new gateway asks that soon).
+request logged less than 50 ms after a kill was sent before it (no new gateway asks that soon).
 
 Cron items, per interruption, over the window up to the item's next interruption:
 - a re-run is a start that is not a regular one (the first start of an hourly or one-shot item;
@@ -109,12 +109,17 @@ def interruption(req: Request, kills: Sequence[float], slack: float) -> tuple[st
     return "completed", kill
 
 
-def _sent_before_kill(req: Request, kills: Sequence[float], slack: float) -> Request:
-    """A request logged less than `slack` after a kill was sent before it: the kill's time is noted
-    once os.kill returns and the model logs a request once it has read it, while no new gateway can
-    ask anything that soon (found in a fake run: a resume logged 14 ms after the kill that cut it)."""
+SENT_BEFORE_KILL_S = 0.05
+
+
+def _sent_before_kill(req: Request, kills: Sequence[float]) -> Request:
+    """A request logged less than 50 ms after a kill was sent before it: the kill's time is noted
+    once os.kill returns and the model logs a request once it has read it (found in a fake run: a
+    resume logged 14 ms after the kill that cut it). No new gateway asks anything that soon: the
+    fake one, the fastest, boots in 0.1 s after its spawn, and 2026.2.x re-runs missed jobs before
+    it is ready (a fake run showed one 0.45 s after a kill, so the answer's slack is too wide)."""
     i = bisect.bisect_right(kills, req.ts) - 1
-    if i >= 0 and req.ts - kills[i] < slack:
+    if i >= 0 and req.ts - kills[i] < SENT_BEFORE_KILL_S:
         return replace(req, ts=kills[i] - 1e-6)
     return req
 
@@ -123,7 +128,7 @@ def judge(requests: Sequence[Request], cron_items: Sequence[CronItem], turns: Se
           gateway_kills: Sequence[float], regular: Regular, slack: float = 0.5, *,
           coalesce_s: float = 120.0, horizon_s: float = float("inf"), max_attempts: int = 3) -> Verdict:
     kills = sorted(gateway_kills)
-    reqs = sorted((_sent_before_kill(r, kills, slack) for r in requests), key=lambda r: r.ts)
+    reqs = sorted((_sent_before_kill(r, kills) for r in requests), key=lambda r: r.ts)
     v = Verdict()
     for item in cron_items:
         _judge_cron(item, [r for r in reqs if item.mark in r.last_user], kills, regular, slack, coalesce_s,

@@ -227,5 +227,13 @@ def test_a_request_logged_just_after_a_kill_was_sent_before_it() -> None:
     reqs = [turn(10, None, "MAIN-1"), req(22.014, None, resume, f"{TAG} {resume}"), follow(30, resume)]
     v = judge(reqs, [], [t], [12.0, 22.0], never_regular, slack=0.5)
     assert (v.interrupted_sessions, v.woken, v.doubled, v.lost) == (2, 2, 0, 0)
-    strict = judge(reqs, [], [t], [12.0, 22.0], never_regular, slack=0.0)
-    assert strict.doubled == 1  # taken as begun after the kill: two follow-ups of the first one
+    later = [reqs[0], req(22.3, None, resume, f"{TAG} {resume}"), reqs[2]]
+    v = judge(later, [], [t], [12.0, 22.0], never_regular, slack=0.5)
+    assert v.doubled == 1  # 0.3 s after the kill: a new gateway's request (2.x re-runs missed jobs that soon)
+
+
+def test_a_gateways_first_run_soon_after_a_kill_is_not_taken_as_cut_by_it() -> None:
+    """Found in a fake 2026.2.26 run: the new gateway re-ran a missed hourly slot 0.45 s after the
+    previous one was killed; taken as sent before that kill, it was counted as cut and lost."""
+    v = judge([run(30.45, 40.0)], [JOB], [], [30.0], never_regular, slack=0.5)
+    assert (v.lost, v.doubled, v.interrupted_runs) == (0, 0, 0)
