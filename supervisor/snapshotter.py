@@ -197,12 +197,17 @@ class Snapshotter:
                 raise failed from exc  # nothing was read: the first failure is the one to tell
             failed = exc
         async with self.commit_lock:  # runs heard of meanwhile are in self.state and self.heard by now
-            new = self.build(sessions_payload, runs_payload, runs_asked)
+            new, undecided = self.build(sessions_payload, runs_payload, runs_asked)
             if sessions_payload is None:
                 new = InFlight(self.state.sessions, new.runs)
             if runs_payload is None:
                 new = InFlight(new.sessions, self.state.runs)
+            considered = set(self.heard)
             delta = await self._commit(new, "poll")
+            # Only now that the poll is written may the runs it decided leave `heard`: a failed
+            # write keeps them there for the next write (or the last one as the connection
+            # closes). Runs heard during the write stay too (found by a review).
+            self.heard = {**undecided, **{k: v for k, v in self.heard.items() if k not in considered}}
         if failed is not None:
             raise failed  # logged by the loop; the half that was read is recorded
         self.cycles += 1
@@ -223,19 +228,21 @@ class Snapshotter:
         self.state = new
         return delta
 
-    def build(self, sessions_payload: Any, runs_payload: Any, runs_asked: float = float("-inf")) -> InFlight:
+    def build(self, sessions_payload: Any, runs_payload: Any,
+              runs_asked: float = float("-inf")) -> tuple[InFlight, Heard]:
+        """The snapshot the answers show, and the heard runs a later poll must still decide."""
         if runs_payload is not None:
-            runs, self.heard = carry_heard(parse_runs(runs_payload), self.heard, runs_asked)
+            runs, undecided = carry_heard(parse_runs(runs_payload), self.heard, runs_asked)
         else:
-            runs = dict(self.state.runs)
+            runs, undecided = dict(self.state.runs), dict(self.heard)
         if sessions_payload is None:
-            return InFlight({}, runs)
+            return InFlight({}, runs), undecided
         if self.legacy is not None:
             sessions = parse_sessions(sessions_payload, self.legacy.active())
             sessions = merge_legacy_cron_sessions(sessions, runs.values())
         else:
             sessions = parse_sessions(sessions_payload)
-        return InFlight(sessions, runs)
+        return InFlight(sessions, runs), undecided
 
     async def _sessions(self, rpc: RpcClient) -> Any:
         if self.caps.legacy:  # no activeOnly, no paging on 2026.2.x

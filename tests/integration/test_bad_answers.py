@@ -34,6 +34,7 @@ from supervisor.errors import (
     GatewayRpcError,
     GatewayTimeout,
     GatewayUnavailable,
+    StoreError,
 )
 from supervisor.gateway.capabilities import Capabilities, for_version
 from supervisor.gateway.launch import GatewayAuth, LaunchSpec, Secret
@@ -1218,10 +1219,11 @@ async def test_a_poll_answer_older_than_a_started_event_does_not_end_the_run(sto
 
 
 @pytest.mark.parametrize("payload", [
-    {"jobId": "j1", "action": "started", "runAtMs": "soon"},
+    {"jobId": "j1", "action": "started", "runAtMs": "soon", "job": job("j1", None)},
     {"jobId": "j1", "action": "started", "runAtMs": RUN_AT, "job": "x"},
-    {"action": "started"},
-    {"jobId": "unknown", "action": "started", "runAtMs": RUN_AT},
+    {"action": "started", "job": job("j1", RUN_AT)},
+    {"jobId": "j1", "action": "started", "runAtMs": RUN_AT, "job": job("j1", {"at": 5})},
+    {"jobId": "unknown", "action": "started", "runAtMs": RUN_AT},  # no job: 2.x's form, left to the poll
 ])
 async def test_bad_or_unknown_started_events_record_nothing_and_polls_go_on(
         store: Store, boot: int, payload: Any) -> None:
@@ -1275,3 +1277,46 @@ async def test_a_started_event_is_recorded_while_the_polls_go_unanswered(store: 
             await asyncio.wait_for(task, 5)
     [changed] = [e for e in logs if e["event"] == "in flight changed"]
     assert changed["source"] == "cron event"
+
+
+class FailingWrites(InflightRecords):
+    """Store writes fail (a full disk) until `failing` is cleared; `failed` is set at the second failure."""
+
+    def __init__(self, store: Store) -> None:
+        super().__init__(store)
+        self.failing = True
+        self.failures = 0
+        self.failed = asyncio.Event()
+
+    async def apply(self, boot: int, delta: Any) -> None:
+        if self.failing:
+            self.failures += 1
+            if self.failures >= 2:
+                self.failed.set()
+            raise StoreError("disk I/O error (test)")
+        await super().apply(boot, delta)
+
+
+async def test_a_heard_run_whose_writes_failed_is_written_as_the_connection_closes(store: Store, boot: int) -> None:
+    """Found by a review: the poll that confirmed a heard run took it out of `heard` before its own
+    write had succeeded, so when that write failed too the last write as the connection closed had
+    nothing left to write: no record, no obligation, the run lost if the gateway died then."""
+    records = FailingWrites(store)
+
+    async def script(peer: Peer) -> None:
+        await peer.handshake()
+        await peer.send(started_event())
+        await peer.send(ok(await peer.req("sessions.list"), {"sessions": [], "hasMore": False}))
+        await peer.send(ok(await peer.req("cron.list"), {"jobs": [job("j1", RUN_AT)], "hasMore": False}))
+        await records.failed.wait()  # the recorder's write and the poll's have both failed
+        records.failing = False
+        peer.abort()  # the gateway dies
+
+    caps = for_version(CURRENT)
+    snap = Snapshotter(records, boot, caps, interval_s=30)
+    async with scripted(script) as gw, client(gw.url, caps.protocol, snap.on_event, ShortCalls) as rpc:
+        await rpc.connect()
+        async with asyncio.timeout(5):
+            await snap.run(rpc)
+    assert records.failures == 2
+    assert list((await InflightRecords(store).of_boot(boot)).runs) == [("j1", RUN_AT)]
