@@ -71,8 +71,6 @@ def test_in_flight_work_is_snapshotted_and_survives_both_kills(tmp_path: Path, m
         gateway_pid = g.spawned_pids()[-1]
         os.kill(gateway_pid, signal.SIGKILL)
         g.wait_event("gateway exited")
-        # The exit is logged just before the boot's end is written (a CI rehearsal read in between).
-        wait_until(lambda: any(e["kind"] == "boot-ended" for e in rows(g, "events")), 30, "the boot's end in the store")
         run = [r for r in rows(g, "inflight_runs") if r["job_id"] == job_id]
         main = [s for s in rows(g, "inflight_sessions") if s["key"] == "agent:main:main"]
         assert [r["state"] for r in run] == ["interrupted"]
