@@ -1,12 +1,14 @@
 """Crash points: named steps of recovery at which gatewayd exits at once when told to, the way
 FoundationDB and TiKV test their recovery paths. `GATEWAYD_CRASH_AT=<step>` in the environment;
-tests start gatewayd with it, watch it die at that step, and start it again without it."""
+tests start gatewayd with it, watch it die at that step, and start it again without it.
+`spawned` is a step of supervision, not recovery: a gateway started, its boot not yet recorded."""
 
 from __future__ import annotations
 
 import os
 
 STEPS = ("planned", "journaled", "dispatched", "answered", "recorded")
+SUPERVISION_STEPS = ("spawned",)
 CRASH_EXIT = 70
 
 

@@ -26,9 +26,10 @@ from supervisor.control.server import ControlServer, socket_path
 from supervisor.core.model import ExitKind, Intent, ProbeOutcome, SupervisionState, transition
 from supervisor.core.policy import ExitFacts, NextStep, RestartDecision, RestartTracker, classify
 from supervisor.core.probestate import ProbeMachine, Verdict
+from supervisor.crashpoints import crashpoint
 from supervisor.errors import GatewayError, LaunchError, StoreError, StoreUnavailable
 from supervisor.events import BootEnded, BootStarted, EventBus, GatewayReady, ShutdownAnnounced
-from supervisor.gateway import launch
+from supervisor.gateway import jobstore, launch
 from supervisor.gateway.child import HELPER_PIDS, ExitInfo, GatewayChild, become_subreaper, process_key
 from supervisor.gateway.launch import LaunchSpec
 from supervisor.gateway.ports import port_owners
@@ -217,6 +218,25 @@ class Daemon:
             log.warning("previous boot had no recorded end", boot=row["id"], pid=pid, alive=alive,
                         exit_kind=end.exit_kind)
 
+    async def _salvage_left_running(self, spec: LaunchSpec) -> None:
+        """2.x: runs the dead gateway's jobs file still shows running, which no snapshot saw,
+        become obligations before the next gateway clears the marks (gateway/jobstore.py)."""
+        if spec.cron_store is None:
+            return
+        try:
+            runs = await asyncio.to_thread(jobstore.left_running, spec.cron_store)
+        except jobstore.JobStoreError as exc:
+            log.error("cannot read the gateway's jobs file; runs it left running are not recovered", error=str(exc))
+            return
+        if not runs:
+            return
+        result = await self._record(self.inflight.record_unseen(runs.values()))
+        added = result[1] if result is not None else []
+        # `unseen`: the runs no snapshot had recorded, now obligations of the boot they started in.
+        (log.warning if added else log.info)("the dead gateway's jobs file shows runs left running",
+                                             runs=[list(k) for k in runs],
+                                             unseen=[[*r.key, boot] for boot, r in added])
+
     async def _stop_stale(self, pid: int) -> None:
         import psutil
 
@@ -307,6 +327,8 @@ class Daemon:
             if adopt is not None:
                 await self._record(self.records.ended(adopt[0], BootEnd(
                     None, str(ExitKind.VANISHED), "ended while gatewayd was down", True, {})))
+            if spec.capabilities.legacy:
+                await self._salvage_left_running(spec)
             try:
                 pid = await child.spawn()
             except LaunchError as exc:
@@ -314,8 +336,12 @@ class Daemon:
                 c = classify(ExitFacts(Intent.NONE, 127))
                 return self.tracker.on_exit(c, self.clock.monotonic(), self.rand())
             assert child.key is not None
-            boot = await self._record(self.records.started(pid, child.key[1], spec.port,
-                                                           spec.capabilities.version)) or 0
+            crashpoint("spawned")
+            try:
+                boot = await self._record(self.records.started(pid, child.key[1], spec.port,
+                                                               spec.capabilities.version)) or 0
+            finally:
+                child.open_gate()  # recorded (or the store is failing: the gateway starts all the same)
             log.info("gateway spawned", boot=boot, pid=pid, port=spec.port, version=spec.capabilities.version,
                      argv=list(spec.argv))
         spawned_at = self.clock.monotonic()
@@ -390,13 +416,14 @@ class Daemon:
         if c.kind in (ExitKind.CONFIG_ERROR, ExitKind.CRASH, ExitKind.CONFLICT):
             diagnostics.setdefault("last_lines", self.output.last_lines(10) if self.output else [])
         decision = self.tracker.on_exit(c, self.clock.monotonic(), self.rand())
+        # Written before it is announced, so whoever reads the log or the bus finds the boot's end stored.
+        await self._record(self.records.ended(watch.boot, BootEnd(returncode, str(c.kind), c.detail,
+                                                                  c.needs_recovery, diagnostics)))
         self.bus.publish(BootEnded(watch.boot, child.pid, str(c.kind), returncode, exited_at, c.needs_recovery))
         log.warning("gateway exited", boot=watch.boot, pid=child.pid, returncode=returncode, exit_kind=str(c.kind),
                     detail=c.detail, counts_as_crash=c.counts_as_crash, needs_recovery=c.needs_recovery,
                     next=str(decision.step), delay_s=round(decision.delay_s, 3), crash_loop=decision.crash_loop,
                     consecutive_crashes=decision.consecutive_crashes, was_ready=watch.ready)
-        await self._record(self.records.ended(watch.boot, BootEnd(returncode, str(c.kind), c.detail,
-                                                                  c.needs_recovery, diagnostics)))
         return decision
 
     async def _probe_loop(self, watch: BootWatch, probe: Probe, spec: LaunchSpec) -> Verdict:
@@ -493,7 +520,7 @@ class Daemon:
                 hold = watch.ready_at_ms + int(self.cfg.recovery.hold_after_crash_loop_s * 1000) \
                     if self.tracker.crash_loop else 0
                 recovery = Recovery(self.journal, self.cfg.recovery, caps, watch.boot, watch.ready_at_ms,
-                                    self.inflight.seen_active, self.rand, hold)
+                                    self.inflight.seen_active, self.rand, hold, snapshotter.looked)
                 await asyncio.gather(snapshotter.run(rpc), self._guarded(recovery.run(rpc), "recovery"),
                                      self._tick_watch(rpc, hello.tick_interval_ms))
                 await rpc.closed.wait()

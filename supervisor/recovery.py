@@ -52,6 +52,7 @@ REASONS = {"crash": "crash", "hang-kill": "hang", "boot-timeout": "boot timeout"
 
 INTERRUPTED = "interrupted"  # 2026.9.x logs an interrupted run as "cron: job interrupted by gateway restart"
 CONFIRM_POLL_MS = 2000  # while a retry's run or a notice's turn is awaited
+FIRST_LOOK_S = 30.0  # at most this long for the snapshotter's first poll before deciding there is nothing to do
 MAX_NOTICES = 2  # a notice lost with its gateway is sent again, this many in all
 
 
@@ -62,7 +63,7 @@ def now_ms() -> int:
 class Recovery:
     def __init__(self, journal: Journal, policy: RecoveryPolicy, caps: Capabilities, boot: int, ready_at_ms: int,
                  seen_active: Callable[[str, int | None, int], Any], rand: Callable[[], float],
-                 hold_until_ms: int = 0) -> None:
+                 hold_until_ms: int = 0, first_look: asyncio.Event | None = None) -> None:
         self.journal = journal
         self.policy = policy
         self.caps = caps
@@ -72,6 +73,7 @@ class Recovery:
         self.seen_active = seen_active  # async (session key, boot or None for any, since ms) -> bool
         self.rand = rand
         self.hold_until_ms = hold_until_ms
+        self.first_look = first_look  # the snapshotter's first poll, which records runs cut unseen
         self.settled_at_ms = ready_at_ms + int(self.rules.settle_max_s * MS)
         self.next_send_ms = 0
         self.grace_ms = int(policy.unanswered_grace_s * MS)
@@ -88,6 +90,9 @@ class Recovery:
                 t.cancel()
 
     async def _run(self, rpc: RpcClient) -> None:
+        if self.first_look is not None:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.first_look.wait(), FIRST_LOOK_S)
         if not await self.journal.open_obligations():
             return
         if self.caps.has_method("system.info") and not self.caps.legacy:

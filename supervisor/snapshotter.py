@@ -23,9 +23,11 @@ from supervisor.core.inflight import (
     Heard,
     InFlight,
     LegacyActivity,
+    RunKey,
     carry_heard,
     diff,
     merge_legacy_cron_sessions,
+    parse_left_behind,
     parse_runs,
     parse_sessions,
     parse_started,
@@ -59,6 +61,11 @@ class Snapshotter:
         self.heard: Heard = {}
         self.heard_new = asyncio.Event()
         self.commit_lock = asyncio.Lock()
+        # Marks `cron.list` shows from a boot that has ended (cut runs the gateway has not repaired
+        # yet, or has repaired into lastError): never runs of this boot. `checked`: asked already.
+        self.cut: set[RunKey] = set()
+        self.checked: set[RunKey] = set()
+        self.looked = asyncio.Event()  # a first poll was tried: recovery then knows every cut run
 
     def on_event(self, ev: Event) -> None:
         if ev.name == "agent":
@@ -165,6 +172,7 @@ class Snapshotter:
                 log.error("snapshot failed: bad gateway answer", error=str(exc), error_type=type(exc).__name__)
             except StoreError as exc:
                 log.error("snapshot not recorded: store write failed", error=str(exc))
+            self.looked.set()
             # A closed connection ends the wait too: the monitor reconnects at once, not a poll later.
             waits = [asyncio.ensure_future(self.poke.wait()), asyncio.ensure_future(rpc.closed.wait())]
             try:
@@ -196,6 +204,8 @@ class Snapshotter:
             if failed is not None:
                 raise failed from exc  # nothing was read: the first failure is the one to tell
             failed = exc
+        if runs_payload is not None:
+            await self._set_aside_cut(runs_payload)
         async with self.commit_lock:  # runs heard of meanwhile are in self.state and self.heard by now
             new, undecided = self.build(sessions_payload, runs_payload, runs_asked)
             if sessions_payload is None:
@@ -213,6 +223,31 @@ class Snapshotter:
         self.cycles += 1
         self.last_cycle_ms = (time.perf_counter() - t0) * 1000
         return delta
+
+    async def _set_aside_cut(self, runs_payload: Any) -> None:
+        """Runs the answer shows cut by a restart: still marked running from a boot that has ended
+        (2026.9.x repairs them a few seconds after ready), or repaired into "interrupted by gateway
+        restart". A snapshot taking such a mark for a run of this boot would see it "finish" at
+        the repair; one no snapshot recorded (it started while gatewayd was down, and died with its
+        gateway) would be lost. Each new mark is asked of the store once: it records the unseen
+        ones as interrupted runs of their boot, with an obligation each."""
+        try:
+            marks = parse_left_behind(runs_payload)
+        except GatewayProtocolError:
+            return  # build() reports it
+        new = [item for key, item in marks.items() if key not in self.checked and key not in self.state.runs]
+        if not new:
+            return
+        try:
+            cut, added = await self.records.record_unseen(new)
+        except StoreError as exc:
+            log.error("snapshot: cannot check runs cut by a restart; asked again next poll", error=str(exc))
+            return
+        self.checked.update(item.key for item in new)
+        self.cut |= cut
+        if cut:  # `unseen`: those no snapshot had recorded, now obligations of the boot they started in
+            (log.warning if added else log.info)("runs cut by a restart", boot=self.boot, cut=sorted(map(list, cut)),
+                                                 unseen=[[*r.key, boot] for boot, r in added])
 
     async def _commit(self, new: InFlight, source: str) -> Delta:
         delta = diff(self.state, new)
@@ -232,7 +267,8 @@ class Snapshotter:
               runs_asked: float = float("-inf")) -> tuple[InFlight, Heard]:
         """The snapshot the answers show, and the heard runs a later poll must still decide."""
         if runs_payload is not None:
-            runs, undecided = carry_heard(parse_runs(runs_payload), self.heard, runs_asked)
+            polled = {k: r for k, r in parse_runs(runs_payload).items() if k not in self.cut}
+            runs, undecided = carry_heard(polled, self.heard, runs_asked)
         else:
             runs, undecided = dict(self.state.runs), dict(self.heard)
         if sessions_payload is None:

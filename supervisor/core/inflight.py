@@ -20,6 +20,8 @@ from typing import Any
 
 from supervisor.errors import GatewayProtocolError
 
+INTERRUPTED_ERROR = "cron: job interrupted by gateway restart"  # 2026.9.x's startup repair of a cut run
+
 
 @dataclass(frozen=True)
 class SessionItem:
@@ -163,31 +165,43 @@ def _lenient_ms(value: Any) -> int | None:
 
 def parse_runs(payload: Any, default_agent: str = "main") -> dict[tuple[str, int], RunItem]:
     """Cron runs in flight from a `cron.list` answer: jobs whose state has `runningAtMs`."""
+    return {item.key: item for item in _job_runs(payload, default_agent, with_interrupted=False)}
+
+
+def parse_left_behind(payload: Any, default_agent: str = "main") -> dict[tuple[str, int], RunItem]:
+    """Runs a `cron.list` answer shows as cut by a restart: still marked running (before 2026.9.x's
+    startup repair), or repaired into `lastError` "cron: job interrupted by gateway restart" with
+    `lastRunAtMs` the same mark (after it). Which boot they belong to is the store's question."""
+    return {item.key: item for item in _job_runs(payload, default_agent, with_interrupted=True)}
+
+
+def _job_runs(payload: Any, default_agent: str, with_interrupted: bool) -> Iterable[RunItem]:
     where = "cron.list"
     jobs = _list(_obj(payload, where), "jobs", where)
-    out: dict[tuple[str, int], RunItem] = {}
     for i, raw in enumerate(jobs):
         job = _obj(raw, f"{where}.jobs[{i}]")
         state = job.get("state") or {}
         if not isinstance(state, dict):
             raise GatewayProtocolError(f"{where}.jobs[{i}]: field 'state' must be an object")
-        running = _int_or_none(state.get("runningAtMs"))
-        if running is None:
-            continue
-        job_id = _str(job, "id", f"{where}.jobs[{i}]")
-        schedule: dict[str, Any] = job["schedule"] if isinstance(job.get("schedule"), dict) else {}
-        payload_obj: dict[str, Any] = job["payload"] if isinstance(job.get("payload"), dict) else {}
-        agent = job.get("agentId") or job.get("effectiveAgentId") or default_agent
-        receipt = state.get("runningReceiptId")
-        item = RunItem(
-            job_id=job_id, running_at_ms=running, name=str(job.get("name") or ""), agent_id=str(agent),
-            payload_kind=str(payload_obj.get("kind") or ""), session_target=str(job.get("sessionTarget") or ""),
-            schedule_kind=str(schedule.get("kind") or ""), receipt_id=receipt if isinstance(receipt, str) else None,
-            delete_after_run=bool(job.get("deleteAfterRun")) or schedule.get("kind") == "at",
-            enabled=job.get("enabled") is not False,
-        )
-        out[item.key] = item
-    return out
+        marks = [_int_or_none(state.get("runningAtMs"))]
+        if with_interrupted and state.get("lastError") == INTERRUPTED_ERROR:
+            marks.append(_int_or_none(state.get("lastRunAtMs")))
+        for running in marks:
+            if running is None:
+                continue
+            job_id = _str(job, "id", f"{where}.jobs[{i}]")
+            schedule: dict[str, Any] = job["schedule"] if isinstance(job.get("schedule"), dict) else {}
+            payload_obj: dict[str, Any] = job["payload"] if isinstance(job.get("payload"), dict) else {}
+            agent = job.get("agentId") or job.get("effectiveAgentId") or default_agent
+            receipt = state.get("runningReceiptId") if running == marks[0] else None
+            yield RunItem(
+                job_id=job_id, running_at_ms=running, name=str(job.get("name") or ""), agent_id=str(agent),
+                payload_kind=str(payload_obj.get("kind") or ""), session_target=str(job.get("sessionTarget") or ""),
+                schedule_kind=str(schedule.get("kind") or ""),
+                receipt_id=receipt if isinstance(receipt, str) else None,
+                delete_after_run=bool(job.get("deleteAfterRun")) or schedule.get("kind") == "at",
+                enabled=job.get("enabled") is not False,
+            )
 
 
 def parse_started(payload: Any) -> RunItem | None:

@@ -15,6 +15,7 @@ import ctypes
 import json
 import os
 import select
+import shutil
 import signal
 import sys
 import time
@@ -31,6 +32,25 @@ log = logs.get("gatewayd.child")
 
 ProcessKey = tuple[int, float]  # (pid, create time): a pid alone may be recycled
 
+
+# The start gate: the gateway's process starts as this stub, which execs the gateway (same pid,
+# same create time) only once gatewayd has recorded the boot and writes "1" to its pipe. A gatewayd
+# killed in between closes the pipe by dying, and the stub exits having started nothing: no
+# gateway is ever left that no boot row names (its successor would start a second one on the
+# same state; found by the chaos benchmark). Python, not a shell: the gateway is never spawned
+# through a shell.
+START_GATE = """import os, sys
+fd = int(sys.argv[1])
+go = os.read(fd, 1)
+os.close(fd)
+if go != b"1":
+    os._exit(0)
+try:
+    os.execvp(sys.argv[2], sys.argv[2:])
+except OSError as exc:
+    sys.stderr.write(f"gatewayd: cannot start {sys.argv[2]}: {exc.strerror}\\n")
+    os._exit(127)
+"""
 
 PR_SET_CHILD_SUBREAPER = 36
 HELPER_PIDS: set[int] = set()  # gatewayd's own short-lived children (e.g. `restart-handoff consume`)
@@ -84,6 +104,7 @@ class GatewayChild:
     killed_by_us: bool = False
     _output_size: int = 0
     _relay: asyncio.subprocess.Process | None = None
+    _gate: int | None = None  # the write end of the spawned gateway's start gate, until opened
     _cpu_seen: float = 0.0
     _relay_task: asyncio.Task[None] | None = None
     _exit: ExitInfo | None = None
@@ -104,8 +125,13 @@ class GatewayChild:
     async def spawn(self) -> int:
         """The gateway writes to a pipe read by a relay process (supervisor.logrelay), not by gatewayd:
         if gatewayd dies the gateway keeps a reader and lives on to be adopted. A pipe, not a file,
-        so secrets are redacted before anything is written."""
+        so secrets are redacted before anything is written. The gateway waits at its start gate
+        until `open_gate`: gatewayd records the boot in between."""
+        program = self.spec.argv[0]
+        if shutil.which(program, path=self.spec.env.get("PATH", os.defpath)) is None:
+            raise LaunchError(f"cannot start {program}: not found or not executable")
         read_fd, write_fd = os.pipe()
+        gate_read, self._gate = os.pipe()
         try:
             relay = await asyncio.create_subprocess_exec(
                 sys.executable, "-P", "-m", "supervisor.logrelay", str(self.output.path), str(self.output.max_bytes),
@@ -115,7 +141,8 @@ class GatewayChild:
             HELPER_PIDS.add(relay.pid)
             self._relay = relay
             self.proc = await asyncio.create_subprocess_exec(
-                *self.spec.argv,
+                sys.executable, "-I", "-S", "-c", START_GATE, str(gate_read), *self.spec.argv,
+                pass_fds=(gate_read,),
                 env=dict(self.spec.env),
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=write_fd,
@@ -123,10 +150,13 @@ class GatewayChild:
                 start_new_session=True,  # its own process group: signals and kills reach its whole tree
             )
         except OSError as exc:
-            raise LaunchError(f"cannot start {self.spec.argv[0]}: {exc.strerror or exc}") from exc
+            os.close(self._gate)
+            self._gate = None
+            raise LaunchError(f"cannot start {program}: {exc.strerror or exc}") from exc
         finally:
             os.close(read_fd)
             os.close(write_fd)
+            os.close(gate_read)
         self._pid = self.proc.pid
         self.key = process_key(self.proc.pid) or (self.proc.pid, time.time())
         loop = asyncio.get_running_loop()
@@ -134,6 +164,14 @@ class GatewayChild:
         self._exit_watch = asyncio.create_task(self._watch_spawned(self.proc), name="gateway-exit")
         self._relay_task = asyncio.create_task(self._reap_relay(relay), name="gateway-output-relay")
         return self.proc.pid
+
+    def open_gate(self) -> None:
+        """Let the spawned gateway start (its boot is recorded, or cannot be and never will)."""
+        gate, self._gate = self._gate, None
+        if gate is not None:
+            with contextlib.suppress(OSError):  # it died already: its exit is reported as usual
+                os.write(gate, b"1")
+            os.close(gate)
 
     async def _watch_spawned(self, proc: asyncio.subprocess.Process) -> None:
         self._exited_with(await proc.wait())

@@ -68,6 +68,7 @@ class GatewayFileConfig:
     token: str | None = None
     password: str | None = None
     problem: str | None = None
+    cron_store: str | None = None  # `cron.store`: where 2026.2.x keeps its jobs file
 
 
 @dataclass(frozen=True)
@@ -81,6 +82,7 @@ class LaunchSpec:
     capabilities: Capabilities
     config_path: Path
     state_dir: Path
+    cron_store: Path | None = None  # 2026.2.x's jobs file (`cron.store`, else $STATE/cron/jobs.json)
 
     @property
     def http_base(self) -> str:
@@ -184,9 +186,12 @@ def read_gateway_config(path: Path, environ: Mapping[str, str]) -> GatewayFileCo
         return GatewayFileConfig(path=path, found=False)
     except (OSError, ValueError) as exc:
         return GatewayFileConfig(path=path, found=True, problem=f"{path}: cannot read: {exc}")
+    cron = doc.get("cron") if isinstance(doc, dict) else None
+    store = cron.get("store") if isinstance(cron, dict) else None
+    cron_store = store if isinstance(store, str) and store.strip() else None
     gw = doc.get("gateway") if isinstance(doc, dict) else None
     if not isinstance(gw, dict):
-        return GatewayFileConfig(path=path, found=True)
+        return GatewayFileConfig(path=path, found=True, cron_store=cron_store)
     auth = gw.get("auth")
     auth = auth if isinstance(auth, dict) else None
     tls = gw.get("tls")
@@ -201,6 +206,7 @@ def read_gateway_config(path: Path, environ: Mapping[str, str]) -> GatewayFileCo
         has_auth=auth is not None,
         token=_substitute(auth.get("token"), environ) if auth else None,
         password=_substitute(auth.get("password"), environ) if auth else None,
+        cron_store=cron_store,
     )
 
 
@@ -312,8 +318,10 @@ def build(settings: GatewaySettings, state_dir: Path, environ: Mapping[str, str]
     port = settings.port or _int(merged.get("OPENCLAW_GATEWAY_PORT")) or file_cfg.port or DEFAULT_PORT
     argv = (*prefix, "gateway", "run", "--port", str(port), *settings.args)
     env = child_environment(base, settings.env, caps, auth)
+    cron_store = Path(file_cfg.cron_store).expanduser() if file_cfg.cron_store else gw_state / "cron" / "jobs.json"
     return LaunchSpec(argv=argv, env=env, port=port, host=probe_host(file_cfg.bind), tls=file_cfg.tls,
-                      auth=auth, capabilities=caps, config_path=gw_config, state_dir=gw_state)
+                      auth=auth, capabilities=caps, config_path=gw_config, state_dir=gw_state,
+                      cron_store=cron_store if cron_store.is_absolute() else gw_state / cron_store)
 
 
 def _int(text: str | None) -> int | None:

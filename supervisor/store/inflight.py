@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+from collections.abc import Iterable
 from typing import Any
 
-from supervisor.core.inflight import Delta, InFlight, RunItem, SessionItem
+from supervisor.core.inflight import Delta, InFlight, RunItem, RunKey, SessionItem
 from supervisor.store.db import Store, row_dicts
 
 
@@ -82,6 +83,44 @@ class InflightRecords:
         result: InFlight = await self.store.read(read)
         return result
 
+    async def record_unseen(self, runs: Iterable[RunItem]) -> tuple[set[RunKey], list[tuple[int, RunItem]]]:
+        """Runs the gateway's own state shows cut by a restart (2.x: the dead gateway's jobs file;
+        9.x: `cron.list` after the restart) that no snapshot recorded. Each belongs to the ended
+        boot, needing recovery, during which it started; it is recorded as an interrupted run of
+        that boot and becomes an obligation, in one transaction. A mark in no such boot (a live run
+        of the current boot, a boot drained cleanly, an older crash's) is not taken. Returns the
+        marks that lie in such a boot (none is a run of the current one), and what was added, with
+        its boot."""
+        def tx(c: sqlite3.Connection) -> tuple[set[RunKey], list[tuple[int, RunItem]]]:
+            added: dict[int, list[RunItem]] = {}
+            cut: set[RunKey] = set()
+            for r in runs:
+                row = c.execute(
+                    "SELECT id FROM boots WHERE ended_at IS NOT NULL AND needs_recovery = 1"
+                    " AND started_at * 1000 - ? <= ? AND ended_at * 1000 >= ? ORDER BY id DESC LIMIT 1",
+                    (SAME_RUN_SLACK_MS, r.running_at_ms, r.running_at_ms)).fetchone()
+                # Seen already: a recorded run of the job in that boot that started at the mark or
+                # after. 2.26 writes the mark to its file when its timer claims the job and shows
+                # `cron.list` the moment the run starts (1 ms later, measured); a job never runs
+                # twice at once.
+                if row is None:
+                    continue
+                cut.add(r.key)
+                if not c.execute(
+                        "SELECT 1 FROM inflight_runs WHERE job_id = ? AND boot_id = ? AND running_at_ms >= ?",
+                        (r.job_id, row[0], r.running_at_ms - SAME_RUN_SLACK_MS)).fetchone():
+                    added.setdefault(int(row[0]), []).append(r)
+            now = time.time()
+            for boot, new in added.items():
+                reason = c.execute("SELECT exit_kind FROM boots WHERE id = ?", (boot,)).fetchone()[0] or ""
+                apply_delta(c, boot, Delta(runs_started=tuple(new)), now)
+                open_obligations(c, boot, now, str(reason))
+                c.execute("UPDATE inflight_runs SET state = 'interrupted', ended_at = ?, updated_at = ?"
+                          " WHERE boot_id = ? AND state = 'running'", (now, now, boot))
+            return cut, [(boot, r) for boot, new in added.items() for r in new]
+        result: tuple[set[RunKey], list[tuple[int, RunItem]]] = await self.store.write(tx)
+        return result
+
     async def seen_active(self, key: str, boot: int | None, since_ms: int) -> bool:
         """Did this session have a turn running (in `boot`, or any) since `since_ms`?"""
         row = await self.store.read(lambda c: c.execute(
@@ -106,6 +145,7 @@ def read_current(c: sqlite3.Connection) -> dict[str, list[dict[str, Any]]]:
     return {"sessions": sessions, "runs": runs}
 
 
+SAME_RUN_SLACK_MS = 1_000  # a jobs file's mark and the run's key in the snapshot, for the same run
 RETRY_START_MS = 30_000  # a retry's run starts within this of cron.run (at once, or behind a busy lane)
 
 

@@ -15,8 +15,9 @@ turns (wake now, system-event wake:true on 2026.9.x, scheduled heartbeats) drain
 
 Persistence: jobs (with state), the run log and session rows (with a turn in flight, if any) live in
 `$OPENCLAW_STATE_DIR/fake-world.json`, rewritten atomically on every change (nothing is written without
-OPENCLAW_STATE_DIR). A kill -9 thus leaves `state.runningAtMs` behind like the real gateways. System events,
-idempotency keys, the last heartbeat and the call log are in memory only (lost on restart).
+OPENCLAW_STATE_DIR). A kill -9 thus leaves `state.runningAtMs` behind like the real gateways. As 2026.2.x the
+jobs are also written to `$OPENCLAW_STATE_DIR/cron/jobs.json` (`{version: 1, jobs}`), the real one's file.
+System events, idempotency keys, the last heartbeat and the call log are in memory only (lost on restart).
 
 An accepted `agent` call starts its turn after FAKE_GW_AGENT_START_DELAY_MS (0).
 
@@ -163,6 +164,16 @@ def main_key(agent: str) -> str:
     return f"agent:{agent}:main"
 
 
+def write_atomically(path: Path, doc: Any) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump(doc, f, separators=(",", ":"))
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
 class WorldError(Exception):
     """An RPC error answer: {code, message, **extra}."""
 
@@ -304,13 +315,9 @@ class World:
             return
         doc = {"format": 1, "version": self.version, "builtins": self.builtins, "jobs": list(self.jobs.values()),
                "runLog": self.run_log, "sessions": self.sessions}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(doc, f, separators=(",", ":"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
+        write_atomically(self.path, doc)
+        if not self.modern:  # 2026.2.x's own jobs file, as gatewayd reads it after a kill
+            write_atomically(self.path.parent / "cron" / "jobs.json", {"version": 1, "jobs": list(self.jobs.values())})
 
     # ------------------------------------------------------------------------------------------ lifecycle
     def background(self, coro: Awaitable[Any]) -> None:

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from supervisor.crashpoints import CRASH_EXIT, STEPS
@@ -111,12 +112,7 @@ def test_gatewayd_killed_at_a_recovery_step_completes_every_action_once(tmp_path
         os.kill(g.spawned_pids()[-1], signal.SIGKILL)
         assert g.procs[-1].wait(60) == CRASH_EXIT  # died at the step
         g.start()
-        wait_until(lambda: [o for o in obligations(g) if o["kind"] == "cron" and o["state"] != "open"], 30,
-                   "the obligation resolved")
-        wait_until(lambda: asked(log, f"CRON-{mark}") >= 2, 30, "the retry at the model")
-        time.sleep(2.0)  # the witness window: with a 0.5 s backoff a second retry would show by now
-        assert asked(log, f"CRON-{mark}") == 2
-        ob = next(o for o in obligations(g) if o["kind"] == "cron")
+        ob = retried_once(g, log, mark)
         assert ob["state"] == "done", ob
 
 
@@ -326,3 +322,53 @@ def test_regression_a_turn_that_ended_while_gatewayd_was_down_gets_no_notice(tmp
             assert len(sessions) == 1
             wait_until(lambda: asked(log, f"MAIN-{mark}") + asked(log, "Gateway restarted") >= 2, 30,
                        "the resume or the notice")
+
+
+@pytest.mark.parametrize("version", ["2026.9.6", "2026.2.26"])
+def test_regression_a_run_that_starts_and_dies_while_gatewayd_is_down_is_retried_once(tmp_path: Path,
+                                                                                     version: str) -> None:
+    """Found by the chaos benchmark (fake 2026.2.26: 2 lost in 226 kills): gatewayd is killed, a
+    run starts while it is down, and the gateway dies too before gatewayd is back. No snapshot saw
+    that run. 2.x clears its mark at the next startup without a trace: the dead gateway's jobs
+    file is now read before the next gateway is spawned. 9.x shows the mark, then its repair, in
+    `cron.list`: the first poll after the restart records it. Either way the run is retried once.
+    (The gateway killed while gatewayd is down is thus recovered when gatewayd comes back.)"""
+    with model(tmp_path) as (model_port, log, delay), gatewayd(tmp_path, None) as g:
+        g.write_config_sections(world_settings(tmp_path, version, model_port, g.port))
+        mark = uuid.uuid4().hex[:8]
+        g.start()
+        g.wait_event("rpc monitor connected")
+        gateway = g.spawned_pids()[-1]
+        g.procs[-1].kill()
+        g.procs[-1].wait(10)
+        delay.write_text("30\n")
+        asyncio.run(add_hourly(g.port, version, mark))  # its timer fires it while gatewayd is down
+        wait_until(lambda: asked(log, f"CRON-{mark}") == 1, 20, "the run at the model")
+        os.kill(gateway, signal.SIGKILL)
+        wait_until(lambda: not psutil.pid_exists(gateway) or psutil.Process(gateway).status() == psutil.STATUS_ZOMBIE,
+                   10, "the gateway dead")
+        delay.write_text("0.2\n")
+        g.start()
+        if version.startswith("2026.2"):
+            salvaged = g.wait_event("the dead gateway's jobs file shows runs left running")
+            assert [[*r, 1] for r in salvaged["runs"]] == salvaged["unseen"]  # of boot 1, and no snapshot saw it
+        else:
+            salvaged = g.wait_event("runs cut by a restart", where=lambda e: bool(e["unseen"]))
+            assert salvaged["boot"] == 2 and [r[2] for r in salvaged["unseen"]] == [1]
+        assert [r[0] for r in salvaged["unseen"]] == [ob_ref(g)]
+        ob = retried_once(g, log, mark)
+        assert ob["state"] == "done" and ob["boot_id"] == 1 and ob["reason"] == "vanished", ob
+
+
+def retried_once(g: Gatewayd, log: Path, mark: str) -> dict[str, Any]:
+    """The cron obligation resolved, and exactly one retry at the model; the obligation."""
+    wait_until(lambda: [o for o in obligations(g) if o["kind"] == "cron" and o["state"] != "open"], 30,
+               "the obligation resolved")
+    wait_until(lambda: asked(log, f"CRON-{mark}") >= 2, 30, "the retry at the model")
+    time.sleep(2.0)  # the witness window: with a 0.5 s backoff a second retry would show by now
+    assert asked(log, f"CRON-{mark}") == 2
+    return next(o for o in obligations(g) if o["kind"] == "cron")
+
+
+def ob_ref(g: Gatewayd) -> str:
+    return str(next(o for o in obligations(g) if o["kind"] == "cron")["ref"])

@@ -16,7 +16,8 @@ import httpx
 import psutil
 import pytest
 
-from tests.support.harness import Gatewayd, fake_settings, gatewayd, wait_until
+from supervisor.crashpoints import CRASH_EXIT
+from tests.support.harness import FAKE_GATEWAY, Gatewayd, fake_settings, gatewayd, wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -289,6 +290,39 @@ def test_single_instance_and_restart_after_kill9_of_gatewayd(tmp_path: Path) -> 
         third.send_signal(signal.SIGTERM)
         assert third.wait(30) == 0
         assert g.alive_marked() == []
+
+
+def test_gatewayd_killed_between_spawn_and_record_leaves_no_gateway_behind(tmp_path: Path) -> None:
+    """Found by the chaos benchmark: gatewayd killed just after spawning a gateway, before its boot
+    was recorded, left a gateway no row named; the next gatewayd started a second one on the same
+    state, which met the first one's lock. Now the gateway waits at its start gate until its boot
+    is recorded: killed in between, gatewayd leaves nothing running, and the next one starts one."""
+    with gatewayd(tmp_path, fake_settings()) as g:
+        first = g.start({"GATEWAYD_CRASH_AT": "spawned"})
+        assert first.wait(30) == CRASH_EXIT
+        wait_until(lambda: g.alive_marked() == [], 30, "the gated gateway and its relay gone")
+        assert boots(g) == []
+        second = g.start()
+        g.wait_event("gateway ready")
+        assert g.named("gateway adopted") == [] and len(g.spawned_pids()) == 1
+        assert [b["pid"] for b in boots(g)] == g.spawned_pids()
+        second.send_signal(signal.SIGTERM)
+        assert second.wait(30) == 0
+        assert g.alive_marked() == []
+
+
+def test_the_gateway_is_spawned_without_a_shell(tmp_path: Path) -> None:
+    """gatewayd's own child is the gateway: its argv, nothing in between (its start gate execs
+    into it, keeping the pid gatewayd recorded)."""
+    with gatewayd(tmp_path, fake_settings()) as g:
+        daemon = g.start()
+        g.wait_event("gateway ready")
+        gateway = psutil.Process(g.spawned_pids()[0])
+        assert gateway.ppid() == daemon.pid
+        assert gateway.cmdline()[:2] == [sys.executable, str(FAKE_GATEWAY)]
+        assert gateway.create_time() == pytest.approx(boots(g)[0]["create_time"], abs=0.01)
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(30) == 0
 
 
 def test_stale_pid_in_lock_file_is_neither_obeyed_nor_killed(tmp_path: Path) -> None:

@@ -7,12 +7,14 @@ from typing import Any
 import pytest
 
 from supervisor.core.inflight import (
+    INTERRUPTED_ERROR,
     InFlight,
     LegacyActivity,
     carry_heard,
     diff,
     kind_of,
     merge_legacy_cron_sessions,
+    parse_left_behind,
     parse_runs,
     parse_sessions,
     parse_started,
@@ -164,3 +166,22 @@ def test_carry_heard_keeps_a_run_heard_after_the_poll_was_asked() -> None:
     assert pending == {b.key: (b, 20.0)}
     runs, pending = carry_heard({}, pending, poll_began=25.0)
     assert runs == {} and pending == {}
+
+
+def repaired(job_id: str, last_run: int, error: str = INTERRUPTED_ERROR) -> dict[str, Any]:
+    j = job(job_id)
+    j["state"].update(lastRunAtMs=last_run, lastRunStatus="error", lastError=error)
+    return j
+
+
+def test_left_behind_are_the_marks_still_running_and_the_repaired_interruptions() -> None:
+    payload = {"jobs": [job("a", 100), repaired("b", 200), repaired("c", 300, error="model timeout"), job("d"),
+                        {**repaired("e", 400), "state": {**repaired("e", 400)["state"], "runningAtMs": 500}}]}
+    assert sorted(parse_left_behind(payload)) == [("a", 100), ("b", 200), ("e", 400), ("e", 500)]
+    assert sorted(parse_runs(payload)) == [("a", 100), ("e", 500)]  # the polls' in-flight runs are unchanged
+    assert parse_left_behind(payload)[("b", 200)].schedule_kind == "every"
+
+
+def test_left_behind_reports_a_bad_answer_as_the_polls_do() -> None:
+    with pytest.raises(GatewayProtocolError, match=r"cron\.list\.jobs\[0\]: field 'id'"):
+        parse_left_behind({"jobs": [{"state": {"lastError": INTERRUPTED_ERROR, "lastRunAtMs": 5}}]})

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import stat
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -577,3 +578,47 @@ def test_capabilities_methods() -> None:
     assert c.has_method("anything")  # unknown until hello-ok
     c2 = c.with_methods(frozenset({"health"}))
     assert c2.has_method("health") and not c2.has_method("cron.run") and c.methods == frozenset()
+
+
+# -- 2026.2.x's jobs file ------------------------------------------------------------------------
+
+
+def test_the_jobs_file_shows_the_runs_left_running_with_the_key_cron_list_gives(tmp_path: Path) -> None:
+    from supervisor.gateway import jobstore
+
+    path = tmp_path / "cron" / "jobs.json"
+    assert jobstore.left_running(path) == {}  # no file: no runs
+    path.parent.mkdir()
+    path.write_text(json.dumps({"version": 1, "jobs": [
+        {"id": "a", "name": "hourly", "enabled": True, "schedule": {"kind": "every", "everyMs": 3_600_000},
+         "sessionTarget": "isolated", "payload": {"kind": "agentTurn", "message": "x"},
+         "state": {"runningAtMs": 1_795_000_000_000, "nextRunAtMs": 1_795_003_600_000}},
+        {"id": "b", "name": "idle", "enabled": True, "schedule": {"kind": "at", "at": "2026-11-27T00:00:00Z"},
+         "payload": {"kind": "agentTurn", "message": "y"}, "state": {}}]}))
+    runs = jobstore.left_running(path)
+    assert list(runs) == [("a", 1_795_000_000_000)] and runs["a", 1_795_000_000_000].schedule_kind == "every"
+
+
+@pytest.mark.parametrize(("text", "fragment"), [("{not json", "not JSON"), ('{"jobs": 3}', "'jobs'"),
+                                                ('{"jobs": [{"state": {"runningAtMs": 5}}]}', "'id'")])
+def test_a_bad_jobs_file_is_one_error_naming_it(tmp_path: Path, text: str, fragment: str) -> None:
+    from supervisor.gateway import jobstore
+
+    path = tmp_path / "jobs.json"
+    path.write_text(text)
+    with pytest.raises(jobstore.JobStoreError) as err:
+        jobstore.left_running(path)
+    assert str(err.value).startswith(f"{path}: ") and fragment in str(err.value)
+
+
+@pytest.mark.parametrize(("cron", "expected"), [(None, "STATE/cron/jobs.json"), ({"store": "/srv/jobs.json"},
+                                                                                 "/srv/jobs.json"),
+                                                ({"store": "mine/jobs.json"}, "STATE/mine/jobs.json")])
+def test_the_jobs_file_is_where_the_gateways_config_puts_it(tmp_path: Path, cron: dict[str, str] | None,
+                                                            expected: str) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "openclaw.json").write_text(json.dumps({"cron": cron} if cron else {}))
+    spec = launch.build(gw_settings(command=(sys.executable, "-c", "pass"), version="2026.2.26"), tmp_path / "gd",
+                        {"OPENCLAW_STATE_DIR": str(state), "PATH": os.defpath})
+    assert str(spec.cron_store) == expected.replace("STATE", str(state))

@@ -5,6 +5,7 @@ attempts); a regular run that merely started after an earlier retry starts anew 
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -87,3 +88,63 @@ async def test_a_run_long_after_the_retry_was_sent_starts_anew(store: Store, tmp
     await retried(store, T0 + 5_000)
     await crash_with(store, [T0 + 65_000])  # the retry's run was never seen; this is a later slot
     assert attempts(tmp_path / "store.sqlite") == {T0: 1, T0 + 65_000: 1}
+
+
+# -- runs the dead gateway's own jobs file shows running (2026.2.x) ------------------------------
+
+
+def inflight_rows(store_path: Path) -> dict[int, tuple[int, str]]:
+    conn = sqlite3.connect(store_path)
+    try:
+        return {r[0]: (r[1], r[2]) for r in conn.execute("SELECT running_at_ms, boot_id, state FROM inflight_runs")}
+    finally:
+        conn.close()
+
+
+def lived(store_path: Path, boot: int, from_ms: int, to_ms: int) -> None:
+    """Give a boot the lifetime a test needs (its times are the wall clock's when recorded)."""
+    conn = sqlite3.connect(store_path)
+    try:
+        conn.execute("UPDATE boots SET started_at = ?, ended_at = ? WHERE id = ?", (from_ms / 1000, to_ms / 1000, boot))
+        conn.commit()
+    finally:
+        conn.close()
+
+
+async def test_a_run_no_snapshot_saw_becomes_an_interrupted_run_and_an_obligation(store: Store, tmp_path: Path) -> None:
+    boot = await crash_with(store, [T0])
+    lived(tmp_path / "store.sqlite", boot, T0 - 10_000, T0 + 120_000)
+    cut, added = await InflightRecords(store).record_unseen([run(T0), run(T0 + 60_000)])
+    assert [(b, r.running_at_ms) for b, r in added] == [(boot, T0 + 60_000)]  # T0 was already recorded
+    assert cut == {(JOB, T0), (JOB, T0 + 60_000)}  # both cut in that boot: neither is a run of the current one
+    assert attempts(tmp_path / "store.sqlite") == {T0: 1, T0 + 60_000: 1}
+    assert inflight_rows(tmp_path / "store.sqlite") == {T0: (boot, "interrupted"), T0 + 60_000: (boot, "interrupted")}
+    assert await InflightRecords(store).record_unseen([run(T0 + 60_000)]) == ({(JOB, T0 + 60_000)}, [])  # once only
+
+
+async def test_regression_the_jobs_files_mark_a_little_before_the_snapshots_key_is_the_same_run(store: Store,
+                                                                                              tmp_path: Path) -> None:
+    """Found on the real 2026.2.26: its jobs file said runningAtMs ...552 where `cron.list` had said
+    ...553 for the same run; taken for another run, it became a second obligation."""
+    boot = await crash_with(store, [T0 + 1])
+    lived(tmp_path / "store.sqlite", boot, T0 - 10_000, T0 + 120_000)
+    assert await InflightRecords(store).record_unseen([run(T0)]) == ({(JOB, T0)}, [])
+    assert attempts(tmp_path / "store.sqlite") == {T0 + 1: 1}
+
+
+async def test_a_mark_is_taken_only_in_an_ended_boot_that_needs_recovery(store: Store, tmp_path: Path) -> None:
+    inflight, boots, path = InflightRecords(store), BootRecords(store), tmp_path / "store.sqlite"
+    assert await inflight.record_unseen([run(T0)]) == (set(), [])  # no boot has ended yet
+    crashed = await crash_with(store, [])
+    lived(path, crashed, T0, T0 + 60_000)
+    clean = await boots.started(101, 2.0, 1, "2026.2.26")
+    await boots.ended(clean, BootEnd(0, "clean-stop", "test", False, {}))
+    lived(path, clean, T0 + 60_000, T0 + 120_000)
+    current = await boots.started(102, 3.0, 1, "2026.2.26")
+    assert await inflight.record_unseen([run(T0 - 5_000)]) == (set(), [])  # before the crashed boot: an older crash's
+    assert await inflight.record_unseen([run(T0 + 90_000)]) == (set(), [])  # in the boot drained cleanly
+    assert await inflight.record_unseen([run(int(time.time() * 1000))]) == (set(), [])  # the current boot's run
+    assert attempts(path) == {}
+    # A mark inside the crashed boot's lifetime is that boot's, whatever boot is current.
+    _, added = await inflight.record_unseen([run(T0 + 30_000)])
+    assert [(b, r.running_at_ms) for b, r in added] == [(crashed, T0 + 30_000)] and current != crashed
