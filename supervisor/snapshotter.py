@@ -235,6 +235,9 @@ class Snapshotter:
             marks = parse_left_behind(runs_payload)
         except GatewayProtocolError:
             return  # build() reports it
+        # A mark the gateway no longer shows never comes back: forgotten, so these stay small.
+        self.checked &= marks.keys()
+        self.cut &= marks.keys()
         new = [item for key, item in marks.items() if key not in self.checked and key not in self.state.runs]
         if not new:
             return

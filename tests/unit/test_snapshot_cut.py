@@ -1,0 +1,49 @@
+"""The snapshotter's handling of runs cut by a restart (marks `cron.list` shows from a boot that has
+ended): asked of the store once per mark, never taken for runs of the new boot, and forgotten once
+the gateway no longer shows them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from supervisor.core.inflight import INTERRUPTED_ERROR, RunItem, RunKey
+from supervisor.gateway.capabilities import for_version
+from supervisor.snapshotter import Snapshotter
+
+
+class Records:
+    """The store's answer: which marks lie in an ended boot (`cut`); nothing is added here."""
+
+    def __init__(self, cut: set[RunKey]) -> None:
+        self.cut = cut
+        self.asked: list[list[RunKey]] = []
+
+    async def record_unseen(self, runs: Iterable[RunItem]) -> tuple[set[RunKey], list[tuple[int, RunItem]]]:
+        keys = [r.key for r in runs]
+        self.asked.append(sorted(keys))
+        return {k for k in keys if k in self.cut}, []
+
+
+def job(job_id: str, **state: Any) -> dict[str, Any]:
+    return {"id": job_id, "name": job_id, "enabled": True, "schedule": {"kind": "every", "everyMs": 60_000},
+            "payload": {"kind": "agentTurn", "message": "m"}, "state": state}
+
+
+def snapshotter(records: Records) -> Snapshotter:
+    return Snapshotter(records, 2, for_version("2026.9.6"), 5.0)  # type: ignore[arg-type]
+
+
+async def test_a_cut_mark_is_asked_once_kept_out_of_the_new_boot_and_forgotten_when_gone() -> None:
+    records = Records(cut={("old", 100)})
+    s = snapshotter(records)
+    before_repair = {"jobs": [job("old", runningAtMs=100), job("new", runningAtMs=200)]}
+    await s._set_aside_cut(before_repair)
+    assert records.asked == [[("new", 200), ("old", 100)]]
+    assert list(s.build(None, before_repair)[0].runs) == [("new", 200)]  # the stale mark is not this boot's
+    after_repair = {"jobs": [job("old", lastRunAtMs=100, lastError=INTERRUPTED_ERROR), job("new", runningAtMs=200)]}
+    await s._set_aside_cut(after_repair)
+    await s._set_aside_cut(after_repair)
+    assert len(records.asked) == 1  # each mark once
+    await s._set_aside_cut({"jobs": [job("old", lastRunAtMs=100, lastRunStatus="ok"), job("new")]})
+    assert s.checked == set() and s.cut == set()
