@@ -231,7 +231,11 @@ class Daemon:
         if not runs:
             return
         result = await self._record(self.inflight.record_unseen(runs.values()))
-        added = result[1] if result is not None else []
+        if result is None:
+            log.error("cannot record the runs the gateway's jobs file shows; its next start clears them",
+                      runs=[list(k) for k in runs])
+            return
+        added = result[1]
         # `unseen`: the runs no snapshot had recorded, now obligations of the boot they started in.
         (log.warning if added else log.info)("the dead gateway's jobs file shows runs left running",
                                              runs=[list(k) for k in runs],
@@ -340,8 +344,10 @@ class Daemon:
             try:
                 boot = await self._record(self.records.started(pid, child.key[1], spec.port,
                                                                spec.capabilities.version)) or 0
-            finally:
-                child.open_gate()  # recorded (or the store is failing: the gateway starts all the same)
+            except BaseException:
+                child.close_gate()  # cancelled, or a fault: nothing starts that no one would supervise
+                raise
+            child.open_gate()  # recorded (or the store is failing: the gateway starts all the same)
             log.info("gateway spawned", boot=boot, pid=pid, port=spec.port, version=spec.capabilities.version,
                      argv=list(spec.argv))
         spawned_at = self.clock.monotonic()

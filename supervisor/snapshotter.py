@@ -23,6 +23,7 @@ from supervisor.core.inflight import (
     Heard,
     InFlight,
     LegacyActivity,
+    RunItem,
     RunKey,
     carry_heard,
     diff,
@@ -65,7 +66,9 @@ class Snapshotter:
         # yet, or has repaired into lastError): never runs of this boot. `checked`: asked already.
         self.cut: set[RunKey] = set()
         self.checked: set[RunKey] = set()
-        self.looked = asyncio.Event()  # a first poll was tried: recovery then knows every cut run
+        self.unsure: set[RunKey] = set()  # marks whose check failed this poll: kept out of it
+        # Set once a `cron.list` answer's marks were all checked: recovery then knows every cut run.
+        self.looked = asyncio.Event()
 
     def on_event(self, ev: Event) -> None:
         if ev.name == "agent":
@@ -172,7 +175,6 @@ class Snapshotter:
                 log.error("snapshot failed: bad gateway answer", error=str(exc), error_type=type(exc).__name__)
             except StoreError as exc:
                 log.error("snapshot not recorded: store write failed", error=str(exc))
-            self.looked.set()
             # A closed connection ends the wait too: the monitor reconnects at once, not a poll later.
             waits = [asyncio.ensure_future(self.poke.wait()), asyncio.ensure_future(rpc.closed.wait())]
             try:
@@ -233,20 +235,27 @@ class Snapshotter:
         ones as interrupted runs of their boot, with an obligation each."""
         try:
             marks = parse_left_behind(runs_payload)
-        except GatewayProtocolError:
-            return  # build() reports it
+        except GatewayProtocolError as exc:
+            log.warning("snapshot: cannot check runs cut by a restart in this answer", error=str(exc))
+            return
         # A mark the gateway no longer shows never comes back: forgotten, so these stay small.
         self.checked &= marks.keys()
         self.cut &= marks.keys()
         new = [item for key, item in marks.items() if key not in self.checked and key not in self.state.runs]
-        if not new:
-            return
-        try:
-            cut, added = await self.records.record_unseen(new)
-        except StoreError as exc:
-            log.error("snapshot: cannot check runs cut by a restart; asked again next poll", error=str(exc))
-            return
-        self.checked.update(item.key for item in new)
+        self.unsure = set()
+        if new:
+            try:
+                cut, added = await self.records.record_unseen(new)
+            except StoreError as exc:
+                # Not taken for runs of this boot meanwhile: if one were, its repair would "end" it.
+                self.unsure = {item.key for item in new}
+                log.error("snapshot: cannot check runs cut by a restart; asked again next poll", error=str(exc))
+                return
+            self.checked.update(item.key for item in new)
+            self._cut_found(cut, added)
+        self.looked.set()
+
+    def _cut_found(self, cut: set[RunKey], added: list[tuple[int, RunItem]]) -> None:
         self.cut |= cut
         if cut:  # `unseen`: those no snapshot had recorded, now obligations of the boot they started in
             (log.warning if added else log.info)("runs cut by a restart", boot=self.boot, cut=sorted(map(list, cut)),
@@ -270,7 +279,7 @@ class Snapshotter:
               runs_asked: float = float("-inf")) -> tuple[InFlight, Heard]:
         """The snapshot the answers show, and the heard runs a later poll must still decide."""
         if runs_payload is not None:
-            polled = {k: r for k, r in parse_runs(runs_payload).items() if k not in self.cut}
+            polled = {k: r for k, r in parse_runs(runs_payload).items() if k not in self.cut and k not in self.unsure}
             runs, undecided = carry_heard(polled, self.heard, runs_asked)
         else:
             runs, undecided = dict(self.state.runs), dict(self.heard)

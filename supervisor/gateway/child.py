@@ -39,16 +39,25 @@ ProcessKey = tuple[int, float]  # (pid, create time): a pid alone may be recycle
 # gateway is ever left that no boot row names (its successor would start a second one on the
 # same state; found by the chaos benchmark). Python, not a shell: the gateway is never spawned
 # through a shell.
-START_GATE = """import os, sys
+# What Python changes at its own start is undone before the exec: the signals it ignores, and
+# LC_CTYPE, which it coerces to a UTF-8 locale under the C locale (argv[2]: "=value", or "-" when unset).
+START_GATE = """import os, signal, sys
 fd = int(sys.argv[1])
 go = os.read(fd, 1)
 os.close(fd)
 if go != b"1":
     os._exit(0)
+for name in ("SIGPIPE", "SIGXFSZ"):
+    if hasattr(signal, name):
+        signal.signal(getattr(signal, name), signal.SIG_DFL)
+if sys.argv[2] == "-":
+    os.environ.pop("LC_CTYPE", None)
+else:
+    os.environ["LC_CTYPE"] = sys.argv[2][1:]
 try:
-    os.execvp(sys.argv[2], sys.argv[2:])
+    os.execvp(sys.argv[3], sys.argv[3:])
 except OSError as exc:
-    sys.stderr.write(f"gatewayd: cannot start {sys.argv[2]}: {exc.strerror}\\n")
+    sys.stderr.write(f"gatewayd: cannot start {sys.argv[3]}: {exc.strerror}\\n")
     os._exit(127)
 """
 
@@ -131,8 +140,9 @@ class GatewayChild:
         if shutil.which(program, path=self.spec.env.get("PATH", os.defpath)) is None:
             raise LaunchError(f"cannot start {program}: not found or not executable")
         read_fd, write_fd = os.pipe()
-        gate_read, self._gate = os.pipe()
+        gate_read = -1
         try:
+            gate_read, self._gate = os.pipe()
             relay = await asyncio.create_subprocess_exec(
                 sys.executable, "-P", "-m", "supervisor.logrelay", str(self.output.path), str(self.output.max_bytes),
                 str(self.output.backups), stdin=read_fd, stdout=asyncio.subprocess.DEVNULL,
@@ -141,7 +151,8 @@ class GatewayChild:
             HELPER_PIDS.add(relay.pid)
             self._relay = relay
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-I", "-S", "-c", START_GATE, str(gate_read), *self.spec.argv,
+                sys.executable, "-I", "-S", "-c", START_GATE, str(gate_read),
+                "=" + self.spec.env["LC_CTYPE"] if "LC_CTYPE" in self.spec.env else "-", *self.spec.argv,
                 pass_fds=(gate_read,),
                 env=dict(self.spec.env),
                 stdin=asyncio.subprocess.DEVNULL,
@@ -149,14 +160,16 @@ class GatewayChild:
                 stderr=write_fd,
                 start_new_session=True,  # its own process group: signals and kills reach its whole tree
             )
-        except OSError as exc:
-            os.close(self._gate)
-            self._gate = None
-            raise LaunchError(f"cannot start {program}: {exc.strerror or exc}") from exc
+        except BaseException as exc:
+            self.close_gate()  # a stub already started exits, having started nothing
+            if isinstance(exc, OSError):
+                raise LaunchError(f"cannot start {program}: {exc.strerror or exc}") from exc
+            raise
         finally:
             os.close(read_fd)
             os.close(write_fd)
-            os.close(gate_read)
+            if gate_read >= 0:
+                os.close(gate_read)
         self._pid = self.proc.pid
         self.key = process_key(self.proc.pid) or (self.proc.pid, time.time())
         loop = asyncio.get_running_loop()
@@ -171,6 +184,12 @@ class GatewayChild:
         if gate is not None:
             with contextlib.suppress(OSError):  # it died already: its exit is reported as usual
                 os.write(gate, b"1")
+            os.close(gate)
+
+    def close_gate(self) -> None:
+        """Make the stub exit without starting the gateway (gatewayd's own death does the same)."""
+        gate, self._gate = self._gate, None
+        if gate is not None:
             os.close(gate)
 
     async def _watch_spawned(self, proc: asyncio.subprocess.Process) -> None:

@@ -95,21 +95,32 @@ class InflightRecords:
             added: dict[int, list[RunItem]] = {}
             cut: set[RunKey] = set()
             for r in runs:
+                # The boot it started in: one that ended needing recovery, and before the next boot
+                # began (a boot whose end was written late must not claim its successors' runs).
                 row = c.execute(
-                    "SELECT id FROM boots WHERE ended_at IS NOT NULL AND needs_recovery = 1"
-                    " AND started_at * 1000 - ? <= ? AND ended_at * 1000 >= ? ORDER BY id DESC LIMIT 1",
-                    (SAME_RUN_SLACK_MS, r.running_at_ms, r.running_at_ms)).fetchone()
+                    "SELECT id FROM boots b WHERE ended_at IS NOT NULL AND needs_recovery = 1"
+                    " AND started_at * 1000 - ? <= ? AND ended_at * 1000 >= ?"
+                    " AND NOT EXISTS (SELECT 1 FROM boots n WHERE n.id > b.id AND n.started_at * 1000 <= ?)"
+                    " ORDER BY id DESC LIMIT 1",
+                    (SAME_RUN_SLACK_MS, r.running_at_ms, r.running_at_ms, r.running_at_ms)).fetchone()
+                if row is None:
+                    continue
+                boot = int(row[0])
+                cut.add(r.key)
                 # Seen already: a recorded run of the job in that boot that started at the mark or
                 # after. 2.26 writes the mark to its file when its timer claims the job and shows
                 # `cron.list` the moment the run starts (1 ms later, measured); a job never runs
-                # twice at once.
-                if row is None:
+                # twice at once. Or an obligation for this very run, whatever boot holds it.
+                if c.execute("SELECT 1 FROM inflight_runs WHERE job_id = ? AND boot_id = ? AND running_at_ms >= ?",
+                             (r.job_id, boot, r.running_at_ms - SAME_RUN_SLACK_MS)).fetchone() or c.execute(
+                        "SELECT 1 FROM obligations WHERE kind = 'cron' AND ref = ? AND running_at_ms = ?",
+                        r.key).fetchone():
                     continue
-                cut.add(r.key)
-                if not c.execute(
-                        "SELECT 1 FROM inflight_runs WHERE job_id = ? AND boot_id = ? AND running_at_ms >= ?",
-                        (r.job_id, row[0], r.running_at_ms - SAME_RUN_SLACK_MS)).fetchone():
-                    added.setdefault(int(row[0]), []).append(r)
+                # Recorded as a run of a later boot (by a gatewayd before this check, or while the
+                # check failed): it is this boot's, cut; moved there, it becomes its obligation.
+                c.execute("UPDATE inflight_runs SET boot_id = ?, state = 'running', ended_at = NULL"
+                          " WHERE job_id = ? AND running_at_ms = ?", (boot, *r.key))
+                added.setdefault(boot, []).append(r)
             now = time.time()
             for boot, new in added.items():
                 reason = c.execute("SELECT exit_kind FROM boots WHERE id = ?", (boot,)).fetchone()[0] or ""

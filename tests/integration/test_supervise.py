@@ -313,14 +313,17 @@ def test_gatewayd_killed_between_spawn_and_record_leaves_no_gateway_behind(tmp_p
 
 def test_the_gateway_is_spawned_without_a_shell(tmp_path: Path) -> None:
     """gatewayd's own child is the gateway: its argv, nothing in between (its start gate execs
-    into it, keeping the pid gatewayd recorded)."""
-    with gatewayd(tmp_path, fake_settings()) as g:
+    into it, keeping the pid gatewayd recorded), with the environment gatewayd gave it: the gate's
+    Python coerces a C LC_CTYPE to a UTF-8 locale at its start, which it undoes (LC_ALL empty:
+    else that coercion would not happen)."""
+    with gatewayd(tmp_path, fake_settings(LC_CTYPE="C", LC_ALL="")) as g:
         daemon = g.start()
         g.wait_event("gateway ready")
         gateway = psutil.Process(g.spawned_pids()[0])
         assert gateway.ppid() == daemon.pid
         assert gateway.cmdline()[:2] == [sys.executable, str(FAKE_GATEWAY)]
         assert gateway.create_time() == pytest.approx(boots(g)[0]["create_time"], abs=0.01)
+        assert gateway.environ()["LC_CTYPE"] == "C"
         daemon.send_signal(signal.SIGTERM)
         assert daemon.wait(30) == 0
 

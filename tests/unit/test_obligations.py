@@ -5,7 +5,6 @@ attempts); a regular run that merely started after an earlier retry starts anew 
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -101,11 +100,12 @@ def inflight_rows(store_path: Path) -> dict[int, tuple[int, str]]:
         conn.close()
 
 
-def lived(store_path: Path, boot: int, from_ms: int, to_ms: int) -> None:
+def lived(store_path: Path, boot: int, from_ms: int, to_ms: int | None) -> None:
     """Give a boot the lifetime a test needs (its times are the wall clock's when recorded)."""
     conn = sqlite3.connect(store_path)
     try:
-        conn.execute("UPDATE boots SET started_at = ?, ended_at = ? WHERE id = ?", (from_ms / 1000, to_ms / 1000, boot))
+        conn.execute("UPDATE boots SET started_at = ?, ended_at = ? WHERE id = ?",
+                     (from_ms / 1000, None if to_ms is None else to_ms / 1000, boot))
         conn.commit()
     finally:
         conn.close()
@@ -141,10 +141,39 @@ async def test_a_mark_is_taken_only_in_an_ended_boot_that_needs_recovery(store: 
     await boots.ended(clean, BootEnd(0, "clean-stop", "test", False, {}))
     lived(path, clean, T0 + 60_000, T0 + 120_000)
     current = await boots.started(102, 3.0, 1, "2026.2.26")
+    lived(path, current, T0 + 120_000, None)
     assert await inflight.record_unseen([run(T0 - 5_000)]) == (set(), [])  # before the crashed boot: an older crash's
     assert await inflight.record_unseen([run(T0 + 90_000)]) == (set(), [])  # in the boot drained cleanly
-    assert await inflight.record_unseen([run(int(time.time() * 1000))]) == (set(), [])  # the current boot's run
+    assert await inflight.record_unseen([run(T0 + 150_000)]) == (set(), [])  # the current boot's run
     assert attempts(path) == {}
     # A mark inside the crashed boot's lifetime is that boot's, whatever boot is current.
     _, added = await inflight.record_unseen([run(T0 + 30_000)])
     assert [(b, r.running_at_ms) for b, r in added] == [(crashed, T0 + 30_000)] and current != crashed
+
+
+async def test_a_boot_whose_end_was_written_late_does_not_claim_its_successors_runs(store: Store,
+                                                                                  tmp_path: Path) -> None:
+    path = tmp_path / "store.sqlite"
+    first = await crash_with(store, [])
+    second = await crash_with(store, [])
+    lived(path, first, T0, T0 + 300_000)  # its end recorded only when a later gatewayd started
+    lived(path, second, T0 + 60_000, T0 + 120_000)
+    _, added = await InflightRecords(store).record_unseen([run(T0 + 90_000)])
+    assert [(b, r.running_at_ms) for b, r in added] == [(second, T0 + 90_000)]
+
+
+async def test_a_cut_run_recorded_as_a_later_boots_run_moves_to_its_own_boot(store: Store, tmp_path: Path) -> None:
+    """A gatewayd before this check took a mark still shown after a restart for a run of the new
+    boot, which then "finished" at the gateway's repair: the run is the dead boot's, and its obligation."""
+    path, inflight = tmp_path / "store.sqlite", InflightRecords(store)
+    dead = await crash_with(store, [])
+    lived(path, dead, T0, T0 + 60_000)
+    boots = BootRecords(store)
+    later = await boots.started(101, 2.0, 1, "2026.9.6")
+    lived(path, later, T0 + 60_000, None)
+    await inflight.apply(later, Delta(runs_started=(run(T0 + 30_000),)))
+    await inflight.apply(later, Delta(runs_ended=((JOB, T0 + 30_000),)))
+    _, added = await inflight.record_unseen([run(T0 + 30_000)])
+    assert [(b, r.running_at_ms) for b, r in added] == [(dead, T0 + 30_000)]
+    assert inflight_rows(path) == {T0 + 30_000: (dead, "interrupted")} and attempts(path) == {T0 + 30_000: 1}
+    assert (await inflight.record_unseen([run(T0 + 30_000)]))[1] == []  # its obligation is there now

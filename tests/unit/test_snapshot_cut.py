@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from supervisor.core.inflight import INTERRUPTED_ERROR, RunItem, RunKey
+from supervisor.errors import StoreError
 from supervisor.gateway.capabilities import for_version
 from supervisor.snapshotter import Snapshotter
 
@@ -47,3 +48,21 @@ async def test_a_cut_mark_is_asked_once_kept_out_of_the_new_boot_and_forgotten_w
     assert len(records.asked) == 1  # each mark once
     await s._set_aside_cut({"jobs": [job("old", lastRunAtMs=100, lastRunStatus="ok"), job("new")]})
     assert s.checked == set() and s.cut == set()
+
+
+class FailingRecords(Records):
+    async def record_unseen(self, runs: Iterable[RunItem]) -> tuple[set[RunKey], list[tuple[int, RunItem]]]:
+        raise StoreError("disk I/O error")
+
+
+async def test_a_failed_check_keeps_its_marks_out_of_the_poll_and_recovery_waiting() -> None:
+    """Found by a review: a mark whose check failed was taken for a run of the new boot, so its
+    repair "ended" it and an unseen run was lost; and recovery, told the first poll was done,
+    decided there was nothing to do before the cut run was recorded."""
+    s = snapshotter(FailingRecords(cut=set()))
+    payload = {"jobs": [job("old", runningAtMs=100)]}
+    await s._set_aside_cut(payload)
+    assert list(s.build(None, payload)[0].runs) == [] and not s.looked.is_set()
+    s.records = Records(cut=set())  # type: ignore[assignment]  # the store is back: a run of this boot after all
+    await s._set_aside_cut(payload)
+    assert list(s.build(None, payload)[0].runs) == [("old", 100)] and s.looked.is_set()
