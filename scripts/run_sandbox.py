@@ -135,7 +135,13 @@ def main() -> int:
     stop = threading.Event()
     threading.Thread(target=tail_model_log, args=(model_log, stop), daemon=True).start()
     # Its own session: Ctrl-C reaches only this script, which forwards exactly one stop (a second
-    # signal would tell gatewayd to skip the gateway's drain).
+    # signal would tell gatewayd to skip the gateway's drain). SIGTERM and SIGHUP (`kill`, a closed
+    # terminal) stop it the same way: else gatewayd and its gateway would outlive the script.
+    def as_ctrl_c(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, as_ctrl_c)
     gatewayd = subprocess.Popen([sys.executable, "-m", "supervisor", "run", "-c", str(cfg)], cwd=REPO,
                                 start_new_session=True)
     try:
