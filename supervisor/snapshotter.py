@@ -43,6 +43,9 @@ log = logs.get("gatewayd.snapshot")
 POKE_EVENTS = frozenset({"cron", "sessions.changed", "task"})
 PAGE = 200  # cron.list's maximum page
 MAX_PAGES = 1000
+# Heard runs already written wait in `heard` only for a poll to decide them; while polls keep
+# failing (a job the gateway answers malformed, every poll) they would pile up: the oldest go.
+MAX_HEARD = 10_000
 
 
 class Snapshotter:
@@ -95,6 +98,10 @@ class Snapshotter:
         if item.key not in self.state.runs:
             self.heard.setdefault(item.key, (item, time.monotonic()))
             self.heard_new.set()
+        if len(self.heard) > MAX_HEARD:
+            written = [k for k in self.heard if k in self.state.runs]  # oldest first
+            for key in written[:len(self.heard) - MAX_HEARD]:
+                del self.heard[key]
 
     async def seed(self, rpc: RpcClient) -> None:
         """Start from what the store holds as in flight in this boot, not from nothing: a turn or

@@ -1,13 +1,14 @@
-"""The snapshotter's handling of runs cut by a restart (marks `cron.list` shows from a boot that has
-ended): asked of the store once per mark, never taken for runs of the new boot, and forgotten once
-the gateway no longer shows them."""
+"""The snapshotter's bookkeeping, without a gateway: runs cut by a restart (marks `cron.list` shows
+from a boot that has ended) are asked of the store once per mark, never taken for runs of the new
+boot, and forgotten once the gateway no longer shows them; runs heard of by events do not pile up."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
-from supervisor.core.inflight import INTERRUPTED_ERROR, RunItem, RunKey
+from supervisor import snapshotter as snapshot_module
+from supervisor.core.inflight import INTERRUPTED_ERROR, InFlight, RunItem, RunKey
 from supervisor.errors import StoreError
 from supervisor.gateway.capabilities import for_version
 from supervisor.snapshotter import Snapshotter
@@ -66,3 +67,18 @@ async def test_a_failed_check_keeps_its_marks_out_of_the_poll_and_recovery_waiti
     s.records = Records(cut=set())  # type: ignore[assignment]  # the store is back: a run of this boot after all
     await s._set_aside_cut(payload)
     assert list(s.build(None, payload)[0].runs) == [("old", 100)] and s.looked.is_set()
+
+
+def started(job_id: str, at: int) -> dict[str, Any]:
+    return {"jobId": job_id, "action": "started", "runAtMs": at, "job": job(job_id, runningAtMs=at)}
+
+
+def test_heard_runs_already_written_do_not_pile_up_while_polls_fail(monkeypatch: Any) -> None:
+    """From a review: with `cron.list` failing every poll, every run heard of stayed in `heard`."""
+    monkeypatch.setattr(snapshot_module, "MAX_HEARD", 3)
+    s = snapshotter(Records(cut=set()))
+    for i in range(6):
+        s._hear(started(f"j{i}", 100 + i))
+        if i < 4:  # written by the recorder; the last two are not (yet)
+            s.state = InFlight(s.state.sessions, {**s.state.runs, (f"j{i}", 100 + i): s.heard[(f"j{i}", 100 + i)][0]})
+    assert sorted(s.heard) == [("j3", 103), ("j4", 104), ("j5", 105)]  # the oldest written ones went
