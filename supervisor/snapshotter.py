@@ -27,6 +27,7 @@ from supervisor.core.inflight import (
     RunKey,
     carry_heard,
     diff,
+    keep_keys,
     merge_legacy_cron_sessions,
     parse_left_behind,
     parse_runs,
@@ -287,6 +288,8 @@ class Snapshotter:
         """The snapshot the answers show, and the heard runs a later poll must still decide."""
         if runs_payload is not None:
             polled = {k: r for k, r in parse_runs(runs_payload).items() if k not in self.cut and k not in self.unsure}
+            if self.legacy is not None:
+                polled = keep_keys(polled, self.state.runs)
             runs, undecided = carry_heard(polled, self.heard, runs_asked)
         else:
             runs, undecided = dict(self.state.runs), dict(self.heard)

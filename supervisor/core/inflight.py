@@ -233,6 +233,26 @@ def parse_started(payload: Any) -> RunItem | None:
 RunKey = tuple[str, int]
 Heard = dict[RunKey, tuple[RunItem, float]]
 
+SAME_RUN_MS = 1_000  # two marks of one job this close are one run (2026.2.x moves its mark; see below)
+
+
+def keep_keys(polled: Mapping[RunKey, RunItem], previous: Mapping[RunKey, RunItem],
+              slack_ms: int = SAME_RUN_MS) -> dict[RunKey, RunItem]:
+    """2026.2.x moves a running job's `runningAtMs` by a few ms: its timer claims due jobs at one
+    instant (the mark it writes to its jobs file), sets the run's own start in memory, and reloads
+    the file later (measured on the real 2.26: 601044, then 601042, for one run). A polled mark
+    within `slack_ms` of a mark the snapshot already holds for the job is that run, under its
+    first key: not a run that ended and another that began."""
+    out: dict[RunKey, RunItem] = {}
+    for key, item in polled.items():
+        if key not in previous:
+            same = [k for k in previous if k[0] == key[0] and abs(k[1] - key[1]) <= slack_ms and k not in polled]
+            if same:
+                key = same[0]
+                item = previous[key]
+        out[key] = item
+    return out
+
 
 def carry_heard(polled: Mapping[RunKey, RunItem], heard: Mapping[RunKey, tuple[RunItem, float]],
                 poll_began: float) -> tuple[dict[RunKey, RunItem], Heard]:

@@ -8,7 +8,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from supervisor.core.inflight import Delta, InFlight, RunItem, RunKey, SessionItem
+from supervisor.core.inflight import SAME_RUN_MS, Delta, InFlight, RunItem, RunKey, SessionItem
 from supervisor.store.db import Store, row_dicts
 
 
@@ -156,7 +156,7 @@ def read_current(c: sqlite3.Connection) -> dict[str, list[dict[str, Any]]]:
     return {"sessions": sessions, "runs": runs}
 
 
-SAME_RUN_SLACK_MS = 1_000  # a jobs file's mark and the run's key in the snapshot, for the same run
+SAME_RUN_SLACK_MS = SAME_RUN_MS  # a jobs file's mark and the run's key in the snapshot, for the same run
 RETRY_START_MS = 30_000  # a retry's run starts within this of cron.run (at once, or behind a busy lane)
 
 

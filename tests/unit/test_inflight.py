@@ -12,6 +12,7 @@ from supervisor.core.inflight import (
     LegacyActivity,
     carry_heard,
     diff,
+    keep_keys,
     kind_of,
     merge_legacy_cron_sessions,
     parse_left_behind,
@@ -185,3 +186,25 @@ def test_left_behind_are_the_marks_still_running_and_the_repaired_interruptions(
 def test_left_behind_reports_a_bad_answer_as_the_polls_do() -> None:
     with pytest.raises(GatewayProtocolError, match=r"cron\.list\.jobs\[0\]: field 'id'"):
         parse_left_behind({"jobs": [{"state": {"lastError": INTERRUPTED_ERROR, "lastRunAtMs": 5}}]})
+
+
+def test_regression_a_2x_mark_that_moves_a_few_ms_stays_one_run() -> None:
+    """Found by the chaos benchmark on the real 2026.2.26: one run of a job showed runningAtMs
+    ...044 in a poll and ...042 in the next (its timer's claim, reloaded from its jobs file); the
+    snapshot recorded a run that ended and another that began, under two keys."""
+    before = parse_runs({"jobs": [job("a", 1_044), job("b", 5_000)]})
+    polled = parse_runs({"jobs": [job("a", 1_042), job("b", 5_000)]})
+    kept = keep_keys(polled, before)
+    assert sorted(kept) == [("a", 1_044), ("b", 5_000)] and kept[("a", 1_044)] is before[("a", 1_044)]
+    assert diff(InFlight({}, before), InFlight({}, kept)).runs_started == ()
+
+
+def test_a_mark_more_than_a_second_away_is_another_run() -> None:
+    before = parse_runs({"jobs": [job("a", 1_000)]})
+    assert sorted(keep_keys(parse_runs({"jobs": [job("a", 2_100)]}), before)) == [("a", 2_100)]
+
+
+def test_a_mark_still_shown_is_not_taken_over_by_a_near_one() -> None:
+    before = parse_runs({"jobs": [job("a", 1_000)]})
+    both = {**parse_runs({"jobs": [job("a", 1_000)]}), **parse_runs({"jobs": [job("a", 1_500)]})}
+    assert sorted(keep_keys(both, before)) == [("a", 1_000), ("a", 1_500)]
