@@ -60,6 +60,7 @@ from chaos_judge import (  # noqa: E402
     judge,
 )
 
+from supervisor.core.inflight import SAME_RUN_MS  # noqa: E402
 from supervisor.gateway.launch import GatewayAuth, Secret  # noqa: E402
 from supervisor.gateway.rpc import RpcClient  # noqa: E402
 from tests.support.harness import FAKE_GATEWAY, Gatewayd, free_port_block  # noqa: E402
@@ -506,8 +507,8 @@ class Chaos:
                 if not isinstance(at, int) or at in done:
                     continue  # (the gateway's run log says it ended after all)
                 # Its model request, if it made one: after it started, before the job's next run did
-                # (a mark within 1 s is the same run: 2026.2.x moves it by a few ms, found in a real run).
-                upto = min((t for t in known if t > at + 1_000), default=at + 15_000) / 1000
+                # (a mark within SAME_RUN_MS is the same run: 2026.2.x moves it by a few ms, found in a real run).
+                upto = min((t for t in known if t > at + SAME_RUN_MS), default=at + 15_000) / 1000
                 mine = [i for i, r in enumerate(out) if item.mark in r.last_user and at / 1000 - 1 <= r.ts < upto]
                 for i in mine[:1]:
                     out[i] = Request(out[i].n, out[i].ts, None, out[i].last_user, out[i].text)

@@ -102,7 +102,7 @@ class InflightRecords:
                     " AND started_at * 1000 - ? <= ? AND ended_at * 1000 >= ?"
                     " AND NOT EXISTS (SELECT 1 FROM boots n WHERE n.id > b.id AND n.started_at * 1000 <= ?)"
                     " ORDER BY id DESC LIMIT 1",
-                    (SAME_RUN_SLACK_MS, r.running_at_ms, r.running_at_ms, r.running_at_ms)).fetchone()
+                    (SAME_RUN_MS, r.running_at_ms, r.running_at_ms, r.running_at_ms)).fetchone()
                 if row is None:
                     continue
                 boot = int(row[0])
@@ -112,7 +112,7 @@ class InflightRecords:
                 # `cron.list` the moment the run starts (1 ms later, measured); a job never runs
                 # twice at once. Or an obligation for this very run, whatever boot holds it.
                 if c.execute("SELECT 1 FROM inflight_runs WHERE job_id = ? AND boot_id = ? AND running_at_ms >= ?",
-                             (r.job_id, boot, r.running_at_ms - SAME_RUN_SLACK_MS)).fetchone() or c.execute(
+                             (r.job_id, boot, r.running_at_ms - SAME_RUN_MS)).fetchone() or c.execute(
                         "SELECT 1 FROM obligations WHERE kind = 'cron' AND ref = ? AND running_at_ms = ?",
                         r.key).fetchone():
                     continue
@@ -156,7 +156,6 @@ def read_current(c: sqlite3.Connection) -> dict[str, list[dict[str, Any]]]:
     return {"sessions": sessions, "runs": runs}
 
 
-SAME_RUN_SLACK_MS = SAME_RUN_MS  # a jobs file's mark and the run's key in the snapshot, for the same run
 RETRY_START_MS = 30_000  # a retry's run starts within this of cron.run (at once, or behind a busy lane)
 
 
