@@ -526,7 +526,7 @@ class Daemon:
                 hold = watch.ready_at_ms + int(self.cfg.recovery.hold_after_crash_loop_s * 1000) \
                     if self.tracker.crash_loop else 0
                 recovery = Recovery(self.journal, self.cfg.recovery, caps, watch.boot, watch.ready_at_ms,
-                                    self.inflight.seen_active, self.rand, hold, snapshotter.looked)
+                                    self.inflight, self.rand, hold, snapshotter.looked)
                 await asyncio.gather(snapshotter.run(rpc), self._guarded(recovery.run(rpc), "recovery"),
                                      self._tick_watch(rpc, hello.tick_interval_ms))
                 await rpc.closed.wait()

@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from supervisor import logs
+from supervisor.core.inflight import legacy_turn_ended
 from supervisor.core.recovery import (
     MS,
     Decision,
@@ -41,6 +42,7 @@ from supervisor.errors import GatewayError, GatewayRpcError, StoreError
 from supervisor.gateway.capabilities import Capabilities
 from supervisor.gateway.rpc import RpcClient
 from supervisor.snapshotter import paged
+from supervisor.store.inflight import InflightRecords
 from supervisor.store.journal import Journal
 
 log = logs.get("gatewayd.recovery")
@@ -51,6 +53,7 @@ REASONS = {"crash": "crash", "hang-kill": "hang", "boot-timeout": "boot timeout"
 
 
 INTERRUPTED = "interrupted"  # 2026.9.x logs an interrupted run as "cron: job interrupted by gateway restart"
+HISTORY_LIMIT = 100  # the dead gateway's last messages, with the few written since its restart
 CONFIRM_POLL_MS = 2000  # while a retry's run or a notice's turn is awaited
 FIRST_LOOK_S = 30.0  # at most this long for the snapshotter's first poll before deciding there is nothing to do
 MAX_NOTICES = 2  # a notice lost with its gateway is sent again, this many in all
@@ -62,7 +65,7 @@ def now_ms() -> int:
 
 class Recovery:
     def __init__(self, journal: Journal, policy: RecoveryPolicy, caps: Capabilities, boot: int, ready_at_ms: int,
-                 seen_active: Callable[[str, int | None, int], Any], rand: Callable[[], float],
+                 records: InflightRecords, rand: Callable[[], float],
                  hold_until_ms: int = 0, first_look: asyncio.Event | None = None) -> None:
         self.journal = journal
         self.policy = policy
@@ -70,7 +73,7 @@ class Recovery:
         self.rules = VersionRules.for_caps(caps.legacy)
         self.boot = boot
         self.ready_at_ms = ready_at_ms
-        self.seen_active = seen_active  # async (session key, boot or None for any, since ms) -> bool
+        self.records = records
         self.rand = rand
         self.hold_until_ms = hold_until_ms
         self.first_look = first_look  # the snapshotter's first poll, which records runs cut unseen
@@ -145,8 +148,9 @@ class Recovery:
                 state = job.get("state", {}) if isinstance(job, dict) else {}
                 if isinstance(state, dict) and state.get("runningAtMs") == ob["running_at_ms"]:
                     return False  # not repaired yet
-            elif ob["session_kind"] not in ("cron", "cron-run") and not await self._resumed(rpc, ob):
-                return False  # not resumed (yet)
+            elif ob["session_kind"] not in ("cron", "cron-run") and not await self._resumed(rpc, ob) \
+                    and not await self._completed(rpc, ob):
+                return False  # not resumed (yet), and its turn had not ended before the crash
         return True
 
     async def _resumed(self, rpc: RpcClient, ob: dict[str, Any]) -> bool:
@@ -154,7 +158,7 @@ class Recovery:
         boot or in one that died during recovery)? The snapshot may have missed a short turn (or
         gatewayd was down during it); 2026.9.x's row says when the session's last run started."""
         since = int(ob["interrupted_at"] * MS)
-        if await self.seen_active(ob["ref"], None, since):
+        if await self.records.seen_active(ob["ref"], None, since):
             return True
         started = _int((await self._session_rows(rpc)).get(ob["ref"], {}).get("startedAt"))
         return started is not None and started >= since
@@ -167,10 +171,26 @@ class Recovery:
         return (row.get("status") == "done" and started is not None and ended is not None and ended >= started
                 and ended <= int(ob["interrupted_at"] * MS))
 
+    async def _ended_before_crash(self, rpc: RpcClient, ob: dict[str, Any]) -> bool:
+        """2026.2.x: the turn gatewayd last saw running had ended before the gateway died (while
+        gatewayd was down, so no snapshot saw its end): its session's history says so. Found by
+        the chaos benchmark (fake 2026.2.26: 2 notices after such a turn in 221 kills)."""
+        if ob["session_kind"] in ("cron", "cron-run"):
+            return False
+        started = await self.records.turn_started(int(ob["boot_id"]), ob["ref"])
+        if started is None:
+            return False
+        try:
+            history = await rpc.call("chat.history", {"sessionKey": ob["ref"], "limit": HISTORY_LIMIT})
+            return legacy_turn_ended(history, started, int(ob["interrupted_at"] * MS))
+        except GatewayError as exc:  # unknown: the notice goes out, as before this check
+            log.warning("recovery: session history unreadable", session=ob["ref"], error=str(exc))
+            return False
+
     async def _turn_since(self, rpc: RpcClient, key: str, since_ms: int) -> bool:
         """Did the session take a turn since `since_ms`? The snapshot's record, else the session's
         row: 2026.9.x says when its last run started, 2026.2.x when it was last updated."""
-        if await self.seen_active(key, None, since_ms):
+        if await self.records.seen_active(key, None, since_ms):
             return True
         row = (await self._session_rows(rpc)).get(key, {})
         at = _int(row.get("startedAt" if not self.caps.legacy else "updatedAt"))
@@ -338,7 +358,8 @@ class Recovery:
     async def _session(self, rpc: RpcClient, ob: dict[str, Any]) -> int | None:
         settled = now_ms() >= self.settled_at_ms
         resumed = self.rules.resumes_main_sessions and await self._resumed(rpc, ob)
-        completed = self.rules.resumes_main_sessions and not resumed and await self._completed(rpc, ob)
+        completed = not resumed and (await self._completed(rpc, ob) if self.rules.resumes_main_sessions
+                                     else await self._ended_before_crash(rpc, ob))
         when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ob["interrupted_at"]))
         d = decide_session(ob["session_kind"] or "", resumed, settled, self.rules, self.policy,
                            REASONS.get(ob["reason"], ob["reason"]), when, completed)

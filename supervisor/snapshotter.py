@@ -296,7 +296,8 @@ class Snapshotter:
         if sessions_payload is None:
             return InFlight({}, runs), undecided
         if self.legacy is not None:
-            sessions = parse_sessions(sessions_payload, self.legacy.active())
+            sessions = parse_sessions(sessions_payload, self.legacy.active(),
+                                      legacy_starts=self.legacy.turn_starts())
             sessions = merge_legacy_cron_sessions(sessions, runs.values())
         else:
             sessions = parse_sessions(sessions_payload)

@@ -121,9 +121,12 @@ def _int_or_none(value: Any) -> int | None:
 
 
 def parse_sessions(payload: Any, legacy_active: Mapping[str, tuple[str, ...]] | None = None,
-                   default_agent: str = "main") -> dict[str, SessionItem]:
+                   default_agent: str = "main", legacy_starts: Mapping[str, int] | None = None
+                   ) -> dict[str, SessionItem]:
     """Active sessions from a `sessions.list` answer. With `legacy_active` (2026.2.x) activity comes
-    from it (session key -> run ids), not from the rows."""
+    from it (session key -> run ids), not from the rows, and a session's last activity is its
+    turn's start (`legacy_starts`), which recovery finds the turn by in the session's history."""
+    starts = legacy_starts or {}
     where = "sessions.list"
     rows = _list(_obj(payload, where), "sessions", where)
     out: dict[str, SessionItem] = {}
@@ -143,7 +146,7 @@ def parse_sessions(payload: Any, legacy_active: Mapping[str, tuple[str, ...]] | 
         if not active:
             continue
         agent = row.get("agentId") if isinstance(row.get("agentId"), str) else agent_of(key, default_agent)
-        last = _lenient_ms(row.get("lastActivityAt")) or _lenient_ms(row.get("updatedAt"))
+        last = starts.get(key) or _lenient_ms(row.get("lastActivityAt")) or _lenient_ms(row.get("updatedAt"))
         sid = row.get("sessionId")
         out[key] = SessionItem(key, str(agent), kind_of(key), sid if isinstance(sid, str) else None,
                                run_ids, last)
@@ -151,8 +154,34 @@ def parse_sessions(payload: Any, legacy_active: Mapping[str, tuple[str, ...]] | 
         # A turn whose session row is not listed yet (a first turn) is still in flight.
         for key, run_ids in legacy_active.items():
             if key not in out and run_ids:
-                out[key] = SessionItem(key, agent_of(key, default_agent), kind_of(key), None, run_ids, None)
+                out[key] = SessionItem(key, agent_of(key, default_agent), kind_of(key), None, run_ids,
+                                       starts.get(key))
     return out
+
+
+FINAL_STOPS = ("stop", "length", "end_turn", "error", "aborted")  # a turn's last message; "toolUse" goes on
+TURN_START_SLACK_MS = 500  # a turn's user message is stamped ~2 ms before its lifecycle start (measured)
+
+
+def legacy_turn_ended(history: Any, turn_started_ms: int, gateway_ended_ms: int) -> bool:
+    """2026.2.x: had the session's turn that started at `turn_started_ms` ended before its gateway
+    died (by `gateway_ended_ms`)? From a `chat.history` answer, whose messages carry `timestamp`
+    (ms): the turn's user message (stamped at its start) and, when it ends, an assistant message
+    with a final `stopReason`. This version appends each message as it comes (a session's first
+    turn only at its end), and a kill leaves what was written. So the turn ended when the last
+    message the dead gateway wrote at or after the turn's start is a final assistant message; a
+    turn cut before its first write leaves nothing after its start, so it did not. A later turn
+    cut in the same session (started unseen while gatewayd was down) leaves its user message
+    last: not ended either, and the notice is due all the same."""
+    where = "chat.history"
+    messages = _list(_obj(history, where), "messages", where)
+    last: Mapping[str, Any] | None = None
+    for i, raw in enumerate(messages):
+        msg = _obj(raw, f"{where}.messages[{i}]")
+        at = _lenient_ms(msg.get("timestamp"))
+        if at is not None and turn_started_ms - TURN_START_SLACK_MS <= at <= gateway_ended_ms:
+            last = msg
+    return last is not None and last.get("role") == "assistant" and last.get("stopReason") in FINAL_STOPS
 
 
 def _lenient_ms(value: Any) -> int | None:
@@ -280,9 +309,11 @@ def diff(old: InFlight, new: InFlight) -> Delta:
 
 @dataclass
 class LegacyActivity:
-    """2026.2.x turn tracking from `agent` lifecycle events: session key -> run ids in flight."""
+    """2026.2.x turn tracking from `agent` lifecycle events: session key -> run ids in flight, and
+    when each began (the event's `data.startedAt`), which dates the turn in the session's history."""
 
     runs: dict[str, str] = field(default_factory=dict)  # run id -> session key
+    started: dict[str, int] = field(default_factory=dict)  # run id -> its start, ms
 
     def feed(self, payload: Any) -> bool:
         """One `agent` event payload; returns True when the set of active turns changed."""
@@ -295,9 +326,13 @@ class LegacyActivity:
         phase = data.get("phase")
         if phase == "start" and run_id not in self.runs:
             self.runs[run_id] = key
+            at = _lenient_ms(data.get("startedAt")) or _lenient_ms(payload.get("ts"))
+            if at is not None:
+                self.started[run_id] = at
             return True
         if phase in ("end", "error") and run_id in self.runs:
             del self.runs[run_id]
+            self.started.pop(run_id, None)
             return True
         return False
 
@@ -306,6 +341,14 @@ class LegacyActivity:
         for run_id, key in self.runs.items():
             by_key.setdefault(key, []).append(run_id)
         return {k: tuple(sorted(v)) for k, v in by_key.items()}
+
+    def turn_starts(self) -> dict[str, int]:
+        """Session key -> the start of its latest turn in flight, where the event said."""
+        out: dict[str, int] = {}
+        for run_id, at in self.started.items():
+            key = self.runs[run_id]
+            out[key] = max(at, out.get(key, at))
+        return out
 
 
 def merge_legacy_cron_sessions(sessions: dict[str, SessionItem], runs: Iterable[RunItem]) -> dict[str, SessionItem]:

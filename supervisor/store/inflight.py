@@ -132,6 +132,13 @@ class InflightRecords:
         result: tuple[set[RunKey], list[tuple[int, RunItem]]] = await self.store.write(tx)
         return result
 
+    async def turn_started(self, boot: int, key: str) -> int | None:
+        """When the session's turn gatewayd last saw in flight in `boot` began (2026.2.x: its
+        lifecycle start; else the row's last activity), or None where nothing says."""
+        row = await self.store.read(lambda c: c.execute(
+            "SELECT last_activity_ms FROM inflight_sessions WHERE boot_id = ? AND key = ?", (boot, key)).fetchone())
+        return int(row[0]) if row is not None and row[0] is not None else None
+
     async def seen_active(self, key: str, boot: int | None, since_ms: int) -> bool:
         """Did this session have a turn running (in `boot`, or any) since `since_ms`?"""
         row = await self.store.read(lambda c: c.execute(

@@ -12,6 +12,7 @@ at once). What is asserted is what gatewayd relies on, parsed where it matters w
   per parse_sessions (9.x: hasActiveRun; 2.x: LegacyActivity fed with the agent lifecycle events), the agent
   lifecycle start/end events with runId + sessionKey, and afterwards a `cron.runs` entry with status ok;
 - a main-session turn: accepted, in flight, ended, and an idempotency key that does not start a second turn;
+  on 2.x its `chat.history` tells the turn in flight from the turn ended (legacy_turn_ended);
 - system events: queued and listed in `status.queuedSystemEvents`; a targeted `wake now` drains them into a
   heartbeat turn on 9.x; on 2.x with heartbeats off it answers ok and no turn reaches the model.
 
@@ -35,7 +36,13 @@ from typing import Any
 import psutil
 import pytest
 
-from supervisor.core.inflight import LegacyActivity, merge_legacy_cron_sessions, parse_runs, parse_sessions
+from supervisor.core.inflight import (
+    LegacyActivity,
+    legacy_turn_ended,
+    merge_legacy_cron_sessions,
+    parse_runs,
+    parse_sessions,
+)
 from supervisor.errors import GatewayError, GatewayRpcError
 from supervisor.gateway.launch import GatewayAuth, Secret
 from supervisor.gateway.rpc import Event, RpcClient
@@ -418,12 +425,24 @@ async def test_main_session_turn(target: Target) -> None:
                 assert parse_sessions(page)[MAIN].kind == "main"
             [start] = lifecycle(events, "start", MAIN)
             assert start["runId"] == key
+            started = start["data"]["startedAt"]
+            if target.legacy:  # what recovery reads to tell a turn that ended while gatewayd was down
+                assert legacy.turn_starts() == {MAIN: started}
+                history = await rpc.call("chat.history", {"sessionKey": MAIN, "limit": 100})
+                assert not legacy_turn_ended(history, started, int(time.time() * 1000))
 
             async def ended() -> list[dict[str, Any]]:
                 return lifecycle(events, "end", MAIN)
             [end] = await wait_for(ended, 120, "the turn's lifecycle end event", step=0.2)
             assert end["runId"] == key
             assert MAIN not in legacy.active()
+            if target.legacy:
+                history = await rpc.call("chat.history", {"sessionKey": MAIN, "limit": 100})
+                assert legacy_turn_ended(history, started, int(time.time() * 1000))
+                asked, answered = history["messages"][-2:]
+                assert asked["role"] == "user" and mark in asked["content"][0]["text"]
+                assert abs(asked["timestamp"] - started) < 100 and answered["stopReason"] == "stop"
+                assert not legacy_turn_ended(history, started, started - 1000)  # a gateway dead before it
             page = await rpc.call("sessions.list", {})
             [row] = [r for r in page["sessions"] if r["key"] == MAIN]
             if target.legacy:

@@ -71,6 +71,7 @@ MODEL_ID, PROVIDER = "fake-model", "fake"
 CONTEXT_TOKENS = 128000
 MAX_QUEUED_EVENTS = 20
 MAX_CALLS = 5000
+HISTORY_KEEP = 200  # chat.history messages a session keeps (2.x; its file keeps all)
 TRANSCRIPT_KEEP = int(os.environ.get("FAKE_GW_TRANSCRIPT_KEEP", "40"))  # messages a session keeps
 LEGACY_SESSIONS_LIST_PARAMS = {"limit", "activeMinutes", "includeGlobal", "includeUnknown", "includeDerivedTitles",
                                "includeLastMessage", "label", "spawnedBy", "agentId", "search"}
@@ -231,8 +232,7 @@ class World:
         self.scheduler: asyncio.Task[None] | None = None
         self.methods = {"agent.wait", "cron.add", "cron.list", "cron.update", "cron.remove", "cron.run", "cron.runs",
                         "cron.status", "sessions.list", "agent", "wake", "system-event", "last-heartbeat"}
-        if modern:
-            self.methods.add("cron.get")
+        self.methods.add("cron.get" if modern else "chat.history")
 
     # ------------------------------------------------------------------------------------------ config
     def config(self) -> dict[str, Any]:
@@ -727,6 +727,12 @@ class World:
         return row
 
     @staticmethod
+    def append_history(row: dict[str, Any], message: dict[str, Any]) -> None:
+        """2026.2.x's session transcript as `chat.history` shows it: each message stamped (ms) when
+        it was made (an assistant message when its model call began), appended as it comes."""
+        row["history"] = [*row.get("history", []), message][-HISTORY_KEEP:]
+
+    @staticmethod
     def add_tokens(row: dict[str, Any], result: dict[str, Any]) -> None:
         usage = result.get("usage")
         if usage:
@@ -751,6 +757,9 @@ class World:
                            status="running", startedAt=started, updatedAt=started)
                 for stale in ("endedAt", "runtimeMs"):
                     row.pop(stale, None)
+                asked = {"role": "user", "content": [{"type": "text", "text": text}], "timestamp": started}
+                if not self.modern and row.get("history"):  # a first turn's messages are written at its end
+                    self.append_history(row, asked)
                 self.save()
                 messages = [{"role": "system", "content": SYSTEM_PROMPT}, *row.get("transcript", []),
                             *({"role": "user", "content": c} for c in contents)]
@@ -763,6 +772,15 @@ class World:
                 if result["status"] == "ok":
                     transcript.append({"role": "assistant", "content": result["summary"]})
                 ended = result["endedAt"]
+                if not self.modern:
+                    if not row.get("history"):
+                        self.append_history(row, asked)
+                    ok = result["status"] == "ok"
+                    self.append_history(row, {"role": "assistant", "content": [
+                        {"type": "text", "text": str(result["summary"] if ok else "")}], "api": "openai-completions",
+                        "provider": PROVIDER, "model": MODEL_ID, "stopReason": "stop" if ok else "error",
+                        **({} if ok else {"errorMessage": str(result.get("error"))}),
+                        "timestamp": result["startedAt"]})
                 row.update(transcript=transcript[-TRANSCRIPT_KEEP:], pendingTurn=None,
                            status="done" if result["status"] == "ok" else "failed", endedAt=ended,
                            runtimeMs=max(0, ended - started), lastRunId=run_id, updatedAt=ended,
@@ -1218,6 +1236,18 @@ class World:
 
         self.background(run())
         return accepted
+
+    async def m_chat_history(self, p: dict[str, Any], final: Final) -> Any:
+        """2026.2.x (measured): `{sessionKey, sessionId, messages, thinkingLevel}`, the last `limit`."""
+        key = p.get("sessionKey")
+        if not isinstance(key, str) or not key:
+            raise invalid("invalid chat.history params: at root: must have required property 'sessionKey'")
+        limit = self.limit_param("chat.history", p, maximum=1000) or 200
+        row = self.sessions.get(key) or {}
+        out: dict[str, Any] = {"sessionKey": key}
+        if row.get("sessionId"):
+            out["sessionId"] = row["sessionId"]
+        return out | {"messages": row.get("history", [])[-limit:], "thinkingLevel": "off"}
 
     async def m_agent_wait(self, p: dict[str, Any], final: Final) -> Any:
         """As both real versions: the run's end if it ended (kept in memory, lost on restart), else

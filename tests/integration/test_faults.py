@@ -324,6 +324,66 @@ def test_regression_a_turn_that_ended_while_gatewayd_was_down_gets_no_notice(tmp
                        "the resume or the notice")
 
 
+def main_turn_over(root: Path) -> bool:
+    """The fake gateway's own record: the main session's turn has ended (written at its end)."""
+    try:
+        row = json.loads((root / "gw" / "fake-world.json").read_text())["sessions"]["agent:main:main"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return row.get("pendingTurn") is None and row.get("status") == "done"
+
+
+@pytest.mark.parametrize("version", ["2026.9.6", "2026.2.26"])
+@pytest.mark.parametrize("turn_ends", [True, False], ids=["turn-ended", "turn-cut"])
+def test_regression_a_turn_that_ended_before_its_gateway_died_unwatched_gets_no_notice(
+        tmp_path: Path, version: str, turn_ends: bool) -> None:
+    """Found by the chaos benchmark (fake 2026.2.26: 2 notices too many in 221 kills): gatewayd is
+    killed while a main-session turn runs; the turn ends; then the gateway dies too, all before
+    gatewayd is back. Its stored row still said "active", so the dead boot's end made it an
+    obligation, and 2.x got a notice for a turn that had finished. gatewayd now reads the
+    session's history (2.x: the turn's user message, then a final assistant message, both written
+    by the dead gateway) before sending it. A turn the gateway's death did cut (its user message
+    written, no answer) still gets exactly one notice (2.x) or the gateway's own resume (9.x).
+    The session has a finished turn before, so a cut turn's history is not empty."""
+    legacy = version.startswith("2026.2")
+    with model(tmp_path) as (model_port, log, delay), gatewayd(tmp_path, None) as g:
+        g.write_config_sections(world_settings(tmp_path, version, model_port, g.port))
+        before, mark = uuid.uuid4().hex[:8], uuid.uuid4().hex[:8]
+        g.start()
+        g.wait_event("rpc monitor connected")
+        asyncio.run(start_turn(g.port, before, protocol=3 if legacy else 4))
+        g.wait_event("in flight changed", where=lambda e: "agent:main:main" in (e.get("sessions_ended") or []))
+        delay.write_text("1.5\n" if turn_ends else "60\n")
+        asyncio.run(start_turn(g.port, mark, protocol=3 if legacy else 4))
+        wait_until(lambda: asked(log, f"MAIN-{mark}") == 1, 20, "the turn at the model")
+        g.wait_event("in flight changed", count=2,
+                     where=lambda e: "agent:main:main" in (e.get("sessions_started") or []))
+        gateway = g.spawned_pids()[-1]
+        g.procs[-1].kill()
+        g.procs[-1].wait(10)
+        if turn_ends:
+            wait_until(lambda: main_turn_over(tmp_path), 20, "the turn's end, while no gatewayd watches")
+        os.kill(gateway, signal.SIGKILL)
+        wait_until(lambda: not psutil.pid_exists(gateway) or psutil.Process(gateway).status() == psutil.STATUS_ZOMBIE,
+                   10, "the gateway dead")
+        delay.write_text("0.2\n")
+        g.start()
+        g.wait_event("rpc monitor connected")
+        [ob] = wait_until(lambda: [o for o in obligations(g) if o["kind"] == "session" and o["state"] != "open"], 30,
+                          "the session's obligation resolved")
+        assert ob["ref"] == "agent:main:main" and ob["boot_id"] == 1, ob
+        if turn_ends:
+            assert "completed before the crash" in ob["resolution"], ob
+            time.sleep(3.0)  # the witness window: a notice or a resume would reach the model by now
+            assert asked(log, "Gateway restarted") == 0 and asked(log, f"MAIN-{mark}") == 1
+        else:
+            wait_until(lambda: asked(log, f"MAIN-{mark}") + asked(log, "Gateway restarted") >= 2, 30,
+                       "the resume or the notice")
+            time.sleep(3.0)  # the witness window: a second one would reach the model by now
+            assert asked(log, "Gateway restarted") == (1 if legacy else 0)
+            assert asked(log, f"MAIN-{mark}") == (1 if legacy else 2)  # 9.x: the resume carries the request
+
+
 @pytest.mark.parametrize("version", ["2026.9.6", "2026.2.26"])
 def test_regression_a_run_that_starts_and_dies_while_gatewayd_is_down_is_retried_once(tmp_path: Path,
                                                                                      version: str) -> None:

@@ -14,6 +14,7 @@ from supervisor.core.inflight import (
     diff,
     keep_keys,
     kind_of,
+    legacy_turn_ended,
     merge_legacy_cron_sessions,
     parse_left_behind,
     parse_runs,
@@ -65,6 +66,60 @@ def test_legacy_turn_without_a_row_yet_is_in_flight() -> None:
     act.feed({"runId": "r9", "sessionKey": "agent:ops:main", "stream": "lifecycle", "data": {"phase": "start"}})
     got = parse_sessions({"sessions": []}, act.active())
     assert got["agent:ops:main"].agent_id == "ops"
+
+
+def test_legacy_turn_start_is_the_sessions_last_activity() -> None:
+    act = LegacyActivity()
+    for run_id, at in (("r1", 5_000), ("r2", 7_000)):
+        act.feed({"runId": run_id, "sessionKey": "agent:main:main", "stream": "lifecycle",
+                  "data": {"phase": "start", "startedAt": at}})
+    act.feed({"runId": "r3", "sessionKey": "agent:ops:main", "stream": "lifecycle", "ts": 6_000,
+              "data": {"phase": "start"}})  # no startedAt: the event's own stamp
+    assert act.turn_starts() == {"agent:main:main": 7_000, "agent:ops:main": 6_000}
+    got = parse_sessions({"sessions": [row("agent:main:main", updatedAt=9_999)]}, act.active(),
+                         legacy_starts=act.turn_starts())
+    assert got["agent:main:main"].last_activity_ms == 7_000 and got["agent:ops:main"].last_activity_ms == 6_000
+    act.feed({"runId": "r2", "sessionKey": "agent:main:main", "stream": "lifecycle", "data": {"phase": "end"}})
+    assert act.turn_starts() == {"agent:main:main": 5_000, "agent:ops:main": 6_000}
+
+
+def msg(role: str, at: int | None, stop: str | None = None) -> dict[str, Any]:
+    out: dict[str, Any] = {"role": role, "content": [{"type": "text", "text": "x"}]}
+    if at is not None:
+        out["timestamp"] = at
+    return out | ({"stopReason": stop} if stop else {})
+
+
+TURN, DIED = 100_000, 200_000
+BEFORE = [msg("user", 50_000), msg("assistant", 50_001, "stop")]  # a turn that had ended long before
+
+
+@pytest.mark.parametrize(("messages", "ended"), [
+    ([], False),  # a session's first turn, cut: 2.x writes it only at its end
+    (BEFORE, False),  # cut before its user message was written: nothing after its start
+    ([*BEFORE, msg("user", TURN - 2)], False),  # cut while the model answered
+    ([*BEFORE, msg("user", TURN - 2), msg("assistant", TURN + 1, "toolUse"), msg("toolResult", TURN + 900)],
+     False),  # cut between tool calls
+    ([*BEFORE, msg("user", TURN - 2), msg("assistant", TURN + 1, "stop")], True),
+    ([msg("user", TURN - 2), msg("assistant", TURN + 1, "stop")], True),  # a first turn, written at its end
+    ([*BEFORE, msg("user", TURN - 2), msg("assistant", TURN + 1, "toolUse"), msg("toolResult", TURN + 900),
+      msg("assistant", TURN + 901, "stop")], True),
+    ([*BEFORE, msg("user", TURN - 2), msg("assistant", TURN + 1, "error")], True),  # ended, failed: not cut
+    ([*BEFORE, msg("user", TURN - 2), msg("assistant", TURN + 1, "stop"), msg("user", TURN + 5_000)],
+     False),  # it ended, then a turn no snapshot saw began and was cut: the notice is due all the same
+    ([*BEFORE, msg("user", TURN - 2), msg("user", DIED + 5_000), msg("assistant", DIED + 5_001, "stop")],
+     False),  # a turn of the next gateway answered: not the dead gateway's
+    ([*BEFORE, msg("user", TURN - 2), msg("assistant", None, "stop")], False),  # unstamped: unknown
+    ([*BEFORE, msg("user", TURN - 2), msg("assistant", TURN + 1)], False),  # no stopReason: unknown
+])
+def test_legacy_turn_ended_from_the_sessions_history(messages: list[dict[str, Any]], ended: bool) -> None:
+    assert legacy_turn_ended({"sessionKey": "agent:main:main", "messages": messages}, TURN, DIED) is ended
+
+
+@pytest.mark.parametrize("history", [None, [], {"messages": {}}, {"messages": ["x"]}])
+def test_legacy_turn_ended_rejects_a_malformed_history(history: Any) -> None:
+    with pytest.raises(GatewayProtocolError, match=r"chat\.history"):
+        legacy_turn_ended(history, TURN, DIED)
 
 
 def test_runs_are_jobs_with_running_at() -> None:
