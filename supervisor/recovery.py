@@ -38,7 +38,7 @@ from supervisor.core.recovery import (
     send_gap_ms,
 )
 from supervisor.crashpoints import crashpoint
-from supervisor.errors import GatewayError, GatewayRpcError, StoreError
+from supervisor.errors import GatewayError, GatewayRpcError, GatewayUnavailable, StoreError
 from supervisor.gateway.capabilities import Capabilities
 from supervisor.gateway.rpc import RpcClient
 from supervisor.snapshotter import paged
@@ -53,7 +53,7 @@ REASONS = {"crash": "crash", "hang-kill": "hang", "boot-timeout": "boot timeout"
 
 
 INTERRUPTED = "interrupted"  # 2026.9.x logs an interrupted run as "cron: job interrupted by gateway restart"
-HISTORY_LIMIT = 100  # the dead gateway's last messages, with the few written since its restart
+HISTORY_LIMIT = 40  # the dead gateway's last messages, with the few written since its restart
 CONFIRM_POLL_MS = 2000  # while a retry's run or a notice's turn is awaited
 FIRST_LOOK_S = 30.0  # at most this long for the snapshotter's first poll before deciding there is nothing to do
 MAX_NOTICES = 2  # a notice lost with its gateway is sent again, this many in all
@@ -178,11 +178,13 @@ class Recovery:
         if ob["session_kind"] in ("cron", "cron-run"):
             return False
         started = await self.records.turn_started(int(ob["boot_id"]), ob["ref"])
-        if started is None:
-            return False
+        if started is None or await self.journal.actions_for(ob["id"]):
+            return False  # undated; or a notice is out already, and its turn decides
         try:
             history = await rpc.call("chat.history", {"sessionKey": ob["ref"], "limit": HISTORY_LIMIT})
             return legacy_turn_ended(history, started, int(ob["interrupted_at"] * MS))
+        except GatewayUnavailable:
+            raise  # the connection is gone: decided again on the next one, no notice sent into it
         except GatewayError as exc:  # unknown: the notice goes out, as before this check
             log.warning("recovery: session history unreadable", session=ob["ref"], error=str(exc))
             return False

@@ -122,6 +122,8 @@ class Snapshotter:
                 for run_id in item.run_ids:
                     if not await self._ended(rpc, run_id):
                         self.legacy.runs[run_id] = key
+                        if item.last_activity_ms is not None:  # the turn's start, which recovery dates it by
+                            self.legacy.started[run_id] = item.last_activity_ms
         self.state = state  # the first diff closes what is not in flight any more
 
     async def _ended(self, rpc: RpcClient, run_id: str) -> bool:

@@ -159,27 +159,31 @@ def parse_sessions(payload: Any, legacy_active: Mapping[str, tuple[str, ...]] | 
     return out
 
 
-FINAL_STOPS = ("stop", "length", "end_turn", "error", "aborted")  # a turn's last message; "toolUse" goes on
+FINAL_STOPS = ("stop", "length")  # a turn's last answer; "toolUse" goes on, and after "error" 2.x may retry
 TURN_START_SLACK_MS = 500  # a turn's user message is stamped ~2 ms before its lifecycle start (measured)
 
 
 def legacy_turn_ended(history: Any, turn_started_ms: int, gateway_ended_ms: int) -> bool:
     """2026.2.x: had the session's turn that started at `turn_started_ms` ended before its gateway
     died (by `gateway_ended_ms`)? From a `chat.history` answer, whose messages carry `timestamp`
-    (ms): the turn's user message (stamped at its start) and, when it ends, an assistant message
-    with a final `stopReason`. This version appends each message as it comes (a session's first
-    turn only at its end), and a kill leaves what was written. So the turn ended when the last
-    message the dead gateway wrote at or after the turn's start is a final assistant message; a
-    turn cut before its first write leaves nothing after its start, so it did not. A later turn
-    cut in the same session (started unseen while gatewayd was down) leaves its user message
-    last: not ended either, and the notice is due all the same."""
+    (ms): the turn's user message (stamped just before its start) and, when it ends, an assistant
+    message with a final `stopReason` (stamped when its model call began, so not before the turn's
+    start). This version appends each message as it comes (a session's first turn only at its
+    end), and a kill leaves what was written. So the turn ended when the last message the dead
+    gateway wrote since the turn's start is a final assistant message; a turn cut before its
+    first write leaves nothing since its start, so it did not (the slack before the start is for
+    its user message only: an earlier turn's answer never counts). A later turn cut in the same
+    session (started unseen while gatewayd was down) leaves its user message last: not ended
+    either, and the notice is due all the same. Unmeasured stop reasons count as not ended: a
+    doubled notice costs less than a lost one."""
     where = "chat.history"
     messages = _list(_obj(history, where), "messages", where)
     last: Mapping[str, Any] | None = None
     for i, raw in enumerate(messages):
         msg = _obj(raw, f"{where}.messages[{i}]")
         at = _lenient_ms(msg.get("timestamp"))
-        if at is not None and turn_started_ms - TURN_START_SLACK_MS <= at <= gateway_ended_ms:
+        since = turn_started_ms - (TURN_START_SLACK_MS if msg.get("role") == "user" else 0)
+        if at is not None and since <= at <= gateway_ended_ms:
             last = msg
     return last is not None and last.get("role") == "assistant" and last.get("stopReason") in FINAL_STOPS
 

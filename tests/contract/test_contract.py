@@ -403,6 +403,14 @@ async def test_cron_run_params_per_version(target: Target) -> None:
 async def test_main_session_turn(target: Target) -> None:
     mark = f"MAIN-{uuid.uuid4().hex[:8]}"
     key = str(uuid.uuid4())
+    if target.legacy:  # an earlier turn first: 2.x writes a session's first turn only at its end
+        async with session(target) as (rpc, events, legacy):
+            await rpc.call("agent", {"message": f"BEFORE-{uuid.uuid4().hex[:8]} reply PONG", "agentId": "main",
+                                     "idempotencyKey": str(uuid.uuid4()), "sessionKey": MAIN})
+
+            async def before_ended() -> list[dict[str, Any]]:
+                return lifecycle(events, "end", MAIN)
+            await wait_for(before_ended, 120, "the earlier turn's end", step=0.2)
     target.model.set_delay(target.inflight_delay)
     async with session(target) as (rpc, events, legacy):
         try:
@@ -430,6 +438,7 @@ async def test_main_session_turn(target: Target) -> None:
                 assert legacy.turn_starts() == {MAIN: started}
                 history = await rpc.call("chat.history", {"sessionKey": MAIN, "limit": 100})
                 assert not legacy_turn_ended(history, started, int(time.time() * 1000))
+                assert mark in history["messages"][-1]["content"][0]["text"]  # its user message, unanswered
 
             async def ended() -> list[dict[str, Any]]:
                 return lifecycle(events, "end", MAIN)
@@ -442,7 +451,7 @@ async def test_main_session_turn(target: Target) -> None:
                 asked, answered = history["messages"][-2:]
                 assert asked["role"] == "user" and mark in asked["content"][0]["text"]
                 assert abs(asked["timestamp"] - started) < 100 and answered["stopReason"] == "stop"
-                assert not legacy_turn_ended(history, started, started - 1000)  # a gateway dead before it
+                assert answered["timestamp"] >= started
             page = await rpc.call("sessions.list", {})
             [row] = [r for r in page["sessions"] if r["key"] == MAIN]
             if target.legacy:

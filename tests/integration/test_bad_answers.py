@@ -17,6 +17,7 @@ import contextlib
 import json
 import socket
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,9 @@ from structlog.testing import capture_logs
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from supervisor.core.inflight import Delta, SessionItem
 from supervisor.core.model import ProbeOutcome
+from supervisor.core.recovery import RecoveryPolicy
 from supervisor.errors import (
     GatewayAuthError,
     GatewayError,
@@ -40,10 +43,12 @@ from supervisor.gateway.capabilities import Capabilities, for_version
 from supervisor.gateway.launch import GatewayAuth, LaunchSpec, Secret
 from supervisor.gateway.probes import HttpProbe, RpcHealthProbe
 from supervisor.gateway.rpc import SCOPES, Event, RpcClient
+from supervisor.recovery import Recovery
 from supervisor.snapshotter import Snapshotter
-from supervisor.store.boots import BootRecords
+from supervisor.store.boots import BootEnd, BootRecords
 from supervisor.store.db import Store
 from supervisor.store.inflight import InflightRecords
+from supervisor.store.journal import Journal
 
 pytestmark = pytest.mark.timeout(10)
 
@@ -1320,3 +1325,61 @@ async def test_a_heard_run_whose_writes_failed_is_written_as_the_connection_clos
             await snap.run(rpc)
     assert records.failures == 2
     assert list((await InflightRecords(store).of_boot(boot)).runs) == [("j1", RUN_AT)]
+
+
+# -- recovery's reading of a 2.x session's history -------------------------------------------------
+
+TURN_AT = 1_700_000_000_000
+
+
+async def legacy_recovery(store: Store, boot: int) -> tuple[Recovery, Journal]:
+    """Boot `boot` (2026.2.26) crashed with a main-session turn in flight; boot 2 is up and settled."""
+    main = "agent:main:main"
+    await InflightRecords(store).apply(boot, Delta(sessions_started=(
+        SessionItem(main, "main", "main", None, ("run-1",), TURN_AT),)))
+    await BootRecords(store).ended(boot, BootEnd(-9, "crash", "killed", True, {}))
+    now = await BootRecords(store).started(pid=4243, create_time=2.0, port=18789, version=LEGACY)
+    caps = for_version(LEGACY).with_methods(["chat.history", "agent", "sessions.list", "cron.list"])
+    journal = Journal(store)
+    recovery = Recovery(journal, RecoveryPolicy(), caps, now, int(time.time() * 1000) - 60_000,
+                        InflightRecords(store), lambda: 0.5)
+    return recovery, journal
+
+
+@pytest.mark.parametrize("answer", [["not", "a", "history"], {"messages": [1, 2]}, "err"])
+async def test_a_bad_history_answer_is_logged_and_the_notice_goes_out(answer: Any, store: Store, boot: int) -> None:
+    async def script(peer: Peer) -> None:
+        await peer.handshake()
+        req = await peer.req("chat.history")
+        assert req["params"]["sessionKey"] == "agent:main:main"
+        await peer.send(err(req, "INVALID_REQUEST", "no") if answer == "err" else ok(req, answer))
+        req = await peer.req("agent")
+        assert "Gateway restarted" in req["params"]["message"]
+        await peer.send(ok(req, {"runId": req["params"]["idempotencyKey"], "status": "accepted", "acceptedAt": 1}))
+        await peer.ws.close(1000, "script done")
+
+    recovery, journal = await legacy_recovery(store, boot)
+    async with scripted(script) as gw, client(gw.url, 3) as rpc:
+        await rpc.connect()
+        with capture_logs() as logs, contextlib.suppress(GatewayUnavailable):
+            await asyncio.wait_for(recovery.run(rpc), 5)
+    assert [e["event"] for e in logs if "history" in e["event"]] == ["recovery: session history unreadable"]
+    [ob] = await journal.open_obligations()
+    assert [a["state"] for a in await journal.actions_for(ob["id"])] == ["answered"]
+
+
+async def test_a_connection_lost_while_reading_the_history_sends_no_notice(store: Store, boot: int) -> None:
+    """Not a notice into a dead connection (it would cost one of its attempts): decided again on
+    the next connection."""
+    async def script(peer: Peer) -> None:
+        await peer.handshake()
+        await peer.req("chat.history")
+        peer.abort()
+
+    recovery, journal = await legacy_recovery(store, boot)
+    async with scripted(script) as gw, client(gw.url, 3) as rpc:
+        await rpc.connect()
+        with pytest.raises(GatewayUnavailable):
+            await asyncio.wait_for(recovery.run(rpc), 5)
+    [ob] = await journal.open_obligations()
+    assert await journal.actions_for(ob["id"]) == []

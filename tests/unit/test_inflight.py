@@ -104,7 +104,11 @@ BEFORE = [msg("user", 50_000), msg("assistant", 50_001, "stop")]  # a turn that 
     ([msg("user", TURN - 2), msg("assistant", TURN + 1, "stop")], True),  # a first turn, written at its end
     ([*BEFORE, msg("user", TURN - 2), msg("assistant", TURN + 1, "toolUse"), msg("toolResult", TURN + 900),
       msg("assistant", TURN + 901, "stop")], True),
-    ([*BEFORE, msg("user", TURN - 2), msg("assistant", TURN + 1, "error")], True),  # ended, failed: not cut
+    ([*BEFORE, msg("user", TURN - 2), msg("assistant", TURN + 1, "error")], False),  # 2.x may retry: unknown
+    ([*BEFORE, msg("user", TURN - 2), msg("assistant", TURN + 1, "length")], True),
+    ([msg("user", TURN - 300), msg("assistant", TURN - 299, "stop")], False),  # a quick turn just before it;
+    # this one cut before its user message was written: the slack is for user messages only
+    ([msg("user", TURN - 2), msg("assistant", TURN, "stop")], True),  # stamped at its start (measured)
     ([*BEFORE, msg("user", TURN - 2), msg("assistant", TURN + 1, "stop"), msg("user", TURN + 5_000)],
      False),  # it ended, then a turn no snapshot saw began and was cut: the notice is due all the same
     ([*BEFORE, msg("user", TURN - 2), msg("user", DIED + 5_000), msg("assistant", DIED + 5_001, "stop")],

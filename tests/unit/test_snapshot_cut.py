@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from supervisor import snapshotter as snapshot_module
-from supervisor.core.inflight import INTERRUPTED_ERROR, InFlight, RunItem, RunKey
+from supervisor.core.inflight import INTERRUPTED_ERROR, InFlight, RunItem, RunKey, SessionItem
 from supervisor.errors import StoreError
 from supervisor.gateway.capabilities import for_version
 from supervisor.snapshotter import Snapshotter
@@ -82,3 +82,29 @@ def test_heard_runs_already_written_do_not_pile_up_while_polls_fail(monkeypatch:
         if i < 4:  # written by the recorder; the last two are not (yet)
             s.state = InFlight(s.state.sessions, {**s.state.runs, (f"j{i}", 100 + i): s.heard[(f"j{i}", 100 + i)][0]})
     assert sorted(s.heard) == [("j3", 103), ("j4", 104), ("j5", 105)]  # the oldest written ones went
+
+
+class StoredTurn:
+    """The store holds one 2.x turn in flight in boot 2, dated by its lifecycle start."""
+
+    async def of_boot(self, boot: int) -> InFlight:
+        return InFlight({"agent:main:main": SessionItem("agent:main:main", "main", "main", None, ("run-1",), 7_000)},
+                        {})
+
+
+class StillRunning:
+    async def call(self, method: str, params: dict[str, Any], timeout_s: float | None = None) -> Any:
+        assert (method, params["runId"]) == ("agent.wait", "run-1")
+        return {"runId": "run-1", "status": "timeout"}
+
+
+async def test_a_seeded_legacy_turn_keeps_its_start() -> None:
+    """Found by a review: a gatewayd that adopted a 2.x gateway mid-turn seeded the turn's run but
+    not its start, so its first poll overwrote the stored start with the row's `updatedAt` (or
+    nothing, on a session's first turn), and recovery could no longer find the turn in the
+    session's history: a notice for a turn that had ended."""
+    s = Snapshotter(StoredTurn(), 2, for_version("2026.2.26"), 5.0)  # type: ignore[arg-type]
+    await s.seed(StillRunning())  # type: ignore[arg-type]
+    assert s.legacy is not None and s.legacy.turn_starts() == {"agent:main:main": 7_000}
+    [session] = s.build({"sessions": [{"key": "agent:main:main", "updatedAt": 9_999}]}, None)[0].sessions.values()
+    assert session.last_activity_ms == 7_000
