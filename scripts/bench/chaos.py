@@ -57,6 +57,7 @@ from chaos_judge import (  # noqa: E402
     Request,
     TurnItem,
     Verdict,
+    complete_witness,
     judge,
 )
 
@@ -488,53 +489,28 @@ class Chaos:
         return out
 
     def with_run_history(self, requests: list[Request]) -> list[Request]:
-        """The witness, completed by the gateway's own record of cut runs (2026.9.x's run log says
-        "interrupted"; both versions listed them running when their boot ended): such a run counts as
-        cut even if its answer had left the model (the gateway never recorded it done), and one cut
-        before it reached the model becomes a start of its own, so the retry that follows is not
-        taken for a double."""
-        out = list(requests)
-        synthetic = -1
+        """The witness, completed by the gateway's own record of cut runs (see `complete_witness`)."""
         cut, starts = self.cut_runs()
-        for item in self.cron_items:
-            logged = [e.get("runAtMs") for e in self.entries.get(item.job_id, [])
-                      if "interrupted" in str(e.get("error") or "")]
-            known = sorted({*starts.get(item.job_id, []), *(e.get("runAtMs") for e in self.entries.get(item.job_id, [])
-                                                            if isinstance(e.get("runAtMs"), int))})
-            done = {e.get("runAtMs") for e in self.entries.get(item.job_id, [])
-                    if "interrupted" not in str(e.get("error") or "")}
-            for at in sorted({*logged, *cut.get(item.job_id, [])}):
-                if not isinstance(at, int) or at in done:
-                    continue  # (the gateway's run log says it ended after all)
-                # Its model request, if it made one: after it started, before the job's next run did
-                # (a mark within SAME_RUN_MS is the same run: 2026.2.x moves it by a few ms, found in a real run).
-                upto = min((t for t in known if t > at + SAME_RUN_MS), default=at + 15_000) / 1000
-                mine = [i for i, r in enumerate(out) if item.mark in r.last_user and at / 1000 - 1 <= r.ts < upto]
-                for i in mine[:1]:
-                    out[i] = Request(out[i].n, out[i].ts, None, out[i].last_user, out[i].text)
-                if not mine:
-                    out.append(Request(synthetic, at / 1000, None, item.mark, item.mark))
-                    synthetic -= 1
-        return out
+        return complete_witness(requests, self.cron_items, self.entries, cut, starts, SAME_RUN_MS)
 
-    def cut_runs(self) -> tuple[dict[str, list[int]], dict[str, list[int]]]:
+    def cut_runs(self) -> tuple[dict[str, list[tuple[int, int]]], dict[str, list[tuple[int, int]]]]:
         """Runs the gateway listed as running (`runningAtMs` in its cron.list) when its boot ended:
         2026.2.x keeps no other trace of them, and a run cut before its model call (a 2.x isolated
         run spends seconds setting up first) is otherwise invisible to the witness."""
         try:
             conn = sqlite3.connect(f"file:{self.g.state_dir / 'store.sqlite'}?mode=ro", uri=True, timeout=5)
             try:
-                rows = conn.execute("SELECT job_id, running_at_ms, state FROM inflight_runs").fetchall()
+                rows = conn.execute("SELECT job_id, running_at_ms, state, boot_id FROM inflight_runs").fetchall()
             finally:
                 conn.close()
         except sqlite3.Error:
             return {}, {}
-        cut: dict[str, list[int]] = {}
-        starts: dict[str, list[int]] = {}
-        for job_id, at, state in rows:
-            starts.setdefault(str(job_id), []).append(int(at))
+        cut: dict[str, list[tuple[int, int]]] = {}
+        starts: dict[str, list[tuple[int, int]]] = {}
+        for job_id, at, state, boot in rows:
+            starts.setdefault(str(job_id), []).append((int(at), int(boot)))
             if state == "interrupted":
-                cut.setdefault(str(job_id), []).append(int(at))
+                cut.setdefault(str(job_id), []).append((int(at), int(boot)))
         return cut, starts
 
     def verdict(self) -> Verdict:

@@ -32,8 +32,9 @@ are doubled; one where nothing was interrupted is doubled too.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 ONE_SHOT, HOURLY_TIMER, HOURLY_MANUAL, MINUTE = "oneshot", "hourly-timer", "hourly-manual", "minute"
 
@@ -248,3 +249,40 @@ def _judge_session(tag: str, turns: list[TurnItem], reqs: Sequence[Request], kil
                 v.doubled += 1
                 v.findings.append(f"doubled: session turn {t.mark} ({t.agent}) resumed {len(after)}x after the kill "
                                   f"at {kill:.3f}: {[r.last_user[:60] for r in after]}")
+
+
+def complete_witness(requests: Sequence[Request], items: Sequence[CronItem],
+                     entries: Mapping[str, Sequence[Mapping[str, Any]]],
+                     cut: Mapping[str, Sequence[tuple[int, int]]], starts: Mapping[str, Sequence[tuple[int, int]]],
+                     same_run_ms: int) -> list[Request]:
+    """The witness, completed by the gateway's own record of cut runs: its run log (`entries`;
+    2026.9.x logs "interrupted") and gatewayd's store (runs listed as running when their boot
+    ended: `cut`, and every recorded start: `starts`, each as (runningAtMs, boot)). Such a run
+    counts as cut even if its answer had left the model (the gateway never recorded it done), and
+    one cut before it reached the model becomes a start of its own, so the retry that follows is
+    not taken for a double. Its model request, if it made one, is the first with its mark after it
+    started and before the job's next run. A mark within `same_run_ms` is the same run (2026.2.x
+    moves it by a few ms, found in a real run), but never one recorded in another boot: found by
+    the fake 2.26 chaos run, seed 1515, where a one-shot cut 83 ms after its start was re-run by the
+    next gateway 656 ms later, and that re-run was taken for the cut run itself (judged lost)."""
+    out = list(requests)
+    synthetic = -1
+    for item in items:
+        runs = [e for e in entries.get(item.job_id, []) if isinstance(e.get("runAtMs"), int)]
+        marks: dict[int, int | None] = {e["runAtMs"]: None for e in runs if "interrupted" in str(e.get("error") or "")}
+        marks.update(cut.get(item.job_id, []))
+        known: list[tuple[int, int | None]] = [*starts.get(item.job_id, []), *((e["runAtMs"], None) for e in runs)]
+        done = {e.get("runAtMs") for e in runs if "interrupted" not in str(e.get("error") or "")}
+        for at, boot in sorted(marks.items()):
+            if at in done:
+                continue  # (the gateway's run log says it ended after all)
+            later = [t for t, b in known
+                     if t > at + same_run_ms or (t > at and boot is not None and b is not None and b != boot)]
+            upto = min(later, default=at + 15_000) / 1000
+            mine = [i for i, r in enumerate(out) if item.mark in r.last_user and at / 1000 - 1 <= r.ts < upto]
+            for i in mine[:1]:
+                out[i] = Request(out[i].n, out[i].ts, None, out[i].last_user, out[i].text)
+            if not mine:
+                out.append(Request(synthetic, at / 1000, None, item.mark, item.mark))
+                synthetic -= 1
+    return out

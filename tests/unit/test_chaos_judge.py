@@ -16,6 +16,7 @@ from chaos_judge import (
     CronItem,
     Request,
     TurnItem,
+    complete_witness,
     judge,
 )
 
@@ -237,3 +238,33 @@ def test_a_gateways_first_run_soon_after_a_kill_is_not_taken_as_cut_by_it() -> N
     previous one was killed; taken as sent before that kill, it was counted as cut and lost."""
     v = judge([run(30.45, 40.0)], [JOB], [], [30.0], never_regular, slack=0.5)
     assert (v.lost, v.doubled, v.interrupted_runs) == (0, 0, 0)
+
+
+ONE = CronItem("o1", "O-1", ONE_SHOT)
+
+
+def test_a_run_recorded_in_another_boot_is_never_the_cut_run_itself() -> None:
+    """Found by the fake 2.26 chaos run, seed 1515 (judged 1 lost): a one-shot cut 83 ms after its
+    start, before its model call; the next gateway re-ran it 656 ms later and that re-run finished.
+    The 1 s same-run slack (for 2.x moving a mark within one boot) took the re-run's request for
+    the cut run's own, so the cut run had no re-run left."""
+    rerun = req(101.767, 102.07, "O-1")
+    entries = {"o1": [{"runAtMs": 101_640, "status": "ok"}]}
+    cut = {"o1": [(100_984, 137)]}
+    starts = {"o1": [(100_984, 137), (101_640, 138)]}
+    out = complete_witness([rerun], [ONE], entries, cut, starts, 1_000)
+    [synthetic] = [r for r in out if r.n < 0]
+    assert (synthetic.ts, synthetic.done_ts) == (100.984, None) and rerun in out  # the re-run stays done
+    v = judge(out, [ONE], [], [101.067, 114.718], never_regular, horizon_s=300)
+    assert (v.interrupted_runs, v.lost, v.doubled, v.reruns) == (1, 0, 0, 1)
+    before = complete_witness([rerun], [ONE], entries, cut, {"o1": [(100_984, 137), (101_640, 137)]}, 1_000)
+    assert judge(before, [ONE], [], [101.067, 114.718], never_regular, horizon_s=300).lost == 1  # the old reading
+
+
+def test_a_mark_moved_within_its_boot_is_the_same_run() -> None:
+    """2.26 moves a running job's mark by a few ms within one boot (measured): the request made
+    after the first mark is that run's, and the kill cuts it."""
+    cut_req = req(100.5, None, "O-1")
+    starts = {"o1": [(100_000, 5), (100_002, 5)]}
+    out = complete_witness([cut_req], [ONE], {}, {"o1": [(100_002, 5)]}, starts, 1_000)
+    assert out == [cut_req]  # no synthetic start: the request is the cut run's own
