@@ -491,7 +491,8 @@ class Chaos:
     def with_run_history(self, requests: list[Request]) -> list[Request]:
         """The witness, completed by the gateway's own record of cut runs (see `complete_witness`)."""
         cut, starts = self.cut_runs()
-        return complete_witness(requests, self.cron_items, self.entries, cut, starts, SAME_RUN_MS)
+        return complete_witness(requests, self.cron_items, self.entries, cut, starts, SAME_RUN_MS,
+                                self.tally.gateway_kill_times)
 
     def cut_runs(self) -> tuple[dict[str, list[tuple[int, int]]], dict[str, list[tuple[int, int]]]]:
         """Runs the gateway listed as running (`runningAtMs` in its cron.list) when its boot ended:

@@ -254,7 +254,7 @@ def _judge_session(tag: str, turns: list[TurnItem], reqs: Sequence[Request], kil
 def complete_witness(requests: Sequence[Request], items: Sequence[CronItem],
                      entries: Mapping[str, Sequence[Mapping[str, Any]]],
                      cut: Mapping[str, Sequence[tuple[int, int]]], starts: Mapping[str, Sequence[tuple[int, int]]],
-                     same_run_ms: int) -> list[Request]:
+                     same_run_ms: int, gateway_kills: Sequence[float] = ()) -> list[Request]:
     """The witness, completed by the gateway's own record of cut runs: its run log (`entries`;
     2026.9.x logs "interrupted") and gatewayd's store (runs listed as running when their boot
     ended: `cut`, and every recorded start: `starts`, each as (runningAtMs, boot)). Such a run
@@ -262,9 +262,12 @@ def complete_witness(requests: Sequence[Request], items: Sequence[CronItem],
     one cut before it reached the model becomes a start of its own, so the retry that follows is
     not taken for a double. Its model request, if it made one, is the first with its mark after it
     started and before the job's next run. A mark within `same_run_ms` is the same run (2026.2.x
-    moves it by a few ms, found in a real run), but never one recorded in another boot: found by
-    the fake 2.26 chaos run, seed 1515, where a one-shot cut 83 ms after its start was re-run by the
-    next gateway 656 ms later, and that re-run was taken for the cut run itself (judged lost)."""
+    moves it by a few ms, found in a real run), but never one recorded in another boot, nor one
+    that started after a gateway kill that came after the mark (a mark moves within one boot):
+    found by the fake 2.26 chaos runs, seeds 1515 and 1717, where a one-shot cut 28 to 83 ms after
+    its start was re-run by the next gateway 0.5 to 0.7 s later, and that re-run (recorded in the
+    next boot, or seen only in the run log) was taken for the cut run itself (judged lost)."""
+    kills_ms = sorted(k * 1000 for k in gateway_kills)
     out = list(requests)
     synthetic = -1
     for item in items:
@@ -276,8 +279,9 @@ def complete_witness(requests: Sequence[Request], items: Sequence[CronItem],
         for at, boot in sorted(marks.items()):
             if at in done:
                 continue  # (the gateway's run log says it ended after all)
-            later = [t for t, b in known
-                     if t > at + same_run_ms or (t > at and boot is not None and b is not None and b != boot)]
+            later = [t for t, b in known if t > at + same_run_ms or (t > at and (
+                (boot is not None and b is not None and b != boot)
+                or bisect.bisect_right(kills_ms, at) < bisect.bisect_left(kills_ms, t)))]
             upto = min(later, default=at + 15_000) / 1000
             mine = [i for i, r in enumerate(out) if item.mark in r.last_user and at / 1000 - 1 <= r.ts < upto]
             for i in mine[:1]:

@@ -261,10 +261,24 @@ def test_a_run_recorded_in_another_boot_is_never_the_cut_run_itself() -> None:
     assert judge(before, [ONE], [], [101.067, 114.718], never_regular, horizon_s=300).lost == 1  # the old reading
 
 
+def test_a_run_that_started_after_the_kill_is_never_the_cut_run_itself() -> None:
+    """Seed 1717: the same, but the re-run (380 ms) ended between two polls, so only the gateway's
+    run log knows it, with no boot: the kill between the two starts tells them apart."""
+    rerun = req(103.964, 104.333, "O-1")
+    entries = {"o1": [{"runAtMs": 103_953, "status": "ok"}]}
+    cut = {"o1": [(103_416, 52)]}
+    kills = [103.444, 115.642]
+    out = complete_witness([rerun], [ONE], entries, cut, cut, 1_000, kills)
+    v = judge(out, [ONE], [], kills, never_regular, horizon_s=300)
+    assert (v.interrupted_runs, v.lost, v.doubled, v.reruns) == (1, 0, 0, 1)
+    before = complete_witness([rerun], [ONE], entries, cut, cut, 1_000)
+    assert judge(before, [ONE], [], kills, never_regular, horizon_s=300).lost == 1  # without the kills
+
+
 def test_a_mark_moved_within_its_boot_is_the_same_run() -> None:
     """2.26 moves a running job's mark by a few ms within one boot (measured): the request made
     after the first mark is that run's, and the kill cuts it."""
     cut_req = req(100.5, None, "O-1")
     starts = {"o1": [(100_000, 5), (100_002, 5)]}
-    out = complete_witness([cut_req], [ONE], {}, {"o1": [(100_002, 5)]}, starts, 1_000)
+    out = complete_witness([cut_req], [ONE], {}, {"o1": [(100_002, 5)]}, starts, 1_000, [101.0])
     assert out == [cut_req]  # no synthetic start: the request is the cut run's own
