@@ -174,12 +174,13 @@ class Recovery:
     async def _ended_before_crash(self, rpc: RpcClient, ob: dict[str, Any]) -> bool:
         """2026.2.x: the turn gatewayd last saw running had ended before the gateway died (while
         gatewayd was down, so no snapshot saw its end): its session's history says so. Found by
-        the chaos benchmark (fake 2026.2.26: 2 notices after such a turn in 221 kills)."""
+        the chaos benchmark (fake 2026.2.26: 2 notices after such a turn in 221 kills). Asked only
+        before any notice is out: after that, the notice's own turn decides."""
         if ob["session_kind"] in ("cron", "cron-run"):
             return False
         started = await self.records.turn_started(int(ob["boot_id"]), ob["ref"])
-        if started is None or await self.journal.actions_for(ob["id"]):
-            return False  # undated; or a notice is out already, and its turn decides
+        if started is None:
+            return False  # undated: the notice goes out, as before this check
         try:
             history = await rpc.call("chat.history", {"sessionKey": ob["ref"], "limit": HISTORY_LIMIT})
             return legacy_turn_ended(history, started, int(ob["interrupted_at"] * MS))
@@ -359,9 +360,10 @@ class Recovery:
 
     async def _session(self, rpc: RpcClient, ob: dict[str, Any]) -> int | None:
         settled = now_ms() >= self.settled_at_ms
+        previous = await self.journal.actions_for(ob["id"])  # the notices sent for it, if any
         resumed = self.rules.resumes_main_sessions and await self._resumed(rpc, ob)
         completed = not resumed and (await self._completed(rpc, ob) if self.rules.resumes_main_sessions
-                                     else await self._ended_before_crash(rpc, ob))
+                                     else not previous and await self._ended_before_crash(rpc, ob))
         when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ob["interrupted_at"]))
         d = decide_session(ob["session_kind"] or "", resumed, settled, self.rules, self.policy,
                            REASONS.get(ob["reason"], ob["reason"]), when, completed)
@@ -375,7 +377,6 @@ class Recovery:
         # A notice is done when a turn in the session is seen after it was sent (the gateway may
         # die between accepting it and running it). Unseen after the grace: sent again only if the
         # gateway that accepted it is gone, at most twice; a notice is never sent twice to one gateway.
-        previous = await self.journal.actions_for(ob["id"])
         for action in previous:
             if action["state"] not in ("dispatched", "answered"):
                 continue

@@ -22,6 +22,7 @@ import pytest
 from supervisor.crashpoints import CRASH_EXIT, STEPS
 from supervisor.gateway.launch import GatewayAuth, Secret
 from supervisor.gateway.rpc import RpcClient
+from tests.fakes.fake_world import WORLD_FILE
 from tests.support.harness import FAKE_GATEWAY, REPO, Gatewayd, gatewayd, wait_until
 
 sys.path.insert(0, str(REPO / "scripts"))
@@ -327,7 +328,7 @@ def test_regression_a_turn_that_ended_while_gatewayd_was_down_gets_no_notice(tmp
 def main_turn_over(root: Path) -> bool:
     """The fake gateway's own record: the main session's turn has ended (written at its end)."""
     try:
-        row = json.loads((root / "gw" / "fake-world.json").read_text())["sessions"]["agent:main:main"]
+        row = json.loads((root / "gw" / WORLD_FILE).read_text())["sessions"]["agent:main:main"]
     except (OSError, ValueError, KeyError):
         return False
     return row.get("pendingTurn") is None and row.get("status") == "done"
