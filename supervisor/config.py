@@ -3,13 +3,27 @@
 Precedence, lowest to highest: built-in default < config file (TOML) < environment
 (`GATEWAYD_<SECTION>_<KEY>`, or `GATEWAYD_<KEY>` for top-level keys) < command-line flag.
 No config file at all is fine: the defaults supervise `openclaw gateway run` on the port the
-gateway's own config names. A bad file or value raises `ConfigError` naming file, key and problem.
+gateway's own config names. Anything wrong while loading raises `ConfigError`: one line naming
+the file (or variable, or flag), the key, the value and what is allowed; never a traceback.
+
+Every number has a documented range (durations in seconds, 0.01 s to 7 days, so `int(s * 1000)`
+and every timer accept them; counts and sizes bounded too). Relative paths: in the config file,
+against the file's own folder; from a command-line flag, against the working folder (the shell's,
+which `install` writes out absolute); from the environment, refused (a variable is inherited by
+services and children whose working folder is anyone's). `~` is the home folder everywhere.
+
+The config file, and every symlink on the way to it, must be owned by the current user or root,
+and neither it nor its folder may be writable by anyone else (a folder with the sticky bit, like
+/tmp, is fine): it names the command gatewayd runs.
 """
 
 from __future__ import annotations
 
+import math
 import os
+import pwd
 import stat
+import string
 import sys
 import tomllib
 from collections.abc import Callable, Mapping
@@ -24,25 +38,112 @@ from supervisor.errors import ConfigError
 
 Validator = Callable[[Any], str | None]  # returns a problem, or None when the value is fine
 
-
-def _positive(v: Any) -> str | None:
-    return None if v > 0 else "must be > 0"
-
-
-def _non_negative(v: Any) -> str | None:
-    return None if v >= 0 else "must be >= 0"
-
-
-def _port(v: Any) -> str | None:
-    return None if 0 <= v <= 65535 else "must be a port number 0-65535 (0: from the gateway's config)"
+MIN_DURATION_S = 0.01
+MAX_DURATION_S = 7 * 86400.0  # a week: far beyond any sane timer, and int(s * 1000) is small
+MAX_COUNT = 1000
+MAX_ATTEMPTS = 100
+MIN_LOG_BYTES = 1024
+MAX_LOG_BYTES = 1 << 40  # 1 TiB
+MAX_BACKUPS = 1000
+NOTICE_FIELDS = ("reason", "time")  # what supervisor.core.recovery.decide_session fills into the notice
 
 
-def _fraction(v: Any) -> str | None:
-    return None if 0 <= v < 1 else "must be in [0, 1)"
+def _num(v: float) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+@dataclass(frozen=True)
+class Range:
+    """A number in [lo, hi] (or (lo, hi] when `lo_open`, [lo, hi) when `hi_open`): finite, never NaN."""
+
+    lo: float
+    hi: float
+    lo_open: bool = False
+    hi_open: bool = False
+    unit: str = ""
+    what: str = ""  # e.g. "a port number ": said before the range
+    note: str = ""  # said after it
+
+    @property
+    def text(self) -> str:
+        lo, hi = ("(" if self.lo_open else "[") + _num(self.lo), _num(self.hi) + (")" if self.hi_open else "]")
+        return f"{lo}, {hi}{' ' + self.unit if self.unit else ''}"
+
+    def __call__(self, v: Any) -> str | None:
+        note = f" {self.note}" if self.note else ""
+        if isinstance(v, float) and not math.isfinite(v):
+            return f"must be {self.what or 'a finite number '}in {self.text}{note}"
+        below = v <= self.lo if self.lo_open else v < self.lo
+        above = v >= self.hi if self.hi_open else v > self.hi
+        return f"must be {self.what}in {self.text}{note}" if below or above else None
+
+
+def _duration(zero_ok: bool = False) -> Range:
+    return Range(0.0 if zero_ok else MIN_DURATION_S, MAX_DURATION_S, unit="s")
+
+
+def _count(hi: int = MAX_COUNT) -> Range:
+    return Range(1, hi)
+
+
+PORT = Range(0, 65535, what="a port number ", note="(0: from the gateway's config)")
+FRACTION = Range(0.0, 1.0, hi_open=True)
+
+
+def _control(text: str) -> bool:
+    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
+
+
+def _path_text(v: Any) -> str | None:
+    return "must not contain control characters" if _control(v) else None
+
+
+def _argv(v: Any) -> str | None:
+    if any("\0" in a for a in v):
+        return "must not contain NUL characters"
+    return None
+
+
+def _command(v: Any) -> str | None:
+    if v and not v[0]:
+        return "its first element (the program) must not be empty"
+    return _argv(v)
+
+
+def _env_table(v: Any) -> str | None:
+    for name, value in v.items():
+        if not name or "=" in name or "\0" in name:
+            return f"{name!r}: not a variable name (empty, or has = or NUL)"
+        if "\0" in value:
+            return f"{name}: the value must not contain NUL characters"
+    return None
+
+
+def _notice(v: Any) -> str | None:
+    """Only {reason} and {time}, as they are (no index, attribute or format spec): anything else
+    would raise at the first notice after a crash."""
+    try:
+        parts = list(string.Formatter().parse(v))
+    except ValueError as exc:
+        return f"not a valid template ({exc}; write {{{{ and }}}} for literal braces)"
+    for _text, name, spec, conversion in parts:
+        if name is None:
+            continue
+        if name not in NOTICE_FIELDS:
+            return f"unknown placeholder {{{name}}}: only {{reason}} and {{time}} are filled in"
+        if spec or conversion not in (None, "s", "r", "a"):
+            return f"placeholder {{{name}}} must be plain {{{name}}} (no format spec)"
+    if "\0" in v:
+        return "must not contain NUL characters"
+    return None
 
 
 class JobTable(dict[str, Any]):
     """Marks a setting that is a table of tables (per-job overrides)."""
+
+
+JOB_RANGES: dict[str, Range] = {"max_attempts": _count(MAX_ATTEMPTS), "backoff_initial_s": _duration(),
+                                "backoff_max_s": _duration(), "coalesce_window_s": _duration(zero_ok=True)}
 
 
 def _job_overrides(v: Any) -> str | None:
@@ -53,13 +154,12 @@ def _job_overrides(v: Any) -> str | None:
                 return f"{where}: unknown key (one of {', '.join(JOB_KEYS)})"
             if isinstance(value, bool) or not isinstance(value, int | float) or (
                     JOB_KEYS[key] is int and not isinstance(value, int)):
-                return f"{where}: must be {JOB_KEYS[key].__name__}, got {value!r}"
-            if key == "max_attempts" and value < 1:
-                return f"{where}: must be >= 1 (1: never re-run this job)"
-            if key == "coalesce_window_s" and value < 0:
-                return f"{where}: must be >= 0"
-            if key.startswith("backoff") and value <= 0:
-                return f"{where}: must be > 0"
+                return f"{where}: must be {JOB_KEYS[key].__name__}, got {_show(value)}"
+            problem = JOB_RANGES[key](value)
+            if problem:
+                if key == "max_attempts":
+                    problem += " (1: never re-run this job)"
+                return f"{where}: {problem} (got {_show(value)})"
     return None
 
 
@@ -75,6 +175,7 @@ class Setting:
     default: Any
     help: str
     validate: Validator | None = None
+    path: bool = False  # a path: `~` expanded, relative ones resolved (module doc), no control characters
 
     @property
     def name(self) -> str:
@@ -85,73 +186,141 @@ class Setting:
         parts = [self.section, self.key] if self.section else [self.key]
         return "GATEWAYD_" + "_".join(parts).upper()
 
+    @property
+    def allowed(self) -> str:
+        """The documented range of a number ("" for other settings)."""
+        return f"range {self.validate.text}" if isinstance(self.validate, Range) else ""
 
+
+DUR = _duration()
+DUR0 = _duration(zero_ok=True)
 SETTINGS: tuple[Setting, ...] = (
-    Setting("", "state_dir", str, "", "gatewayd's own state (store, socket, logs); default: the user data folder"),
+    Setting("", "state_dir", str, "", "gatewayd's own state (store, socket, logs); default: the user data folder",
+            path=True),
     Setting("", "log_level", str, "info", "debug, info, warning or error", _level),
-    Setting("gateway", "openclaw", str, "openclaw", "the openclaw entry: a name on PATH or a path"),
-    Setting("gateway", "node", str, "", "node binary; default: the one installed beside openclaw, else PATH"),
-    Setting("gateway", "command", list, [], "full argv prefix replacing [node, entry] (wrappers, tests)"),
-    Setting("gateway", "version", str, "", "openclaw version if it cannot be read from its package.json"),
-    Setting("gateway", "port", int, 0, "gateway port; 0: gateway.port of its config, else 18789", _port),
-    Setting("gateway", "args", list, [], "extra arguments after `gateway run --port N`"),
-    Setting("gateway", "config_path", str, "", "the gateway's config; default as the gateway resolves it"),
-    Setting("gateway", "state_dir", str, "", "the gateway's state dir; default as the gateway resolves it"),
-    Setting("gateway", "env", dict, {}, "extra environment for the gateway (a table of strings)"),
-    Setting("supervise", "stop_budget_s", float, 330.0, "SIGTERM -> SIGKILL budget (gateway drains ~315 s)", _positive),
-    Setting("supervise", "backoff_initial_s", float, 1.0, "delay after the second crash in a row", _positive),
-    Setting("supervise", "backoff_max_s", float, 60.0, "backoff cap", _positive),
-    Setting("supervise", "jitter", float, 0.2, "fraction of random spread on each delay", _fraction),
-    Setting("supervise", "crash_loop_crashes", int, 5, "crashes within the window that make a crash loop", _positive),
-    Setting("supervise", "crash_loop_window_s", float, 600.0, "crash-loop window", _positive),
-    Setting("supervise", "crash_loop_delay_s", float, 60.0, "delay between retries in a crash loop", _positive),
-    Setting("supervise", "healthy_after_s", float, 300.0, "ready this long resets the crash count", _positive),
-    Setting("supervise", "conflict_retry_s", float, 30.0, "re-check period while the port is taken", _positive),
-    Setting("probes", "interval_s", float, 2.0, "liveness probe period", _positive),
-    Setting("probes", "timeout_s", float, 2.0, "one probe's deadline", _positive),
-    Setting("probes", "hang_timeouts", int, 3, "timeouts in a row, no CPU progress: a hang", _positive),
-    Setting("probes", "hang_hard_limit_s", float, 60.0, "unresponsive this long: a hang, CPU or not", _positive),
-    Setting("probes", "refused_limit_s", float, 60.0, "listener gone this long, unannounced, is a hang", _positive),
-    Setting("probes", "boot_limit_s", float, 180.0, "a booting gateway is never killed before this", _positive),
-    Setting("probes", "boot_limit_max_s", float, 600.0, "boot progress extends the limit up to this", _positive),
-    Setting("probes", "drain_grace_s", float, 30.0, "silence allowed after a shutdown announcement", _positive),
-    Setting("snapshot", "interval_s", float, 5.0, "in-flight work poll period while ready", _positive),
+    Setting("gateway", "openclaw", str, "openclaw", "the openclaw entry: a name on PATH or a path", path=True),
+    Setting("gateway", "node", str, "", "node binary; default: the one installed beside openclaw, else PATH",
+            path=True),
+    Setting("gateway", "command", list, [], "full argv prefix replacing [node, entry] (wrappers, tests)", _command),
+    Setting("gateway", "version", str, "", "openclaw version if it cannot be read from its package.json",
+            _path_text),
+    Setting("gateway", "port", int, 0, "gateway port; 0: gateway.port of its config, else 18789", PORT),
+    Setting("gateway", "args", list, [], "extra arguments after `gateway run --port N`", _argv),
+    Setting("gateway", "config_path", str, "", "the gateway's config; default as the gateway resolves it",
+            path=True),
+    Setting("gateway", "state_dir", str, "", "the gateway's state dir; default as the gateway resolves it",
+            path=True),
+    Setting("gateway", "env", dict, {}, "extra environment for the gateway (a table of strings)", _env_table),
+    Setting("supervise", "stop_budget_s", float, 330.0, "SIGTERM -> SIGKILL budget (gateway drains ~315 s)", DUR),
+    Setting("supervise", "backoff_initial_s", float, 1.0, "delay after the second crash in a row", DUR),
+    Setting("supervise", "backoff_max_s", float, 60.0, "backoff cap", DUR),
+    Setting("supervise", "jitter", float, 0.2, "fraction of random spread on each delay", FRACTION),
+    Setting("supervise", "crash_loop_crashes", int, 5, "crashes within the window that make a crash loop",
+            _count()),
+    Setting("supervise", "crash_loop_window_s", float, 600.0, "crash-loop window", DUR),
+    Setting("supervise", "crash_loop_delay_s", float, 60.0, "delay between retries in a crash loop", DUR),
+    Setting("supervise", "healthy_after_s", float, 300.0, "ready this long resets the crash count", DUR),
+    Setting("supervise", "conflict_retry_s", float, 30.0, "re-check period while the port is taken", DUR),
+    Setting("probes", "interval_s", float, 2.0, "liveness probe period", DUR),
+    Setting("probes", "timeout_s", float, 2.0, "one probe's deadline", DUR),
+    Setting("probes", "hang_timeouts", int, 3, "timeouts in a row, no CPU progress: a hang", _count()),
+    Setting("probes", "hang_hard_limit_s", float, 60.0, "unresponsive this long: a hang, CPU or not", DUR),
+    Setting("probes", "refused_limit_s", float, 60.0, "listener gone this long, unannounced, is a hang", DUR),
+    Setting("probes", "boot_limit_s", float, 180.0, "a booting gateway is never killed before this", DUR),
+    Setting("probes", "boot_limit_max_s", float, 600.0, "boot progress extends the limit up to this", DUR),
+    Setting("probes", "drain_grace_s", float, 30.0, "silence allowed after a shutdown announcement", DUR),
+    Setting("snapshot", "interval_s", float, 5.0, "in-flight work poll period while ready", DUR),
     Setting("recovery", "max_attempts", int, 3, "attempts per interrupted cron run (the interrupted one is 1)",
-            _positive),
-    Setting("recovery", "backoff_initial_s", float, 30.0, "first retry this long after the interruption", _positive),
-    Setting("recovery", "backoff_max_s", float, 900.0, "retry backoff cap (doubling)", _positive),
+            _count(MAX_ATTEMPTS)),
+    Setting("recovery", "backoff_initial_s", float, 30.0, "first retry this long after the interruption", DUR),
+    Setting("recovery", "backoff_max_s", float, 900.0, "retry backoff cap (doubling)", DUR),
     Setting("recovery", "coalesce_window_s", float, 120.0, "a regular run this close to a planned retry is the retry",
-            _non_negative),
-    Setting("recovery", "retries_per_minute", int, 10, "at most this many retries sent per minute", _positive),
+            DUR0),
+    Setting("recovery", "retries_per_minute", int, 10, "at most this many retries sent per minute", _count()),
     Setting("recovery", "hold_after_crash_loop_s", float, 120.0, "after a crash loop, retries wait this long",
-            _non_negative),
+            DUR0),
     Setting("recovery", "unanswered_grace_s", float, 120.0,
-            "an action whose answer was lost: look this long for its effect before deciding again", _positive),
-    Setting("recovery", "notice", str, RecoveryPolicy.notice, "restart notice; {reason} and {time} are filled in"),
+            "an action whose answer was lost: look this long for its effect before deciding again", DUR),
+    Setting("recovery", "notice", str, RecoveryPolicy.notice,
+            "restart notice; {reason} and {time} are filled in (no other placeholders; {{ }} for braces)", _notice),
     Setting("recovery", "jobs", JobTable, JobTable(),
             "per job (by id or name): max_attempts, backoff_initial_s, backoff_max_s, coalesce_window_s;"
             " max_attempts = 1 never re-runs it", _job_overrides),
-    Setting("logs", "max_bytes", int, 10 * 1024 * 1024, "rotate a log file at this size", _positive),
-    Setting("logs", "backups", int, 5, "rotated files kept", _non_negative),
+    Setting("logs", "max_bytes", int, 10 * 1024 * 1024, "rotate a log file at this size",
+            Range(MIN_LOG_BYTES, MAX_LOG_BYTES, unit="bytes")),
+    Setting("logs", "backups", int, 5, "rotated files kept", Range(0, MAX_BACKUPS)),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
 SECTIONS = {s.section for s in SETTINGS if s.section}
 
 
-def default_state_dir(home: Path | None = None) -> Path:
-    home = home or Path.home()
+# -- one line, always ----------------------------------------------------------------------------------
+
+
+def _oneline(text: str) -> str:
+    """Control and other unprintable characters escaped: a message is one line whatever it quotes."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
+def _show(value: Any, limit: int = 80) -> str:
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long for str()
+        text = f"<{type(value).__name__} too large to show>"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+# -- home and the default locations --------------------------------------------------------------------
+
+
+def home_dir(environ: Mapping[str, str] | None = None, why: str = "") -> Path:
+    """The home folder: $HOME, else the passwd entry. An empty or relative HOME, or none at all,
+    is a ConfigError saying so (not `/.local` or a RuntimeError later)."""
+    environ = os.environ if environ is None else environ
+    need = f" ({why})" if why else ""
+    if "HOME" in environ:
+        home = environ["HOME"]
+        if not home:
+            raise ConfigError("HOME", "", f"is empty, so there is no home folder{need}; set HOME")
+        if not os.path.isabs(home) or _control(home):
+            raise ConfigError("HOME", "", f"is not an absolute path: {_show(home)}{need}; set HOME")
+        return Path(home)
+    try:
+        home = pwd.getpwuid(os.getuid()).pw_dir
+    except KeyError:
+        home = ""
+    if not home or not os.path.isabs(home):
+        raise ConfigError("HOME", "", f"is not set and uid {os.getuid()} has no home in the user database{need};"
+                          " set HOME")
+    return Path(home)
+
+
+def _xdg(name: str, environ: Mapping[str, str]) -> Path | None:
+    """An XDG base folder, when set and absolute: the spec says relative ones are invalid and ignored."""
+    value = environ.get(name, "")
+    return Path(value) if os.path.isabs(value) and not _control(value) else None
+
+
+def default_state_dir(home: Path | None = None, environ: Mapping[str, str] | None = None) -> Path:
+    environ = os.environ if environ is None else environ
     if sys.platform == "darwin":
+        home = home or home_dir(environ, "it holds the default state_dir")
         return home / "Library" / "Application Support" / "gatewayd"
-    xdg = os.environ.get("XDG_DATA_HOME")
-    return (Path(xdg) if xdg else home / ".local" / "share") / "gatewayd"
+    xdg = _xdg("XDG_DATA_HOME", environ)
+    if xdg is not None:
+        return xdg / "gatewayd"
+    return (home or home_dir(environ, "it holds the default state_dir")) / ".local" / "share" / "gatewayd"
 
 
-def default_config_file(home: Path | None = None) -> Path:
-    home = home or Path.home()
+def default_config_file(home: Path | None = None, environ: Mapping[str, str] | None = None) -> Path:
+    environ = os.environ if environ is None else environ
     if sys.platform == "darwin":
+        home = home or home_dir(environ, "it holds the default config file")
         return home / "Library" / "Application Support" / "gatewayd" / "gatewayd.toml"
-    xdg = os.environ.get("XDG_CONFIG_HOME")
-    return (Path(xdg) if xdg else home / ".config") / "gatewayd" / "gatewayd.toml"
+    xdg = _xdg("XDG_CONFIG_HOME", environ)
+    if xdg is not None:
+        return xdg / "gatewayd" / "gatewayd.toml"
+    return (home or home_dir(environ, "it holds the default config file")) / ".config" / "gatewayd" / "gatewayd.toml"
 
 
 @dataclass(frozen=True)
@@ -188,13 +357,21 @@ class Config:
     sources: Mapping[str, str] = field(default_factory=dict)  # setting name -> "default" | file | env | "cli"
 
 
+# -- values --------------------------------------------------------------------------------------------
+
+
 def _coerce(setting: Setting, value: Any, source: str) -> Any:
     t = setting.type
     if t is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise ConfigError(source, setting.name, f"must be in {setting.allowed.removeprefix('range ')}"
+                              f" (got {_show(value)})") from None
     if t is list:
-        if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+        if not isinstance(value, list | tuple) or not all(isinstance(x, str) for x in value):
             raise ConfigError(source, setting.name, "must be a list of strings")
+        value = list(value)
     elif t is dict:
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise ConfigError(source, setting.name, "must be a table of strings")
@@ -203,11 +380,12 @@ def _coerce(setting: Setting, value: Any, source: str) -> Any:
             raise ConfigError(source, setting.name, 'must be a table of tables, e.g. [recovery.jobs."daily-report"]')
         value = JobTable(value)
     elif not isinstance(value, t) or isinstance(value, bool) != (t is bool):
-        raise ConfigError(source, setting.name, f"must be {t.__name__}, got {type(value).__name__} {value!r}")
-    if setting.validate is not None:
+        raise ConfigError(source, setting.name, f"must be {t.__name__}, got {type(value).__name__} {_show(value)}")
+    problem = _path_text(value) if setting.path else None
+    if problem is None and setting.validate is not None:
         problem = setting.validate(value)
-        if problem:
-            raise ConfigError(source, setting.name, f"{problem} (got {value!r})")
+    if problem:
+        raise ConfigError(source, setting.name, f"{problem} (got {_show(value)})")
     return value
 
 
@@ -222,24 +400,140 @@ def _from_env_text(setting: Setting, text: str, var: str) -> Any:
         if setting.type in (dict, JobTable):
             raise ConfigError(var, setting.name, "tables cannot be set from the environment; use the config file")
     except ValueError:
-        raise ConfigError(var, setting.name, f"must be {setting.type.__name__}, got {text!r}") from None
+        raise ConfigError(var, setting.name, f"must be {setting.type.__name__}, got {_show(text)}") from None
     return text
+
+
+def _is_path_like(setting: Setting, value: str) -> bool:
+    """gateway.openclaw and gateway.node are names on PATH unless they hold a `/` or start with `~`."""
+    if not value:
+        return False
+    if setting.name in ("gateway.openclaw", "gateway.node"):
+        return os.sep in value or value.startswith("~")
+    return True
+
+
+def _place(setting: Setting, value: str, source: str, anchor: Callable[[], Path] | None,
+           get_home: Callable[[], Path]) -> str:
+    """A path setting's value made absolute: `~` expanded, relative resolved against `anchor`
+    (the config file's folder, or the working folder for a flag), refused without one (env)."""
+    if not _is_path_like(setting, value):
+        return value
+    if value == "~" or value.startswith("~/"):
+        value = str(get_home()) + value[1:]
+    elif value.startswith("~"):
+        expanded = os.path.expanduser(value)
+        if expanded.startswith("~"):
+            raise ConfigError(source, setting.name, f"no such user for {_show(value.split('/')[0])}"
+                              f" (got {_show(value)})")
+        value = expanded
+    if os.path.isabs(value):
+        return value
+    if anchor is None:
+        raise ConfigError(source, setting.name, f"must be an absolute path here: an environment variable has no"
+                          f" folder to be relative to (got {_show(value)})")
+    try:
+        base = anchor()
+    except OSError as exc:  # the working folder was deleted
+        raise ConfigError(source, setting.name, f"cannot resolve a relative path: {exc.strerror}"
+                          f" (got {_show(value)})") from None
+    return os.path.join(base, value)
+
+
+def _folder_of(path: Path) -> Callable[[], Path]:
+    return lambda: path.parent
+
+
+def _check_state_dir(state_dir: Path, source: str) -> None:
+    """The state dir, or its nearest existing ancestor, must be a directory (else: refused now, not
+    a NotADirectoryError from somewhere later)."""
+    p = state_dir
+    while True:
+        try:
+            st = os.stat(p)
+        except (FileNotFoundError, NotADirectoryError):
+            if p.parent == p:
+                return
+            p = p.parent
+            continue
+        except OSError as exc:
+            raise ConfigError(source, "state_dir", f"cannot reach {_show(str(p))}: {exc.strerror}"
+                              f" (got {_show(str(state_dir))})") from None
+        if not stat.S_ISDIR(st.st_mode):
+            what = "is" if p == state_dir else "would be inside"
+            raise ConfigError(source, "state_dir", f"{what} {_show(str(p))}, which is not a directory"
+                              f" (got {_show(str(state_dir))})")
+        return
+
+
+# -- the file ------------------------------------------------------------------------------------------
+
+
+def _check_owner(src: str, what: str, p: Path, st: os.stat_result) -> None:
+    me = os.geteuid()
+    if st.st_uid not in (me, 0):
+        raise ConfigError(src, "", f"{what} {_show(str(p))} is owned by uid {st.st_uid}, not by you (uid {me}) or root;"
+                          " refusing it (it names the command gatewayd runs)")
+
+
+def _check_folder(src: str, folder: Path) -> None:
+    try:
+        st = os.stat(folder)
+    except OSError as exc:
+        raise ConfigError(src, "", f"cannot check its folder {_show(str(folder))}: {exc.strerror}") from None
+    _check_owner(src, "its folder", folder, st)
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
+        raise ConfigError(src, "", f"its folder {_show(str(folder))} is group- or world-writable; refusing it"
+                          " (chmod go-w)")
+
+
+MAX_SYMLINKS = 40
+
+
+def _open_checked(src: str, path: Path) -> bytes:
+    """Follow the path link by link: every link and the file itself owned by us or root, every folder
+    on the way too and not writable by others, the file not group/world-writable; then read that
+    very file (opened without following links, and checked to be the one inspected)."""
+    if "\0" in str(path):
+        raise ConfigError(src, "", "the path contains a NUL character")
+    p = Path(os.path.abspath(path))
+    try:
+        for _ in range(MAX_SYMLINKS):
+            p = Path(os.path.realpath(p.parent)) / p.name
+            _check_folder(src, p.parent)
+            st = os.lstat(p)
+            if stat.S_ISLNK(st.st_mode):
+                _check_owner(src, "the symlink", p, st)
+                p = p.parent / os.readlink(p)
+                continue
+            break
+        else:
+            raise ConfigError(src, "", "too many levels of symlinks")
+        if not stat.S_ISREG(st.st_mode):
+            raise ConfigError(src, "", f"{_show(str(p))} is not a regular file")
+        _check_owner(src, "the file", p, st)
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise ConfigError(src, "", "is group- or world-writable; refusing it (chmod go-w)")
+        fd = os.open(p, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb") as fh:
+            opened = os.fstat(fh.fileno())
+            if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino):
+                raise ConfigError(src, "", "changed while it was being checked; try again")
+            return fh.read()
+    except OSError as exc:
+        raise ConfigError(src, "", f"cannot read: {exc.strerror or exc}") from None
 
 
 def read_file(path: Path) -> dict[str, Any]:
     """Flatten a TOML config into {setting name: value}, refusing unknown keys and unsafe files."""
     src = str(path)
-    try:
-        st = path.stat()
-        raw = path.read_bytes()
-    except OSError as exc:
-        raise ConfigError(src, "", f"cannot read: {exc.strerror}") from exc
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise ConfigError(src, "", "is group- or world-writable; refusing it (chmod go-w)")
+    raw = _open_checked(src, path)
     try:
         doc = tomllib.loads(raw.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(src, "", f"not valid TOML: {exc}") from exc
+        raise ConfigError(src, "", f"not valid TOML: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # an integer of thousands of digits; nesting too deep
+        raise ConfigError(src, "", f"not valid TOML: {type(exc).__name__}: {exc}") from None
     flat: dict[str, Any] = {}
     for key, value in doc.items():
         if key in SECTIONS:
@@ -257,43 +551,102 @@ def read_file(path: Path) -> dict[str, Any]:
     return flat
 
 
+# -- load ----------------------------------------------------------------------------------------------
+
+
 def load(
     config_file: Path | None = None,
     cli: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Config:
-    """Resolve every setting. `cli` maps setting names to values given as flags (None = not given)."""
+    """Resolve every setting. `cli` maps setting names to values given as flags (None = not given).
+    `environ` supplies the GATEWAYD_* variables; HOME and XDG_* are always the process's own."""
+    try:
+        return _load(config_file, cli, environ)
+    except ConfigError as exc:
+        raise ConfigError(_oneline(exc.source), _oneline(exc.key), _oneline(exc.problem)) from None
+
+
+def _load(config_file: Path | None, cli: Mapping[str, Any] | None, environ: Mapping[str, str] | None) -> Config:
     environ = os.environ if environ is None else environ
     cli = {k: v for k, v in (cli or {}).items() if v is not None}
+    home: list[Path] = []
+    anchor: Callable[[], Path] | None
+
+    def get_home() -> Path:
+        if not home:
+            home.append(home_dir(why="`~` stands for it"))
+        return home[0]
+
     explicit = config_file is not None or "GATEWAYD_CONFIG" in environ
-    path = config_file or (Path(environ["GATEWAYD_CONFIG"]) if "GATEWAYD_CONFIG" in environ else default_config_file())
+    if config_file is not None:
+        path: Path | None = Path(config_file)
+        where = "--config"
+    elif "GATEWAYD_CONFIG" in environ:
+        path, where = Path(environ["GATEWAYD_CONFIG"]), "GATEWAYD_CONFIG"
+        if not path.is_absolute() and not str(path).startswith("~"):
+            raise ConfigError(where, "", f"must be an absolute path: an environment variable has no folder to be"
+                              f" relative to (got {_show(str(path))})")
+    else:
+        path, where = default_config_file(), "default"
+    assert path is not None
+    if _control(str(path)):
+        raise ConfigError(where, "", f"the config file's path must not contain control characters"
+                          f" (got {_show(str(path))})")
+    if str(path) == "~" or str(path).startswith("~/"):
+        path = get_home() / str(path)[2:]
+    path = Path(os.path.abspath(path))
     file_values: dict[str, Any] = {}
-    if path.exists() or explicit:
+    if explicit or os.path.lexists(path):
         file_values = read_file(path)
     else:
-        path = None  # type: ignore[assignment]
+        path = None
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for s in SETTINGS:
         if s.name in cli:
-            values[s.name], sources[s.name] = _coerce(s, cli[s.name], "--" + s.key.replace("_", "-")), "cli"
+            source = "--" + s.key.replace("_", "-")
+            value, anchor = _coerce(s, cli[s.name], source), Path.cwd
+            sources[s.name] = "cli"
         elif s.env in environ:
-            raw = _from_env_text(s, environ[s.env], s.env)
-            values[s.name], sources[s.name] = _coerce(s, raw, s.env), s.env
+            source = s.env
+            value, anchor = _coerce(s, _from_env_text(s, environ[s.env], s.env), source), None
+            sources[s.name] = s.env
         elif s.name in file_values:
-            values[s.name], sources[s.name] = _coerce(s, file_values[s.name], str(path)), str(path)
+            assert path is not None
+            source = str(path)
+            value, anchor = _coerce(s, file_values[s.name], source), _folder_of(path)
+            sources[s.name] = source
         else:
             values[s.name], sources[s.name] = s.default, "default"
-    if values["supervise.backoff_initial_s"] > values["supervise.backoff_max_s"]:
-        raise ConfigError(sources["supervise.backoff_initial_s"], "supervise.backoff_initial_s",
-                          "must not exceed supervise.backoff_max_s")
-    if values["probes.boot_limit_s"] > values["probes.boot_limit_max_s"]:
-        raise ConfigError(sources["probes.boot_limit_s"], "probes.boot_limit_s",
-                          "must not exceed probes.boot_limit_max_s")
-    state_dir = Path(values["state_dir"]).expanduser() if values["state_dir"] else default_state_dir()
+            continue
+        if s.path and value:
+            value = _place(s, value, source, anchor, get_home)
+        values[s.name] = value
+    # A bad file value is reported even when the environment or a flag overrides it.
+    for name, raw in file_values.items():
+        if sources[name] != str(path):
+            _coerce(BY_NAME[name], raw, str(path))
+
+    def where_of(name: str) -> str:
+        src = sources[name]
+        return {"cli": "--" + BY_NAME[name].key.replace("_", "-")}.get(src, src)
+
+    for lower, upper in (("supervise.backoff_initial_s", "supervise.backoff_max_s"),
+                         ("probes.boot_limit_s", "probes.boot_limit_max_s")):
+        if values[lower] > values[upper]:
+            raise ConfigError(where_of(lower), lower, f"must not exceed {upper}"
+                              f" (got {_num(values[lower])} > {_num(values[upper])})")
+    if values["state_dir"]:
+        state_dir, state_source = Path(values["state_dir"]), where_of("state_dir")
+    else:
+        state_dir = default_state_dir()
+        state_source = "XDG_DATA_HOME" if sys.platform != "darwin" and _xdg("XDG_DATA_HOME", os.environ) else "HOME"
+    state_dir = Path(os.path.abspath(state_dir))
+    _check_state_dir(state_dir, state_source)
     v = values
     return Config(
-        state_dir=state_dir.absolute(),
+        state_dir=state_dir,
         log_level=v["log_level"],
         gateway=GatewaySettings(
             openclaw=v["gateway.openclaw"], node=v["gateway.node"], command=tuple(v["gateway.command"]),

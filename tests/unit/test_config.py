@@ -150,9 +150,9 @@ def test_state_dir_is_expanded_and_absolute(tmp_path: Path) -> None:
     ("[supervise]\nbackoff_max_s = true\n", "supervise.backoff_max_s", "must be float"),
     ("[gateway]\nport = 70000\n", "gateway.port", "port number"),
     ("[gateway]\nport = -1\n", "gateway.port", "port number"),
-    ("[supervise]\nbackoff_max_s = -1\n", "supervise.backoff_max_s", "must be > 0"),
-    ("[supervise]\nstop_budget_s = 0\n", "supervise.stop_budget_s", "must be > 0"),
-    ("[logs]\nbackups = -1\n", "logs.backups", "must be >= 0"),
+    ("[supervise]\nbackoff_max_s = -1\n", "supervise.backoff_max_s", "must be in [0.01, 604800] s (got -1.0)"),
+    ("[supervise]\nstop_budget_s = 0\n", "supervise.stop_budget_s", "must be in [0.01, 604800] s (got 0.0)"),
+    ("[logs]\nbackups = -1\n", "logs.backups", "must be in [0, 1000] (got -1)"),
     ("[supervise]\njitter = 1.0\n", "supervise.jitter", "[0, 1)"),
     ('log_level = "loud"\n', "log_level", "must be debug"),
     ('[gateway]\nargs = "--x"\n', "gateway.args", "list of strings"),
@@ -251,7 +251,7 @@ def test_env_backoff_initial_above_max_names_the_variable() -> None:
 @pytest.mark.parametrize(("name", "value", "flag", "problem"), [
     ("gateway.port", 70000, "--port", "port number"),
     ("gateway.port", "80", "--port", "must be int"),
-    ("supervise.backoff_max_s", -3.0, "--backoff-max-s", "must be > 0"),
+    ("supervise.backoff_max_s", -3.0, "--backoff-max-s", "must be in [0.01, 604800] s"),
     ("log_level", "x", "--log-level", "must be debug"),
 ])
 def test_bad_cli_value_names_the_flag_and_key(name: str, value: object, flag: str, problem: str) -> None:
@@ -282,6 +282,9 @@ def test_example_config_documents_every_key_with_its_default(tmp_path: Path) -> 
     text = example.read_text()
     for s in config.SETTINGS:
         assert s.help in text, s.name
+        assert f"{s.help}; {s.allowed}" in text if s.allowed else True, s.name
+        # every number has a documented range
+        assert s.type not in (int, float) or isinstance(s.validate, config.Range), s.name
 
 
 def test_per_job_retry_policies_by_id_or_name(tmp_path: Path) -> None:
@@ -295,11 +298,11 @@ def test_per_job_retry_policies_by_id_or_name(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(("body", "problem"), [
     ('jobs = { "a" = { retries = 2 } }', '"a".retries: unknown key'),
-    ('jobs = { "a" = { max_attempts = 0 } }', '"a".max_attempts: must be >= 1'),
+    ('jobs = { "a" = { max_attempts = 0 } }', '"a".max_attempts: must be in [1, 100] (1: never re-run this job)'),
     ('jobs = { "a" = { max_attempts = 1.5 } }', '"a".max_attempts: must be int'),
     ('jobs = { "a" = { backoff_initial_s = "soon" } }', '"a".backoff_initial_s: must be float'),
-    ('jobs = { "a" = { backoff_max_s = -1 } }', '"a".backoff_max_s: must be > 0'),
-    ('jobs = { "a" = { coalesce_window_s = -1 } }', '"a".coalesce_window_s: must be >= 0'),
+    ('jobs = { "a" = { backoff_max_s = -1 } }', '"a".backoff_max_s: must be in [0.01, 604800] s'),
+    ('jobs = { "a" = { coalesce_window_s = -1 } }', '"a".coalesce_window_s: must be in [0, 604800] s'),
     ('jobs = { "a" = { max_attempts = true } }', '"a".max_attempts: must be int'),
     ('jobs = { "a" = 1 }', "must be a table of tables"),
     ('jobs = 3', "must be a table of tables"),
