@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from supervisor.config import Config
+from supervisor.config import Config, home_dir
 from supervisor.errors import GatewaydError
 from supervisor.gateway.launch import gateway_paths, read_dotenv
 
@@ -187,7 +187,7 @@ def build_spec(cfg: Config, config_file: Path | None, environ: Mapping[str, str]
     """`config_file`: the file given on the command line (or GATEWAYD_CONFIG); the default location
     is left implicit, so the service reads it the way `gatewayd run` would."""
     environ = os.environ if environ is None else environ
-    home = home or Path.home()
+    home = home or home_dir(environ, "the service definition and its HOME come from it")
     if config_file is None and environ.get("GATEWAYD_CONFIG"):
         config_file = Path(environ["GATEWAYD_CONFIG"])
     explicit_state = cfg.sources.get("state_dir", "default") != "default"
@@ -201,6 +201,32 @@ def build_spec(cfg: Config, config_file: Path | None, environ: Mapping[str, str]
         home=home,
         gateway_dotenv=gw_state / ".env",
     )
+
+
+def _unwritable(text: str) -> str | None:
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in text):
+        return "contains a control character"
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return "is not valid text (undecodable bytes)"
+    return None
+
+
+def check_writable(spec: ServiceSpec, kind: str) -> None:
+    """Refuse, in one line naming the value, what cannot go into a plist or unit file: a control
+    character (plistlib raises ValueError; a line break would start a new unit directive) or text
+    UTF-8 cannot encode. Checked before anything is rendered, written or changed."""
+    items: list[tuple[str, str]] = [(f"argument {i} of the command", a) for i, a in enumerate(spec.argv)]
+    items += [("the state dir", str(spec.state_dir)), ("the log folder", str(spec.log_dir))]
+    for name, value in spec.environment.items():
+        items += [("an environment variable name", name), (f"environment variable {name}", value)]
+    for what, text in items:
+        problem = _unwritable(text)
+        if problem:
+            shown = repr(text).encode("ascii", "backslashreplace").decode("ascii")
+            raise ServiceError(f"cannot write the {kind}: {what} {shown} {problem}; use a path (or value)"
+                               " without it")
 
 
 def flags_from_argv(argv: Sequence[str]) -> dict[str, str]:
@@ -385,16 +411,16 @@ def module(platform: str) -> Manager:
 def installed_definition(platform: str, home: Path | None = None, environ: Mapping[str, str] | None = None
                          ) -> Path | None:
     """gatewayd's installed plist or unit, or None (for `start`/`stop`: through the manager when installed)."""
-    path: Path = module(platform).definition_path(home or Path.home(), os.environ if environ is None else environ)
+    path: Path = module(platform).definition_path(home or home_dir(environ), os.environ if environ is None else environ)
     return path if path.exists() else None
 
 
 def start(platform: str, runner: Runner, home: Path | None = None) -> None:
     """Start the installed service (and re-enable it: `stop` persists across logins)."""
-    module(platform).start(runner, home or Path.home())
+    module(platform).start(runner, home or home_dir())
 
 
 def stop(platform: str, runner: Runner, home: Path | None = None, timeout_s: float | None = None) -> None:
     """Stop the installed service and keep it stopped (disabled) until `start`. `timeout_s`: how long
     the manager may take (gatewayd drains its gateway first): the stop budget + 30 s."""
-    module(platform).stop(runner, home or Path.home(), timeout_s)
+    module(platform).stop(runner, home or home_dir(), timeout_s)

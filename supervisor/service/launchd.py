@@ -22,6 +22,7 @@ from supervisor.service import (
     ServiceError,
     ServiceSpec,
     ServiceState,
+    check_writable,
     ensure_state_dirs,
     new_record,
     read_env_names,
@@ -75,7 +76,9 @@ def values(spec: ServiceSpec) -> dict[str, Any]:
 
 def render(spec: ServiceSpec, text: str | None = None) -> bytes:
     """The template is a plist whose "@NAME@" strings stand for typed values; filling them in
-    through plistlib (not text substitution) leaves no escaping to get wrong."""
+    through plistlib (not text substitution) leaves no escaping to get wrong; what plistlib cannot
+    hold (control characters) is refused first, in one line naming it."""
+    check_writable(spec, "plist")
     try:
         doc = plistlib.loads((text if text is not None else template(TEMPLATE)).encode("utf-8"))
     except (plistlib.InvalidFileException, ValueError, ExpatError) as exc:

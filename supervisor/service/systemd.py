@@ -6,6 +6,7 @@ Every call is `systemctl --user ...`: `show` (state), `daemon-reload`, `enable|d
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import tempfile
@@ -13,6 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from supervisor.config import home_dir
+from supervisor.errors import ConfigError
 from supervisor.service import (
     SYSTEMD,
     Echo,
@@ -20,6 +23,7 @@ from supervisor.service import (
     ServiceError,
     ServiceSpec,
     ServiceState,
+    check_writable,
     ensure_state_dirs,
     new_record,
     read_env_names,
@@ -44,8 +48,9 @@ ENABLED_STATES = ("enabled", "enabled-runtime", "linked", "linked-runtime")
 
 
 def unit_dir(home: Path, environ: Mapping[str, str]) -> Path:
-    xdg = environ.get("XDG_CONFIG_HOME")
-    return (Path(xdg) if xdg else home / ".config") / "systemd" / "user"
+    xdg = environ.get("XDG_CONFIG_HOME", "")
+    # A relative XDG_CONFIG_HOME is invalid and ignored (XDG base directory spec), as systemd does.
+    return (Path(xdg) if os.path.isabs(xdg) else home / ".config") / "systemd" / "user"
 
 
 def definition_path(home: Path, environ: Mapping[str, str]) -> Path:
@@ -61,9 +66,10 @@ def _systemctl(*args: str) -> list[str]:
 
 def quote(arg: str, command_line: bool = True) -> str:
     """One word of a unit file value, double-quoted: `\\` and `"` escaped, `%` (specifiers) doubled,
-    and on a command line `$` (variable expansion) doubled too."""
-    if "\n" in arg or "\r" in arg:
-        raise ServiceError(f"cannot put a line break into a systemd unit: {arg!r}")
+    and on a command line `$` (variable expansion) doubled too. No control characters: a line break
+    would end the directive (and start another)."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in arg):
+        raise ServiceError(f"cannot put a control character into a systemd unit: {arg!a}")
     s = arg.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
     return f'"{s.replace("$", "$$") if command_line else s}"'
 
@@ -82,6 +88,7 @@ def values(spec: ServiceSpec) -> dict[str, str]:
 
 
 def render(spec: ServiceSpec, text: str | None = None) -> str:
+    check_writable(spec, "systemd unit")
     fill = values(spec)
 
     def repl(m: re.Match[str]) -> str:
@@ -164,7 +171,11 @@ def inspect(runner: Runner, unit: str, path: Path) -> ServiceState:
                 port = int(val)
     for value in svc.get("EnvironmentFile", []):
         raw = value.lstrip("-")
-        names = read_env_names(Path(raw.replace("%h", str(Path.home())))) if "%" not in raw.replace("%h", "") \
+        try:
+            home = str(home_dir())
+        except ConfigError:
+            home = None
+        names = read_env_names(Path(raw.replace("%h", home))) if home and "%" not in raw.replace("%h", "") \
             else None
         if names is None:
             env_file = raw
