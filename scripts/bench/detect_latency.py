@@ -109,7 +109,7 @@ class Bench:
     def killer(self) -> None:
         while (item := self.todo.get()) is not None:
             boot, pid = item
-            time.sleep(random.uniform(0.005, 0.05))  # land at a random point of the loop's work
+            time.sleep(random.uniform(0.015, 0.06))  # land at a random point of the loop's work
             if boot in self.ended or self.done:
                 continue
             self.sent[boot] = time.monotonic()  # t0
@@ -153,9 +153,12 @@ async def run(bench_kills: int, store_load: bool, root: Path) -> Bench:
         "gateway.version": "2026.9.6", "gateway.port": free_port_block(),
         "gateway.state_dir": str(root / "gw-state"), "gateway.config_path": str(root / "gw-state" / "openclaw.json"),
         "gateway.env": {"FAKE_GW_VERSION": "2026.9.6", "FAKE_GW_BOOT_DELAY": "0.05"},
+        # Each kill a first crash after a healthy run (ready 10 ms is healthy; the killer waits
+        # longer): respawned at once, as the defaults respawn a first crash. No crash loop.
         "probes.interval_s": 0.2, "supervise.stop_budget_s": 10.0, "supervise.jitter": 0.0,
-        "supervise.backoff_initial_s": 0.001, "supervise.backoff_max_s": 0.001,
-        "supervise.crash_loop_crashes": 1_000_000, "supervise.crash_loop_delay_s": 0.001})
+        "supervise.healthy_after_s": 0.01, "supervise.crash_loop_window_s": 0.01,
+        "supervise.crash_loop_crashes": 1000, "supervise.backoff_initial_s": 0.01, "supervise.backoff_max_s": 0.01,
+        "supervise.crash_loop_delay_s": 0.01})
     logs.setup(cfg.state_dir / "logs", cfg.log_level, console=False)
     child_env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENCLAW_", "GATEWAYD_"))}
     daemon = Daemon(cfg, environ=child_env)

@@ -37,6 +37,9 @@ from supervisor.store.db import Store  # noqa: E402
 from supervisor.store.inflight import InflightRecords  # noqa: E402
 from supervisor.store.journal import Journal  # noqa: E402
 
+RUN_TIMEOUT_S = 60.0  # one run (100 items: ~0.2 s); a recovery that stalls fails the bench instead
+TOTAL_TIMEOUT_S = 600.0
+
 
 class FakeRpc:
     """Just enough of RpcClient: answers at once and remembers when each call came."""
@@ -59,6 +62,10 @@ class FakeRpc:
             return {"jobs": self.jobs}
         if method == "cron.runs":
             return {"entries": []}
+        if method == "sessions.list":  # a notice is confirmed by a turn seen after it: none here
+            return {"sessions": []}
+        if method == "chat.history":
+            return {"messages": []}
         if method == "cron.run":
             return {"ok": True, "ran": True}
         if method == "agent":
@@ -85,13 +92,20 @@ async def one_run(n: int, root: Path) -> dict[str, float]:
     caps = for_version("2026.2.26")
     ready_ms = int(time.time() * 1000) - 10_000  # settled already: measure gatewayd's own part
 
-    async def never_active(key: str, b: int | None, since: int) -> bool:
-        return False
-
-    rec = Recovery(journal, policy, caps, new_boot, ready_ms, never_active, lambda: 0.5)
+    rec = Recovery(journal, policy, caps, new_boot, ready_ms, inflight, lambda: 0.5)
     start = time.perf_counter()
     task = asyncio.create_task(rec.run(rpc))  # type: ignore[arg-type]
-    await asyncio.wait_for(rpc.all_sent.wait(), 120)
+    sent_all = asyncio.create_task(rpc.all_sent.wait())
+    # Recovery failing (or ending) before it sent everything must fail the bench, not hang it.
+    await asyncio.wait({task, sent_all}, timeout=RUN_TIMEOUT_S, return_when=asyncio.FIRST_COMPLETED)
+    if not rpc.all_sent.is_set():
+        failure = task.exception() if task.done() else None
+        why = f"failed: {failure!r}" if failure else "ended" if task.done() else f"timed out ({RUN_TIMEOUT_S:g} s)"
+        sent_all.cancel()
+        task.cancel()
+        await asyncio.gather(task, sent_all, return_exceptions=True)
+        await store.close()
+        raise RuntimeError(f"recovery of {n} items {why} after {rpc.actions} of {2 * n} actions")
     sent = [c for c in rpc.calls if c[1] == "agent"]
     retries = [c for c in rpc.calls if c[1] == "cron.run"]
     last_notice = max(c[0] for c in sent) - start
