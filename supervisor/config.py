@@ -262,7 +262,7 @@ def _oneline(text: str) -> str:
     return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
-def _show(value: Any, limit: int = 80) -> str:
+def _show(value: Any, limit: int = 200) -> str:
     try:
         text = repr(value)
     except ValueError:  # an int too long for str()
@@ -457,12 +457,12 @@ def _check_state_dir(state_dir: Path, source: str) -> None:
             p = p.parent
             continue
         except OSError as exc:
-            raise ConfigError(source, "state_dir", f"cannot reach {_show(str(p))}: {exc.strerror}"
-                              f" (got {_show(str(state_dir))})") from None
+            raise ConfigError(source, "state_dir", f"cannot reach {p}: {exc.strerror}"
+                              f" (got {str(state_dir)!r})") from None
         if not stat.S_ISDIR(st.st_mode):
             what = "is" if p == state_dir else "would be inside"
-            raise ConfigError(source, "state_dir", f"{what} {_show(str(p))}, which is not a directory"
-                              f" (got {_show(str(state_dir))})")
+            raise ConfigError(source, "state_dir", f"{what} {p}, which is not a directory"
+                              f" (got {str(state_dir)!r})")
         return
 
 
@@ -472,7 +472,7 @@ def _check_state_dir(state_dir: Path, source: str) -> None:
 def _check_owner(src: str, what: str, p: Path, st: os.stat_result) -> None:
     me = os.geteuid()
     if st.st_uid not in (me, 0):
-        raise ConfigError(src, "", f"{what} {_show(str(p))} is owned by uid {st.st_uid}, not by you (uid {me}) or root;"
+        raise ConfigError(src, "", f"{what} {p} is owned by uid {st.st_uid}, not by you (uid {me}) or root;"
                           " refusing it (it names the command gatewayd runs)")
 
 
@@ -480,10 +480,10 @@ def _check_folder(src: str, folder: Path) -> None:
     try:
         st = os.stat(folder)
     except OSError as exc:
-        raise ConfigError(src, "", f"cannot check its folder {_show(str(folder))}: {exc.strerror}") from None
+        raise ConfigError(src, "", f"cannot check its folder {folder}: {exc.strerror}") from None
     _check_owner(src, "its folder", folder, st)
     if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not st.st_mode & stat.S_ISVTX:
-        raise ConfigError(src, "", f"its folder {_show(str(folder))} is group- or world-writable; refusing it"
+        raise ConfigError(src, "", f"its folder {folder} is group- or world-writable; refusing it"
                           " (chmod go-w)")
 
 
@@ -510,7 +510,7 @@ def _open_checked(src: str, path: Path) -> bytes:
         else:
             raise ConfigError(src, "", "too many levels of symlinks")
         if not stat.S_ISREG(st.st_mode):
-            raise ConfigError(src, "", f"{_show(str(p))} is not a regular file")
+            raise ConfigError(src, "", f"{p} is not a regular file")
         _check_owner(src, "the file", p, st)
         if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
             raise ConfigError(src, "", "is group- or world-writable; refusing it (chmod go-w)")
@@ -586,13 +586,13 @@ def _load(config_file: Path | None, cli: Mapping[str, Any] | None, environ: Mapp
         path, where = Path(environ["GATEWAYD_CONFIG"]), "GATEWAYD_CONFIG"
         if not path.is_absolute() and not str(path).startswith("~"):
             raise ConfigError(where, "", f"must be an absolute path: an environment variable has no folder to be"
-                              f" relative to (got {_show(str(path))})")
+                              f" relative to (got {str(path)!r})")
     else:
         path, where = default_config_file(), "default"
     assert path is not None
     if _control(str(path)):
         raise ConfigError(where, "", f"the config file's path must not contain control characters"
-                          f" (got {_show(str(path))})")
+                          f" (got {str(path)!r})")
     if str(path) == "~" or str(path).startswith("~/"):
         path = get_home() / str(path)[2:]
     path = Path(os.path.abspath(path))
