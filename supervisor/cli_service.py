@@ -1,23 +1,309 @@
-"""`gatewayd install | uninstall | doctor`: typer commands, added to the main app by `register(app)`.
+"""The `gatewayd` typer app: every command, thin; domain errors become one line and an exit code.
 
-`supervisor.cli` is imported inside the commands (not at the top) because it imports this module.
+`supervisor.cli` holds `main()` and what status and history read and print; it imports this module
+only when a command other than a plain `gatewayd status` runs (or `supervisor.cli.app` is asked
+for), so typer is never loaded for that one. `register(app)` adds install, uninstall and doctor to
+any typer app (the service tests use it on their own).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from supervisor import config, service
+from supervisor import __version__, cli, config, service
+from supervisor.control import client, paths
+from supervisor.control.protocol import ControlError, drain_budget_problem
 from supervisor.errors import ConfigError, GatewaydError
+from supervisor.instance import holder_pid
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", "-c", help="gatewayd TOML config file.")]
 StateDirOpt = Annotated[str | None, typer.Option("--state-dir", help="gatewayd's state dir (store, logs).")]
 DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show what would be written and run; change nothing.")]
+
+RESTART_SLACK_S = 60.0
+
+app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Supervise the OpenClaw gateway: restart it at once, keep its in-flight work.")
+
+
+def fail(exc: GatewaydError) -> typer.Exit:
+    typer.echo(f"gatewayd: {exc}", err=True)
+    return typer.Exit(cli.exit_code(exc))
+
+
+def load_config(config_file: Path | None, **cli_values: Any) -> config.Config:
+    try:
+        return config.load(config_file, cli_values)
+    except ConfigError as exc:
+        raise fail(exc) from None
+
+
+@app.command()
+def run(
+    config_file: ConfigOpt = None,
+    state_dir: StateDirOpt = None,
+    port: Annotated[int | None, typer.Option(help="Gateway port (default: from its config).")] = None,
+    openclaw: Annotated[str | None, typer.Option(help="openclaw entry: a name on PATH or a path.")] = None,
+    log_level: Annotated[str | None, typer.Option(help="debug, info, warning or error.")] = None,
+) -> None:
+    """Run gatewayd in the foreground, supervising the gateway (what launchd and systemd run).
+
+    Example: gatewayd run --state-dir /tmp/gwd --port 18789
+    """
+    import asyncio
+
+    from supervisor import logs
+    from supervisor.daemon import Daemon
+
+    cfg = load_config(config_file, state_dir=state_dir, **{"gateway.port": port, "gateway.openclaw": openclaw,
+                                                             "log_level": log_level})
+    logs.setup(cfg.state_dir / "logs", cfg.log_level, cfg.logs.max_bytes, cfg.logs.backups)
+    try:
+        code = asyncio.run(Daemon(cfg).run())
+    except GatewaydError as exc:
+        raise fail(exc) from None
+    raise typer.Exit(code)
+
+
+@app.command()
+def status(
+    config_file: ConfigOpt = None,
+    state_dir: StateDirOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+) -> None:
+    """Show the supervision state; works while the daemon is down (from the store, marked stale).
+
+    Exit codes (for scripts): 0 healthy (running and ready); 1 degraded (starting, backing off, crash
+    loop, killing a hung gateway, the store failing, or the daemon busy / not answering); 3 needs a
+    human (config error, port conflict); 4 stopped on purpose; 5 the daemon is down without having
+    been stopped.
+
+    Example: gatewayd status --json
+    """
+    raise typer.Exit(cli.print_status(load_config(config_file, state_dir=state_dir), as_json))
+
+
+@app.command()
+def history(
+    config_file: ConfigOpt = None,
+    state_dir: StateDirOpt = None,
+    since_hours: Annotated[float | None, typer.Option("--since", help="Only boots started in the last N hours.")]
+    = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+) -> None:
+    """Each boot of the gateway: how it ended, what it interrupted, and what recovery did about it.
+
+    Example: gatewayd history --since 24 --json
+    """
+    cfg = load_config(config_file, state_dir=state_dir)
+    try:
+        boots = cli.read_history(cfg.state_dir, time.time() - since_hours * 3600 if since_hours else None)
+    except GatewaydError as exc:
+        raise fail(exc) from None
+    if as_json:
+        typer.echo(json.dumps(boots, indent=2, default=str))
+        return
+    for b in boots:
+        started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(b["started_at"]))
+        end = b["exit_kind"] or ("running" if b["ended_at"] is None else "?")
+        typer.echo(f"boot {b['id']}  {started}  pid {b['pid']}  {b['version']}  -> {end}"
+                   f"{' (' + b['detail'] + ')' if b['detail'] else ''}")
+        for ob in b["interrupted"]:
+            what = ob["name"] or ob["ref"]
+            done = f" - {ob['resolution']}" if ob["resolution"] else ""
+            typer.echo(f"    {ob['kind']:7} {what}: {ob['state']}{done}")
+
+
+def control(cfg: config.Config, command: str, args: dict[str, Any] | None = None, timeout_s: float = 10.0) -> Any:
+    try:
+        return client.call(paths.client_socket_path(cfg.state_dir), command, args, timeout_s)
+    except client.DaemonDown as exc:
+        typer.echo(f"gatewayd: {exc}", err=True)
+        raise typer.Exit(7) from None
+    except ControlError as exc:
+        typer.echo(f"gatewayd: {exc}", err=True)
+        raise typer.Exit(int(exc.code) or 1) from None
+
+
+@app.command()
+def start(config_file: ConfigOpt = None, state_dir: StateDirOpt = None,
+          wait_s: Annotated[float, typer.Option("--wait", help="Seconds to wait for the daemon to answer.")] = 30.0
+          ) -> None:
+    """Start gatewayd: through launchd/systemd when installed, else in the background.
+
+    Example: gatewayd start --state-dir ~/gwd
+    """
+    import subprocess
+
+    cfg = load_config(config_file, state_dir=state_dir)
+    platform = service.detect_platform()
+    if service.installed_definition(platform) is not None:
+        try:
+            service.start(platform, service.Runner())
+        except GatewaydError as exc:
+            raise fail(exc) from None
+        typer.echo(f"gatewayd started through {platform}")
+        return
+    if holder_pid(cfg.state_dir / "gatewayd.lock") is not None:
+        typer.echo("gatewayd: already running", err=True)
+        raise typer.Exit(3)
+    argv = [sys.executable, "-P", "-m", "supervisor", "run"]  # -P: no ./supervisor (supervisord's) shadows ours
+    if config_file:
+        argv += ["--config", str(config_file)]
+    if state_dir:
+        argv += ["--state-dir", state_dir]
+    (cfg.state_dir / "logs").mkdir(parents=True, exist_ok=True, mode=0o700)
+    with open(cfg.state_dir / "logs" / "daemon.out", "ab") as out:
+        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            typer.echo(f"gatewayd: exited at start with code {proc.returncode}; see {cfg.state_dir}/logs/daemon.out",
+                       err=True)
+            raise typer.Exit(proc.returncode or 1)
+        try:
+            data = client.call(paths.client_socket_path(cfg.state_dir), "ping",
+                               timeout_s=max(0.1, min(2.0, deadline - time.monotonic())))
+            typer.echo(f"gatewayd started (pid {data['pid']})")
+            return
+        except (client.DaemonDown, ControlError):
+            time.sleep(0.2)
+    typer.echo(f"gatewayd: no answer within {wait_s:g}s; see {cfg.state_dir}/logs/daemon.out", err=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def stop(config_file: ConfigOpt = None, state_dir: StateDirOpt = None,
+         wait_s: Annotated[float, typer.Option("--wait", help="Seconds to wait for gatewayd to exit.")] = 400.0
+         ) -> None:
+    """Stop gatewayd and the gateway (it drains first). It stays stopped until `gatewayd start`,
+    also when installed as a service (the service is stopped and disabled, not just signalled).
+
+    Example: gatewayd stop
+    """
+    cfg = load_config(config_file, state_dir=state_dir)
+    platform = service.detect_platform()
+    if service.installed_definition(platform) is not None:
+        try:
+            service.stop(platform, service.Runner(), timeout_s=service.stop_timeout_s(cfg.stop_budget_s))
+        except GatewaydError as exc:
+            raise fail(exc) from None
+        typer.echo(f"gatewayd stopped through {platform} (stays stopped until `gatewayd start`)")
+        return
+    pid = control(cfg, "ping")["pid"]
+    control(cfg, "stop")
+    deadline = time.monotonic() + wait_s
+    while holder_pid(cfg.state_dir / "gatewayd.lock") is not None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if holder_pid(cfg.state_dir / "gatewayd.lock") is not None:
+        typer.echo(f"gatewayd: still stopping after {wait_s:g}s (pid {pid})", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"gatewayd stopped (pid {pid})")
+
+
+@app.command()
+def restart(
+    config_file: ConfigOpt = None,
+    state_dir: StateDirOpt = None,
+    safe: Annotated[bool, typer.Option("--safe/--now", help="Drain in-flight work first (default), or restart "
+                                                           "at once and recover what was interrupted.")] = True,
+    timeout: Annotated[float | None, typer.Option(help="Drain budget in seconds (default: the stop budget).")]
+    = None,
+    force: Annotated[bool, typer.Option(help="Same as --now.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON on stdout.")] = False,
+) -> None:
+    """Restart the gateway: snapshot, drain within a budget, restart, recover; shows progress.
+
+    Example: gatewayd restart --safe --timeout 120
+    """
+    problem = drain_budget_problem(timeout) if timeout is not None else None
+    if problem is not None:
+        typer.echo(f"gatewayd: --timeout {problem}", err=True)  # NaN would never escalate the drain
+        raise typer.Exit(2)
+    cfg = load_config(config_file, state_dir=state_dir)
+    args: dict[str, Any] = {"safe": safe and not force}
+    if timeout is not None:
+        args["timeout_s"] = timeout
+    before = control(cfg, "status")
+    started = control(cfg, "restart", args)
+    old_boot, old_pid = started["boot"], (before.get("gateway") or {}).get("pid")
+    t0 = time.monotonic()
+    # The drain, then the new gateway's boot (it may take up to the boot limit), then some slack:
+    # past that the restart is stuck, and saying so beats waiting for ever.
+    limit_s = (timeout or cfg.stop_budget_s) + cfg.probes.boot_limit_max_s + RESTART_SLACK_S
+    tty = sys.stderr.isatty()
+    last = ""
+    while True:
+        if time.monotonic() - t0 > limit_s:
+            if tty:
+                typer.echo("", err=True)
+            typer.echo(f"gatewayd: the restart did not finish within {limit_s:g}s (drain budget, boot limit and "
+                       f"{RESTART_SLACK_S:g}s); see gatewayd status and gatewayd logs", err=True)
+            raise typer.Exit(1)
+        st = control(cfg, "status", timeout_s=5)
+        gw = st.get("gateway") or {}
+        if gw.get("boot") not in (None, old_boot) and gw.get("ready"):
+            break
+        n = len(st["inflight"]["sessions"]) + len(st["inflight"]["runs"])
+        phase = "draining" if gw.get("boot") == old_boot else "starting"
+        line = f"{phase}: {n} in flight, {time.monotonic() - t0:.0f}s"
+        if line != last:
+            typer.echo(("\r" if tty else "") + line + ("" if tty else "\n"), err=True, nl=False)
+            last = line
+        time.sleep(0.5)
+    if tty:
+        typer.echo("", err=True)
+    outcome = {"old_pid": old_pid, "new_pid": gw.get("pid"), "old_boot": old_boot, "new_boot": gw.get("boot"),
+               "seconds": round(time.monotonic() - t0, 1), "safe": args["safe"],
+               "was_in_flight": before["inflight"]}
+    if as_json:
+        typer.echo(json.dumps(outcome))
+    else:
+        typer.echo(f"restarted: pid {old_pid} -> {gw.get('pid')} in {outcome['seconds']}s "
+                   f"({'drained' if args['safe'] else 'immediate'}); recovery: gatewayd history")
+
+
+@app.command("logs")
+def show_logs(
+    config_file: ConfigOpt = None,
+    state_dir: StateDirOpt = None,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Keep printing new lines.")] = False,
+    lines: Annotated[int, typer.Option("-n", help="How many lines to show first.")] = 50,
+    gateway: Annotated[bool, typer.Option("--gateway", help="The gateway's own output instead of gatewayd's.")]
+    = False,
+) -> None:
+    """Show gatewayd's log (JSON lines) or, with --gateway, the gateway's output.
+
+    Example: gatewayd logs -f -n 20
+    """
+    cfg = load_config(config_file, state_dir=state_dir)
+    path = cfg.state_dir / "logs" / ("gateway.log" if gateway else "gatewayd.log")
+    if not path.exists():
+        typer.echo(f"gatewayd: no log yet at {path}", err=True)
+        raise typer.Exit(1)
+    with open(path, "rb") as fh:
+        tail = fh.read().splitlines()[-lines:] if lines > 0 else []
+        for raw in tail:
+            typer.echo(raw.decode(errors="replace"))
+        while follow:
+            chunk = fh.readline()
+            if chunk:
+                typer.echo(chunk.decode(errors="replace").rstrip("\n"))
+            else:
+                time.sleep(0.3)
+
+
+@app.command()
+def version() -> None:
+    """Print gatewayd's version."""
+    typer.echo(__version__)
 
 
 def install(config_file: ConfigOpt = None, state_dir: StateDirOpt = None, dry_run: DryRunOpt = False) -> None:
@@ -27,9 +313,7 @@ def install(config_file: ConfigOpt = None, state_dir: StateDirOpt = None, dry_ru
 
     Example: gatewayd install --config ~/.config/gatewayd/gatewayd.toml --dry-run
     """  # noqa: E501 - one line per paragraph: typer reflows them
-    from supervisor import cli
-
-    cfg = cli.load_config(config_file, state_dir=state_dir)
+    cfg = load_config(config_file, state_dir=state_dir)
     try:
         platform = service.detect_platform()
         spec = service.build_spec(cfg, config_file)
@@ -41,7 +325,7 @@ def install(config_file: ConfigOpt = None, state_dir: StateDirOpt = None, dry_ru
                        "gateway's .env (its state dir) or its config")
         service.module(platform).install(spec, runner, typer.echo)
     except GatewaydError as exc:
-        raise cli.fail(exc) from None
+        raise fail(exc) from None
     if not dry_run:
         typer.echo("check it with: gatewayd doctor")
 
@@ -53,8 +337,6 @@ def uninstall(config_file: ConfigOpt = None, state_dir: StateDirOpt = None, dry_
 
     Example: gatewayd uninstall --dry-run
     """
-    from supervisor import cli
-
     try:
         platform = service.detect_platform()
         mod = service.module(platform)
@@ -77,7 +359,7 @@ def uninstall(config_file: ConfigOpt = None, state_dir: StateDirOpt = None, dry_
             typer.echo("dry run: nothing is stopped, removed or restored")
         mod.uninstall(cfg.state_dir, home, runner, typer.echo, service.stop_timeout_s(cfg.stop_budget_s))
     except GatewaydError as exc:
-        raise cli.fail(exc) from None
+        raise fail(exc) from None
 
 
 def doctor(
@@ -106,3 +388,6 @@ def register(app: typer.Typer) -> None:
     app.command()(install)
     app.command()(uninstall)
     app.command()(doctor)
+
+
+register(app)

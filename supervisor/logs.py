@@ -6,8 +6,6 @@ field and in every line of the gateway's own output before anything is written.
 
 from __future__ import annotations
 
-import logging
-import logging.handlers
 import os
 import sys
 from collections import deque
@@ -15,7 +13,9 @@ from collections.abc import Iterable, MutableMapping
 from pathlib import Path
 from typing import Any
 
-import structlog
+# structlog (with its dev renderer, which pulls in rich) and logging.handlers are imported where
+# they are used: a module that only names its logger (`log = logs.get(...)`) at import, such as
+# the store the CLI reads, must not cost the CLI their import time (issue 16).
 
 REDACTED = "***"
 
@@ -55,6 +55,11 @@ REDACTOR = Redactor()
 
 def setup(log_dir: Path | None, level: str = "info", max_bytes: int = 10 << 20, backups: int = 5,
           console: bool = True) -> None:
+    import logging
+    import logging.handlers
+
+    import structlog
+
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
@@ -95,8 +100,29 @@ def setup(log_dir: Path | None, level: str = "info", max_bytes: int = 10 << 20, 
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+class _LazyLogger:
+    """`structlog.get_logger(name)`, resolved on first use rather than at import."""
+
+    __slots__ = ("_logger", "_name")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._logger: Any = None
+
+    def __getattr__(self, attr: str) -> Any:
+        logger = self._logger
+        if logger is None:
+            import structlog
+
+            logger = self._logger = structlog.get_logger(self._name)
+        return getattr(logger, attr)
+
+    def __repr__(self) -> str:
+        return f"<lazy logger {self._name!r}>"
+
+
 def get(name: str = "gatewayd") -> Any:
-    return structlog.get_logger(name)
+    return _LazyLogger(name)
 
 
 class OutputFile:

@@ -6,7 +6,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from supervisor import __version__
-from supervisor.control.protocol import Code, ControlError
+from supervisor.control.protocol import Code, ControlError, drain_budget_problem
 from supervisor.control.server import Handler
 
 if TYPE_CHECKING:
@@ -43,8 +43,9 @@ def control_handlers(d: Daemon) -> dict[str, Handler]:
         timeout = args.get("timeout_s")
         if not isinstance(safe, bool):
             raise ControlError(Code.BAD_REQUEST, "args.safe must be a boolean")
-        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0):
-            raise ControlError(Code.BAD_REQUEST, "args.timeout_s must be a positive number")
+        problem = drain_budget_problem(timeout) if timeout is not None else None
+        if problem is not None:
+            raise ControlError(Code.BAD_REQUEST, f"args.timeout_s {problem}")
         if d.current is None:
             raise ControlError(Code.CONFLICT, f"no gateway to restart (state {d.state})")
         boot = d.current.boot

@@ -10,11 +10,13 @@ Codes map one-to-one to CLI exit codes.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
 
 MAX_LINE = 64 * 1024
+MAX_DRAIN_S = 86_400.0  # a restart's drain budget: more than a day is a mistake, not a plan
 
 
 class Code(IntEnum):
@@ -37,6 +39,23 @@ class Request:
     id: str
     command: str
     args: dict[str, Any] = field(default_factory=dict)
+
+
+def drain_budget_problem(value: object) -> str | None:
+    """Why `value` is not a usable drain budget in seconds (None when it is): NaN, infinities,
+    booleans, zero, negatives and anything beyond MAX_DRAIN_S are refused (a NaN budget never
+    escalates to SIGKILL: every comparison with it is false)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "must be a number of seconds"
+    try:
+        seconds = float(value)
+    except OverflowError:
+        return f"must be > 0 and at most {MAX_DRAIN_S:g} seconds"
+    if not math.isfinite(seconds):
+        return f"must be a finite number of seconds, not {seconds}"
+    if not 0 < seconds <= MAX_DRAIN_S:
+        return f"must be > 0 and at most {MAX_DRAIN_S:g} seconds, not {seconds:g}"
+    return None
 
 
 def parse_request(line: bytes) -> Request:

@@ -5,46 +5,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import os
-import socket
-import struct
-import sys
+import stat
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 from supervisor import logs
+from supervisor.control import paths
 from supervisor.control.protocol import MAX_LINE, Code, ControlError, error, ok, parse_request
 
 log = logs.get("gatewayd.control")
 
 Handler = Callable[[dict[str, Any]], Awaitable[Any]]
 READ_TIMEOUT_S = 10.0
+DRAIN_TIMEOUT_S = 2.0
 
 
-def socket_path(state_dir: Path) -> Path:
-    """<state>/run/control.sock, or, when that is too long for a Unix socket (104 bytes on macOS;
-    ~/Library/Application Support alone is long), a short path in /tmp named by the state dir's hash."""
-    natural = state_dir / "run" / "control.sock"
-    if len(os.fsencode(natural)) <= 100:
-        return natural
-    digest = hashlib.sha256(os.fsencode(state_dir.absolute())).hexdigest()[:16]
-    return Path("/tmp") / f"gatewayd-{os.getuid()}" / f"{digest}.sock"
-
-
-def peer_uid(sock: socket.socket) -> int | None:
-    """The connecting process's uid, from the kernel (not from anything the client says)."""
-    if sys.platform.startswith("linux"):
-        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-        return int(struct.unpack("3i", creds)[1])
-    getpeereid = getattr(os, "getpeereid", None)  # not in the stdlib; macOS falls back below
-    if getpeereid is not None:
-        return int(getpeereid(sock.fileno())[0])
-    if sys.platform == "darwin":
-        xucred = sock.getsockopt(0, 0x001, 76)  # SOL_LOCAL, LOCAL_PEERCRED: struct xucred
-        return int(struct.unpack_from("I", xucred, 4)[0])
-    return None
+socket_path = paths.server_socket_path  # the daemon's side; clients use paths.client_socket_path
+peer_uid = paths.peer_uid
 
 
 class ControlServer:
@@ -54,8 +33,13 @@ class ControlServer:
         self._server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(self.path.parent, 0o700)
+        folder = self.path.parent
+        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        st = os.lstat(folder)
+        if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.getuid():
+            raise OSError(f"control socket folder {folder} is not a directory of uid {os.getuid()}")
+        if stat.S_IMODE(st.st_mode) & 0o077:
+            os.chmod(folder, 0o700)
         if len(os.fsencode(self.path)) > 103:  # macOS sun_path holds 104 bytes with the NUL
             raise OSError(f"control socket path too long for a Unix socket: {self.path}")
         with contextlib.suppress(FileNotFoundError):
@@ -74,6 +58,7 @@ class ControlServer:
                 await asyncio.wait_for(self._server.wait_closed(), 2.0)
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
+        paths.forget(self.path)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         rid = ""
@@ -103,6 +88,14 @@ class ControlServer:
             with contextlib.suppress(Exception):
                 writer.write(error(rid, Code.FAILED, f"internal error: {type(exc).__name__}"))
         finally:
+            drained = False
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.drain(), 2.0)
-                writer.close()
+                await asyncio.wait_for(writer.drain(), DRAIN_TIMEOUT_S)
+                drained = True
+            # Closed whether or not the reply went out: a client that never reads must not keep the
+            # connection (and its buffer) open for ever.
+            with contextlib.suppress(Exception):
+                if drained:
+                    writer.close()
+                else:
+                    writer.transport.abort()

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from supervisor.control.server import socket_path
+from supervisor.control.paths import client_socket_path as socket_path
 from tests.support.harness import Gatewayd, fake_settings, gatewayd
 
 pytestmark = pytest.mark.timeout(120)
