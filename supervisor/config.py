@@ -610,7 +610,14 @@ def _load(config_file: Path | None, cli: Mapping[str, Any] | None, environ: Mapp
             sources[s.name] = "cli"
         elif s.env in environ:
             source = s.env
-            value, anchor = _coerce(s, _from_env_text(s, environ[s.env], s.env), source), None
+            text = environ[s.env]
+            parsed = _from_env_text(s, text, s.env)
+            try:
+                value, anchor = _coerce(s, parsed, source), None
+            except ConfigError as exc:
+                if str(parsed) == text:
+                    raise
+                raise ConfigError(exc.source, exc.key, f"{exc.problem} from the text {_show(text)}") from None
             sources[s.name] = s.env
         elif s.name in file_values:
             assert path is not None
