@@ -14,7 +14,7 @@ import os
 import random
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,15 +27,17 @@ from supervisor.core.model import ExitKind, Intent, ProbeOutcome, SupervisionSta
 from supervisor.core.policy import ExitFacts, NextStep, RestartDecision, RestartTracker, classify
 from supervisor.core.probestate import ProbeMachine, Verdict
 from supervisor.crashpoints import crashpoint
-from supervisor.errors import GatewayError, LaunchError, StoreError, StoreUnavailable
-from supervisor.events import BootEnded, BootStarted, EventBus, GatewayReady, ShutdownAnnounced
-from supervisor.gateway import jobstore, launch
+from supervisor.errors import GatewayError, GatewayUnavailable, LaunchError, StoreError, StoreUnavailable
+from supervisor.events import BootEnded, BootStarted, EventBus, GatewayReady, HelperFailed, ShutdownAnnounced
+from supervisor.gateway import jobstore, launch, wire
+from supervisor.gateway.capabilities import Capabilities
 from supervisor.gateway.child import HELPER_PIDS, ExitInfo, GatewayChild, become_subreaper, process_key
 from supervisor.gateway.launch import LaunchSpec
 from supervisor.gateway.ports import port_owners
 from supervisor.gateway.probes import Probe, probe_for
 from supervisor.gateway.rpc import CLOSE_SERVICE_RESTART, Event, RpcClient
 from supervisor.instance import InstanceLock
+from supervisor.keepalive import Fault, Helpers
 from supervisor.recovery import Recovery
 from supervisor.snapshotter import Snapshotter
 from supervisor.store.boots import BootEnd, BootRecords
@@ -47,6 +49,13 @@ log = logs.get("gatewayd")
 
 SLEEP_JUMP_S = 5.0  # wall clock ahead of monotonic by more than this: the machine slept
 LAUNCH_RETRY_S = 30.0
+
+
+async def _until_closed(coro: Awaitable[None]) -> None:
+    """A helper whose connection closed under it has nothing left to do on it: it ends quietly,
+    and the monitor's next connection starts it again. Any other failure is the keeper's."""
+    with contextlib.suppress(GatewayUnavailable):
+        await coro
 
 
 class Clock(Protocol):
@@ -107,6 +116,11 @@ class Daemon:
         self._adopt: tuple[int, tuple[int, float]] | None = None  # (boot, (pid, create time))
         self.spec: LaunchSpec | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self.helpers = Helpers(on_fault=self._helper_failed)
+
+    def _helper_failed(self, fault: Fault) -> None:
+        boot = self.current.boot if self.current is not None else 0
+        self.bus.publish(HelperFailed(boot, fault.helper, fault.error, fault.failures))
 
     # -- intents: signals and (later) control commands come through here ---------------------------
 
@@ -355,51 +369,55 @@ class Daemon:
         watch = BootWatch(boot, child, ProbeMachine.spawned(self.cfg.probes, spawned_at))
         self.current = watch
         probe = probe_for(spec, self.cfg.probes.timeout_s)
-        exit_task = asyncio.create_task(child.wait(), name="gateway-exit")
-        stop_task = asyncio.create_task(self.stop_requested.wait(), name="stop-requested")
-        restart_task = asyncio.create_task(self.restart_requested.wait(), name="restart-requested")
-        probe_task = asyncio.create_task(self._probe_loop(watch, probe, spec), name="probes")
-        monitor_task: asyncio.Task[None] = asyncio.create_task(self._monitor(watch, spec), name="rpc-monitor")
         intent = Intent.NONE
         diagnostics: dict[str, Any] = {}
         try:
-            done, _ = await asyncio.wait({exit_task, stop_task, probe_task, restart_task},
-                                         return_when=asyncio.FIRST_COMPLETED)
-            if exit_task not in done and restart_task in done and stop_task not in done:
-                intent = Intent.RESTART
-                safe, timeout_s = self.restart_args
-                log.info("planned restart", pid=pid, safe=safe, timeout_s=timeout_s)
-                await self._record(self.records.event("planned-restart", boot, {"safe": safe, "timeout_s": timeout_s}))
-                if safe:  # the gateway drains its work within the budget, then stops
-                    await child.stop(timeout_s or self.cfg.stop_budget_s, self.force_stop)
-                else:  # at once: what it was doing is interrupted, and recovered
-                    child.kill_tree()
-            elif exit_task not in done:
-                if stop_task in done:
-                    intent = Intent.STOP
-                    await self._set_state(SupervisionState.STOPPING)
-                    log.info("stopping the gateway", pid=pid, budget_s=self.cfg.stop_budget_s)
-                    await child.stop(self.cfg.stop_budget_s, self.force_stop)
-                else:
-                    verdict = probe_task.result()
-                    intent = Intent.HANG_KILL if verdict is Verdict.HANG else Intent.BOOT_TIMEOUT
-                    diagnostics = child.diagnostics()
-                    await self._set_state(SupervisionState.KILLING, str(verdict))
-                    log.error("gateway unresponsive: killing its process group", verdict=str(verdict), pid=pid,
-                              **diagnostics)
-                    child.kill_tree()
+            # This boot's tasks, all of them. The block ends once the gateway has exited: the exit
+            # task is the one never cancelled. Helpers run under `helpers.keep`: a failure is
+            # logged, shown by `status` and retried, and never ends the group.
+            async with asyncio.TaskGroup() as tasks:
+                exit_task = tasks.create_task(child.wait(), name="gateway-exit")
+                stop_task = tasks.create_task(self.stop_requested.wait(), name="stop-requested")
+                restart_task = tasks.create_task(self.restart_requested.wait(), name="restart-requested")
+                probe_task = tasks.create_task(
+                    self.helpers.keep("probes", lambda: self._probe_loop(watch, probe, spec)), name="probes")
+                monitor_task = tasks.create_task(
+                    self.helpers.keep("rpc-monitor", lambda: self._monitor(watch, spec)), name="rpc-monitor")
+                done, _ = await asyncio.wait({exit_task, stop_task, probe_task, restart_task},
+                                             return_when=asyncio.FIRST_COMPLETED)
+                for task in (stop_task, restart_task, monitor_task, *(() if probe_task in done else (probe_task,))):
+                    task.cancel()
+                if exit_task not in done and restart_task in done and stop_task not in done:
+                    intent = Intent.RESTART
+                    safe, timeout_s = self.restart_args
+                    log.info("planned restart", pid=pid, safe=safe, timeout_s=timeout_s)
+                    await self._record(self.records.event("planned-restart", boot,
+                                                          {"safe": safe, "timeout_s": timeout_s}))
+                    if safe:  # the gateway drains its work within the budget, then stops
+                        await child.stop(timeout_s or self.cfg.stop_budget_s, self.force_stop)
+                    else:  # at once: what it was doing is interrupted, and recovered
+                        child.kill_tree()
+                elif exit_task not in done:
+                    if stop_task in done:
+                        intent = Intent.STOP
+                        await self._set_state(SupervisionState.STOPPING)
+                        log.info("stopping the gateway", pid=pid, budget_s=self.cfg.stop_budget_s)
+                        await child.stop(self.cfg.stop_budget_s, self.force_stop)
+                    else:
+                        verdict = probe_task.result()
+                        intent = Intent.HANG_KILL if verdict is Verdict.HANG else Intent.BOOT_TIMEOUT
+                        diagnostics = child.diagnostics()
+                        await self._set_state(SupervisionState.KILLING, str(verdict))
+                        log.error("gateway unresponsive: killing its process group", verdict=str(verdict), pid=pid,
+                                  **diagnostics)
+                        child.kill_tree()
         finally:
-            for task in (stop_task, probe_task, monitor_task, restart_task):
-                task.cancel()
             self.restart_requested.clear()
             if not child.exited and intent is Intent.NONE:
                 # Only reached through an exception in this block: never leave a gateway unsupervised.
                 log.error("supervision failed mid-boot; killing the gateway rather than orphaning it", pid=pid)
                 child.kill_tree()
             info = await child.wait()
-            for task in (probe_task, monitor_task):
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
             await probe.close()
         await child.reap_tree()
         self.current = None
@@ -504,8 +522,7 @@ class Daemon:
                 snapshotter.on_event(ev)
                 if ev.name == "shutdown":
                     payload = ev.payload if isinstance(ev.payload, dict) else {}
-                    expected = payload.get("restartExpectedMs")
-                    expected_ms = int(expected) if isinstance(expected, int | float) else None
+                    expected_ms = wire.ms(payload.get("restartExpectedMs"))
                     watch.shutdown_announced = True
                     watch.restart_expected = watch.restart_expected or expected_ms is not None
                     watch.machine.shutdown_announced(self.clock.monotonic(), expected_ms)
@@ -523,12 +540,7 @@ class Daemon:
                          methods=len(hello.methods))
                 caps = spec.capabilities.with_methods(hello.methods)
                 snapshotter.caps = caps
-                hold = watch.ready_at_ms + int(self.cfg.recovery.hold_after_crash_loop_s * 1000) \
-                    if self.tracker.crash_loop else 0
-                recovery = Recovery(self.journal, self.cfg.recovery, caps, watch.boot, watch.ready_at_ms,
-                                    self.inflight, self.rand, hold, snapshotter.looked)
-                await asyncio.gather(snapshotter.run(rpc), self._guarded(recovery.run(rpc), "recovery"),
-                                     self._tick_watch(rpc, hello.tick_interval_ms))
+                await self._serve(watch, rpc, hello.tick_interval_ms, snapshotter, caps)
                 await rpc.closed.wait()
                 if rpc.close_code == CLOSE_SERVICE_RESTART and not watch.shutdown_announced:
                     watch.shutdown_announced = True
@@ -540,6 +552,23 @@ class Daemon:
                 await rpc.close()
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+    async def _serve(self, watch: BootWatch, rpc: RpcClient, tick_interval_ms: int, snapshotter: Snapshotter,
+                     caps: Capabilities) -> None:
+        """One connection's helpers; each ends when the connection closes (the monitor then
+        reconnects and starts them again)."""
+        hold = watch.ready_at_ms + int(self.cfg.recovery.hold_after_crash_loop_s * 1000) \
+            if self.tracker.crash_loop else 0
+
+        async def recover() -> None:  # a fresh planner each start: the journal is what it resumes from
+            await _until_closed(Recovery(self.journal, self.cfg.recovery, caps, watch.boot, watch.ready_at_ms,
+                                         self.inflight, self.rand, hold, snapshotter.looked).run(rpc))
+
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self.helpers.keep("snapshot", lambda: snapshotter.run(rpc)), name="snapshot")
+            tasks.create_task(self.helpers.keep("recovery", recover), name="recovery")
+            tasks.create_task(self.helpers.keep("tick-watch", lambda: self._tick_watch(rpc, tick_interval_ms)),
+                              name="tick-watch")
 
     async def _tick_watch(self, rpc: RpcClient, tick_interval_ms: int) -> None:
         """The server sends `tick` every tickIntervalMs: a connection silent for twice that (plus a
@@ -554,13 +583,6 @@ class Daemon:
                 return
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(rpc.closed.wait(), max(0.5, limit_s - silent))
-
-    async def _guarded(self, coro: Any, what: str) -> None:
-        """A failed component is logged and ends; it never takes supervision down with it."""
-        try:
-            await coro
-        except (GatewayError, StoreError) as exc:
-            log.error(f"{what} stopped", error=str(exc), error_type=type(exc).__name__)
 
     async def _consume_handoff(self, spec: LaunchSpec, pid: int, boot: int) -> None:
         """Confirm a requested restart through the gateway's own handoff record (best effort: the

@@ -39,6 +39,16 @@ class BootEnded:
     needs_recovery: bool
 
 
+@dataclass(frozen=True)
+class HelperFailed:
+    """A helper task of a boot failed; it is started again after a delay."""
+
+    boot: int
+    helper: str
+    error: str
+    failures: int
+
+
 Listener = Callable[[Any], None]
 
 

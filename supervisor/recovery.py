@@ -39,6 +39,7 @@ from supervisor.core.recovery import (
 )
 from supervisor.crashpoints import crashpoint
 from supervisor.errors import GatewayError, GatewayRpcError, GatewayUnavailable, StoreError
+from supervisor.gateway import wire
 from supervisor.gateway.capabilities import Capabilities
 from supervisor.gateway.rpc import RpcClient
 from supervisor.snapshotter import paged
@@ -160,14 +161,14 @@ class Recovery:
         since = int(ob["interrupted_at"] * MS)
         if await self.records.seen_active(ob["ref"], None, since):
             return True
-        started = _int((await self._session_rows(rpc)).get(ob["ref"], {}).get("startedAt"))
+        started = wire.ms((await self._session_rows(rpc)).get(ob["ref"], {}).get("startedAt"))
         return started is not None and started >= since
 
     async def _completed(self, rpc: RpcClient, ob: dict[str, Any]) -> bool:
         """2026.9.x: the session's last run had ended before the interruption and none started
         since (status done): the turn gatewayd's snapshot still had as running had finished."""
         row = (await self._session_rows(rpc)).get(ob["ref"], {})
-        started, ended = _int(row.get("startedAt")), _int(row.get("endedAt"))
+        started, ended = wire.ms(row.get("startedAt")), wire.ms(row.get("endedAt"))
         return (row.get("status") == "done" and started is not None and ended is not None and ended >= started
                 and ended <= int(ob["interrupted_at"] * MS))
 
@@ -196,7 +197,7 @@ class Recovery:
         if await self.records.seen_active(key, None, since_ms):
             return True
         row = (await self._session_rows(rpc)).get(key, {})
-        at = _int(row.get("startedAt" if not self.caps.legacy else "updatedAt"))
+        at = wire.ms(row.get("startedAt" if not self.caps.legacy else "updatedAt"))
         return at is not None and at >= since_ms
 
     async def _session_rows(self, rpc: RpcClient) -> dict[str, Any]:
@@ -225,11 +226,12 @@ class Recovery:
         starts: list[int] = []
         finished: list[int] = []
         for e in entries:
-            if not isinstance(e, dict) or not isinstance(e.get("runAtMs"), int):
+            at = wire.ms(e.get("runAtMs")) if isinstance(e, dict) else None
+            if at is None:
                 continue
-            starts.append(int(e["runAtMs"]))
+            starts.append(at)
             if INTERRUPTED not in str(e.get("error") or ""):
-                finished.append(int(e["runAtMs"]))
+                finished.append(at)
         return tuple(starts), tuple(finished)
 
     async def _cron(self, rpc: RpcClient, ob: dict[str, Any], jobs: dict[str, Any]) -> int | None:
@@ -237,7 +239,7 @@ class Recovery:
         state = job.get("state", {}) if isinstance(job, dict) else {}
         state = state if isinstance(state, dict) else {}
         starts, finished = await self._run_log(rpc, ob["ref"]) if job is not None else ((), ())
-        running = state.get("runningAtMs") if isinstance(state.get("runningAtMs"), int) else None
+        running = wire.ms(state.get("runningAtMs"))
         all_starts = starts + ((running,) if running is not None else ())
         # A retry is done when its run is seen, not when cron.run answers: the gateway may die
         # between the answer and the run's start, or cut the run before the snapshot recorded it
@@ -280,8 +282,8 @@ class Recovery:
                         attempt=action["attempt"])
         view = JobView(exists=job is not None, enabled=bool(job.get("enabled", True)) if job else False,
                        running_at_ms=running, run_starts_ms=all_starts, finished_ms=finished,
-                       startup_catchup_at_ms=_int(state.get("startupCatchupAtMs")),
-                       next_run_at_ms=_int(state.get("nextRunAtMs")))
+                       startup_catchup_at_ms=wire.ms(state.get("startupCatchupAtMs")),
+                       next_run_at_ms=wire.ms(state.get("nextRunAtMs")))
         policy = policy_for(self.policy, ob["ref"], ob["name"])
         planned = ob["planned_at_ms"]
         if planned is None:
@@ -423,7 +425,3 @@ class Recovery:
         crashpoint("answered")
         log.info("recovery: restart notice sent", key=key, **fields)
         return now_ms() + CONFIRM_POLL_MS  # done once its turn is seen
-
-
-def _int(value: Any) -> int | None:
-    return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None

@@ -19,6 +19,9 @@ from enum import StrEnum
 
 from supervisor.core.model import ProbeOutcome
 
+# The longest restart a `shutdown` announcement is believed for (the gateway's own drain is ~315 s).
+MAX_RESTART_EXPECTED_S = 600.0
+
 
 class Phase(StrEnum):
     BOOTING = "booting"
@@ -119,7 +122,9 @@ class ProbeMachine:
         """A `shutdown` event or a close 1012: the gateway is stopping or restarting on purpose."""
         grace = self.settings.drain_grace_s
         if restart_expected_ms is not None:
-            grace = max(grace, restart_expected_ms / 1000.0 + self.settings.boot_limit_s)
+            # Bounded: a gateway announcing an absurd restart time must not buy itself immunity.
+            expected_s = min(max(restart_expected_ms, 0) / 1000.0, MAX_RESTART_EXPECTED_S)
+            grace = max(grace, expected_s + self.settings.boot_limit_s)
         self.phase = Phase.DRAINING if self.phase is not Phase.BOOTING else Phase.BOOTING
         self.grace_until = max(self.grace_until, now + grace)
         self._reset_failures()

@@ -9,11 +9,11 @@ The next 2.x gateway clears it silently at startup, so it must be read before th
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from supervisor.core.inflight import RunItem, RunKey, parse_runs
 from supervisor.errors import GatewayProtocolError
+from supervisor.gateway import wire
 
 
 class JobStoreError(Exception):
@@ -23,14 +23,12 @@ class JobStoreError(Exception):
 def left_running(path: Path) -> dict[RunKey, RunItem]:
     """The runs a jobs file shows in flight; none when there is no file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes()
     except FileNotFoundError:
         return {}
     except OSError as exc:
         raise JobStoreError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     try:
-        return parse_runs(json.loads(text))
-    except ValueError as exc:
-        raise JobStoreError(f"{path}: not JSON: {exc}") from exc
+        return parse_runs(wire.decode(text))
     except GatewayProtocolError as exc:
         raise JobStoreError(f"{path}: {exc}") from exc

@@ -17,6 +17,7 @@ import math
 import platform
 import ssl
 import time
+import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from typing import Any
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from supervisor import __version__
+from supervisor import __version__, logs
 from supervisor.errors import (
     GatewayAuthError,
     GatewayError,
@@ -34,7 +35,10 @@ from supervisor.errors import (
     GatewayTimeout,
     GatewayUnavailable,
 )
+from supervisor.gateway import wire
 from supervisor.gateway.launch import GatewayAuth
+
+log = logs.get("gatewayd.rpc")
 
 SCOPES = ("operator.read", "operator.write", "operator.admin")
 CLOSE_SERVICE_RESTART = 1012
@@ -231,8 +235,8 @@ class RpcClient:
             self.close_code = exc.rcvd.code if exc.rcvd else None
             raise GatewayUnavailable(f"connection closed ({self.close_code})") from exc
         try:
-            frame = json.loads(raw)
-        except (ValueError, TypeError, RecursionError) as exc:
+            frame = wire.decode(raw)
+        except GatewayProtocolError as exc:
             raise GatewayProtocolError("malformed frame: not JSON") from exc
         if not isinstance(frame, dict):
             raise GatewayProtocolError("malformed frame: not an object")
@@ -256,8 +260,13 @@ class RpcClient:
                     name = frame.get("event")
                     if isinstance(name, str):
                         seq = frame.get("seq")
-                        self.on_event(Event(name, frame.get("payload"), seq if isinstance(seq, int) else None,
-                                            self.last_frame_at))
+                        ev = Event(name, frame.get("payload"), seq if isinstance(seq, int) else None,
+                                   self.last_frame_at)
+                        try:
+                            self.on_event(ev)
+                        except Exception as exc:  # one event's handler must not end the connection
+                            log.error("event_handler_failed", gateway_event=name, error=f"{type(exc).__name__}: {exc}",
+                                      traceback="".join(traceback.format_exception(exc))[-4000:])
         except GatewayUnavailable as exc:
             error = exc
         finally:

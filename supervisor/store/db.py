@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from supervisor import logs
-from supervisor.errors import StoreCorrupt, StoreTooNew, StoreUnavailable
+from supervisor.errors import StoreCorrupt, StoreError, StoreTooNew, StoreUnavailable
 
 log = logs.get("gatewayd.store")
 T = TypeVar("T")
@@ -150,6 +150,18 @@ _CORRUPT_MARKERS = ("malformed", "not a database", "file is encrypted", "corrupt
 
 def _is_corrupt(exc: sqlite3.DatabaseError) -> bool:
     return any(m in str(exc).lower() for m in _CORRUPT_MARKERS)
+
+
+# Not SQLite's errors, and not corruption: a value it cannot hold (this write fails, the store is
+# fine), or the state dir gone or replaced by a file (kept, reported, retried on the next write).
+_UNUSABLE = (OverflowError, UnicodeError, OSError)
+_FAILURES = (sqlite3.DatabaseError, *_UNUSABLE)
+
+
+def _mapped(path: Path, exc: Exception) -> StoreError:
+    if isinstance(exc, sqlite3.DatabaseError):
+        return StoreCorrupt(f"{path}: {exc}") if _is_corrupt(exc) else StoreUnavailable(f"{path}: {exc}")
+    return StoreUnavailable(f"{path}: {type(exc).__name__}: {exc}")
 
 
 class Store:
@@ -278,8 +290,8 @@ class Store:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     def write_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        conn = self._ensure_sync()
         try:
+            conn = self._ensure_sync()
             conn.execute("BEGIN IMMEDIATE")
             try:
                 result = fn(conn)
@@ -288,20 +300,15 @@ class Store:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
-        except sqlite3.DatabaseError as exc:
-            if _is_corrupt(exc):
-                raise StoreCorrupt(f"{self.path}: {exc}") from exc
-            raise StoreUnavailable(f"{self.path}: {exc}") from exc
-        except OverflowError as exc:  # a value SQLite cannot hold: this write fails, the store is fine
-            raise StoreUnavailable(f"{self.path}: {exc}") from exc
+        except _FAILURES as exc:
+            raise _mapped(self.path, exc) from exc
         return result
 
     def read_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        conn = self._ensure_sync()
         try:
-            return fn(conn)
-        except sqlite3.DatabaseError as exc:
-            raise StoreUnavailable(f"{self.path}: {exc}") from exc
+            return fn(self._ensure_sync())
+        except _FAILURES as exc:
+            raise _mapped(self.path, exc) from exc
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """Run `fn` in one transaction on the writer thread; returns after the commit."""

@@ -27,7 +27,7 @@ from structlog.testing import capture_logs
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from supervisor.core.inflight import Delta, SessionItem
+from supervisor.core.inflight import Delta, RunItem, SessionItem
 from supervisor.core.model import ProbeOutcome
 from supervisor.core.recovery import RecoveryPolicy
 from supervisor.errors import (
@@ -1383,3 +1383,108 @@ async def test_a_connection_lost_while_reading_the_history_sends_no_notice(store
             await asyncio.wait_for(recovery.run(rpc), 5)
     [ob] = await journal.open_obligations()
     assert await journal.actions_for(ob["id"]) == []
+
+
+# -- values that parse and poison later (issue 14): each once ended tracking for the rest of a boot --
+
+def poisoned(payload: Any) -> str:
+    """JSON the way a JavaScript gateway can write it: a string cut mid-emoji (a lone surrogate,
+    escaped), and numbers Python reads as infinity or as an int SQLite cannot hold."""
+    return (json.dumps(payload).replace('"@cut"', '"x-\\ud83d"').replace('"@inf"', "1e999")
+            .replace('"@big"', str(2**70)))
+
+
+async def test_a_job_name_cut_mid_emoji_is_recorded_not_fatal(store: Store, boot: int) -> None:
+    """Was: the store's bind raised UnicodeEncodeError out of the snapshotter, and tracking stopped."""
+    jobs = {"jobs": [job("j1", name="@cut"), job("j2", None, name="@cut")], "hasMore": False}
+
+    async def script(peer: Peer) -> None:
+        await peer.handshake()
+        await peer.send(ok(await peer.req("sessions.list"), GOOD_SESSIONS))
+        req = await peer.req("cron.list")
+        await peer.send(poisoned(ok(req, jobs)))
+        await peer.ws.close(1000, "script done")
+
+    r = await run_snapshotter(script, store, boot)
+    assert r.errors == []
+    assert r.snap.state.runs[("j1", 1_700_000_000_000)].name == "x-\ufffd"
+    assert (await r.rows())["runs"] == [("j1", 1_700_000_000_000, "running")]
+
+
+async def cron_obligation(store: Store, boot: int, ready_ago_ms: int = 60_000) -> tuple[Recovery, Journal, int]:
+    """Boot `boot` (2026.9.6) crashed with a cron run and a main-session turn in flight; the next
+    boot has been ready for `ready_ago_ms` (its settle window ends 30 s after ready)."""
+    item = RunItem("j1", RUN_AT, "hourly", "main", "agentTurn", "isolated", "cron", None, False, True)
+    await InflightRecords(store).apply(boot, Delta(
+        sessions_started=(SessionItem("agent:main:main", "main", "main", "sid", ("run-1",), TURN_AT),),
+        runs_started=(item,)))
+    await BootRecords(store).ended(boot, BootEnd(-9, "crash", "killed", True, {}))
+    now = await BootRecords(store).started(pid=4243, create_time=2.0, port=18789, version=CURRENT)
+    caps = for_version(CURRENT).with_methods(["sessions.list", "cron.list", "cron.runs", "cron.run", "agent"])
+    journal = Journal(store)
+    recovery = Recovery(journal, RecoveryPolicy(), caps, now, int(time.time() * 1000) - ready_ago_ms,
+                        InflightRecords(store), lambda: 0.5)
+    return recovery, journal, now
+
+
+@pytest.mark.parametrize("field", ["startedAt", "endedAt", "nextRunAtMs", "startupCatchupAtMs", "runAtMs"])
+async def test_recovery_reads_unusable_numbers_as_absent(field: str, store: Store, boot: int) -> None:
+    """Was: `int(inf)` (OverflowError) in recovery, or an int SQLite cannot bind: recovery ended
+    for the rest of the boot. Now the field counts as absent and the retry is planned."""
+    value = "@big" if field == "runAtMs" else "@inf"
+    row = {**session("agent:main:main"), "status": "running", "startedAt": 1, "endedAt": 2}
+    row.update({field: value} if field in ("startedAt", "endedAt") else {})
+    state = {"lastRunAtMs": 1}
+    state.update({field: value} if field in ("nextRunAtMs", "startupCatchupAtMs") else {})
+    answers = {"sessions.list": {"sessions": [row], "hasMore": False},
+               "cron.list": {"jobs": [job("j1", None, state=state)], "hasMore": False},
+               "cron.runs": {"entries": [{"runAtMs": value if field == "runAtMs" else 1, "status": "ok"}]}}
+
+    async def script(peer: Peer) -> None:
+        await peer.handshake()
+        while True:
+            req = await peer.recv()
+            await peer.send(poisoned(ok(req, answers.get(req["method"], {}))))
+
+    # The session rows' times are read while settling: a second of it left.
+    ready_ago = 29_000 if field in ("startedAt", "endedAt") else 60_000
+    recovery, journal, _ = await cron_obligation(store, boot, ready_ago)
+    async with scripted(script) as gw, client(gw.url) as rpc:
+        await rpc.connect()
+        task = asyncio.ensure_future(recovery.run(rpc))
+        try:
+            for _ in range(200):  # the store's state: the retry planned (or the run done)
+                cron = [o for o in await journal.open_obligations() if o["kind"] == "cron"]
+                if not cron or cron[0]["planned_at_ms"] is not None or task.done():
+                    break
+                await asyncio.sleep(0.025)
+            assert not task.done() or task.exception() is None, task.exception()
+            assert not cron or cron[0]["planned_at_ms"] is not None
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def test_an_event_callback_that_raises_does_not_end_the_connection() -> None:
+    """Was: an exception in the event callback (the monitor's `int(restartExpectedMs)` on 1e999)
+    ended the read loop, and with it every call and event of the connection."""
+    seen: list[str] = []
+
+    def on_event(ev: Event) -> None:
+        seen.append(ev.name)
+        if ev.name == "shutdown":
+            raise OverflowError("cannot convert float infinity to integer")
+
+    async def script(peer: Peer) -> None:
+        await peer.handshake()
+        await peer.send(poisoned(event("shutdown", {"restartExpectedMs": "@inf"})))
+        await peer.send(ok(await peer.req("health"), {"ok": True}))
+        await peer.ws.close(1000, "script done")
+
+    async with scripted(script) as gw, client(gw.url, on_event=on_event) as rpc:
+        await rpc.connect()
+        with capture_logs() as logs:
+            assert await rpc.call("health") == {"ok": True}
+    assert "shutdown" in seen
+    assert [e["event"] for e in logs if e["log_level"] == "error"] == ["event_handler_failed"]
