@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -37,7 +39,10 @@ from tests.support.harness import free_port_block, toml_value  # noqa: E402
 
 
 def say(msg: str) -> None:
-    print(f"[make run] {msg}", file=sys.stderr, flush=True)
+    """A progress line on stderr. Never raises: under `make run 2>&1 | tee run.log`, Ctrl-C kills
+    tee too, and a print into its dead pipe must not cost the stop that follows (issue 17)."""
+    with contextlib.suppress(OSError, ValueError):  # BrokenPipeError, a closed stderr
+        print(f"[make run] {msg}", file=sys.stderr, flush=True)
 
 
 def user_openclaw() -> tuple[Path, Path | None, str] | None:
@@ -100,6 +105,35 @@ async def _ping(sb: sandbox.Sandbox) -> None:
     await rpc.close()
 
 
+def run_gatewayd(argv: list[str], on_start: Callable[[subprocess.Popen[bytes]], None] | None = None) -> int:
+    """Run gatewayd (`argv`) until it exits; Ctrl-C, SIGTERM or SIGHUP stop it: return its exit code.
+
+    gatewayd runs in its own session: Ctrl-C reaches only this script, which forwards exactly one
+    stop (a second signal would tell gatewayd to skip the gateway's drain). SIGTERM and SIGHUP
+    (`kill`, a closed terminal) stop it the same way: else gatewayd and its gateway would outlive
+    the script. The signal goes out before anything is printed, and no print can fail the stop.
+    """
+    def as_ctrl_c(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, as_ctrl_c)
+    gatewayd = subprocess.Popen(argv, cwd=REPO, start_new_session=True)
+    try:
+        if on_start is not None:
+            on_start(gatewayd)
+        return gatewayd.wait()
+    except KeyboardInterrupt:
+        gatewayd.send_signal(signal.SIGTERM)  # first: the pipe our output goes to may be dead already
+        say("stopping: gatewayd drains and stops the gateway")
+        while True:
+            try:
+                return gatewayd.wait()
+            except KeyboardInterrupt:
+                gatewayd.send_signal(signal.SIGTERM)
+                say("second Ctrl-C: forcing the gateway down")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--version", default="2026.9.6", help="pinned openclaw version when none is on PATH")
@@ -134,29 +168,13 @@ def main() -> int:
     say(f"try: .venv/bin/gatewayd status -c {cfg}    (Ctrl-C stops everything)")
     stop = threading.Event()
     threading.Thread(target=tail_model_log, args=(model_log, stop), daemon=True).start()
-    # Its own session: Ctrl-C reaches only this script, which forwards exactly one stop (a second
-    # signal would tell gatewayd to skip the gateway's drain). SIGTERM and SIGHUP (`kill`, a closed
-    # terminal) stop it the same way: else gatewayd and its gateway would outlive the script.
-    def as_ctrl_c(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, as_ctrl_c)
-    gatewayd = subprocess.Popen([sys.executable, "-m", "supervisor", "run", "-c", str(cfg)], cwd=REPO,
-                                start_new_session=True)
-    try:
-        if wait_ready(sb, gatewayd) and not a.no_demo:
+    def demo(proc: subprocess.Popen[bytes]) -> None:
+        if wait_ready(sb, proc) and not a.no_demo:
             asyncio.run(add_demo_job(sb))
-        return gatewayd.wait()
-    except KeyboardInterrupt:
-        say("stopping: gatewayd drains and stops the gateway")
-        gatewayd.send_signal(signal.SIGTERM)
-        while True:
-            try:
-                return gatewayd.wait()
-            except KeyboardInterrupt:
-                say("second Ctrl-C: forcing the gateway down")
-                gatewayd.send_signal(signal.SIGTERM)
+
+    try:
+        return run_gatewayd([sys.executable, "-m", "supervisor", "run", "-c", str(cfg)], demo)
     finally:
         stop.set()
         server.shutdown()
