@@ -431,9 +431,8 @@ class Daemon:
         held = bool(returncode == 78 and port_owners(spec.port))
         # Whether gatewayd killed the gateway itself, as of its exit: leftovers killed afterwards
         # do not make a clean drain unclean.
-        facts = ExitFacts(intent=intent, returncode=returncode, shutdown_announced=watch.shutdown_announced,
-                          restart_expected=watch.restart_expected, port_held_by_other=held,
-                          killed_by_us=info.killed_by_us)
+        facts = ExitFacts(intent=intent, returncode=returncode, restart_expected=watch.restart_expected,
+                          adopted=child.adopted, port_held_by_other=held, killed_by_us=info.killed_by_us)
         c = classify(facts)
         if c.kind is ExitKind.RESTART_REQUESTED and spec.capabilities.external_supervisor:
             self._spawn_background(self._consume_handoff(spec, child.pid, watch.boot))

@@ -4,7 +4,6 @@
     ├── ConfigError            bad TOML, key or value: names the file, key and problem
     ├── InstanceLocked         another gatewayd holds the state dir
     ├── LaunchError            the gateway cannot be launched (no openclaw, no node, bad entry)
-    ├── PortConflict           the port is held by a process that is not ours
     ├── StoreError             the store failed; subclasses say whether it is safe to move aside
     │   ├── StoreCorrupt       SQLite says corrupt / not a database: move aside, start fresh
     │   ├── StoreTooNew        written by a newer gatewayd: refuse, never overwrite
@@ -40,10 +39,6 @@ class InstanceLocked(GatewaydError):
 
 
 class LaunchError(GatewaydError):
-    pass
-
-
-class PortConflict(GatewaydError):
     pass
 
 

@@ -23,9 +23,8 @@ EX_UPDATER_PARKED = 79
 class ExitFacts:
     intent: Intent
     returncode: int | None  # None: the child was not ours to reap (adopted, or vanished)
-    shutdown_announced: bool = False  # a `shutdown` event or close 1012 was seen before the exit
-    restart_expected: bool = False  # that event carried `restartExpectedMs`
-    handoff_accepted: bool = False  # `restart-handoff consume` said accepted
+    restart_expected: bool = False  # a `shutdown` event carrying `restartExpectedMs` was seen
+    adopted: bool = False  # the gateway was adopted and its exit seen live (pidfd/kqueue), not reaped
     port_held_by_other: bool = False  # after the exit, a process not ours owns the port
     killed_by_us: bool = False  # gatewayd sent SIGKILL (hang, boot timeout, stop budget)
 
@@ -63,13 +62,17 @@ def classify(facts: ExitFacts) -> Classification:
         return Classification(ExitKind.HANG_KILL, True, True, f"hang declared, {how}")
     if facts.intent is Intent.BOOT_TIMEOUT:
         return Classification(ExitKind.BOOT_TIMEOUT, True, True, f"never became ready, {how}")
+    if facts.returncode is None and facts.adopted:
+        # Watched, at once, but not gatewayd's child: only its parent could read how it ended.
+        return Classification(ExitKind.CRASH, True, True,
+                              "adopted gateway exited unasked (seen at once; its exit code or signal cannot be "
+                              "read: it is not gatewayd's child)")
     if facts.returncode is None:
         return Classification(ExitKind.VANISHED, True, True, "died while gatewayd was not watching")
     if facts.returncode == 0:
         # An exit 0 nobody asked for is the gateway's own restart (restart handoff, a config
         # change it applies, an agent's restart request): restart at once, no crash count.
-        why = "handoff accepted" if facts.handoff_accepted else (
-            "restart announced" if facts.restart_expected else "exit 0 unasked")
+        why = "restart announced" if facts.restart_expected else "exit 0 unasked"
         return Classification(ExitKind.RESTART_REQUESTED, False, True, why)
     if facts.returncode == EX_CONFIG:
         if facts.port_held_by_other:

@@ -179,13 +179,6 @@ def _look_again_ms(ob: RunObligation, view: JobView, rules: VersionRules, now_ms
     return due
 
 
-def sent_took_effect(ob: RunObligation, sent_ms: int, run_starts_ms: tuple[int, ...]) -> bool:
-    """Did a cron.run whose answer was lost start a run? A run starting after it was sent (1 s of
-    clock slack) that is not the interrupted run itself: with a short backoff the interrupted run may
-    have started less than a second before the send (found by the fault suite)."""
-    return bool(runs_after_send(ob, sent_ms, run_starts_ms))
-
-
 def runs_after_send(ob: RunObligation, sent_ms: int, run_starts_ms: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(sorted(t for t in run_starts_ms if t > ob.running_at_ms and t >= sent_ms - 1000))
 
@@ -234,22 +227,6 @@ def _adoptable(run_at_ms: int, planned_ms: int, policy: RecoveryPolicy) -> bool:
 def send_gap_ms(retries_per_minute: int) -> int:
     """Rounded up: K + 1 sends must never fit in one minute."""
     return -(-60_000 // max(1, retries_per_minute))
-
-
-def spread(due_ms: list[int], retries_per_minute: int) -> list[int]:
-    """Push due times apart so no more than `retries_per_minute` fall in any minute (order kept)."""
-    gap = send_gap_ms(retries_per_minute)
-    out: list[int] = []
-    last: int | None = None
-    for t in sorted(due_ms):
-        t = t if last is None else max(t, last + gap)
-        out.append(t)
-        last = t
-    order = sorted(range(len(due_ms)), key=lambda i: due_ms[i])
-    result = [0] * len(due_ms)
-    for rank, i in enumerate(order):
-        result[i] = out[rank]
-    return result
 
 
 class SessionVerb(StrEnum):

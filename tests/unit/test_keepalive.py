@@ -45,15 +45,21 @@ async def test_a_helper_well_again_for_a_while_is_cleared_while_it_runs() -> Non
         calls += 1
         if calls == 1:
             raise RuntimeError("boom")
-        while "x" in helpers.faults:
-            await asyncio.sleep(0.01)
-        healed.set()
         await asyncio.Event().wait()
+
+    real_healed = helpers._healed
+
+    def healed_now(name: str) -> None:
+        real_healed(name)
+        healed.set()
+
+    helpers._healed = healed_now  # type: ignore[method-assign]
 
     task = asyncio.create_task(helpers.keep("x", once_then_runs))
     with capture_logs() as logs:
         await asyncio.wait_for(healed.wait(), 5)
     assert [e["event"] for e in logs] == ["helper_failed", "helper_recovered"]
+    assert helpers.faults == {} and calls == 2  # cleared while the helper still runs
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

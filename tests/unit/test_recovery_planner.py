@@ -40,8 +40,7 @@ from supervisor.core.recovery import (
     decide_session,
     oneshot_deadline_ms,
     planned_at_ms,
-    sent_took_effect,
-    spread,
+    runs_after_send,
 )
 
 NO_JITTER = 0.5  # rand 0.5 maps to a jitter factor of exactly 1
@@ -778,99 +777,6 @@ def test_decide_run_a_later_run_seen_never_turns_a_non_send_into_a_send(
 
 
 # ---------------------------------------------------------------------------------------------
-# spread(): never more than K retries in any minute, order kept, nothing moved earlier
-# ---------------------------------------------------------------------------------------------
-
-MINUTE = 60 * S
-
-
-def _max_in_any_minute(times: list[int]) -> int:
-    """Most values inside any half-open 60 s window [t, t + 60 s)."""
-    ts = sorted(times)
-    best = 0
-    j = 0
-    for i, t in enumerate(ts):
-        while ts[j] <= t - MINUTE:
-            j += 1
-        best = max(best, i - j + 1)
-    return best
-
-
-SPREAD_TABLE = [  # (name, due, per_minute, expected)
-    ("empty", [], 10, []),
-    ("single-kept", [T0], 10, [T0]),
-    ("two-at-once-10-per-min-6s-apart", [T0, T0], 10, [T0, T0 + 6 * S]),
-    ("already-apart-unchanged", [T0, T0 + 10 * S, T0 + 20 * S], 10, [T0, T0 + 10 * S, T0 + 20 * S]),
-    ("input-order-kept-unsorted", [T0 + 10 * S, T0, T0 + 1], 10, [T0 + 12 * S, T0, T0 + 6 * S]),
-    ("ties-keep-input-order", [T0 + 5, T0, T0 + 5], 10, [T0 + 6 * S, T0, T0 + 12 * S]),
-    ("one-per-minute", [T0, T0, T0], 1, [T0, T0 + MINUTE, T0 + 2 * MINUTE]),
-    ("zero-per-minute-treated-as-one", [T0, T0], 0, [T0, T0 + MINUTE]),
-    ("negative-per-minute-treated-as-one", [T0, T0], -5, [T0, T0 + MINUTE]),
-    ("sixty-per-minute-1s-apart", [T0, T0, T0], 60, [T0, T0 + S, T0 + 2 * S]),
-    ("late-one-not-pulled-earlier", [T0, T0 + 3_600 * S], 1, [T0, T0 + 3_600 * S]),
-    ("crowd-then-gap-then-crowd", [T0, T0, T0 + 100 * S, T0 + 100 * S], 2,
-     [T0, T0 + 30 * S, T0 + 100 * S, T0 + 130 * S]),
-    ("duplicates-of-a-late-one-pushed", [T0, T0 + 1, T0 + 1], 3, [T0, T0 + 20 * S, T0 + 40 * S]),
-]
-
-
-@pytest.mark.parametrize(("name", "due", "per_minute", "expected"), SPREAD_TABLE, ids=[r[0] for r in SPREAD_TABLE])
-def test_spread(name: str, due: list[int], per_minute: int, expected: list[int]) -> None:
-    assert spread(due, per_minute) == expected
-
-
-def test_spread_does_not_mutate_its_input() -> None:
-    due = [T0 + 5, T0, T0]
-    spread(due, 10)
-    assert due == [T0 + 5, T0, T0]
-
-
-def test_spread_50_interrupted_jobs_due_at_once_at_10_per_minute_take_5_minutes() -> None:
-    """DESIGN: "50 interrupted jobs: at most K cron.run per minute"."""
-    out = spread([T0] * 50, 10)
-    assert out == [T0 + i * 6 * S for i in range(50)]  # input order kept, 6 s apart
-    assert max(out) - min(out) < 5 * MINUTE
-    assert [sum(1 for t in out if T0 + m * MINUTE <= t < T0 + (m + 1) * MINUTE) for m in range(6)] == [10] * 5 + [0]
-    assert _max_in_any_minute(out) == 10
-
-
-def test_spread_100_jobs_with_planned_times_jittered_over_a_minute() -> None:
-    due = [T0 + (i * 7919) % MINUTE for i in range(100)]
-    out = spread(due, 10)
-    assert _max_in_any_minute(out) <= 10
-    assert all(o >= d for o, d in zip(out, due, strict=True))
-
-
-DIVISORS_OF_A_MINUTE = [1, 2, 3, 4, 5, 6, 8, 10, 12, 15, 20, 24, 25, 30, 40, 50, 60, 100, 120, 600]
-
-
-@settings(max_examples=300, deadline=None)
-@given(due=st.lists(st.integers(T0, T0 + 600 * S), max_size=60), per_minute=st.sampled_from(DIVISORS_OF_A_MINUTE))
-def test_spread_properties(due: list[int], per_minute: int) -> None:
-    out = spread(due, per_minute)
-    assert len(out) == len(due)
-    assert all(o >= d for o, d in zip(out, due, strict=True))  # never earlier
-    for i, j in itertools.combinations(range(len(due)), 2):  # order kept, ties in input order
-        if due[i] <= due[j]:
-            assert out[i] < out[j]
-        else:
-            assert out[i] > out[j]
-    if out:
-        assert _max_in_any_minute(out) <= per_minute
-        assert min(out) == min(due)  # the first one is never held back
-
-
-NOT_DIVISORS_OF_A_MINUTE = [7, 11, 13, 17, 23, 70]
-
-
-@pytest.mark.parametrize("per_minute", NOT_DIVISORS_OF_A_MINUTE,
-                         ids=[f"{k}-per-minute" for k in NOT_DIVISORS_OF_A_MINUTE])
-def test_spread_never_more_than_k_in_any_minute_when_k_does_not_divide_a_minute(per_minute: int) -> None:
-    out = spread([T0] * (per_minute + 1), per_minute)
-    assert _max_in_any_minute(out) <= per_minute
-
-
-# ---------------------------------------------------------------------------------------------
 # decide_session(): nothing, wait, or one agent turn that is the notice and the wake at once
 # ---------------------------------------------------------------------------------------------
 
@@ -995,10 +901,10 @@ def test_regression_the_interrupted_run_itself_is_not_the_effect_of_a_lost_send(
     824 ms before gatewayd journaled its retry and then died; the 1 s clock slack counted that run as
     the retry's effect, and the retry was never sent."""
     ob = RunObligation("job-1", 1_000_000, 1_000_500, 1, False)
-    assert not sent_took_effect(ob, 1_000_824, (1_000_000,))
-    assert sent_took_effect(ob, 1_000_824, (1_000_000, 1_000_400))  # a later run within the slack
-    assert sent_took_effect(ob, 1_000_824, (1_002_000,))
-    assert not sent_took_effect(ob, 1_000_824, (1_000_000 - 5,))
+    assert not runs_after_send(ob, 1_000_824, (1_000_000,))
+    assert runs_after_send(ob, 1_000_824, (1_000_000, 1_000_400))  # a later run within the slack
+    assert runs_after_send(ob, 1_000_824, (1_002_000,))
+    assert not runs_after_send(ob, 1_000_824, (1_000_000 - 5,))
 
 
 def test_policy_for_a_job_by_id_then_by_name_over_the_global_policy() -> None:
@@ -1065,7 +971,6 @@ def test_notice_outcome(seen: bool, pending: bool, this_boot: bool, waited: int,
 
 
 def test_runs_after_send_excludes_the_interrupted_run_and_older_runs() -> None:
-    from supervisor.core.recovery import runs_after_send
     ob = RunObligation(JOB, 1_000_000, 1_000_500, 1, False)
     assert runs_after_send(ob, 1_000_824, (1_000_000, 1_002_000, 990_000, 1_000_400)) == (1_000_400, 1_002_000)
 
