@@ -110,12 +110,17 @@ def _command(v: Any) -> str | None:
     return _argv(v)
 
 
+PATH_VARIABLES = ("HOME", "OPENCLAW_HOME", "OPENCLAW_STATE_DIR", "OPENCLAW_CONFIG_PATH")  # gateway_paths reads them
+
+
 def _env_table(v: Any) -> str | None:
     for name, value in v.items():
         if not name or "=" in name or "\0" in name:
             return f"{name!r}: not a variable name (empty, or has = or NUL)"
         if "\0" in value:
             return f"{name}: the value must not contain NUL characters"
+        if name in PATH_VARIABLES and value.startswith("~") and os.path.expanduser(value.split("/")[0]).startswith("~"):
+            return f"{name}: no such user for {value.split('/')[0]!r} (gatewayd reads it to find the gateway's files)"
     return None
 
 
@@ -642,6 +647,9 @@ def _load(config_file: Path | None, cli: Mapping[str, Any] | None, environ: Mapp
     for lower, upper in (("supervise.backoff_initial_s", "supervise.backoff_max_s"),
                          ("probes.boot_limit_s", "probes.boot_limit_max_s")):
         if values[lower] > values[upper]:
+            if sources[lower] == "default":  # blame the one that was set
+                raise ConfigError(where_of(upper), upper, f"must be at least {lower}"
+                                  f" (got {_num(values[upper])} < {_num(values[lower])})")
             raise ConfigError(where_of(lower), lower, f"must not exceed {upper}"
                               f" (got {_num(values[lower])} > {_num(values[upper])})")
     if values["state_dir"]:
