@@ -97,6 +97,7 @@ def live_run(n: int, root: Path, env: dict[str, str]) -> dict[str, float] | None
     """`status --json` against a running daemon supervising the fake gateway."""
     from tests.support.harness import fake_settings, gatewayd
 
+    root.mkdir()
     with gatewayd(root, fake_settings()) as g:
         g.start()
         g.wait_event("gateway ready")
