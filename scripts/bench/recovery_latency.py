@@ -8,7 +8,7 @@ and an interrupted recurring cron run on a 2026.2.x-like gateway (which resumes 
 the notices (agent turns) are immediate; the retries are due after their backoff and spread, so
 they are not "immediate": the bench checks the spread instead (no more than `retries_per_minute`
 cron.run in any minute), with the clock compressed by a short backoff. The last line printed is
-one JSON object.
+one JSON object; a run that fails or stalls fails the bench (exit 1) instead of hanging it.
 
     python scripts/bench/recovery_latency.py [--runs 20 | --short]
 """
@@ -27,6 +27,8 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
+from benchlib import Stopped, raise_on_signals  # noqa: E402
+
 from supervisor import logs  # noqa: E402
 from supervisor.core.inflight import Delta, RunItem, SessionItem  # noqa: E402
 from supervisor.core.recovery import RecoveryPolicy  # noqa: E402
@@ -37,6 +39,7 @@ from supervisor.store.db import Store  # noqa: E402
 from supervisor.store.inflight import InflightRecords  # noqa: E402
 from supervisor.store.journal import Journal  # noqa: E402
 
+SHORT_RUNS = 5
 RUN_TIMEOUT_S = 60.0  # one run (100 items: ~0.2 s); a recovery that stalls fails the bench instead
 TOTAL_TIMEOUT_S = 600.0
 
@@ -113,8 +116,10 @@ async def one_run(n: int, root: Path) -> dict[str, float]:
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     await store.close()
-    assert len(sent) == n and len({c[2]["sessionKey"] for c in sent}) == n, "each session exactly once"
-    assert len(retries) == n and len({c[2]["id"] for c in retries}) == n, "each job exactly once"
+    if len(sent) != n or len({c[2]["sessionKey"] for c in sent}) != n:
+        raise RuntimeError(f"{len(sent)} notices for {n} sessions: each session must get exactly one")
+    if len(retries) != n or len({c[2]["id"] for c in retries}) != n:
+        raise RuntimeError(f"{len(retries)} retries for {n} jobs: each job must get exactly one")
     return {"last_immediate_ms": last_notice * 1000, "all_ms": (max(c[0] for c in retries) - start) * 1000}
 
 
@@ -150,10 +155,21 @@ async def main_async(runs: int) -> dict[str, Any]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=20)
-    p.add_argument("--short", action="store_true")
+    p.add_argument("--short", action="store_true", help=f"{SHORT_RUNS} runs per size (make bench)")
     a = p.parse_args()
+    raise_on_signals()  # nothing to stop but the temp store: its `finally` still runs
     logs.setup(None, "warning")
-    result = asyncio.run(main_async(5 if a.short else a.runs))
+    runs = SHORT_RUNS if a.short else a.runs
+    if runs < 1:
+        p.error("--runs must be >= 1")
+    try:
+        result = asyncio.run(asyncio.wait_for(main_async(runs), TOTAL_TIMEOUT_S))
+    except (Exception, Stopped) as exc:  # a failed or stopped run: reported, never a hang
+        print(f"FAILED: {exc!r}", file=sys.stderr)
+        print(json.dumps({"runs": runs, "ok": False, "error": repr(exc)}))
+        return 1
+    if a.short:
+        print(f"short form: {runs} runs per size (p95 of {runs} samples is their maximum)")
     print(f"spread: 50 jobs at 10/min -> at most {result['max_cron_run_per_minute_50_jobs_at_10']} per minute")
     print(f"goal p95 < 500 ms for 100 items: {'met' if result['ok'] else 'MISSED'}")
     print(json.dumps(result))
