@@ -27,7 +27,14 @@ from supervisor.core.model import ExitKind, Intent, ProbeOutcome, SupervisionSta
 from supervisor.core.policy import ExitFacts, NextStep, RestartDecision, RestartTracker, classify
 from supervisor.core.probestate import ProbeMachine, Verdict
 from supervisor.crashpoints import crashpoint
-from supervisor.errors import GatewayError, GatewayUnavailable, LaunchError, StoreError, StoreUnavailable
+from supervisor.errors import (
+    GatewayError,
+    GatewayUnavailable,
+    LaunchError,
+    StoreError,
+    StoreTooNew,
+    StoreUnavailable,
+)
 from supervisor.events import BootEnded, BootStarted, EventBus, GatewayReady, HelperFailed, ShutdownAnnounced
 from supervisor.gateway import jobstore, launch, wire
 from supervisor.gateway.capabilities import Capabilities
@@ -49,6 +56,14 @@ log = logs.get("gatewayd")
 
 SLEEP_JUMP_S = 5.0  # wall clock ahead of monotonic by more than this: the machine slept
 LAUNCH_RETRY_S = 30.0
+
+
+def _make_private(state_dir: Path) -> None:
+    """The state dir holds session keys, job names and recovery results: 0700, whatever the umask
+    it was created under (a parent made on the way by `mkdir(parents=True)` gets the umask's mode)."""
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if state_dir.stat().st_uid == os.getuid():
+        state_dir.chmod(0o700)
 
 
 async def _until_closed(coro: Awaitable[None]) -> None:
@@ -141,6 +156,7 @@ class Daemon:
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def run(self) -> int:
+        _make_private(self.cfg.state_dir)
         lock = InstanceLock(self.cfg.state_dir / "gatewayd.lock")
         lock.acquire()
         try:
@@ -165,6 +181,13 @@ class Daemon:
                 # Locked, full, or an I/O error: keep the file, supervise anyway, retry on each write.
                 self.store_error = str(exc)
                 log.error("store unavailable at start; supervising without it until it comes back", error=str(exc))
+            except StoreTooNew as exc:
+                # A downgrade must not take the user's agents down: under KeepAlive/Restart=always an
+                # exit here is a restart loop in which the gateway never starts. Supervise without
+                # tracking, degraded and saying why; the store is never touched.
+                self.store_error = (f"{exc}; supervising without tracking (no snapshot, no recovery): "
+                                    "run the newer gatewayd, or move the store aside to start a fresh one")
+                log.error("store_too_new", error=self.store_error)
             await self._record(self.records.daemon_started(os.getpid()))
             await self._settle_previous_boots()
             self.control = ControlServer(socket_path(self.cfg.state_dir), control_handlers(self))
@@ -198,7 +221,8 @@ class Daemon:
         except StoreError as exc:
             if self.store_error is None:
                 log.error("store write failed; supervision goes on", error=str(exc))
-            self.store_error = str(exc)
+            if not isinstance(exc, StoreTooNew):  # its message at start says what to do; keep it
+                self.store_error = str(exc)
             return None
         if self.store_error is not None:
             log.warning("store writes work again", was=self.store_error)

@@ -13,6 +13,7 @@ Failures are told apart, because they call for opposite answers (DESIGN "Store r
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sqlite3
 import sys
@@ -176,6 +177,9 @@ class Store:
 
     def _open_sync(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Created 0600 before SQLite opens it, whatever the umask: SQLite gives the -wal and -shm
+        # files the database file's mode, and they hold the same session keys and job names.
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
         try:
             self._connect_and_check()
         except sqlite3.DatabaseError as exc:
@@ -233,7 +237,9 @@ class Store:
             raise sqlite3.DatabaseError(f"quick_check: {check} (database disk image is malformed)")
         self._migrate(conn)
         self._inode = os.stat(self.path).st_ino
-        os.chmod(self.path, 0o600)
+        for suffix in ("", "-wal", "-shm"):  # a store made by an older gatewayd, under umask 022
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(str(self.path) + suffix, 0o600)
 
     def _refuse_too_new(self, conn: sqlite3.Connection) -> int:
         version: int = conn.execute("PRAGMA user_version").fetchone()[0]
