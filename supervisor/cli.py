@@ -142,6 +142,8 @@ def print_status(cfg: config.Config, as_json: bool) -> int:
     else:
         if live.get("store_error"):
             echo(f"store:   FAILING: {live['store_error']}")
+        for f in live.get("faults") or []:
+            echo(f"helper:  {f['helper']} FAILING ({f['failures']} in a row, retrying): {f['error']}")
         sup = st.get("supervision", {})
         gw = st.get("gateway", {})
         daemon = st["daemon"]
@@ -182,8 +184,8 @@ def status_code(st: dict[str, Any]) -> int:
         return STATUS_DEGRADED  # busy / not answering: its live state is unknown
     if state in ("config-error", "conflict"):
         return STATUS_NEEDS_HUMAN
-    if state == "running" and not live.get("store_error"):
-        return STATUS_HEALTHY
+    if state == "running" and not live.get("store_error") and not live.get("faults"):
+        return STATUS_HEALTHY  # a failing helper (tracking, recovery) is degraded, however ready
     return STATUS_DEGRADED
 
 

@@ -32,7 +32,8 @@ def control_handlers(d: Daemon) -> dict[str, Handler]:
                 "crash_loop": d.tracker.crash_loop,
                 "consecutive_crashes": d.tracker.consecutive, "gateway": gateway, "inflight": inflight,
                 "restart_pending": d.restart_requested.is_set(), "stopping": d.stop_requested.is_set(),
-                "store_error": d.store_error}
+                "store_error": d.store_error,
+                "faults": [f.as_dict() for f in d.helpers.faults.values()]}
 
     async def stop(args: dict[str, Any]) -> Any:
         d.request_stop()
