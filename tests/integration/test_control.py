@@ -113,6 +113,7 @@ def _refuse_another_user(root: Path) -> None:
         path = socket_path(g.state_dir)
         os.chmod(path, 0o666)  # even if the file mode let it in, the peer check refuses it
         os.chmod(path.parent, 0o755)
+        os.chmod(g.state_dir, 0o755)  # the daemon makes its state dir 0700 at start: open it again
         code = (
             "import os, socket, sys\n"
             "os.setgid(65534); os.setuid(65534)\n"
