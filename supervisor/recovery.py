@@ -41,8 +41,7 @@ from supervisor.crashpoints import crashpoint
 from supervisor.errors import GatewayError, GatewayRpcError, GatewayUnavailable, StoreError
 from supervisor.gateway import wire
 from supervisor.gateway.capabilities import Capabilities
-from supervisor.gateway.rpc import RpcClient
-from supervisor.snapshotter import paged
+from supervisor.gateway.rpc import RpcClient, paged
 from supervisor.store.inflight import InflightRecords
 from supervisor.store.journal import Journal
 

@@ -36,14 +36,13 @@ from supervisor.core.inflight import (
 )
 from supervisor.errors import GatewayError, GatewayProtocolError, GatewayUnavailable, StoreError
 from supervisor.gateway.capabilities import Capabilities
-from supervisor.gateway.rpc import Event, RpcClient
+from supervisor.gateway.rpc import Event, RpcClient, paged
 from supervisor.store.inflight import InflightRecords
 
 log = logs.get("gatewayd.snapshot")
 
 POKE_EVENTS = frozenset({"cron", "sessions.changed", "task"})
 PAGE = 200  # cron.list's maximum page
-MAX_PAGES = 1000
 # Heard runs already written wait in `heard` only for a poll to decide them; while polls keep
 # failing (a job the gateway answers malformed, every poll) they would pile up: the oldest go.
 MAX_HEARD = 10_000
@@ -314,18 +313,3 @@ class Snapshotter:
         # Both versions page cron.list (2.x too: its default page is the job count, capped at 200).
         return await paged(rpc, "cron.list", {"includeDisabled": True}, "jobs", PAGE)
 
-
-async def paged(rpc: RpcClient, method: str, params: dict[str, Any], key: str, limit: int) -> Any:
-    """All pages of a list method (`hasMore`/`nextOffset`), as one answer."""
-    items: list[Any] = []
-    offset = 0
-    for _ in range(MAX_PAGES):
-        page = await rpc.call(method, {**params, "limit": limit, "offset": offset})
-        if not isinstance(page, dict) or not isinstance(page.get(key), list):
-            raise GatewayProtocolError(f"{method}: field {key!r} must be a list")
-        items += page[key]
-        nxt = page.get("nextOffset")
-        if not page.get("hasMore") or not isinstance(nxt, int) or nxt <= offset:
-            return {**page, key: items}
-        offset = nxt
-    raise GatewayProtocolError(f"{method}: more than {MAX_PAGES} pages; the gateway's paging does not end")

@@ -311,6 +311,11 @@ def diff(old: InFlight, new: InFlight) -> Delta:
     return Delta(started, changed, ended, runs_started, runs_ended)
 
 
+# Turns in flight at once on one 2.x gateway: far above any real one; `start` events with no `end`
+# (a gateway that never sends them) must not grow gatewayd's memory without bound.
+MAX_LEGACY_TURNS = 10_000
+
+
 @dataclass
 class LegacyActivity:
     """2026.2.x turn tracking from `agent` lifecycle events: session key -> run ids in flight, and
@@ -333,6 +338,10 @@ class LegacyActivity:
             at = _lenient_ms(data.get("startedAt")) or _lenient_ms(payload.get("ts"))
             if at is not None:
                 self.started[run_id] = at
+            while len(self.runs) > MAX_LEGACY_TURNS:  # starts with no end: the oldest go
+                oldest = next(iter(self.runs))
+                del self.runs[oldest]
+                self.started.pop(oldest, None)
             return True
         if phase in ("end", "error") and run_id in self.runs:
             del self.runs[run_id]

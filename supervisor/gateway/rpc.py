@@ -324,3 +324,26 @@ class RpcClient:
                 self.close_code = self._ws.close_code
         self.closed.set()
 
+
+MAX_PAGES = 1000
+# Far above any real gateway (the snapshot benchmark runs 10,000 sessions); a gateway that pages
+# without end must not grow gatewayd's memory without bound.
+MAX_ITEMS = 200_000
+
+
+async def paged(rpc: RpcClient, method: str, params: dict[str, Any], key: str, limit: int) -> Any:
+    """All pages of a list method (`hasMore`/`nextOffset`), as one answer."""
+    items: list[Any] = []
+    offset = 0
+    for _ in range(MAX_PAGES):
+        page = await rpc.call(method, {**params, "limit": limit, "offset": offset})
+        if not isinstance(page, dict) or not isinstance(page.get(key), list):
+            raise GatewayProtocolError(f"{method}: field {key!r} must be a list")
+        items += page[key]
+        if len(items) > MAX_ITEMS:
+            raise GatewayProtocolError(f"{method}: more than {MAX_ITEMS} items; not read further")
+        nxt = page.get("nextOffset")
+        if not page.get("hasMore") or not isinstance(nxt, int) or nxt <= offset:
+            return {**page, key: items}
+        offset = nxt
+    raise GatewayProtocolError(f"{method}: more than {MAX_PAGES} pages; the gateway's paging does not end")

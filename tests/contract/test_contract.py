@@ -45,8 +45,7 @@ from supervisor.core.inflight import (
 )
 from supervisor.errors import GatewayError, GatewayRpcError
 from supervisor.gateway.launch import GatewayAuth, Secret
-from supervisor.gateway.rpc import Event, RpcClient
-from supervisor.snapshotter import paged
+from supervisor.gateway.rpc import Event, RpcClient, paged
 from tests.fakes.test_fake_world import COMPRESSED, FakeGateway, Model, running_model, sandbox, wait_for
 from tests.support.harness import MARK, free_port_block, marked_processes
 

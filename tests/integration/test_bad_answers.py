@@ -1488,3 +1488,23 @@ async def test_an_event_callback_that_raises_does_not_end_the_connection() -> No
             assert await rpc.call("health") == {"ok": True}
     assert "shutdown" in seen
     assert [e["event"] for e in logs if e["log_level"] == "error"] == ["event_handler_failed"]
+
+
+async def test_paging_that_gathers_too_many_items_is_a_typed_error(store: Store, boot: int) -> None:
+    """Issue 17: up to 1000 pages of up to 32 MiB each were gathered with no cap on the items."""
+    from supervisor.gateway.rpc import MAX_ITEMS, paged
+
+    page = {"jobs": [{"id": "j"}] * (MAX_ITEMS // 4 + 1), "hasMore": True}
+
+    async def script(peer: Peer) -> None:
+        await peer.handshake()
+        offset = 0
+        while True:
+            req = await peer.req("cron.list")
+            offset += len(page["jobs"])
+            await peer.send(ok(req, {**page, "nextOffset": offset}))
+
+    async with scripted(script) as gw, client(gw.url) as rpc:
+        await rpc.connect()
+        with pytest.raises(GatewayProtocolError, match="items"):
+            await paged(rpc, "cron.list", {}, "jobs", 200)

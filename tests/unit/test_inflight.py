@@ -267,3 +267,15 @@ def test_a_mark_still_shown_is_not_taken_over_by_a_near_one() -> None:
     before = parse_runs({"jobs": [job("a", 1_000)]})
     both = {**parse_runs({"jobs": [job("a", 1_000)]}), **parse_runs({"jobs": [job("a", 1_500)]})}
     assert sorted(keep_keys(both, before)) == [("a", 1_000), ("a", 1_500)]
+
+
+def test_legacy_turns_that_never_end_are_bounded() -> None:
+    """Issue 17: `start` events with no `end` grew LegacyActivity without bound."""
+    from supervisor.core.inflight import MAX_LEGACY_TURNS, LegacyActivity
+
+    act = LegacyActivity()
+    for i in range(MAX_LEGACY_TURNS + 50):
+        act.feed({"stream": "lifecycle", "runId": f"r{i}", "sessionKey": f"agent:main:s{i}",
+                  "data": {"phase": "start", "startedAt": 1_700_000_000_000 + i}})
+    assert len(act.runs) == MAX_LEGACY_TURNS and len(act.started) == MAX_LEGACY_TURNS
+    assert "r0" not in act.runs and f"r{MAX_LEGACY_TURNS + 49}" in act.runs  # the oldest went
