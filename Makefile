@@ -36,12 +36,8 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/mypy supervisor
 
 ## bench: the short form of every benchmark
-bench: $(VENV)/.installed
-	$(PY) scripts/bench/detect_latency.py --short
-	$(PY) scripts/bench/snapshot_cycle.py --short
-	$(PY) scripts/bench/recovery_latency.py --short
-	$(PY) scripts/bench/idle_cost.py --short
-	$(PY) scripts/bench/chaos.py --short
+bench: $(VENV)/.installed openclaw
+	$(PY) scripts/bench/check.py
 
 clean:
 	rm -rf $(VENV) run .cache/e2e-model.jsonl

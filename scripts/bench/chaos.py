@@ -17,7 +17,7 @@ restarted as launchd would; half of those also kill -9 the gateway while gateway
 
     python scripts/bench/chaos.py --gateway fake [--version V ...] [--kills 200] [--seed S]
     python scripts/bench/chaos.py --gateway real --kills 20      # both real versions, by hand
-    python scripts/bench/chaos.py --short                        # make bench: fake, 20 kills
+    python scripts/bench/chaos.py --short                        # make bench: fake, 4 kills per version
 
 The last line is one JSON object: totals (kills, lost, doubled, notified_pct, woken_pct,
 gatewayd_kills) and the same per version.
@@ -48,6 +48,7 @@ sys.path.insert(0, str(REPO / "scripts"))
 sys.path.insert(0, str(REPO / "scripts" / "bench"))
 import fake_model  # noqa: E402
 import sandbox  # noqa: E402
+from benchlib import Stopped, raise_on_signals  # noqa: E402
 from chaos_judge import (  # noqa: E402
     HOURLY_MANUAL,
     HOURLY_TIMER,
@@ -69,6 +70,7 @@ from tests.support.harness import FAKE_GATEWAY, Gatewayd, free_port_block  # noq
 AGENTS = ("main", "ops")
 VERSIONS = ("2026.9.6", "2026.2.26")
 FAKE_TOKEN = "tok-" + "c" * 32
+SHORT_KILLS = 4
 
 
 @dataclass(frozen=True)
@@ -585,17 +587,26 @@ def main() -> int:
     p.add_argument("--version", action="append", dest="versions")
     p.add_argument("--kills", type=int, default=None, help="per version (fake: 200, real: 20)")
     p.add_argument("--seed", type=int, default=None)
-    p.add_argument("--short", action="store_true", help="fake, 20 kills per version")
+    p.add_argument("--short", action="store_true", help=f"fake, {SHORT_KILLS} kills per version (make bench)")
     p.add_argument("--keep", action="store_true", help="keep the run's folder")
     a = p.parse_args()
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # still stop gatewayd and its gateway
-    kills = a.kills or (20 if a.short or a.gateway == "real" else 200)
+    raise_on_signals()  # SIGTERM, SIGINT, SIGHUP: still stop gatewayd and its gateway
+    if a.short and a.gateway != "fake":
+        p.error("--short is the fake gateway's")
+    kills = a.kills or (SHORT_KILLS if a.short else 20 if a.gateway == "real" else 200)
     seed = a.seed if a.seed is not None else random.SystemRandom().randrange(1 << 30)
     per: dict[str, Any] = {}
-    for version in a.versions or VERSIONS:
-        per[version] = run_version(a.gateway, version, kills, seed, a.keep)
-        print(f"[{a.gateway} {version}] " + json.dumps({k: v for k, v in per[version].items() if k != "findings"}),
-              flush=True)
+    try:
+        for version in a.versions or VERSIONS:
+            per[version] = run_version(a.gateway, version, kills, seed, a.keep)
+            print(f"[{a.gateway} {version}] " + json.dumps({k: v for k, v in per[version].items()
+                                                            if k != "findings"}), flush=True)
+    except (Exception, Stopped) as exc:  # gatewayd and its gateway are stopped by now (run_version)
+        print(f"FAILED: {exc!r}", file=sys.stderr)
+        print(json.dumps({"target": a.gateway, "seed": seed, "ok": False, "error": repr(exc)}))
+        return 1
+    if a.short:
+        print(f"short form: {kills} kills per version (a smoke test of lost/doubled, not a soak)")
     total = {"target": a.gateway, "kills": sum(r["kills"] for r in per.values()),
              "lost": sum(r["lost"] for r in per.values()), "doubled": sum(r["doubled"] for r in per.values()),
              "notified_pct": min(r["notified_pct"] for r in per.values()),
