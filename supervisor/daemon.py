@@ -137,6 +137,28 @@ class Daemon:
         boot = self.current.boot if self.current is not None else 0
         self.bus.publish(HelperFailed(boot, fault.helper, fault.error, fault.failures))
 
+    # -- what the control API reads ---------------------------------------------------------------
+
+    def status_view(self) -> dict[str, Any]:
+        w = self.current
+        gateway: dict[str, Any] | None = None
+        inflight: dict[str, Any] = {"sessions": [], "runs": []}
+        if w is not None:
+            gateway = {"pid": w.child.pid if w.child.key else None, "boot": w.boot, "ready": w.ready,
+                       "adopted": w.child.adopted, "gateway_boot_id": w.gateway_boot_id,
+                       "version": self.spec.capabilities.version if self.spec else None}
+            if w.snapshotter is not None:
+                state = w.snapshotter.state
+                inflight = {"sessions": sorted(state.sessions),
+                            "runs": [{"job_id": j, "running_at_ms": t} for j, t in sorted(state.runs)]}
+        return {"started_at": self.started_at, "state": str(self.state), "crash_loop": self.tracker.crash_loop,
+                "consecutive_crashes": self.tracker.consecutive, "gateway": gateway, "inflight": inflight,
+                "restart_pending": self.restart_requested.is_set(), "stopping": self.stop_requested.is_set(),
+                "store_error": self.store_error, "faults": [f.as_dict() for f in self.helpers.faults.values()]}
+
+    def current_boot(self) -> int | None:
+        return self.current.boot if self.current is not None else None
+
     # -- intents: signals and (later) control commands come through here ---------------------------
 
     def request_restart(self, safe: bool, timeout_s: float | None) -> bool:
