@@ -74,10 +74,24 @@ class Services:
 # -- config --------------------------------------------------------------------------------------------
 
 
-def check_config(config_file: Path | None, state_dir: str | None, environ: Mapping[str, str],
-                 out: list[Finding]) -> config.Config:
+def config_path(config_file: Path | None, environ: Mapping[str, str]) -> Path:
+    """The config file gatewayd would read (whether or not it exists); ConfigError without a home."""
     env_file = environ.get("GATEWAYD_CONFIG")
     path = config_file or (Path(env_file) if env_file else config.default_config_file())
+    with contextlib.suppress(RuntimeError):  # no home to expand `~` with: config.load says so
+        path = path.expanduser()
+    return Path(os.path.abspath(path))
+
+
+def check_config(config_file: Path | None, state_dir: str | None, environ: Mapping[str, str],
+                 out: list[Finding]) -> config.Config | None:
+    """The config gatewayd would run with; None (and a `fail`) when no config can be had at all: an
+    empty HOME, a state_dir inside a file, and the like make even the defaults unusable."""
+    try:
+        path = config_path(config_file, environ)
+    except ConfigError as exc:
+        out.append(Finding(FAIL, "config", str(exc), "fix it; `gatewayd run` refuses to start with it"))
+        return None
     writable = False
     with contextlib.suppress(OSError):
         mode = path.stat().st_mode
@@ -99,13 +113,22 @@ def check_config(config_file: Path | None, state_dir: str | None, environ: Mappi
     return cfg
 
 
-def _default_config(state_dir: str | None, environ: Mapping[str, str], out: list[Finding]) -> config.Config:
+def _default_config(state_dir: str | None, environ: Mapping[str, str],
+                    out: list[Finding]) -> config.Config | None:
     clean = {k: v for k, v in environ.items() if not k.startswith("GATEWAYD_")}
-    with tempfile.TemporaryDirectory() as tmp:
-        empty = Path(tmp) / "empty.toml"
-        empty.write_text("")
-        empty.chmod(0o600)
-        cfg = config.load(empty, {"state_dir": state_dir}, clean)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            empty = Path(tmp) / "empty.toml"
+            empty.write_text("")
+            empty.chmod(0o600)
+            cfg = config.load(empty, {"state_dir": state_dir}, clean)
+    except ConfigError as exc:
+        # The defaults fail too (the same bad state_dir, no home for the default one): nothing to
+        # check the rest against. Said once, unless it is the error already reported.
+        finding = Finding(FAIL, "config", str(exc), "fix it; `gatewayd run` refuses to start with it")
+        if finding not in out:
+            out.append(finding)
+        return None
     out.append(Finding(WARN, "config", "the checks below use the defaults, not the config file"))
     return cfg
 
@@ -218,12 +241,7 @@ def check_token(cfg: config.Config, view: GatewayView, services: Services) -> li
                            f"put it in {view.gateway_state_dir / '.env'}"))
     else:
         out.append(Finding(OK, "token", f"{auth.mode} from {auth.source}"))
-    with contextlib.suppress(OSError):
-        mode = token_file.stat().st_mode
-        if mode & 0o077:
-            out.append(Finding(WARN, "token file", f"{token_file} is readable by others ({stat.filemode(mode)})",
-                               f"chmod 600 '{token_file}'"))
-    return out
+    return out  # the token file's mode and owner: check_modes
 
 
 def _ours(owner: PortOwner, state_dir: Path) -> bool:
@@ -401,6 +419,96 @@ def check_store(state_dir: Path) -> Finding:
     return Finding(OK, "store", f"{path}: quick_check ok, schema {version}")
 
 
+# -- file modes and owners -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Private:
+    """One path whose mode and owner doctor reports. `private`: nobody but the owner may read or
+    enter it (0700 / 0600); otherwise only writing by others is refused (the config file and its
+    folder, which gatewayd itself refuses when group- or world-writable)."""
+
+    what: str
+    path: Path
+    private: bool
+    directory: bool
+    owners: str = "you"  # "you" | "you or root"
+    optional: bool = True  # absent: not reported (it appears when gatewayd needs it)
+    sticky_ok: bool = False  # a folder writable by others but sticky (/tmp) is acceptable
+
+
+def _owner_name(uid: int) -> str:
+    if uid == os.geteuid():
+        return "you"
+    try:
+        import pwd
+
+        return f"{pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except (ImportError, KeyError):
+        return f"uid {uid}"
+
+
+def _mode_finding(item: _Private) -> Finding | None:
+    try:
+        st = item.path.lstat() if item.what == "control socket folder" else item.path.stat()
+    except FileNotFoundError:
+        if item.optional:
+            return None
+        return Finding(OK, item.what, f"{item.path} not created yet (gatewayd creates it "
+                       f"{'0700' if item.directory else '0600'})")
+    except OSError as exc:
+        return Finding(WARN, item.what, f"{item.path} cannot be checked: {exc.strerror or exc}")
+    mode = stat.S_IMODE(st.st_mode)
+    found = f"{item.path} {mode:04o} owner {_owner_name(st.st_uid)}"
+    want_mode = ("0700" if item.directory else "0600") if item.private else "not group- or world-writable"
+    expected = f"expected {want_mode}, owner {item.owners}"
+    problems: list[str] = []
+    if stat.S_ISLNK(st.st_mode):
+        problems.append("a symlink")
+    elif item.directory and not stat.S_ISDIR(st.st_mode):
+        problems.append("not a directory")
+    elif not item.directory and not stat.S_ISREG(st.st_mode):
+        problems.append("not a regular file")
+    allowed_uids = {os.geteuid(), 0} if item.owners == "you or root" else {os.geteuid()}
+    if st.st_uid not in allowed_uids:
+        problems.append("another owner")
+    if item.private:
+        if mode & 0o077:
+            problems.append("open to others")
+    elif mode & 0o022 and not (item.sticky_ok and mode & stat.S_ISVTX):
+        problems.append("writable by others")
+    if not problems:
+        return Finding(OK, item.what, found)
+    fix = f"chmod {'700' if item.directory else '600'} '{item.path}'" if item.private \
+        else f"chmod go-w '{item.path}'"
+    if "another owner" in problems:
+        fix = f"chown it to you, or remove it; then {fix}"
+    return Finding(WARN, item.what, f"{found}: {', '.join(problems)}; {expected}", fix)
+
+
+def check_modes(cfg: config.Config, config_file: Path | None = None) -> list[Finding]:
+    """The modes and owners of what holds secrets or decides what gatewayd runs, one line each: the
+    config file and its folder (`config_file`, the one gatewayd would read, is reported even when it
+    was refused), the state dir (0700), the store and its -wal/-shm (0600), gatewayd's token file
+    (0600), the logs dir (0700) and the control socket's folder (0700)."""
+    from supervisor.control.paths import client_socket_path
+
+    state = cfg.state_dir
+    items: list[_Private] = []
+    config_file = config_file or cfg.config_file  # cfg's, after a refused file, is the defaults' stand-in
+    if config_file is not None and os.path.lexists(config_file):
+        items += [_Private("config file", config_file, False, False, "you or root", optional=False),
+                  _Private("config folder", config_file.parent, False, True, "you or root", optional=False,
+                           sticky_ok=True)]
+    items += [_Private("state dir", state, True, True, optional=False)]
+    items += [_Private("store file", Path(f"{state / 'store.sqlite'}{suffix}"), True, False)
+              for suffix in ("", "-wal", "-shm")]
+    items += [_Private("token file", state / launch.TOKEN_FILE, True, False),
+              _Private("logs dir", state / "logs", True, True, optional=False),
+              _Private("control socket folder", client_socket_path(state).parent, True, True, optional=False)]
+    return [f for f in map(_mode_finding, items) if f is not None]
+
+
 # -- all of it -----------------------------------------------------------------------------------------
 
 
@@ -410,6 +518,8 @@ def diagnose(config_file: Path | None = None, state_dir: str | None = None,
     home = home or Path.home()
     out: list[Finding] = []
     cfg = check_config(config_file, state_dir, environ, out)
+    if cfg is None:
+        return out  # the fail line says why; every other check needs a config
 
     def guard(what: str, check: Callable[[], list[Finding]]) -> None:
         # A doctor that crashes helps nobody: an unexpected error is one more finding.
@@ -428,6 +538,7 @@ def diagnose(config_file: Path | None = None, state_dir: str | None = None,
     guard("port", lambda: check_port(cfg, view.port, services))
     guard("service", lambda: check_services(cfg, view.port, services, environ, home, view.gateway_state_dir / ".env"))
     guard("store", lambda: [check_store(cfg.state_dir)])
+    guard("permissions", lambda: check_modes(cfg, config_path(config_file, environ)))
     return out
 
 

@@ -666,7 +666,10 @@ def test_doctor_reports_every_check_on_a_healthy_setup(setup: tuple[World, Path,
         "(`gatewayd install` starts it at login and restarts it whenever it exits)",
         "ok    gateway service: ai.openclaw.gateway (not running, disabled): off",
         f"ok    store: {state / 'store.sqlite'}: quick_check ok, schema {SCHEMA_VERSION}",
+        *out[8:],
     ]
+    assert [ln.split(":")[0] for ln in out[8:] if not ln.startswith("ok    store file:")] == [
+        "ok    config file", "ok    config folder", "ok    state dir", "ok    logs dir", "ok    control socket folder"]
     assert out[1].startswith("ok    supervisor package: only gatewayd's (")
     assert SECRET not in r.stdout + r.stderr
     assert not (state / "gateway-token").exists()  # doctor never writes the state dir
@@ -749,6 +752,96 @@ def test_doctor_store_and_config_failures(setup: tuple[World, Path, int]) -> Non
     assert f"fail  config: {cfg} is group- or world-writable (mode -rw-rw-r--)" in r.stdout
     assert f"(chmod go-w '{cfg}')" in r.stdout
     assert "warn  config: the checks below use the defaults" in r.stdout
+
+
+def test_doctor_reports_a_config_it_cannot_load_in_one_line(setup: tuple[World, Path, int]) -> None:
+    # An empty HOME (no default config file, no default state dir) and a state_dir inside a file:
+    # one `fail  config` line each, never a traceback.
+    mac, _state, _port = setup
+    del mac.env["GATEWAYD_CONFIG"]
+    mac.env["HOME"] = ""
+
+    r = gatewayd(mac, "doctor")
+
+    assert r.code == 1 and "Traceback" not in r.stdout + r.stderr, r.stdout + r.stderr
+    assert lines(r) == ["fail  config: HOME: is empty, so there is no home folder (it holds the default config "
+                        "file); set HOME (fix it; `gatewayd run` refuses to start with it)"]
+
+    a_file = mac.root / "a-file"
+    a_file.write_text("")
+    mac.env["HOME"] = str(mac.home)
+    r = gatewayd(mac, "doctor", "--state-dir", str(a_file / "state"))
+
+    assert r.code == 1 and "Traceback" not in r.stdout + r.stderr, r.stdout + r.stderr
+    assert lines(r) == [f"fail  config: --state-dir: state_dir: would be inside {a_file}, which is not a directory "
+                        f"(got '{a_file / 'state'}') (fix it; `gatewayd run` refuses to start with it)"]
+    doc = json.loads(gatewayd(mac, "doctor", "--json", "--state-dir", str(a_file / "state")).stdout)
+    assert doc["ok"] is False and [f["what"] for f in doc["findings"]] == ["config"]
+
+
+def test_doctor_reports_the_modes_and_owners_it_checks(setup: tuple[World, Path, int]) -> None:
+    mac, state, _port = setup
+    cfg = Path(mac.env["GATEWAYD_CONFIG"])
+    store = state / "store.sqlite"
+    token = state / "gateway-token"
+    token.write_text("tok-in-the-state-dir-0123456789\n")
+    for path, mode in ((cfg.parent, 0o755), (cfg, 0o600), (state, 0o700), (store, 0o600), (token, 0o600)):
+        path.chmod(mode)
+    for folder in (state / "logs", state / "run"):
+        folder.mkdir(mode=0o700)
+        folder.chmod(0o700)
+    sidecars = [Path(f"{store}{suffix}") for suffix in ("-wal", "-shm")]
+    for sidecar in sidecars:
+        sidecar.write_bytes(b"")
+        sidecar.chmod(0o600)
+
+    def modes(r: Run) -> list[str]:
+        whats = ("config file", "config folder", "state dir", "store file", "token file", "logs dir",
+                 "control socket folder")
+        return [ln for ln in lines(r) if ln[6:].split(":")[0] in whats]
+
+    r = gatewayd(mac, "doctor")
+    assert modes(r) == [
+        f"ok    config file: {cfg} 0600 owner you",
+        f"ok    config folder: {cfg.parent} 0755 owner you",
+        f"ok    state dir: {state} 0700 owner you",
+        f"ok    store file: {store} 0600 owner you",
+        f"ok    store file: {sidecars[0]} 0600 owner you",
+        f"ok    store file: {sidecars[1]} 0600 owner you",
+        f"ok    token file: {token} 0600 owner you",
+        f"ok    logs dir: {state / 'logs'} 0700 owner you",
+        f"ok    control socket folder: {state / 'run'} 0700 owner you",
+    ], r.stdout
+
+    # (SQLite gives its -wal and -shm the database's mode when it opens them: doctor's store check does)
+    for path, mode in ((state, 0o755), (store, 0o644), (sidecars[0], 0o644), (sidecars[1], 0o644), (token, 0o644),
+                       (state / "logs", 0o750), (state / "run", 0o711)):
+        path.chmod(mode)
+    r = gatewayd(mac, "doctor")
+    assert modes(r) == [
+        f"ok    config file: {cfg} 0600 owner you",
+        f"ok    config folder: {cfg.parent} 0755 owner you",
+        f"warn  state dir: {state} 0755 owner you: open to others; expected 0700, owner you (chmod 700 '{state}')",
+        f"warn  store file: {store} 0644 owner you: open to others; expected 0600, owner you (chmod 600 '{store}')",
+        f"warn  store file: {sidecars[0]} 0644 owner you: open to others; expected 0600, owner you "
+        f"(chmod 600 '{sidecars[0]}')",
+        f"warn  store file: {sidecars[1]} 0644 owner you: open to others; expected 0600, owner you "
+        f"(chmod 600 '{sidecars[1]}')",
+        f"warn  token file: {token} 0644 owner you: open to others; expected 0600, owner you (chmod 600 '{token}')",
+        f"warn  logs dir: {state / 'logs'} 0750 owner you: open to others; expected 0700, owner you "
+        f"(chmod 700 '{state / 'logs'}')",
+        f"warn  control socket folder: {state / 'run'} 0711 owner you: open to others; expected 0700, owner you "
+        f"(chmod 700 '{state / 'run'}')",
+    ], r.stdout
+    assert r.code == 0  # warnings only
+
+    # A config file gatewayd refuses (a group-writable folder) is still reported, with what is expected.
+    cfg.parent.chmod(0o775)
+    r = gatewayd(mac, "doctor")
+    assert r.code == 1
+    assert f"warn  config folder: {cfg.parent} 0775 owner you: writable by others; expected not group- or " \
+           f"world-writable, owner you or root (chmod go-w '{cfg.parent}')" in lines(r), r.stdout
+    cfg.parent.chmod(0o755)
 
 
 def test_doctor_warns_when_another_supervisor_package_is_importable(tmp_path: Path) -> None:
