@@ -82,3 +82,24 @@ async def test_a_store_from_a_newer_gatewayd_is_untouched_and_the_gateway_superv
         logs.setup(None, "warning", console=False)
         os.umask(old)
     assert newer.read_bytes() == before
+
+
+async def test_a_state_dir_replaced_by_a_file_is_a_store_error_not_a_crash(tmp_path: Path) -> None:
+    """Was: a raw NotADirectoryError out of write_sync, which ended the daemon."""
+    from supervisor.errors import StoreUnavailable
+
+    state = tmp_path / "state"
+    store = Store(state / "store.sqlite")
+    await store.open()
+    try:
+        state.rename(tmp_path / "moved")
+        state.write_text("not a folder")
+        with pytest.raises(StoreUnavailable, match="NotADirectoryError|Not a directory"):
+            await store.write(lambda c: c.execute("SELECT 1"))
+        with pytest.raises(StoreUnavailable):
+            await store.read(lambda c: c.execute("SELECT 1").fetchall())
+        state.unlink()  # the folder comes back: the store is re-created, loudly, and works
+        state.mkdir()
+        assert await store.read(lambda c: c.execute("SELECT 1").fetchall()) == [(1,)]
+    finally:
+        await store.close()
