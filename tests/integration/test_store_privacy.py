@@ -94,7 +94,7 @@ async def test_a_state_dir_replaced_by_a_file_is_a_store_error_not_a_crash(tmp_p
     try:
         state.rename(tmp_path / "moved")
         state.write_text("not a folder")
-        with pytest.raises(StoreUnavailable, match="NotADirectoryError|Not a directory"):
+        with pytest.raises(StoreUnavailable, match=r"NotADirectoryError|Not a directory"):
             await store.write(lambda c: c.execute("SELECT 1"))
         with pytest.raises(StoreUnavailable):
             await store.read(lambda c: c.execute("SELECT 1").fetchall())
