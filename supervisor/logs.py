@@ -27,8 +27,12 @@ class Redactor:
         self._secrets: tuple[str, ...] = ()
 
     def add(self, values: Iterable[str]) -> None:
-        # Short strings would redact ordinary words; real tokens are long.
-        merged = set(self._secrets) | {v for v in values if v and len(v) >= 8}
+        # Every configured secret, whatever its length (`pw=hunter2` must not reach a log). Only the
+        # empty string is skipped (it would match between every character). A very short secret
+        # (1-2 characters) turns each of its occurrences in ordinary text into `***` and makes the
+        # logs hard to read: chosen on purpose, since a garbled log is visible and harmless while a
+        # leaked secret cannot be taken back (and such a secret protects next to nothing anyway).
+        merged = set(self._secrets) | {v for v in values if v}
         self._secrets = tuple(sorted(merged, key=len, reverse=True))
 
     def text(self, s: str) -> str:

@@ -52,12 +52,21 @@ def test_redactor_as_structlog_processor(redactor: Redactor) -> None:
     assert out == {"event": "x", "secret": REDACTED, "list": [REDACTED]}
 
 
-@pytest.mark.parametrize("short", ["", "a", "abc", "1234567"])
-def test_redactor_ignores_short_values(short: str) -> None:
+def test_redactor_ignores_only_the_empty_string() -> None:
     r = Redactor()
-    r.add([short])
+    r.add([""])
     text = "a b abc 1234567 12345678"
     assert r.text(text) == text
+
+
+@pytest.mark.parametrize("short", ["hunter2", "abc", "a"])
+def test_redactor_redacts_short_secrets_too(short: str) -> None:
+    # Issue 17: a configured secret shorter than 8 characters passed (`pw=hunter2`). Every one is
+    # redacted now, even at the cost of a garbled log for a one-letter secret.
+    r = Redactor()
+    r.add([short])
+    assert r.text(f"pw={short} done") == f"pw={REDACTED} done"
+    assert r.value({"pw": short, "argv": [short]}) == {"pw": REDACTED, "argv": [REDACTED]}
 
 
 def test_redactor_eight_chars_is_long_enough() -> None:
