@@ -176,7 +176,7 @@ class Chaos:
         base: dict[str, dict[str, Any]] = {
             "": {"log_level": "info"},
             "logs": {"max_bytes": 1 << 30},
-            "supervise": {"crash_loop_crashes": 1_000_000},  # kills on purpose are not a crash loop
+            "supervise": {"crash_loop_crashes": 1000},  # kills on purpose (~5 a minute) are not a crash loop
             "recovery": {"retries_per_minute": 120},
         }
         if self.target == "fake":
@@ -211,8 +211,9 @@ class Chaos:
         self.g = Gatewayd(self.root, port, base)
         self.events = EventTail(self.g.log_file)
         self.g.start()
-        if not wait_for(lambda: self.events.count("rpc monitor connected") >= 1, 300, 0.2):
-            raise RuntimeError(f"gatewayd never connected to the gateway; see {self.g.log_file}")
+        if not wait_for(lambda: self.events.count("rpc monitor connected") >= 1 or self.g.procs[-1].poll() is not None,
+                        300, 0.2) or self.g.procs[-1].poll() is not None:
+            raise RuntimeError(f"gatewayd never connected to the gateway; see {self.g.log_file} and {self.root}")
         # One finished turn per session first: the session's tag is then in every later request of
         # that session (2026.2.x keeps no trace of an interrupted turn, so its notice would carry none).
         warm = [self.turn(agent, "warm") for agent in AGENTS]
