@@ -19,6 +19,7 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,6 +96,30 @@ def same_process(key: ProcessKey) -> psutil.Process | None:
     return None
 
 
+# What the relay keeps of gatewayd's environment: what Python needs to start and find `supervisor`
+# (its search path, the user site under HOME, the locale). No variable that carries a secret
+# (OPENCLAW_GATEWAY_TOKEN in gatewayd's own environment, say) reaches it.
+RELAY_VARIABLES = frozenset({"PATH", "HOME", "TMPDIR", "TZ", "LANG"})
+RELAY_PREFIXES = ("LC_", "PYTHON")
+
+
+def relay_environment(environ: Mapping[str, str]) -> dict[str, str]:
+    return {k: v for k, v in environ.items() if k in RELAY_VARIABLES or k.startswith(RELAY_PREFIXES)}
+
+
+def hand_over(fd: int, secrets: Iterable[str]) -> None:
+    """Write the secrets (a JSON list) to the relay's pipe, once, and close it. The relay reads it
+    at its start; a relay already dead (EPIPE) has nothing left to redact for."""
+    data = json.dumps(list(secrets)).encode("utf-8")
+    try:
+        with contextlib.suppress(BrokenPipeError):
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+    finally:
+        os.close(fd)
+
+
 @dataclass
 class ExitInfo:
     returncode: int | None  # None: an adopted gateway, not our child: its code is not ours to read
@@ -141,15 +166,22 @@ class GatewayChild:
             raise LaunchError(f"cannot start {program}: not found or not executable")
         read_fd, write_fd = os.pipe()
         gate_read = -1
+        secrets_read, secrets_write = os.pipe()
         try:
             gate_read, self._gate = os.pipe()
+            # The secrets to redact go through a pipe of their own (fd number on argv), never the
+            # relay's environment: /proc/<pid>/environ would show them for the relay's whole life.
             relay = await asyncio.create_subprocess_exec(
                 sys.executable, "-P", "-m", "supervisor.logrelay", str(self.output.path), str(self.output.max_bytes),
-                str(self.output.backups), stdin=read_fd, stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.DEVNULL, start_new_session=True,
-                env={**os.environ, "GATEWAYD_REDACT": json.dumps(list(self.spec.secrets()))})
+                str(self.output.backups), str(secrets_read), stdin=read_fd, stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.DEVNULL, start_new_session=True, pass_fds=(secrets_read,),
+                env=relay_environment(os.environ))
             HELPER_PIDS.add(relay.pid)
             self._relay = relay
+            os.close(secrets_read)
+            secrets_read = -1
+            fd, secrets_write = secrets_write, -1
+            hand_over(fd, self.spec.secrets())
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-I", "-S", "-c", START_GATE, str(gate_read),
                 "=" + self.spec.env["LC_CTYPE"] if "LC_CTYPE" in self.spec.env else "-", *self.spec.argv,
@@ -168,8 +200,9 @@ class GatewayChild:
         finally:
             os.close(read_fd)
             os.close(write_fd)
-            if gate_read >= 0:
-                os.close(gate_read)
+            for leftover in (gate_read, secrets_read, secrets_write):
+                if leftover >= 0:
+                    os.close(leftover)
         self._pid = self.proc.pid
         self.key = process_key(self.proc.pid) or (self.proc.pid, time.time())
         loop = asyncio.get_running_loop()

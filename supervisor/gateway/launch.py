@@ -69,6 +69,7 @@ class GatewayFileConfig:
     password: str | None = None
     problem: str | None = None
     cron_store: str | None = None  # `cron.store`: where 2026.2.x keeps its jobs file
+    hooks_token: str | None = None  # `hooks.token`: the webhook endpoint's secret (redacted, never used)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,9 @@ class LaunchSpec:
     config_path: Path
     state_dir: Path
     cron_store: Path | None = None  # 2026.2.x's jobs file (`cron.store`, else $STATE/cron/jobs.json)
+    # Every other secret configured for the gateway (the hooks token, a token or password beside the
+    # one in use): never sent anywhere, only redacted from the logs.
+    other_secrets: tuple[Secret, ...] = field(default=(), repr=False)
 
     @property
     def http_base(self) -> str:
@@ -97,7 +101,8 @@ class LaunchSpec:
         return f"[{self.host}]" if ":" in self.host else self.host
 
     def secrets(self) -> tuple[str, ...]:
-        return (self.auth.secret,) if self.auth.secret else ()
+        """Every configured secret (the auth secret first), for redaction."""
+        return tuple(dict.fromkeys(s for s in (self.auth.secret, *self.other_secrets) if s))
 
 
 def resolve_entry(settings: GatewaySettings, environ: Mapping[str, str]) -> tuple[list[str], Path | None]:
@@ -179,7 +184,10 @@ def _substitute(value: Any, environ: Mapping[str, str]) -> str | None:
     return None if missing or not out else out
 
 
-def read_gateway_config(path: Path, environ: Mapping[str, str]) -> GatewayFileConfig:
+def read_gateway_config(path: Path, environ: Mapping[str, str],
+                        dotenv: Mapping[str, str] | None = None) -> GatewayFileConfig:
+    """`dotenv`: the gateway's .env, which its own environment includes: it also resolves a `${VAR}`
+    in `hooks.token` (a secret to redact; over-resolving one is harmless)."""
     try:
         doc = json5.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
@@ -189,9 +197,12 @@ def read_gateway_config(path: Path, environ: Mapping[str, str]) -> GatewayFileCo
     cron = doc.get("cron") if isinstance(doc, dict) else None
     store = cron.get("store") if isinstance(cron, dict) else None
     cron_store = store if isinstance(store, str) and store.strip() else None
+    hooks = doc.get("hooks") if isinstance(doc, dict) else None
+    hooks_token = _substitute(hooks.get("token"), {**(dotenv or {}), **environ}) \
+        if isinstance(hooks, dict) else None
     gw = doc.get("gateway") if isinstance(doc, dict) else None
     if not isinstance(gw, dict):
-        return GatewayFileConfig(path=path, found=True, cron_store=cron_store)
+        return GatewayFileConfig(path=path, found=True, cron_store=cron_store, hooks_token=hooks_token)
     auth = gw.get("auth")
     auth = auth if isinstance(auth, dict) else None
     tls = gw.get("tls")
@@ -207,6 +218,7 @@ def read_gateway_config(path: Path, environ: Mapping[str, str]) -> GatewayFileCo
         token=_substitute(auth.get("token"), environ) if auth else None,
         password=_substitute(auth.get("password"), environ) if auth else None,
         cron_store=cron_store,
+        hooks_token=hooks_token,
     )
 
 
@@ -311,17 +323,32 @@ def build(settings: GatewaySettings, state_dir: Path, environ: Mapping[str, str]
     version = read_version(settings, prefix, entry, merged)
     caps = for_version(version)
     gw_state, gw_config = gateway_paths(settings, merged)
-    file_cfg = read_gateway_config(gw_config, merged)
+    dotenv = read_dotenv(gw_state / ".env")
+    file_cfg = read_gateway_config(gw_config, merged, dotenv)
     if file_cfg.problem:
         raise LaunchError(file_cfg.problem)
-    auth = resolve_auth(file_cfg, merged, read_dotenv(gw_state / ".env"), state_dir / TOKEN_FILE)
+    auth = resolve_auth(file_cfg, merged, dotenv, state_dir / TOKEN_FILE)
     port = settings.port or _int(merged.get("OPENCLAW_GATEWAY_PORT")) or file_cfg.port or DEFAULT_PORT
     argv = (*prefix, "gateway", "run", "--port", str(port), *settings.args)
     env = child_environment(base, settings.env, caps, auth)
     cron_store = Path(file_cfg.cron_store).expanduser() if file_cfg.cron_store else gw_state / "cron" / "jobs.json"
     return LaunchSpec(argv=argv, env=env, port=port, host=probe_host(file_cfg.bind), tls=file_cfg.tls,
                       auth=auth, capabilities=caps, config_path=gw_config, state_dir=gw_state,
-                      cron_store=cron_store if cron_store.is_absolute() else gw_state / cron_store)
+                      cron_store=cron_store if cron_store.is_absolute() else gw_state / cron_store,
+                      other_secrets=configured_secrets(file_cfg, merged, dotenv))
+
+
+SECRET_VARIABLES = ("OPENCLAW_GATEWAY_TOKEN", "OPENCLAW_GATEWAY_PASSWORD")
+
+
+def configured_secrets(file_cfg: GatewayFileConfig, environ: Mapping[str, str],
+                       dotenv: Mapping[str, str]) -> tuple[Secret, ...]:
+    """Every secret configured for the gateway, wherever it comes from (the environment, its .env,
+    its config file), including those `resolve_auth` did not pick and the hooks token: the gateway
+    may print any of them, and the logs must not."""
+    found = [file_cfg.token, file_cfg.password, file_cfg.hooks_token,
+             *(env.get(var) for env in (environ, dotenv) for var in SECRET_VARIABLES)]
+    return tuple(Secret(v) for v in dict.fromkeys(found) if v)
 
 
 def _int(text: str | None) -> int | None:
