@@ -52,6 +52,7 @@ from supervisor import config, logs  # noqa: E402
 from supervisor.daemon import Daemon  # noqa: E402
 from supervisor.errors import StoreError  # noqa: E402
 from supervisor.events import BootEnded, BootStarted, GatewayReady  # noqa: E402
+from supervisor.gateway.child import HELPER_PIDS  # noqa: E402
 from tests.support.harness import FAKE_GATEWAY, free_port_block  # noqa: E402
 
 WATCHDOG_P50_MS, WATCHDOG_P99_MS = 150_000, 297_000  # uniform over a 300 s poll period
@@ -139,7 +140,8 @@ class Bench:
                 self.kill(*item)
         except Exception as exc:  # any failure here fails the run, on the loop (unless it is over)
             if not self.done:
-                self.loop.call_soon_threadsafe(self.finish, f"killer thread failed: {exc!r}")
+                why = f"killer thread failed: {exc!r} (floor waiter exit code {self.floor.poll()})"
+                self.loop.call_soon_threadsafe(self.finish, why)
 
     def kill(self, boot: int, pid: int) -> None:
         time.sleep(random.uniform(0.015, 0.06))  # a random point of the loop's work; healthy (>10 ms) by then
@@ -275,14 +277,17 @@ def measure(kills: int, store_load: bool, thread_floor: bool) -> tuple[dict[str,
     """One run; its figures (JSON keys without prefix) and its failure, if any."""
     with tempfile.TemporaryDirectory(prefix="gatewayd-bench-") as tmp:
         bench: Bench | None = None
-        # Started before the daemon: as a subreaper it takes later children of this process for orphans.
         floor = subprocess.Popen([sys.executable, "-I", "-S", "-c", FLOOR_WAITER], stdin=subprocess.PIPE,
                                  stdout=subprocess.PIPE, text=True, bufsize=1)
+        # A helper of this process: the daemon, a subreaper, would otherwise take a child of its
+        # process started within 10 ms of a gateway (create time's resolution) for an orphan of it.
+        HELPER_PIDS.add(floor.pid)
         try:
             bench = asyncio.run(run(kills, store_load, floor, thread_floor, Path(tmp)))
         finally:
             floor.kill()  # it may still wait on a pid that never exited
             floor.wait()
+            HELPER_PIDS.discard(floor.pid)
             left = leftovers(bench.pids) if bench else 0
             gc.collect()  # late asyncio complaints still reach the daemon's log file...
             logs.setup(None, console=False)  # ...which is closed before its directory goes

@@ -124,9 +124,10 @@ async def one_run(n: int, root: Path) -> dict[str, float]:
 
 
 async def spread_check(root: Path) -> int:
-    """50 interrupted jobs at 10/min: count cron.run per minute of the plan (journal's due times)."""
-    from supervisor.core.recovery import spread
-    out = spread([0] * 50, 10)
+    """50 interrupted jobs at 10/min, all due at once: recovery sends one retry per send gap; count
+    the most cron.run that land in any minute."""
+    from supervisor.core.recovery import send_gap_ms
+    out = [i * send_gap_ms(10) for i in range(50)]
     return max(sum(1 for t in out if w <= t < w + 60_000) for w in out)
 
 
