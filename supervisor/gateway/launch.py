@@ -7,6 +7,7 @@ JSON5 config, its `.env`, gatewayd's token file). Nothing here starts a process 
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import secrets
@@ -17,9 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import json5
+
 from supervisor.config import GatewaySettings
 from supervisor.errors import LaunchError
-from supervisor.gateway import json5
 from supervisor.gateway.capabilities import Capabilities, for_version, parse_version
 
 DEFAULT_PORT = 18789
@@ -140,7 +142,7 @@ def read_version(settings: GatewaySettings, prefix: list[str], entry: Path | Non
     if entry is not None:
         pkg = entry.parent / "package.json"
         try:
-            data = json5.loads(pkg.read_text())
+            data = json.loads(pkg.read_text())  # npm's package.json is JSON (143 KB in 2026.9.6)
             if isinstance(data, dict) and isinstance(data.get("version"), str):
                 return str(data["version"])
         except (OSError, ValueError):
@@ -184,12 +186,47 @@ def _substitute(value: Any, environ: Mapping[str, str]) -> str | None:
     return None if missing or not out else out
 
 
+_JSON5_ERROR = re.compile(r"<string>:(\d+) Unexpected (.*) at column (\d+)", re.S)
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def parse_json5(text: str) -> Any:
+    """The value of a JSON5 document (the gateway's config), read by the `json5` package.
+
+    Two fixes over the package: an escaped UTF-16 surrogate pair (`"\\ud83e\\udd9e"`) becomes one
+    character, as in the gateway's own reader (the package keeps two lone surrogates); and every
+    failure is a ValueError with a one-line message, also a document nested too deeply for the
+    package's recursive parser (about 50 levels; a real config has about 10).
+    """
+    try:
+        value = json5.loads(text)
+    except RecursionError:
+        raise ValueError("nested too deeply to read") from None
+    except ValueError as exc:
+        msg = str(exc)
+        if m := _JSON5_ERROR.fullmatch(msg):
+            msg = f"line {m.group(1)} column {m.group(3)}: unexpected {m.group(2)}"
+        raise ValueError("".join(c if c.isprintable() else repr(c)[1:-1] for c in msg)) from None
+    return _join_surrogates(value) if "\\u" in text else value
+
+
+def _join_surrogates(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass") \
+            if _SURROGATE.search(value) else value
+    if isinstance(value, list):
+        return [_join_surrogates(v) for v in value]
+    if isinstance(value, dict):
+        return {_join_surrogates(k): _join_surrogates(v) for k, v in value.items()}
+    return value
+
+
 def read_gateway_config(path: Path, environ: Mapping[str, str],
                         dotenv: Mapping[str, str] | None = None) -> GatewayFileConfig:
     """`dotenv`: the gateway's .env, which its own environment includes: it also resolves a `${VAR}`
     in `hooks.token` (a secret to redact; over-resolving one is harmless)."""
     try:
-        doc = json5.loads(path.read_text(encoding="utf-8"))
+        doc = parse_json5(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return GatewayFileConfig(path=path, found=False)
     except (OSError, ValueError) as exc:
