@@ -171,7 +171,7 @@ class Daemon:
 
     def request_stop(self) -> None:
         if self.stop_requested.is_set():
-            log.warning("second stop request: forcing the gateway down now")
+            log.warning("second_stop_request")
             self.force_stop.set()
         self.stop_requested.set()
 
@@ -193,7 +193,7 @@ class Daemon:
                 loop.add_signal_handler(sig, self.request_stop)
             loop.add_signal_handler(signal.SIGHUP, lambda: None)  # a closed terminal must not kill the gateway
         if become_subreaper():
-            log.debug("child subreaper: orphans of the gateway's tree come back to gatewayd")
+            log.debug("child_subreaper")
         self.output = logs.OutputFile(self.cfg.state_dir / "logs" / "gateway.log", self.cfg.logs.max_bytes,
                                      self.cfg.logs.backups)
         try:
@@ -202,7 +202,7 @@ class Daemon:
             except StoreUnavailable as exc:
                 # Locked, full, or an I/O error: keep the file, supervise anyway, retry on each write.
                 self.store_error = str(exc)
-                log.error("store unavailable at start; supervising without it until it comes back", error=str(exc))
+                log.error("store_unavailable_at_start", error=str(exc))
             except StoreTooNew as exc:
                 # A downgrade must not take the user's agents down: under KeepAlive/Restart=always an
                 # exit here is a restart loop in which the gateway never starts. Supervise without
@@ -214,7 +214,7 @@ class Daemon:
             await self._settle_previous_boots()
             self.control = ControlServer(socket_path(self.cfg.state_dir), control_handlers(self))
             await self.control.start()
-            log.info("gatewayd started", pid=os.getpid(), state_dir=str(self.cfg.state_dir))
+            log.info("gatewayd_started", pid=os.getpid(), state_dir=str(self.cfg.state_dir))
             await self._supervise()
             return 0
         finally:
@@ -227,12 +227,12 @@ class Daemon:
                     loop.remove_signal_handler(sig)
             with contextlib.suppress(StoreError):
                 await self.store.close()
-            log.info("gatewayd stopped")
+            log.info("gatewayd_stopped")
 
     async def _set_state(self, target: SupervisionState, message: str | None = None) -> None:
         if target is not self.state:
             self.state = transition(self.state, target)
-            log.info("supervision state", state=str(target), message=message)
+            log.info("supervision_state", state=str(target), message=message)
         await self._record(self.records.state(str(target), self.tracker.crash_loop, self.tracker.consecutive,
                                               message))
 
@@ -242,12 +242,12 @@ class Daemon:
             result = await coro
         except StoreError as exc:
             if self.store_error is None:
-                log.error("store write failed; supervision goes on", error=str(exc))
+                log.error("store_write_failed", error=str(exc))
             if not isinstance(exc, StoreTooNew):  # its message at start says what to do; keep it
                 self.store_error = str(exc)
             return None
         if self.store_error is not None:
-            log.warning("store writes work again", was=self.store_error)
+            log.warning("store_writes_resumed", was=self.store_error)
             self.store_error = None
         return result
 
@@ -256,7 +256,7 @@ class Daemon:
         try:
             rows = await self.records.unfinished()
         except StoreError as exc:
-            log.error("cannot read previous boots", error=str(exc))
+            log.error("previous_boots_unreadable", error=str(exc))
             return
         for i, row in enumerate(rows):
             pid, ctime = row.get("pid"), row.get("create_time")
@@ -266,7 +266,7 @@ class Daemon:
                 # would interrupt every run in flight, the very thing gatewayd exists to prevent.
                 assert isinstance(pid, int) and isinstance(ctime, float)
                 self._adopt = (int(row["id"]), (pid, ctime))
-                log.info("found the gateway of a previous gatewayd alive: adopting it", boot=row["id"], pid=pid)
+                log.info("previous_gateway_alive", boot=row["id"], pid=pid)
                 continue
             if alive:  # an older one still alive: never two gateways
                 await self._stop_stale(pid)  # type: ignore[arg-type]
@@ -275,7 +275,7 @@ class Daemon:
             else:
                 end = BootEnd(None, str(ExitKind.VANISHED), "ended while gatewayd was down", True, {})
             await self._record(self.records.ended(int(row["id"]), end))
-            log.warning("previous boot had no recorded end", boot=row["id"], pid=pid, alive=alive,
+            log.warning("previous_boot_unended", boot=row["id"], pid=pid, alive=alive,
                         exit_kind=end.exit_kind)
 
     async def _salvage_left_running(self, spec: LaunchSpec) -> None:
@@ -286,18 +286,18 @@ class Daemon:
         try:
             runs = await asyncio.to_thread(jobstore.left_running, spec.cron_store)
         except jobstore.JobStoreError as exc:
-            log.error("cannot read the gateway's jobs file; runs it left running are not recovered", error=str(exc))
+            log.error("jobs_file_unreadable", error=str(exc))
             return
         if not runs:
             return
         result = await self._record(self.inflight.record_unseen(runs.values()))
         if result is None:
-            log.error("cannot record the runs the gateway's jobs file shows; its next start clears them",
+            log.error("jobs_file_runs_not_recorded",
                       runs=[list(k) for k in runs])
             return
         added = result[1]
         # `unseen`: the runs no snapshot had recorded, now obligations of the boot they started in.
-        (log.warning if added else log.info)("the dead gateway's jobs file shows runs left running",
+        (log.warning if added else log.info)("jobs_file_runs_left_running",
                                              runs=[list(k) for k in runs],
                                              unseen=[[*r.key, boot] for boot, r in added])
 
@@ -321,7 +321,7 @@ class Daemon:
             try:
                 spec = launch.build(self.cfg.gateway, self.cfg.state_dir, self.environ)
             except LaunchError as exc:
-                log.error("cannot launch the gateway", error=str(exc))
+                log.error("launch_failed", error=str(exc))
                 await self._set_state(SupervisionState.CONFIG_ERROR, str(exc))
                 await self._wait_stop(LAUNCH_RETRY_S)
                 continue
@@ -331,7 +331,7 @@ class Daemon:
             owners = [] if adopt else port_owners(spec.port)
             if owners:
                 msg = f"port {spec.port} is held by {owners[0].describe()}; not ours, not touched"
-                log.error("port conflict", port=spec.port, owners=[o.describe() for o in owners])
+                log.error("port_conflict", port=spec.port, owners=[o.describe() for o in owners])
                 await self._set_state(SupervisionState.CONFLICT, msg)
                 await self._wait_stop(self.cfg.restart.conflict_retry_s)
                 continue
@@ -348,7 +348,7 @@ class Daemon:
             tail = self.output.last_lines(8) if self.output else []
             await self._set_state(SupervisionState.CONFIG_ERROR,
                                   f"exit 78: fix {spec.config_path}; retrying when it changes")
-            log.error("gateway refused its config (exit 78); waiting for the config file to change",
+            log.error("config_refused",
                       config=str(spec.config_path), last_lines=tail)
             await self._wait_config_change(spec.config_path)
         elif decision.step is NextStep.WAIT_PORT_FREE:
@@ -385,7 +385,7 @@ class Daemon:
         await self._set_state(SupervisionState.STARTING)
         if adopt is not None and child.adopt(adopt[1]):
             boot, pid = adopt[0], adopt[1][0]
-            log.info("gateway adopted", boot=boot, pid=pid, port=spec.port,
+            log.info("gateway_adopted", boot=boot, pid=pid, port=spec.port,
                      note="its output still reaches gateway.log through its own relay process")
         else:
             if adopt is not None:
@@ -396,7 +396,7 @@ class Daemon:
             try:
                 pid = await child.spawn()
             except LaunchError as exc:
-                log.error("spawn failed", error=str(exc))
+                log.error("spawn_failed", error=str(exc))
                 c = classify(ExitFacts(Intent.NONE, 127))
                 return self.tracker.on_exit(c, self.clock.monotonic(), self.rand())
             assert child.key is not None
@@ -408,7 +408,7 @@ class Daemon:
                 child.close_gate()  # cancelled, or a fault: nothing starts that no one would supervise
                 raise
             child.open_gate()  # recorded (or the store is failing: the gateway starts all the same)
-            log.info("gateway spawned", boot=boot, pid=pid, port=spec.port, version=spec.capabilities.version,
+            log.info("gateway_spawned", boot=boot, pid=pid, port=spec.port, version=spec.capabilities.version,
                      argv=list(spec.argv))
         spawned_at = self.clock.monotonic()
         self.bus.publish(BootStarted(boot, pid, spawned_at))
@@ -436,7 +436,7 @@ class Daemon:
                 if exit_task not in done and restart_task in done and stop_task not in done:
                     intent = Intent.RESTART
                     safe, timeout_s = self.restart_args
-                    log.info("planned restart", pid=pid, safe=safe, timeout_s=timeout_s)
+                    log.info("planned_restart", pid=pid, safe=safe, timeout_s=timeout_s)
                     await self._record(self.records.event("planned-restart", boot,
                                                           {"safe": safe, "timeout_s": timeout_s}))
                     if safe:  # the gateway drains its work within the budget, then stops
@@ -447,21 +447,21 @@ class Daemon:
                     if stop_task in done:
                         intent = Intent.STOP
                         await self._set_state(SupervisionState.STOPPING)
-                        log.info("stopping the gateway", pid=pid, budget_s=self.cfg.stop_budget_s)
+                        log.info("stopping_gateway", pid=pid, budget_s=self.cfg.stop_budget_s)
                         await child.stop(self.cfg.stop_budget_s, self.force_stop)
                     else:
                         verdict = probe_task.result()
                         intent = Intent.HANG_KILL if verdict is Verdict.HANG else Intent.BOOT_TIMEOUT
                         diagnostics = child.diagnostics()
                         await self._set_state(SupervisionState.KILLING, str(verdict))
-                        log.error("gateway unresponsive: killing its process group", verdict=str(verdict), pid=pid,
+                        log.error("gateway_unresponsive", verdict=str(verdict), pid=pid,
                                   **diagnostics)
                         child.kill_tree()
         finally:
             self.restart_requested.clear()
             if not child.exited and intent is Intent.NONE:
                 # Only reached through an exception in this block: never leave a gateway unsupervised.
-                log.error("supervision failed mid-boot; killing the gateway rather than orphaning it", pid=pid)
+                log.error("supervision_failed_mid_boot", pid=pid)
                 child.kill_tree()
             info = await child.wait()
             await probe.close()
@@ -489,7 +489,7 @@ class Daemon:
         await self._record(self.records.ended(watch.boot, BootEnd(returncode, str(c.kind), c.detail,
                                                                   c.needs_recovery, diagnostics)))
         self.bus.publish(BootEnded(watch.boot, child.pid, str(c.kind), returncode, exited_at, c.needs_recovery))
-        log.warning("gateway exited", boot=watch.boot, pid=child.pid, returncode=returncode, exit_kind=str(c.kind),
+        log.warning("gateway_exited", boot=watch.boot, pid=child.pid, returncode=returncode, exit_kind=str(c.kind),
                     detail=c.detail, counts_as_crash=c.counts_as_crash, needs_recovery=c.needs_recovery,
                     next=str(decision.step), delay_s=round(decision.delay_s, 3), crash_loop=decision.crash_loop,
                     consecutive_crashes=decision.consecutive_crashes, was_ready=watch.ready)
@@ -505,7 +505,7 @@ class Daemon:
             outcome = await probe.check(booting=not watch.ready)
             now, wall = self.clock.monotonic(), self.clock.wall()
             if (wall - last_wall) - (now - last_mono) > SLEEP_JUMP_S:
-                log.warning("clock jump: the machine slept; probe failures reset",
+                log.warning("clock_jump",
                             jump_s=round((wall - last_wall) - (now - last_mono), 1))
                 machine.slept(now)
             last_mono, last_wall = now, wall
@@ -513,7 +513,7 @@ class Daemon:
             progress = watch.child.progress()
             verdict = machine.observe(outcome, now, progress)
             if outcome is not ProbeOutcome.OK and watch.ready:
-                log.debug("probe failed", outcome=str(outcome), progress=progress, timeouts=machine.timeouts,
+                log.debug("probe_failed", outcome=str(outcome), progress=progress, timeouts=machine.timeouts,
                           phase=str(machine.phase), verdict=str(verdict))
             if verdict is Verdict.BECAME_READY:
                 await self._became_ready(watch, spec)
@@ -533,7 +533,7 @@ class Daemon:
                                                            spec.capabilities.version))
             if boot:
                 watch.boot = boot
-                log.info("boot recorded late (the store was failing when it began)", boot=boot,
+                log.info("boot_recorded_late", boot=boot,
                          pid=watch.child.pid)
 
     async def _became_ready(self, watch: BootWatch, spec: LaunchSpec) -> None:
@@ -551,10 +551,10 @@ class Daemon:
         owners = port_owners(spec.port)
         ours = {watch.child.pid, *watch.child.descendants}
         if owners and not all(o.pid in ours for o in owners if o.pid is not None):
-            log.error("launch contract broken: the port's listener is not the gateway gatewayd started",
+            log.error("launch_contract_broken",
                       port=spec.port, owners=[o.describe() for o in owners], child=watch.child.pid)
         await self._set_state(SupervisionState.RUNNING)
-        log.info("gateway ready", boot=watch.boot, pid=watch.child.pid,
+        log.info("gateway_ready", boot=watch.boot, pid=watch.child.pid,
                  after_s=round(self.clock.monotonic() - watch.machine.booted_at, 2))
         self.bus.publish(GatewayReady(watch.boot, watch.child.pid, spec.capabilities.version,
                                       watch.gateway_boot_id, self.clock.monotonic()))
@@ -576,7 +576,7 @@ class Daemon:
                     watch.shutdown_announced = True
                     watch.restart_expected = watch.restart_expected or expected_ms is not None
                     watch.machine.shutdown_announced(self.clock.monotonic(), expected_ms)
-                    log.info("gateway announced shutdown", reason=payload.get("reason"),
+                    log.info("gateway_announced_shutdown", reason=payload.get("reason"),
                              restart_expected_ms=expected_ms)
                     self.bus.publish(ShutdownAnnounced(watch.boot, expected_ms))
 
@@ -585,7 +585,7 @@ class Daemon:
                 hello = await rpc.connect()
                 delay = 0.5
                 watch.gateway_boot_id = hello.boot_id
-                log.info("rpc monitor connected", boot=watch.boot, protocol=hello.protocol,
+                log.info("rpc_monitor_connected", boot=watch.boot, protocol=hello.protocol,
                          server_version=hello.server_version, gateway_boot_id=hello.boot_id,
                          methods=len(hello.methods))
                 caps = spec.capabilities.with_methods(hello.methods)
@@ -597,7 +597,7 @@ class Daemon:
                     watch.machine.shutdown_announced(self.clock.monotonic(), None)
             except GatewayError as exc:
                 if watch.ready:
-                    log.debug("rpc monitor: connection failed", error=str(exc))
+                    log.debug("rpc_monitor_connect_failed", error=str(exc))
             finally:
                 await rpc.close()
             await asyncio.sleep(delay)
@@ -627,7 +627,7 @@ class Daemon:
         while not rpc.closed.is_set():
             silent = time.monotonic() - rpc.last_frame_at
             if silent > limit_s:
-                log.warning("rpc monitor: no frame from the gateway for twice its tick interval; reconnecting",
+                log.warning("rpc_monitor_silent",
                             silent_s=round(silent, 1))
                 await rpc.close()
                 return
@@ -647,7 +647,7 @@ class Daemon:
             HELPER_PIDS.add(proc.pid)
             out, _ = await asyncio.wait_for(proc.communicate(), 60)
         except (OSError, TimeoutError) as exc:
-            log.warning("restart-handoff consume failed", error=str(exc))
+            log.warning("restart_handoff_failed", error=str(exc))
             return
         finally:
             if proc is not None:
@@ -663,7 +663,7 @@ class Daemon:
         except ValueError:
             data = {}
         status = data.get("status") if isinstance(data, dict) else None
-        log.info("restart handoff", pid=pid, status=status, reason=data.get("reason") if isinstance(data, dict)
+        log.info("restart_handoff", pid=pid, status=status, reason=data.get("reason") if isinstance(data, dict)
                  else None)
         await self._record(self.records.event("restart-handoff", boot, {"status": status}))
 

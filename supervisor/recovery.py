@@ -104,12 +104,12 @@ class Recovery:
                 iid = info.get("processInstanceId") if isinstance(info, dict) else None
                 self.instance_id = iid if isinstance(iid, str) else None
         await self._settle(rpc)
-        log.info("recovery: the gateway's own startup recovery has settled", boot=self.boot,
+        log.info("recovery_settled", boot=self.boot,
                  after_ready_ms=now_ms() - self.ready_at_ms)
         while not rpc.closed.is_set():
             obligations = await self.journal.open_obligations()
             if not obligations and not self._inflight:
-                log.info("recovery: nothing left to do", boot=self.boot)
+                log.info("recovery_done", boot=self.boot)
                 return
             now = now_ms()
             next_at = now + 60_000  # a rescan every minute, whatever the timers say
@@ -187,7 +187,7 @@ class Recovery:
         except GatewayUnavailable:
             raise  # the connection is gone: decided again on the next one, no notice sent into it
         except GatewayError as exc:  # unknown: the notice goes out, as before this check
-            log.warning("recovery: session history unreadable", session=ob["ref"], error=str(exc))
+            log.warning("recovery_history_unreadable", session=ob["ref"], error=str(exc))
             return False
 
     async def _turn_since(self, rpc: RpcClient, key: str, since_ms: int) -> bool:
@@ -262,7 +262,7 @@ class Recovery:
                 if action["state"] == "dispatched":
                     await self.journal.answered(key, "answered", {"observed": "a run started after dispatch"})
                 await self.journal.resolve(ob["id"], "done", f"retried (attempt {action['attempt']}), run observed")
-                log.info("recovery: retry observed", job=ob["ref"], name=ob["name"], attempt=action["attempt"])
+                log.info("recovery_retry_observed", job=ob["ref"], name=ob["name"], attempt=action["attempt"])
                 crashpoint("recorded")
                 return None
             if outcome is Retry.AWAIT:
@@ -270,14 +270,14 @@ class Recovery:
             if outcome is Retry.TRUSTED:
                 await self.journal.resolve(ob["id"], "done", f"retried (attempt {action['attempt']}), accepted;"
                                            " its run was not seen")
-                log.warning("recovery: retry accepted but its run not seen; trusting the gateway", job=ob["ref"],
+                log.warning("recovery_retry_trusted", job=ob["ref"],
                             name=ob["name"], attempt=action["attempt"])
                 return None
             why = "its run was cut before it was recorded" if outcome is Retry.CUT else "no run after dispatch"
             await self.journal.answered(key, "unconfirmed", {"observed": why})
             await self.journal.count_attempt(ob["id"], int(action["attempt"]))
             obligation = replace(obligation, attempt=max(obligation.attempt, int(action["attempt"])))
-            log.warning("recovery: a retry did not stand; deciding again", job=ob["ref"], reason=why,
+            log.warning("recovery_retry_did_not_stand", job=ob["ref"], reason=why,
                         attempt=action["attempt"])
         view = JobView(exists=job is not None, enabled=bool(job.get("enabled", True)) if job else False,
                        running_at_ms=running, run_starts_ms=all_starts, finished_ms=finished,
@@ -299,7 +299,7 @@ class Recovery:
             return d.until_ms
         if d.verb is Verb.ADOPT:
             await self.journal.resolve(ob["id"], "done", f"{d.reason} (run at {d.run_at_ms})")
-            log.info("recovery: run adopted as the retry", run_at_ms=d.run_at_ms, **fields)
+            log.info("recovery_run_adopted", run_at_ms=d.run_at_ms, **fields)
             return None
         if d.verb in (Verb.DONE, Verb.GIVE_UP):
             await self.journal.resolve(ob["id"], "done" if d.verb is Verb.DONE else "given-up", d.reason)
@@ -317,7 +317,7 @@ class Recovery:
         params: dict[str, Any] = {"id": ob["ref"], "mode": "force" if self.caps.legacy else "if-enabled"}
         if self.instance_id:
             params["expectedProcessInstanceId"] = self.instance_id
-        log.info("recovery: retrying an interrupted cron run", attempt=d.attempt, key=key, **fields)
+        log.info("recovery_retry_sent", attempt=d.attempt, key=key, **fields)
         if self.caps.cron_run_blocks:
             # 2.x answers only when the run ends: the retry is under way once sent; its answer is
             # recorded when it comes.
@@ -332,7 +332,7 @@ class Recovery:
             crashpoint("dispatched")
         except GatewayRpcError as exc:
             await self.journal.answered(key, "failed", {"code": exc.code, "error": str(exc)})
-            log.warning("recovery: retry refused", error=str(exc), **fields)
+            log.warning("recovery_retry_refused", error=str(exc), **fields)
             return now + int(self.policy.recheck_s * MS)
         finally:
             self._inflight.discard(key)
@@ -353,9 +353,9 @@ class Recovery:
             await self.journal.answered(key, "answered", answer)
             crashpoint("answered")
         except GatewayError as exc:
-            log.warning("recovery: no answer to a blocking retry (resolved by observation later)", error=str(exc))
+            log.warning("recovery_blocking_retry_unanswered", error=str(exc))
         except StoreError as exc:
-            log.error("recovery: answer not recorded", error=str(exc))
+            log.error("recovery_answer_not_recorded", error=str(exc))
         finally:
             self._inflight.discard(key)
 
@@ -373,7 +373,7 @@ class Recovery:
             return self.settled_at_ms
         if d.verb is SessionVerb.NOTHING:
             await self.journal.resolve(ob["id"], "done", d.reason)
-            log.info("recovery: session needs nothing", **fields)
+            log.info("recovery_session_needs_nothing", **fields)
             return None
         # A notice is done when a turn in the session is seen after it was sent (the gateway may
         # die between accepting it and running it). Unseen after the grace: sent again only if the
@@ -392,17 +392,17 @@ class Recovery:
                     await self.journal.answered(action["key"], "answered", {"observed": "a turn after dispatch"})
                 note = "" if outcome is Retry.STOOD else " (accepted; its turn was not seen)"
                 await self.journal.resolve(ob["id"], "done", f"restart notice sent as an agent turn{note}")
-                (log.info if outcome is Retry.STOOD else log.warning)("recovery: restart notice observed" if
+                (log.info if outcome is Retry.STOOD else log.warning)("recovery_notice_observed" if
                                                                        outcome is Retry.STOOD else
                                                                        "recovery: restart notice not seen; trusting"
                                                                        " the gateway", **fields)
                 crashpoint("recorded")
                 return None
             await self.journal.answered(action["key"], "unconfirmed", {"observed": "no turn after dispatch"})
-            log.warning("recovery: a restart notice was lost with its gateway", key=action["key"], **fields)
+            log.warning("recovery_notice_lost", key=action["key"], **fields)
         if sum(1 for a in previous if a["state"] == "unconfirmed") >= MAX_NOTICES:
             await self.journal.resolve(ob["id"], "given-up", f"restart notice lost {MAX_NOTICES} times")
-            log.error("recovery: restart notice given up", **fields)
+            log.error("recovery_notice_given_up", **fields)
             return None
         key = f"session-{ob['id']}-{len(previous)}"
         if not await self.journal.dispatched(key, ob["id"], "agent-turn", 1, self.boot, now_ms()):
@@ -416,11 +416,11 @@ class Recovery:
         except GatewayRpcError as exc:
             await self.journal.answered(key, "failed", {"code": exc.code, "error": str(exc)})
             await self.journal.resolve(ob["id"], "given-up", f"notice refused: {exc.code}")
-            log.warning("recovery: notice refused", error=str(exc), **fields)
+            log.warning("recovery_notice_refused", error=str(exc), **fields)
             return None
         finally:
             self._inflight.discard(key)
         await self.journal.answered(key, "answered", answer)
         crashpoint("answered")
-        log.info("recovery: restart notice sent", key=key, **fields)
+        log.info("recovery_notice_sent", key=key, **fields)
         return now_ms() + CONFIRM_POLL_MS  # done once its turn is seen

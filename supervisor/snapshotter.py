@@ -90,11 +90,11 @@ class Snapshotter:
         try:
             item = parse_started(payload)
         except GatewayProtocolError as exc:
-            log.warning("cron event not understood; the next poll reads the run", error=str(exc))
+            log.warning("cron_event_not_understood", error=str(exc))
             return
         if item is None:
             return
-        log.info("cron run started", job_id=item.job_id, running_at_ms=item.running_at_ms)
+        log.info("cron_run_started", job_id=item.job_id, running_at_ms=item.running_at_ms)
         if item.key not in self.state.runs:
             self.heard.setdefault(item.key, (item, time.monotonic()))
             self.heard_new.set()
@@ -114,7 +114,7 @@ class Snapshotter:
         try:
             state = await self.records.of_boot(self.boot)
         except StoreError as exc:
-            log.error("snapshot: cannot read the stored state; starting empty", error=str(exc))
+            log.error("snapshot_seed_failed", error=str(exc))
             return
         if self.legacy is not None:
             for key, item in state.sessions.items():
@@ -131,7 +131,7 @@ class Snapshotter:
         except GatewayUnavailable:
             raise
         except GatewayError as exc:
-            log.warning("snapshot: cannot tell whether a turn ended; kept in flight", run_id=run_id, error=str(exc))
+            log.warning("snapshot_turn_end_unknown", run_id=run_id, error=str(exc))
             return False  # a crash then gets it a notice
         return isinstance(answer, dict) and (isinstance(answer.get("endedAt"), int | float)
                                              or answer.get("status") in ("ok", "error"))
@@ -162,7 +162,7 @@ class Snapshotter:
         try:
             await self.record_heard()
         except StoreError as exc:
-            log.error("run heard of not recorded: store write failed", error=str(exc))
+            log.error("heard_run_not_recorded", error=str(exc))
 
     async def record_heard(self) -> Delta:
         """Write the runs heard of by events that the snapshot does not hold yet: no RPC, so a
@@ -181,9 +181,9 @@ class Snapshotter:
             except GatewayUnavailable:
                 return
             except GatewayError as exc:
-                log.error("snapshot failed: bad gateway answer", error=str(exc), error_type=type(exc).__name__)
+                log.error("snapshot_bad_answer", error=str(exc), error_type=type(exc).__name__)
             except StoreError as exc:
-                log.error("snapshot not recorded: store write failed", error=str(exc))
+                log.error("snapshot_not_recorded", error=str(exc))
             # A closed connection ends the wait too: the monitor reconnects at once, not a poll later.
             waits = [asyncio.ensure_future(self.poke.wait()), asyncio.ensure_future(rpc.closed.wait())]
             try:
@@ -245,7 +245,7 @@ class Snapshotter:
         try:
             marks = parse_left_behind(runs_payload)
         except GatewayProtocolError as exc:
-            log.warning("snapshot: cannot check runs cut by a restart in this answer", error=str(exc))
+            log.warning("snapshot_cut_check_unreadable", error=str(exc))
             return
         # A mark the gateway no longer shows never comes back: forgotten, so these stay small.
         self.checked &= marks.keys()
@@ -258,7 +258,7 @@ class Snapshotter:
             except StoreError as exc:
                 # Not taken for runs of this boot meanwhile: if one were, its repair would "end" it.
                 self.unsure = {item.key for item in new}
-                log.error("snapshot: cannot check runs cut by a restart; asked again next poll", error=str(exc))
+                log.error("snapshot_cut_check_failed", error=str(exc))
                 return
             self.checked.update(item.key for item in new)
             self._cut_found(cut, added)
@@ -267,7 +267,7 @@ class Snapshotter:
     def _cut_found(self, cut: set[RunKey], added: list[tuple[int, RunItem]]) -> None:
         self.cut |= cut
         if cut:  # `unseen`: those no snapshot had recorded, now obligations of the boot they started in
-            (log.warning if added else log.info)("runs cut by a restart", boot=self.boot, cut=sorted(map(list, cut)),
+            (log.warning if added else log.info)("runs_cut_by_restart", boot=self.boot, cut=sorted(map(list, cut)),
                                                  unseen=[[*r.key, boot] for boot, r in added])
 
     async def _commit(self, new: InFlight, source: str) -> Delta:
@@ -276,7 +276,7 @@ class Snapshotter:
             await self.records.apply(self.boot, delta)
             if self.on_delta is not None:
                 self.on_delta(delta)
-            log.info("in flight changed", boot=self.boot, source=source, sessions=sorted(new.sessions),
+            log.info("inflight_changed", boot=self.boot, source=source, sessions=sorted(new.sessions),
                      runs=len(new.runs), sessions_started=[s.key for s in delta.sessions_started],
                      sessions_ended=list(delta.sessions_ended),
                      runs_started=[list(r.key) for r in delta.runs_started],

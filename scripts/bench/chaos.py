@@ -211,7 +211,7 @@ class Chaos:
         self.g = Gatewayd(self.root, port, base)
         self.events = EventTail(self.g.log_file)
         self.g.start()
-        if not wait_for(lambda: self.events.count("rpc monitor connected") >= 1 or self.g.procs[-1].poll() is not None,
+        if not wait_for(lambda: self.events.count("rpc_monitor_connected") >= 1 or self.g.procs[-1].poll() is not None,
                         300, 0.2) or self.g.procs[-1].poll() is not None:
             raise RuntimeError(f"gatewayd never connected to the gateway; see {self.g.log_file} and {self.root}")
         # One finished turn per session first: the session's tag is then in every later request of
@@ -341,7 +341,7 @@ class Chaos:
     # ------------------------------------------------------------------------------------------ one cycle
     def gateway_pid(self) -> int:
         self.events.poll()
-        spawned, adopted = self.events.last.get("gateway spawned"), self.events.last.get("gateway adopted")
+        spawned, adopted = self.events.last.get("gateway_spawned"), self.events.last.get("gateway_adopted")
         latest = max((e for e in (spawned, adopted) if e), key=lambda e: str(e.get("timestamp", "")))
         return int(latest["pid"])
 
@@ -413,12 +413,12 @@ class Chaos:
         return " then ".join(kinds) + ("" if settled else " (NOT SETTLED)")
 
     def back(self) -> bool:
-        return self.events.count("rpc monitor connected") > self.ready_before
+        return self.events.count("rpc_monitor_connected") > self.ready_before
 
     def kill(self, during_recovery: bool) -> str:
         self.tally.kills += 1
-        self.ready_before = self.events.count("rpc monitor connected")
-        exits_before = self.events.count("gateway exited")
+        self.ready_before = self.events.count("rpc_monitor_connected")
+        exits_before = self.events.count("gateway_exited")
         r = self.rng.random()
         if during_recovery:
             r = 0.0 if r < 0.6 else 1.0  # kill -9 of the gateway or of gatewayd, no freeze
@@ -448,18 +448,18 @@ class Chaos:
                 self.tally.gateway_kill_times.append(time.time())
                 self.tally.gateway_killed_while_down += 1
                 what += " + kill -9 gateway while it is down"
-        adopted_before = self.events.count("gateway adopted")
+        adopted_before = self.events.count("gateway_adopted")
         self.g.start()
         if not also:
             # The gateway lives on: the new gatewayd must adopt that very process, not start another.
-            ok = wait_for(lambda: self.events.count("gateway adopted") > adopted_before, 60, 0.1)
-            if not ok or int(self.events.last["gateway adopted"]["pid"]) != gateway:
+            ok = wait_for(lambda: self.events.count("gateway_adopted") > adopted_before, 60, 0.1)
+            if not ok or int(self.events.last["gateway_adopted"]["pid"]) != gateway:
                 self.tally.adoption_failures += 1
         return what
 
     def expect_exits(self, before: int, expected: int) -> None:
         """A gateway exit nobody caused is an interruption the judge would not know of: count it."""
-        if wait_for(lambda: self.events.count("gateway exited") >= before + expected, 60, 0.05):
+        if wait_for(lambda: self.events.count("gateway_exited") >= before + expected, 60, 0.05):
             self.tally.gateway_exits_seen += expected
 
     def settle(self) -> bool:
@@ -562,7 +562,7 @@ def run_version(target: str, version: str, kills: int, seed: int, keep: bool) ->
     finally:
         chaos.stop()
     t = chaos.tally
-    unexpected = max(0, chaos.events.count("gateway exited") - t.gateway_exits_seen - t.gateway_killed_while_down)
+    unexpected = max(0, chaos.events.count("gateway_exited") - t.gateway_exits_seen - t.gateway_killed_while_down)
     result = {"kills": t.kills, "lost": v.lost, "doubled": v.doubled, "notified_pct": v.notified_pct,
               "woken_pct": v.woken_pct, "gatewayd_kills": t.gatewayd_kills, "gateway_kill9": t.gateway_kill9,
               "gateway_stops": t.gateway_stops, "gateway_killed_while_gatewayd_down": t.gateway_killed_while_down,

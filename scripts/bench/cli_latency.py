@@ -100,7 +100,7 @@ def live_run(n: int, root: Path, env: dict[str, str]) -> dict[str, float] | None
     root.mkdir()
     with gatewayd(root, fake_settings()) as g:
         g.start()
-        g.wait_event("gateway ready")
+        g.wait_event("gateway_ready")
         cmd = [*gatewayd_cmd(), "status", "--json", "-c", str(g.config_file)]
         runs, _, out = measure(n, cmd, env, {0})
         assert json.loads(out)["live"]["state"] == "running"

@@ -78,7 +78,7 @@ def measure(minutes: float, version: str) -> dict[str, object]:
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         log = root / "state" / "logs" / "gatewayd.log"
         deadline = time.monotonic() + READY_TIMEOUT_S
-        while '"gateway ready"' not in (log.read_text() if log.exists() else ""):
+        while '"gateway_ready"' not in (log.read_text() if log.exists() else ""):
             if proc.poll() is not None:
                 raise RuntimeError(f"gatewayd exited early ({proc.returncode})")
             if time.monotonic() > deadline:

@@ -84,7 +84,7 @@ class ControlServer:
             except ControlError as exc:
                 writer.write(error(rid, exc.code, str(exc)))
         except Exception as exc:
-            log.error("control request failed", error=str(exc), error_type=type(exc).__name__)
+            log.error("control_request_failed", error=str(exc), error_type=type(exc).__name__)
             with contextlib.suppress(Exception):
                 writer.write(error(rid, Code.FAILED, f"internal error: {type(exc).__name__}"))
         finally:

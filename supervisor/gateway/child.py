@@ -386,7 +386,7 @@ class GatewayChild:
             if forced is not None:
                 forced.cancel()
             if not waiter.done():
-                log.warning("gateway drain over budget, killing its process group", pid=self._pid,
+                log.warning("drain_over_budget", pid=self._pid,
                             budget_s=budget_s)
                 self.kill_tree()
             await waiter
@@ -398,7 +398,7 @@ class GatewayChild:
         left = self.leftovers()
         if left:
             # One by one through psutil (it checks identity): the group id may be free by now.
-            log.warning("killing leftovers of the gateway's tree", pids=[p.pid for p in left])
+            log.warning("killing_leftovers", pids=[p.pid for p in left])
             for p in left:
                 with contextlib.suppress(psutil.Error):
                     p.kill()

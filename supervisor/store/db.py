@@ -191,7 +191,7 @@ class Store:
                 src = Path(str(self.path) + suffix)
                 if src.exists():
                     os.replace(src, Path(str(aside) + suffix))
-            log.error("store is corrupt: moved aside, starting a fresh one", path=str(self.path),
+            log.error("store_corrupt_moved_aside", path=str(self.path),
                       moved_to=str(aside), error=str(exc))
             self._connect_and_check()
 
@@ -276,7 +276,7 @@ class Store:
             inode = None
         if self._conn is None or inode != self._inode:
             if self._conn is not None:
-                log.error("store file was deleted or replaced under the running daemon; re-creating it",
+                log.error("store_replaced",
                           path=str(self.path))
                 self._close_sync()
                 # The -wal and -shm next to the path belong to the old file (SQLite keeps them when

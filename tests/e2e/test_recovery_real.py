@@ -85,8 +85,8 @@ def test_kill9_mid_run_retries_once_and_resumes_the_session_once(tmp_path: Path,
     t0 = time.time()
     try:
         g.start()
-        g.wait_event("gateway ready", timeout=240)
-        g.wait_event("rpc monitor connected", timeout=60)
+        g.wait_event("gateway_ready", timeout=240)
+        g.wait_event("rpc_monitor_connected", timeout=60)
         set_model_delay(20)
         job_id = asyncio.run(start_work(sb, mark))
         wait_until(lambda: asked(log, f"CRON-{mark}") and asked(log, f"MAIN-{mark}"), 90,
@@ -97,14 +97,14 @@ def test_kill9_mid_run_retries_once_and_resumes_the_session_once(tmp_path: Path,
         set_model_delay(1)
         os.kill(g.spawned_pids()[-1], signal.SIGKILL)
         killed_at = time.time()
-        g.wait_event("gateway ready", count=2, timeout=240)
+        g.wait_event("gateway_ready", count=2, timeout=240)
         if version == "2026.2.26":
             # The dead gateway's jobs file, read before the next one started, shows the run the
             # snapshot recorded (its mark 1 ms before `cron.list`'s key, measured): nothing unseen,
             # nothing added twice.
             snapped = [r["running_at_ms"] for r in store_rows(
                 g, f"SELECT * FROM inflight_runs WHERE job_id = '{job_id}' AND boot_id = 1")]
-            read = g.wait_event("the dead gateway's jobs file shows runs left running")
+            read = g.wait_event("jobs_file_runs_left_running")
             marks = [at for job, at in read["runs"] if job == job_id]
             assert len(snapped) == 1 and len(marks) == 1 and 0 <= snapped[0] - marks[0] < 1000, (snapped, marks)
             assert read["unseen"] == []
@@ -114,7 +114,7 @@ def test_kill9_mid_run_retries_once_and_resumes_the_session_once(tmp_path: Path,
             # run of the new boot, and nothing unseen.
             snapped = [[r["job_id"], r["running_at_ms"]] for r in store_rows(
                 g, f"SELECT * FROM inflight_runs WHERE job_id = '{job_id}' AND boot_id = 1")]
-            cut = g.wait_event("runs cut by a restart", timeout=60)
+            cut = g.wait_event("runs_cut_by_restart", timeout=60)
             assert snapped == [k for k in cut["cut"] if k[0] == job_id] and cut["unseen"] == [], (snapped, cut)
 
         # The cron run: exactly one retry reaches the model, recorded as attempt 2.
@@ -136,7 +136,7 @@ def test_kill9_mid_run_retries_once_and_resumes_the_session_once(tmp_path: Path,
         if version == "2026.9.6":
             assert session[0]["resolution"] == "resumed by the gateway itself"
             wait_until(lambda: len(asked(log, f"MAIN-{mark}", killed_at)) >= 1, 60, "the gateway's own resume")
-            assert g.named("recovery: restart notice sent") == []  # gatewayd added nothing
+            assert g.named("recovery_notice_sent") == []  # gatewayd added nothing
         else:
             assert session[0]["resolution"] == "restart notice sent as an agent turn"
             wait_until(lambda: asked(log, NOTICE, killed_at), 60, "gatewayd's notice at the model")
@@ -147,7 +147,7 @@ def test_kill9_mid_run_retries_once_and_resumes_the_session_once(tmp_path: Path,
         assert len(asked(log, f"CRON-{mark}")) == 2
         assert len(asked(log, NOTICE, killed_at)) <= 1
         assert not asked(log, f"CRON-{mark}", quiet_from)
-        assert not any(g.named("recovery: retrying an interrupted cron run")[1:])
+        assert not any(g.named("recovery_retry_sent")[1:])
         assert_no_secrets(g, sb)
     finally:
         set_model_delay(0.5)
@@ -166,14 +166,14 @@ def test_kill9_mid_oneshot_adds_no_run_to_the_gateways_own(tmp_path: Path, model
     mark = uuid.uuid4().hex[:8]
     try:
         g.start()
-        g.wait_event("gateway ready", timeout=240)
-        g.wait_event("rpc monitor connected", timeout=60)
+        g.wait_event("gateway_ready", timeout=240)
+        g.wait_event("rpc_monitor_connected", timeout=60)
         set_model_delay(20)
         job_id = asyncio.run(add_oneshot(sb, mark))
         wait_in_flight(g, log, job_id, f"ONESHOT-{mark}")
         set_model_delay(1)
         os.kill(g.spawned_pids()[-1], signal.SIGKILL)
-        g.wait_event("gateway ready", count=2, timeout=240)
+        g.wait_event("gateway_ready", count=2, timeout=240)
         ob = wait_until(lambda: store_rows(
             g, f"SELECT * FROM obligations WHERE kind = 'cron' AND ref = '{job_id}' AND state != 'open'"),
             300, "the one-shot obligation resolved")
@@ -200,8 +200,8 @@ def test_gatewayd_killed_mid_recovery_still_retries_exactly_once(tmp_path: Path,
     mark = uuid.uuid4().hex[:8]
     try:
         g.start({"GATEWAYD_CRASH_AT": step})
-        g.wait_event("gateway ready", timeout=240)
-        g.wait_event("rpc monitor connected", timeout=60)
+        g.wait_event("gateway_ready", timeout=240)
+        g.wait_event("rpc_monitor_connected", timeout=60)
         set_model_delay(15)
         job_id = asyncio.run(add_hourly(sb, mark))
         wait_in_flight(g, log, job_id, f"CRON-{mark}")
@@ -209,7 +209,7 @@ def test_gatewayd_killed_mid_recovery_still_retries_exactly_once(tmp_path: Path,
         os.kill(g.spawned_pids()[-1], signal.SIGKILL)
         assert g.procs[-1].wait(300) == 70  # died at the crash point
         g.start()
-        g.wait_event("gateway adopted", timeout=60)
+        g.wait_event("gateway_adopted", timeout=60)
         ob = wait_until(lambda: store_rows(
             g, f"SELECT * FROM obligations WHERE kind = 'cron' AND ref = '{job_id}' AND state != 'open'"),
             180, "the cron obligation resolved")
@@ -239,8 +239,8 @@ def test_gatewayd_killed_while_a_run_is_in_flight_adopts_the_gateway(tmp_path: P
         assert g.procs[-1].wait(60) == 70
         wait_until(lambda: g.alive_marked() == [], 30, "nothing left running")
         g.start()
-        g.wait_event("gateway ready", timeout=240)
-        g.wait_event("rpc monitor connected", timeout=60)
+        g.wait_event("gateway_ready", timeout=240)
+        g.wait_event("rpc_monitor_connected", timeout=60)
         gateway = g.spawned_pids()[-1]
         set_model_delay(10)
         job_id = asyncio.run(add_hourly(sb, mark))
@@ -248,14 +248,14 @@ def test_gatewayd_killed_while_a_run_is_in_flight_adopts_the_gateway(tmp_path: P
         g.procs[-1].kill()  # gatewayd dies mid-run
         g.procs[-1].wait()
         g.start()
-        adopted = g.wait_event("gateway adopted", timeout=60)
+        adopted = g.wait_event("gateway_adopted", timeout=60)
         assert adopted["pid"] == gateway
         wait_until(lambda: store_rows(
             g, f"SELECT 1 FROM inflight_runs WHERE job_id = '{job_id}' AND state = 'finished'"), 90, "the run finished")
         set_model_delay(0.5)
         time.sleep(10)  # the witness window: a retry would show here
         assert len(asked(log, f"CRON-{mark}")) == 1
-        assert g.spawned_pids() == [gateway] and g.named("gateway exited") == []
+        assert g.spawned_pids() == [gateway] and g.named("gateway_exited") == []
         assert store_rows(g, "SELECT * FROM obligations") == []  # nothing was interrupted
         # and its output still reaches gateway.log
         assert (g.state_dir / "logs" / "gateway.log").stat().st_size > 0

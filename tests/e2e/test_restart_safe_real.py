@@ -32,8 +32,8 @@ def test_safe_restart_during_a_slow_cron_run(tmp_path: Path, model: tuple[int, P
     mark = uuid.uuid4().hex[:8]
     try:
         g.start()
-        g.wait_event("gateway ready", timeout=240)
-        g.wait_event("rpc monitor connected", timeout=60)
+        g.wait_event("gateway_ready", timeout=240)
+        g.wait_event("rpc_monitor_connected", timeout=60)
         set_model_delay(15)
         job_id = asyncio.run(add_hourly(sb, mark))
         wait_in_flight(g, log, job_id, f"CRON-{mark}")
@@ -50,7 +50,7 @@ def test_safe_restart_during_a_slow_cron_run(tmp_path: Path, model: tuple[int, P
         if timeout is None:
             # It waited for the run to finish (about the model's 15 s), then restarted.
             assert time.monotonic() - t0 >= 5
-            exited = g.wait_event("gateway exited")
+            exited = g.wait_event("gateway_exited")
             assert exited["exit_kind"] == "planned-restart" and exited["returncode"] == 0
             wait_until(lambda: not store_rows(
                 g, f"SELECT 1 FROM obligations WHERE ref = '{job_id}' AND state = 'open'"), 120,
@@ -59,7 +59,7 @@ def test_safe_restart_during_a_slow_cron_run(tmp_path: Path, model: tuple[int, P
             assert len(asked(log, f"CRON-{mark}")) == 1
             assert store_rows(g, "SELECT * FROM actions") == []  # nothing sent
         else:
-            exited = g.wait_event("gateway exited")
+            exited = g.wait_event("gateway_exited")
             assert exited["exit_kind"] == "planned-restart" and exited["returncode"] == -9
             wait_until(lambda: len(asked(log, f"CRON-{mark}")) >= 2, 180, "the retry at the model")
             ob = wait_until(lambda: store_rows(

@@ -50,8 +50,8 @@ def test_in_flight_work_is_snapshotted_and_survives_both_kills(tmp_path: Path, m
     mark = uuid.uuid4().hex[:8]
     try:
         g.start()
-        g.wait_event("gateway ready", timeout=240)
-        g.wait_event("rpc monitor connected", timeout=60)
+        g.wait_event("gateway_ready", timeout=240)
+        g.wait_event("rpc_monitor_connected", timeout=60)
         set_model_delay(20)
         job_id = asyncio.run(start_work(sb, mark))
 
@@ -70,7 +70,7 @@ def test_in_flight_work_is_snapshotted_and_survives_both_kills(tmp_path: Path, m
 
         gateway_pid = g.spawned_pids()[-1]
         os.kill(gateway_pid, signal.SIGKILL)
-        g.wait_event("gateway exited")
+        g.wait_event("gateway_exited")
         run = [r for r in rows(g, "inflight_runs") if r["job_id"] == job_id]
         main = [s for s in rows(g, "inflight_sessions") if s["key"] == "agent:main:main"]
         assert [r["state"] for r in run] == ["interrupted"]
@@ -80,14 +80,14 @@ def test_in_flight_work_is_snapshotted_and_survives_both_kills(tmp_path: Path, m
         # row above, not two): a run killed before any poll is recorded from it. 2026.2.x's event
         # time is not the polls' key (its timer marks due jobs running at one instant, then starts
         # them one by one): its runs are left to the polls.
-        heard = [e["running_at_ms"] for e in g.named("cron run started") if e["job_id"] == job_id]
+        heard = [e["running_at_ms"] for e in g.named("cron_run_started") if e["job_id"] == job_id]
         assert heard == ([run[0]["running_at_ms"]] if version == "2026.9.6" else [])
 
         g.procs[-1].kill()  # gatewayd too
         g.procs[-1].wait()
         before = (rows(g, "inflight_runs"), rows(g, "inflight_sessions"))
         g.start()
-        g.wait_event("gateway ready", count=2, timeout=240)
+        g.wait_event("gateway_ready", count=2, timeout=240)
         after_runs = {(r["job_id"], r["running_at_ms"]): r["state"] for r in rows(g, "inflight_runs")}
         for r in before[0]:
             assert after_runs[(r["job_id"], r["running_at_ms"])] == r["state"]

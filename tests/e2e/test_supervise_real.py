@@ -25,7 +25,7 @@ def stop_and_check_nothing_left(g: Gatewayd) -> None:
     proc = g.procs[-1]
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(180) == 0
-    ended = g.named("gateway exited")[-1]
+    ended = g.named("gateway_exited")[-1]
     assert ended["exit_kind"] == "clean-stop", ended
     wait_until(lambda: not g.alive_marked(), 30, "every process of the gateway's tree gone")
     assert port_owners(g.port) == []
@@ -49,37 +49,37 @@ def test_current_gateway_crash_hang_own_restart_and_stop(tmp_path: Path, model: 
     g, _sb = real_gatewayd(tmp_path, "2026.9.6", model[0])
     try:
         g.start()
-        g.wait_event("gateway ready", timeout=BOOT_S)
+        g.wait_event("gateway_ready", timeout=BOOT_S)
         first = assert_port_owned_by_spawned_pid(g)
         assert startupz(g.port)["status"] == "started"
 
         os.kill(first, signal.SIGKILL)  # a crash
-        crash = g.wait_event("gateway exited")
+        crash = g.wait_event("gateway_exited")
         assert crash["exit_kind"] == "crash" and crash["delay_s"] == 0.0
-        g.wait_event("gateway ready", count=2, timeout=BOOT_S)
+        g.wait_event("gateway_ready", count=2, timeout=BOOT_S)
         second = assert_port_owned_by_spawned_pid(g)
         assert second != first and not psutil.pid_exists(first)
         assert startupz(g.port)["status"] == "started"
 
         os.kill(second, signal.SIGSTOP)  # a hang: the process lives, nothing answers
-        hang = g.wait_event("gateway unresponsive: killing its process group", timeout=60)
+        hang = g.wait_event("gateway_unresponsive", timeout=60)
         assert hang["verdict"] == "hang"
-        assert g.wait_event("gateway exited", count=2)["exit_kind"] == "hang-kill"
-        g.wait_event("gateway ready", count=3, timeout=BOOT_S)
+        assert g.wait_event("gateway_exited", count=2)["exit_kind"] == "hang-kill"
+        g.wait_event("gateway_ready", count=3, timeout=BOOT_S)
         third = assert_port_owned_by_spawned_pid(g)
 
         # The gateway's own restart (SIGUSR2 on 2026.9.x) under OPENCLAW_SUPERVISOR_MODE=external:
         # it hands off and exits 0; gatewayd restarts it at once and counts no crash.
-        g.wait_event("rpc monitor connected", timeout=60, where=lambda e: e["boot"] == 3)
+        g.wait_event("rpc_monitor_connected", timeout=60, where=lambda e: e["boot"] == 3)
         os.kill(third, signal.SIGUSR2)
-        own = g.wait_event("gateway exited", count=3, timeout=120)
+        own = g.wait_event("gateway_exited", count=3, timeout=120)
         assert own["exit_kind"] == "restart-requested" and own["counts_as_crash"] is False, own
         assert own["delay_s"] == 0.0
-        g.wait_event("gateway ready", count=4, timeout=BOOT_S)
+        g.wait_event("gateway_ready", count=4, timeout=BOOT_S)
         assert_port_owned_by_spawned_pid(g)
 
         stop_and_check_nothing_left(g)
-        kinds = [e["exit_kind"] for e in g.named("gateway exited")]
+        kinds = [e["exit_kind"] for e in g.named("gateway_exited")]
         assert kinds == ["crash", "hang-kill", "restart-requested", "clean-stop"]
     finally:
         g.cleanup()
@@ -89,7 +89,7 @@ def test_legacy_gateway_crash_and_stop(tmp_path: Path, model: tuple[int, Path]) 
     g, _sb = real_gatewayd(tmp_path, "2026.2.26", model[0])
     try:
         g.start()
-        ready = g.wait_event("gateway ready", timeout=BOOT_S)
+        ready = g.wait_event("gateway_ready", timeout=BOOT_S)
         first = assert_port_owned_by_spawned_pid(g)
         # No HTTP probes on this version: readiness came from the WebSocket handshake + health.
         html = httpx.get(f"http://127.0.0.1:{g.port}/startupz", timeout=5)
@@ -97,10 +97,10 @@ def test_legacy_gateway_crash_and_stop(tmp_path: Path, model: tuple[int, Path]) 
         assert ready["pid"] == first
 
         os.kill(first, signal.SIGKILL)
-        crash = g.wait_event("gateway exited")
+        crash = g.wait_event("gateway_exited")
         # One process (no wrapper): the exit is the gateway's own SIGKILL, not a wrapper's exit 1.
         assert crash["exit_kind"] == "crash" and crash["returncode"] == -9
-        g.wait_event("gateway ready", count=2, timeout=BOOT_S)
+        g.wait_event("gateway_ready", count=2, timeout=BOOT_S)
         assert_port_owned_by_spawned_pid(g)
         stop_and_check_nothing_left(g)
     finally:

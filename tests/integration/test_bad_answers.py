@@ -782,7 +782,7 @@ async def assert_kept_last_good(r: Run, error_type: str, cycles: int = 2) -> Non
     the loop went on (another good cycle after the bad one)."""
     errors = r.errors
     assert len(errors) == 1, r.logs
-    assert errors[0]["event"] == "snapshot failed: bad gateway answer"
+    assert errors[0]["event"] == "snapshot_bad_answer"
     assert errors[0]["error_type"] == error_type, errors[0]
     assert errors[0]["error"]
     assert r.snap.cycles == cycles
@@ -1192,7 +1192,7 @@ async def test_regression_a_run_killed_before_any_poll_is_recorded_from_its_star
 
     r = await run_snapshotter(script, store, boot)
     assert (await r.rows())["runs"] == [("j1", RUN_AT, "running")]
-    [changed] = [e for e in r.logs if e["event"] == "in flight changed"]
+    [changed] = [e for e in r.logs if e["event"] == "inflight_changed"]
     assert changed["runs_started"] == [["j1", RUN_AT]]
     stored = (await InflightRecords(store).of_boot(boot)).runs[("j1", RUN_AT)]
     assert stored == r.snap.state.runs[("j1", RUN_AT)]
@@ -1280,7 +1280,7 @@ async def test_a_started_event_is_recorded_while_the_polls_go_unanswered(store: 
             assert list((await InflightRecords(store).of_boot(boot)).runs) == [("j1", RUN_AT)]
             await rpc.close()
             await asyncio.wait_for(task, 5)
-    [changed] = [e for e in logs if e["event"] == "in flight changed"]
+    [changed] = [e for e in logs if e["event"] == "inflight_changed"]
     assert changed["source"] == "cron event"
 
 
@@ -1363,7 +1363,7 @@ async def test_a_bad_history_answer_is_logged_and_the_notice_goes_out(answer: An
         await rpc.connect()
         with capture_logs() as logs, contextlib.suppress(GatewayUnavailable):
             await asyncio.wait_for(recovery.run(rpc), 5)
-    assert [e["event"] for e in logs if "history" in e["event"]] == ["recovery: session history unreadable"]
+    assert [e["event"] for e in logs if "history" in e["event"]] == ["recovery_history_unreadable"]
     [ob] = await journal.open_obligations()
     assert [a["state"] for a in await journal.actions_for(ob["id"])] == ["answered"]
 

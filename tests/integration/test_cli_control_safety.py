@@ -53,7 +53,7 @@ def cli(g: Gatewayd, *args: str, timeout: float = 60) -> subprocess.CompletedPro
 def test_nan_inf_and_out_of_range_drain_budgets_are_refused(tmp_path: Path) -> None:
     with gatewayd(tmp_path, fake_settings()) as g:
         g.start()
-        g.wait_event("gateway ready")
+        g.wait_event("gateway_ready")
         path = paths.client_socket_path(g.state_dir)
         for value in ("NaN", "Infinity", "-Infinity", "1e9", "0", "true", "1e400"):
             answer = raw(path, b'{"command": "restart", "args": {"timeout_s": %s}}\n' % value.encode())
@@ -65,7 +65,7 @@ def test_nan_inf_and_out_of_range_drain_budgets_are_refused(tmp_path: Path) -> N
             assert len(lines) == 1 and "--timeout" in lines[0], out.stderr
         status = raw(path, b'{"command": "status"}\n')["data"]
         assert isinstance(status, dict) and status["restart_pending"] is False  # none of them started a restart
-        assert g.named("gateway exited") == [] and len(g.spawned_pids()) == 1
+        assert g.named("gateway_exited") == [] and len(g.spawned_pids()) == 1
         assert cli(g, "stop").returncode == 0
 
 
@@ -81,7 +81,7 @@ def stopped(pid: int) -> Iterator[None]:
 def test_a_daemon_with_a_full_backlog_is_reported_busy_not_a_traceback(tmp_path: Path) -> None:
     with gatewayd(tmp_path, fake_settings()) as g:
         g.start()
-        g.wait_event("gateway ready")
+        g.wait_event("gateway_ready")
         path = paths.client_socket_path(g.state_dir)
         fillers: list[socket.socket] = []
         try:
@@ -139,7 +139,7 @@ def test_a_pre_created_tmp_folder_of_another_user_does_not_stop_the_daemon(tmp_p
     try:
         with long_state_gatewayd(tmp_path, env={"XDG_RUNTIME_DIR": ""}) as g:
             g.start()
-            g.wait_event("gateway ready")
+            g.wait_event("gateway_ready")
             path = paths.client_socket_path(g.state_dir)
             assert path.parent != squatted and path.parent.name.startswith("gatewayd-")
             st = os.lstat(path.parent)
@@ -159,7 +159,7 @@ def test_a_private_xdg_runtime_dir_is_preferred(tmp_path: Path) -> None:
     try:
         with long_state_gatewayd(tmp_path, env={"XDG_RUNTIME_DIR": str(runtime)}) as g:
             g.start()
-            g.wait_event("gateway ready")
+            g.wait_event("gateway_ready")
             path = paths.recorded_path(g.state_dir)
             assert path is not None and path.parent == runtime and path.exists()
             # a client without XDG_RUNTIME_DIR in its environment finds it through the record

@@ -33,8 +33,8 @@ def test_ctrl_c_with_the_output_pipe_gone_still_stops_gatewayd_and_the_gateway(t
         script = subprocess.Popen([sys.executable, "-c", RUNNER, str(REPO), str(g.config_file)], env=g.env,
                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
         try:
-            g.wait_event("gateway ready")
-            daemon_pid = int(g.wait_event("gatewayd started")["pid"])
+            g.wait_event("gateway_ready")
+            daemon_pid = int(g.wait_event("gatewayd_started")["pid"])
             gateway_pid = g.spawned_pids()[0]
             daemon = psutil.Process(daemon_pid)
             assert script.stdout is not None and script.stderr is not None
@@ -48,7 +48,7 @@ def test_ctrl_c_with_the_output_pipe_gone_still_stops_gatewayd_and_the_gateway(t
             assert not psutil.pid_exists(gateway_pid) or psutil.Process(gateway_pid).status() == psutil.STATUS_ZOMBIE
             assert g.alive_marked() == []
             assert script.returncode == 0  # gatewayd's own exit code: a clean stop
-            ended = g.wait_event("gateway exited")
+            ended = g.wait_event("gateway_exited")
             assert ended["exit_kind"] == "clean-stop"
         finally:
             if script.poll() is None:

@@ -45,7 +45,7 @@ def cli(g: Gatewayd, *args: str, timeout: float = 60) -> subprocess.CompletedPro
 def test_socket_is_private_and_answers_status(tmp_path: Path) -> None:
     with gatewayd(tmp_path, fake_settings()) as g:
         g.start()
-        g.wait_event("gateway ready")
+        g.wait_event("gateway_ready")
         path = socket_path(g.state_dir)
         assert stat.S_IMODE(path.stat().st_mode) == 0o600
         assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
@@ -70,7 +70,7 @@ def test_socket_is_private_and_answers_status(tmp_path: Path) -> None:
 def test_bad_requests_get_a_clear_error(tmp_path: Path, payload: bytes, code: int, fragment: str) -> None:
     with gatewayd(tmp_path, fake_settings()) as g:
         g.start()
-        g.wait_event("gateway ready")
+        g.wait_event("gateway_ready")
         answer = raw(socket_path(g.state_dir), payload)
         assert answer["status"] == "error" and answer["code"] == code and fragment in answer["error"]
         # the daemon is unharmed
@@ -81,7 +81,7 @@ def test_bad_requests_get_a_clear_error(tmp_path: Path, payload: bytes, code: in
 def test_a_silent_client_never_blocks_the_daemon(tmp_path: Path) -> None:
     with gatewayd(tmp_path, fake_settings()) as g:
         g.start()
-        g.wait_event("gateway ready")
+        g.wait_event("gateway_ready")
         path = socket_path(g.state_dir)
         silent = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         silent.connect(str(path))  # connects and says nothing
@@ -109,7 +109,7 @@ def _refuse_another_user(root: Path) -> None:
         g.state_dir.mkdir(mode=0o755)
         g.state_dir.chmod(0o755)
         g.start()
-        g.wait_event("gateway ready")
+        g.wait_event("gateway_ready")
         path = socket_path(g.state_dir)
         os.chmod(path, 0o666)  # even if the file mode let it in, the peer check refuses it
         os.chmod(path.parent, 0o755)
@@ -134,7 +134,7 @@ def _refuse_another_user(root: Path) -> None:
 def test_stop_stays_stopped_and_start_brings_it_back(tmp_path: Path) -> None:
     with gatewayd(tmp_path, fake_settings()) as g:
         assert cli(g, "start").returncode == 0
-        g.wait_event("gateway ready")
+        g.wait_event("gateway_ready")
         first_gateway = g.spawned_pids()[0]
         out = cli(g, "stop")
         assert out.returncode == 0 and "stopped" in out.stdout
@@ -143,7 +143,7 @@ def test_stop_stays_stopped_and_start_brings_it_back(tmp_path: Path) -> None:
         assert down.returncode == 4 and json.loads(down.stdout)["supervision"]["state"] == "stopped"
         assert cli(g, "stop").returncode == 7  # not running: a clear error, not a hang
         assert cli(g, "start").returncode == 0
-        g.wait_event("gateway ready", count=2)
+        g.wait_event("gateway_ready", count=2)
         assert g.spawned_pids()[-1] != first_gateway
         assert cli(g, "stop").returncode == 0
         assert g.alive_marked() == []
@@ -153,13 +153,13 @@ def test_stop_stays_stopped_and_start_brings_it_back(tmp_path: Path) -> None:
 def test_restart_replaces_the_gateway_and_reports_the_pid_change(tmp_path: Path, mode: str) -> None:
     with gatewayd(tmp_path, fake_settings(FAKE_GW_DRAIN_SECONDS="1.5")) as g:
         g.start()
-        g.wait_event("gateway ready")
+        g.wait_event("gateway_ready")
         old = g.spawned_pids()[0]
         out = cli(g, "restart", mode, "--json")
         assert out.returncode == 0, out.stderr
         outcome = json.loads(out.stdout)
         assert outcome["old_pid"] == old and outcome["new_pid"] == g.spawned_pids()[-1] != old
-        ended = g.wait_event("gateway exited")
+        ended = g.wait_event("gateway_exited")
         assert ended["exit_kind"] == "planned-restart" and ended["counts_as_crash"] is False
         assert ended["returncode"] == (0 if mode == "--safe" else -9)  # drained, or killed at once
         assert cli(g, "stop").returncode == 0
@@ -168,12 +168,12 @@ def test_restart_replaces_the_gateway_and_reports_the_pid_change(tmp_path: Path,
 def test_a_second_restart_while_one_runs_is_refused(tmp_path: Path) -> None:
     with gatewayd(tmp_path, fake_settings(FAKE_GW_DRAIN_SECONDS="3")) as g:
         g.start()
-        g.wait_event("gateway ready")
+        g.wait_event("gateway_ready")
         path = socket_path(g.state_dir)
         assert raw(path, b'{"command": "restart", "args": {"safe": true}}\n')["status"] == "ok"
         second = raw(path, b'{"command": "restart", "args": {"safe": true}}\n')
         assert second["status"] == "error" and second["code"] == 4
-        g.wait_event("gateway ready", count=2)
+        g.wait_event("gateway_ready", count=2)
         assert cli(g, "stop").returncode == 0
 
 
@@ -186,7 +186,7 @@ def test_long_state_dir_with_spaces_still_gets_a_socket(tmp_path: Path) -> None:
                         "gateway": {**fake_settings()["gateway"], "port": g.port}})
         assert len(os.fsencode(deep / "run" / "control.sock")) > 104
         g.start()
-        g.wait_event("gateway ready")
+        g.wait_event("gateway_ready")
         assert raw(socket_path(deep), b'{"command": "ping"}\n')["status"] == "ok"
         assert cli(g, "status", "--json").returncode == 0
         assert cli(g, "stop").returncode == 0
@@ -197,19 +197,19 @@ def test_status_exit_codes_per_state(tmp_path: Path) -> None:
     (tmp_path / "healthy").mkdir()
     with gatewayd(tmp_path / "healthy", fake_settings()) as g:
         g.start()
-        g.wait_event("gateway ready")
+        g.wait_event("gateway_ready")
         assert cli(g, "status").returncode == 0
         g.procs[-1].kill()  # gatewayd dies without a stop: its last state is not "stopped"
         g.procs[-1].wait()
         assert cli(g, "status").returncode == 5
         g.start()
-        g.wait_event("gateway adopted")
+        g.wait_event("gateway_adopted")
         assert cli(g, "stop").returncode == 0
         assert cli(g, "status").returncode == 4
     (tmp_path / "degraded").mkdir()
     with gatewayd(tmp_path / "degraded", fake_settings(FAKE_GW_NEVER_READY="1")) as g:
         g.start()
-        g.wait_event("gateway spawned")
+        g.wait_event("gateway_spawned")
         assert cli(g, "status").returncode == 1  # starting, never ready
         assert cli(g, "stop").returncode == 0
     (tmp_path / "conflict").mkdir()
@@ -220,7 +220,7 @@ def test_status_exit_codes_per_state(tmp_path: Path) -> None:
         holder.listen()
         try:
             g.start()
-            g.wait_event("port conflict")
+            g.wait_event("port_conflict")
             assert cli(g, "status").returncode == 3
             assert cli(g, "stop").returncode == 0
         finally:

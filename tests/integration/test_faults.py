@@ -104,11 +104,11 @@ def test_gatewayd_killed_at_a_recovery_step_completes_every_action_once(tmp_path
         g.write_config_sections(world_settings(tmp_path, version, model_port, g.port))
         mark = uuid.uuid4().hex[:8]
         g.start({"GATEWAYD_CRASH_AT": step})
-        g.wait_event("rpc monitor connected")
+        g.wait_event("rpc_monitor_connected")
         delay.write_text("3\n")
         asyncio.run(add_hourly(g.port, version, mark))
         wait_until(lambda: asked(log, f"CRON-{mark}") == 1, 20, "the run at the model")
-        g.wait_event("in flight changed", where=lambda e: bool(e.get("runs_started")))
+        g.wait_event("inflight_changed", where=lambda e: bool(e.get("runs_started")))
         delay.write_text("0.2\n")
         os.kill(g.spawned_pids()[-1], signal.SIGKILL)
         assert g.procs[-1].wait(60) == CRASH_EXIT  # died at the step
@@ -128,15 +128,15 @@ def test_openclaw_replaced_by_another_version_is_seen_at_the_next_boot(tmp_path:
     wrapper.chmod(0o755)
     with gatewayd(tmp_path, {"gateway": {"openclaw": str(wrapper)}}) as g:
         g.start()
-        first = g.wait_event("gateway spawned")
+        first = g.wait_event("gateway_spawned")
         assert first["version"] == "2026.9.6"
-        g.wait_event("rpc monitor connected", where=lambda e: e["protocol"] == 4)
+        g.wait_event("rpc_monitor_connected", where=lambda e: e["protocol"] == 4)
         version_file.write_text("2026.2.26")
         os.kill(g.spawned_pids()[-1], signal.SIGKILL)
-        second = g.wait_event("gateway spawned", count=2)
+        second = g.wait_event("gateway_spawned", count=2)
         assert second["version"] == "2026.2.26"
-        g.wait_event("gateway ready", count=2)  # readiness over the WebSocket: the legacy probe
-        g.wait_event("rpc monitor connected", where=lambda e: e["protocol"] == 3)
+        g.wait_event("gateway_ready", count=2)  # readiness over the WebSocket: the legacy probe
+        g.wait_event("rpc_monitor_connected", where=lambda e: e["protocol"] == 3)
         g.procs[-1].send_signal(signal.SIGTERM)
         assert g.procs[-1].wait(30) == 0
 
@@ -151,18 +151,18 @@ def test_openclaw_binary_gone_is_a_clear_state_and_supervision_resumes_when_it_i
     wrapper.chmod(0o755)
     with gatewayd(tmp_path, {"gateway": {"openclaw": str(wrapper)}}) as g:
         g.start()
-        g.wait_event("gateway ready")
+        g.wait_event("gateway_ready")
         wrapper.unlink()
         os.kill(g.spawned_pids()[-1], signal.SIGKILL)
-        failed = g.wait_event("cannot launch the gateway")
+        failed = g.wait_event("launch_failed")
         assert str(wrapper) in failed["error"] and "not found" in failed["error"]
-        g.wait_event("supervision state", where=lambda e: e.get("state") == "config-error")
+        g.wait_event("supervision_state", where=lambda e: e.get("state") == "config-error")
         status = g.run_cli("status", "-c", str(g.config_file))
         assert "state:   config-error" in status.stdout and "gateway: not running" in status.stdout
-        assert len(g.named("gateway spawned")) == 1  # no respawn loop without a binary
+        assert len(g.named("gateway_spawned")) == 1  # no respawn loop without a binary
         wrapper.write_text(text)
         wrapper.chmod(0o755)
-        g.wait_event("gateway ready", count=2, timeout=90)
+        g.wait_event("gateway_ready", count=2, timeout=90)
         assert len(g.spawned_pids()) == 2
         g.procs[-1].send_signal(signal.SIGTERM)
         assert g.procs[-1].wait(30) == 0
@@ -176,7 +176,7 @@ def test_a_job_whose_policy_says_never_rerun_is_given_up_visibly_and_the_others_
         g.write_config_sections(world_settings(tmp_path, "2026.9.6", model_port, g.port))
         g.write_config_sections({"recovery": {"jobs": {f"hourly-{once}": {"max_attempts": 1}}}})
         g.start()
-        g.wait_event("rpc monitor connected")
+        g.wait_event("rpc_monitor_connected")
         delay.write_text("3\n")
         ids = {mark: asyncio.run(add_hourly(g.port, "2026.9.6", mark)) for mark in (once, twice)}
         wait_until(lambda: asked(log, f"CRON-{once}") == 1 and asked(log, f"CRON-{twice}") == 1, 20,
@@ -225,19 +225,19 @@ def test_regression_gatewayd_killed_mid_recovery_adopts_and_adds_no_notice_to_th
         g.write_config_sections(settings)
         mark = uuid.uuid4().hex[:8]
         g.start()
-        g.wait_event("rpc monitor connected")
+        g.wait_event("rpc_monitor_connected")
         delay.write_text("5\n")
         asyncio.run(start_turn(g.port, mark))
         wait_until(lambda: asked(log, f"MAIN-{mark}") == 1, 20, "the turn at the model")
-        g.wait_event("in flight changed", where=lambda e: "agent:main:main" in (e.get("sessions_started") or []))
+        g.wait_event("inflight_changed", where=lambda e: "agent:main:main" in (e.get("sessions_started") or []))
         delay.write_text("0.2\n")
         os.kill(g.spawned_pids()[-1], signal.SIGKILL)
-        g.wait_event("gateway ready", count=2)
+        g.wait_event("gateway_ready", count=2)
         g.procs[-1].kill()  # gatewayd dies before its recovery has looked at the session
         g.procs[-1].wait(10)
         wait_until(lambda: asked(log, f"MAIN-{mark}") == 2, 20, "the gateway's own resume")
         g.start()
-        g.wait_event("gateway adopted")
+        g.wait_event("gateway_adopted")
         session = wait_until(lambda: [o for o in obligations(g) if o["kind"] == "session"
                                       and o["ref"] == "agent:main:main" and o["state"] != "open"], 60,
                              "the session obligation resolved")
@@ -258,17 +258,17 @@ def test_a_notice_lost_with_its_gateway_is_sent_again_once(tmp_path: Path) -> No
         g.write_config_sections(settings)
         mark = uuid.uuid4().hex[:8]
         g.start()
-        g.wait_event("rpc monitor connected")
+        g.wait_event("rpc_monitor_connected")
         delay.write_text("5\n")
         asyncio.run(start_turn(g.port, mark, protocol=3))
         wait_until(lambda: asked(log, f"MAIN-{mark}") == 1, 20, "the turn at the model")
-        g.wait_event("in flight changed", where=lambda e: "agent:main:main" in (e.get("sessions_started") or []))
+        g.wait_event("inflight_changed", where=lambda e: "agent:main:main" in (e.get("sessions_started") or []))
         delay.write_text("0.2\n")
         os.kill(g.spawned_pids()[-1], signal.SIGKILL)
-        g.wait_event("recovery: restart notice sent")
+        g.wait_event("recovery_notice_sent")
         os.kill(g.spawned_pids()[-1], signal.SIGKILL)  # accepted, its turn not started: lost with it
-        g.wait_event("recovery: a restart notice was lost with its gateway", timeout=60)
-        g.wait_event("recovery: restart notice sent", count=2)
+        g.wait_event("recovery_notice_lost", timeout=60)
+        g.wait_event("recovery_notice_sent", count=2)
         wait_until(lambda: asked(log, "Gateway restarted") == 1, 30, "the notice at the model")
         session = wait_until(lambda: [o for o in obligations(g) if o["kind"] == "session"
                                       and o["ref"] == "agent:main:main" and o["state"] != "open"], 30,
@@ -292,28 +292,28 @@ def test_regression_a_turn_that_ended_while_gatewayd_was_down_gets_no_notice(tmp
         g.write_config_sections(world_settings(tmp_path, version, model_port, g.port))
         mark = uuid.uuid4().hex[:8]
         g.start()
-        g.wait_event("rpc monitor connected")
+        g.wait_event("rpc_monitor_connected")
         delay.write_text("1.5\n" if turn_ends_while_down else "8\n")
         asyncio.run(start_turn(g.port, mark, protocol=3 if version.startswith("2026.2") else 4))
         wait_until(lambda: asked(log, f"MAIN-{mark}") == 1, 20, "the turn at the model")
-        g.wait_event("in flight changed", where=lambda e: "agent:main:main" in (e.get("sessions_started") or []))
+        g.wait_event("inflight_changed", where=lambda e: "agent:main:main" in (e.get("sessions_started") or []))
         g.procs[-1].kill()
         g.procs[-1].wait(10)
         if turn_ends_while_down:
             time.sleep(2.5)  # the turn (1.5 s at the model) ends while no gatewayd watches
         delay.write_text("0.2\n")
         g.start()
-        g.wait_event("gateway adopted")
-        g.wait_event("rpc monitor connected", count=2)
+        g.wait_event("gateway_adopted")
+        g.wait_event("rpc_monitor_connected", count=2)
         if turn_ends_while_down:
-            g.wait_event("in flight changed", where=lambda e: "agent:main:main" in (e.get("sessions_ended") or []))
+            g.wait_event("inflight_changed", where=lambda e: "agent:main:main" in (e.get("sessions_ended") or []))
         else:
             time.sleep(1.0)  # a few snapshot periods: the running turn must stay in flight
         os.kill(g.spawned_pids()[-1], signal.SIGKILL)
         # (Once in CI, under load, the adopting gatewayd did not see this exit through its pidfd
         # and found it only by the listener's absence, 60 s later; not reproduced since.)
-        g.wait_event("gateway exited", timeout=90)
-        g.wait_event("rpc monitor connected", count=3, timeout=60)
+        g.wait_event("gateway_exited", timeout=90)
+        g.wait_event("rpc_monitor_connected", count=3, timeout=60)
         sessions = [o for o in obligations(g) if o["kind"] == "session" and o["ref"] == "agent:main:main"]
         if turn_ends_while_down:
             assert sessions == []
@@ -351,13 +351,13 @@ def test_regression_a_turn_that_ended_before_its_gateway_died_unwatched_gets_no_
         g.write_config_sections(world_settings(tmp_path, version, model_port, g.port))
         before, mark = uuid.uuid4().hex[:8], uuid.uuid4().hex[:8]
         g.start()
-        g.wait_event("rpc monitor connected")
+        g.wait_event("rpc_monitor_connected")
         asyncio.run(start_turn(g.port, before, protocol=3 if legacy else 4))
-        g.wait_event("in flight changed", where=lambda e: "agent:main:main" in (e.get("sessions_ended") or []))
+        g.wait_event("inflight_changed", where=lambda e: "agent:main:main" in (e.get("sessions_ended") or []))
         delay.write_text("1.5\n" if turn_ends else "60\n")
         asyncio.run(start_turn(g.port, mark, protocol=3 if legacy else 4))
         wait_until(lambda: asked(log, f"MAIN-{mark}") == 1, 20, "the turn at the model")
-        g.wait_event("in flight changed", count=2,
+        g.wait_event("inflight_changed", count=2,
                      where=lambda e: "agent:main:main" in (e.get("sessions_started") or []))
         gateway = g.spawned_pids()[-1]
         g.procs[-1].kill()
@@ -369,7 +369,7 @@ def test_regression_a_turn_that_ended_before_its_gateway_died_unwatched_gets_no_
                    10, "the gateway dead")
         delay.write_text("0.2\n")
         g.start()
-        g.wait_event("rpc monitor connected")
+        g.wait_event("rpc_monitor_connected")
         [ob] = wait_until(lambda: [o for o in obligations(g) if o["kind"] == "session" and o["state"] != "open"], 30,
                           "the session's obligation resolved")
         assert ob["ref"] == "agent:main:main" and ob["boot_id"] == 1, ob
@@ -398,7 +398,7 @@ def test_regression_a_run_that_starts_and_dies_while_gatewayd_is_down_is_retried
         g.write_config_sections(world_settings(tmp_path, version, model_port, g.port))
         mark = uuid.uuid4().hex[:8]
         g.start()
-        g.wait_event("rpc monitor connected")
+        g.wait_event("rpc_monitor_connected")
         gateway = g.spawned_pids()[-1]
         g.procs[-1].kill()
         g.procs[-1].wait(10)
@@ -411,10 +411,10 @@ def test_regression_a_run_that_starts_and_dies_while_gatewayd_is_down_is_retried
         delay.write_text("0.2\n")
         g.start()
         if version.startswith("2026.2"):
-            salvaged = g.wait_event("the dead gateway's jobs file shows runs left running")
+            salvaged = g.wait_event("jobs_file_runs_left_running")
             assert [[*r, 1] for r in salvaged["runs"]] == salvaged["unseen"]  # of boot 1, and no snapshot saw it
         else:
-            salvaged = g.wait_event("runs cut by a restart", where=lambda e: bool(e["unseen"]))
+            salvaged = g.wait_event("runs_cut_by_restart", where=lambda e: bool(e["unseen"]))
             assert salvaged["boot"] == 2 and [r[2] for r in salvaged["unseen"]] == [1]
         assert [r[0] for r in salvaged["unseen"]] == [ob_ref(g)]
         ob = retried_once(g, log, mark)

@@ -74,10 +74,10 @@ async def test_a_sleep_gap_resets_probe_failures_and_kills_nothing(tmp_path: Pat
             raise AssertionError(f"{event} {fields} not logged")
 
         os.kill(pid, signal.SIGSTOP)
-        await wait_logged("probe failed", outcome="timeout")  # a probe timed out while "asleep"
+        await wait_logged("probe_failed", outcome="timeout")  # a probe timed out while "asleep"
         clock.offset += 120.0
         os.kill(pid, signal.SIGCONT)
-        await wait_logged("clock jump: the machine slept; probe failures reset")
+        await wait_logged("clock_jump")
         await asyncio.sleep(2.0)  # the witness window: several probe periods after waking, same gateway
         assert ended == [] and d.current is not None and d.current.child.pid == pid
     finally:

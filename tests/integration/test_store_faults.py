@@ -29,20 +29,20 @@ def boots(g: Gatewayd) -> list[tuple[int, str | None]]:
 
 def crash_gateway_and_wait(g: Gatewayd, nth_ready: int) -> None:
     os.kill(g.spawned_pids()[-1], signal.SIGKILL)
-    g.wait_event("gateway ready", count=nth_ready)
+    g.wait_event("gateway_ready", count=nth_ready)
 
 
 def test_store_deleted_under_the_running_daemon_is_recreated_loudly(tmp_path: Path) -> None:
     with gatewayd(tmp_path, fake_settings()) as g:
         g.start()
-        g.wait_event("gateway ready")
+        g.wait_event("gateway_ready")
         for suffix in ("", "-wal", "-shm"):
             Path(str(g.state_dir / "store.sqlite") + suffix).unlink(missing_ok=True)
         crash_gateway_and_wait(g, 2)
-        g.wait_event("store file was deleted or replaced under the running daemon; re-creating it")
+        g.wait_event("store_replaced")
         assert (g.state_dir / "store.sqlite").exists()
         wait_until(lambda: boots(g), 10, "the new store's first boot row")
-        assert g.named("gatewayd stopped") == []
+        assert g.named("gatewayd_stopped") == []
         g.procs[-1].send_signal(signal.SIGTERM)
         assert g.procs[-1].wait(30) == 0
 
@@ -52,8 +52,8 @@ def test_corrupt_store_is_moved_aside_and_supervision_starts(tmp_path: Path) -> 
         g.state_dir.mkdir(parents=True)
         (g.state_dir / "store.sqlite").write_bytes(b"this is not a database" * 100)
         g.start()
-        g.wait_event("store is corrupt: moved aside, starting a fresh one")
-        g.wait_event("gateway ready")
+        g.wait_event("store_corrupt_moved_aside")
+        g.wait_event("gateway_ready")
         aside = list(g.state_dir.glob("store.sqlite.corrupt-*"))
         assert len(aside) == 1 and aside[0].read_bytes().startswith(b"this is not a database")
         g.procs[-1].send_signal(signal.SIGTERM)
@@ -63,7 +63,7 @@ def test_corrupt_store_is_moved_aside_and_supervision_starts(tmp_path: Path) -> 
 def test_store_locked_by_another_process_is_kept_and_writes_resume(tmp_path: Path) -> None:
     with gatewayd(tmp_path, fake_settings()) as g:
         g.start()
-        g.wait_event("gateway ready")
+        g.wait_event("gateway_ready")
         g.procs[-1].send_signal(signal.SIGTERM)
         assert g.procs[-1].wait(30) == 0
         locker = subprocess.Popen([sys.executable, "-c", (
@@ -74,8 +74,8 @@ def test_store_locked_by_another_process_is_kept_and_writes_resume(tmp_path: Pat
         try:
             assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
             g.start()
-            g.wait_event("store write failed; supervision goes on", timeout=60)
-            g.wait_event("gateway ready", count=2, timeout=60)  # supervised all the same
+            g.wait_event("store_write_failed", timeout=60)
+            g.wait_event("gateway_ready", count=2, timeout=60)  # supervised all the same
             live = json.loads(g.run_cli("status", "--json", "-c", str(g.config_file)).stdout)
             assert "locked" in (live["live"]["store_error"] or "")
         finally:
@@ -86,7 +86,7 @@ def test_store_locked_by_another_process_is_kept_and_writes_resume(tmp_path: Pat
             if locker.stdout is not None:
                 locker.stdout.close()
         crash_gateway_and_wait(g, 3)
-        g.wait_event("store writes work again", timeout=30)
+        g.wait_event("store_writes_resumed", timeout=30)
         assert len(boots(g)) >= 2  # what was recorded before the lock is all there
         g.procs[-1].send_signal(signal.SIGTERM)
         assert g.procs[-1].wait(30) == 0
@@ -99,7 +99,7 @@ def test_full_disk_keeps_supervising_and_writes_resume_when_space_returns(tmp_pa
         subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(g.state_dir)], check=True)
         try:
             g.start()
-            g.wait_event("gateway ready")
+            g.wait_event("gateway_ready")
             filler = g.state_dir / "filler"
             with open(filler, "wb") as fh:  # fill the disk to the last byte
                 try:
@@ -119,7 +119,7 @@ def test_full_disk_keeps_supervising_and_writes_resume_when_space_returns(tmp_pa
             before = boots(g)
             filler.unlink()
             os.kill(live["gateway"]["pid"], signal.SIGKILL)  # a write is due: the boot's end
-            g.wait_event("store writes work again", timeout=30)
+            g.wait_event("store_writes_resumed", timeout=30)
             # the boot that began on the full disk is recorded late, with its end, and the next one too
             wait_until(lambda: len(boots(g)) >= len(before) + 2 and boots(g)[len(before)][1] == "crash", 30,
                        "the late boot row and its end")

@@ -62,13 +62,13 @@ def stop_gatewayd(g: Gatewayd, sig: signal.Signals = signal.SIGTERM, timeout: fl
 def test_kill9_of_gateway_restarts_it_at_once(tmp_path: Path, version: str) -> None:
     with gatewayd(tmp_path, fake_settings(version)) as g:
         g.start()
-        g.wait_event("gateway ready")
+        g.wait_event("gateway_ready")
         first = g.spawned_pids()[0]
         os.kill(first, signal.SIGKILL)
-        ended = g.wait_event("gateway exited")
+        ended = g.wait_event("gateway_exited")
         assert ended["exit_kind"] == "crash" and ended["returncode"] == -9
         assert ended["delay_s"] == 0.0  # the first crash restarts at once
-        g.wait_event("gateway ready", count=2)
+        g.wait_event("gateway_ready", count=2)
         assert g.spawned_pids()[1] != first
         assert stop_gatewayd(g) == 0
         rows = boots(g)
@@ -81,14 +81,14 @@ def test_kill9_of_gateway_restarts_it_at_once(tmp_path: Path, version: str) -> N
 def test_sigstop_is_declared_a_hang_and_the_gateway_replaced(tmp_path: Path, version: str) -> None:
     with gatewayd(tmp_path, fake_settings(version)) as g:
         g.start()
-        g.wait_event("gateway ready")
+        g.wait_event("gateway_ready")
         first = g.spawned_pids()[0]
         os.kill(first, signal.SIGSTOP)
-        hang = g.wait_event("gateway unresponsive: killing its process group")
+        hang = g.wait_event("gateway_unresponsive")
         assert hang["verdict"] == "hang" and hang["status"] == "stopped"
-        ended = g.wait_event("gateway exited")
+        ended = g.wait_event("gateway_exited")
         assert ended["exit_kind"] == "hang-kill"
-        g.wait_event("gateway ready", count=2)
+        g.wait_event("gateway_ready", count=2)
         assert not psutil.pid_exists(first) or psutil.Process(first).status() == psutil.STATUS_ZOMBIE
         assert stop_gatewayd(g) == 0
         assert g.alive_marked() == []
@@ -99,14 +99,14 @@ def test_listener_closed_after_shutdown_announcement_is_not_a_hang(tmp_path: Pat
     # DESIGN: "a child that closes its listener for 12 s after a shutdown event must not be killed".
     with gatewayd(tmp_path, merge(fake_settings(), {"probes": {"refused_limit_s": 2.0}})) as g:
         g.start()
-        g.wait_event("gateway ready")
-        g.wait_event("rpc monitor connected")
+        g.wait_event("gateway_ready")
+        g.wait_event("rpc_monitor_connected")
         fake_call(g, "silence?seconds=12&expected_ms=3000")
-        g.wait_event("gateway announced shutdown")
+        g.wait_event("gateway_announced_shutdown")
         wait_until(lambda: not _port_open(g.port), 10, "the listener closed")
         wait_until(lambda: httpx.get(f"http://127.0.0.1:{g.port}/healthz", timeout=1).status_code == 200
                    if _port_open(g.port) else False, 20, "the gateway answering again")
-        assert g.named("gateway unresponsive: killing its process group") == []
+        assert g.named("gateway_unresponsive") == []
         assert len(g.spawned_pids()) == 1
         assert stop_gatewayd(g) == 0
 
@@ -123,15 +123,15 @@ def test_exit_78_waits_for_the_config_to_change_then_retries_once(tmp_path: Path
     gw_config.write_text('{"gateway": {"mode": "local"}}')
     with gatewayd(tmp_path, fake_settings(FAKE_GW_EXIT_AT_BOOT="78")) as g:
         g.start()
-        ended = g.wait_event("gateway exited")
+        ended = g.wait_event("gateway_exited")
         assert ended["exit_kind"] == "config-error" and ended["next"] == "wait-config-change"
-        waiting = g.wait_event("gateway refused its config (exit 78); waiting for the config file to change")
+        waiting = g.wait_event("config_refused")
         assert any("Invalid config" in line for line in waiting["last_lines"])
         st = g.run_cli("status", "-c", str(g.config_file), "--json")
         assert json.loads(st.stdout)["supervision"]["state"] == "config-error" and st.returncode == 3
         assert len(g.spawned_pids()) == 1  # no loop
         gw_config.write_text('{"gateway": {"mode": "local", "port": 1}}')
-        g.wait_event("gateway exited", count=2)
+        g.wait_event("gateway_exited", count=2)
         assert len(g.spawned_pids()) == 2
         assert stop_gatewayd(g) == 0
 
@@ -140,9 +140,9 @@ def test_gateway_ignoring_sigterm_is_killed_after_the_budget(tmp_path: Path) -> 
     settings = merge(fake_settings(FAKE_GW_IGNORE_TERM="1"), {"supervise": {"stop_budget_s": 1.0}})
     with gatewayd(tmp_path, settings) as g:
         g.start()
-        g.wait_event("gateway ready")
+        g.wait_event("gateway_ready")
         assert stop_gatewayd(g) == 0
-        ended = g.wait_event("gateway exited")
+        ended = g.wait_event("gateway_exited")
         assert ended["exit_kind"] == "stop-unclean" and ended["returncode"] == -9
         assert g.alive_marked() == []
 
@@ -151,7 +151,7 @@ def test_gateway_ignoring_sigterm_is_killed_after_the_budget(tmp_path: Path) -> 
 def test_stop_leaves_no_grandchild(tmp_path: Path, escape: bool) -> None:
     with gatewayd(tmp_path, fake_settings()) as g:
         g.start()
-        g.wait_event("gateway ready")
+        g.wait_event("gateway_ready")
         answer = fake_call(g, "grandchild?session=1" if escape else "grandchild")
         grandchild = int(answer.split()[-1])
         assert psutil.pid_exists(grandchild)
@@ -168,7 +168,7 @@ def test_gateway_environment_is_clean(tmp_path: Path) -> None:
               "OPENCLAW_SYSTEMD_UNIT": "openclaw-gateway.service", "NOTIFY_SOCKET": "/run/x"}
     with gatewayd(tmp_path, fake_settings(FAKE_GW_ENV_DUMP=str(dump)), env={**leaked, "KEEP_ME": "yes"}) as g:
         g.start()
-        g.wait_event("gateway ready")
+        g.wait_event("gateway_ready")
         env = json.loads(dump.read_text())
         for name in leaked:
             assert name not in env, name
@@ -186,7 +186,7 @@ def test_legacy_gateway_gets_the_service_marker_not_supervisor_mode(tmp_path: Pa
     dump = tmp_path / "env.json"
     with gatewayd(tmp_path, fake_settings("2026.2.26", FAKE_GW_ENV_DUMP=str(dump))) as g:
         g.start()
-        g.wait_event("gateway ready")
+        g.wait_event("gateway_ready")
         env = json.loads(dump.read_text())
         assert env["OPENCLAW_SERVICE_MARKER"] == "gatewayd"
         assert "OPENCLAW_SUPERVISOR_MODE" not in env
@@ -197,9 +197,9 @@ def test_tokens_never_reach_logs_or_status(tmp_path: Path) -> None:
     token = "tok-" + "s3cr3t" * 6
     with gatewayd(tmp_path, fake_settings(), env={"OPENCLAW_GATEWAY_TOKEN": token}) as g:
         g.start()
-        g.wait_event("gateway ready")
+        g.wait_event("gateway_ready")
         os.kill(g.spawned_pids()[0], signal.SIGKILL)
-        g.wait_event("gateway ready", count=2)
+        g.wait_event("gateway_ready", count=2)
         status = g.run_cli("status", "-c", str(g.config_file), "--json")
         assert stop_gatewayd(g) == 0
         gateway_log = (g.state_dir / "logs" / "gateway.log").read_text()
@@ -213,15 +213,15 @@ def test_tokens_never_reach_logs_or_status(tmp_path: Path) -> None:
 def test_requested_restart_respawns_at_once_without_counting_a_crash(tmp_path: Path) -> None:
     with gatewayd(tmp_path, fake_settings()) as g:
         g.start()
-        g.wait_event("gateway ready")
-        g.wait_event("rpc monitor connected")
+        g.wait_event("gateway_ready")
+        g.wait_event("rpc_monitor_connected")
         fake_call(g, "restart?expected_ms=1500")
-        ended = g.wait_event("gateway exited")
+        ended = g.wait_event("gateway_exited")
         assert ended["exit_kind"] == "restart-requested" and ended["counts_as_crash"] is False
         assert ended["delay_s"] == 0.0 and ended["consecutive_crashes"] == 0
-        handoff = g.wait_event("restart handoff")
+        handoff = g.wait_event("restart_handoff")
         assert handoff["status"] == "accepted"
-        g.wait_event("gateway ready", count=2)
+        g.wait_event("gateway_ready", count=2)
         assert stop_gatewayd(g) == 0
 
 
@@ -231,11 +231,11 @@ def test_crash_loop_is_a_visible_state_that_keeps_retrying(tmp_path: Path) -> No
                                     "crash_loop_crashes": 5}})
     with gatewayd(tmp_path, settings) as g:
         g.start()
-        fifth = g.wait_event("gateway exited", count=5)
+        fifth = g.wait_event("gateway_exited", count=5)
         assert fifth["crash_loop"] is True
-        g.wait_event("supervision state", where=lambda e: e["state"] == "crash-loop")
-        g.wait_event("gateway spawned", count=7)  # never a silent stop
-        for e in g.named("gateway exited")[:4]:
+        g.wait_event("supervision_state", where=lambda e: e["state"] == "crash-loop")
+        g.wait_event("gateway_spawned", count=7)  # never a silent stop
+        for e in g.named("gateway_exited")[:4]:
             assert e["crash_loop"] is False
         assert stop_gatewayd(g) == 0
         assert g.alive_marked() == []
@@ -251,9 +251,9 @@ def test_port_held_by_an_unrelated_program_is_a_conflict_and_is_not_killed(tmp_p
         try:
             assert holder.stdout is not None and holder.stdout.readline().strip() == b"ok"
             g.start()
-            conflict = g.wait_event("port conflict")
+            conflict = g.wait_event("port_conflict")
             assert str(holder.pid) in " ".join(conflict["owners"])
-            g.wait_event("supervision state", where=lambda e: e["state"] == "conflict")
+            g.wait_event("supervision_state", where=lambda e: e["state"] == "conflict")
             assert g.spawned_pids() == []
             assert holder.poll() is None
             assert stop_gatewayd(g) == 0
@@ -268,7 +268,7 @@ def test_port_held_by_an_unrelated_program_is_a_conflict_and_is_not_killed(tmp_p
 def test_single_instance_and_restart_after_kill9_of_gatewayd(tmp_path: Path) -> None:
     with gatewayd(tmp_path, fake_settings()) as g:
         first = g.start()
-        g.wait_event("gateway ready")
+        g.wait_event("gateway_ready")
         second = g.start()
         assert second.wait(30) == 3
         out = (tmp_path / "gatewayd-1.out").read_text().strip().splitlines()
@@ -277,16 +277,16 @@ def test_single_instance_and_restart_after_kill9_of_gatewayd(tmp_path: Path) -> 
         first.kill()
         first.wait()
         third = g.start()  # the lock died with its holder: starts at once
-        adopted = g.wait_event("gateway adopted")
+        adopted = g.wait_event("gateway_adopted")
         # Adopt, don't kill: the gateway left running keeps its pid and its work.
         assert adopted["pid"] == old_gateway and adopted["boot"] == 1
-        g.wait_event("gateway ready", count=2)
+        g.wait_event("gateway_ready", count=2)
         assert g.spawned_pids() == [old_gateway]
         os.kill(old_gateway, signal.SIGKILL)  # its exit is seen (pidfd), though it is not our child
-        ended = g.wait_event("gateway exited")
+        ended = g.wait_event("gateway_exited")
         assert ended["pid"] == old_gateway and ended["counts_as_crash"] is True
-        g.wait_event("gateway spawned", count=2)
-        g.wait_event("gateway ready", count=3)
+        g.wait_event("gateway_spawned", count=2)
+        g.wait_event("gateway_ready", count=3)
         third.send_signal(signal.SIGTERM)
         assert third.wait(30) == 0
         assert g.alive_marked() == []
@@ -303,8 +303,8 @@ def test_gatewayd_killed_between_spawn_and_record_leaves_no_gateway_behind(tmp_p
         wait_until(lambda: g.alive_marked() == [], 30, "the gated gateway and its relay gone")
         assert boots(g) == []
         second = g.start()
-        g.wait_event("gateway ready")
-        assert g.named("gateway adopted") == [] and len(g.spawned_pids()) == 1
+        g.wait_event("gateway_ready")
+        assert g.named("gateway_adopted") == [] and len(g.spawned_pids()) == 1
         assert [b["pid"] for b in boots(g)] == g.spawned_pids()
         second.send_signal(signal.SIGTERM)
         assert second.wait(30) == 0
@@ -318,7 +318,7 @@ def test_the_gateway_is_spawned_without_a_shell(tmp_path: Path) -> None:
     else that coercion would not happen)."""
     with gatewayd(tmp_path, fake_settings(LC_CTYPE="C", LC_ALL="")) as g:
         daemon = g.start()
-        g.wait_event("gateway ready")
+        g.wait_event("gateway_ready")
         gateway = psutil.Process(g.spawned_pids()[0])
         assert gateway.ppid() == daemon.pid
         assert gateway.cmdline()[:2] == [sys.executable, str(FAKE_GATEWAY)]
@@ -335,7 +335,7 @@ def test_stale_pid_in_lock_file_is_neither_obeyed_nor_killed(tmp_path: Path) -> 
             g.state_dir.mkdir(parents=True)
             (g.state_dir / "gatewayd.lock").write_text(f"{bystander.pid}\n")
             g.start()
-            g.wait_event("gateway ready")
+            g.wait_event("gateway_ready")
             assert stop_gatewayd(g) == 0
             assert bystander.poll() is None
     finally:
@@ -346,7 +346,7 @@ def test_stale_pid_in_lock_file_is_neither_obeyed_nor_killed(tmp_path: Path) -> 
 def test_status_while_daemon_is_down_is_marked_stale(tmp_path: Path) -> None:
     with gatewayd(tmp_path, fake_settings()) as g:
         g.start()
-        g.wait_event("gateway ready")
+        g.wait_event("gateway_ready")
         live = g.run_cli("status", "-c", str(g.config_file), "--json")
         assert live.returncode == 0
         data = json.loads(live.stdout)
@@ -376,14 +376,14 @@ def test_regression_grandchild_started_just_before_a_crash_is_reaped(tmp_path: P
     comes back to gatewayd and is killed; the exit itself is seen at once."""
     with gatewayd(tmp_path, merge(fake_settings(), {"probes": {"refused_limit_s": 60.0}})) as g:
         g.start()
-        g.wait_event("gateway ready")
+        g.wait_event("gateway_ready")
         grandchild = int(fake_call(g, "grandchild?session=1").split()[-1])
         wait_until(lambda: grandchild in {c.pid for c in psutil.Process(g.spawned_pids()[0]).children()}, 5,
                    "the grandchild")
         os.kill(g.spawned_pids()[0], signal.SIGKILL)
-        ended = g.wait_event("gateway exited", timeout=10)
+        ended = g.wait_event("gateway_exited", timeout=10)
         assert ended["exit_kind"] == "crash" and ended["returncode"] == -9
-        g.wait_event("gateway ready", count=2)
+        g.wait_event("gateway_ready", count=2)
         assert stop_gatewayd(g) == 0
         assert g.alive_marked() == []
 
@@ -397,15 +397,15 @@ def test_grandchild_holding_the_port_after_a_crash_is_killed_and_the_gateway_res
     conflict state, no waiting."""
     with gatewayd(tmp_path, fake_settings()) as g:
         g.start()
-        g.wait_event("gateway ready")
+        g.wait_event("gateway_ready")
         holder = int(fake_call(g, "grandchild?port=1" + ("&session=1" if escape else "")).split()[-1])
         assert any(c.laddr.port == g.port and c.status == psutil.CONN_LISTEN
                    for c in psutil.Process(holder).net_connections())
         os.kill(g.spawned_pids()[0], signal.SIGKILL)
-        ended = g.wait_event("gateway exited", timeout=10)
+        ended = g.wait_event("gateway_exited", timeout=10)
         assert ended["exit_kind"] == "crash"
-        g.wait_event("gateway ready", count=2, timeout=30)
+        g.wait_event("gateway_ready", count=2, timeout=30)
         assert not psutil.pid_exists(holder) or psutil.Process(holder).status() == psutil.STATUS_ZOMBIE
-        assert [e for e in g.named("supervision state") if e.get("state") == "conflict"] == []
+        assert [e for e in g.named("supervision_state") if e.get("state") == "conflict"] == []
         assert stop_gatewayd(g) == 0
         assert g.alive_marked() == []

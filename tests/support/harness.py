@@ -162,7 +162,7 @@ class Gatewayd:
         return result
 
     def spawned_pids(self) -> list[int]:
-        return [int(e["pid"]) for e in self.named("gateway spawned")]
+        return [int(e["pid"]) for e in self.named("gateway_spawned")]
 
     def alive_marked(self) -> list[psutil.Process]:
         gatewayd_pids = {p.pid for p in self.procs}
