@@ -13,12 +13,10 @@ paths print the same and exit the same.
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 import sys
 import time
-import types
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,12 +50,8 @@ def exit_code(exc: GatewaydError) -> int:
 
 
 def read_status(state_dir: Path) -> dict[str, Any]:
-    import sqlite3
-
     from supervisor.instance import holder_pid
-    from supervisor.store.db import open_readonly, row_dicts
-    from supervisor.store.inflight import read_current
-    from supervisor.store.journal import read_history as journal_history
+    from supervisor.store.views import status_rows
 
     path = state_dir / "store.sqlite"
     running = holder_pid(state_dir / "gatewayd.lock")
@@ -65,19 +59,9 @@ def read_status(state_dir: Path) -> dict[str, Any]:
     if not path.exists():
         out["supervision"] = {"state": "never-started"}
         return out
-    try:
-        conn = open_readonly(path)
-        try:
-            daemon = row_dicts(conn.execute("SELECT * FROM daemon WHERE id = 1"))
-            boots = row_dicts(conn.execute("SELECT * FROM boots ORDER BY id DESC LIMIT 1"))
-            day = conn.execute("SELECT COUNT(*) FROM boots WHERE started_at > ?", (time.time() - 86400,)).fetchone()[0]
-            inflight = read_current(conn)
-            recovery = journal_history(conn, 200)
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(f"{path}: {exc}") from exc
-    d = daemon[0] if daemon else {}
+    rows = status_rows(path)
+    d, day, inflight, recovery = rows["daemon"], rows["boots_24h"], rows["inflight"], rows["recovery"]
+    boots = [rows["last_boot"]] if rows["last_boot"] else []
     out["supervision"] = {
         "state": d.get("state", "unknown"),
         "crash_loop": bool(d.get("crash_loop")),
@@ -190,25 +174,12 @@ def status_code(st: dict[str, Any]) -> int:
 
 
 def read_history(state_dir: Path, since: float | None) -> list[dict[str, Any]]:
-    import sqlite3
-
-    from supervisor.store.db import open_readonly, row_dicts
-    from supervisor.store.journal import read_history as journal_history
+    from supervisor.store.views import history_rows
 
     path = state_dir / "store.sqlite"
     if not path.exists():
         return []
-    try:
-        conn = open_readonly(path)
-        try:
-            boots = row_dicts(conn.execute(
-                "SELECT id, pid, version, started_at, ready_at, ended_at, exit_code, exit_kind, detail, needs_recovery"
-                " FROM boots WHERE started_at >= ? ORDER BY id", (since or 0,)))
-            obligations = journal_history(conn, 10_000)
-        finally:
-            conn.close()
-    except sqlite3.DatabaseError as exc:
-        raise StoreError(f"{path}: {exc}") from exc
+    boots, obligations = history_rows(path, since)
     by_boot: dict[int, list[dict[str, Any]]] = {}
     for ob in obligations:
         by_boot.setdefault(ob["boot_id"], []).append(ob)
@@ -262,29 +233,10 @@ def parse_plain_status(argv: list[str]) -> dict[str, Any] | None:
     return out
 
 
-class _Deferred(types.ModuleType):
-    """Stands in for a module nobody has used yet: the first attribute asked of it imports the
-    real module (which then replaces this one in sys.modules) and answers from it."""
-
-    def __getattr__(self, attr: str) -> Any:
-        if sys.modules.get(self.__name__) is self:
-            del sys.modules[self.__name__]
-        return getattr(importlib.import_module(self.__name__), attr)
-
-
-def defer_asyncio() -> None:
-    """`gatewayd status` never runs an event loop, but the store module it reads with imports
-    asyncio at its top, which was a third of the command's time. Until that import moves into the
-    store's async code, the fast path gives it a stand-in that imports asyncio on first use."""
-    if "asyncio" not in sys.modules:
-        sys.modules["asyncio"] = _Deferred("asyncio")
-
-
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
     plain = parse_plain_status(args)
     if plain is not None:
-        defer_asyncio()
         sys.exit(status(plain["config"], plain["state_dir"], plain["as_json"]))
     from supervisor.cli_service import app
 

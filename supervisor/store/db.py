@@ -12,7 +12,6 @@ Failures are told apart, because they call for opposite answers (DESIGN "Store r
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import sqlite3
@@ -293,6 +292,8 @@ class Store:
         await self._run_raw(self._open_sync)
 
     async def _run_raw(self, fn: Callable[[], T]) -> T:
+        import asyncio  # here, not at the top: `gatewayd status` reads the store without a loop
+
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     def write_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
