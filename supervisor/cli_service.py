@@ -17,7 +17,7 @@ from typing import Annotated, Any
 
 import typer
 
-from supervisor import __version__, cli, config, service
+from supervisor import __version__, config, service, status_report
 from supervisor.control import client, paths
 from supervisor.control.protocol import ControlError, drain_budget_problem
 from supervisor.errors import ConfigError, GatewaydError
@@ -35,7 +35,7 @@ app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_e
 
 def fail(exc: GatewaydError) -> typer.Exit:
     typer.echo(f"gatewayd: {exc}", err=True)
-    return typer.Exit(cli.exit_code(exc))
+    return typer.Exit(status_report.exit_code(exc))
 
 
 def load_config(config_file: Path | None, **cli_values: Any) -> config.Config:
@@ -87,7 +87,7 @@ def status(
 
     Example: gatewayd status --json
     """
-    raise typer.Exit(cli.print_status(load_config(config_file, state_dir=state_dir), as_json))
+    raise typer.Exit(status_report.print_status(load_config(config_file, state_dir=state_dir), as_json))
 
 
 @app.command()
@@ -104,7 +104,7 @@ def history(
     """
     cfg = load_config(config_file, state_dir=state_dir)
     try:
-        boots = cli.read_history(cfg.state_dir, time.time() - since_hours * 3600 if since_hours else None)
+        boots = status_report.read_history(cfg.state_dir, time.time() - since_hours * 3600 if since_hours else None)
     except GatewaydError as exc:
         raise fail(exc) from None
     if as_json:
@@ -373,7 +373,7 @@ def doctor(
 
     Example: gatewayd doctor --json
     """
-    from supervisor.service import doctor as doc
+    from supervisor import doctor as doc
 
     findings = doc.diagnose(config_file, state_dir)
     if as_json:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 from xml.parsers.expat import ExpatError
 
-from supervisor.service import (
+from supervisor.service.common import (
     LAUNCHD,
     Echo,
     Runner,

@@ -16,7 +16,7 @@ from typing import Any
 
 from supervisor.config import home_dir
 from supervisor.errors import ConfigError
-from supervisor.service import (
+from supervisor.service.common import (
     SYSTEMD,
     Echo,
     Runner,

@@ -29,8 +29,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from supervisor import cli_service, service
-from supervisor.service import doctor, launchd, systemd
+from supervisor import cli_service, doctor, service
+from supervisor.service import launchd, systemd
 from supervisor.store.db import SCHEMA_VERSION, Store
 
 pytestmark = pytest.mark.timeout(60)

@@ -1,0 +1,182 @@
+"""What `gatewayd status` and `gatewayd history` read and print, and the exit codes of the CLI.
+
+Shared by the status fast path (`supervisor.cli`) and the typer commands (`supervisor.cli_service`),
+so neither imports the other for it. Light on purpose: no typer, asyncio or structlog at load.
+
+Exit codes: 0 ok, 1 unhealthy (status), 2 bad config or arguments, 3 another gatewayd runs,
+4 the gateway cannot be launched, 5 the store cannot be used.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from supervisor.errors import ConfigError, GatewaydError, InstanceLocked, LaunchError, StoreError
+
+if TYPE_CHECKING:
+    from supervisor import config
+
+EXIT_CODES: list[tuple[type[GatewaydError], int]] = [
+    (ConfigError, 2), (InstanceLocked, 3), (LaunchError, 4), (StoreError, 5), (GatewaydError, 1),
+]
+
+STATUS_HEALTHY, STATUS_DEGRADED, STATUS_NEEDS_HUMAN, STATUS_STOPPED, STATUS_DOWN = 0, 1, 3, 4, 5
+
+_ANSI = re.compile(r"\033\[[;?0-9]*[a-zA-Z]")  # what click.echo strips when not on a terminal
+
+
+def echo(message: str, err: bool = False) -> None:
+    """A line on stdout (or stderr), as typer.echo writes it."""
+    stream = sys.stderr if err else sys.stdout
+    if not stream.isatty():
+        message = _ANSI.sub("", message)
+    stream.write(message + "\n")
+    stream.flush()
+
+
+def exit_code(exc: GatewaydError) -> int:
+    return next(c for t, c in EXIT_CODES if isinstance(exc, t))
+
+
+def read_status(state_dir: Path) -> dict[str, Any]:
+    from supervisor.instance import holder_pid
+    from supervisor.store.views import status_rows
+
+    path = state_dir / "store.sqlite"
+    running = holder_pid(state_dir / "gatewayd.lock")
+    out: dict[str, Any] = {"daemon": {"running": running is not None, "pid": running}, "state_dir": str(state_dir)}
+    if not path.exists():
+        out["supervision"] = {"state": "never-started"}
+        return out
+    rows = status_rows(path)
+    d, day, inflight, recovery = rows["daemon"], rows["boots_24h"], rows["inflight"], rows["recovery"]
+    boots = [rows["last_boot"]] if rows["last_boot"] else []
+    out["supervision"] = {
+        "state": d.get("state", "unknown"),
+        "crash_loop": bool(d.get("crash_loop")),
+        "consecutive_crashes": d.get("consecutive_crashes", 0),
+        "message": d.get("message"),
+        "updated_at": d.get("updated_at"),
+        "stale": running is None,  # the daemon is down: this is the last state it recorded
+    }
+    if boots:
+        b = boots[0]
+        out["gateway"] = {k: b[k] for k in ("pid", "port", "version", "started_at", "ready_at", "ended_at",
+                                            "exit_code", "exit_kind", "detail", "gateway_boot_id")}
+        out["gateway"]["ready"] = bool(b["ready_at"] and not b["ended_at"] and running is not None)
+    out["boots_24h"] = day
+    out["inflight"] = inflight
+    out["recovery"] = {
+        "open": [o for o in recovery if o["state"] == "open"],
+        "given_up": [o for o in recovery if o["state"] in ("given-up", "unconfirmed")][:20],
+    }
+    return out
+
+
+def live_status(st: dict[str, Any], state_dir: Path) -> None:
+    """Add the running daemon's own view (current even when its store cannot be written: full disk,
+    lock). A daemon that holds its lock but does not answer (stopped, swamped: a full accept
+    backlog) is marked `answering: false` with the reason, which makes `status` exit 1 (degraded)."""
+    from supervisor.control import client, paths
+    from supervisor.control.protocol import ControlError
+
+    try:
+        st["live"] = client.call(paths.client_socket_path(state_dir), "status", timeout_s=5)
+    except client.DaemonDown:
+        pass  # it is exiting (socket gone, lock not yet released): the store's view stands
+    except ControlError as exc:
+        st["daemon"]["answering"] = False
+        st["daemon"]["error"] = str(exc)
+
+
+def status(config_file: Path | None, state_dir: str | None, as_json: bool) -> int:
+    """`gatewayd status`: print the state; return the exit code (see `status_code`)."""
+    from supervisor import config
+
+    try:
+        cfg = config.load(config_file, {"state_dir": state_dir})
+    except ConfigError as exc:
+        echo(f"gatewayd: {exc}", err=True)
+        return exit_code(exc)
+    return print_status(cfg, as_json)
+
+
+def print_status(cfg: config.Config, as_json: bool) -> int:
+    try:
+        st = read_status(cfg.state_dir)
+    except GatewaydError as exc:
+        echo(f"gatewayd: {exc}", err=True)
+        return exit_code(exc)
+    if st["daemon"]["running"]:
+        live_status(st, cfg.state_dir)
+    live = st.get("live") or {}
+    if as_json:
+        echo(json.dumps(st, indent=2, default=str))
+    else:
+        if live.get("store_error"):
+            echo(f"store:   FAILING: {live['store_error']}")
+        for f in live.get("faults") or []:
+            echo(f"helper:  {f['helper']} FAILING ({f['failures']} in a row, retrying): {f['error']}")
+        sup = st.get("supervision", {})
+        gw = st.get("gateway", {})
+        daemon = st["daemon"]
+        up = f", up {ago(live['started_at'])}" if live.get("started_at") else ""
+        echo(f"daemon:  {'running, pid ' + str(daemon['pid']) + up if daemon['running'] else 'not running'}")
+        if daemon.get("error"):
+            echo(f"control: {daemon['error']}")
+        echo(f"state:   {sup.get('state')}{' (stale)' if sup.get('stale') else ''}"
+             f"{' crash-loop' if sup.get('crash_loop') else ''}")
+        if gw:
+            alive = gw.get("ready_at") and not gw.get("ended_at")
+            gone = "not running, last " if gw.get("ended_at") else ""
+            echo(f"gateway: {gone}pid {gw.get('pid')} port {gw.get('port')} version {gw.get('version')}"
+                 f"{' ready, up ' + ago(gw['started_at']) if alive else ''}")
+            echo(f"boots in the last 24 h: {st.get('boots_24h', 0)}")
+            if gw.get("exit_kind"):
+                echo(f"last exit: {gw.get('exit_kind')} ({gw.get('detail')})")
+        inflight = st.get("inflight", {})
+        for s in inflight.get("sessions", []):
+            echo(f"session: {s['key']} ({s['state']}, boot {s['boot_id']})")
+        for r in inflight.get("runs", []):
+            echo(f"cron run: {r['name'] or r['job_id']} started {r['running_at_ms']} ({r['state']})")
+    return status_code(st)
+
+
+def ago(ts: float) -> str:
+    s = max(0, int(time.time() - ts))
+    return f"{s // 86400}d{s % 86400 // 3600}h" if s >= 86400 else f"{s // 3600}h{s % 3600 // 60}m" if s >= 3600 \
+        else f"{s // 60}m{s % 60}s"
+
+
+def status_code(st: dict[str, Any]) -> int:
+    live = st.get("live") or {}
+    state = live.get("state") or st.get("supervision", {}).get("state")
+    if not st["daemon"]["running"]:
+        return STATUS_STOPPED if state == "stopped" else STATUS_DOWN
+    if st["daemon"].get("answering") is False:
+        return STATUS_DEGRADED  # busy / not answering: its live state is unknown
+    if state in ("config-error", "conflict"):
+        return STATUS_NEEDS_HUMAN
+    if state == "running" and not live.get("store_error") and not live.get("faults"):
+        return STATUS_HEALTHY  # a failing helper (tracking, recovery) is degraded, however ready
+    return STATUS_DEGRADED
+
+
+def read_history(state_dir: Path, since: float | None) -> list[dict[str, Any]]:
+    from supervisor.store.views import history_rows
+
+    path = state_dir / "store.sqlite"
+    if not path.exists():
+        return []
+    boots, obligations = history_rows(path, since)
+    by_boot: dict[int, list[dict[str, Any]]] = {}
+    for ob in obligations:
+        by_boot.setdefault(ob["boot_id"], []).append(ob)
+    for b in boots:
+        b["interrupted"] = sorted(by_boot.get(b["id"], []), key=lambda o: o["id"])
+    return boots
