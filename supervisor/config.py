@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from supervisor.core.planner import JOB_KEYS, RecoveryPolicy
 from supervisor.core.policy import RestartPolicy
 from supervisor.core.probestate import ProbeSettings
-from supervisor.core.recovery import JOB_KEYS, RecoveryPolicy
 from supervisor.errors import ConfigError
 
 Validator = Callable[[Any], str | None]  # returns a problem, or None when the value is fine
@@ -45,7 +45,7 @@ MAX_ATTEMPTS = 100
 MIN_LOG_BYTES = 1024
 MAX_LOG_BYTES = 1 << 40  # 1 TiB
 MAX_BACKUPS = 1000
-NOTICE_FIELDS = ("reason", "time")  # what supervisor.core.recovery.decide_session fills into the notice
+NOTICE_FIELDS = ("reason", "time")  # what supervisor.core.planner.decide_session fills into the notice
 
 
 def _num(v: float) -> str:

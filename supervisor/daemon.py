@@ -49,8 +49,8 @@ from supervisor.recovery import Recovery
 from supervisor.snapshotter import Snapshotter
 from supervisor.store.boots import BootEnd, BootRecords
 from supervisor.store.db import Store
-from supervisor.store.inflight import InflightRecords
 from supervisor.store.journal import Journal
+from supervisor.store.snapshots import InflightRecords
 
 log = logs.get("gatewayd")
 

@@ -1,6 +1,6 @@
 """Recovery: after the gateway is ready again, finish each interrupted piece of work exactly once.
 
-The shell around `core.recovery`: it waits for the gateway's own startup recovery to settle, reads
+The shell around `core.planner`: it waits for the gateway's own startup recovery to settle, reads
 each open obligation's job (or session) afresh right before acting, journals every action before
 sending it, and records its answer. Obligations live in the store, so a gatewayd that dies halfway
 picks up where it was; an action journaled but never answered is resolved by looking at the
@@ -18,7 +18,7 @@ from typing import Any
 
 from supervisor import logs
 from supervisor.core.inflight import legacy_turn_ended
-from supervisor.core.recovery import (
+from supervisor.core.planner import (
     MS,
     Decision,
     JobView,
@@ -42,8 +42,8 @@ from supervisor.errors import GatewayError, GatewayRpcError, GatewayUnavailable,
 from supervisor.gateway import wire
 from supervisor.gateway.capabilities import Capabilities
 from supervisor.gateway.rpc import RpcClient, paged
-from supervisor.store.inflight import InflightRecords
 from supervisor.store.journal import Journal
+from supervisor.store.snapshots import InflightRecords
 
 log = logs.get("gatewayd.recovery")
 

@@ -37,7 +37,7 @@ from supervisor.core.inflight import (
 from supervisor.errors import GatewayError, GatewayProtocolError, GatewayUnavailable, StoreError
 from supervisor.gateway.capabilities import Capabilities
 from supervisor.gateway.rpc import Event, RpcClient, paged
-from supervisor.store.inflight import InflightRecords
+from supervisor.store.snapshots import InflightRecords
 
 log = logs.get("gatewayd.snapshot")
 

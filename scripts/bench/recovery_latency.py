@@ -31,13 +31,13 @@ from benchlib import Stopped, raise_on_signals  # noqa: E402
 
 from supervisor import logs  # noqa: E402
 from supervisor.core.inflight import Delta, RunItem, SessionItem  # noqa: E402
-from supervisor.core.recovery import RecoveryPolicy  # noqa: E402
+from supervisor.core.planner import RecoveryPolicy  # noqa: E402
 from supervisor.gateway.capabilities import for_version  # noqa: E402
 from supervisor.recovery import Recovery  # noqa: E402
 from supervisor.store.boots import BootEnd, BootRecords  # noqa: E402
 from supervisor.store.db import Store  # noqa: E402
-from supervisor.store.inflight import InflightRecords  # noqa: E402
 from supervisor.store.journal import Journal  # noqa: E402
+from supervisor.store.snapshots import InflightRecords  # noqa: E402
 
 SHORT_RUNS = 5
 RUN_TIMEOUT_S = 60.0  # one run (100 items: ~0.2 s); a recovery that stalls fails the bench instead
@@ -126,7 +126,7 @@ async def one_run(n: int, root: Path) -> dict[str, float]:
 async def spread_check(root: Path) -> int:
     """50 interrupted jobs at 10/min, all due at once: recovery sends one retry per send gap; count
     the most cron.run that land in any minute."""
-    from supervisor.core.recovery import send_gap_ms
+    from supervisor.core.planner import send_gap_ms
     out = [i * send_gap_ms(10) for i in range(50)]
     return max(sum(1 for t in out if w <= t < w + 60_000) for w in out)
 

@@ -40,7 +40,7 @@ from supervisor.gateway.rpc import RpcClient  # noqa: E402
 from supervisor.snapshotter import PAGE, Snapshotter, paged  # noqa: E402
 from supervisor.store.boots import BootRecords  # noqa: E402
 from supervisor.store.db import Store  # noqa: E402
-from supervisor.store.inflight import InflightRecords  # noqa: E402
+from supervisor.store.snapshots import InflightRecords  # noqa: E402
 
 FIXTURES = REPO / "tests" / "contract" / "fixtures" / "2026.9.6"
 SESSIONS, JOBS, ACTIVE, RUNNING, SESSION_CHURN, RUN_CHURN = 10_000, 1_000, 200, 50, 20, 10

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from supervisor.store.db import Store, row_dicts
-from supervisor.store.inflight import close_boot
+from supervisor.store.snapshots import close_boot
 
 
 @dataclass(frozen=True)

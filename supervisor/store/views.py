@@ -10,8 +10,8 @@ from typing import Any
 
 from supervisor.errors import StoreError
 from supervisor.store.db import open_readonly, row_dicts
-from supervisor.store.inflight import read_current
 from supervisor.store.journal import read_history
+from supervisor.store.snapshots import read_current
 
 
 def status_rows(path: Path, recovery_limit: int = 200) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from websockets.exceptions import ConnectionClosed
 
 from supervisor.core.inflight import Delta, RunItem, SessionItem
 from supervisor.core.model import ProbeOutcome
-from supervisor.core.recovery import RecoveryPolicy
+from supervisor.core.planner import RecoveryPolicy
 from supervisor.errors import (
     GatewayAuthError,
     GatewayError,
@@ -47,8 +47,8 @@ from supervisor.recovery import Recovery
 from supervisor.snapshotter import Snapshotter
 from supervisor.store.boots import BootEnd, BootRecords
 from supervisor.store.db import Store
-from supervisor.store.inflight import InflightRecords
 from supervisor.store.journal import Journal
+from supervisor.store.snapshots import InflightRecords
 
 pytestmark = pytest.mark.timeout(10)
 

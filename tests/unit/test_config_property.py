@@ -22,9 +22,7 @@ from hypothesis import strategies as st
 
 from supervisor import config, service
 from supervisor.core.model import ExitKind, Intent, ProbeOutcome
-from supervisor.core.policy import Classification, ExitFacts, RestartTracker, classify
-from supervisor.core.probestate import ProbeMachine
-from supervisor.core.recovery import (
+from supervisor.core.planner import (
     JOB_KEYS,
     JobView,
     RunObligation,
@@ -36,6 +34,8 @@ from supervisor.core.recovery import (
     policy_for,
     send_gap_ms,
 )
+from supervisor.core.policy import Classification, ExitFacts, RestartTracker, classify
+from supervisor.core.probestate import ProbeMachine
 from supervisor.errors import ConfigError
 from supervisor.gateway.launch import gateway_paths
 from supervisor.logs import OutputLog

@@ -13,8 +13,8 @@ import pytest
 from supervisor.core.inflight import Delta, RunItem
 from supervisor.store.boots import BootEnd, BootRecords
 from supervisor.store.db import Store
-from supervisor.store.inflight import InflightRecords
 from supervisor.store.journal import Journal
+from supervisor.store.snapshots import InflightRecords
 
 T0 = 1_800_000_000_000
 JOB = "job-minute"

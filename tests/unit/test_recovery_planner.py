@@ -1,4 +1,4 @@
-"""The recovery planner (supervisor/core/recovery.py), exhaustively: each kind of item x each gateway
+"""The recovery planner (supervisor/core/planner.py), exhaustively: each kind of item x each gateway
 version's own behaviour x retry state. Pure functions, so every case is a row; `now`, `rand` and the
 planned time come in as arguments.
 
@@ -26,8 +26,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from supervisor.core.policy import with_jitter
-from supervisor.core.recovery import (
+from supervisor.core.planner import (
     Decision,
     JobView,
     RecoveryPolicy,
@@ -42,6 +41,7 @@ from supervisor.core.recovery import (
     planned_at_ms,
     runs_after_send,
 )
+from supervisor.core.policy import with_jitter
 
 NO_JITTER = 0.5  # rand 0.5 maps to a jitter factor of exactly 1
 JOB = "job-1"
@@ -908,7 +908,7 @@ def test_regression_the_interrupted_run_itself_is_not_the_effect_of_a_lost_send(
 
 
 def test_policy_for_a_job_by_id_then_by_name_over_the_global_policy() -> None:
-    from supervisor.core.recovery import policy_for
+    from supervisor.core.planner import policy_for
     base = RecoveryPolicy(max_attempts=3, jobs={"job-1": {"max_attempts": 1}, "digest": {"backoff_initial_s": 5},
                                                 "job-2": {"coalesce_window_s": 0}})
     assert policy_for(base, "job-1", "digest").max_attempts == 1  # the id wins over the name
@@ -920,7 +920,7 @@ def test_policy_for_a_job_by_id_then_by_name_over_the_global_policy() -> None:
 
 
 def test_max_attempts_1_never_sends_a_retry_but_still_adopts_a_regular_run() -> None:
-    from supervisor.core.recovery import policy_for
+    from supervisor.core.planner import policy_for
     policy = policy_for(RecoveryPolicy(jobs={JOB: {"max_attempts": 1}}), JOB, None)
     rules = rules_for(False)
     ob = RunObligation(JOB, R, I, 1, False)
@@ -953,7 +953,7 @@ GRACE = 120_000
 ])
 def test_retry_outcome(after: tuple[int, ...], finished: tuple[int, ...], running: int | None, recorded: bool,
                        pending: bool, this_boot: bool, waited: int, expect: str) -> None:
-    from supervisor.core.recovery import retry_outcome
+    from supervisor.core.planner import retry_outcome
     assert retry_outcome(after, finished, running, recorded, pending, this_boot, waited, GRACE) == expect
 
 
@@ -966,7 +966,7 @@ def test_retry_outcome(after: tuple[int, ...], finished: tuple[int, ...], runnin
     (False, False, False, GRACE, "no-effect"),  # lost with its gateway: sent again
 ])
 def test_notice_outcome(seen: bool, pending: bool, this_boot: bool, waited: int, expect: str) -> None:
-    from supervisor.core.recovery import notice_outcome
+    from supervisor.core.planner import notice_outcome
     assert notice_outcome(seen, pending, this_boot, waited, GRACE) == expect
 
 
