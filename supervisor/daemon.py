@@ -1,9 +1,11 @@
-"""The daemon: wires the child, the probes, the RPC monitor and the store in one asyncio task
-group. This is the only place that decides what happens next; the decisions themselves come from
-the pure core (`core.policy`, `core.probestate`).
+"""The daemon: the boot loop. Each boot's tasks (the gateway's exit, the intents that end a boot,
+the probes and the RPC monitor) run in one asyncio TaskGroup in `_run_boot`. This is the only
+place that decides what happens next; the decisions themselves come from the pure core
+(`core.policy`, `core.probestate`). Start-up and adoption are `startup.py`'s, the RPC monitor
+(snapshot, recovery) `monitor.py`'s.
 
-Signals only enqueue an intent (stop, or a forced stop on the second signal); the supervision
-loop acts on it. The control socket (later) enqueues the same intents.
+Signals and the control socket only enqueue an intent (stop, a forced stop on the second signal,
+a planned restart); the boot loop acts on it.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ import os
 import random
 import signal
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from supervisor import logs
+from supervisor.boot import BootWatch, Clock, SystemClock
 from supervisor.config import Config
 from supervisor.control.handlers import control_handlers
 from supervisor.control.server import ControlServer, socket_path
@@ -28,25 +31,21 @@ from supervisor.core.policy import ExitFacts, NextStep, RestartDecision, Restart
 from supervisor.core.probestate import ProbeMachine, Verdict
 from supervisor.crashpoints import crashpoint
 from supervisor.errors import (
-    GatewayError,
-    GatewayUnavailable,
     LaunchError,
     StoreError,
     StoreTooNew,
     StoreUnavailable,
 )
-from supervisor.events import BootEnded, BootStarted, EventBus, GatewayReady, HelperFailed, ShutdownAnnounced
-from supervisor.gateway import jobstore, launch, wire
-from supervisor.gateway.capabilities import Capabilities
-from supervisor.gateway.child import HELPER_PIDS, ExitInfo, GatewayChild, become_subreaper, process_key
+from supervisor.events import BootEnded, BootStarted, EventBus, GatewayReady, HelperFailed
+from supervisor.gateway import launch
+from supervisor.gateway.child import HELPER_PIDS, ExitInfo, GatewayChild, become_subreaper
 from supervisor.gateway.launch import LaunchSpec
 from supervisor.gateway.ports import port_owners
 from supervisor.gateway.probes import Probe, probe_for
-from supervisor.gateway.rpc import CLOSE_SERVICE_RESTART, Event, RpcClient
 from supervisor.instance import InstanceLock
 from supervisor.keepalive import Fault, Helpers
-from supervisor.recovery import Recovery
-from supervisor.snapshotter import Snapshotter
+from supervisor.monitor import RpcMonitor
+from supervisor.startup import Startup
 from supervisor.store.boots import BootEnd, BootRecords
 from supervisor.store.db import Store
 from supervisor.store.journal import Journal
@@ -64,43 +63,6 @@ def _make_private(state_dir: Path) -> None:
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     if state_dir.stat().st_uid == os.getuid():
         state_dir.chmod(0o700)
-
-
-async def _until_closed(coro: Awaitable[None]) -> None:
-    """A helper whose connection closed under it has nothing left to do on it: it ends quietly,
-    and the monitor's next connection starts it again. Any other failure is the keeper's."""
-    with contextlib.suppress(GatewayUnavailable):
-        await coro
-
-
-class Clock(Protocol):
-    def monotonic(self) -> float: ...
-
-    def wall(self) -> float: ...
-
-
-class SystemClock:
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def wall(self) -> float:
-        return time.time()
-
-
-@dataclass
-class BootWatch:
-    """What one boot has shown so far, gathered for its exit classification."""
-
-    boot: int
-    child: GatewayChild
-    machine: ProbeMachine
-    shutdown_announced: bool = False
-    restart_expected: bool = False
-    gateway_boot_id: str | None = None
-    ready: bool = False
-    ready_at_ms: int = 0  # wall clock
-    ready_event: asyncio.Event = field(default_factory=asyncio.Event)
-    snapshotter: Snapshotter | None = None
 
 
 @dataclass
@@ -132,6 +94,7 @@ class Daemon:
         self.spec: LaunchSpec | None = None
         self._background: set[asyncio.Task[Any]] = set()
         self.helpers = Helpers(on_fault=self._helper_failed)
+        self.startup = Startup(self.records, self.inflight, self._record, self.cfg.stop_budget_s)
 
     def _helper_failed(self, fault: Fault) -> None:
         boot = self.current.boot if self.current is not None else 0
@@ -211,7 +174,7 @@ class Daemon:
                                     "run the newer gatewayd, or move the store aside to start a fresh one")
                 log.error("store_too_new", error=self.store_error)
             await self._record(self.records.daemon_started(os.getpid()))
-            await self._settle_previous_boots()
+            self._adopt = await self.startup.settle_previous_boots()
             self.control = ControlServer(socket_path(self.cfg.state_dir), control_handlers(self))
             await self.control.start()
             log.info("gatewayd_started", pid=os.getpid(), state_dir=str(self.cfg.state_dir))
@@ -250,69 +213,6 @@ class Daemon:
             log.warning("store_writes_resumed", was=self.store_error)
             self.store_error = None
         return result
-
-    async def _settle_previous_boots(self) -> None:
-        """A boot with no recorded end: the gateway died while gatewayd was down, or still runs."""
-        try:
-            rows = await self.records.unfinished()
-        except StoreError as exc:
-            log.error("previous_boots_unreadable", error=str(exc))
-            return
-        for i, row in enumerate(rows):
-            pid, ctime = row.get("pid"), row.get("create_time")
-            alive = isinstance(pid, int) and isinstance(ctime, float) and process_key(pid) == (pid, ctime)
-            if alive and i == len(rows) - 1:
-                # Ours by its recorded identity, and the latest: adopt it, don't kill it. Stopping it
-                # would interrupt every run in flight, the very thing gatewayd exists to prevent.
-                assert isinstance(pid, int) and isinstance(ctime, float)
-                self._adopt = (int(row["id"]), (pid, ctime))
-                log.info("previous_gateway_alive", boot=row["id"], pid=pid)
-                continue
-            if alive:  # an older one still alive: never two gateways
-                await self._stop_stale(pid)  # type: ignore[arg-type]
-                end = BootEnd(None, str(ExitKind.STOP_UNCLEAN), "stopped a gateway left by a previous gatewayd",
-                              True, {})
-            else:
-                end = BootEnd(None, str(ExitKind.VANISHED), "ended while gatewayd was down", True, {})
-            await self._record(self.records.ended(int(row["id"]), end))
-            log.warning("previous_boot_unended", boot=row["id"], pid=pid, alive=alive,
-                        exit_kind=end.exit_kind)
-
-    async def _salvage_left_running(self, spec: LaunchSpec) -> None:
-        """2.x: runs the dead gateway's jobs file still shows running, which no snapshot saw,
-        become obligations before the next gateway clears the marks (gateway/jobstore.py)."""
-        if spec.cron_store is None:
-            return
-        try:
-            runs = await asyncio.to_thread(jobstore.left_running, spec.cron_store)
-        except jobstore.JobStoreError as exc:
-            log.error("jobs_file_unreadable", error=str(exc))
-            return
-        if not runs:
-            return
-        result = await self._record(self.inflight.record_unseen(runs.values()))
-        if result is None:
-            log.error("jobs_file_runs_not_recorded",
-                      runs=[list(k) for k in runs])
-            return
-        added = result[1]
-        # `unseen`: the runs no snapshot had recorded, now obligations of the boot they started in.
-        (log.warning if added else log.info)("jobs_file_runs_left_running",
-                                             runs=[list(k) for k in runs],
-                                             unseen=[[*r.key, boot] for boot, r in added])
-
-    async def _stop_stale(self, pid: int) -> None:
-        import psutil
-
-        try:
-            proc = psutil.Process(pid)
-            os.killpg(pid, signal.SIGTERM) if os.getpgid(pid) == pid else proc.terminate()
-            await asyncio.to_thread(psutil.wait_procs, [proc], self.cfg.stop_budget_s)
-            # Whatever is left of its group goes too (the group id stays ours while it has members).
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
-        except (psutil.Error, ProcessLookupError, PermissionError):
-            pass
 
     # -- the supervision loop ---------------------------------------------------------------------
 
@@ -392,7 +292,7 @@ class Daemon:
                 await self._record(self.records.ended(adopt[0], BootEnd(
                     None, str(ExitKind.VANISHED), "ended while gatewayd was down", True, {})))
             if spec.capabilities.legacy:
-                await self._salvage_left_running(spec)
+                await self.startup.salvage_left_running(spec)
             try:
                 pid = await child.spawn()
             except LaunchError as exc:
@@ -428,7 +328,7 @@ class Daemon:
                 probe_task = tasks.create_task(
                     self.helpers.keep("probes", lambda: self._probe_loop(watch, probe, spec)), name="probes")
                 monitor_task = tasks.create_task(
-                    self.helpers.keep("rpc-monitor", lambda: self._monitor(watch, spec)), name="rpc-monitor")
+                    self.helpers.keep("rpc-monitor", lambda: self._monitor(watch, spec).run()), name="rpc-monitor")
                 done, _ = await asyncio.wait({exit_task, stop_task, probe_task, restart_task},
                                              return_when=asyncio.FIRST_COMPLETED)
                 for task in (stop_task, restart_task, monitor_task, *(() if probe_task in done else (probe_task,))):
@@ -559,80 +459,9 @@ class Daemon:
         self.bus.publish(GatewayReady(watch.boot, watch.child.pid, spec.capabilities.version,
                                       watch.gateway_boot_id, self.clock.monotonic()))
 
-    async def _monitor(self, watch: BootWatch, spec: LaunchSpec) -> None:
-        """A persistent RPC connection for `shutdown` announcements and the gateway's identity.
-        It connects once the gateway is ready (a booting gateway refuses or defers handshakes)."""
-        await watch.ready_event.wait()
-        delay = 0.5
-        while not watch.child.exited:
-            snapshotter = Snapshotter(self.inflight, watch.boot, spec.capabilities, self.cfg.snapshot_interval_s)
-            watch.snapshotter = snapshotter
-
-            def on_event(ev: Event, snapshotter: Snapshotter = snapshotter) -> None:
-                snapshotter.on_event(ev)
-                if ev.name == "shutdown":
-                    payload = ev.payload if isinstance(ev.payload, dict) else {}
-                    expected_ms = wire.ms(payload.get("restartExpectedMs"))
-                    watch.shutdown_announced = True
-                    watch.restart_expected = watch.restart_expected or expected_ms is not None
-                    watch.machine.shutdown_announced(self.clock.monotonic(), expected_ms)
-                    log.info("gateway_announced_shutdown", reason=payload.get("reason"),
-                             restart_expected_ms=expected_ms)
-                    self.bus.publish(ShutdownAnnounced(watch.boot, expected_ms))
-
-            rpc = RpcClient(spec.ws_url, spec.auth, spec.capabilities.protocol, on_event=on_event)
-            try:
-                hello = await rpc.connect()
-                delay = 0.5
-                watch.gateway_boot_id = hello.boot_id
-                log.info("rpc_monitor_connected", boot=watch.boot, protocol=hello.protocol,
-                         server_version=hello.server_version, gateway_boot_id=hello.boot_id,
-                         methods=len(hello.methods))
-                caps = spec.capabilities.with_methods(hello.methods)
-                snapshotter.caps = caps
-                await self._serve(watch, rpc, hello.tick_interval_ms, snapshotter, caps)
-                await rpc.closed.wait()
-                if rpc.close_code == CLOSE_SERVICE_RESTART and not watch.shutdown_announced:
-                    watch.shutdown_announced = True
-                    watch.machine.shutdown_announced(self.clock.monotonic(), None)
-            except GatewayError as exc:
-                if watch.ready:
-                    log.debug("rpc_monitor_connect_failed", error=str(exc))
-            finally:
-                await rpc.close()
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
-
-    async def _serve(self, watch: BootWatch, rpc: RpcClient, tick_interval_ms: int, snapshotter: Snapshotter,
-                     caps: Capabilities) -> None:
-        """One connection's helpers; each ends when the connection closes (the monitor then
-        reconnects and starts them again)."""
-        hold = watch.ready_at_ms + int(self.cfg.recovery.hold_after_crash_loop_s * 1000) \
-            if self.tracker.crash_loop else 0
-
-        async def recover() -> None:  # a fresh planner each start: the journal is what it resumes from
-            await _until_closed(Recovery(self.journal, self.cfg.recovery, caps, watch.boot, watch.ready_at_ms,
-                                         self.inflight, self.rand, hold, snapshotter.looked).run(rpc))
-
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self.helpers.keep("snapshot", lambda: snapshotter.run(rpc)), name="snapshot")
-            tasks.create_task(self.helpers.keep("recovery", recover), name="recovery")
-            tasks.create_task(self.helpers.keep("tick-watch", lambda: self._tick_watch(rpc, tick_interval_ms)),
-                              name="tick-watch")
-
-    async def _tick_watch(self, rpc: RpcClient, tick_interval_ms: int) -> None:
-        """The server sends `tick` every tickIntervalMs: a connection silent for twice that (plus a
-        margin) is dead even if TCP has not noticed; close it, and the monitor reconnects."""
-        limit_s = 2 * tick_interval_ms / 1000 + 5.0
-        while not rpc.closed.is_set():
-            silent = time.monotonic() - rpc.last_frame_at
-            if silent > limit_s:
-                log.warning("rpc_monitor_silent",
-                            silent_s=round(silent, 1))
-                await rpc.close()
-                return
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(rpc.closed.wait(), max(0.5, limit_s - silent))
+    def _monitor(self, watch: BootWatch, spec: LaunchSpec) -> RpcMonitor:
+        return RpcMonitor(watch, spec, self.cfg, self.helpers, self.inflight, self.journal, self.rand,
+                          lambda: self.tracker.crash_loop, self.clock, self.bus)
 
     async def _consume_handoff(self, spec: LaunchSpec, pid: int, boot: int) -> None:
         """Confirm a requested restart through the gateway's own handoff record (best effort: the

@@ -1,0 +1,130 @@
+"""The RPC monitor of one boot: a persistent WebSocket connection to the ready gateway, which hears
+its `shutdown` announcements and its identity, and runs, per connection, the snapshotter, the
+recovery and the tick watch (each kept alive by `keepalive.Helpers`). It reconnects until the
+gateway exits; the daemon cancels it then.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable
+
+from supervisor import logs
+from supervisor.boot import BootWatch, Clock
+from supervisor.config import Config
+from supervisor.errors import GatewayError, GatewayUnavailable
+from supervisor.events import EventBus, ShutdownAnnounced
+from supervisor.gateway import wire
+from supervisor.gateway.capabilities import Capabilities
+from supervisor.gateway.launch import LaunchSpec
+from supervisor.gateway.rpc import CLOSE_SERVICE_RESTART, Event, RpcClient
+from supervisor.keepalive import Helpers
+from supervisor.recovery import Recovery
+from supervisor.snapshotter import Snapshotter
+from supervisor.store.journal import Journal
+from supervisor.store.snapshots import InflightRecords
+
+log = logs.get("gatewayd")
+
+
+async def _until_closed(coro: Awaitable[None]) -> None:
+    """A helper whose connection closed under it has nothing left to do on it: it ends quietly,
+    and the monitor's next connection starts it again. Any other failure is the keeper's."""
+    with contextlib.suppress(GatewayUnavailable):
+        await coro
+
+
+class RpcMonitor:
+    def __init__(self, watch: BootWatch, spec: LaunchSpec, cfg: Config, helpers: Helpers, inflight: InflightRecords,
+                 journal: Journal, rand: Callable[[], float], crash_loop: Callable[[], bool], clock: Clock,
+                 bus: EventBus) -> None:
+        self.watch = watch
+        self.spec = spec
+        self.cfg = cfg
+        self.helpers = helpers
+        self.inflight = inflight
+        self.journal = journal
+        self.rand = rand
+        self.crash_loop = crash_loop  # asked at each connection: retries are held back in a crash loop
+        self.clock = clock
+        self.bus = bus
+
+    async def run(self) -> None:
+        """A persistent RPC connection for `shutdown` announcements and the gateway's identity.
+        It connects once the gateway is ready (a booting gateway refuses or defers handshakes)."""
+        watch, spec = self.watch, self.spec
+        await watch.ready_event.wait()
+        delay = 0.5
+        while not watch.child.exited:
+            snapshotter = Snapshotter(self.inflight, watch.boot, spec.capabilities, self.cfg.snapshot_interval_s)
+            watch.snapshotter = snapshotter
+
+            def on_event(ev: Event, snapshotter: Snapshotter = snapshotter) -> None:
+                snapshotter.on_event(ev)
+                if ev.name == "shutdown":
+                    payload = ev.payload if isinstance(ev.payload, dict) else {}
+                    expected_ms = wire.ms(payload.get("restartExpectedMs"))
+                    watch.shutdown_announced = True
+                    watch.restart_expected = watch.restart_expected or expected_ms is not None
+                    watch.machine.shutdown_announced(self.clock.monotonic(), expected_ms)
+                    log.info("gateway_announced_shutdown", reason=payload.get("reason"),
+                             restart_expected_ms=expected_ms)
+                    self.bus.publish(ShutdownAnnounced(watch.boot, expected_ms))
+
+            rpc = RpcClient(spec.ws_url, spec.auth, spec.capabilities.protocol, on_event=on_event)
+            try:
+                hello = await rpc.connect()
+                delay = 0.5
+                watch.gateway_boot_id = hello.boot_id
+                log.info("rpc_monitor_connected", boot=watch.boot, protocol=hello.protocol,
+                         server_version=hello.server_version, gateway_boot_id=hello.boot_id,
+                         methods=len(hello.methods))
+                caps = spec.capabilities.with_methods(hello.methods)
+                snapshotter.caps = caps
+                await self._serve(rpc, hello.tick_interval_ms, snapshotter, caps)
+                await rpc.closed.wait()
+                if rpc.close_code == CLOSE_SERVICE_RESTART and not watch.shutdown_announced:
+                    watch.shutdown_announced = True
+                    watch.machine.shutdown_announced(self.clock.monotonic(), None)
+            except GatewayError as exc:
+                if watch.ready:
+                    log.debug("rpc_monitor_connect_failed", error=str(exc))
+            finally:
+                await rpc.close()
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def _serve(self, rpc: RpcClient, tick_interval_ms: int, snapshotter: Snapshotter,
+                     caps: Capabilities) -> None:
+        """One connection's helpers; each ends when the connection closes (the monitor then
+        reconnects and starts them again)."""
+        watch = self.watch
+        hold = watch.ready_at_ms + int(self.cfg.recovery.hold_after_crash_loop_s * 1000) \
+            if self.crash_loop() else 0
+
+        async def recover() -> None:  # a fresh planner each start: the journal is what it resumes from
+            await _until_closed(Recovery(self.journal, self.cfg.recovery, caps, watch.boot, watch.ready_at_ms,
+                                         self.inflight, self.rand, hold, snapshotter.looked).run(rpc))
+
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self.helpers.keep("snapshot", lambda: snapshotter.run(rpc)), name="snapshot")
+            tasks.create_task(self.helpers.keep("recovery", recover), name="recovery")
+            tasks.create_task(self.helpers.keep("tick-watch", lambda: tick_watch(rpc, tick_interval_ms)),
+                              name="tick-watch")
+
+
+async def tick_watch(rpc: RpcClient, tick_interval_ms: int) -> None:
+    """The server sends `tick` every tickIntervalMs: a connection silent for twice that (plus a
+    margin) is dead even if TCP has not noticed; close it, and the monitor reconnects."""
+    limit_s = 2 * tick_interval_ms / 1000 + 5.0
+    while not rpc.closed.is_set():
+        silent = time.monotonic() - rpc.last_frame_at
+        if silent > limit_s:
+            log.warning("rpc_monitor_silent",
+                        silent_s=round(silent, 1))
+            await rpc.close()
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(rpc.closed.wait(), max(0.5, limit_s - silent))
