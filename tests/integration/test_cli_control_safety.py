@@ -22,32 +22,12 @@ import pytest
 
 from supervisor.control import client, paths
 from supervisor.control.protocol import Code, ControlError
+from tests.integration.test_control import cli, raw
 from tests.support.harness import Gatewayd, fake_settings, gatewayd
 
 pytestmark = pytest.mark.timeout(120)
 NOBODY = 65534
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as a second uid")
-
-
-def raw(path: Path, payload: bytes, timeout: float = 5.0) -> dict[str, object]:
-    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    s.settimeout(timeout)
-    s.connect(str(path))
-    try:
-        s.sendall(payload)
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-        return dict(json.loads(buf))
-    finally:
-        s.close()
-
-
-def cli(g: Gatewayd, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return g.run_cli(*args, "-c", str(g.config_file), timeout=timeout)
 
 
 def test_nan_inf_and_out_of_range_drain_budgets_are_refused(tmp_path: Path) -> None:
