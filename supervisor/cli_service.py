@@ -140,6 +140,10 @@ def start(config_file: ConfigOpt = None, state_dir: StateDirOpt = None,
 
     Example: gatewayd start --state-dir ~/gwd
     """
+    problem = drain_budget_problem(wait_s)
+    if problem is not None:
+        typer.echo(f"gatewayd: --wait {problem}", err=True)  # NaN would never end the wait, inf never give up
+        raise typer.Exit(2)
     import subprocess
 
     cfg = load_config(config_file, state_dir=state_dir)
@@ -159,8 +163,10 @@ def start(config_file: ConfigOpt = None, state_dir: StateDirOpt = None,
         argv += ["--config", str(config_file)]
     if state_dir:
         argv += ["--state-dir", state_dir]
-    (cfg.state_dir / "logs").mkdir(parents=True, exist_ok=True, mode=0o700)
-    with open(cfg.state_dir / "logs" / "daemon.out", "ab") as out:
+    from supervisor import logs
+
+    logs.private_dir(cfg.state_dir / "logs")
+    with open(cfg.state_dir / "logs" / "daemon.out", "ab", opener=logs.private_opener) as out:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True)
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
@@ -188,6 +194,10 @@ def stop(config_file: ConfigOpt = None, state_dir: StateDirOpt = None,
 
     Example: gatewayd stop
     """
+    problem = drain_budget_problem(wait_s)
+    if problem is not None:
+        typer.echo(f"gatewayd: --wait {problem}", err=True)  # NaN would never end the wait, inf never give up
+        raise typer.Exit(2)
     cfg = load_config(config_file, state_dir=state_dir)
     platform = service.detect_platform()
     if service.installed_definition(platform) is not None:

@@ -253,7 +253,8 @@ SETTINGS: tuple[Setting, ...] = (
             " max_attempts = 1 never re-runs it", _job_overrides),
     Setting("logs", "max_bytes", int, 10 * 1024 * 1024, "rotate a log file at this size",
             Range(MIN_LOG_BYTES, MAX_LOG_BYTES, unit="bytes")),
-    Setting("logs", "backups", int, 5, "rotated files kept", Range(0, MAX_BACKUPS)),
+    # At least 1: with none, the rotating handler reopens the same file and never cuts it.
+    Setting("logs", "backups", int, 5, "rotated files kept", Range(1, MAX_BACKUPS)),
 )
 BY_NAME = {s.name: s for s in SETTINGS}
 SECTIONS = {s.section for s in SETTINGS if s.section}
@@ -600,6 +601,11 @@ def _load(config_file: Path | None, cli: Mapping[str, Any] | None, environ: Mapp
                           f" (got {str(path)!r})")
     if str(path) == "~" or str(path).startswith("~/"):
         path = get_home() / str(path)[2:]
+    elif str(path).startswith("~"):  # ~user/...: that user's home, never a folder named "~user" here
+        expanded = os.path.expanduser(str(path))
+        if expanded.startswith("~"):
+            raise ConfigError(where, "", f"no such user's home in {str(path)!r}")
+        path = Path(expanded)
     path = Path(os.path.abspath(path))
     file_values: dict[str, Any] = {}
     if explicit or os.path.lexists(path):

@@ -490,7 +490,7 @@ def check_modes(cfg: config.Config, config_file: Path | None = None) -> list[Fin
     """The modes and owners of what holds secrets or decides what gatewayd runs, one line each: the
     config file and its folder (`config_file`, the one gatewayd would read, is reported even when it
     was refused), the state dir (0700), the store and its -wal/-shm (0600), gatewayd's token file
-    (0600), the logs dir (0700) and the control socket's folder (0700)."""
+    (0600), the logs dir (0700), its log files (0600) and the control socket's folder (0700)."""
     from supervisor.control.paths import client_socket_path
 
     state = cfg.state_dir
@@ -505,6 +505,8 @@ def check_modes(cfg: config.Config, config_file: Path | None = None) -> list[Fin
               for suffix in ("", "-wal", "-shm")]
     items += [_Private("token file", state / launch.TOKEN_FILE, True, False),
               _Private("logs dir", state / "logs", True, True, optional=False),
+              *(_Private("log file", state / "logs" / name, True, False)
+                for name in ("gatewayd.log", "gateway.log", "daemon.out")),
               _Private("control socket folder", client_socket_path(state).parent, True, True, optional=False)]
     return [f for f in map(_mode_finding, items) if f is not None]
 

@@ -20,6 +20,20 @@ from typing import Any
 REDACTED = "***"
 
 
+def private_opener(path: str, flags: int) -> int:
+    """`open(..., opener=private_opener)`: a log file is created 0600 whatever the umask (it can
+    hold session keys and job names), and one made earlier under a looser umask is tightened."""
+    fd = os.open(path, flags, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd
+
+
+def private_dir(path: Path) -> None:
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.stat().st_uid == os.getuid():
+        path.chmod(0o700)
+
+
 class Redactor:
     """Holds the secret values to scrub; shared by the event log and the gateway output log."""
 
@@ -93,9 +107,17 @@ def setup(log_dir: Path | None, level: str = "info", max_bytes: int = 10 << 20, 
             structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer], foreign_pre_chain=shared))
         root.addHandler(h)
     if log_dir is not None:
-        log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fh = logging.handlers.RotatingFileHandler(log_dir / "gatewayd.log", maxBytes=max_bytes,
-                                                  backupCount=backups, encoding="utf-8")
+
+        class PrivateRotatingFileHandler(logging.handlers.RotatingFileHandler):
+            """gatewayd.log and its rotations, 0600 whatever the umask."""
+
+            def _open(self) -> Any:
+                return open(self.baseFilename, self.mode, encoding=self.encoding, errors=self.errors,
+                            opener=private_opener)
+
+        private_dir(log_dir)
+        fh = PrivateRotatingFileHandler(log_dir / "gatewayd.log", maxBytes=max_bytes, backupCount=backups,
+                                        encoding="utf-8")
         fh.setFormatter(structlog.stdlib.ProcessorFormatter(processors=[
             structlog.stdlib.ProcessorFormatter.remove_processors_meta, structlog.processors.JSONRenderer()],
             foreign_pre_chain=shared))
@@ -165,8 +187,8 @@ class OutputLog:
         self.backups = backups
         self.redactor = redactor
         self.tail: deque[str] = deque(maxlen=keep_lines)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._fh = open(path, "ab")  # noqa: SIM115 - lives as long as the daemon
+        private_dir(path.parent)
+        self._fh = open(path, "ab", opener=private_opener)  # noqa: SIM115 - lives as long as the daemon
         self._size = self._fh.tell()
 
     def write_line(self, raw: bytes) -> None:
@@ -189,7 +211,7 @@ class OutputLog:
             os.replace(self.path, self.path.with_name(f"{self.path.name}.1"))
         else:
             self.path.unlink(missing_ok=True)
-        self._fh = open(self.path, "ab")  # noqa: SIM115
+        self._fh = open(self.path, "ab", opener=private_opener)  # noqa: SIM115
         self._size = 0
 
     def last_lines(self, n: int = 20) -> list[str]:

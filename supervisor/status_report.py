@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from supervisor.errors import ConfigError, GatewaydError, InstanceLocked, LaunchError, StoreError
+from supervisor.errors import ConfigError, GatewaydError, InstanceLocked, LaunchError, StoreError, StoreTooNew
 
 if TYPE_CHECKING:
     from supervisor import config
@@ -53,7 +53,14 @@ def read_status(state_dir: Path) -> dict[str, Any]:
     if not path.exists():
         out["supervision"] = {"state": "never-started"}
         return out
-    rows = status_rows(path)
+    try:
+        rows = status_rows(path)
+    except StoreTooNew as exc:
+        # Not read as if it were ours; the daemon (supervising without tracking) still tells its
+        # own state, and this says why there is no recorded one.
+        out["supervision"] = {"state": "unknown", "stale": running is None}
+        out["store_error"] = f"{exc}: run the newer gatewayd, or move the store aside to start a fresh one"
+        return out
     d, day, inflight, recovery = rows["daemon"], rows["boots_24h"], rows["inflight"], rows["recovery"]
     boots = [rows["last_boot"]] if rows["last_boot"] else []
     out["supervision"] = {
@@ -118,8 +125,8 @@ def print_status(cfg: config.Config, as_json: bool) -> int:
     if as_json:
         echo(json.dumps(st, indent=2, default=str))
     else:
-        if live.get("store_error"):
-            echo(f"store:   FAILING: {live['store_error']}")
+        if live.get("store_error") or st.get("store_error"):
+            echo(f"store:   FAILING: {live.get('store_error') or st.get('store_error')}")
         for f in live.get("faults") or []:
             echo(f"helper:  {f['helper']} FAILING ({f['failures']} in a row, retrying): {f['error']}")
         sup = st.get("supervision", {})

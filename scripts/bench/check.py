@@ -33,6 +33,8 @@ import psutil
 from benchlib import Stopped, end_tree, raise_on_signals, tree
 
 BENCH = Path(__file__).resolve().parent
+# Modules of scripts/bench that are not benchmarks of their own.
+HELPERS = frozenset({"check", "benchlib", "chaos_judge", "chaos_rejudge"})
 GRACE_S = 45.0  # a timed-out benchmark's own teardown (idle_cost stops a real gateway: up to 45 s)
 
 
@@ -142,9 +144,18 @@ def main() -> int:
     args = ap.parse_args()
     raise_on_signals()
     only = {n for n in args.only.split(",") if n}
-    specs = [s for s in SPECS if (BENCH / f"{s.name}.py").exists() and (not only or s.name in only)]
+    specs = [s for s in SPECS if not only or s.name in only]
     if unknown := only - {s.name for s in SPECS}:
         ap.error(f"unknown benchmark(s): {', '.join(sorted(unknown))}")
+    # A listed benchmark that is gone fails the check (a rename must not pass as "all ok"), and a
+    # benchmark nobody listed is named, so it does not go unrun unnoticed.
+    if missing := [s.name for s in specs if not (BENCH / f"{s.name}.py").exists()]:
+        print(f"FAILED: listed benchmark(s) missing: {', '.join(missing)}", file=sys.stderr)
+        return 1
+    listed = {s.name for s in SPECS} | HELPERS
+    if unlisted := sorted(p.stem for p in BENCH.glob("*.py") if p.stem not in listed):
+        print(f"FAILED: benchmark(s) not listed in check.py SPECS: {', '.join(unlisted)}", file=sys.stderr)
+        return 1
     print(f"short forms of: {', '.join(s.name for s in specs)}", flush=True)
     t0 = time.monotonic()
     runs: list[Run] = []

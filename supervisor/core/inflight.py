@@ -314,6 +314,7 @@ def diff(old: InFlight, new: InFlight) -> Delta:
 # Turns in flight at once on one 2.x gateway: far above any real one; `start` events with no `end`
 # (a gateway that never sends them) must not grow gatewayd's memory without bound.
 MAX_LEGACY_TURNS = 10_000
+MAX_ID_CHARS = 1024  # a run id or session key longer than this is not one
 
 
 @dataclass
@@ -331,6 +332,8 @@ class LegacyActivity:
         data = payload.get("data")
         run_id, key = payload.get("runId"), payload.get("sessionKey")
         if not isinstance(data, dict) or not isinstance(run_id, str) or not isinstance(key, str):
+            return False
+        if len(run_id) > MAX_ID_CHARS or len(key) > MAX_ID_CHARS:  # no real id is this long: not kept
             return False
         phase = data.get("phase")
         if phase == "start" and run_id not in self.runs:

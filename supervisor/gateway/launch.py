@@ -13,7 +13,7 @@ import re
 import secrets
 import shutil
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -372,20 +372,42 @@ def build(settings: GatewaySettings, state_dir: Path, environ: Mapping[str, str]
     return LaunchSpec(argv=argv, env=env, port=port, host=probe_host(file_cfg.bind), tls=file_cfg.tls,
                       auth=auth, capabilities=caps, config_path=gw_config, state_dir=gw_state,
                       cron_store=cron_store if cron_store.is_absolute() else gw_state / cron_store,
-                      other_secrets=configured_secrets(file_cfg, merged, dotenv))
+                      other_secrets=configured_secrets(file_cfg, merged, dotenv, argv))
 
 
 SECRET_VARIABLES = ("OPENCLAW_GATEWAY_TOKEN", "OPENCLAW_GATEWAY_PASSWORD")
 
 
 def configured_secrets(file_cfg: GatewayFileConfig, environ: Mapping[str, str],
-                       dotenv: Mapping[str, str]) -> tuple[Secret, ...]:
+                       dotenv: Mapping[str, str], argv: Sequence[str] = ()) -> tuple[Secret, ...]:
     """Every secret configured for the gateway, wherever it comes from (the environment, its .env,
     its config file), including those `resolve_auth` did not pick and the hooks token: the gateway
     may print any of them, and the logs must not."""
     found = [file_cfg.token, file_cfg.password, file_cfg.hooks_token,
-             *(env.get(var) for env in (environ, dotenv) for var in SECRET_VARIABLES)]
+             *(env.get(var) for env in (environ, dotenv) for var in SECRET_VARIABLES),
+             *_argv_secrets(argv)]
+    # Provider keys and the like (OPENAI_API_KEY, SLACK_BOT_TOKEN, ...) by their names; 4 characters
+    # at least, since a name is only a guess and "1" or "on" would garble every log line.
+    found += [v for env in (environ, dotenv) for name, v in env.items()
+              if _SECRET_NAME_PARTS & set(name.upper().split("_")) and len(v) >= 4]
     return tuple(Secret(v) for v in dict.fromkeys(found) if v)
+
+
+_SECRET_NAME_PARTS = frozenset({"KEY", "APIKEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "CREDENTIALS"})
+_SECRET_FLAGS = ("--token", "--password", "--hooks-token", "--auth-token", "--api-key")
+
+
+def _argv_secrets(argv: Sequence[str]) -> list[str]:
+    """Values given to the gateway on its command line (`gateway.args = ["--token", X]`): the
+    argv is logged at each spawn."""
+    out = []
+    for i, arg in enumerate(argv):
+        for flag in _SECRET_FLAGS:
+            if arg == flag and i + 1 < len(argv):
+                out.append(argv[i + 1])
+            elif arg.startswith(flag + "="):
+                out.append(arg[len(flag) + 1:])
+    return out
 
 
 def _int(text: str | None) -> int | None:

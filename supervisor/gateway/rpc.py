@@ -138,6 +138,7 @@ class RpcClient:
         self.connect_timeout_s = connect_timeout_s
         self.instance_id = instance_id or f"gatewayd-{uuid.uuid4()}"
         self.hello: Hello | None = None
+        self.bytes_received = 0  # every frame's size: bounds what one paged read may gather
         self.last_frame_at = 0.0
         self.close_code: int | None = None
         self.closed = asyncio.Event()
@@ -234,6 +235,7 @@ class RpcClient:
         except ConnectionClosed as exc:
             self.close_code = exc.rcvd.code if exc.rcvd else None
             raise GatewayUnavailable(f"connection closed ({self.close_code})") from exc
+        self.bytes_received += len(raw)
         try:
             frame = wire.decode(raw)
         except GatewayProtocolError as exc:
@@ -329,12 +331,14 @@ MAX_PAGES = 1000
 # Far above any real gateway (the snapshot benchmark runs 10,000 sessions); a gateway that pages
 # without end must not grow gatewayd's memory without bound.
 MAX_ITEMS = 200_000
+MAX_PAGED_BYTES = 256 << 20  # the frames of one paged read together (a 10,000-session list is ~5 MiB)
 
 
 async def paged(rpc: RpcClient, method: str, params: dict[str, Any], key: str, limit: int) -> Any:
     """All pages of a list method (`hasMore`/`nextOffset`), as one answer."""
     items: list[Any] = []
     offset = 0
+    started = getattr(rpc, "bytes_received", 0)
     for _ in range(MAX_PAGES):
         page = await rpc.call(method, {**params, "limit": limit, "offset": offset})
         if not isinstance(page, dict) or not isinstance(page.get(key), list):
@@ -342,6 +346,8 @@ async def paged(rpc: RpcClient, method: str, params: dict[str, Any], key: str, l
         items += page[key]
         if len(items) > MAX_ITEMS:
             raise GatewayProtocolError(f"{method}: more than {MAX_ITEMS} items; not read further")
+        if getattr(rpc, "bytes_received", 0) - started > MAX_PAGED_BYTES:
+            raise GatewayProtocolError(f"{method}: more than {MAX_PAGED_BYTES >> 20} MiB; not read further")
         nxt = page.get("nextOffset")
         if not page.get("hasMore") or not isinstance(nxt, int) or nxt <= offset:
             return {**page, key: items}

@@ -8,8 +8,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from supervisor.errors import StoreError
-from supervisor.store.db import open_readonly, row_dicts
+from supervisor.errors import StoreError, StoreTooNew
+from supervisor.store.db import SCHEMA_VERSION, open_readonly, row_dicts
 from supervisor.store.journal import read_history
 from supervisor.store.snapshots import read_current
 
@@ -20,6 +20,7 @@ def status_rows(path: Path, recovery_limit: int = 200) -> dict[str, Any]:
     try:
         conn = open_readonly(path)
         try:
+            _refuse_too_new(conn, path)
             daemon = row_dicts(conn.execute("SELECT * FROM daemon WHERE id = 1"))
             boots = row_dicts(conn.execute("SELECT * FROM boots ORDER BY id DESC LIMIT 1"))
             day = conn.execute("SELECT COUNT(*) FROM boots WHERE started_at > ?", (time.time() - 86400,)).fetchone()[0]
@@ -37,6 +38,7 @@ def history_rows(path: Path, since: float | None, limit: int = 10_000) -> tuple[
     try:
         conn = open_readonly(path)
         try:
+            _refuse_too_new(conn, path)
             boots = row_dicts(conn.execute(
                 "SELECT id, pid, version, started_at, ready_at, ended_at, exit_code, exit_kind, detail, needs_recovery"
                 " FROM boots WHERE started_at >= ? ORDER BY id", (since or 0,)))
@@ -45,3 +47,10 @@ def history_rows(path: Path, since: float | None, limit: int = 10_000) -> tuple[
             conn.close()
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path}: {exc}") from exc
+
+
+def _refuse_too_new(conn: sqlite3.Connection, path: Path) -> None:
+    """A store a newer gatewayd wrote is not read as if it were this one's (its tables may differ)."""
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StoreTooNew(f"{path}: written by a newer gatewayd (schema {version}, this one knows {SCHEMA_VERSION})")

@@ -1508,3 +1508,36 @@ async def test_paging_that_gathers_too_many_items_is_a_typed_error(store: Store,
         await rpc.connect()
         with pytest.raises(GatewayProtocolError, match="items"):
             await paged(rpc, "cron.list", {}, "jobs", 200)
+
+
+async def test_paging_that_gathers_too_many_bytes_is_a_typed_error(store: Store, boot: int,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: a few huge items per page passed the item cap (1000 pages of 32 MiB)."""
+    from supervisor.gateway import rpc as rpc_module
+
+    monkeypatch.setattr(rpc_module, "MAX_PAGED_BYTES", 3 * MiB)
+    page = {"jobs": [{"id": "j", "name": "x" * MiB}], "hasMore": True}
+
+    async def script(peer: Peer) -> None:
+        await peer.handshake()
+        offset = 0
+        while True:
+            req = await peer.req("cron.list")
+            offset += 1
+            await peer.send(ok(req, {**page, "nextOffset": offset}))
+
+    async with scripted(script) as gw, client(gw.url) as rpc:
+        await rpc.connect()
+        with pytest.raises(GatewayProtocolError, match="MiB"):
+            await rpc_module.paged(rpc, "cron.list", {}, "jobs", 200)
+
+
+def test_legacy_ids_too_long_to_be_ids_are_not_kept() -> None:
+    from supervisor.core.inflight import MAX_ID_CHARS, LegacyActivity
+
+    act = LegacyActivity()
+    long = "r" * (MAX_ID_CHARS + 1)
+    assert not act.feed({"stream": "lifecycle", "runId": long, "sessionKey": "agent:main:main",
+                         "data": {"phase": "start"}})
+    assert not act.feed({"stream": "lifecycle", "runId": "r1", "sessionKey": long, "data": {"phase": "start"}})
+    assert act.runs == {}

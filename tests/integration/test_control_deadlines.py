@@ -79,3 +79,28 @@ async def test_a_reply_the_client_never_reads_is_dropped_and_the_connection_clos
     finally:
         sock.close()
         await srv.close()
+
+
+@pytest.mark.parametrize("command", ["start", "stop"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-5", "0"])
+def test_a_wait_that_never_ends_or_never_starts_is_refused(command: str, value: str, tmp_path: Path) -> None:
+    """Found by review: `stop --wait nan` sent the stop and then gave up at once; `--wait inf`
+    waited for ever. Refused like `restart --timeout`, before anything is done."""
+    result = CliRunner().invoke(cli_service.app, [command, "--wait", value, "--state-dir", str(tmp_path / "s")])
+    assert result.exit_code == 2, result.output
+    assert "--wait" in result.output and not (tmp_path / "s").exists()
+
+
+def test_a_config_path_in_another_users_home_is_that_home_not_a_folder_here(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Found by review: GATEWAYD_CONFIG='~root/x.toml' read ./~root/x.toml."""
+    from supervisor import config
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "~root").mkdir()
+    (tmp_path / "~root" / "x.toml").write_text("[logs]\nbackups = 3\n")
+    with pytest.raises(config.ConfigError) as err:
+        config.load(environ={"GATEWAYD_CONFIG": "~root/x-that-does-not-exist.toml"})
+    assert str(tmp_path) not in str(err.value)
+    with pytest.raises(config.ConfigError, match="no such user"):
+        config.load(environ={"GATEWAYD_CONFIG": "~no-such-user-gwd/x.toml"})

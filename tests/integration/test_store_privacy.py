@@ -4,6 +4,7 @@ not stop supervision (issue 17)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import sqlite3
 import stat
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from supervisor import config, logs
+from supervisor import config, logs, status_report
 from supervisor.control.handlers import control_handlers
 from supervisor.daemon import Daemon
 from supervisor.events import GatewayReady
@@ -55,7 +56,8 @@ async def test_a_store_made_under_umask_022_by_an_older_gatewayd_is_made_private
         conn.close()
 
 
-async def test_a_store_from_a_newer_gatewayd_is_untouched_and_the_gateway_supervised(tmp_path: Path) -> None:
+async def test_a_store_from_a_newer_gatewayd_is_untouched_and_the_gateway_supervised(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """Was: `run` exited 5; under KeepAlive that is a restart loop in which the gateway never starts."""
     cfg = config.load(write_config(tmp_path), environ={})
     cfg.state_dir.mkdir(parents=True, mode=0o700)
@@ -76,6 +78,12 @@ async def test_a_store_from_a_newer_gatewayd_is_untouched_and_the_gateway_superv
         assert live["state"] == "running" and live["gateway"]["ready"]
         assert "newer gatewayd" in live["store_error"] and "move the store aside" in live["store_error"]
         assert mode(cfg.state_dir) == 0o700
+        # `gatewayd status` does not read the newer store as if it were its own (it has no table
+        # this one knows): it says why, shows the daemon's live state, and exits 1 (degraded).
+        code = await asyncio.to_thread(status_report.print_status, cfg, True)
+        assert code == status_report.STATUS_DEGRADED
+        out = json.loads(capsys.readouterr().out)
+        assert "newer gatewayd" in out["store_error"] and out["live"]["state"] == "running"
     finally:
         d.request_stop()
         await asyncio.wait_for(task, 30)
@@ -103,3 +111,28 @@ async def test_a_state_dir_replaced_by_a_file_is_a_store_error_not_a_crash(tmp_p
         assert await store.read(lambda c: c.execute("SELECT 1").fetchall()) == [(1,)]
     finally:
         await store.close()
+
+
+def test_log_files_and_their_rotations_are_0600_under_umask_022(tmp_path: Path) -> None:
+    """Found by review: gatewayd.log, gateway.log and their rotations were 0644 under umask 022."""
+    import logging
+
+    old = os.umask(0o022)
+    try:
+        log_dir = tmp_path / "logs"
+        log_dir.mkdir(mode=0o755)
+        os.chmod(log_dir, 0o755)
+        logs.setup(log_dir, "info", max_bytes=300, backups=2, console=False)
+        for i in range(20):
+            logging.getLogger("t").warning("line %d", i)
+        out = logs.OutputLog(log_dir / "gateway.log", max_bytes=200, backups=2)
+        for i in range(30):
+            out.write_line(f"gateway line {i}".encode())
+        out.close()
+        files = sorted(p.name for p in log_dir.iterdir())
+        assert {"gatewayd.log", "gatewayd.log.1", "gateway.log", "gateway.log.1"} <= set(files)
+        assert {n: mode(log_dir / n) for n in files} == {n: 0o600 for n in files}
+        assert mode(log_dir) == 0o700
+    finally:
+        os.umask(old)
+        logs.setup(None, "warning", console=False)

@@ -152,7 +152,7 @@ def test_state_dir_is_expanded_and_absolute(tmp_path: Path) -> None:
     ("[gateway]\nport = -1\n", "gateway.port", "port number"),
     ("[supervise]\nbackoff_max_s = -1\n", "supervise.backoff_max_s", "must be in [0.01, 604800] s (got -1.0)"),
     ("[supervise]\nstop_budget_s = 0\n", "supervise.stop_budget_s", "must be in [0.01, 604800] s (got 0.0)"),
-    ("[logs]\nbackups = -1\n", "logs.backups", "must be in [0, 1000] (got -1)"),
+    ("[logs]\nbackups = -1\n", "logs.backups", "must be in [1, 1000] (got -1)"),
     ("[supervise]\njitter = 1.0\n", "supervise.jitter", "[0, 1)"),
     ('log_level = "loud"\n', "log_level", "must be debug"),
     ('[gateway]\nargs = "--x"\n', "gateway.args", "list of strings"),

@@ -77,7 +77,7 @@ def needs_root() -> None:
     ("[recovery]\nretries_per_minute = 9223372036854775807\n", "recovery.retries_per_minute",
      "9223372036854775807", "[1, 1000]"),
     # The first rotation renamed 10^14 files, one by one.
-    ("[logs]\nbackups = 100000000000000\n", "logs.backups", "100000000000000", "[0, 1000]"),
+    ("[logs]\nbackups = 100000000000000\n", "logs.backups", "100000000000000", "[1, 1000]"),
     ("[logs]\nmax_bytes = 0\n", "logs.max_bytes", "0", "[1024, 1099511627776] bytes"),
     ("[logs]\nmax_bytes = 100000000000000000000\n", "logs.max_bytes", "100000000000000000000",
      "[1024, 1099511627776] bytes"),

@@ -63,3 +63,15 @@ def test_no_hooks_section_no_hooks_secret(tmp_path: Path) -> None:
     assert read_gateway_config(cfg, {}).hooks_token is None
     cfg.write_text(json.dumps({"hooks": {"token": HOOKS_TOKEN}}))
     assert read_gateway_config(cfg, {}).hooks_token == HOOKS_TOKEN
+
+
+def test_a_token_on_the_gateways_command_line_and_provider_keys_by_name_are_redacted() -> None:
+    """Found by review: `gateway.args = ["--token", X]` reached the log with the spawn's argv, and
+    provider keys in the gateway's .env were never redacted."""
+    cfg = launch.GatewayFileConfig(Path("/nonexistent/openclaw.json"), False)
+    argv = ["node", "openclaw.mjs", "gateway", "run", "--token", "argv-token-1", "--password=argv-pw"]
+    found = {str(s) for s in launch.configured_secrets(cfg, {"OPENAI_API_KEY": "sk-provider", "FEATURE_KEY": "on",
+                                                              "HOME": "/home/me", "PATH": "/bin"},
+                                                        {"SLACK_BOT_TOKEN": "xoxb-slack"}, argv)}
+    assert {"argv-token-1", "argv-pw", "sk-provider", "xoxb-slack"} <= found
+    assert not {"on", "/home/me", "/bin"} & found  # a name is a guess: short values and other names stay
