@@ -18,25 +18,11 @@ from supervisor import config, service
 from supervisor.core.planner import VersionRules, decide_session
 from supervisor.errors import ConfigError
 from supervisor.service import launchd, systemd
+from tests.unit.test_config import _hermetic_home, write  # noqa: F401 - the autouse fixture applies here too
 
 REPO = Path(__file__).resolve().parents[2]
 NOBODY = 65534
 OTHER = 65533  # a second "other user": owns files, never runs anything
-
-
-@pytest.fixture(autouse=True)
-def _hermetic_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg-config"))
-    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg-data"))
-    monkeypatch.delenv("GATEWAYD_CONFIG", raising=False)
-
-
-def write(tmp_path: Path, text: str, name: str = "gatewayd.toml", mode: int = 0o600) -> Path:
-    p = tmp_path / name
-    p.write_text(text, encoding="utf-8")
-    p.chmod(mode)
-    return p
 
 
 def error_of(**kwargs: object) -> ConfigError:
