@@ -38,6 +38,14 @@ def fail(exc: GatewaydError) -> typer.Exit:
     return typer.Exit(status_report.exit_code(exc))
 
 
+def check_wait(wait_s: float) -> None:
+    """`--wait` must be usable: NaN would never end the wait, inf never give up."""
+    problem = drain_budget_problem(wait_s)
+    if problem is not None:
+        typer.echo(f"gatewayd: --wait {problem}", err=True)
+        raise typer.Exit(2)
+
+
 def load_config(config_file: Path | None, **cli_values: Any) -> config.Config:
     try:
         return config.load(config_file, cli_values)
@@ -140,10 +148,7 @@ def start(config_file: ConfigOpt = None, state_dir: StateDirOpt = None,
 
     Example: gatewayd start --state-dir ~/gwd
     """
-    problem = drain_budget_problem(wait_s)
-    if problem is not None:
-        typer.echo(f"gatewayd: --wait {problem}", err=True)  # NaN would never end the wait, inf never give up
-        raise typer.Exit(2)
+    check_wait(wait_s)
     import subprocess
 
     cfg = load_config(config_file, state_dir=state_dir)
@@ -194,10 +199,7 @@ def stop(config_file: ConfigOpt = None, state_dir: StateDirOpt = None,
 
     Example: gatewayd stop
     """
-    problem = drain_budget_problem(wait_s)
-    if problem is not None:
-        typer.echo(f"gatewayd: --wait {problem}", err=True)  # NaN would never end the wait, inf never give up
-        raise typer.Exit(2)
+    check_wait(wait_s)
     cfg = load_config(config_file, state_dir=state_dir)
     platform = service.detect_platform()
     if service.installed_definition(platform) is not None:
