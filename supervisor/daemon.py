@@ -57,14 +57,6 @@ SLEEP_JUMP_S = 5.0  # wall clock ahead of monotonic by more than this: the machi
 LAUNCH_RETRY_S = 30.0
 
 
-def _make_private(state_dir: Path) -> None:
-    """The state dir holds session keys, job names and recovery results: 0700, whatever the umask
-    it was created under (a parent made on the way by `mkdir(parents=True)` gets the umask's mode)."""
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    if state_dir.stat().st_uid == os.getuid():
-        state_dir.chmod(0o700)
-
-
 @dataclass
 class Daemon:
     cfg: Config
@@ -141,7 +133,8 @@ class Daemon:
     # -- lifecycle -------------------------------------------------------------------------------
 
     async def run(self) -> int:
-        _make_private(self.cfg.state_dir)
+        # Session keys, job names and recovery results: 0700, whatever umask made it.
+        logs.private_dir(self.cfg.state_dir)
         lock = InstanceLock(self.cfg.state_dir / "gatewayd.lock")
         lock.acquire()
         try:

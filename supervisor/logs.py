@@ -20,6 +20,13 @@ from typing import Any
 REDACTED = "***"
 
 
+def traceback_text(exc: BaseException, limit: int = 4000) -> str:
+    """An exception's traceback as one log field, its last `limit` characters (where it was raised)."""
+    import traceback
+
+    return "".join(traceback.format_exception(exc))[-limit:]
+
+
 def private_opener(path: str, flags: int) -> int:
     """`open(..., opener=private_opener)`: a log file is created 0600 whatever the umask (it can
     hold session keys and job names), and one made earlier under a looser umask is tightened."""

@@ -14,9 +14,9 @@ from collections.abc import Awaitable, Callable
 from supervisor import logs
 from supervisor.boot import BootWatch, Clock
 from supervisor.config import Config
+from supervisor.core.inflight import lenient_ms
 from supervisor.errors import GatewayError, GatewayUnavailable
 from supervisor.events import EventBus, ShutdownAnnounced
-from supervisor.gateway import wire
 from supervisor.gateway.capabilities import Capabilities
 from supervisor.gateway.launch import LaunchSpec
 from supervisor.gateway.rpc import CLOSE_SERVICE_RESTART, Event, RpcClient
@@ -65,7 +65,7 @@ class RpcMonitor:
                 snapshotter.on_event(ev)
                 if ev.name == "shutdown":
                     payload = ev.payload if isinstance(ev.payload, dict) else {}
-                    expected_ms = wire.ms(payload.get("restartExpectedMs"))
+                    expected_ms = lenient_ms(payload.get("restartExpectedMs"))
                     watch.shutdown_announced = True
                     watch.restart_expected = watch.restart_expected or expected_ms is not None
                     watch.machine.shutdown_announced(self.clock.monotonic(), expected_ms)
@@ -122,8 +122,7 @@ async def tick_watch(rpc: RpcClient, tick_interval_ms: int) -> None:
     while not rpc.closed.is_set():
         silent = time.monotonic() - rpc.last_frame_at
         if silent > limit_s:
-            log.warning("rpc_monitor_silent",
-                        silent_s=round(silent, 1))
+            log.warning("rpc_monitor_silent", silent_s=round(silent, 1))
             await rpc.close()
             return
         with contextlib.suppress(TimeoutError):

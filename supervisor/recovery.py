@@ -17,7 +17,7 @@ from dataclasses import replace
 from typing import Any
 
 from supervisor import logs
-from supervisor.core.inflight import legacy_turn_ended
+from supervisor.core.inflight import legacy_turn_ended, lenient_ms
 from supervisor.core.planner import (
     MS,
     Decision,
@@ -39,7 +39,6 @@ from supervisor.core.planner import (
 )
 from supervisor.crashpoints import crashpoint
 from supervisor.errors import GatewayError, GatewayRpcError, GatewayUnavailable, StoreError
-from supervisor.gateway import wire
 from supervisor.gateway.capabilities import Capabilities
 from supervisor.gateway.rpc import RpcClient, paged
 from supervisor.store.journal import Journal
@@ -160,14 +159,14 @@ class Recovery:
         since = int(ob["interrupted_at"] * MS)
         if await self.records.seen_active(ob["ref"], None, since):
             return True
-        started = wire.ms((await self._session_rows(rpc)).get(ob["ref"], {}).get("startedAt"))
+        started = lenient_ms((await self._session_rows(rpc)).get(ob["ref"], {}).get("startedAt"))
         return started is not None and started >= since
 
     async def _completed(self, rpc: RpcClient, ob: dict[str, Any]) -> bool:
         """2026.9.x: the session's last run had ended before the interruption and none started
         since (status done): the turn gatewayd's snapshot still had as running had finished."""
         row = (await self._session_rows(rpc)).get(ob["ref"], {})
-        started, ended = wire.ms(row.get("startedAt")), wire.ms(row.get("endedAt"))
+        started, ended = lenient_ms(row.get("startedAt")), lenient_ms(row.get("endedAt"))
         return (row.get("status") == "done" and started is not None and ended is not None and ended >= started
                 and ended <= int(ob["interrupted_at"] * MS))
 
@@ -196,7 +195,7 @@ class Recovery:
         if await self.records.seen_active(key, None, since_ms):
             return True
         row = (await self._session_rows(rpc)).get(key, {})
-        at = wire.ms(row.get("startedAt" if not self.caps.legacy else "updatedAt"))
+        at = lenient_ms(row.get("startedAt" if not self.caps.legacy else "updatedAt"))
         return at is not None and at >= since_ms
 
     async def _session_rows(self, rpc: RpcClient) -> dict[str, Any]:
@@ -225,7 +224,7 @@ class Recovery:
         starts: list[int] = []
         finished: list[int] = []
         for e in entries:
-            at = wire.ms(e.get("runAtMs")) if isinstance(e, dict) else None
+            at = lenient_ms(e.get("runAtMs")) if isinstance(e, dict) else None
             if at is None:
                 continue
             starts.append(at)
@@ -238,7 +237,7 @@ class Recovery:
         state = job.get("state", {}) if isinstance(job, dict) else {}
         state = state if isinstance(state, dict) else {}
         starts, finished = await self._run_log(rpc, ob["ref"]) if job is not None else ((), ())
-        running = wire.ms(state.get("runningAtMs"))
+        running = lenient_ms(state.get("runningAtMs"))
         all_starts = starts + ((running,) if running is not None else ())
         # A retry is done when its run is seen, not when cron.run answers: the gateway may die
         # between the answer and the run's start, or cut the run before the snapshot recorded it
@@ -281,8 +280,8 @@ class Recovery:
                         attempt=action["attempt"])
         view = JobView(exists=job is not None, enabled=bool(job.get("enabled", True)) if job else False,
                        running_at_ms=running, run_starts_ms=all_starts, finished_ms=finished,
-                       startup_catchup_at_ms=wire.ms(state.get("startupCatchupAtMs")),
-                       next_run_at_ms=wire.ms(state.get("nextRunAtMs")))
+                       startup_catchup_at_ms=lenient_ms(state.get("startupCatchupAtMs")),
+                       next_run_at_ms=lenient_ms(state.get("nextRunAtMs")))
         policy = policy_for(self.policy, ob["ref"], ob["name"])
         planned = ob["planned_at_ms"]
         if planned is None:

@@ -16,7 +16,7 @@ from supervisor import logs
 from supervisor.core.model import ExitKind
 from supervisor.errors import StoreError
 from supervisor.gateway import jobstore
-from supervisor.gateway.child import process_key
+from supervisor.gateway.child import ProcessKey, process_key
 from supervisor.gateway.launch import LaunchSpec
 from supervisor.store.boots import BootEnd, BootRecords
 from supervisor.store.snapshots import InflightRecords
@@ -25,7 +25,6 @@ log = logs.get("gatewayd")
 
 # The daemon's store writer: a failed write is logged and made visible there, and answers None.
 Record = Callable[[Awaitable[Any]], Awaitable[Any]]
-ProcessKey = tuple[int, float]
 
 
 class Startup:

@@ -146,7 +146,7 @@ def parse_sessions(payload: Any, legacy_active: Mapping[str, tuple[str, ...]] | 
         if not active:
             continue
         agent = row.get("agentId") if isinstance(row.get("agentId"), str) else agent_of(key, default_agent)
-        last = starts.get(key) or _lenient_ms(row.get("lastActivityAt")) or _lenient_ms(row.get("updatedAt"))
+        last = starts.get(key) or lenient_ms(row.get("lastActivityAt")) or lenient_ms(row.get("updatedAt"))
         sid = row.get("sessionId")
         out[key] = SessionItem(key, str(agent), kind_of(key), sid if isinstance(sid, str) else None,
                                run_ids, last)
@@ -181,15 +181,16 @@ def legacy_turn_ended(history: Any, turn_started_ms: int, gateway_ended_ms: int)
     last: Mapping[str, Any] | None = None
     for i, raw in enumerate(messages):
         msg = _obj(raw, f"{where}.messages[{i}]")
-        at = _lenient_ms(msg.get("timestamp"))
+        at = lenient_ms(msg.get("timestamp"))
         since = turn_started_ms - (TURN_START_SLACK_MS if msg.get("role") == "user" else 0)
         if at is not None and since <= at <= gateway_ended_ms:
             last = msg
     return last is not None and last.get("role") == "assistant" and last.get("stopReason") in FINAL_STOPS
 
 
-def _lenient_ms(value: Any) -> int | None:
-    """For informative fields only (last activity): a bad value is dropped, not fatal."""
+def lenient_ms(value: Any) -> int | None:
+    """A time in ms for fields that only inform a decision: absent or unusable (a bool, a string,
+    negative, non-finite, beyond 2**53) is None, not an error."""
     try:
         return _int_or_none(value)
     except GatewayProtocolError:
@@ -338,7 +339,7 @@ class LegacyActivity:
         phase = data.get("phase")
         if phase == "start" and run_id not in self.runs:
             self.runs[run_id] = key
-            at = _lenient_ms(data.get("startedAt")) or _lenient_ms(payload.get("ts"))
+            at = lenient_ms(data.get("startedAt")) or lenient_ms(payload.get("ts"))
             if at is not None:
                 self.started[run_id] = at
             while len(self.runs) > MAX_LEGACY_TURNS:  # starts with no end: the oldest go

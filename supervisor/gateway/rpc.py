@@ -17,7 +17,6 @@ import math
 import platform
 import ssl
 import time
-import traceback
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -268,7 +267,7 @@ class RpcClient:
                             self.on_event(ev)
                         except Exception as exc:  # one event's handler must not end the connection
                             log.error("event_handler_failed", gateway_event=name, error=f"{type(exc).__name__}: {exc}",
-                                      traceback="".join(traceback.format_exception(exc))[-4000:])
+                                      traceback=logs.traceback_text(exc))
         except GatewayUnavailable as exc:
             error = exc
         finally:

@@ -66,12 +66,3 @@ def decode(raw: str | bytes) -> Any:
     except (ValueError, TypeError, RecursionError) as exc:
         raise GatewayProtocolError(f"not JSON: {exc}") from exc
 
-
-def ms(value: Any) -> int | None:
-    """A time or duration in milliseconds as an int, or None when it is absent or not one (a bool,
-    a string, negative, beyond 2**53): for fields that only inform a decision."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return int(value) if 0 <= value < JS_SAFE_INT else None
