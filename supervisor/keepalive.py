@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -61,6 +60,7 @@ class Helpers:
         a growing delay. Cancellation ends it, and forgets its fault (its boot is over)."""
         delay = self.initial_s
         loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
         try:
             while True:
                 began = time.monotonic()
@@ -68,6 +68,11 @@ class Helpers:
                 try:
                     result = await start()
                 except Exception as exc:  # anything: a helper's failure must never end supervision
+                    if task is not None and task.cancelling():
+                        # Asked to stop, but the helper lost the cancellation (3.11's wait_for can
+                        # swallow one that lands as its inner wait completes) and failed after it:
+                        # its boot is over, and starting it again would hold the boot's end for ever.
+                        raise asyncio.CancelledError from exc
                     if time.monotonic() - began >= self.healthy_s:
                         delay = self.initial_s
                     self._failed(name, exc, delay)
@@ -88,7 +93,7 @@ class Helpers:
                       previous.since if previous else time.time(), delay)
         self.faults[name] = fault
         log.error("helper_failed", helper=name, error=fault.error, failures=fault.failures,
-                  retry_in_s=round(delay, 2), traceback="".join(traceback.format_exception(exc))[-4000:])
+                  retry_in_s=round(delay, 2), traceback=logs.traceback_text(exc))
         if self.on_fault is not None:
             self.on_fault(fault)
 

@@ -4,6 +4,7 @@ again with a growing delay, and forgotten once well or cancelled."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 import pytest
 from structlog.testing import capture_logs
@@ -88,3 +89,26 @@ async def test_base_exceptions_are_not_swallowed() -> None:
 
     with pytest.raises(asyncio.CancelledError):
         await Helpers().keep("x", cancelled)
+
+
+async def test_a_helper_that_swallowed_its_cancellation_and_then_fails_is_not_started_again() -> None:
+    """Found by a flaky test: a boot's end waited for ever on a recovery helper that had lost its
+    cancellation inside asyncio.wait_for (Python 3.11) and then failed: it was started again and
+    again. A helper failing while its task is being cancelled ends, cancelled."""
+    helpers = Helpers(initial_s=0.001)
+    inside, calls = asyncio.Event(), 0
+
+    async def swallows_then_fails() -> None:
+        nonlocal calls
+        calls += 1
+        inside.set()
+        with contextlib.suppress(asyncio.CancelledError):  # what the lost cancellation looks like
+            await asyncio.Event().wait()
+        raise RuntimeError("store refused")
+
+    task = asyncio.create_task(helpers.keep("recovery", swallows_then_fails))
+    await asyncio.wait_for(inside.wait(), 5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, 5)
+    assert calls == 1 and helpers.faults == {}
