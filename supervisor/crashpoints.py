@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 STEPS = ("planned", "journaled", "dispatched", "answered", "recorded")
+REQUEUE_STEPS = ("requeue-planned", "requeue-dispatched", "requeue-answered")
 SUPERVISION_STEPS = ("spawned",)
 CRASH_EXIT = 70
 

@@ -21,10 +21,12 @@ from supervisor.gateway.capabilities import Capabilities
 from supervisor.gateway.launch import LaunchSpec
 from supervisor.gateway.rpc import CLOSE_SERVICE_RESTART, Event, RpcClient
 from supervisor.keepalive import Helpers
+from supervisor.queue_keeper import QueueWatch, Requeue
 from supervisor.recovery import Recovery
 from supervisor.snapshotter import Snapshotter
 from supervisor.store.journal import Journal
 from supervisor.store.snapshots import InflightRecords
+from supervisor.store.system_events import SystemEventRecords
 
 log = logs.get("gatewayd")
 
@@ -50,6 +52,7 @@ class RpcMonitor:
         self.crash_loop = crash_loop  # asked at each connection: retries are held back in a crash loop
         self.clock = clock
         self.bus = bus
+        self.queue_records = SystemEventRecords(inflight.store)
 
     async def run(self) -> None:
         """A persistent RPC connection for `shutdown` announcements and the gateway's identity.
@@ -60,9 +63,11 @@ class RpcMonitor:
         while not watch.child.exited:
             snapshotter = Snapshotter(self.inflight, watch.boot, spec.capabilities, self.cfg.snapshot_interval_s)
             watch.snapshotter = snapshotter
+            queue = QueueWatch(self.queue_records, watch.boot, self.cfg.snapshot_interval_s)
 
-            def on_event(ev: Event, snapshotter: Snapshotter = snapshotter) -> None:
+            def on_event(ev: Event, snapshotter: Snapshotter = snapshotter, queue: QueueWatch = queue) -> None:
                 snapshotter.on_event(ev)
+                queue.on_event(ev)
                 if ev.name == "shutdown":
                     payload = ev.payload if isinstance(ev.payload, dict) else {}
                     expected_ms = lenient_ms(payload.get("restartExpectedMs"))
@@ -83,7 +88,7 @@ class RpcMonitor:
                          methods=len(hello.methods))
                 caps = spec.capabilities.with_methods(hello.methods)
                 snapshotter.caps = caps
-                await self._serve(rpc, hello.tick_interval_ms, snapshotter, caps)
+                await self._serve(rpc, hello.tick_interval_ms, snapshotter, queue, caps)
                 await rpc.closed.wait()
                 if rpc.close_code == CLOSE_SERVICE_RESTART and not watch.shutdown_announced:
                     watch.shutdown_announced = True
@@ -96,7 +101,7 @@ class RpcMonitor:
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
 
-    async def _serve(self, rpc: RpcClient, tick_interval_ms: int, snapshotter: Snapshotter,
+    async def _serve(self, rpc: RpcClient, tick_interval_ms: int, snapshotter: Snapshotter, queue: QueueWatch,
                      caps: Capabilities) -> None:
         """One connection's helpers; each ends when the connection closes (the monitor then
         reconnects and starts them again)."""
@@ -111,6 +116,10 @@ class RpcMonitor:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self.helpers.keep("snapshot", lambda: snapshotter.run(rpc)), name="snapshot")
             tasks.create_task(self.helpers.keep("recovery", recover), name="recovery")
+            tasks.create_task(self.helpers.keep("queue-watch", lambda: _until_closed(queue.run(rpc))),
+                              name="queue-watch")
+            tasks.create_task(self.helpers.keep("requeue", lambda: _until_closed(
+                Requeue(self.queue_records, self.journal, watch.boot, caps.legacy).run(rpc))), name="requeue")
             tasks.create_task(self.helpers.keep("tick-watch", lambda: tick_watch(rpc, tick_interval_ms)),
                               name="tick-watch")
 

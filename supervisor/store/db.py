@@ -142,6 +142,37 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at REAL NOT NULL
     );
     """,
+    # 4: the gateway's queue of system events, kept across its restarts. `queue_looks`: the last
+    # look at each boot's queue (`queued_events` its texts); `requeues`: the journal of texts queued
+    # again into a later gateway (planned, dispatched before the send, answered, observed).
+    """
+    CREATE TABLE queue_looks (
+        boot_id INTEGER PRIMARY KEY REFERENCES boots(id),
+        looked_at_ms INTEGER NOT NULL,
+        void INTEGER NOT NULL DEFAULT 0,
+        planned INTEGER NOT NULL DEFAULT 0     -- 1 once its texts have requeue rows
+    );
+    CREATE TABLE queued_events (
+        boot_id INTEGER NOT NULL REFERENCES queue_looks(boot_id),
+        pos INTEGER NOT NULL,
+        text TEXT NOT NULL,
+        PRIMARY KEY (boot_id, pos)
+    );
+    CREATE TABLE requeues (
+        id INTEGER PRIMARY KEY,
+        boot_id INTEGER NOT NULL REFERENCES boots(id),   -- the boot whose gateway held it
+        pos INTEGER NOT NULL,                            -- -1: the wake after the batch
+        kind TEXT NOT NULL CHECK (kind IN ('system-event', 'wake')),
+        text TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('planned', 'dispatched', 'answered', 'observed', 'held',
+                                             'unknown', 'unconfirmed', 'failed')),
+        into_boot INTEGER,                               -- the boot it was sent into
+        dispatched_at_ms INTEGER,
+        resolution TEXT,
+        updated_at REAL NOT NULL,
+        UNIQUE (boot_id, pos)
+    );
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -1,0 +1,144 @@
+"""The gateway's queue of system events, kept across its restarts: pure rules, no I/O.
+
+Both real gateways keep queued system events (a webhook's "new mail", a reminder, a Slack click)
+in process memory only, and lose them on every restart (measured on 2026.9.6 and 2026.2.26;
+openclaw issue #132842). Both list them in `status.queuedSystemEvents`: texts only, oldest first,
+of the main sessions' queues (2026.9.x: every agent's, in roster order, with no boundary between
+agents; 2026.2.x: the default agent's, where every RPC-queued event lands). gatewayd looks at that
+list while the gateway runs and, after the gateway's end, queues again what the next gateway no
+longer holds. `docs/research/agents-after-restart.md` has the measurements.
+
+Delivery: a turn of the main session drains its queue into the model's request (a heartbeat turn,
+`chat.send`; not an `agent` turn, measured), so a look taken before a main-session turn started may
+list texts the model has since received. The rule: a look is good until a main-session turn starts;
+then it is void until the next look (`QueueLook.void`).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+MAX_TEXT = 20_000  # the longest text kept; the gateway's own limit is lower
+MAX_QUEUE = 400  # 20 per session (the gateway's cap) for 20 agents
+
+
+class QueueUnreadable(ValueError):
+    """The `status` answer carries no readable queue."""
+
+
+def parse_queue(status: Any) -> tuple[str, ...]:
+    """`status.queuedSystemEvents` as a tuple of texts. Raises `QueueUnreadable` naming the field."""
+    if not isinstance(status, dict):
+        raise QueueUnreadable("status: not an object")
+    raw = status.get("queuedSystemEvents", [])  # 2026.9.x leaves it out when empty in some builds
+    if not isinstance(raw, list):
+        raise QueueUnreadable("status.queuedSystemEvents: not a list")
+    if len(raw) > MAX_QUEUE:
+        raise QueueUnreadable(f"status.queuedSystemEvents: {len(raw)} entries (at most {MAX_QUEUE} expected)")
+    texts: list[str] = []
+    for i, item in enumerate(raw):
+        if not isinstance(item, str) or not item.strip():
+            raise QueueUnreadable(f"status.queuedSystemEvents[{i}]: not a non-empty string")
+        texts.append(item[:MAX_TEXT])
+    return tuple(texts)
+
+
+def is_main_session(key: object) -> bool:
+    """`agent:<id>:main`: the sessions whose queues `status` lists (the default main key)."""
+    if not isinstance(key, str):
+        return False
+    parts = key.split(":")
+    return len(parts) == 3 and parts[0] == "agent" and parts[2] == "main" and bool(parts[1])
+
+
+@dataclass(frozen=True)
+class QueueLook:
+    """The last look at one boot's queue. `void`: a main-session turn started after it, so its
+    texts may have reached the model already; the next look replaces it."""
+
+    boot: int
+    texts: tuple[str, ...]
+    looked_at_ms: int
+    void: bool = False
+
+
+class Fate(enum.Enum):
+    REQUEUE = "requeue"  # the next gateway does not hold it: queue it again
+    HELD = "held"  # the next gateway holds it (a restart that kept the process's memory)
+    UNKNOWN = "unknown"  # the look was void or stale: never queued twice, so not queued again
+
+
+@dataclass(frozen=True)
+class EventFate:
+    pos: int
+    text: str
+    fate: Fate
+    why: str
+
+
+def unheld(texts: Sequence[str], held: Sequence[str]) -> list[bool]:
+    """For each text of the dead boot's look, is it missing from what the new gateway holds?
+    Matched in order, each held text at most once (equal texts are distinct events): the longest
+    common subsequence, and among equally long ones the one that keeps the latest texts, since a
+    queue loses its oldest first (a drain, the cap of 20)."""
+    n, m = len(texts), len(held)
+    # best[i][j]: how many of texts[i:] can be matched, in order, within held[j:]
+    best = [[0] * (m + 1) for _ in range(n + 1)]
+    for i in range(n - 1, -1, -1):
+        for j in range(m - 1, -1, -1):
+            best[i][j] = best[i + 1][j + 1] + 1 if texts[i] == held[j] else max(best[i + 1][j], best[i][j + 1])
+    missing = [True] * n
+    i = j = 0
+    while i < n and j < m:
+        if best[i + 1][j] == best[i][j]:
+            i += 1  # texts[i] need not be matched: leave the held ones for later texts
+        elif texts[i] == held[j]:
+            missing[i] = False
+            i, j = i + 1, j + 1
+        else:
+            j += 1
+    return missing
+
+
+def plan(look: QueueLook, held: Sequence[str], watched_end: bool) -> list[EventFate]:
+    """What to do with each text of a dead boot's last look. `watched_end`: gatewayd saw the
+    gateway end; otherwise the queue may have been drained while nobody looked."""
+    if not look.texts:
+        return []
+    if look.void:
+        why = "a main-session turn started after the last look and may have received it"
+        return [EventFate(i, t, Fate.UNKNOWN, why) for i, t in enumerate(look.texts)]
+    if not watched_end:
+        why = "the gateway ended while gatewayd was not watching: the queue may have been drained since the look"
+        return [EventFate(i, t, Fate.UNKNOWN, why) for i, t in enumerate(look.texts)]
+    fates: list[EventFate] = []
+    for i, (text, missing) in enumerate(zip(look.texts, unheld(look.texts, held), strict=True)):
+        if missing:
+            fates.append(EventFate(i, text, Fate.REQUEUE, "lost with the gateway's memory"))
+        else:
+            fates.append(EventFate(i, text, Fate.HELD, "the new gateway still holds it"))
+    return fates
+
+
+class LostAnswer(enum.Enum):
+    """A send journaled by a gatewayd that died before its answer."""
+
+    ARRIVED = "observed"  # the queue shows it
+    UNSURE = "unconfirmed"  # not queued, but a turn may have drained it: never sent twice
+    NEVER = "resend"  # not queued, and no main-session turn since: it never arrived
+
+
+def lost_answer(queued: bool, main_turn_since: bool) -> LostAnswer:
+    if queued:
+        return LostAnswer.ARRIVED
+    return LostAnswer.UNSURE if main_turn_since else LostAnswer.NEVER
+
+
+def wake_text(count: int) -> str:
+    """The text of the one wake after a re-queue (delivered last, after the re-queued events)."""
+    noun = "event" if count == 1 else "events"
+    return (f"[gatewayd] The gateway restarted. {count} system {noun} queued before the restart "
+            f"{'was' if count == 1 else 'were'} queued again above, in their order.")

@@ -1,0 +1,226 @@
+"""Keeps the gateway's queue of system events across its restarts (rules: `core/event_queue.py`).
+
+Two helpers per RPC connection, both run by the monitor under `keepalive.Helpers`:
+- `QueueWatch` looks at `status.queuedSystemEvents` every snapshot interval, and at once when the
+  gateway says something may have changed it (a `presence` broadcast follows every RPC
+  `system-event`, a `heartbeat` event ends a heartbeat turn, an `agent` lifecycle start in a main
+  session drains that session's queue). A main-session turn start voids the last look first, so a
+  gateway killed before the next look never gets back texts its model has received.
+- `Requeue`, once per connection: for every ended boot whose queue was looked at, plans each text's
+  fate against what the new gateway holds, then queues again the lost ones in their order with
+  `system-event {text}`, then one `wake {mode: "now"}` so an agent reads them now rather than at its
+  next heartbeat. Every send is journaled before it goes out; a send whose answer was lost is
+  settled by looking at the queue, never by sending again.
+
+Both versions take `system-event` without a session key into the main session where unaddressed
+events go (2026.2.x ignores any key, measured); that is where gatewayd queues them again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any
+
+from supervisor import logs
+from supervisor.core.event_queue import (
+    Fate,
+    LostAnswer,
+    QueueUnreadable,
+    is_main_session,
+    lost_answer,
+    parse_queue,
+    plan,
+    wake_text,
+)
+from supervisor.core.inflight import lenient_ms
+from supervisor.crashpoints import crashpoint
+from supervisor.errors import GatewayError, GatewayUnavailable
+from supervisor.gateway.rpc import Event, RpcClient, paged
+from supervisor.store.journal import Journal
+from supervisor.store.system_events import SystemEventRecords
+
+log = logs.get("gatewayd.queue")
+
+LOOK_EVENTS = frozenset({"presence", "heartbeat"})
+WAKE_WAIT_S = 120.0
+TURN_SLACK_MS = 1000  # clocks: the row's time and ours are both the machine's, read apart
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class QueueWatch:
+    def __init__(self, records: SystemEventRecords, boot: int, interval_s: float) -> None:
+        self.records = records
+        self.boot = boot
+        self.interval_s = interval_s
+        self.poke = asyncio.Event()
+        self.drained = asyncio.Event()  # a main-session turn started since the last look
+        self.last: tuple[str, ...] | None = None
+        self.looks = 0
+
+    def on_event(self, ev: Event) -> None:
+        if ev.name in LOOK_EVENTS:
+            self.poke.set()
+        elif ev.name == "agent":
+            payload = ev.payload if isinstance(ev.payload, dict) else {}
+            data = payload.get("data")
+            data = data if isinstance(data, dict) else {}
+            if payload.get("stream") == "lifecycle" and data.get("phase") == "start" \
+                    and is_main_session(payload.get("sessionKey")):
+                self.drained.set()
+                self.poke.set()
+
+    async def run(self, rpc: RpcClient) -> None:
+        while not rpc.closed.is_set():
+            self.poke.clear()
+            if self.drained.is_set():
+                self.drained.clear()
+                if self.last != ():  # None: this connection has not looked yet, the stored look may hold texts
+                    await self.records.void(self.boot)
+                    self.last = None
+            with contextlib.suppress(GatewayUnavailable):
+                await self.look(rpc)
+            waits = [asyncio.ensure_future(self.poke.wait()), asyncio.ensure_future(rpc.closed.wait())]
+            try:
+                await asyncio.wait(waits, timeout=self.interval_s, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+
+    async def look(self, rpc: RpcClient) -> None:
+        at_ms = _now_ms()
+        try:
+            texts = parse_queue(await rpc.call("status", {}))
+        except GatewayUnavailable:
+            raise
+        except (GatewayError, QueueUnreadable) as exc:
+            log.warning("queue_unreadable", boot=self.boot, error=str(exc))
+            return
+        if self.drained.is_set():
+            return  # a turn started while the answer was on its way: look again before trusting it
+        if texts != self.last:
+            await self.records.look(self.boot, texts, at_ms)
+            self.last = texts
+            self.looks += 1
+            log.debug("queue_looked", boot=self.boot, queued=len(texts))
+
+
+class Requeue:
+    def __init__(self, records: SystemEventRecords, journal: Journal, boot: int, legacy: bool) -> None:
+        self.records = records
+        self.legacy = legacy
+        self.journal = journal
+        self.boot = boot
+
+    async def run(self, rpc: RpcClient) -> None:
+        pending = await self.records.unplanned(self.boot)
+        if pending:
+            held = await self._held(rpc)
+            if held is None:  # the keeper starts this again, with backoff
+                raise QueueUnreadable("status: the new gateway's queue could not be read; requeue not planned yet")
+            for look, watched in pending:
+                fates = plan(look, held, watched)
+                lost = sum(1 for f in fates if f.fate is Fate.REQUEUE)
+                await self.records.plan(look.boot, fates, wake_text(lost) if lost else None)
+                crashpoint("requeue-planned")
+                log.info("requeue_planned", boot=look.boot, requeue=lost, texts=len(fates),
+                         unknown=sum(1 for f in fates if f.fate is Fate.UNKNOWN))
+        for item in await self.records.open_items():
+            if item["kind"] == "wake" and item["state"] == "planned":
+                await self._quiet_sessions()
+            await self._settle_or_send(rpc, item)
+
+    async def _quiet_sessions(self) -> None:
+        """The wake's turn waits for the sessions recovery is still settling: a turn of ours in a
+        main session would read, to recovery, as that session's own resume or as a lost notice's
+        turn. At most WAKE_WAIT_S; the texts themselves are queued already."""
+        deadline = time.monotonic() + WAKE_WAIT_S
+        while time.monotonic() < deadline:
+            if not any(o["kind"] == "session" for o in await self.journal.open_obligations()):
+                return
+            await asyncio.sleep(1.0)  # the journal is in SQLite: no event says an obligation closed
+
+    async def _fate_in_ended_boot(self, item: dict[str, Any], sent_at: int) -> LostAnswer:
+        """Sent into a gateway that has ended since: that boot's own look decides. A look taken after
+        the send that lists the text: it arrived, and that boot's re-queue carries it. A clean look
+        without it: it never arrived. No look since, or a void one: unknown, not sent twice."""
+        look = await self.records.last_look(int(item["into_boot"]))
+        if look is None or look.looked_at_ms < sent_at:
+            return LostAnswer.UNSURE
+        if item["kind"] == "system-event" and item["text"] in look.texts:
+            return LostAnswer.ARRIVED
+        return LostAnswer.UNSURE if look.void else LostAnswer.NEVER
+
+    async def _main_turn_since(self, rpc: RpcClient, since_ms: int) -> bool:
+        """Has a main session taken a turn since `since_ms`? Its row says when its last run started
+        (2026.9.x `startedAt`) or when a turn was last accepted (2026.2.x `updatedAt`). Unreadable
+        counts as yes: the send is then never repeated."""
+        try:
+            if self.legacy:  # 2026.2.x refuses paging parameters
+                payload = await rpc.call("sessions.list", {})
+            else:
+                payload = await paged(rpc, "sessions.list", {}, "sessions", 500)
+        except GatewayUnavailable:
+            raise
+        except GatewayError:
+            return True
+        rows = payload.get("sessions", []) if isinstance(payload, dict) else []
+        for row in rows:
+            if isinstance(row, dict) and is_main_session(row.get("key")):
+                at = [lenient_ms(row.get(f)) for f in ("startedAt", "updatedAt")]
+                if any(a is not None and a >= since_ms - TURN_SLACK_MS for a in at):
+                    return True
+        return False
+
+    async def _held(self, rpc: RpcClient) -> tuple[str, ...] | None:
+        try:
+            return parse_queue(await rpc.call("status", {}))
+        except GatewayUnavailable:
+            raise
+        except (GatewayError, QueueUnreadable) as exc:
+            log.warning("queue_unreadable", boot=self.boot, error=str(exc))
+            return None
+
+    async def _settle_or_send(self, rpc: RpcClient, item: dict[str, Any]) -> None:
+        if item["state"] == "dispatched":
+            # Journaled by a gatewayd that died before the answer: look, and send again only when
+            # the text cannot have arrived (not queued, and no main-session turn since to drain it).
+            sent_at = int(item["dispatched_at_ms"])
+            if item["into_boot"] != self.boot:
+                fate = await self._fate_in_ended_boot(item, sent_at)
+                queued = fate is LostAnswer.ARRIVED
+            else:
+                held = await self._held(rpc)
+                if held is None:
+                    raise QueueUnreadable("status: the queue could not be read to settle an unanswered send")
+                queued = item["kind"] == "system-event" and item["text"] in held
+                fate = lost_answer(queued, await self._main_turn_since(rpc, sent_at))
+            if fate is not LostAnswer.NEVER:
+                await self.records.settle(int(item["id"]), fate.value,
+                                          "seen queued after the send" if queued else
+                                          "answer lost and a main-session turn ran since: not sent again")
+                return
+            await self.records.replan(int(item["id"]))
+            item = {**item, "state": "planned"}
+        if not await self.records.dispatched(int(item["id"]), self.boot, _now_ms()):
+            return
+        crashpoint("requeue-dispatched")
+        if item["kind"] == "wake":
+            method, params = "wake", {"mode": "now", "text": item["text"]}
+        else:
+            method, params = "system-event", {"text": item["text"]}
+        try:
+            answer = await rpc.call(method, params)
+        except GatewayUnavailable:
+            raise  # the answer is lost with the connection: the next connection looks
+        except GatewayError as exc:
+            await self.records.settle(int(item["id"]), "failed", f"{method}: {exc}")
+            log.warning("requeue_refused", boot=item["boot_id"], method=method, error=str(exc))
+            return
+        await self.records.settle(int(item["id"]), "answered", f"{method}: {str(answer)[:200]}")
+        crashpoint("requeue-answered")
+        log.info("requeued", boot=item["boot_id"], kind=item["kind"], pos=item["pos"])

@@ -1,0 +1,116 @@
+"""The store's side of keeping the gateway's system-event queue: each boot's last look at the
+queue, and the journal of texts queued again into a later gateway. The rules are
+`core/event_queue.py`; this module only reads and writes them."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from typing import Any
+
+from supervisor.core.event_queue import EventFate, Fate, QueueLook
+from supervisor.store.db import Store, row_dicts
+
+OPEN = ("planned", "dispatched")
+
+
+class SystemEventRecords:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def look(self, boot: int, texts: tuple[str, ...], at_ms: int) -> None:
+        """The queue as the gateway of `boot` listed it at `at_ms` (replaces the previous look)."""
+        def tx(c: sqlite3.Connection) -> None:
+            c.execute("INSERT INTO queue_looks(boot_id, looked_at_ms, void) VALUES (?, ?, 0)"
+                      " ON CONFLICT(boot_id) DO UPDATE SET looked_at_ms = excluded.looked_at_ms, void = 0"
+                      " WHERE planned = 0", (boot, at_ms))
+            c.execute("DELETE FROM queued_events WHERE boot_id = ?", (boot,))
+            c.executemany("INSERT INTO queued_events(boot_id, pos, text) VALUES (?, ?, ?)",
+                          [(boot, i, t) for i, t in enumerate(texts)])
+        await self.store.write(tx)
+
+    async def void(self, boot: int) -> None:
+        """A main-session turn started: the last look may list texts it has drained."""
+        await self.store.write(lambda c: c.execute(
+            "UPDATE queue_looks SET void = 1 WHERE boot_id = ? AND planned = 0", (boot,)))
+
+    async def last_look(self, boot: int) -> QueueLook | None:
+        def read(c: sqlite3.Connection) -> QueueLook | None:
+            row = c.execute("SELECT looked_at_ms, void FROM queue_looks WHERE boot_id = ?", (boot,)).fetchone()
+            if row is None:
+                return None
+            texts = tuple(r[0] for r in c.execute(
+                "SELECT text FROM queued_events WHERE boot_id = ? ORDER BY pos", (boot,)))
+            return QueueLook(boot, texts, int(row[0]), bool(row[1]))
+        return await self.store.read(read)
+
+    async def unplanned(self, current_boot: int) -> list[tuple[QueueLook, bool]]:
+        """Looks of ended boots not planned yet, oldest first, each with whether gatewayd watched
+        that gateway's end (a boot found ended by a later gatewayd was not watched)."""
+        def read(c: sqlite3.Connection) -> list[tuple[QueueLook, bool]]:
+            rows = c.execute(
+                "SELECT q.boot_id, q.looked_at_ms, q.void, b.exit_kind FROM queue_looks q JOIN boots b"
+                " ON b.id = q.boot_id WHERE q.planned = 0 AND q.boot_id < ? AND b.ended_at IS NOT NULL"
+                " ORDER BY q.boot_id", (current_boot,)).fetchall()
+            out: list[tuple[QueueLook, bool]] = []
+            for boot, at_ms, void, exit_kind in rows:
+                texts = tuple(r[0] for r in c.execute(
+                    "SELECT text FROM queued_events WHERE boot_id = ? ORDER BY pos", (boot,)))
+                out.append((QueueLook(int(boot), texts, int(at_ms), bool(void)), exit_kind != "vanished"))
+            return out
+        return await self.store.read(read)
+
+    async def plan(self, boot: int, fates: list[EventFate], wake_text: str | None) -> None:
+        """Each text's fate, and the wake after the batch, in one transaction with the look marked
+        planned: a gatewayd that dies here plans again, or finds it planned, never half."""
+        now = time.time()
+        state = {Fate.REQUEUE: "planned", Fate.HELD: "held", Fate.UNKNOWN: "unknown"}
+
+        def tx(c: sqlite3.Connection) -> None:
+            if c.execute("SELECT planned FROM queue_looks WHERE boot_id = ?", (boot,)).fetchone() != (0,):
+                return
+            c.executemany(
+                "INSERT OR IGNORE INTO requeues(boot_id, pos, kind, text, state, resolution, updated_at)"
+                " VALUES (?, ?, 'system-event', ?, ?, ?, ?)",
+                [(boot, f.pos, f.text, state[f.fate], None if f.fate is Fate.REQUEUE else f.why, now)
+                 for f in fates])
+            if wake_text is not None:
+                c.execute("INSERT OR IGNORE INTO requeues(boot_id, pos, kind, text, state, updated_at)"
+                          " VALUES (?, -1, 'wake', ?, 'planned', ?)", (boot, wake_text, now))
+            c.execute("UPDATE queue_looks SET planned = 1 WHERE boot_id = ?", (boot,))
+            counts = {s: sum(1 for f in fates if f.fate is s) for s in Fate}
+            c.execute("INSERT INTO events(ts, kind, boot_id, data) VALUES (?, 'requeue-planned', ?, ?)",
+                      (now, boot, json.dumps({s.value: n for s, n in counts.items()})))
+        await self.store.write(tx)
+
+    async def open_items(self) -> list[dict[str, Any]]:
+        """Requeue rows not settled, in the order they must reach the gateway: by boot, each boot's
+        texts in their order, then its wake."""
+        return await self.store.read(lambda c: row_dicts(c.execute(
+            "SELECT * FROM requeues WHERE state IN ('planned', 'dispatched')"
+            " ORDER BY boot_id, pos < 0, pos")))
+
+    async def dispatched(self, item: int, into_boot: int, at_ms: int) -> bool:
+        """Journal a send before it happens. False: it was dispatched already (never twice)."""
+        def tx(c: sqlite3.Connection) -> bool:
+            cur = c.execute("UPDATE requeues SET state = 'dispatched', into_boot = ?, dispatched_at_ms = ?,"
+                            " updated_at = ? WHERE id = ? AND state = 'planned'",
+                            (into_boot, at_ms, time.time(), item))
+            return cur.rowcount == 1
+        return await self.store.write(tx)
+
+    async def replan(self, item: int) -> None:
+        """A send that never arrived (its gatewayd died before sending): planned again."""
+        await self.store.write(lambda c: c.execute(
+            "UPDATE requeues SET state = 'planned', into_boot = NULL, dispatched_at_ms = NULL, updated_at = ?"
+            " WHERE id = ? AND state = 'dispatched'", (time.time(), item)))
+
+    async def settle(self, item: int, state: str, resolution: str) -> None:
+        await self.store.write(lambda c: c.execute(
+            "UPDATE requeues SET state = ?, resolution = ?, updated_at = ? WHERE id = ?"
+            " AND state IN ('planned', 'dispatched')", (state, resolution[:500], time.time(), item)))
+
+    async def items_of(self, boot: int) -> list[dict[str, Any]]:
+        return await self.store.read(lambda c: row_dicts(c.execute(
+            "SELECT * FROM requeues WHERE boot_id = ? ORDER BY pos < 0, pos", (boot,))))

@@ -1,0 +1,96 @@
+"""Queued system events survive a gateway crash (issue 15, item 1), on the fake gateway's world with
+the fake model's request log as the witness: each event queued before a kill -9 reaches the model
+once, in order, also when gatewayd itself dies at each step of the re-queue."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import signal
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from supervisor.crashpoints import CRASH_EXIT, REQUEUE_STEPS
+from supervisor.gateway.launch import GatewayAuth, Secret
+from supervisor.gateway.rpc import RpcClient
+from tests.integration.test_faults import COMPRESSED, TOKEN, model, table
+from tests.support.harness import FAKE_GATEWAY, REPO, Gatewayd, gatewayd, wait_until
+
+sys.path.insert(0, str(REPO / "scripts"))
+import fake_model
+import sandbox
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def settings(root: Path, version: str, model_port: int, gw_port: int) -> dict[str, dict[str, Any]]:
+    # 2026.2.x's `wake now` runs only heartbeat-enabled agents (measured): a long interval that never
+    # fires within the test, but enables them.
+    every = "60m" if version.startswith("2026.2") else "0m"
+    cfg = sandbox.build_config(version, gw_port=gw_port, model_port=model_port, token=TOKEN, hook_token="hook-x",
+                               log_file=root / "gw.log", heartbeat_every=every)
+    (root / "gw").mkdir(exist_ok=True)
+    config_path = root / "gw" / "openclaw.json"
+    config_path.write_text(json.dumps(cfg))
+    env = {"FAKE_GW_VERSION": version, "OPENCLAW_STATE_DIR": str(root / "gw"),
+           "OPENCLAW_CONFIG_PATH": str(config_path), **COMPRESSED}
+    return {"gateway": {"command": [sys.executable, str(FAKE_GATEWAY)], "env": env, "config_path": str(config_path),
+                        "state_dir": str(root / "gw")},
+            "snapshot": {"interval_s": 0.5}}
+
+
+async def queue_events(port: int, version: str, texts: list[str]) -> None:
+    rpc = RpcClient(f"ws://127.0.0.1:{port}/", GatewayAuth("token", Secret(TOKEN), "", False),
+                    3 if version.startswith("2026.2") else 4)
+    await rpc.connect()
+    try:
+        for text in texts:
+            await rpc.call("system-event", {"text": text})
+    finally:
+        await rpc.close()
+
+
+def delivered(log: Path, mark: str) -> list[list[str]]:
+    """Per model request that carried any of this test's events: their texts, in the order seen."""
+    found = []
+    for e in fake_model.read_log(log):
+        seen = re.findall(rf"System: \[[^\]]*\] (SE\d-{mark})", e.get("text", ""))
+        if seen:
+            found.append(seen)
+    return found
+
+
+def settled(g: Gatewayd) -> list[dict[str, Any]]:
+    rows = table(g, "requeues")
+    return rows if rows and all(r["state"] not in ("planned", "dispatched") for r in rows) else []
+
+
+@pytest.mark.parametrize("version", ["2026.9.6", "2026.2.26"])
+@pytest.mark.parametrize("step", [None, *REQUEUE_STEPS])
+def test_events_queued_before_a_kill9_reach_the_model_once_in_order(tmp_path: Path, version: str,
+                                                                     step: str | None) -> None:
+    with model(tmp_path) as (model_port, log, _), gatewayd(tmp_path, None) as g:
+        g.write_config_sections(settings(tmp_path, version, model_port, g.port))
+        mark = uuid.uuid4().hex[:8]
+        texts = [f"SE1-{mark}", f"SE2-{mark}", f"SE1-{mark}"]
+        g.start({"GATEWAYD_CRASH_AT": step} if step else None)
+        g.wait_event("rpc_monitor_connected")
+        asyncio.run(queue_events(g.port, version, texts))
+        wait_until(lambda: [r["text"] for r in table(g, "queued_events")] == texts, 20, "the queue looked at")
+        os.kill(g.spawned_pids()[-1], signal.SIGKILL)
+        if step is not None:
+            assert g.procs[-1].wait(60) == CRASH_EXIT  # died at the step
+            g.start()
+        rows = wait_until(lambda: settled(g), 60, "every re-queue settled")
+        assert [(r["kind"], r["state"]) for r in sorted(rows, key=lambda r: (r["pos"] < 0, r["pos"]))] == \
+            [("system-event", "answered")] * 3 + [("wake", "answered")], rows
+        wait_until(lambda: delivered(log, mark), 20, "the events at the model")
+        time.sleep(3)  # the witness: a window in which a second delivery would have shown up
+        assert delivered(log, mark) == [texts]
