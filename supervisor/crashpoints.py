@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 
 STEPS = ("planned", "journaled", "dispatched", "answered", "recorded")
+RETRY_WORDS_STEPS = ("patch-journaled", "patched", "restore-sent")
 REQUEUE_STEPS = ("requeue-planned", "requeue-dispatched", "requeue-answered")
 SUPERVISION_STEPS = ("spawned",)
 CRASH_EXIT = 70

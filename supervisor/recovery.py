@@ -37,10 +37,13 @@ from supervisor.core.planner import (
     runs_after_send,
     send_gap_ms,
 )
+from supervisor.core.retry_words import words
 from supervisor.crashpoints import crashpoint
 from supervisor.errors import GatewayError, GatewayRpcError, GatewayUnavailable, StoreError
 from supervisor.gateway.capabilities import Capabilities
 from supervisor.gateway.rpc import RpcClient, paged
+from supervisor.retry_patch import RetryPatcher
+from supervisor.store.job_patches import JobPatchRecords
 from supervisor.store.journal import Journal
 from supervisor.store.snapshots import InflightRecords
 
@@ -83,6 +86,7 @@ class Recovery:
         self._inflight: set[str] = set()  # action keys sent by this process and not answered yet
         self._rows: tuple[int, dict[str, Any]] | None = None  # sessions.list, when read, by key
         self._background: set[asyncio.Task[None]] = set()
+        self.patcher = RetryPatcher(JobPatchRecords(records.store), boot)
 
     async def run(self, rpc: RpcClient) -> None:
         try:
@@ -95,6 +99,7 @@ class Recovery:
         if self.first_look is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.first_look.wait(), FIRST_LOOK_S)
+        await self.patcher.restore_left(rpc)  # no job stays changed by a retry an earlier gatewayd cut
         if not await self.journal.open_obligations():
             return
         if self.caps.has_method("system.info") and not self.caps.legacy:
@@ -317,17 +322,20 @@ class Recovery:
         if self.instance_id:
             params["expectedProcessInstanceId"] = self.instance_id
         log.info("recovery_retry_sent", attempt=d.attempt, key=key, **fields)
+        retry_words = words(d.attempt, policy_for(self.policy, ob["ref"], ob["name"]).max_attempts,
+                            int(ob["interrupted_at"] * MS))
         if self.caps.cron_run_blocks:
             # 2.x answers only when the run ends: the retry is under way once sent; its answer is
             # recorded when it comes.
             self._inflight.add(key)
-            task = asyncio.create_task(self._blocking_run(rpc, key, params))
+            task = asyncio.create_task(self._blocking_run(rpc, key, params, retry_words))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
             return now + CONFIRM_POLL_MS  # done once its run is seen
         self._inflight.add(key)
         try:
-            answer = await rpc.call("cron.run", params, timeout_s=30)
+            async with self.patcher.carrying(rpc, ob["ref"], key, retry_words):
+                answer = await rpc.call("cron.run", params, timeout_s=30)
             crashpoint("dispatched")
         except GatewayRpcError as exc:
             await self.journal.answered(key, "failed", {"code": exc.code, "error": str(exc)})
@@ -345,9 +353,10 @@ class Recovery:
         crashpoint("answered")
         return now_ms() + CONFIRM_POLL_MS  # done once its run is seen
 
-    async def _blocking_run(self, rpc: RpcClient, key: str, params: dict[str, Any]) -> None:
+    async def _blocking_run(self, rpc: RpcClient, key: str, params: dict[str, Any], retry_words: str) -> None:
         try:
-            answer = await rpc.call("cron.run", params, timeout_s=3600)
+            async with self.patcher.carrying(rpc, params["id"], key, retry_words):
+                answer = await rpc.call("cron.run", params, timeout_s=3600)
             crashpoint("dispatched")
             await self.journal.answered(key, "answered", answer)
             crashpoint("answered")

@@ -172,6 +172,20 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at REAL NOT NULL,
         UNIQUE (boot_id, pos)
     );
+    -- A retried cron run's words ride in a one-time change of its job's payload text: journaled
+    -- before the change, so a gatewayd that dies with the job changed puts it back at its next start.
+    CREATE TABLE job_patches (
+        id INTEGER PRIMARY KEY,
+        job_id TEXT NOT NULL,
+        action_key TEXT NOT NULL UNIQUE,    -- the retry (actions.key) the words belong to
+        kind TEXT NOT NULL,                 -- payload kind
+        field TEXT NOT NULL,                -- its text field: message (agentTurn) or text (systemEvent)
+        original TEXT NOT NULL,
+        patched TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('patching', 'patched', 'restored', 'unpatched', 'left', 'gone')),
+        boot_id INTEGER,
+        updated_at REAL NOT NULL
+    );
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -15,7 +15,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("supervisor.config", "supervisor.logs", "supervisor.keepalive", "supervisor.instance")),
     ("io", ("supervisor.gateway", "supervisor.store", "supervisor.logrelay")),
     ("work", ("supervisor.snapshotter", "supervisor.recovery", "supervisor.boot", "supervisor.monitor",
-              "supervisor.startup", "supervisor.queue_keeper")),
+              "supervisor.startup", "supervisor.queue_keeper", "supervisor.retry_patch")),
     ("control", ("supervisor.control",)),
     ("daemon", ("supervisor.daemon", "supervisor.service")),
     ("cli", ("supervisor.status_report", "supervisor.doctor", "supervisor.cli_service", "supervisor.cli",
