@@ -28,6 +28,13 @@ from tests.support.harness import Gatewayd, wait_until
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 NOTICE = "Gateway restarted"
+RETRY_WORDS = "[gatewayd: retry, attempt 2 of 3. The previous attempt of this run was interrupted by a gateway restart"
+
+
+async def job_message(sb: sandbox.Sandbox, job_id: str) -> str:
+    async with gateway_rpc(sb) as rpc:
+        jobs = (await rpc.call("cron.list", {"includeDisabled": True}))["jobs"]
+        return str(next(j for j in jobs if j["id"] == job_id)["payload"]["message"])
 
 
 def store_rows(g: Gatewayd, sql: str) -> list[dict[str, Any]]:
@@ -128,6 +135,12 @@ def test_kill9_mid_run_retries_once_and_resumes_the_session_once(tmp_path: Path,
             g, f"SELECT * FROM actions WHERE obligation_id = {ob[0]['id']}") if a["state"] != "dispatched"], 120,
             "the retry's answer journaled")
         assert [(a["kind"], a["attempt"], a["state"]) for a in actions] == [("cron-run", 2, "answered")]
+        # The retry knew it was one: its request carried the words, the first run's did not, and
+        # the job's payload is back as it was.
+        first, retry = asked(log, f"CRON-{mark}")[:2]
+        assert RETRY_WORDS not in first["text"] and RETRY_WORDS in retry["text"]
+        assert asyncio.run(job_message(sb, job_id)) == f"CRON-{mark} reply PONG"
+        assert [p["state"] for p in store_rows(g, "SELECT state FROM job_patches")] == ["restored"]
 
         # The main-session turn: resumed by exactly one of them.
         session = wait_until(lambda: store_rows(
