@@ -34,6 +34,7 @@ from typing import Any
 from supervisor.core.planner import JOB_KEYS, RecoveryPolicy
 from supervisor.core.policy import RestartPolicy
 from supervisor.core.probestate import ProbeSettings
+from supervisor.core.wake_plan import MODES as WAKE_MODES
 from supervisor.errors import ConfigError
 
 Validator = Callable[[Any], str | None]  # returns a problem, or None when the value is fine
@@ -172,6 +173,10 @@ def _level(v: Any) -> str | None:
     return None if v in ("debug", "info", "warning", "error") else "must be debug, info, warning or error"
 
 
+def _wake_mode(v: Any) -> str | None:
+    return None if v in WAKE_MODES else "must be active, conversations or off"
+
+
 @dataclass(frozen=True)
 class Setting:
     section: str  # "" for top level
@@ -248,6 +253,9 @@ SETTINGS: tuple[Setting, ...] = (
             "an action whose answer was lost: look this long for its effect before deciding again", DUR),
     Setting("recovery", "notice", str, RecoveryPolicy.notice,
             "restart notice; {reason} and {time} are filled in (no other placeholders; {{ }} for braces)", _notice),
+    Setting("recovery", "wake_agents", str, "active",
+            "after a restart, wake each agent with interrupted work (active), only those with an interrupted"
+            " conversation (conversations), or none (off)", _wake_mode),
     Setting("recovery", "jobs", JobTable, JobTable(),
             "per job (by id or name): max_attempts, backoff_initial_s, backoff_max_s, coalesce_window_s;"
             " max_attempts = 1 never re-runs it", _job_overrides),
@@ -360,6 +368,7 @@ class Config:
     config_file: Path | None
     snapshot_interval_s: float = 5.0
     recovery: RecoveryPolicy = field(default_factory=RecoveryPolicy)
+    wake_agents: str = "active"  # core.wake_plan.MODES
     sources: Mapping[str, str] = field(default_factory=dict)  # setting name -> "default" | file | env | "cli"
 
 
@@ -692,6 +701,7 @@ def _load(config_file: Path | None, cli: Mapping[str, Any] | None, environ: Mapp
         config_file=path,
         sources=sources,
         snapshot_interval_s=v["snapshot.interval_s"],
+        wake_agents=v["recovery.wake_agents"],
         recovery=RecoveryPolicy(
             max_attempts=v["recovery.max_attempts"], backoff_initial_s=v["recovery.backoff_initial_s"],
             backoff_max_s=v["recovery.backoff_max_s"], coalesce_window_s=v["recovery.coalesce_window_s"],

@@ -27,6 +27,8 @@ from supervisor.snapshotter import Snapshotter
 from supervisor.store.journal import Journal
 from supervisor.store.snapshots import InflightRecords
 from supervisor.store.system_events import SystemEventRecords
+from supervisor.store.wake_journal import WakeJournal
+from supervisor.waker import Waker
 
 log = logs.get("gatewayd")
 
@@ -53,6 +55,7 @@ class RpcMonitor:
         self.clock = clock
         self.bus = bus
         self.queue_records = SystemEventRecords(inflight.store)
+        self.wake_journal = WakeJournal(inflight.store)
 
     async def run(self) -> None:
         """A persistent RPC connection for `shutdown` announcements and the gateway's identity.
@@ -119,7 +122,10 @@ class RpcMonitor:
             tasks.create_task(self.helpers.keep("queue-watch", lambda: _until_closed(queue.run(rpc))),
                               name="queue-watch")
             tasks.create_task(self.helpers.keep("requeue", lambda: _until_closed(
-                Requeue(self.queue_records, self.journal, watch.boot, caps.legacy).run(rpc))), name="requeue")
+                Requeue(self.queue_records, watch.boot, caps.legacy).run(rpc))), name="requeue")
+            tasks.create_task(self.helpers.keep("wakes", lambda: _until_closed(Waker(
+                self.wake_journal, self.inflight, self.cfg.recovery, self.cfg.wake_agents, watch.boot,
+                watch.ready_at_ms, caps.legacy).run(rpc))), name="wakes")
             tasks.create_task(self.helpers.keep("tick-watch", lambda: tick_watch(rpc, tick_interval_ms)),
                               name="tick-watch")
 

@@ -8,8 +8,8 @@ Two helpers per RPC connection, both run by the monitor under `keepalive.Helpers
   gateway killed before the next look never gets back texts its model has received.
 - `Requeue`, once per connection: for every ended boot whose queue was looked at, plans each text's
   fate against what the new gateway holds, then queues again the lost ones in their order with
-  `system-event {text}`, then one `wake {mode: "now"}` so an agent reads them now rather than at its
-  next heartbeat. Every send is journaled before it goes out; a send whose answer was lost is
+  `system-event {text}`; the agent's wake (`waker.py`) then hands them to the model now rather
+  than at its next heartbeat. Every send is journaled before it goes out; a send whose answer was lost is
   settled by looking at the queue, never by sending again.
 
 Both versions take `system-event` without a session key into the main session where unaddressed
@@ -32,19 +32,16 @@ from supervisor.core.event_queue import (
     lost_answer,
     parse_queue,
     plan,
-    wake_text,
 )
 from supervisor.core.inflight import lenient_ms
 from supervisor.crashpoints import crashpoint
 from supervisor.errors import GatewayError, GatewayUnavailable
 from supervisor.gateway.rpc import Event, RpcClient, paged
-from supervisor.store.journal import Journal
 from supervisor.store.system_events import SystemEventRecords
 
 log = logs.get("gatewayd.queue")
 
 LOOK_EVENTS = frozenset({"presence", "heartbeat"})
-WAKE_WAIT_S = 120.0
 TURN_SLACK_MS = 1000  # clocks: the row's time and ours are both the machine's, read apart
 
 
@@ -110,10 +107,9 @@ class QueueWatch:
 
 
 class Requeue:
-    def __init__(self, records: SystemEventRecords, journal: Journal, boot: int, legacy: bool) -> None:
+    def __init__(self, records: SystemEventRecords, boot: int, legacy: bool) -> None:
         self.records = records
         self.legacy = legacy
-        self.journal = journal
         self.boot = boot
 
     async def run(self, rpc: RpcClient) -> None:
@@ -125,24 +121,12 @@ class Requeue:
             for look, watched in pending:
                 fates = plan(look, held, watched)
                 lost = sum(1 for f in fates if f.fate is Fate.REQUEUE)
-                await self.records.plan(look.boot, fates, wake_text(lost) if lost else None)
+                await self.records.plan(look.boot, fates)
                 crashpoint("requeue-planned")
                 log.info("requeue_planned", boot=look.boot, requeue=lost, texts=len(fates),
                          unknown=sum(1 for f in fates if f.fate is Fate.UNKNOWN))
         for item in await self.records.open_items():
-            if item["kind"] == "wake" and item["state"] == "planned":
-                await self._quiet_sessions()
             await self._settle_or_send(rpc, item)
-
-    async def _quiet_sessions(self) -> None:
-        """The wake's turn waits for the sessions recovery is still settling: a turn of ours in a
-        main session would read, to recovery, as that session's own resume or as a lost notice's
-        turn. At most WAKE_WAIT_S; the texts themselves are queued already."""
-        deadline = time.monotonic() + WAKE_WAIT_S
-        while time.monotonic() < deadline:
-            if not any(o["kind"] == "session" for o in await self.journal.open_obligations()):
-                return
-            await asyncio.sleep(1.0)  # the journal is in SQLite: no event says an obligation closed
 
     async def _fate_in_ended_boot(self, item: dict[str, Any], sent_at: int) -> LostAnswer:
         """Sent into a gateway that has ended since: that boot's own look decides. A look taken after
@@ -209,10 +193,7 @@ class Requeue:
         if not await self.records.dispatched(int(item["id"]), self.boot, _now_ms()):
             return
         crashpoint("requeue-dispatched")
-        if item["kind"] == "wake":
-            method, params = "wake", {"mode": "now", "text": item["text"]}
-        else:
-            method, params = "system-event", {"text": item["text"]}
+        method, params = "system-event", {"text": item["text"]}
         try:
             answer = await rpc.call(method, params)
         except GatewayUnavailable:

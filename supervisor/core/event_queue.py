@@ -135,10 +135,3 @@ def lost_answer(queued: bool, main_turn_since: bool) -> LostAnswer:
     if queued:
         return LostAnswer.ARRIVED
     return LostAnswer.UNSURE if main_turn_since else LostAnswer.NEVER
-
-
-def wake_text(count: int) -> str:
-    """The text of the one wake after a re-queue (delivered last, after the re-queued events)."""
-    noun = "event" if count == 1 else "events"
-    return (f"[gatewayd] The gateway restarted. {count} system {noun} queued before the restart "
-            f"{'was' if count == 1 else 'were'} queued again above, in their order.")

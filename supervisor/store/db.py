@@ -186,6 +186,21 @@ MIGRATIONS: tuple[str, ...] = (
         boot_id INTEGER,
         updated_at REAL NOT NULL
     );
+    -- One wake per agent per dead boot: decided (covered, nothing, or a text), then journaled
+    -- like every action (dispatched before the send, answered, done once its turn is seen).
+    CREATE TABLE agent_wakes (
+        boot_id INTEGER NOT NULL REFERENCES boots(id),
+        agent_id TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('planned', 'dispatched', 'answered', 'done', 'covered', 'nothing',
+                                             'unconfirmed', 'failed')),
+        method TEXT,                       -- wake (a turn of the agent's main session) or agent (a user turn)
+        text TEXT,
+        into_boot INTEGER,
+        dispatched_at_ms INTEGER,
+        resolution TEXT,
+        updated_at REAL NOT NULL,
+        PRIMARY KEY (boot_id, agent_id)
+    );
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -61,9 +61,10 @@ class SystemEventRecords:
             return out
         return await self.store.read(read)
 
-    async def plan(self, boot: int, fates: list[EventFate], wake_text: str | None) -> None:
-        """Each text's fate, and the wake after the batch, in one transaction with the look marked
-        planned: a gatewayd that dies here plans again, or finds it planned, never half."""
+    async def plan(self, boot: int, fates: list[EventFate]) -> None:
+        """Each text's fate, in one transaction with the look marked planned: a gatewayd that dies
+        here plans again, or finds it planned, never half. (The wake that hands them to the model
+        is the agent's wake, `waker.py`.)"""
         now = time.time()
         state = {Fate.REQUEUE: "planned", Fate.HELD: "held", Fate.UNKNOWN: "unknown"}
 
@@ -75,9 +76,6 @@ class SystemEventRecords:
                 " VALUES (?, ?, 'system-event', ?, ?, ?, ?)",
                 [(boot, f.pos, f.text, state[f.fate], None if f.fate is Fate.REQUEUE else f.why, now)
                  for f in fates])
-            if wake_text is not None:
-                c.execute("INSERT OR IGNORE INTO requeues(boot_id, pos, kind, text, state, updated_at)"
-                          " VALUES (?, -1, 'wake', ?, 'planned', ?)", (boot, wake_text, now))
             c.execute("UPDATE queue_looks SET planned = 1 WHERE boot_id = ?", (boot,))
             counts = {s: sum(1 for f in fates if f.fate is s) for s in Fate}
             c.execute("INSERT INTO events(ts, kind, boot_id, data) VALUES (?, 'requeue-planned', ?, ?)",
@@ -86,7 +84,7 @@ class SystemEventRecords:
 
     async def open_items(self) -> list[dict[str, Any]]:
         """Requeue rows not settled, in the order they must reach the gateway: by boot, each boot's
-        texts in their order, then its wake."""
+        texts in their order."""
         return await self.store.read(lambda c: row_dicts(c.execute(
             "SELECT * FROM requeues WHERE state IN ('planned', 'dispatched')"
             " ORDER BY boot_id, pos < 0, pos")))

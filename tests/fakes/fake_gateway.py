@@ -64,7 +64,7 @@ CONTROL_UI_PAGE = (
     b'<openclaw-app></openclaw-app><script type="module" src="/assets/index.js"></script></body></html>\n'
 )
 WORLD_METHODS = ["sessions.list", "cron.list", "cron.status", "cron.add", "cron.update", "cron.remove", "cron.run",
-                 "cron.runs", "agent", "agent.wait", "wake", "system-event", "last-heartbeat"]
+                 "cron.runs", "agent", "agent.wait", "wake", "system-event", "last-heartbeat", "chat.send"]
 MODERN_METHODS = ["health", "status", "system.info", "system-presence", *WORLD_METHODS, "cron.get"]
 LEGACY_METHODS = ["health", "status", "system-presence", *WORLD_METHODS, "chat.history"]
 EVENTS = ["connect.challenge", "tick", "shutdown", "health", "heartbeat", "presence", "agent", "chat", "cron"]

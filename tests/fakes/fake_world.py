@@ -231,7 +231,8 @@ class World:
         self.tasks: set[asyncio.Task[Any]] = set()
         self.scheduler: asyncio.Task[None] | None = None
         self.methods = {"agent.wait", "cron.add", "cron.list", "cron.update", "cron.remove", "cron.run", "cron.runs",
-                        "cron.status", "sessions.list", "agent", "wake", "system-event", "last-heartbeat"}
+                        "cron.status", "sessions.list", "agent", "wake", "system-event", "last-heartbeat",
+                        "chat.send"}
         self.methods.add("cron.get" if modern else "chat.history")
 
     # ------------------------------------------------------------------------------------------ config
@@ -1233,6 +1234,32 @@ class World:
             self.ended_runs[idem] = {"runId": idem, "status": done["status"], "startedAt": started,
                                      "endedAt": now_ms()}
             await final(done)
+
+        self.background(run())
+        return accepted
+
+    async def m_chat_send(self, p: dict[str, Any], final: Final) -> Any:
+        """A user turn that, unlike `agent`, hands the session's queued system events to the model in the
+        same request, as 'System:' lines before the message (measured on both versions)."""
+        key, message, idem = p.get("sessionKey"), p.get("message"), p.get("idempotencyKey")
+        for field, value in (("sessionKey", key), ("message", message), ("idempotencyKey", idem)):
+            if not isinstance(value, str) or not value:
+                raise invalid(f"invalid chat.send params: at root: must have required property '{field}'")
+        assert isinstance(key, str) and isinstance(message, str) and isinstance(idem, str)
+        if idem in self.dedupe:
+            return self.dedupe[idem]
+        agent = agent_of(key, self.default_agent())
+        accepted = {"runId": idem, "status": "started"}
+        self.dedupe[idem] = accepted
+        self.touch_row(key, agent)["lastInteractionAt"] = now_ms()
+
+        def build() -> list[str]:  # drained when the turn starts
+            lines = [system_line(e) for e in self.queues.pop(key, [])]
+            user = turn_text(message, now_ms())
+            return ["\n".join(lines) + "\n\n" + user if lines else user]
+
+        async def run() -> None:
+            await self.session_turn(key, agent, build, idem, kind="chat")
 
         self.background(run())
         return accepted

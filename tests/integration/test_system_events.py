@@ -1,6 +1,7 @@
-"""Queued system events survive a gateway crash (issue 15, item 1), on the fake gateway's world with
-the fake model's request log as the witness: each event queued before a kill -9 reaches the model
-once, in order, also when gatewayd itself dies at each step of the re-queue."""
+"""Queued system events survive a gateway crash (issue 15, items 1 and 3), on the fake gateway's world
+with the fake model's request log as the witness: each event queued before a kill -9 reaches the
+model once, in order, handed over by the agent's one wake, also when gatewayd itself dies at each
+step of the re-queue or of the wake."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from supervisor.crashpoints import CRASH_EXIT, REQUEUE_STEPS
+from supervisor.crashpoints import CRASH_EXIT, REQUEUE_STEPS, WAKE_STEPS
 from supervisor.gateway.launch import GatewayAuth, Secret
 from supervisor.gateway.rpc import RpcClient
 from tests.integration.test_faults import COMPRESSED, TOKEN, model, table
@@ -72,8 +73,14 @@ def settled(g: Gatewayd) -> list[dict[str, Any]]:
     return rows if rows and all(r["state"] not in ("planned", "dispatched") for r in rows) else []
 
 
+def woken(g: Gatewayd) -> list[dict[str, Any]]:
+    rows = table(g, "agent_wakes")
+    return rows if rows and all(r["state"] in ("done", "covered", "nothing", "unconfirmed", "failed")
+                                for r in rows) else []
+
+
 @pytest.mark.parametrize("version", ["2026.9.6", "2026.2.26"])
-@pytest.mark.parametrize("step", [None, *REQUEUE_STEPS])
+@pytest.mark.parametrize("step", [None, *REQUEUE_STEPS, *WAKE_STEPS])
 def test_events_queued_before_a_kill9_reach_the_model_once_in_order(tmp_path: Path, version: str,
                                                                      step: str | None) -> None:
     with model(tmp_path) as (model_port, log, _), gatewayd(tmp_path, None) as g:
@@ -89,8 +96,11 @@ def test_events_queued_before_a_kill9_reach_the_model_once_in_order(tmp_path: Pa
             assert g.procs[-1].wait(60) == CRASH_EXIT  # died at the step
             g.start()
         rows = wait_until(lambda: settled(g), 60, "every re-queue settled")
-        assert [(r["kind"], r["state"]) for r in sorted(rows, key=lambda r: (r["pos"] < 0, r["pos"]))] == \
-            [("system-event", "answered")] * 3 + [("wake", "answered")], rows
+        assert [(r["kind"], r["state"]) for r in sorted(rows, key=lambda r: r["pos"])] == \
+            [("system-event", "answered")] * 3, rows
+        wakes = wait_until(lambda: woken(g), 60, "the agent's wake settled")
+        method = "chat.send" if version.startswith("2026.2") else "wake"
+        assert [(w["agent_id"], w["state"], w["method"]) for w in wakes] == [("main", "done", method)], wakes
         wait_until(lambda: delivered(log, mark), 20, "the events at the model")
         time.sleep(3)  # the witness: a window in which a second delivery would have shown up
         assert delivered(log, mark) == [texts]

@@ -19,7 +19,6 @@ from supervisor.core.event_queue import (
     parse_queue,
     plan,
     unheld,
-    wake_text,
 )
 
 
@@ -103,8 +102,3 @@ def test_plan_of_an_empty_look_is_nothing() -> None:
 ])
 def test_lost_answer_sends_again_only_what_cannot_have_arrived(queued: bool, turn: bool, fate: LostAnswer) -> None:
     assert lost_answer(queued, turn) is fate
-
-
-def test_wake_text_counts() -> None:
-    assert "1 system event queued before the restart was queued again" in wake_text(1)
-    assert "3 system events queued before the restart were queued again" in wake_text(3)

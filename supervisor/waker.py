@@ -1,0 +1,188 @@
+"""One wake per agent that had work in flight when its gateway ended (rules: `core/wake_plan.py`).
+
+Run once per RPC connection by the monitor, under `keepalive.Helpers`. For each recently ended boot
+it waits until each agent's obligations say what is being done (notices and the gateway's own
+resumes settled, retries planned, re-queued system events sent), then decides each agent's wake
+once and journals it (`store/wake_journal.py`) before sending:
+- 2026.9.x: `wake {mode: "now", text, sessionKey: agent:<id>:main}`, which starts a turn of that
+  session even with heartbeats off and drains its queued system events into it (measured). Its
+  `ok` proves nothing: the wake is done when a turn of that session is seen after it; none within
+  CONFIRM_S, and one user turn carries the text instead (`chat.send` where system events were
+  queued again, `agent` otherwise).
+- 2026.2.x: its `wake` cannot name an agent and does nothing with heartbeats off (measured), so an
+  `agent` turn carries the text; `chat.send` where system events were queued again for that agent,
+  since it hands them to the model in the same request (measured) and `agent` does not.
+A send journaled by a gatewayd that died before the answer is settled by looking for its turn,
+never by sending it a second time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from supervisor import logs
+from supervisor.core.inflight import lenient_ms
+from supervisor.core.planner import RecoveryPolicy, policy_for
+from supervisor.core.wake_plan import Interrupted, WakeVerb, decide, turn_seen
+from supervisor.crashpoints import crashpoint
+from supervisor.errors import GatewayError, GatewayUnavailable
+from supervisor.gateway.rpc import RpcClient, paged
+from supervisor.store.snapshots import InflightRecords
+from supervisor.store.wake_journal import FINAL, WakeJournal
+
+log = logs.get("gatewayd.wake")
+
+SETTLE_LIMIT_S = 180.0  # after ready: decide with what is known by then
+CONFIRM_S = 30.0  # a 2026.9.x wake's turn is looked for this long before the `agent` turn
+RECENT_S = 3600.0  # boots that ended longer ago than this are not woken for (an upgrade's old boots)
+POLL_S = 2.0
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def main_key(agent: str) -> str:
+    return f"agent:{agent}:main"
+
+
+class Waker:
+    def __init__(self, journal: WakeJournal, records: InflightRecords, policy: RecoveryPolicy, mode: str,
+                 boot: int, ready_at_ms: int, legacy: bool, default_agent: str = "main") -> None:
+        self.journal = journal
+        self.records = records
+        self.policy = policy
+        self.mode = mode
+        self.boot = boot
+        self.ready_at_ms = ready_at_ms
+        self.legacy = legacy
+        self.default_agent = default_agent
+
+    async def run(self, rpc: RpcClient) -> None:
+        while not rpc.closed.is_set():
+            pending = 0
+            for b in await self.journal.boots_owing(self.boot, time.time() - RECENT_S):
+                pending += await self._boot(rpc, int(b["id"]), b)
+            if not pending:
+                return
+            await asyncio.sleep(POLL_S)  # obligations settle in SQLite: no event says when
+
+    async def _boot(self, rpc: RpcClient, boot: int, row: dict[str, Any]) -> int:
+        """Decide and send what this boot owes; returns how many agents are still pending."""
+        wakes = await self.journal.wakes(boot)
+        items: dict[str, list[Interrupted]] = {}
+        for o in await self.journal.interrupted(boot):
+            agent = o["agent_id"] or self.default_agent
+            items.setdefault(agent, []).append(Interrupted(
+                o["kind"], agent, o["name"] or o["ref"], o["session_kind"], o["state"], o["resolution"],
+                int(o["attempt"]), o["planned_at_ms"],
+                policy_for(self.policy, o["ref"], o["name"]).max_attempts if o["kind"] == "cron" else 0))
+        requeued, sent = await self.journal.requeued(boot)
+        if requeued:
+            items.setdefault(self.default_agent, [])
+        reason = next((o["reason"] for o in await self.journal.interrupted(boot)), row["exit_kind"] or "restart")
+        pending = 0
+        now = _now_ms()
+        for agent, its in items.items():
+            wake = wakes.get(agent)
+            if wake is None:
+                its_requeued = requeued if agent == self.default_agent else 0
+                if its_requeued and not sent and now < self.ready_at_ms + SETTLE_LIMIT_S * 1000:
+                    pending += 1  # the wake must come after the texts it will hand to the model
+                    continue
+                d = decide(agent, its, its_requeued, self.mode, str(reason), int(row["ended_at"] * 1000), now,
+                           self.ready_at_ms + int(SETTLE_LIMIT_S * 1000))
+                if d.verb is WakeVerb.WAIT:
+                    pending += 1
+                    continue
+                state = {WakeVerb.COVERED: "covered", WakeVerb.NOTHING: "nothing", WakeVerb.WAKE: "planned"}[d.verb]
+                method = self._method(its_requeued) if d.verb is WakeVerb.WAKE else None
+                await self.journal.decided(boot, agent, state, method, d.text, d.why)
+                log.info("agent_wake_decided", boot=boot, agent=agent, verb=d.verb.value, why=d.why)
+                wake = (await self.journal.wakes(boot))[agent]
+            if wake["state"] in FINAL:
+                continue
+            if not await self._progress(rpc, boot, agent, wake):
+                pending += 1
+        return pending
+
+    def _method(self, requeued: int) -> str:
+        if not self.legacy:
+            return "wake"
+        return "chat.send" if requeued else "agent"
+
+    async def _progress(self, rpc: RpcClient, boot: int, agent: str, wake: dict[str, Any]) -> bool:
+        """One step of a decided wake; True once it is settled."""
+        key = main_key(agent)
+        if wake["state"] == "planned":
+            at = _now_ms()
+            if not await self.journal.dispatched(boot, agent, wake["method"], self.boot, at):
+                return False
+            crashpoint("wake-dispatched")
+            await self._send(rpc, boot, agent, wake["method"], wake["text"])
+            return False
+        sent = int(wake["dispatched_at_ms"])
+        if await self._turn_since(rpc, key, sent):
+            await self.journal.settle(boot, agent, "done", f"{wake['method']}: a turn of {key} seen after it")
+            log.info("agent_woken", boot=boot, agent=agent, method=wake["method"])
+            return True
+        waited = _now_ms() - sent
+        if wake["state"] == "dispatched" and wake["into_boot"] == self.boot:
+            # Journaled, answer lost, the same gateway, and no turn since: sent again. A user turn's
+            # idempotency key makes a second send a no-op; a second wake's text is the last queued
+            # one, which the gateway drops, and its turn is the one turn either would start.
+            await self._send(rpc, boot, agent, wake["method"], wake["text"])
+            return False
+        if wake["method"] == "wake" and waited >= CONFIRM_S * 1000:
+            requeued = agent == self.default_agent and (await self.journal.requeued(boot))[0] > 0
+            fallback = "chat.send" if requeued else "agent"  # chat.send hands queued events over too
+            await self.journal.settle(boot, agent, "planned", f"the wake started no turn: {fallback} instead",
+                                      method=fallback)
+            log.warning("agent_wake_no_turn", boot=boot, agent=agent, fallback=fallback)
+            return False
+        if wake["method"] != "wake" and (wake["state"] == "answered" or waited >= CONFIRM_S * 1000):
+            await self.journal.settle(boot, agent, "done" if wake["state"] == "answered" else "unconfirmed",
+                                      f"{wake['method']}: accepted" if wake["state"] == "answered" else
+                                      "answer lost in another gateway: not sent again")
+            return True
+        return False
+
+    async def _send(self, rpc: RpcClient, boot: int, agent: str, method: str, text: str) -> None:
+        key = main_key(agent)
+        idem = f"gatewayd-wake-{boot}-{agent}"
+        if method == "wake":
+            params: dict[str, Any] = {"mode": "now", "text": text, "sessionKey": key}
+        elif method == "chat.send":
+            params = {"sessionKey": key, "message": text, "idempotencyKey": idem}
+        else:
+            params = {"message": text, "agentId": agent, "sessionKey": key, "idempotencyKey": f"{idem}-agent"}
+        try:
+            answer = await rpc.call(method, params, timeout_s=30)
+        except GatewayUnavailable:
+            raise
+        except GatewayError as exc:
+            await self.journal.settle(boot, agent, "failed", f"{method}: {exc}")
+            log.warning("agent_wake_refused", boot=boot, agent=agent, method=method, error=str(exc))
+            return
+        await self.journal.settle(boot, agent, "answered", f"{method}: {str(answer)[:200]}")
+        crashpoint("wake-answered")
+        log.info("agent_wake_sent", boot=boot, agent=agent, method=method)
+
+    async def _turn_since(self, rpc: RpcClient, key: str, since_ms: int) -> bool:
+        if await self.records.seen_active(key, None, since_ms):
+            return True
+        try:
+            if self.legacy:  # 2026.2.x refuses paging parameters
+                payload = await rpc.call("sessions.list", {})
+            else:
+                payload = await paged(rpc, "sessions.list", {}, "sessions", 500)
+        except GatewayUnavailable:
+            raise
+        except GatewayError:
+            return False
+        rows = payload.get("sessions", []) if isinstance(payload, dict) else []
+        row = next((r for r in rows if isinstance(r, dict) and r.get("key") == key), {})
+        field = "updatedAt" if self.legacy else "startedAt"
+        return turn_seen([lenient_ms(row.get(field))], since_ms)
