@@ -12,7 +12,8 @@ import time
 from collections.abc import Awaitable, Callable
 
 from supervisor import logs
-from supervisor.boot import BootWatch, Clock
+from supervisor.boot import BootWatch
+from supervisor.clock import Clock
 from supervisor.config import Config
 from supervisor.core.inflight import lenient_ms
 from supervisor.errors import GatewayError, GatewayUnavailable

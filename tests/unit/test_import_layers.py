@@ -12,10 +12,12 @@ PACKAGE = Path(__file__).resolve().parents[2] / "supervisor"
 # Lowest first; a module may import its own layer and the ones below. docs/architecture.md names them.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("supervisor", "supervisor.errors", "supervisor.events", "supervisor.crashpoints", "supervisor.core")),
-    ("base", ("supervisor.config", "supervisor.logs", "supervisor.keepalive", "supervisor.instance")),
+    ("base", ("supervisor.config", "supervisor.logs", "supervisor.keepalive", "supervisor.instance",
+              "supervisor.clock")),
     ("io", ("supervisor.gateway", "supervisor.store", "supervisor.logrelay")),
     ("work", ("supervisor.snapshotter", "supervisor.recovery", "supervisor.boot", "supervisor.monitor",
-              "supervisor.startup")),
+              "supervisor.startup", "supervisor.probing", "supervisor.readiness", "supervisor.exitfacts",
+              "supervisor.handoff")),
     ("control", ("supervisor.control",)),
     ("daemon", ("supervisor.daemon", "supervisor.service")),
     ("cli", ("supervisor.status_report", "supervisor.doctor", "supervisor.cli_service", "supervisor.cli",
