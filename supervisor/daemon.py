@@ -4,7 +4,9 @@ asyncio TaskGroup in `_run_boot`, wait for the exit, then hand off: classify it,
 announce `BootEnded`, and wait as `core.policy.RestartTracker` decides before the next spawn.
 The decisions come from the pure core; the parts live beside it: start-up and adoption in
 `startup.py`, the probe loop in `probing.py`, readiness in `readiness.py`, the exit's facts in
-`exitfacts.py`, the RPC monitor (snapshot, recovery) in `monitor.py`.
+`exitfacts.py`, the RPC monitor (snapshot, recovery) in `monitor.py`. What a boot's readiness
+and its end set off beyond the loop hangs on the bus: `GatewayReady` starts the restart tracker's
+healthy period, `BootEnded` a requested restart's handoff (`handoff.py`).
 
 Signals and the control socket only enqueue an intent (stop, a forced stop on the second signal,
 a planned restart); the boot loop acts on it.
@@ -39,7 +41,7 @@ from supervisor.errors import (
     StoreTooNew,
     StoreUnavailable,
 )
-from supervisor.events import BootEnded, BootStarted, EventBus, HelperFailed
+from supervisor.events import BootEnded, BootStarted, EventBus, GatewayReady, HelperFailed
 from supervisor.gateway import launch
 from supervisor.gateway.child import ExitInfo, GatewayChild, become_subreaper
 from supervisor.gateway.launch import LaunchSpec
@@ -92,7 +94,10 @@ class Daemon:
         self.helpers = Helpers(on_fault=self._helper_failed)
         self.startup = Startup(self.records, self.inflight, self._record, self.cfg.stop_budget_s)
         self.readiness = Readiness(self.records, self._record, self._set_state, self.clock, self.bus)
-        self.handoff = RestartHandoff(self.records, self._record)
+        self.handoff = RestartHandoff(self.records, self._record, lambda: self.spec)
+        # What a boot's readiness and its end set off beyond the boot loop.
+        self.bus.subscribe(GatewayReady, lambda ev: self.tracker.on_ready(ev.ready_at))
+        self.bus.subscribe(BootEnded, self.handoff.on_boot_ended)
 
     def _helper_failed(self, fault: Fault) -> None:
         boot = self.current.boot if self.current is not None else 0
@@ -324,7 +329,7 @@ class Daemon:
                 stop_task = tasks.create_task(self.stop_requested.wait(), name="stop-requested")
                 restart_task = tasks.create_task(self.restart_requested.wait(), name="restart-requested")
                 probe_task = tasks.create_task(self.helpers.keep("probes", lambda: probe_until_kill(
-                    watch, probe, self.cfg.probes, self.clock, lambda: self._became_ready(watch, spec))),
+                    watch, probe, self.cfg.probes, self.clock, lambda: self.readiness.became_ready(watch, spec))),
                     name="probes")
                 monitor_task = tasks.create_task(
                     self.helpers.keep("rpc-monitor", lambda: self._monitor(watch, spec).run()), name="rpc-monitor")
@@ -374,8 +379,6 @@ class Daemon:
         child = watch.child
         await self.readiness.ensure_boot_row(watch, spec)
         c = classify(exitfacts.gather(watch, spec.port, intent, info))
-        if c.kind is ExitKind.RESTART_REQUESTED and spec.capabilities.external_supervisor:
-            self.handoff.start(spec, child.pid, watch.boot)
         if c.kind in (ExitKind.CONFIG_ERROR, ExitKind.CRASH, ExitKind.CONFLICT):
             diagnostics.setdefault("last_lines", self.output.last_lines(10) if self.output else [])
         decision = self.tracker.on_exit(c, self.clock.monotonic(), self.rand())
@@ -390,10 +393,6 @@ class Daemon:
                     next=str(decision.step), delay_s=round(decision.delay_s, 3), crash_loop=decision.crash_loop,
                     consecutive_crashes=decision.consecutive_crashes, was_ready=watch.ready)
         return decision
-
-    async def _became_ready(self, watch: BootWatch, spec: LaunchSpec) -> None:
-        await self.readiness.became_ready(watch, spec)
-        self.tracker.on_ready(self.clock.monotonic())
 
     def _monitor(self, watch: BootWatch, spec: LaunchSpec) -> RpcMonitor:
         return RpcMonitor(watch, spec, self.cfg, self.helpers, self.inflight, self.journal, self.rand,

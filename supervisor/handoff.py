@@ -1,5 +1,5 @@
-"""A requested restart confirmed through the gateway's own handoff record: after an exit that
-classified as a restart the gateway asked for, on a gateway that knows it has an external
+"""A requested restart confirmed through the gateway's own handoff record: on `BootEnded` of an
+exit classified as a restart the gateway asked for, on a gateway that knows it has an external
 supervisor, run `openclaw gateway restart-handoff consume` and record what it says.
 
 Best effort, in the background: the exit already decided the respawn; this only records the
@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 from typing import Any
 
 from supervisor import logs
+from supervisor.core.model import ExitKind
+from supervisor.events import BootEnded
 from supervisor.gateway.child import HELPER_PIDS
 from supervisor.gateway.launch import LaunchSpec
 from supervisor.startup import Record
@@ -24,10 +27,16 @@ CONSUME_TIMEOUT_S = 60.0
 
 
 class RestartHandoff:
-    def __init__(self, records: BootRecords, record: Record) -> None:
+    def __init__(self, records: BootRecords, record: Record, spec: Callable[[], LaunchSpec | None]) -> None:
         self.records = records
         self._record = record
+        self._spec = spec  # the launch spec of the boot being handed off
         self._tasks: set[asyncio.Task[None]] = set()
+
+    def on_boot_ended(self, ev: BootEnded) -> None:
+        spec = self._spec()
+        if ev.exit_kind == ExitKind.RESTART_REQUESTED and spec is not None and spec.capabilities.external_supervisor:
+            self.start(spec, ev.pid, ev.boot)
 
     def start(self, spec: LaunchSpec, pid: int, boot: int) -> None:
         task = asyncio.create_task(self.consume(spec, pid, boot), name="restart-handoff")

@@ -11,9 +11,9 @@ PACKAGE = Path(__file__).resolve().parents[2] / "supervisor"
 
 # Lowest first; a module may import its own layer and the ones below. docs/architecture.md names them.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("core", ("supervisor", "supervisor.errors", "supervisor.events", "supervisor.crashpoints", "supervisor.core")),
+    ("core", ("supervisor", "supervisor.errors", "supervisor.crashpoints", "supervisor.core")),
     ("base", ("supervisor.config", "supervisor.logs", "supervisor.keepalive", "supervisor.instance",
-              "supervisor.clock")),
+              "supervisor.clock", "supervisor.events")),
     ("io", ("supervisor.gateway", "supervisor.store", "supervisor.logrelay")),
     ("work", ("supervisor.snapshotter", "supervisor.recovery", "supervisor.boot", "supervisor.monitor",
               "supervisor.startup", "supervisor.probing", "supervisor.readiness", "supervisor.exitfacts",
