@@ -19,7 +19,6 @@ import contextlib
 import os
 import random
 import signal
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,7 +79,7 @@ class Daemon:
         self.force_stop = asyncio.Event()
         self.restart_requested = asyncio.Event()
         self.restart_args: tuple[bool, float | None] = (True, None)
-        self.started_at = time.time()
+        self.started_at = self.clock.wall()
         self.store_error: str | None = None  # the last store failure, until a write succeeds again
         self.control: ControlServer | None = None
         self.store = Store(self.cfg.state_dir / "store.sqlite")
@@ -91,7 +90,7 @@ class Daemon:
         self.current: BootWatch | None = None
         self._adopt: tuple[int, tuple[int, float]] | None = None  # (boot, (pid, create time))
         self.spec: LaunchSpec | None = None
-        self.helpers = Helpers(on_fault=self._helper_failed)
+        self.helpers = Helpers(on_fault=self._helper_failed, clock=self.clock)
         self.startup = Startup(self.records, self.inflight, self._record, self.cfg.stop_budget_s)
         self.readiness = Readiness(self.records, self._record, self._set_state, self.clock, self.bus)
         self.handoff = RestartHandoff(self.records, self._record, lambda: self.spec)

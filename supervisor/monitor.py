@@ -121,6 +121,8 @@ async def tick_watch(rpc: RpcClient, tick_interval_ms: int) -> None:
     margin) is dead even if TCP has not noticed; close it, and the monitor reconnects."""
     limit_s = 2 * tick_interval_ms / 1000 + 5.0
     while not rpc.closed.is_set():
+        # Not the clock seam: `last_frame_at` is stamped by gateway/rpc.py with time.monotonic, and
+        # the two readings must come from one clock.
         silent = time.monotonic() - rpc.last_frame_at
         if silent > limit_s:
             log.warning("rpc_monitor_silent", silent_s=round(silent, 1))
