@@ -4,22 +4,11 @@ by the injected clock, gets its backoff reset, and a fault's `since` is the cloc
 from __future__ import annotations
 
 from supervisor.keepalive import Fault, Helpers
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.mono = 50.0
-        self.wall_s = 1_700_000_000.0
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def wall(self) -> float:
-        return self.wall_s
+from tests.support.fakeclock import FakeClock
 
 
 async def test_a_helper_healthy_for_a_while_by_the_clock_starts_its_backoff_again() -> None:
-    clock = FakeClock()
+    clock = FakeClock(mono=50.0)
     faults: list[Fault] = []
     helpers = Helpers(on_fault=faults.append, initial_s=0.001, max_s=0.008, healthy_s=600, clock=clock)
     runs = 0

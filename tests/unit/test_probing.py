@@ -14,21 +14,10 @@ from supervisor.core.model import ProbeOutcome
 from supervisor.core.probestate import ProbeMachine, ProbeSettings, Verdict
 from supervisor.gateway.child import GatewayChild
 from supervisor.probing import probe_until_kill
+from tests.support.fakeclock import FakeClock
 
 OK, TIMEOUT = ProbeOutcome.OK, ProbeOutcome.TIMEOUT
 SETTINGS = ProbeSettings(interval_s=1.0, timeout_s=1.0, hang_timeouts=3)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.mono = 1000.0
-        self.wall_s = 1_700_000_000.0
-
-    def monotonic(self) -> float:
-        return self.mono
-
-    def wall(self) -> float:
-        return self.wall_s
 
 
 class StalledChild:

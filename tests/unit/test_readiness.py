@@ -21,14 +21,7 @@ from supervisor.gateway.launch import LaunchSpec
 from supervisor.readiness import Readiness
 from supervisor.store.boots import BootRecords
 from supervisor.store.db import Store
-
-
-class FakeClock:
-    def monotonic(self) -> float:
-        return 130.0
-
-    def wall(self) -> float:
-        return 1_700_000_000.0
+from tests.support.fakeclock import FakeClock
 
 
 class ReadyChild:
@@ -76,7 +69,7 @@ async def test_readiness_is_recorded_then_running_then_announced(records: BootRe
     watch = BootWatch(0, cast(GatewayChild, ReadyChild()), ProbeMachine.spawned(ProbeSettings(), 100.0))
     watch.gateway_boot_id = "gw-1"
 
-    await Readiness(records, record, set_state, FakeClock(), bus).became_ready(watch, spec)
+    await Readiness(records, record, set_state, FakeClock(mono=130.0), bus).became_ready(watch, spec)
 
     assert watch.boot > 0  # the boot had no row (store down at spawn): it has one now
     assert watch.ready and watch.ready_event.is_set()
@@ -90,7 +83,7 @@ async def test_a_boot_with_a_row_keeps_it(records: BootRecords) -> None:
     boot = await records.started(4242, 1234.5, 1, "2026.9.6")
     watch = BootWatch(boot, cast(GatewayChild, ReadyChild()), ProbeMachine.spawned(ProbeSettings(), 100.0))
     spec = cast(LaunchSpec, SimpleNamespace(port=1, capabilities=SimpleNamespace(version="2026.9.6")))
-    await Readiness(records, record, no_state, FakeClock(), EventBus()).ensure_boot_row(watch, spec)
+    await Readiness(records, record, no_state, FakeClock(mono=130.0), EventBus()).ensure_boot_row(watch, spec)
     assert watch.boot == boot
     assert await records.store.read(lambda c: c.execute("SELECT count(*) FROM boots").fetchone()[0]) == 1
 
