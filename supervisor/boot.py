@@ -1,32 +1,15 @@
-"""One boot as gatewayd sees it (`BootWatch`), and the clock seam every time reading goes through.
-
-Shared by the daemon's boot loop, the RPC monitor and the status view; nothing here does I/O.
+"""One boot as gatewayd sees it (`BootWatch`): what its probes, its RPC monitor and its readiness
+have learnt so far, read by its exit classification and the status view. Nothing here does I/O.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from supervisor.core.probestate import ProbeMachine
 from supervisor.gateway.child import GatewayChild
 from supervisor.snapshotter import Snapshotter
-
-
-class Clock(Protocol):
-    def monotonic(self) -> float: ...
-
-    def wall(self) -> float: ...
-
-
-class SystemClock:
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-    def wall(self) -> float:
-        return time.time()
 
 
 @dataclass

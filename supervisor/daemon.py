@@ -1,8 +1,12 @@
-"""The daemon: the boot loop. Each boot's tasks (the gateway's exit, the intents that end a boot,
-the probes and the RPC monitor) run in one asyncio TaskGroup in `_run_boot`. This is the only
-place that decides what happens next; the decisions themselves come from the pure core
-(`core.policy`, `core.probestate`). Start-up and adoption are `startup.py`'s, the RPC monitor
-(snapshot, recovery) `monitor.py`'s.
+"""The daemon: the boot loop. One boot after another: spawn (or adopt) the gateway, run the boot's
+tasks (the gateway's exit, the intents that end a boot, the probes and the RPC monitor) in one
+asyncio TaskGroup in `_run_boot`, wait for the exit, then hand off: classify it, record its end,
+announce `BootEnded`, and wait as `core.policy.RestartTracker` decides before the next spawn.
+The decisions come from the pure core; the parts live beside it: start-up and adoption in
+`startup.py`, the probe loop in `probing.py`, readiness in `readiness.py`, the exit's facts in
+`exitfacts.py`, the RPC monitor (snapshot, recovery) in `monitor.py`. What a boot's readiness
+and its end set off beyond the loop hangs on the bus: `GatewayReady` starts the restart tracker's
+healthy period, `BootEnded` a requested restart's handoff (`handoff.py`).
 
 Signals and the control socket only enqueue an intent (stop, a forced stop on the second signal,
 a planned restart); the boot loop acts on it.
@@ -15,18 +19,18 @@ import contextlib
 import os
 import random
 import signal
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from supervisor import logs
-from supervisor.boot import BootWatch, Clock, SystemClock
+from supervisor import exitfacts, logs
+from supervisor.boot import BootWatch
+from supervisor.clock import Clock, SystemClock
 from supervisor.config import Config
 from supervisor.control.handlers import control_handlers
 from supervisor.control.server import ControlServer, socket_path
-from supervisor.core.model import ExitKind, Intent, ProbeOutcome, SupervisionState, transition
+from supervisor.core.model import ExitKind, Intent, SupervisionState, transition
 from supervisor.core.policy import ExitFacts, NextStep, RestartDecision, RestartTracker, classify
 from supervisor.core.probestate import ProbeMachine, Verdict
 from supervisor.crashpoints import crashpoint
@@ -38,13 +42,16 @@ from supervisor.errors import (
 )
 from supervisor.events import BootEnded, BootStarted, EventBus, GatewayReady, HelperFailed
 from supervisor.gateway import launch
-from supervisor.gateway.child import HELPER_PIDS, ExitInfo, GatewayChild, become_subreaper
+from supervisor.gateway.child import ExitInfo, GatewayChild, become_subreaper
 from supervisor.gateway.launch import LaunchSpec
 from supervisor.gateway.ports import port_owners
-from supervisor.gateway.probes import Probe, probe_for
+from supervisor.gateway.probes import probe_for
+from supervisor.handoff import RestartHandoff
 from supervisor.instance import InstanceLock
 from supervisor.keepalive import Fault, Helpers
 from supervisor.monitor import RpcMonitor
+from supervisor.probing import probe_until_kill
+from supervisor.readiness import Readiness
 from supervisor.startup import Startup
 from supervisor.store.boots import BootEnd, BootRecords
 from supervisor.store.db import Store
@@ -53,7 +60,6 @@ from supervisor.store.snapshots import InflightRecords
 
 log = logs.get("gatewayd")
 
-SLEEP_JUMP_S = 5.0  # wall clock ahead of monotonic by more than this: the machine slept
 LAUNCH_RETRY_S = 30.0
 
 
@@ -73,7 +79,7 @@ class Daemon:
         self.force_stop = asyncio.Event()
         self.restart_requested = asyncio.Event()
         self.restart_args: tuple[bool, float | None] = (True, None)
-        self.started_at = time.time()
+        self.started_at = self.clock.wall()
         self.store_error: str | None = None  # the last store failure, until a write succeeds again
         self.control: ControlServer | None = None
         self.store = Store(self.cfg.state_dir / "store.sqlite")
@@ -84,9 +90,13 @@ class Daemon:
         self.current: BootWatch | None = None
         self._adopt: tuple[int, tuple[int, float]] | None = None  # (boot, (pid, create time))
         self.spec: LaunchSpec | None = None
-        self._background: set[asyncio.Task[Any]] = set()
-        self.helpers = Helpers(on_fault=self._helper_failed)
+        self.helpers = Helpers(on_fault=self._helper_failed, clock=self.clock)
         self.startup = Startup(self.records, self.inflight, self._record, self.cfg.stop_budget_s)
+        self.readiness = Readiness(self.records, self._record, self._set_state, self.clock, self.bus)
+        self.handoff = RestartHandoff(self.records, self._record, lambda: self.spec)
+        # What a boot's readiness and its end set off beyond the boot loop.
+        self.bus.subscribe(GatewayReady, lambda ev: self.tracker.on_ready(ev.ready_at))
+        self.bus.subscribe(BootEnded, self.handoff.on_boot_ended)
 
     def _helper_failed(self, fault: Fault) -> None:
         boot = self.current.boot if self.current is not None else 0
@@ -176,8 +186,7 @@ class Daemon:
         finally:
             if self.control is not None:
                 await self.control.close()
-            for task in self._background:
-                task.cancel()
+            self.handoff.close()
             if self.install_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     loop.remove_signal_handler(sig)
@@ -318,8 +327,9 @@ class Daemon:
                 exit_task = tasks.create_task(child.wait(), name="gateway-exit")
                 stop_task = tasks.create_task(self.stop_requested.wait(), name="stop-requested")
                 restart_task = tasks.create_task(self.restart_requested.wait(), name="restart-requested")
-                probe_task = tasks.create_task(
-                    self.helpers.keep("probes", lambda: self._probe_loop(watch, probe, spec)), name="probes")
+                probe_task = tasks.create_task(self.helpers.keep("probes", lambda: probe_until_kill(
+                    watch, probe, self.cfg.probes, self.clock, lambda: self.readiness.became_ready(watch, spec))),
+                    name="probes")
                 monitor_task = tasks.create_task(
                     self.helpers.keep("rpc-monitor", lambda: self._monitor(watch, spec).run()), name="rpc-monitor")
                 done, _ = await asyncio.wait({exit_task, stop_task, probe_task, restart_task},
@@ -364,133 +374,25 @@ class Daemon:
 
     async def _conclude(self, watch: BootWatch, spec: LaunchSpec, intent: Intent, info: ExitInfo,
                         diagnostics: dict[str, Any]) -> RestartDecision:
+        """Hand the boot off: classify its exit, record its end, announce it, decide what is next."""
         child = watch.child
-        await self._ensure_boot_row(watch, spec)
-        returncode, exited_at = info.returncode, info.exited_at
-        held = bool(returncode == 78 and port_owners(spec.port))
-        # Whether gatewayd killed the gateway itself, as of its exit: leftovers killed afterwards
-        # do not make a clean drain unclean.
-        facts = ExitFacts(intent=intent, returncode=returncode, restart_expected=watch.restart_expected,
-                          adopted=child.adopted, port_held_by_other=held, killed_by_us=info.killed_by_us)
-        c = classify(facts)
-        if c.kind is ExitKind.RESTART_REQUESTED and spec.capabilities.external_supervisor:
-            self._spawn_background(self._consume_handoff(spec, child.pid, watch.boot))
+        await self.readiness.ensure_boot_row(watch, spec)
+        c = classify(exitfacts.gather(watch, spec.port, intent, info))
         if c.kind in (ExitKind.CONFIG_ERROR, ExitKind.CRASH, ExitKind.CONFLICT):
             diagnostics.setdefault("last_lines", self.output.last_lines(10) if self.output else [])
         decision = self.tracker.on_exit(c, self.clock.monotonic(), self.rand())
+        returncode = info.returncode
         # Written before it is announced, so whoever reads the log or the bus finds the boot's end stored.
         await self._record(self.records.ended(watch.boot, BootEnd(returncode, str(c.kind), c.detail,
                                                                   c.needs_recovery, diagnostics)))
-        self.bus.publish(BootEnded(watch.boot, child.pid, str(c.kind), returncode, exited_at, c.needs_recovery))
+        self.bus.publish(BootEnded(watch.boot, child.pid, str(c.kind), returncode, info.exited_at,
+                                   c.needs_recovery))
         log.warning("gateway_exited", boot=watch.boot, pid=child.pid, returncode=returncode, exit_kind=str(c.kind),
                     detail=c.detail, counts_as_crash=c.counts_as_crash, needs_recovery=c.needs_recovery,
                     next=str(decision.step), delay_s=round(decision.delay_s, 3), crash_loop=decision.crash_loop,
                     consecutive_crashes=decision.consecutive_crashes, was_ready=watch.ready)
         return decision
 
-    async def _probe_loop(self, watch: BootWatch, probe: Probe, spec: LaunchSpec) -> Verdict:
-        """Probe until a verdict calls for a kill; returns that verdict."""
-        s = self.cfg.probes
-        machine = watch.machine
-        last_mono, last_wall = self.clock.monotonic(), self.clock.wall()
-        while True:
-            began = self.clock.monotonic()
-            outcome = await probe.check(booting=not watch.ready)
-            now, wall = self.clock.monotonic(), self.clock.wall()
-            if (wall - last_wall) - (now - last_mono) > SLEEP_JUMP_S:
-                log.warning("clock_jump",
-                            jump_s=round((wall - last_wall) - (now - last_mono), 1))
-                machine.slept(now)
-            last_mono, last_wall = now, wall
-            watch.child.record_descendants()
-            progress = watch.child.progress()
-            verdict = machine.observe(outcome, now, progress)
-            if outcome is not ProbeOutcome.OK and watch.ready:
-                log.debug("probe_failed", outcome=str(outcome), progress=progress, timeouts=machine.timeouts,
-                          phase=str(machine.phase), verdict=str(verdict))
-            if verdict is Verdict.BECAME_READY:
-                await self._became_ready(watch, spec)
-            elif verdict in (Verdict.HANG, Verdict.BOOT_TIMEOUT):
-                return verdict
-            # At a fixed rate: the next probe starts one period after this one started. Sleeping a
-            # whole period after a probe that had already waited out its timeout made a hang
-            # verdict take 10-12 s at default settings instead of 6-8 (scripts/bench/hang_latency.py).
-            period = s.interval_s if watch.ready else min(0.5, s.interval_s)
-            await asyncio.sleep(max(0.0, period - (self.clock.monotonic() - began)))
-
-    async def _ensure_boot_row(self, watch: BootWatch, spec: LaunchSpec) -> None:
-        """A boot that began while the store could not be written (full disk, lock) gets its row as
-        soon as a write works, so its snapshot and its end are recorded too."""
-        if watch.boot == 0 and watch.child.key is not None:
-            boot = await self._record(self.records.started(watch.child.pid, watch.child.key[1], spec.port,
-                                                           spec.capabilities.version))
-            if boot:
-                watch.boot = boot
-                log.info("boot_recorded_late", boot=boot,
-                         pid=watch.child.pid)
-
-    async def _became_ready(self, watch: BootWatch, spec: LaunchSpec) -> None:
-        await self._ensure_boot_row(watch, spec)
-        # For an adopted gateway the recorded time is the one its previous gatewayd saw: recovery
-        # must judge "did the gateway resume this itself" from there, not from the adoption (found
-        # by the chaos benchmark: gatewayd killed mid-recovery, and its successor noticed a session
-        # the gateway had already resumed before the adoption).
-        first_ready = await self._record(self.records.ready(watch.boot, watch.gateway_boot_id,
-                                                            keep_first=watch.child.adopted))
-        watch.ready = True
-        watch.ready_at_ms = int((first_ready if first_ready is not None else self.clock.wall()) * 1000)
-        watch.ready_event.set()
-        self.tracker.on_ready(self.clock.monotonic())
-        owners = port_owners(spec.port)
-        ours = {watch.child.pid, *watch.child.descendants}
-        if owners and not all(o.pid in ours for o in owners if o.pid is not None):
-            log.error("launch_contract_broken",
-                      port=spec.port, owners=[o.describe() for o in owners], child=watch.child.pid)
-        await self._set_state(SupervisionState.RUNNING)
-        log.info("gateway_ready", boot=watch.boot, pid=watch.child.pid,
-                 after_s=round(self.clock.monotonic() - watch.machine.booted_at, 2))
-        self.bus.publish(GatewayReady(watch.boot, watch.child.pid, spec.capabilities.version,
-                                      watch.gateway_boot_id, self.clock.monotonic()))
-
     def _monitor(self, watch: BootWatch, spec: LaunchSpec) -> RpcMonitor:
         return RpcMonitor(watch, spec, self.cfg, self.helpers, self.inflight, self.journal, self.rand,
                           lambda: self.tracker.crash_loop, self.clock, self.bus)
-
-    async def _consume_handoff(self, spec: LaunchSpec, pid: int, boot: int) -> None:
-        """Confirm a requested restart through the gateway's own handoff record (best effort: the
-        exit 0 already decided the respawn; this only records what the gateway said)."""
-        prefix = spec.argv[: spec.argv.index("gateway")]
-        argv = [*prefix, "gateway", "restart-handoff", "consume", "--expected-pid", str(pid), "--json"]
-        proc: asyncio.subprocess.Process | None = None
-        try:
-            proc = await asyncio.create_subprocess_exec(*argv, env=dict(spec.env), stdout=asyncio.subprocess.PIPE,
-                                                        stderr=asyncio.subprocess.DEVNULL,
-                                                        stdin=asyncio.subprocess.DEVNULL)
-            HELPER_PIDS.add(proc.pid)
-            out, _ = await asyncio.wait_for(proc.communicate(), 60)
-        except (OSError, TimeoutError) as exc:
-            log.warning("restart_handoff_failed", error=str(exc))
-            return
-        finally:
-            if proc is not None:
-                if proc.returncode is None:
-                    proc.kill()
-                    await proc.wait()
-                HELPER_PIDS.discard(proc.pid)
-        text = out.decode(errors="replace").strip()
-        import json
-
-        try:
-            data = json.loads(text[text.find("{"):]) if "{" in text else {}
-        except ValueError:
-            data = {}
-        status = data.get("status") if isinstance(data, dict) else None
-        log.info("restart_handoff", pid=pid, status=status, reason=data.get("reason") if isinstance(data, dict)
-                 else None)
-        await self._record(self.records.event("restart-handoff", boot, {"status": status}))
-
-    def _spawn_background(self, coro: Any) -> None:
-        task = asyncio.create_task(coro)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-

@@ -1,10 +1,22 @@
-"""Internal events: components announce what happened; others subscribe instead of reaching in."""
+"""Internal events: components announce what happened; others subscribe instead of reaching in.
+
+A subscriber is called in the publisher's turn of the event loop, in the order of subscription.
+One that raises is logged (`event_listener_failed`, with its traceback) and skipped: neither the
+publisher nor the other subscribers ever see its failure.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, overload
+
+from supervisor import logs
+from supervisor.keepalive import one_line
+
+log = logs.get("gatewayd")
+
+E = TypeVar("E")
 
 
 @dataclass(frozen=True)
@@ -20,7 +32,7 @@ class GatewayReady:
     pid: int
     version: str
     gateway_boot_id: str | None
-    ready_at: float
+    ready_at: float  # monotonic
 
 
 @dataclass(frozen=True)
@@ -54,11 +66,28 @@ Listener = Callable[[Any], None]
 
 class EventBus:
     def __init__(self) -> None:
-        self._listeners: list[Listener] = []
+        self._listeners: list[tuple[type[Any] | None, Listener]] = []
 
-    def subscribe(self, listener: Listener) -> None:
-        self._listeners.append(listener)
+    @overload
+    def subscribe(self, listener: Listener, /) -> None: ...
+
+    @overload
+    def subscribe(self, kind: type[E], handler: Callable[[E], None], /) -> None: ...
+
+    def subscribe(self, first: Any, handler: Any = None, /) -> None:
+        """`subscribe(listener)`: every event. `subscribe(BootEnded, handler)`: that type's only."""
+        if handler is None:
+            self._listeners.append((None, first))
+        else:
+            self._listeners.append((first, handler))
 
     def publish(self, event: object) -> None:
-        for listener in list(self._listeners):
-            listener(event)
+        for kind, listener in list(self._listeners):
+            if kind is not None and not isinstance(event, kind):
+                continue
+            try:
+                listener(event)
+            except Exception as exc:  # a subscriber's bug is its own: the publisher carries on
+                log.error("event_listener_failed", event_type=type(event).__name__,
+                          listener=getattr(listener, "__qualname__", repr(listener)), error=one_line(exc),
+                          traceback=logs.traceback_text(exc))

@@ -5,17 +5,18 @@ Supervision of the gateway never depends on a helper: the probes, the RPC monito
 and the recovery each run under `Helpers.keep`, so an exception nobody foresaw (a value the store
 refused, a bug) costs one helper a restart, not the rest of the boot's tracking. That silence was
 a real loss once: the monitor ended unlogged on a bad job name while `status` said `running`.
+Time (how long a helper ran, when a fault began) is read through the injected `clock.Clock`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
 
 from supervisor import logs
+from supervisor.clock import Clock, SystemClock
 
 log = logs.get("gatewayd.helpers")
 
@@ -48,8 +49,9 @@ class Helpers:
     """The helpers' faults, for `status`, and the runner that keeps each one going."""
 
     def __init__(self, on_fault: Callable[[Fault], None] | None = None, initial_s: float = INITIAL_S,
-                 max_s: float = MAX_S, healthy_s: float = HEALTHY_S) -> None:
+                 max_s: float = MAX_S, healthy_s: float = HEALTHY_S, clock: Clock | None = None) -> None:
         self.faults: dict[str, Fault] = {}
+        self.clock: Clock = clock if clock is not None else SystemClock()
         self.on_fault = on_fault
         self.initial_s = initial_s
         self.max_s = max_s
@@ -63,7 +65,7 @@ class Helpers:
         task = asyncio.current_task()
         try:
             while True:
-                began = time.monotonic()
+                began = self.clock.monotonic()
                 heal = loop.call_later(self.healthy_s, self._healed, name) if name in self.faults else None
                 try:
                     result = await start()
@@ -73,7 +75,7 @@ class Helpers:
                         # swallow one that lands as its inner wait completes) and failed after it:
                         # its boot is over, and starting it again would hold the boot's end for ever.
                         raise asyncio.CancelledError from exc
-                    if time.monotonic() - began >= self.healthy_s:
+                    if self.clock.monotonic() - began >= self.healthy_s:
                         delay = self.initial_s
                     self._failed(name, exc, delay)
                     await asyncio.sleep(delay)
@@ -90,7 +92,7 @@ class Helpers:
     def _failed(self, name: str, exc: Exception, delay: float) -> None:
         previous = self.faults.get(name)
         fault = Fault(name, one_line(exc), previous.failures + 1 if previous else 1,
-                      previous.since if previous else time.time(), delay)
+                      previous.since if previous else self.clock.wall(), delay)
         self.faults[name] = fault
         log.error("helper_failed", helper=name, error=fault.error, failures=fault.failures,
                   retry_in_s=round(delay, 2), traceback=logs.traceback_text(exc))

@@ -12,7 +12,8 @@ import time
 from collections.abc import Awaitable, Callable
 
 from supervisor import logs
-from supervisor.boot import BootWatch, Clock
+from supervisor.boot import BootWatch
+from supervisor.clock import Clock
 from supervisor.config import Config
 from supervisor.core.inflight import lenient_ms
 from supervisor.errors import GatewayError, GatewayUnavailable
@@ -135,6 +136,8 @@ async def tick_watch(rpc: RpcClient, tick_interval_ms: int) -> None:
     margin) is dead even if TCP has not noticed; close it, and the monitor reconnects."""
     limit_s = 2 * tick_interval_ms / 1000 + 5.0
     while not rpc.closed.is_set():
+        # Not the clock seam: `last_frame_at` is stamped by gateway/rpc.py with time.monotonic, and
+        # the two readings must come from one clock.
         silent = time.monotonic() - rpc.last_frame_at
         if silent > limit_s:
             log.warning("rpc_monitor_silent", silent_s=round(silent, 1))

@@ -11,12 +11,13 @@ PACKAGE = Path(__file__).resolve().parents[2] / "supervisor"
 
 # Lowest first; a module may import its own layer and the ones below. docs/architecture.md names them.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("core", ("supervisor", "supervisor.errors", "supervisor.events", "supervisor.crashpoints", "supervisor.core")),
-    ("base", ("supervisor.config", "supervisor.logs", "supervisor.keepalive", "supervisor.instance")),
+    ("core", ("supervisor", "supervisor.errors", "supervisor.crashpoints", "supervisor.core")),
+    ("base", ("supervisor.config", "supervisor.logs", "supervisor.keepalive", "supervisor.instance",
+              "supervisor.clock", "supervisor.events")),
     ("io", ("supervisor.gateway", "supervisor.store", "supervisor.logrelay")),
     ("work", ("supervisor.snapshotter", "supervisor.recovery", "supervisor.boot", "supervisor.monitor",
-              "supervisor.startup", "supervisor.queue_keeper", "supervisor.retry_patch",
-              "supervisor.waker")),
+              "supervisor.startup", "supervisor.probing", "supervisor.readiness", "supervisor.exitfacts",
+              "supervisor.handoff", "supervisor.queue_keeper", "supervisor.retry_patch", "supervisor.waker")),
     ("control", ("supervisor.control",)),
     ("daemon", ("supervisor.daemon", "supervisor.service")),
     ("cli", ("supervisor.status_report", "supervisor.doctor", "supervisor.cli_service", "supervisor.cli",
