@@ -41,9 +41,10 @@ def model() -> Iterator[tuple[int, Path]]:
 
 
 def real_gatewayd(root: Path, version: str, model_port: int, settings: dict[str, dict[str, Any]] | None = None,
-                  heartbeat_every: str = "0m") -> tuple[Gatewayd, sandbox.Sandbox]:
+                  heartbeat_every: str = "0m", agents: list[str] | None = None) -> tuple[Gatewayd, sandbox.Sandbox]:
     port = free_port_block()
-    sb = sandbox.prepare_sandbox(root / "gw", version, port, model_port, heartbeat_every=heartbeat_every)
+    sb = sandbox.prepare_sandbox(root / "gw", version, port, model_port, heartbeat_every=heartbeat_every,
+                                 agents=agents)
     base: dict[str, dict[str, Any]] = {
         "gateway": {"openclaw": str(sb.entry), "node": str(sb.node), "port": port, "args": ["--bind", "loopback"],
                     "env": dict(sb.env), "config_path": str(sb.config_path), "state_dir": str(sb.state_dir)},

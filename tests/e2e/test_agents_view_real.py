@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import VERSIONS, fake_model, real_gatewayd, sandbox
-from tests.e2e.work import gateway_rpc
+from tests.e2e.conftest import VERSIONS, fake_model, real_gatewayd, sandbox, set_model_delay
+from tests.e2e.work import add_job, gateway_rpc, hourly_soon, main_turn, send_and_leave
 from tests.support.harness import Gatewayd, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
@@ -81,4 +81,61 @@ def test_system_events_queued_before_a_kill9_reach_the_model_once_in_order(tmp_p
         time.sleep(10)  # the witness: a window in which a second delivery would have shown up
         assert delivered(log, mark, t0) == [texts]
     finally:
+        g.cleanup()
+
+
+async def start_two_agents_work(sb: sandbox.Sandbox, mark: str) -> str:
+    """main: a main-session turn; kit: only a cron run (its own job). Both left in flight."""
+    async with gateway_rpc(sb) as rpc:
+        job_id = await add_job(rpc, f"kit-hourly-{mark}", hourly_soon(), f"KITCRON-{mark} reply PONG", agent="kit")
+        await send_and_leave(rpc, "agent", main_turn(f"MAIN-{mark} reply PONG"))
+        return job_id
+
+
+def asked(log: Path, text: str, since: float) -> list[dict[str, Any]]:
+    return [e for e in fake_model.read_log(log) if text in e.get("text", "") and e.get("ts", 0) >= since]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_with_two_agents_each_agent_is_woken_exactly_once(tmp_path: Path, model: tuple[int, Path],
+                                                           version: str) -> None:
+    log = model[1]
+    settings = {"snapshot": {"interval_s": 2.0}, "recovery": {"backoff_initial_s": 5.0}}
+    g, sb = real_gatewayd(tmp_path, version, model[0], settings, agents=["main", "kit"])
+    mark = uuid.uuid4().hex[:8]
+    try:
+        g.start()
+        g.wait_event("gateway_ready", timeout=240)
+        g.wait_event("rpc_monitor_connected", timeout=60)
+        set_model_delay(20)
+        t0 = time.time()
+        job_id = asyncio.run(start_two_agents_work(sb, mark))
+        wait_until(lambda: asked(log, f"KITCRON-{mark}", t0) and asked(log, f"MAIN-{mark}", t0), 90,
+                   "kit's cron run and main's turn at the model")
+        wait_until(lambda: rows(g, f"SELECT 1 FROM inflight_runs WHERE job_id = '{job_id}'")
+                   and rows(g, "SELECT 1 FROM inflight_sessions WHERE key = 'agent:main:main'"), 30,
+                   "both in the snapshot")
+        set_model_delay(1)
+        os.kill(g.spawned_pids()[-1], signal.SIGKILL)
+        killed = time.time()
+        g.wait_event("gateway_ready", count=2, timeout=240)
+        wakes = wait_until(lambda: (r := rows(g, "SELECT agent_id, state, method, text FROM agent_wakes"
+                                                 " WHERE boot_id = 1 ORDER BY agent_id"))
+                           and len(r) == 2 and all(x["state"] in ("done", "covered") for x in r) and r, 240,
+                           "both agents' wakes settled")
+        by_agent = {w["agent_id"]: w for w in wakes}
+        # main's turn was resumed by the gateway (9.x) or noticed by gatewayd (2.x): that turn woke it.
+        assert by_agent["main"]["state"] == "covered", wakes
+        # kit had only a cron run: one wake, carried by a turn of kit's main session.
+        assert by_agent["kit"]["state"] == "done", wakes
+        assert by_agent["kit"]["method"] == ("agent" if version.startswith("2026.2") else "wake"), wakes
+        assert f'kit-hourly-{mark}' in by_agent["kit"]["text"]
+        wait_until(lambda: asked(log, "Work of agent kit", killed), 60, "kit's wake at the model")
+        time.sleep(10)  # the witness: a window in which a second wake would have shown up
+        assert len(asked(log, "Work of agent kit", killed)) == 1
+        assert asked(log, "Work of agent main", killed) == []
+        assert all("session=agent:kit:main" in e["text"] or "agent=kit" in e["text"] or version.startswith("2026.2")
+                   for e in asked(log, "Work of agent kit", killed))
+    finally:
+        set_model_delay(0.5)
         g.cleanup()

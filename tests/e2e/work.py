@@ -35,10 +35,11 @@ def at_soon(seconds: float = 4.0) -> dict[str, Any]:
     return {"kind": "at", "at": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(time.time() + seconds))}
 
 
-async def add_job(rpc: RpcClient, name: str, schedule: dict[str, Any], message: str) -> str:
+async def add_job(rpc: RpcClient, name: str, schedule: dict[str, Any], message: str, agent: str | None = None) -> str:
     job = await rpc.call("cron.add", {
         "name": name, "schedule": schedule, "sessionTarget": "isolated", "delivery": {"mode": "none"},
-        "payload": {"kind": "agentTurn", "message": message, "timeoutSeconds": 120}})
+        "payload": {"kind": "agentTurn", "message": message, "timeoutSeconds": 120},
+        **({"agentId": agent} if agent else {})})
     return str(job["id"] if "id" in job else job["job"]["id"])
 
 
