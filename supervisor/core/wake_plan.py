@@ -84,8 +84,8 @@ def _utc(ms: int) -> str:
 
 def _line(i: Interrupted) -> str:
     if i.kind == "session":
-        return f"- conversation {i.name}: {i.resolution or 'being recovered'}"
-    what = f'- cron job "{i.name}": '
+        return f"conversation {i.name}: {i.resolution or 'being recovered'}"
+    what = f'cron job "{i.name}": '
     if i.state == "open" and i.planned_at_ms is not None:
         return what + f"retry {i.attempt + 1} of {i.max_attempts} at {_utc(i.planned_at_ms)}"
     if i.state == "open":
@@ -96,13 +96,14 @@ def _line(i: Interrupted) -> str:
 def wake_text(agent: str, items: Sequence[Interrupted], requeued: int, reason: str, ended_at_ms: int) -> str:
     lines = [_line(i) for i in items[:MAX_ITEMS]]
     if len(items) > MAX_ITEMS:
-        lines.append(f"- and {len(items) - MAX_ITEMS} more")
+        lines.append(f"and {len(items) - MAX_ITEMS} more")
     if requeued:
         noun = "event" if requeued == 1 else "events"
-        lines.append(f"- {requeued} system {noun} queued before the restart, queued again (above, in their order)")
+        lines.append(f"{requeued} system {noun} queued before the restart, queued again (above, in their order)")
+    # One line: 2026.9.x shows each line of a system text as its own "System:" line.
     return (f"[gatewayd] The gateway restarted ({reason}) at {_utc(ended_at_ms)}. Work of agent {agent} that "
-            f"was interrupted, and what is being done:\n" + "\n".join(lines) +
-            "\nCheck for in-progress work that was cut before starting it again.")
+            f"was interrupted, and what is being done: " + "; ".join(lines) +
+            ". Check for in-progress work that was cut before starting it again.")
 
 
 def turn_seen(started_ms: Sequence[int | None], sent_at_ms: int, slack_ms: int = 1000) -> bool:

@@ -1,0 +1,68 @@
+"""One wake per agent: the pure decision, every case."""
+
+from __future__ import annotations
+
+import pytest
+
+from supervisor.core.wake_plan import Interrupted, WakeVerb, decide, turn_seen, wake_text
+
+NOW, DEADLINE, ENDED = 100_000, 200_000, 50_000
+
+
+def conv(state: str = "open", resolution: str | None = None, kind: str = "main") -> Interrupted:
+    return Interrupted("session", "kit", "agent:kit:main", kind, state, resolution, 1, None)
+
+
+def cron(state: str = "open", planned: int | None = 90_000, resolution: str | None = None) -> Interrupted:
+    return Interrupted("cron", "kit", "digest", None, state, resolution, 1, planned, 3)
+
+
+@pytest.mark.parametrize(("items", "requeued", "mode", "now", "verb"), [
+    ([], 0, "active", NOW, WakeVerb.NOTHING),
+    ([cron()], 0, "off", NOW, WakeVerb.NOTHING),
+    ([cron()], 0, "active", NOW, WakeVerb.WAKE),
+    ([cron(planned=None)], 0, "active", NOW, WakeVerb.WAIT),  # the retry's time is not known yet
+    ([cron(planned=None)], 0, "active", DEADLINE, WakeVerb.WAKE),  # ... until the deadline
+    ([cron(state="done", resolution="adopted a regular run")], 0, "active", NOW, WakeVerb.WAKE),
+    ([cron()], 0, "conversations", NOW, WakeVerb.NOTHING),
+    ([conv()], 0, "active", NOW, WakeVerb.WAIT),  # its notice or resume may still come
+    ([conv(state="done", resolution="resumed by the gateway itself"), cron()], 0, "active", NOW, WakeVerb.COVERED),
+    ([conv(state="done", resolution="restart notice sent as an agent turn")], 0, "conversations", NOW,
+     WakeVerb.COVERED),
+    ([conv(state="done", resolution="its turn had completed before the crash")], 0, "active", NOW,
+     WakeVerb.NOTHING),
+    ([conv(state="done", resolution="its turn had completed before the crash"), cron()], 0, "active", NOW,
+     WakeVerb.WAKE),
+    ([conv(state="given-up", resolution="restart notice lost 2 times")], 0, "active", NOW, WakeVerb.WAKE),
+    ([conv(state="given-up", resolution="restart notice lost 2 times")], 0, "conversations", NOW, WakeVerb.WAKE),
+    ([conv(state="done", resolution="a cron run's session: the cron retry covers it", kind="cron")], 0,
+     "active", NOW, WakeVerb.NOTHING),
+    ([], 3, "active", NOW, WakeVerb.WAKE),  # only re-queued system events: they wait for a turn
+    ([], 3, "conversations", NOW, WakeVerb.NOTHING),
+])
+def test_decide(items: list[Interrupted], requeued: int, mode: str, now: int, verb: WakeVerb) -> None:
+    d = decide("kit", items, requeued, mode, "crash", ENDED, now, DEADLINE)
+    assert d.verb is verb, d
+    assert (d.text is not None) is (verb is WakeVerb.WAKE)
+    assert d.why
+
+
+def test_the_text_says_what_was_cut_and_what_is_done() -> None:
+    text = wake_text("kit", [cron(planned=1_796_536_140_000), cron(state="given-up", resolution="job disabled")],
+                     2, "crash", 1_796_536_000_000)
+    assert "\n" not in text
+    assert text.startswith("[gatewayd] The gateway restarted (crash) at 2026-12-06 ")
+    assert 'cron job "digest": retry 2 of 3 at 2026-12-06 ' in text
+    assert 'cron job "digest": job disabled' in text
+    assert "2 system events queued before the restart, queued again" in text
+
+
+def test_a_long_list_is_counted() -> None:
+    text = wake_text("kit", [cron()] * 11, 0, "crash", ENDED)
+    assert text.count('cron job "digest"') == 8 and "and 3 more" in text
+
+
+@pytest.mark.parametrize(("starts", "seen"), [([], False), ([None], False), ([5_000], True), ([3_999], False),
+                                              ([4_000], True), ([None, 9_000], True)])
+def test_turn_seen(starts: list[int | None], seen: bool) -> None:
+    assert turn_seen(starts, 5_000) is seen
