@@ -119,7 +119,8 @@ class Requeue:
             if held is None:  # the keeper starts this again, with backoff
                 raise QueueUnreadable("status: the new gateway's queue could not be read; requeue not planned yet")
             for look, watched in pending:
-                fates = plan(look, held, watched)
+                turn_after = not watched and await self._main_turn_since(rpc, look.looked_at_ms)
+                fates = plan(look, held, watched, turn_after)
                 lost = sum(1 for f in fates if f.fate is Fate.REQUEUE)
                 await self.records.plan(look.boot, fates)
                 crashpoint("requeue-planned")

@@ -5,8 +5,10 @@ done twice, with the fake model's request log as the witness (scripts/bench/chao
 Workload (two agents: `main` with heartbeats on at a long interval, `ops` with them off), per cycle
 and agent: an hourly isolated agentTurn job fired by the gateway's own timer, an hourly one fired
 by `cron.run`, a one-shot (every cycle, or every 4th on 2026.9.x real, whose own catch-up of an
-interrupted one-shot takes ~120 s), and a main-session turn; plus one every-minute job per agent
-for the whole run (every 10 s on the fake, its clock compressed like every other delay there).
+interrupted one-shot takes ~120 s), and a main-session turn; two system events queued (`system-event`,
+to the system agent's main session) before the work starts; plus one every-minute job per agent for
+the whole run (every 10 s on the fake, its clock compressed like every other delay there). At the end
+a `chat.send` to the main session hands over whatever is still queued.
 The model answers slowly while the work is in flight, so kills land mid-run.
 
 Each cycle: wait until the work reaches the model, kill at a random moment within the model's
@@ -166,6 +168,7 @@ class Chaos:
         self.cycle_jobs: list[list[str]] = []
         self.entries: dict[str, list[dict[str, Any]]] = {}  # the gateway's run log, per job
         self.watched_marks: list[str] = []
+        self.queued_events: list[str] = []  # marks of the system events queued, in their order
 
     # ------------------------------------------------------------------------------------------ set-up
     def start(self) -> None:
@@ -268,6 +271,23 @@ class Chaos:
                 call.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
 
+    async def queue_events(self, tag: str, count: int = 2) -> None:
+        async with self.client() as rpc:
+            for _ in range(count):
+                mark = f"{tag}E{uuid.uuid4().hex[:6]}"
+                await rpc.call("system-event", {"text": f"EVENT {mark}"})
+                self.queued_events.append(mark)
+
+    def flush_events(self) -> None:
+        """Hand over what is still queued (a `chat.send` turn drains the main session's queue on both
+        versions), and wait for it to reach the model."""
+        mark = f"FLUSH{uuid.uuid4().hex[:6]}"
+        self.watched_marks.append(mark)
+        self.rpc(self.fire([("chat.send", {"sessionKey": "agent:main:main", "message": f"{mark} reply PONG",
+                                           "idempotencyKey": str(uuid.uuid4())})]))
+        wait_for(lambda: bool(self.watched([mark])), self.pace.settle_timeout_s, 0.1)
+        self.wait_answered(self.pace.settle_timeout_s)
+
     def turn(self, agent: str, mark_prefix: str) -> tuple[str, tuple[str, dict[str, Any]]]:
         mark = f"{mark_prefix}{agent}{uuid.uuid4().hex[:6]}"
         self.turns.append(TurnItem(agent, mark, f"AGENT-{agent}"))
@@ -332,7 +352,10 @@ class Chaos:
         try:
             conn = sqlite3.connect(f"file:{self.g.state_dir / 'store.sqlite'}?mode=ro", uri=True, timeout=5)
             try:
-                return int(conn.execute("SELECT count(*) FROM obligations WHERE state = 'open'").fetchone()[0])
+                return sum(int(conn.execute(sql).fetchone()[0]) for sql in (
+                    "SELECT count(*) FROM obligations WHERE state = 'open'",
+                    "SELECT count(*) FROM requeues WHERE state IN ('planned', 'dispatched')",
+                    "SELECT count(*) FROM agent_wakes WHERE state IN ('planned', 'dispatched', 'answered')"))
             finally:
                 conn.close()
         except sqlite3.Error:
@@ -378,6 +401,7 @@ class Chaos:
             calls.append(call)
             marks.append(mark)
         self.watched_marks += marks
+        self.rpc(self.queue_events(tag))
         self.rpc(self.fire(calls))
 
         def started() -> list[float]:
@@ -517,6 +541,38 @@ class Chaos:
                 cut.setdefault(str(job_id), []).append((int(at), int(boot)))
         return cut, starts
 
+    def events_verdict(self) -> dict[str, Any]:
+        """Queued system events and agent wakes, with the model's requests as the witness: each event
+        reaches the model in exactly one request's new input, and each wake gatewayd sent in exactly
+        one (the wake's text names the agent and the dead gateway's end, unique per restart)."""
+        reqs = self.requests()
+        findings: list[str] = []
+        seen = {m: [r.n for r in reqs if f"EVENT {m}" in r.last_user] for m in self.queued_events}
+        lost = [m for m, ns in seen.items() if not ns]
+        doubled = [m for m, ns in seen.items() if len(ns) > 1]
+        findings += [f"event {m} never reached the model" for m in lost[:5]]
+        findings += [f"event {m} reached the model in requests {seen[m]}" for m in doubled[:5]]
+        try:
+            conn = sqlite3.connect(f"file:{self.g.state_dir / 'store.sqlite'}?mode=ro", uri=True, timeout=5)
+            try:
+                wakes = conn.execute("SELECT boot_id, agent_id, state, text FROM agent_wakes").fetchall()
+                unknown = int(conn.execute("SELECT count(*) FROM requeues WHERE state = 'unknown'").fetchone()[0])
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            wakes, unknown = [], 0
+        sent = [(b, a, t) for b, a, st, t in wakes if st == "done" and t]
+        counts = [sum(1 for r in reqs if t.split(". Work of agent")[0] in r.last_user
+                      and f"Work of agent {a} " in r.last_user) for _, a, t in sent]
+        missing = [w for w, c in zip(sent, counts, strict=True) if c == 0]
+        twice = [w for w, c in zip(sent, counts, strict=True) if c > 1]
+        findings += [f"wake of {a} for boot {b} never reached the model" for b, a, _ in missing[:5]]
+        findings += [f"wake of {a} for boot {b} reached the model more than once" for b, a, _ in twice[:5]]
+        return {"events_queued": len(self.queued_events), "events_lost": len(lost), "events_doubled": len(doubled),
+                "events_set_aside": unknown, "wakes_sent": len(sent),
+                "wakes_covered": sum(1 for w in wakes if w[2] == "covered"), "wakes_missing": len(missing),
+                "wakes_doubled": len(twice), "event_findings": findings}
+
     def verdict(self) -> Verdict:
         self.collect_runs([item.job_id for item in self.cron_items])
         entries = self.entries
@@ -541,6 +597,12 @@ class Chaos:
                      self.tally.gateway_kill_times, regular, slack=self.pace.slack_s, horizon_s=self.pace.horizon_s)
 
 
+def ev_findings(ev: dict[str, Any]) -> list[str]:
+    out = [f"{ev[k]} {k.replace('_', ' ')}" for k in ("events_lost", "events_doubled", "wakes_missing",
+                                                      "wakes_doubled") if ev.get(k)]
+    return out + list(ev.get("event_findings", []))
+
+
 def run_version(target: str, version: str, kills: int, seed: int, keep: bool) -> dict[str, Any]:
     pace = FAKE_PACE if target == "fake" else REAL_PACE
     if target == "real" and not version.startswith("2026.2"):
@@ -557,8 +619,10 @@ def run_version(target: str, version: str, kills: int, seed: int, keep: bool) ->
             what = chaos.cycle(n)
             print(f"[{target} {version}] {n}/{kills} {what}: settled after {time.monotonic() - c0:.1f} s", flush=True)
         chaos.settle()
+        chaos.flush_events()
         (root / "gateway-kills.json").write_text(json.dumps(chaos.tally.gateway_kill_times))  # to judge again
         v = chaos.verdict()
+        ev = chaos.events_verdict()
     finally:
         chaos.stop()
     t = chaos.tally
@@ -572,10 +636,11 @@ def run_version(target: str, version: str, kills: int, seed: int, keep: bool) ->
               "noticed_by_gatewayd": v.noticed_by_gatewayd, "unobserved_items": v.unobserved,
               "items": len(chaos.cron_items) + len(chaos.turns), "unsettled": t.unsettled,
               "adoption_failures": t.adoption_failures, "unexpected_gateway_exits": unexpected,
-              "minutes": round((time.monotonic() - t0) / 60, 1), "seed": seed, "findings": v.findings[:20]}
-    for f in v.findings:
+              "minutes": round((time.monotonic() - t0) / 60, 1), "seed": seed, **ev,
+              "findings": (v.findings + ev_findings(ev))[:20]}
+    for f in v.findings + ev_findings(ev):
         print(f"  {f}")
-    if not keep and not v.findings and not t.unsettled:
+    if not keep and not v.findings and not ev_findings(ev) and not t.unsettled:
         shutil.rmtree(root, ignore_errors=True)
     else:
         print(f"  kept for inspection: {root}")
@@ -614,7 +679,7 @@ def main() -> int:
              "woken_pct": min(r["woken_pct"] for r in per.values()),
              "gatewayd_kills": sum(r["gatewayd_kills"] for r in per.values()), "versions": per}
     clean = all(r["unsettled"] == 0 and r["adoption_failures"] == 0 and r["unexpected_gateway_exits"] == 0
-                and r["interrupted_runs"] > 0 for r in per.values())
+                and r["interrupted_runs"] > 0 and not ev_findings(r) for r in per.values())
     total["ok"] = total["lost"] == 0 and total["doubled"] == 0 and total["woken_pct"] == 100.0 \
         and total["notified_pct"] == 100.0 and clean
     print(json.dumps(total))

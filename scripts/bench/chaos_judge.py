@@ -95,6 +95,12 @@ Regular = Callable[[CronItem, Request], bool | None]
 # after a freeze) the interrupted prompt carried into the next turn as a queued message.
 GATEWAY_RESUME = ("interrupted by a gateway restart", "Queued user message from a previous active turn")
 GATEWAYD_NOTICE = "Gateway restarted"
+AGENT_WAKE = "[gatewayd] The gateway restarted"  # core/wake_plan.py's text
+FLUSH = "FLUSH"  # chaos.py's last turn, which hands over what is still queued
+
+
+def side_turn(r: Request) -> bool:
+    return AGENT_WAKE in r.last_user or FLUSH in r.last_user
 
 
 def interruption(req: Request, kills: Sequence[float], slack: float) -> tuple[str, float]:
@@ -129,7 +135,9 @@ def judge(requests: Sequence[Request], cron_items: Sequence[CronItem], turns: Se
           gateway_kills: Sequence[float], regular: Regular, slack: float = 0.5, *,
           coalesce_s: float = 120.0, horizon_s: float = float("inf"), max_attempts: int = 3) -> Verdict:
     kills = sorted(gateway_kills)
-    reqs = sorted((_sent_before_kill(r, kills) for r in requests), key=lambda r: r.ts)
+    # An agent's wake names the jobs it lists (so their marks), and a flush drains the queue: neither
+    # is a run or a turn of the work judged here (chaos.py judges them on their own).
+    reqs = sorted((_sent_before_kill(r, kills) for r in requests if not side_turn(r)), key=lambda r: r.ts)
     v = Verdict()
     for item in cron_items:
         _judge_cron(item, [r for r in reqs if item.mark in r.last_user], kills, regular, slack, coalesce_s,

@@ -103,16 +103,19 @@ def unheld(texts: Sequence[str], held: Sequence[str]) -> list[bool]:
     return missing
 
 
-def plan(look: QueueLook, held: Sequence[str], watched_end: bool) -> list[EventFate]:
+def plan(look: QueueLook, held: Sequence[str], watched_end: bool, turn_after_look: bool) -> list[EventFate]:
     """What to do with each text of a dead boot's last look. `watched_end`: gatewayd saw the
-    gateway end; otherwise the queue may have been drained while nobody looked."""
+    gateway end. `turn_after_look`: a main session's row (read from the next gateway) says a turn
+    started after the look. A queue is drained only by a turn: with none after the look, the look
+    still holds, even when the end was not watched."""
     if not look.texts:
         return []
     if look.void:
         why = "a main-session turn started after the last look and may have received it"
         return [EventFate(i, t, Fate.UNKNOWN, why) for i, t in enumerate(look.texts)]
-    if not watched_end:
-        why = "the gateway ended while gatewayd was not watching: the queue may have been drained since the look"
+    if not watched_end and turn_after_look:
+        why = ("the gateway ended while gatewayd was not watching, and a main-session turn started after the"
+               " last look: it may have received it")
         return [EventFate(i, t, Fate.UNKNOWN, why) for i, t in enumerate(look.texts)]
     fates: list[EventFate] = []
     for i, (text, missing) in enumerate(zip(look.texts, unheld(look.texts, held), strict=True)):

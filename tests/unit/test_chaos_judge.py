@@ -282,3 +282,9 @@ def test_a_mark_moved_within_its_boot_is_the_same_run() -> None:
     starts = {"o1": [(100_000, 5), (100_002, 5)]}
     out = complete_witness([cut_req], [ONE], {}, {"o1": [(100_002, 5)]}, starts, 1_000, [101.0])
     assert out == [cut_req]  # no synthetic start: the request is the cut run's own
+
+
+def test_an_agent_wake_naming_the_job_is_not_a_rerun() -> None:
+    wake = req(32, 33, f'[gatewayd] The gateway restarted (crash) at ... cron job "hourly-{JOB.mark}": retry 2 of 3')
+    v = judge([run(10, None), run(30, 31), wake], [JOB], [], [12.0], never_regular)
+    assert (v.lost, v.doubled, v.reruns) == (0, 0, 1)

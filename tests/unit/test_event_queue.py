@@ -76,24 +76,26 @@ def test_unheld_never_claims_more_held_than_the_gateway_holds(texts: list[str], 
 LOOK = QueueLook(boot=3, texts=("new mail", "reminder", "new mail"), looked_at_ms=1_000)
 
 
-@pytest.mark.parametrize(("void", "watched", "held", "fates"), [
-    (False, True, (), [Fate.REQUEUE] * 3),
-    (False, True, ("new mail",), [Fate.REQUEUE, Fate.REQUEUE, Fate.HELD]),
-    (False, True, LOOK.texts, [Fate.HELD] * 3),
-    (True, True, (), [Fate.UNKNOWN] * 3),
-    (False, False, (), [Fate.UNKNOWN] * 3),
-    (True, False, LOOK.texts, [Fate.UNKNOWN] * 3),
+@pytest.mark.parametrize(("void", "watched", "turn", "held", "fates"), [
+    (False, True, False, (), [Fate.REQUEUE] * 3),
+    (False, True, True, (), [Fate.REQUEUE] * 3),  # watched: a drain would have voided the look
+    (False, True, False, ("new mail",), [Fate.REQUEUE, Fate.REQUEUE, Fate.HELD]),
+    (False, True, False, LOOK.texts, [Fate.HELD] * 3),
+    (True, True, False, (), [Fate.UNKNOWN] * 3),
+    (False, False, True, (), [Fate.UNKNOWN] * 3),
+    (False, False, False, (), [Fate.REQUEUE] * 3),  # unwatched, but no turn since the look: not drained
+    (True, False, False, LOOK.texts, [Fate.UNKNOWN] * 3),
 ])
-def test_plan_every_case(void: bool, watched: bool, held: tuple[str, ...], fates: list[Fate]) -> None:
+def test_plan_every_case(void: bool, watched: bool, turn: bool, held: tuple[str, ...], fates: list[Fate]) -> None:
     look = QueueLook(LOOK.boot, LOOK.texts, LOOK.looked_at_ms, void)
-    result = plan(look, held, watched)
+    result = plan(look, held, watched, turn)
     assert [f.fate for f in result] == fates
     assert [(f.pos, f.text) for f in result] == list(enumerate(LOOK.texts))
     assert all(f.why for f in result)
 
 
 def test_plan_of_an_empty_look_is_nothing() -> None:
-    assert plan(QueueLook(1, (), 0), (), True) == []
+    assert plan(QueueLook(1, (), 0), (), True, False) == []
 
 
 @pytest.mark.parametrize(("queued", "turn", "fate"), [
