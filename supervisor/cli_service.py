@@ -263,9 +263,10 @@ def restart(
         gw = st.get("gateway") or {}
         if gw.get("boot") not in (None, old_boot) and gw.get("ready"):
             break
-        n = len(st["inflight"]["sessions"]) + len(st["inflight"]["runs"])
         phase = "draining" if gw.get("boot") == old_boot else "starting"
-        line = f"{phase}: {n} in flight, {time.monotonic() - t0:.0f}s"
+        budget = (timeout or cfg.stop_budget_s) if args["safe"] else 0.0
+        line = status_report.drain_progress(phase, st["inflight"], time.monotonic() - t0, budget,
+                                            int(time.time() * 1000))
         if line != last:
             typer.echo(("\r" if tty else "") + line + ("" if tty else "\n"), err=True, nl=False)
             last = line

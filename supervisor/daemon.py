@@ -115,7 +115,8 @@ class Daemon:
             if w.snapshotter is not None:
                 state = w.snapshotter.state
                 inflight = {"sessions": sorted(state.sessions),
-                            "runs": [{"job_id": j, "running_at_ms": t} for j, t in sorted(state.runs)]}
+                            "runs": [{"job_id": j, "running_at_ms": t, "name": state.runs[(j, t)].name}
+                                     for j, t in sorted(state.runs)]}
         return {"started_at": self.started_at, "state": str(self.state), "crash_loop": self.tracker.crash_loop,
                 "consecutive_crashes": self.tracker.consecutive, "gateway": gateway, "inflight": inflight,
                 "restart_pending": self.restart_requested.is_set(), "stopping": self.stop_requested.is_set(),

@@ -187,3 +187,22 @@ def read_history(state_dir: Path, since: float | None) -> list[dict[str, Any]]:
     for b in boots:
         b["interrupted"] = sorted(by_boot.get(b["id"], []), key=lambda o: o["id"])
     return boots
+
+
+def drain_progress(phase: str, inflight: dict[str, Any], elapsed_s: float, budget_s: float, now_ms: int) -> str:
+    """One line of `restart --safe` progress. While draining it names the cron runs still running and
+    says what happens to them at the budget: the gateway is stopped and each is retried once
+    after the restart (a long job, a 9-minute clean-up, is cut rather than waited for)."""
+    sessions, runs = inflight.get("sessions", []), inflight.get("runs", [])
+    line = f"{phase}: {len(sessions) + len(runs)} in flight, {elapsed_s:.0f}s"
+    if phase != "draining" or not runs:
+        return line
+    named = ", ".join(f'"{r.get("name") or r.get("job_id")}" running {_age(now_ms - int(r["running_at_ms"]))}'
+                      for r in runs[:3]) + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
+    left = max(0.0, budget_s - elapsed_s)
+    return f"{line}; cron {named}: cut in {left:.0f}s if still running, then retried once after the restart"
+
+
+def _age(ms: int) -> str:
+    s = max(0, ms) // 1000
+    return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
