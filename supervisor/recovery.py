@@ -18,13 +18,13 @@ from typing import Any
 
 from supervisor import logs
 from supervisor.core.inflight import legacy_turn_ended, lenient_ms
+from supervisor.core.obligations import Obligation
 from supervisor.core.planner import (
     MS,
     Decision,
     JobView,
     RecoveryPolicy,
     Retry,
-    RunObligation,
     SessionVerb,
     Verb,
     VersionRules,
@@ -117,9 +117,9 @@ class Recovery:
                 obligations = []
             jobs: dict[str, Any] | None = None
             # Notices first: they are due now, while retries wait for their backoff anyway.
-            obligations.sort(key=lambda o: o["kind"] != "session")
+            obligations.sort(key=lambda o: o.kind != "session")
             for ob in obligations:
-                if ob["kind"] == "cron":
+                if ob.kind == "cron":
                     if jobs is None:
                         jobs = await self._jobs(rpc)
                     when = await self._cron(rpc, ob, jobs)
@@ -142,51 +142,51 @@ class Recovery:
         obligations = await self.journal.open_obligations()
         jobs = await self._jobs(rpc)
         for ob in obligations:
-            if ob["kind"] == "cron":
-                job = jobs.get(ob["ref"])
+            if ob.kind == "cron":
+                job = jobs.get(ob.ref)
                 state = job.get("state", {}) if isinstance(job, dict) else {}
-                if isinstance(state, dict) and state.get("runningAtMs") == ob["running_at_ms"]:
+                if isinstance(state, dict) and state.get("runningAtMs") == ob.running_at_ms:
                     return False  # not repaired yet
-            elif ob["session_kind"] not in ("cron", "cron-run") and not await self._resumed(rpc, ob) \
+            elif ob.session_kind not in ("cron", "cron-run") and not await self._resumed(rpc, ob) \
                     and not await self._completed(rpc, ob):
                 return False  # not resumed (yet), and its turn had not ended before the crash
         return True
 
-    async def _resumed(self, rpc: RpcClient, ob: dict[str, Any]) -> bool:
+    async def _resumed(self, rpc: RpcClient, ob: Obligation) -> bool:
         """Did the session take a turn since its interruption (the gateway's own resume, in this
         boot or in one that died during recovery)? The snapshot may have missed a short turn (or
         gatewayd was down during it); 2026.9.x's row says when the session's last run started."""
-        since = int(ob["interrupted_at"] * MS)
-        if await self.records.seen_active(ob["ref"], None, since):
+        since = int(ob.interrupted_at * MS)
+        if await self.records.seen_active(ob.ref, None, since):
             return True
-        started = lenient_ms((await self._session_rows(rpc)).get(ob["ref"], {}).get("startedAt"))
+        started = lenient_ms((await self._session_rows(rpc)).get(ob.ref, {}).get("startedAt"))
         return started is not None and started >= since
 
-    async def _completed(self, rpc: RpcClient, ob: dict[str, Any]) -> bool:
+    async def _completed(self, rpc: RpcClient, ob: Obligation) -> bool:
         """2026.9.x: the session's last run had ended before the interruption and none started
         since (status done): the turn gatewayd's snapshot still had as running had finished."""
-        row = (await self._session_rows(rpc)).get(ob["ref"], {})
+        row = (await self._session_rows(rpc)).get(ob.ref, {})
         started, ended = lenient_ms(row.get("startedAt")), lenient_ms(row.get("endedAt"))
         return (row.get("status") == "done" and started is not None and ended is not None and ended >= started
-                and ended <= int(ob["interrupted_at"] * MS))
+                and ended <= int(ob.interrupted_at * MS))
 
-    async def _ended_before_crash(self, rpc: RpcClient, ob: dict[str, Any]) -> bool:
+    async def _ended_before_crash(self, rpc: RpcClient, ob: Obligation) -> bool:
         """2026.2.x: the turn gatewayd last saw running had ended before the gateway died (while
         gatewayd was down, so no snapshot saw its end): its session's history says so. Found by
         the chaos benchmark (fake 2026.2.26: 2 notices after such a turn in 221 kills). Asked only
         before any notice is out: after that, the notice's own turn decides."""
-        if ob["session_kind"] in ("cron", "cron-run"):
+        if ob.session_kind in ("cron", "cron-run"):
             return False
-        started = await self.records.turn_started(int(ob["boot_id"]), ob["ref"])
+        started = await self.records.turn_started(ob.boot_id, ob.ref)
         if started is None:
             return False  # undated: the notice goes out, as before this check
         try:
-            history = await rpc.call("chat.history", {"sessionKey": ob["ref"], "limit": HISTORY_LIMIT})
-            return legacy_turn_ended(history, started, int(ob["interrupted_at"] * MS))
+            history = await rpc.call("chat.history", {"sessionKey": ob.ref, "limit": HISTORY_LIMIT})
+            return legacy_turn_ended(history, started, int(ob.interrupted_at * MS))
         except GatewayUnavailable:
             raise  # the connection is gone: decided again on the next one, no notice sent into it
         except GatewayError as exc:  # unknown: the notice goes out, as before this check
-            log.warning("recovery_history_unreadable", session=ob["ref"], error=str(exc))
+            log.warning("recovery_history_unreadable", session=ob.ref, error=str(exc))
             return False
 
     async def _turn_since(self, rpc: RpcClient, key: str, since_ms: int) -> bool:
@@ -232,11 +232,11 @@ class Recovery:
                 finished.append(at)
         return tuple(starts), tuple(finished)
 
-    async def _cron(self, rpc: RpcClient, ob: dict[str, Any], jobs: dict[str, Any]) -> int | None:
-        job = jobs.get(ob["ref"])
+    async def _cron(self, rpc: RpcClient, ob: Obligation, jobs: dict[str, Any]) -> int | None:
+        job = jobs.get(ob.ref)
         state = job.get("state", {}) if isinstance(job, dict) else {}
         state = state if isinstance(state, dict) else {}
-        starts, finished = await self._run_log(rpc, ob["ref"]) if job is not None else ((), ())
+        starts, finished = await self._run_log(rpc, ob.ref) if job is not None else ((), ())
         running = lenient_ms(state.get("runningAtMs"))
         all_starts = starts + ((running,) if running is not None else ())
         # A retry is done when its run is seen, not when cron.run answers: the gateway may die
@@ -246,74 +246,73 @@ class Recovery:
         # journaled by a gatewayd that died before the answer is settled the same way, by looking,
         # never by sending again. Cut unseen, or no run at all within the grace: it was an attempt,
         # and the next decision may send another.
-        obligation = RunObligation(ob["ref"], int(ob["running_at_ms"]), int(ob["interrupted_at"] * MS),
-                                   int(ob["attempt"]), bool(ob["one_shot"]))
-        for action in await self.journal.actions_for(ob["id"]):
-            if action["kind"] != "cron-run" or action["state"] not in ("dispatched", "answered"):
+        obligation = ob.run()
+        for action in await self.journal.actions_for(ob.id):
+            if action.kind != "cron-run" or action.state not in ("dispatched", "answered"):
                 continue
-            sent, key = int(action["dispatched_at_ms"]), action["key"]
+            sent, key = action.dispatched_at_ms, action.key
             after = runs_after_send(obligation, sent, all_starts)
-            recorded = bool(after) and await self.journal.run_recorded(ob["ref"], after[0], int(action["boot_id"]))
-            this_boot = action["state"] == "answered" and action["boot_id"] == self.boot
+            recorded = bool(after) and await self.journal.run_recorded(ob.ref, after[0], action.boot_id)
+            this_boot = action.state == "answered" and action.boot_id == self.boot
             outcome = retry_outcome(after, finished, running, recorded, key in self._inflight, this_boot,
                                     now_ms() - sent, self.grace_ms)
             if outcome is Retry.STOOD:
-                if action["state"] == "dispatched":
+                if action.state == "dispatched":
                     await self.journal.answered(key, "answered", {"observed": "a run started after dispatch"})
-                await self.journal.resolve(ob["id"], "done", f"retried (attempt {action['attempt']}), run observed")
-                log.info("recovery_retry_observed", job=ob["ref"], name=ob["name"], attempt=action["attempt"])
+                await self.journal.resolve(ob.id, "done", f"retried (attempt {action.attempt}), run observed")
+                log.info("recovery_retry_observed", job=ob.ref, name=ob.name, attempt=action.attempt)
                 crashpoint("recorded")
                 return None
             if outcome is Retry.AWAIT:
                 return now_ms() + CONFIRM_POLL_MS
             if outcome is Retry.TRUSTED:
-                await self.journal.resolve(ob["id"], "done", f"retried (attempt {action['attempt']}), accepted;"
+                await self.journal.resolve(ob.id, "done", f"retried (attempt {action.attempt}), accepted;"
                                            " its run was not seen")
-                log.warning("recovery_retry_trusted", job=ob["ref"],
-                            name=ob["name"], attempt=action["attempt"])
+                log.warning("recovery_retry_trusted", job=ob.ref,
+                            name=ob.name, attempt=action.attempt)
                 return None
             why = "its run was cut before it was recorded" if outcome is Retry.CUT else "no run after dispatch"
             await self.journal.answered(key, "unconfirmed", {"observed": why})
-            await self.journal.count_attempt(ob["id"], int(action["attempt"]))
-            obligation = replace(obligation, attempt=max(obligation.attempt, int(action["attempt"])))
-            log.warning("recovery_retry_did_not_stand", job=ob["ref"], reason=why,
-                        attempt=action["attempt"])
+            await self.journal.count_attempt(ob.id, action.attempt)
+            obligation = replace(obligation, attempt=max(obligation.attempt, action.attempt))
+            log.warning("recovery_retry_did_not_stand", job=ob.ref, reason=why,
+                        attempt=action.attempt)
         view = JobView(exists=job is not None, enabled=bool(job.get("enabled", True)) if job else False,
                        running_at_ms=running, run_starts_ms=all_starts, finished_ms=finished,
                        startup_catchup_at_ms=lenient_ms(state.get("startupCatchupAtMs")),
                        next_run_at_ms=lenient_ms(state.get("nextRunAtMs")))
-        policy = policy_for(self.policy, ob["ref"], ob["name"])
-        planned = ob["planned_at_ms"]
+        policy = policy_for(self.policy, ob.ref, ob.name)
+        planned = ob.planned_at_ms
         if planned is None:
             planned = planned_at_ms(obligation, policy, self.rand(), self.settled_at_ms)
-            await self.journal.plan(ob["id"], planned)
+            await self.journal.plan(ob.id, planned)
             crashpoint("planned")
         decision = decide_run(obligation, view, policy, self.rules, now_ms=now_ms(),
                               ready_at_ms=self.ready_at_ms, planned_ms=int(planned))
         return await self._act_cron(rpc, ob, decision)
 
-    async def _act_cron(self, rpc: RpcClient, ob: dict[str, Any], d: Decision) -> int | None:
-        fields = {"job": ob["ref"], "name": ob["name"], "running_at_ms": ob["running_at_ms"], "reason": d.reason}
+    async def _act_cron(self, rpc: RpcClient, ob: Obligation, d: Decision) -> int | None:
+        fields = {"job": ob.ref, "name": ob.name, "running_at_ms": ob.running_at_ms, "reason": d.reason}
         if d.verb is Verb.WAIT:
             return d.until_ms
         if d.verb is Verb.ADOPT:
-            await self.journal.resolve(ob["id"], "done", f"{d.reason} (run at {d.run_at_ms})")
+            await self.journal.resolve(ob.id, "done", f"{d.reason} (run at {d.run_at_ms})")
             log.info("recovery_run_adopted", run_at_ms=d.run_at_ms, **fields)
             return None
         if d.verb in (Verb.DONE, Verb.GIVE_UP):
-            await self.journal.resolve(ob["id"], "done" if d.verb is Verb.DONE else "given-up", d.reason)
+            await self.journal.resolve(ob.id, "done" if d.verb is Verb.DONE else "given-up", d.reason)
             (log.info if d.verb is Verb.DONE else log.warning)(f"recovery: {d.verb}", **fields)
             return None
         now = now_ms()
         if now < self.next_send_ms:
             return self.next_send_ms
-        failed = sum(1 for a in await self.journal.actions_for(ob["id"]) if a["state"] in ("failed", "unconfirmed"))
-        key = f"cron-{ob['id']}-a{d.attempt}-{failed}"
-        if not await self.journal.dispatched(key, ob["id"], "cron-run", d.attempt, self.boot, now):
+        failed = sum(1 for a in await self.journal.actions_for(ob.id) if a.state in ("failed", "unconfirmed"))
+        key = f"cron-{ob.id}-a{d.attempt}-{failed}"
+        if not await self.journal.dispatched(key, ob.id, "cron-run", d.attempt, self.boot, now):
             return None
         crashpoint("journaled")
         self.next_send_ms = now + send_gap_ms(self.policy.retries_per_minute)
-        params: dict[str, Any] = {"id": ob["ref"], "mode": "force" if self.caps.legacy else "if-enabled"}
+        params: dict[str, Any] = {"id": ob.ref, "mode": "force" if self.caps.legacy else "if-enabled"}
         if self.instance_id:
             params["expectedProcessInstanceId"] = self.instance_id
         log.info("recovery_retry_sent", attempt=d.attempt, key=key, **fields)
@@ -338,7 +337,7 @@ class Recovery:
         if isinstance(answer, dict) and answer.get("ran") is False:
             await self.journal.answered(key, "failed", answer)
             if answer.get("reason") == "disabled":
-                await self.journal.resolve(ob["id"], "given-up", "job disabled")
+                await self.journal.resolve(ob.id, "given-up", "job disabled")
                 return None
             return now + int(self.policy.recheck_s * MS)
         await self.journal.answered(key, "answered", answer)
@@ -358,63 +357,63 @@ class Recovery:
         finally:
             self._inflight.discard(key)
 
-    async def _session(self, rpc: RpcClient, ob: dict[str, Any]) -> int | None:
+    async def _session(self, rpc: RpcClient, ob: Obligation) -> int | None:
         settled = now_ms() >= self.settled_at_ms
-        previous = await self.journal.actions_for(ob["id"])  # the notices sent for it, if any
+        previous = await self.journal.actions_for(ob.id)  # the notices sent for it, if any
         resumed = self.rules.resumes_main_sessions and await self._resumed(rpc, ob)
         completed = not resumed and (await self._completed(rpc, ob) if self.rules.resumes_main_sessions
                                      else not previous and await self._ended_before_crash(rpc, ob))
-        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ob["interrupted_at"]))
-        d = decide_session(ob["session_kind"] or "", resumed, settled, self.rules, self.policy,
-                           REASONS.get(ob["reason"], ob["reason"]), when, completed)
-        fields = {"session": ob["ref"], "agent": ob["agent_id"], "reason": d.reason}
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ob.interrupted_at))
+        d = decide_session(ob.session_kind or "", resumed, settled, self.rules, self.policy,
+                           REASONS.get(ob.reason, ob.reason), when, completed)
+        fields = {"session": ob.ref, "agent": ob.agent_id, "reason": d.reason}
         if d.verb is SessionVerb.WAIT:
             return self.settled_at_ms
         if d.verb is SessionVerb.NOTHING:
-            await self.journal.resolve(ob["id"], "done", d.reason)
+            await self.journal.resolve(ob.id, "done", d.reason)
             log.info("recovery_session_needs_nothing", **fields)
             return None
         # A notice is done when a turn in the session is seen after it was sent (the gateway may
         # die between accepting it and running it). Unseen after the grace: sent again only if the
         # gateway that accepted it is gone, at most twice; a notice is never sent twice to one gateway.
         for action in previous:
-            if action["state"] not in ("dispatched", "answered"):
+            if action.state not in ("dispatched", "answered"):
                 continue
-            sent = int(action["dispatched_at_ms"])
-            seen = await self._turn_since(rpc, ob["ref"], sent - 1000)
-            this_boot = action["state"] == "answered" and action["boot_id"] == self.boot
-            outcome = notice_outcome(seen, action["key"] in self._inflight, this_boot, now_ms() - sent, self.grace_ms)
+            sent = action.dispatched_at_ms
+            seen = await self._turn_since(rpc, ob.ref, sent - 1000)
+            this_boot = action.state == "answered" and action.boot_id == self.boot
+            outcome = notice_outcome(seen, action.key in self._inflight, this_boot, now_ms() - sent, self.grace_ms)
             if outcome is Retry.AWAIT:
                 return now_ms() + CONFIRM_POLL_MS
             if outcome in (Retry.STOOD, Retry.TRUSTED):
-                if action["state"] == "dispatched":
-                    await self.journal.answered(action["key"], "answered", {"observed": "a turn after dispatch"})
+                if action.state == "dispatched":
+                    await self.journal.answered(action.key, "answered", {"observed": "a turn after dispatch"})
                 note = "" if outcome is Retry.STOOD else " (accepted; its turn was not seen)"
-                await self.journal.resolve(ob["id"], "done", f"restart notice sent as an agent turn{note}")
+                await self.journal.resolve(ob.id, "done", f"restart notice sent as an agent turn{note}")
                 (log.info if outcome is Retry.STOOD else log.warning)("recovery_notice_observed" if
                                                                        outcome is Retry.STOOD else
                                                                        "recovery: restart notice not seen; trusting"
                                                                        " the gateway", **fields)
                 crashpoint("recorded")
                 return None
-            await self.journal.answered(action["key"], "unconfirmed", {"observed": "no turn after dispatch"})
-            log.warning("recovery_notice_lost", key=action["key"], **fields)
-        if sum(1 for a in previous if a["state"] == "unconfirmed") >= MAX_NOTICES:
-            await self.journal.resolve(ob["id"], "given-up", f"restart notice lost {MAX_NOTICES} times")
+            await self.journal.answered(action.key, "unconfirmed", {"observed": "no turn after dispatch"})
+            log.warning("recovery_notice_lost", key=action.key, **fields)
+        if sum(1 for a in previous if a.state == "unconfirmed") >= MAX_NOTICES:
+            await self.journal.resolve(ob.id, "given-up", f"restart notice lost {MAX_NOTICES} times")
             log.error("recovery_notice_given_up", **fields)
             return None
-        key = f"session-{ob['id']}-{len(previous)}"
-        if not await self.journal.dispatched(key, ob["id"], "agent-turn", 1, self.boot, now_ms()):
+        key = f"session-{ob.id}-{len(previous)}"
+        if not await self.journal.dispatched(key, ob.id, "agent-turn", 1, self.boot, now_ms()):
             return None
         crashpoint("journaled")
         self._inflight.add(key)
         try:
-            answer = await rpc.call("agent", {"message": d.text, "idempotencyKey": key, "agentId": ob["agent_id"],
-                                              "sessionKey": ob["ref"]}, timeout_s=30)
+            answer = await rpc.call("agent", {"message": d.text, "idempotencyKey": key, "agentId": ob.agent_id,
+                                              "sessionKey": ob.ref}, timeout_s=30)
             crashpoint("dispatched")
         except GatewayRpcError as exc:
             await self.journal.answered(key, "failed", {"code": exc.code, "error": str(exc)})
-            await self.journal.resolve(ob["id"], "given-up", f"notice refused: {exc.code}")
+            await self.journal.resolve(ob.id, "given-up", f"notice refused: {exc.code}")
             log.warning("recovery_notice_refused", error=str(exc), **fields)
             return None
         finally:

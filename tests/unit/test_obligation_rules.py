@@ -1,0 +1,198 @@
+"""Which interrupted work becomes an obligation (supervisor/core/obligations.py), without a store:
+the attempt an interrupted run carries, the boot a run cut unseen belongs to, and which marks are
+added. tests/unit/test_obligations.py checks the store reads these facts and writes the result."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from supervisor.core.inflight import SAME_RUN_MS, RunItem
+from supervisor.core.obligations import (
+    RETRY_EARLY_MS,
+    RETRY_LATE_MS,
+    RETRY_START_MS,
+    BootSpan,
+    Obligation,
+    ObligationKind,
+    RetrySent,
+    RunAtEnd,
+    SessionAtEnd,
+    attempt_of,
+    boot_of_mark,
+    obligations_at_end,
+    place_unseen,
+)
+
+S = 1000
+T0 = 1_800_000_000_000
+R = T0 + 600 * S  # the interrupted run's start
+JOB = "job-1"
+
+
+def at_end(retries: tuple[tuple[int, int], ...] = (), before: tuple[int, ...] = (), running_at: int = R) -> RunAtEnd:
+    return RunAtEnd(JOB, running_at, "main", "nightly", False, "cron",
+                    tuple(RetrySent(a, t) for a, t in retries), before)
+
+
+# -- attempt_of ----------------------------------------------------------------------------------
+
+ATTEMPTS = [  # (name, retries as (attempt, sent at), recorded runs before, expected attempt)
+    ("no retry: a regular run", (), (), 1),
+    ("the retry sent 10 s before: its run", ((2, R - 10 * S),), (), 2),
+    ("sent at the window's start", ((2, R - RETRY_START_MS),), (), 2),
+    ("sent just before the window", ((2, R - RETRY_START_MS - 1),), (), 1),
+    ("sent a little after the run's recorded start", ((3, R + RETRY_LATE_MS),), (), 3),
+    ("sent too long after", ((3, R + RETRY_LATE_MS + 1),), (), 1),
+    ("the latest retry counts", ((2, R - 20 * S), (3, R - 5 * S)), (), 3),
+    ("the latest retry counts, whatever the order given", ((3, R - 5 * S), (2, R - 20 * S)), (), 3),
+    ("a run since the send was the retry: this one starts anew", ((2, R - 10 * S),), (R - 5 * S,), 1),
+    ("a run just before the send may be the retry's own", ((2, R - 10 * S),), (R - 10 * S - RETRY_EARLY_MS,), 1),
+    ("a run before that is an older one", ((2, R - 10 * S),), (R - 10 * S - RETRY_EARLY_MS - 1,), 2),
+    ("the run itself is not a run before it", ((2, R - 10 * S),), (R,), 2),
+    ("a run after it is not before it", ((2, R - 10 * S),), (R + 1,), 2),
+]
+
+
+@pytest.mark.parametrize(("name", "retries", "before", "expected"), ATTEMPTS, ids=[a[0] for a in ATTEMPTS])
+def test_attempt_of(name: str, retries: tuple[tuple[int, int], ...], before: tuple[int, ...], expected: int) -> None:
+    assert attempt_of(at_end(retries, before)) == expected
+
+
+_offsets = st.integers(-2 * RETRY_START_MS, 2 * RETRY_LATE_MS)
+
+
+@given(retries=st.lists(st.tuples(st.integers(1, 9), _offsets), max_size=4),
+       before=st.lists(st.integers(-3 * RETRY_START_MS, 10), max_size=4), shift=st.integers(-10**9, 10**9))
+def test_attempt_of_invariants(retries: list[tuple[int, int]], before: list[int], shift: int) -> None:
+    run = at_end(tuple((a, R + t) for a, t in retries), tuple(R + t for t in before))
+    got = attempt_of(run)
+    in_window = [(a, t) for a, t in retries if -RETRY_START_MS <= t <= RETRY_LATE_MS]
+    assert got in {1, *(a for a, _ in in_window)}
+    if not in_window:
+        assert got == 1
+    # Only the latest retry in the window can be the one carried.
+    if got != 1:
+        latest = max(t for _, t in in_window)
+        assert got in {a for a, t in in_window if t == latest}
+    # A later run recorded before it can only make it a regular run.
+    assert attempt_of(RunAtEnd(**{**run.__dict__, "runs_before": (*run.runs_before, R - 1)})) in {1, got}
+    # Only the distances count, not the clock.
+    moved = at_end(tuple((a, R + shift + t) for a, t in retries), tuple(R + shift + t for t in before), R + shift)
+    assert attempt_of(moved) == got
+
+
+# -- obligations_at_end --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("delete_after_run", "schedule_kind", "one_shot"), [
+    (False, "cron", False), (False, "every", False), (False, None, False), (True, "cron", True), (False, "at", True),
+    (True, "at", True)])
+def test_a_boots_end_opens_one_obligation_per_run_and_session(delete_after_run: bool, schedule_kind: str | None,
+                                                              one_shot: bool) -> None:
+    run = RunAtEnd(JOB, R, "ops", "nightly", delete_after_run, schedule_kind, (RetrySent(2, R - S),))
+    session = SessionAtEnd("agent:main:main", "main", "direct")
+    got = obligations_at_end(7, [run], [session], "crash", 1_800_000_700.5)
+    assert got == [
+        Obligation(ObligationKind.CRON, JOB, 7, 1_800_000_700.5, "crash", agent_id="ops", running_at_ms=R,
+                   name="nightly", one_shot=one_shot, attempt=2),
+        Obligation(ObligationKind.SESSION, "agent:main:main", 7, 1_800_000_700.5, "crash", agent_id="main",
+                   session_kind="direct"),
+    ]
+    assert got[0].run().interrupted_at_ms == 1_800_000_700_500 and got[0].run().one_shot is one_shot
+    assert obligations_at_end(7, [], [], "crash", 1.0) == []
+
+
+def test_obligation_keys_tell_apart_what_the_store_keeps_apart() -> None:
+    a = Obligation(ObligationKind.CRON, JOB, 1, 1.0, "crash", running_at_ms=R)
+    assert a.key != Obligation(ObligationKind.CRON, JOB, 1, 1.0, "crash", running_at_ms=R + 1).key
+    assert a.key != Obligation(ObligationKind.CRON, JOB, 2, 1.0, "crash", running_at_ms=R).key
+    assert a.key == Obligation(ObligationKind.CRON, JOB, 1, 9.0, "hang-kill", running_at_ms=R, attempt=3).key
+
+
+# -- boot_of_mark --------------------------------------------------------------------------------
+
+
+def span(id_: int, start_s: float, end_s: float | None, needs_recovery: bool = True) -> BootSpan:
+    return BootSpan(id_, T0 / 1000 + start_s, None if end_s is None else T0 / 1000 + end_s, needs_recovery, "crash")
+
+
+CRASHED = span(1, 0, 60)
+CLEAN = span(2, 60, 120, needs_recovery=False)
+CURRENT = span(3, 120, None)
+HISTORY = [CRASHED, CLEAN, CURRENT]
+
+MARKS = [  # (name, boots, mark, expected boot id)
+    ("no boot has ended", [span(1, 0, None)], T0 + 30 * S, None),
+    ("inside the crashed boot", HISTORY, T0 + 30 * S, 1),
+    ("at its very end", HISTORY, T0 + 60 * S - 1, 1),
+    ("before the crashed boot: an older crash's", HISTORY, T0 - 5 * S, None),
+    ("a little before its start (the jobs file's mark)", HISTORY, T0 - SAME_RUN_MS, 1),
+    ("just beyond the slack", HISTORY, T0 - SAME_RUN_MS - 1, None),
+    ("in the boot drained cleanly", HISTORY, T0 + 90 * S, None),
+    ("the current boot's run", HISTORY, T0 + 150 * S, None),
+    ("a late-written end does not claim its successor's runs", [span(1, 0, 300), span(2, 60, 120)], T0 + 90 * S, 2),
+    ("nor runs after its successor began", [span(1, 0, 300), span(2, 60, 120)], T0 + 200 * S, None),
+    ("before its successor began it is its own", [span(1, 0, 300), span(2, 60, 120)], T0 + 30 * S, 1),
+]
+
+
+@pytest.mark.parametrize(("name", "boots", "mark", "expected"), MARKS, ids=[m[0] for m in MARKS])
+def test_boot_of_mark(name: str, boots: list[BootSpan], mark: int, expected: int | None) -> None:
+    for order in itertools.permutations(boots):  # the store's row order must not matter
+        found = boot_of_mark(mark, order)
+        assert (found.id if found else None) == expected
+
+
+# -- place_unseen --------------------------------------------------------------------------------
+
+
+def mark(at_ms: int, job: str = JOB) -> RunItem:
+    return RunItem(job, at_ms, "nightly", "main", "agentTurn", "isolated", "cron", None, False, True)
+
+
+def test_a_mark_no_snapshot_recorded_is_added_to_its_boot() -> None:
+    got = place_unseen([mark(T0 + 30 * S)], HISTORY, {}, set())
+    assert got.cut == {(JOB, T0 + 30 * S)} and got.added == ((CRASHED, mark(T0 + 30 * S)),)
+
+
+@pytest.mark.parametrize(("name", "recorded", "obligated", "added"), [
+    ("recorded in that boot at the mark", [(T0 + 30 * S, 1)], set(), False),
+    ("recorded in that boot a little after the mark (same run)", [(T0 + 30 * S + 1, 1)], set(), False),
+    ("recorded a little before the mark (the file's mark is later)", [(T0 + 30 * S - SAME_RUN_MS, 1)], set(), False),
+    ("an older run of the job in that boot", [(T0 + 30 * S - SAME_RUN_MS - 1, 1)], set(), True),
+    ("recorded as a later boot's run: moved to its own", [(T0 + 30 * S, 3)], set(), True),
+    ("its obligation exists already", [], {(JOB, T0 + 30 * S)}, False),
+])
+def test_a_mark_already_seen_is_cut_but_not_added(name: str, recorded: list[tuple[int, int]],
+                                                  obligated: set[tuple[str, int]], added: bool) -> None:
+    got = place_unseen([mark(T0 + 30 * S)], HISTORY, {JOB: recorded}, obligated)
+    assert got.cut == {(JOB, T0 + 30 * S)}
+    assert got.added == (((CRASHED, mark(T0 + 30 * S)),) if added else ())
+
+
+def test_marks_in_no_boot_needing_recovery_are_neither_cut_nor_added() -> None:
+    got = place_unseen([mark(T0 - 5 * S), mark(T0 + 90 * S), mark(T0 + 150 * S)], HISTORY, {}, set())
+    assert got.cut == frozenset() and got.added == ()
+
+
+def test_a_moved_run_counts_as_recorded_in_its_boot_for_the_marks_after_it() -> None:
+    """As the store's transaction did: the move is seen by the next mark's check."""
+    got = place_unseen([mark(T0 + 30 * S), mark(T0 + 30 * S + 1)], HISTORY, {JOB: [(T0 + 30 * S, 3)]}, set())
+    assert [r.running_at_ms for _, r in got.added] == [T0 + 30 * S]
+    assert got.cut == {(JOB, T0 + 30 * S), (JOB, T0 + 30 * S + 1)}
+
+
+@given(offsets=st.lists(st.integers(-20 * S, 200 * S), max_size=6, unique=True),
+       jobs=st.lists(st.sampled_from(["a", "b"]), min_size=6, max_size=6))
+def test_place_unseen_invariants(offsets: list[int], jobs: list[str]) -> None:
+    marks = [mark(T0 + o, j) for o, j in zip(offsets, jobs, strict=False)]
+    got = place_unseen(marks, HISTORY, {}, set())
+    assert {r.key for _, r in got.added} <= got.cut <= {m.key for m in marks}
+    for boot, r in got.added:
+        assert boot == boot_of_mark(r.running_at_ms, HISTORY) == CRASHED
+    # With nothing recorded, every cut mark is added.
+    assert {r.key for _, r in got.added} == got.cut
