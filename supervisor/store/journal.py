@@ -59,14 +59,18 @@ class Journal:
             return cur.rowcount == 1
         return await self.store.write(tx)
 
-    async def run_recorded(self, job_id: str, since_ms: int, boot: int | None) -> bool:
-        """Has the snapshot recorded a run of this job starting at or after `since_ms`, in `boot`
-        (the gateway that ran it)? Once it has, a crash during that run opens an obligation of its
+    async def latest_runs(self, job_id: str, boots: Iterable[int]) -> dict[int, int]:
+        """Per boot, the latest start of the job's runs the snapshot recorded in it. A retry's run
+        recorded in the boot it was sent to stands: a crash during it opens an obligation of its
         own. A later boot's record proves nothing: a new gateway lists the dead one's run as
         running until its startup repair (found by the chaos benchmark)."""
-        return bool(await self.store.read(lambda c: c.execute(
-            "SELECT 1 FROM inflight_runs WHERE job_id = ? AND running_at_ms >= ? AND boot_id = ? LIMIT 1",
-            (job_id, since_ms, boot)).fetchone()))
+        wanted = sorted(set(boots))
+        if not wanted:
+            return {}
+        rows = await self.store.read(lambda c: c.execute(
+            f"SELECT boot_id, MAX(running_at_ms) FROM inflight_runs WHERE job_id = ?"
+            f" AND boot_id IN ({', '.join('?' * len(wanted))}) GROUP BY boot_id", (job_id, *wanted)).fetchall())
+        return {int(b): int(t) for b, t in rows}
 
     async def count_attempt(self, obligation_id: int, attempt: int) -> None:
         """A retry that was sent and cut (or never took effect) was an attempt all the same."""

@@ -136,12 +136,11 @@ class InflightRecords:
             "SELECT last_activity_ms FROM inflight_sessions WHERE boot_id = ? AND key = ?", (boot, key)).fetchone())
         return int(row[0]) if row is not None and row[0] is not None else None
 
-    async def seen_active(self, key: str, boot: int | None, since_ms: int) -> bool:
-        """Did this session have a turn running (in `boot`, or any) since `since_ms`?"""
+    async def turn_recorded_at(self, key: str) -> float | None:
+        """When a snapshot last first saw a turn of this session running (any boot), or None."""
         row = await self.store.read(lambda c: c.execute(
-            "SELECT 1 FROM inflight_sessions WHERE key = ? AND (? IS NULL OR boot_id = ?) AND first_seen_at >= ?",
-            (key, boot, boot, since_ms / 1000 - 1.0)).fetchone())
-        return row is not None
+            "SELECT MAX(first_seen_at) FROM inflight_sessions WHERE key = ?", (key,)).fetchone())
+        return float(row[0]) if row is not None and row[0] is not None else None
 
 
 def read_current(c: sqlite3.Connection) -> dict[str, list[dict[str, Any]]]:
