@@ -43,7 +43,6 @@ from supervisor.core.planner import (
     Retry,
     SessionVerb,
     Verb,
-    VersionRules,
     decide_run,
     decide_session,
     planned_at_ms,
@@ -80,7 +79,7 @@ class Recovery:
         self.journal = journal
         self.policy = policy
         self.caps = caps
-        self.rules = VersionRules.for_caps(caps.legacy)
+        self.rules = caps.recovery
         self.boot = boot
         self.ready_at_ms = ready_at_ms
         self.records = records
@@ -108,7 +107,7 @@ class Recovery:
                 await asyncio.wait_for(self.first_look.wait(), FIRST_LOOK_S)
         if not await self.journal.open_obligations():
             return
-        if self.caps.has_method("system.info") and not self.caps.legacy:
+        if self.caps.process_instance_id and self.caps.has_method("system.info"):
             with contextlib.suppress(GatewayError):
                 info = await rpc.call("system.info", {})
                 iid = info.get("processInstanceId") if isinstance(info, dict) else None
@@ -259,7 +258,7 @@ class Recovery:
             return None
         crashpoint("journaled")
         self.next_send_ms = now + send_gap_ms(self.policy.retries_per_minute)
-        params: dict[str, Any] = {"id": ob.ref, "mode": "force" if self.caps.legacy else "if-enabled"}
+        params: dict[str, Any] = {"id": ob.ref, "mode": self.caps.cron_run_mode}
         if self.instance_id:
             params["expectedProcessInstanceId"] = self.instance_id
         log.info("recovery_retry_sent", attempt=d.attempt, key=key, **fields)

@@ -57,22 +57,14 @@ def policy_for(policy: RecoveryPolicy, job_id: str, name: str | None) -> Recover
 
 @dataclass(frozen=True)
 class VersionRules:
-    """What the gateway does after a restart, by version (measured, ../shared/openclaw)."""
+    """What the gateway does after a restart: data, per version, from gateway/capabilities.py."""
 
-    resumes_main_sessions: bool
+    resumes_main_sessions: bool  # resumes an interrupted main-session turn by itself
     settle_max_s: float  # wait at most this long after ready for its own startup recovery
     oneshot_deadline_after_due_s: float  # 9.x: after startupCatchupAtMs (else nextRunAtMs)
     oneshot_min_after_ready_s: float  # never re-run a one-shot before ready + this
-    own_recovery_visible: bool = False  # its startup repair and resume can be seen done, ending the settle early
-    session_rows_date_runs: bool = False  # sessions.list rows say when the last run started and ended
-
-    @classmethod
-    def for_caps(cls, legacy: bool) -> VersionRules:
-        if legacy:
-            return cls(resumes_main_sessions=False, settle_max_s=5.0, oneshot_deadline_after_due_s=0.0,
-                       oneshot_min_after_ready_s=60.0)
-        return cls(resumes_main_sessions=True, settle_max_s=30.0, oneshot_deadline_after_due_s=60.0,
-                   oneshot_min_after_ready_s=180.0, own_recovery_visible=True, session_rows_date_runs=True)
+    own_recovery_visible: bool  # its startup repair and resume can be seen done, ending the settle early
+    session_rows_date_runs: bool  # sessions.list rows say when the last run started and ended
 
 
 @dataclass(frozen=True)

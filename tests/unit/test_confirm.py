@@ -32,7 +32,8 @@ from supervisor.core.confirm import (
     turn_since,
 )
 from supervisor.core.obligations import Action, ActionKind, ActionState, Obligation, ObligationKind
-from supervisor.core.planner import JobView, Retry, RunObligation, VersionRules
+from supervisor.core.planner import JobView, Retry, RunObligation
+from supervisor.gateway.capabilities import for_version
 
 S = 1000
 T0 = 1_800_000_000_000
@@ -40,8 +41,8 @@ DIED = T0 + 60 * S  # the boot's end was recorded (the obligation's interrupted_
 NOW = T0 + 200 * S
 GRACE = 120 * S
 BOOT = 5  # the current boot
-R9 = VersionRules.for_caps(False)
-R2 = VersionRules.for_caps(True)
+R9 = for_version("2026.9.6").recovery
+R2 = for_version("2026.2.26").recovery
 RULES = {"9x": R9, "2x": R2}
 
 
