@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from supervisor.core.inflight import SAME_RUN_MS, Delta, InFlight, RunItem, RunKey, SessionItem
@@ -101,32 +101,9 @@ class InflightRecords:
         of the current boot, a boot drained cleanly, an older crash's) is not taken. Returns the
         marks that lie in such a boot (none is a run of the current one), and what was added, with
         its boot."""
-        def tx(c: sqlite3.Connection) -> tuple[set[RunKey], list[tuple[int, RunItem]]]:
-            marks = list(runs)
-            boots = [BootSpan(int(b[0]), float(b[1]), None if b[2] is None else float(b[2]), b[3] == 1, b[4])
-                     for b in c.execute("SELECT id, started_at, ended_at, needs_recovery, exit_kind FROM boots")]
-            earliest: dict[str, int] = {}
-            for r in marks:
-                earliest[r.job_id] = min(earliest.get(r.job_id, r.running_at_ms), r.running_at_ms)
-            recorded = {job: [(int(t), int(b)) for t, b in c.execute(
-                "SELECT running_at_ms, boot_id FROM inflight_runs WHERE job_id = ? AND running_at_ms >= ?",
-                (job, since - SAME_RUN_MS))] for job, since in earliest.items()}
-            obligated = {r.key for r in marks if c.execute(
-                "SELECT 1 FROM obligations WHERE kind = 'cron' AND ref = ? AND running_at_ms = ?", r.key).fetchone()}
-            placed = place_unseen(marks, boots, recorded, obligated)
-            added: dict[int, tuple[BootSpan, list[RunItem]]] = {}
-            for boot, r in placed.added:
-                c.execute("UPDATE inflight_runs SET boot_id = ?, state = 'running', ended_at = NULL"
-                          " WHERE job_id = ? AND running_at_ms = ?", (boot.id, *r.key))
-                added.setdefault(boot.id, (boot, []))[1].append(r)
-            now = time.time()
-            for boot, new in added.values():
-                apply_delta(c, boot.id, Delta(runs_started=tuple(new)), now)
-                record_obligations(c, boot.id, now, boot.exit_kind or "")
-                c.execute("UPDATE inflight_runs SET state = 'interrupted', ended_at = ?, updated_at = ?"
-                          " WHERE boot_id = ? AND state = 'running'", (now, now, boot.id))
-            return set(placed.cut), [(boot, r) for boot, (_, new) in added.items() for r in new]
-        result: tuple[set[RunKey], list[tuple[int, RunItem]]] = await self.store.write(tx)
+        marks = list(runs)
+        result: tuple[set[RunKey], list[tuple[int, RunItem]]] = await self.store.write(
+            lambda c: take_unseen(c, marks, time.time))
         return result
 
     async def turn_started(self, boot: int, key: str) -> int | None:
@@ -157,6 +134,34 @@ def read_current(c: sqlite3.Connection) -> dict[str, list[dict[str, Any]]]:
     for s in sessions:
         s["run_ids"] = json.loads(s["run_ids"])
     return {"sessions": sessions, "runs": runs}
+
+
+def take_unseen(c: sqlite3.Connection, marks: list[RunItem], clock: Callable[[], float]
+                ) -> tuple[set[RunKey], list[tuple[int, RunItem]]]:
+    """`InflightRecords.record_unseen` in its transaction (`clock`: the time it records)."""
+    boots = [BootSpan(int(b[0]), float(b[1]), None if b[2] is None else float(b[2]), b[3] == 1, b[4])
+             for b in c.execute("SELECT id, started_at, ended_at, needs_recovery, exit_kind FROM boots")]
+    earliest: dict[str, int] = {}
+    for r in marks:
+        earliest[r.job_id] = min(earliest.get(r.job_id, r.running_at_ms), r.running_at_ms)
+    recorded = {job: [(int(t), int(b)) for t, b in c.execute(
+        "SELECT running_at_ms, boot_id FROM inflight_runs WHERE job_id = ? AND running_at_ms >= ?",
+        (job, since - SAME_RUN_MS))] for job, since in earliest.items()}
+    obligated = {r.key for r in marks if c.execute(
+        "SELECT 1 FROM obligations WHERE kind = 'cron' AND ref = ? AND running_at_ms = ?", r.key).fetchone()}
+    placed = place_unseen(marks, boots, recorded, obligated)
+    added: dict[int, tuple[BootSpan, list[RunItem]]] = {}
+    for boot, r in placed.added:
+        c.execute("UPDATE inflight_runs SET boot_id = ?, state = 'running', ended_at = NULL"
+                  " WHERE job_id = ? AND running_at_ms = ?", (boot.id, *r.key))
+        added.setdefault(boot.id, (boot, []))[1].append(r)
+    now = clock()
+    for boot, new in added.values():
+        apply_delta(c, boot.id, Delta(runs_started=tuple(new)), now)
+        record_obligations(c, boot.id, now, boot.exit_kind or "")
+        c.execute("UPDATE inflight_runs SET state = 'interrupted', ended_at = ?, updated_at = ?"
+                  " WHERE boot_id = ? AND state = 'running'", (now, now, boot.id))
+    return set(placed.cut), [(boot, r) for boot, (_, new) in added.items() for r in new]
 
 
 def record_obligations(c: sqlite3.Connection, boot: int, now: float, reason: str) -> None:

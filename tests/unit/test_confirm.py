@@ -273,8 +273,9 @@ def test_confirm_retries_invariants(actions: list[Action], view: JobView, record
     # A lapsed retry was an attempt; nothing else changes the obligation.
     assert c.run == RunObligation(ob.job_id, ob.running_at_ms, ob.interrupted_at_ms,
                                   max([attempt, *(a.attempt for a in lapsed)]), ob.one_shot)
-    # A retry whose answer is coming never lapses; nor one accepted by this gateway.
-    assert not any(a.key in pending or (a.state is ActionState.ANSWERED and a.boot_id == BOOT) for a in lapsed)
+    # A retry whose answer is coming never lapses; one accepted by this gateway only when its run was cut.
+    assert not any(a.key in pending for a in lapsed)
+    assert all(o is Retry.CUT for a, o in c.lapsed if a.state is ActionState.ANSWERED and a.boot_id == BOOT)
 
 
 # -- notices -------------------------------------------------------------------------------------
@@ -329,3 +330,28 @@ def test_idempotency_keys() -> None:
                              action(SENT, ActionState.ANSWERED)]) == "cron-12-a2-2"
     assert notice_key(session_ob(), []) == "session-11-0"
     assert notice_key(session_ob(), [notice(SENT, ActionState.FAILED)]) == "session-11-1"
+
+
+_ms = st.none() | st.integers(T0, NOW)
+_rows = st.builds(SessionRow, status=st.none() | st.sampled_from(["done", "running", "failed"]), started_at_ms=_ms,
+                  ended_at_ms=_ms, updated_at_ms=_ms)
+_seen = st.builds(SessionSeen, recorded_at=st.none() | st.floats(T0 / 1000, NOW / 1000), row=_rows)
+
+
+@given(seen=_seen, since=st.integers(T0, NOW), earlier=st.integers(0, 100 * S), version=st.sampled_from(["9x", "2x"]),
+       history=st.booleans(), kind=st.sampled_from(["main", "direct", "cron", "cron-run"]))
+def test_session_rules_invariants(seen: SessionSeen, since: int, earlier: int, version: str, history: bool,
+                                  kind: str) -> None:
+    rules = RULES[version]
+    # A turn since a time is a turn since any earlier time.
+    if turn_since(seen, since, rules):
+        assert turn_since(seen, since - earlier, rules)
+    ob = session_ob(kind)
+    was_resumed, was_completed = session_state(ob, seen, rules, history)
+    assert not (was_resumed and was_completed)
+    assert was_resumed == resumed(ob, seen, rules)
+    if version == "2x":  # 2.x resumes nothing; only its history tells a completed turn
+        assert (was_resumed, was_completed) == (False, history)
+    # Its own recovery is done for this session exactly when the turn resumed or had completed.
+    done = own_recovery_done([ob], {}, {ob.ref: seen}, rules)
+    assert done == (kind in ("cron", "cron-run") or resumed(ob, seen, rules) or completed(ob, seen.row))
