@@ -1,10 +1,11 @@
 """Recovery: after the gateway is ready again, finish each interrupted piece of work exactly once.
 
-The shell around `core.planner`: it waits for the gateway's own startup recovery to settle, reads
-each open obligation's job (or session) afresh right before acting, journals every action before
-sending it, and records its answer. Obligations live in the store, so a gatewayd that dies halfway
-picks up where it was; an action journaled but never answered is resolved by looking at the
-gateway (a run that started after it was sent), never by sending it again.
+The shell around `core.planner` and `core.confirm`, which decide: it waits for the gateway's own
+startup recovery to settle, reads each open obligation's job (or session) afresh right before
+acting, journals every action before sending it, and records its answer. Obligations live in the
+store, so a gatewayd that dies halfway picks up where it was; an action journaled but never
+answered is resolved by looking at the gateway (a run that started after it was sent), never by
+sending it again.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from typing import Any
 
 from supervisor import logs
 from supervisor.core.confirm import (
-    CRON_SESSION_KINDS,
     MAX_NOTICES,
     SessionSeen,
     confirm_notices,
@@ -37,6 +37,7 @@ from supervisor.core.confirm import (
 from supervisor.core.inflight import legacy_turn_ended, lenient_ms
 from supervisor.core.obligations import ActionState, Obligation, ObligationKind
 from supervisor.core.planner import (
+    CRON_SESSION_KINDS,
     MS,
     Decision,
     RecoveryPolicy,

@@ -13,6 +13,7 @@ from typing import Any
 from supervisor.core.inflight import lenient_ms
 from supervisor.core.obligations import Action, ActionKind, ActionState, Obligation, ObligationKind
 from supervisor.core.planner import (
+    CRON_SESSION_KINDS,
     MS,
     JobView,
     Retry,
@@ -23,7 +24,6 @@ from supervisor.core.planner import (
     runs_after_send,
 )
 
-CRON_SESSION_KINDS = ("cron", "cron-run")  # a cron run's own session: the cron retry covers it
 INTERRUPTED = "interrupted"  # 2026.9.x logs an interrupted run as "cron: job interrupted by gateway restart"
 TURN_SLACK_MS = 1000  # a turn the snapshot first saw this little before the time still counts
 MAX_NOTICES = 2  # a notice lost with its gateway is sent again, this many in all

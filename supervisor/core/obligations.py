@@ -49,11 +49,6 @@ class Obligation:
     planned_at_ms: int | None = None
 
     @property
-    def key(self) -> tuple[str, str, int, int]:
-        """What makes it one obligation (the store's unique key)."""
-        return (self.kind, self.ref, self.running_at_ms, self.boot_id)
-
-    @property
     def interrupted_at_ms(self) -> int:
         return int(self.interrupted_at * MS)
 

@@ -22,6 +22,7 @@ from enum import StrEnum
 from supervisor.core.policy import with_jitter
 
 MS = 1000
+CRON_SESSION_KINDS = ("cron", "cron-run")  # a cron run's own session: the cron retry covers it
 
 
 @dataclass(frozen=True)
@@ -241,7 +242,7 @@ def decide_session(kind: str, resumed: bool, settled: bool, rules: VersionRules,
     """`resumed`: a turn started in the session since the interruption (the gateway's own resume,
     in whichever boot); `completed`: its last turn had in fact ended before the crash (gatewayd's
     snapshot had not seen the end yet)."""
-    if kind in ("cron", "cron-run"):
+    if kind in CRON_SESSION_KINDS:
         return SessionDecision(SessionVerb.NOTHING, "a cron run's session: the cron retry covers it")
     if resumed:
         return SessionDecision(SessionVerb.NOTHING, "resumed by the gateway itself")

@@ -109,13 +109,6 @@ def test_a_boots_end_opens_one_obligation_per_run_and_session(delete_after_run: 
     assert obligations_at_end(7, [], [], "crash", 1.0) == []
 
 
-def test_obligation_keys_tell_apart_what_the_store_keeps_apart() -> None:
-    a = Obligation(ObligationKind.CRON, JOB, 1, 1.0, "crash", running_at_ms=R)
-    assert a.key != Obligation(ObligationKind.CRON, JOB, 1, 1.0, "crash", running_at_ms=R + 1).key
-    assert a.key != Obligation(ObligationKind.CRON, JOB, 2, 1.0, "crash", running_at_ms=R).key
-    assert a.key == Obligation(ObligationKind.CRON, JOB, 1, 9.0, "hang-kill", running_at_ms=R, attempt=3).key
-
-
 # -- boot_of_mark --------------------------------------------------------------------------------
 
 
