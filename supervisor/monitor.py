@@ -123,10 +123,10 @@ class RpcMonitor:
             tasks.create_task(self.helpers.keep("queue-watch", lambda: _until_closed(queue.run(rpc))),
                               name="queue-watch")
             tasks.create_task(self.helpers.keep("requeue", lambda: _until_closed(
-                Requeue(self.queue_records, watch.boot, caps.legacy).run(rpc))), name="requeue")
+                Requeue(self.queue_records, watch.boot, caps).run(rpc))), name="requeue")
             tasks.create_task(self.helpers.keep("wakes", lambda: _until_closed(Waker(
                 self.wake_journal, self.inflight, self.cfg.recovery, self.cfg.wake_agents, watch.boot,
-                watch.ready_at_ms, caps.legacy).run(rpc))), name="wakes")
+                watch.ready_at_ms, caps).run(rpc))), name="wakes")
             tasks.create_task(self.helpers.keep("tick-watch", lambda: tick_watch(rpc, tick_interval_ms)),
                               name="tick-watch")
 

@@ -36,7 +36,8 @@ from supervisor.core.event_queue import (
 from supervisor.core.inflight import lenient_ms
 from supervisor.crashpoints import crashpoint
 from supervisor.errors import GatewayError, GatewayUnavailable
-from supervisor.gateway.rpc import Event, RpcClient, paged
+from supervisor.gateway.capabilities import Capabilities
+from supervisor.gateway.rpc import Event, RpcClient, list_sessions
 from supervisor.store.system_events import SystemEventRecords
 
 log = logs.get("gatewayd.queue")
@@ -107,9 +108,9 @@ class QueueWatch:
 
 
 class Requeue:
-    def __init__(self, records: SystemEventRecords, boot: int, legacy: bool) -> None:
+    def __init__(self, records: SystemEventRecords, boot: int, caps: Capabilities) -> None:
         self.records = records
-        self.legacy = legacy
+        self.caps = caps
         self.boot = boot
 
     async def run(self, rpc: RpcClient) -> None:
@@ -145,17 +146,13 @@ class Requeue:
         (2026.9.x `startedAt`) or when a turn was last accepted (2026.2.x `updatedAt`). Unreadable
         counts as yes: the send is then never repeated."""
         try:
-            if self.legacy:  # 2026.2.x refuses paging parameters
-                payload = await rpc.call("sessions.list", {})
-            else:
-                payload = await paged(rpc, "sessions.list", {}, "sessions", 500)
+            rows = await list_sessions(rpc, self.caps.sessions_list_filters)
         except GatewayUnavailable:
             raise
         except GatewayError:
             return True
-        rows = payload.get("sessions", []) if isinstance(payload, dict) else []
         for row in rows:
-            if isinstance(row, dict) and is_main_session(row.get("key")):
+            if is_main_session(row.get("key")):
                 at = [lenient_ms(row.get(f)) for f in ("startedAt", "updatedAt")]
                 if any(a is not None and a >= since_ms - TURN_SLACK_MS for a in at):
                     return True

@@ -57,7 +57,8 @@ class Snapshotter:
         self.interval_s = interval_s
         self.on_delta = on_delta
         self.state = InFlight()
-        self.legacy = LegacyActivity() if caps.legacy else None
+        # Where the rows tell no turn (2.x), turns are followed by `agent` lifecycle events.
+        self.activity = None if caps.session_activity_fields else LegacyActivity()
         self.poke = asyncio.Event()
         self.cycles = 0
         self.last_cycle_ms = 0.0
@@ -76,8 +77,8 @@ class Snapshotter:
     def on_event(self, ev: Event) -> None:
         if ev.name == "agent":
             payload = ev.payload if isinstance(ev.payload, dict) else {}
-            if self.legacy is not None:
-                if self.legacy.feed(payload):
+            if self.activity is not None:
+                if self.activity.feed(payload):
                     self.poke.set()
             elif payload.get("stream") == "lifecycle":
                 self.poke.set()
@@ -116,13 +117,13 @@ class Snapshotter:
         except StoreError as exc:
             log.error("snapshot_seed_failed", error=str(exc))
             return
-        if self.legacy is not None:
+        if self.activity is not None:
             for key, item in state.sessions.items():
                 for run_id in item.run_ids:
                     if not await self._ended(rpc, run_id):
-                        self.legacy.runs[run_id] = key
+                        self.activity.runs[run_id] = key
                         if item.last_activity_ms is not None:  # the turn's start, which recovery dates it by
-                            self.legacy.started[run_id] = item.last_activity_ms
+                            self.activity.started[run_id] = item.last_activity_ms
         self.state = state  # the first diff closes what is not in flight any more
 
     async def _ended(self, rpc: RpcClient, run_id: str) -> bool:
@@ -289,23 +290,23 @@ class Snapshotter:
         """The snapshot the answers show, and the heard runs a later poll must still decide."""
         if runs_payload is not None:
             polled = {k: r for k, r in parse_runs(runs_payload).items() if k not in self.cut and k not in self.unsure}
-            if self.legacy is not None:
+            if self.caps.cron_marks_drift:
                 polled = keep_keys(polled, self.state.runs)
             runs, undecided = carry_heard(polled, self.heard, runs_asked)
         else:
             runs, undecided = dict(self.state.runs), dict(self.heard)
         if sessions_payload is None:
             return InFlight({}, runs), undecided
-        if self.legacy is not None:
-            sessions = parse_sessions(sessions_payload, self.legacy.active(),
-                                      legacy_starts=self.legacy.turn_starts())
+        if self.activity is not None:
+            sessions = parse_sessions(sessions_payload, self.activity.active(),
+                                      legacy_starts=self.activity.turn_starts())
             sessions = merge_legacy_cron_sessions(sessions, runs.values())
         else:
             sessions = parse_sessions(sessions_payload)
         return InFlight(sessions, runs), undecided
 
     async def _sessions(self, rpc: RpcClient) -> Any:
-        if self.caps.legacy:  # no activeOnly, no paging on 2026.2.x
+        if not self.caps.sessions_list_filters:
             return await rpc.call("sessions.list", {})
         return await paged(rpc, "sessions.list", {"activeOnly": True}, "sessions", 500)
 

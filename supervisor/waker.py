@@ -28,7 +28,8 @@ from supervisor.core.planner import RecoveryPolicy, policy_for
 from supervisor.core.wake_plan import Interrupted, WakeVerb, decide, turn_seen
 from supervisor.crashpoints import crashpoint
 from supervisor.errors import GatewayError, GatewayUnavailable
-from supervisor.gateway.rpc import RpcClient, paged
+from supervisor.gateway.capabilities import Capabilities
+from supervisor.gateway.rpc import RpcClient, list_sessions
 from supervisor.store.snapshots import InflightRecords
 from supervisor.store.wake_journal import FINAL, WakeJournal
 
@@ -50,14 +51,14 @@ def main_key(agent: str) -> str:
 
 class Waker:
     def __init__(self, journal: WakeJournal, records: InflightRecords, policy: RecoveryPolicy, mode: str,
-                 boot: int, ready_at_ms: int, legacy: bool, default_agent: str = "main") -> None:
+                 boot: int, ready_at_ms: int, caps: Capabilities, default_agent: str = "main") -> None:
         self.journal = journal
         self.records = records
         self.policy = policy
         self.mode = mode
         self.boot = boot
         self.ready_at_ms = ready_at_ms
-        self.legacy = legacy
+        self.caps = caps
         self.default_agent = default_agent
 
     async def run(self, rpc: RpcClient) -> None:
@@ -109,7 +110,7 @@ class Waker:
         return pending
 
     def _method(self, requeued: int) -> str:
-        if not self.legacy:
+        if self.caps.recovery.wake_starts_turns:
             return "wake"
         return "chat.send" if requeued else "agent"
 
@@ -171,18 +172,15 @@ class Waker:
         log.info("agent_wake_sent", boot=boot, agent=agent, method=method)
 
     async def _turn_since(self, rpc: RpcClient, key: str, since_ms: int) -> bool:
-        if await self.records.seen_active(key, None, since_ms):
+        recorded = await self.records.turn_recorded_at(key)
+        if recorded is not None and turn_seen([int(recorded * 1000)], since_ms):
             return True
         try:
-            if self.legacy:  # 2026.2.x refuses paging parameters
-                payload = await rpc.call("sessions.list", {})
-            else:
-                payload = await paged(rpc, "sessions.list", {}, "sessions", 500)
+            rows = await list_sessions(rpc, self.caps.sessions_list_filters)
         except GatewayUnavailable:
             raise
         except GatewayError:
             return False
-        rows = payload.get("sessions", []) if isinstance(payload, dict) else []
-        row = next((r for r in rows if isinstance(r, dict) and r.get("key") == key), {})
-        field = "updatedAt" if self.legacy else "startedAt"
+        row = next((r for r in rows if r.get("key") == key), {})
+        field = "startedAt" if self.caps.recovery.session_rows_date_runs else "updatedAt"
         return turn_seen([lenient_ms(row.get(field))], since_ms)

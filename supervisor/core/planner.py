@@ -22,6 +22,7 @@ from enum import StrEnum
 from supervisor.core.policy import with_jitter
 
 MS = 1000
+CRON_SESSION_KINDS = ("cron", "cron-run")  # a cron run's own session: the cron retry covers it
 
 
 @dataclass(frozen=True)
@@ -57,20 +58,15 @@ def policy_for(policy: RecoveryPolicy, job_id: str, name: str | None) -> Recover
 
 @dataclass(frozen=True)
 class VersionRules:
-    """What the gateway does after a restart, by version (measured, ../shared/openclaw)."""
+    """What the gateway does after a restart: data, per version, from gateway/capabilities.py."""
 
-    resumes_main_sessions: bool
+    resumes_main_sessions: bool  # resumes an interrupted main-session turn by itself
     settle_max_s: float  # wait at most this long after ready for its own startup recovery
     oneshot_deadline_after_due_s: float  # 9.x: after startupCatchupAtMs (else nextRunAtMs)
     oneshot_min_after_ready_s: float  # never re-run a one-shot before ready + this
-
-    @classmethod
-    def for_caps(cls, legacy: bool) -> VersionRules:
-        if legacy:
-            return cls(resumes_main_sessions=False, settle_max_s=5.0, oneshot_deadline_after_due_s=0.0,
-                       oneshot_min_after_ready_s=60.0)
-        return cls(resumes_main_sessions=True, settle_max_s=30.0, oneshot_deadline_after_due_s=60.0,
-                   oneshot_min_after_ready_s=180.0)
+    own_recovery_visible: bool  # its startup repair and resume can be seen done, ending the settle early
+    session_rows_date_runs: bool  # sessions.list rows say when the last run started and ended
+    wake_starts_turns: bool = False  # wake {mode: now, sessionKey} starts a turn there, heartbeats off or not
 
 
 @dataclass(frozen=True)
@@ -247,7 +243,7 @@ def decide_session(kind: str, resumed: bool, settled: bool, rules: VersionRules,
     """`resumed`: a turn started in the session since the interruption (the gateway's own resume,
     in whichever boot); `completed`: its last turn had in fact ended before the crash (gatewayd's
     snapshot had not seen the end yet)."""
-    if kind in ("cron", "cron-run"):
+    if kind in CRON_SESSION_KINDS:
         return SessionDecision(SessionVerb.NOTHING, "a cron run's session: the cron retry covers it")
     if resumed:
         return SessionDecision(SessionVerb.NOTHING, "resumed by the gateway itself")

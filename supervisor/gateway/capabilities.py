@@ -1,9 +1,11 @@
-"""What a gateway version can do, decided in one place; the rest of gatewayd asks this module.
+"""What a gateway version can do, decided in one place; the rest of gatewayd reads these facts
+(the recovery planner its `recovery` rules) and never branches on a version itself.
 
 Two behaviours are measured here (../shared/openclaw): 2026.2.26 ("legacy") and 2026.9.6
 ("current"). A version in between gets the behaviour of the nearest measured version at or below
-it, with the feature dates the gateway's changelog gives (HTTP probes and protocol 4 since
-2026.8.1, SIGUSR2 as the restart signal and the external-supervisor contract in 2026.9.x).
+it, with the feature dates the gateway's changelog gives (HTTP probes, protocol 4 and main-session
+recovery since 2026.8.1, SIGUSR2 as the restart signal and the external-supervisor contract in
+2026.9.x).
 """
 
 from __future__ import annotations
@@ -12,11 +14,33 @@ import re
 import signal
 from dataclasses import dataclass, field, replace
 
+from supervisor.core.planner import VersionRules
+
 VersionTuple = tuple[int, int, int]
 
 HTTP_PROBES_SINCE: VersionTuple = (2026, 8, 1)
 EXTERNAL_SUPERVISOR_SINCE: VersionTuple = (2026, 9, 0)
 MAIN_SESSION_RECOVERY_SINCE: VersionTuple = (2026, 8, 1)
+
+# What the gateway does after a restart (DESIGN, correction 1; measured, ../shared/openclaw).
+RECOVERY_LEGACY = VersionRules(
+    resumes_main_sessions=False,
+    settle_max_s=5.0,  # nothing of its own recovery to wait for: ready + 5 s
+    oneshot_deadline_after_due_s=0.0,  # it re-runs a one-shot at startup, before it answers ready
+    oneshot_min_after_ready_s=60.0,
+    own_recovery_visible=False,
+    session_rows_date_runs=False,  # a row says only when it was updated
+    wake_starts_turns=False,  # its wake names no session, and does nothing with heartbeats off
+)
+RECOVERY_CURRENT = VersionRules(
+    resumes_main_sessions=True,
+    settle_max_s=30.0,  # its repair and resume: measured 5-6.4 s after ready
+    oneshot_deadline_after_due_s=60.0,  # after its startupCatchupAtMs (else nextRunAtMs)
+    oneshot_min_after_ready_s=180.0,
+    own_recovery_visible=True,  # cut runs' marks cleared, interrupted turns resumed
+    session_rows_date_runs=True,  # startedAt, endedAt, status of the last run
+    wake_starts_turns=True,  # measured with every: "0m" (docs/research/agents-after-restart.md)
+)
 
 _VERSION_RE = re.compile(r"(\d{4})\.(\d{1,2})\.(\d{1,3})")
 
@@ -33,13 +57,20 @@ class Capabilities:
     http_probes: bool  # /startupz and /healthz answer JSON; legacy answers HTML 200 everywhere
     restart_signal: signal.Signals  # the gateway's in-place restart signal
     external_supervisor: bool  # OPENCLAW_SUPERVISOR_MODE=external and restart-handoff exist
-    resumes_main_sessions: bool  # resumes an interrupted main-session turn by itself
-    session_activity_fields: bool  # sessions.list rows carry hasActiveRun / activeRunIds
+    recovery: VersionRules  # what it does after a restart, which the recovery planner reads
+    # sessions.list rows carry hasActiveRun / activeRunIds; without them a turn is known only from
+    # `agent` lifecycle events, and an isolated cron run's session only from its job's run
+    session_activity_fields: bool
+    sessions_list_filters: bool  # sessions.list takes activeOnly and pages
     cron_run_blocks: bool  # cron.run answers only when the run ends (legacy)
+    cron_run_mode: str  # cron.run's mode that runs a job now: "if-enabled", or legacy's "force"
+    cron_marks_drift: bool  # a running job's runningAtMs moves by a few ms between polls (legacy)
+    process_instance_id: bool  # system.info says processInstanceId; cron.run takes expectedProcessInstanceId
     methods: frozenset[str] = field(default_factory=frozenset)  # from hello-ok, once connected
 
     @property
     def legacy(self) -> bool:
+        """The 2026.2.x family, for what only names it (the 2.x jobs file read at start-up)."""
         return not self.http_probes
 
     def with_methods(self, methods: frozenset[str]) -> Capabilities:
@@ -58,7 +89,11 @@ def for_version(version: str) -> Capabilities:
         http_probes=current,
         restart_signal=signal.SIGUSR2 if v >= EXTERNAL_SUPERVISOR_SINCE else signal.SIGUSR1,
         external_supervisor=v >= EXTERNAL_SUPERVISOR_SINCE,
-        resumes_main_sessions=v >= MAIN_SESSION_RECOVERY_SINCE,
+        recovery=RECOVERY_CURRENT if v >= MAIN_SESSION_RECOVERY_SINCE else RECOVERY_LEGACY,
         session_activity_fields=current,
+        sessions_list_filters=current,
         cron_run_blocks=not current,
+        cron_run_mode="if-enabled" if current else "force",
+        cron_marks_drift=not current,
+        process_instance_id=current,
     )

@@ -352,3 +352,14 @@ async def paged(rpc: RpcClient, method: str, params: dict[str, Any], key: str, l
             return {**page, key: items}
         offset = nxt
     raise GatewayProtocolError(f"{method}: more than {MAX_PAGES} pages; the gateway's paging does not end")
+
+
+async def list_sessions(rpc: RpcClient, pages: bool, active_only: bool = False) -> list[dict[str, Any]]:
+    """`sessions.list`'s rows. `pages`: the version takes `offset` and `activeOnly` (2026.9.x);
+    2026.2.x refuses both (closed schema), and answers every row in one page."""
+    if pages:
+        payload = await paged(rpc, "sessions.list", {"activeOnly": True} if active_only else {}, "sessions", 500)
+    else:
+        payload = await rpc.call("sessions.list", {})
+    rows = payload.get("sessions", []) if isinstance(payload, dict) else []
+    return [r for r in rows if isinstance(r, dict) and isinstance(r.get("key"), str)]

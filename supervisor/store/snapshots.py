@@ -5,11 +5,21 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from supervisor.core.inflight import SAME_RUN_MS, Delta, InFlight, RunItem, RunKey, SessionItem
+from supervisor.core.obligations import (
+    RETRY_EARLY_MS,
+    RETRY_START_MS,
+    BootSpan,
+    RunAtEnd,
+    SessionAtEnd,
+    obligations_at_end,
+    place_unseen,
+)
 from supervisor.store.db import Store, row_dicts
+from supervisor.store.journal import insert_obligations, retries_near
 
 
 def apply_delta(c: sqlite3.Connection, boot: int, delta: Delta, now: float) -> None:
@@ -48,7 +58,7 @@ def close_boot(c: sqlite3.Connection, boot: int, interrupted: bool, now: float, 
     """At a boot's end: what was still in flight was interrupted (or, after a clean drain, ended),
     and each interrupted piece of work becomes an obligation for recovery, in the same transaction."""
     if interrupted:
-        open_obligations(c, boot, now, reason)
+        record_obligations(c, boot, now, reason)
     s_state, r_state = ("interrupted", "interrupted") if interrupted else ("ended", "finished")
     s = c.execute("UPDATE inflight_sessions SET state = ?, ended_at = ?, updated_at = ?"
                   " WHERE boot_id = ? AND state = 'active'", (s_state, now, now, boot)).rowcount
@@ -91,45 +101,9 @@ class InflightRecords:
         of the current boot, a boot drained cleanly, an older crash's) is not taken. Returns the
         marks that lie in such a boot (none is a run of the current one), and what was added, with
         its boot."""
-        def tx(c: sqlite3.Connection) -> tuple[set[RunKey], list[tuple[int, RunItem]]]:
-            added: dict[int, list[RunItem]] = {}
-            cut: set[RunKey] = set()
-            for r in runs:
-                # The boot it started in: one that ended needing recovery, and before the next boot
-                # began (a boot whose end was written late must not claim its successors' runs).
-                row = c.execute(
-                    "SELECT id FROM boots b WHERE ended_at IS NOT NULL AND needs_recovery = 1"
-                    " AND started_at * 1000 - ? <= ? AND ended_at * 1000 >= ?"
-                    " AND NOT EXISTS (SELECT 1 FROM boots n WHERE n.id > b.id AND n.started_at * 1000 <= ?)"
-                    " ORDER BY id DESC LIMIT 1",
-                    (SAME_RUN_MS, r.running_at_ms, r.running_at_ms, r.running_at_ms)).fetchone()
-                if row is None:
-                    continue
-                boot = int(row[0])
-                cut.add(r.key)
-                # Seen already: a recorded run of the job in that boot that started at the mark or
-                # after. 2.26 writes the mark to its file when its timer claims the job and shows
-                # `cron.list` the moment the run starts (1 ms later, measured); a job never runs
-                # twice at once. Or an obligation for this very run, whatever boot holds it.
-                if c.execute("SELECT 1 FROM inflight_runs WHERE job_id = ? AND boot_id = ? AND running_at_ms >= ?",
-                             (r.job_id, boot, r.running_at_ms - SAME_RUN_MS)).fetchone() or c.execute(
-                        "SELECT 1 FROM obligations WHERE kind = 'cron' AND ref = ? AND running_at_ms = ?",
-                        r.key).fetchone():
-                    continue
-                # Recorded as a run of a later boot (by a gatewayd before this check, or while the
-                # check failed): it is this boot's, cut; moved there, it becomes its obligation.
-                c.execute("UPDATE inflight_runs SET boot_id = ?, state = 'running', ended_at = NULL"
-                          " WHERE job_id = ? AND running_at_ms = ?", (boot, *r.key))
-                added.setdefault(boot, []).append(r)
-            now = time.time()
-            for boot, new in added.items():
-                reason = c.execute("SELECT exit_kind FROM boots WHERE id = ?", (boot,)).fetchone()[0] or ""
-                apply_delta(c, boot, Delta(runs_started=tuple(new)), now)
-                open_obligations(c, boot, now, str(reason))
-                c.execute("UPDATE inflight_runs SET state = 'interrupted', ended_at = ?, updated_at = ?"
-                          " WHERE boot_id = ? AND state = 'running'", (now, now, boot))
-            return cut, [(boot, r) for boot, new in added.items() for r in new]
-        result: tuple[set[RunKey], list[tuple[int, RunItem]]] = await self.store.write(tx)
+        marks = list(runs)
+        result: tuple[set[RunKey], list[tuple[int, RunItem]]] = await self.store.write(
+            lambda c: take_unseen(c, marks, time.time))
         return result
 
     async def turn_started(self, boot: int, key: str) -> int | None:
@@ -139,12 +113,11 @@ class InflightRecords:
             "SELECT last_activity_ms FROM inflight_sessions WHERE boot_id = ? AND key = ?", (boot, key)).fetchone())
         return int(row[0]) if row is not None and row[0] is not None else None
 
-    async def seen_active(self, key: str, boot: int | None, since_ms: int) -> bool:
-        """Did this session have a turn running (in `boot`, or any) since `since_ms`?"""
+    async def turn_recorded_at(self, key: str) -> float | None:
+        """When a snapshot last first saw a turn of this session running (any boot), or None."""
         row = await self.store.read(lambda c: c.execute(
-            "SELECT 1 FROM inflight_sessions WHERE key = ? AND (? IS NULL OR boot_id = ?) AND first_seen_at >= ?",
-            (key, boot, boot, since_ms / 1000 - 1.0)).fetchone())
-        return row is not None
+            "SELECT MAX(first_seen_at) FROM inflight_sessions WHERE key = ?", (key,)).fetchone())
+        return float(row[0]) if row is not None and row[0] is not None else None
 
 
 def read_current(c: sqlite3.Connection) -> dict[str, list[dict[str, Any]]]:
@@ -163,37 +136,49 @@ def read_current(c: sqlite3.Connection) -> dict[str, list[dict[str, Any]]]:
     return {"sessions": sessions, "runs": runs}
 
 
-RETRY_START_MS = 30_000  # a retry's run starts within this of cron.run (at once, or behind a busy lane)
+def take_unseen(c: sqlite3.Connection, marks: list[RunItem], clock: Callable[[], float]
+                ) -> tuple[set[RunKey], list[tuple[int, RunItem]]]:
+    """`InflightRecords.record_unseen` in its transaction (`clock`: the time it records)."""
+    boots = [BootSpan(int(b[0]), float(b[1]), None if b[2] is None else float(b[2]), b[3] == 1, b[4])
+             for b in c.execute("SELECT id, started_at, ended_at, needs_recovery, exit_kind FROM boots")]
+    earliest: dict[str, int] = {}
+    for r in marks:
+        earliest[r.job_id] = min(earliest.get(r.job_id, r.running_at_ms), r.running_at_ms)
+    recorded = {job: [(int(t), int(b)) for t, b in c.execute(
+        "SELECT running_at_ms, boot_id FROM inflight_runs WHERE job_id = ? AND running_at_ms >= ?",
+        (job, since - SAME_RUN_MS))] for job, since in earliest.items()}
+    obligated = {r.key for r in marks if c.execute(
+        "SELECT 1 FROM obligations WHERE kind = 'cron' AND ref = ? AND running_at_ms = ?", r.key).fetchone()}
+    placed = place_unseen(marks, boots, recorded, obligated)
+    added: dict[int, tuple[BootSpan, list[RunItem]]] = {}
+    for boot, r in placed.added:
+        c.execute("UPDATE inflight_runs SET boot_id = ?, state = 'running', ended_at = NULL"
+                  " WHERE job_id = ? AND running_at_ms = ?", (boot.id, *r.key))
+        added.setdefault(boot.id, (boot, []))[1].append(r)
+    now = clock()
+    for boot, new in added.values():
+        apply_delta(c, boot.id, Delta(runs_started=tuple(new)), now)
+        record_obligations(c, boot.id, now, boot.exit_kind or "")
+        c.execute("UPDATE inflight_runs SET state = 'interrupted', ended_at = ?, updated_at = ?"
+                  " WHERE boot_id = ? AND state = 'running'", (now, now, boot.id))
+    return set(placed.cut), [(boot, r) for boot, (_, new) in added.items() for r in new]
 
 
-def open_obligations(c: sqlite3.Connection, boot: int, now: float, reason: str) -> None:
-    for run in row_dicts(c.execute(
-            "SELECT job_id, running_at_ms, agent_id, name, delete_after_run, schedule_kind FROM inflight_runs"
-            " WHERE boot_id = ? AND state = 'running'", (boot,))):
-        # Was the interrupted run gatewayd's own retry? Then it carries that attempt's number, so
-        # a job whose retries keep killing the gateway runs out of attempts. It was when it is the
-        # first run of the job to start after a retry was sent, within RETRY_START_MS of it. Any
-        # earlier run since the send was that retry, and this one a regular run starting anew
-        # (found by the chaos benchmark: a one-minute job's next slot inherited a finished retry's
-        # attempt, so its interruption was given up as exhausted and never retried).
-        prior = c.execute(
-            "SELECT a.attempt, a.dispatched_at_ms FROM actions a JOIN obligations o ON o.id = a.obligation_id"
-            " WHERE o.kind = 'cron' AND o.ref = ? AND a.kind = 'cron-run' AND a.state IN ('dispatched', 'answered')"
-            " AND a.dispatched_at_ms BETWEEN ? AND ? ORDER BY a.dispatched_at_ms DESC LIMIT 1",
-            (run["job_id"], run["running_at_ms"] - RETRY_START_MS, run["running_at_ms"] + 5_000)).fetchone()
-        if prior is not None and c.execute(
-                "SELECT 1 FROM inflight_runs WHERE job_id = ? AND running_at_ms >= ? AND running_at_ms < ? LIMIT 1",
-                (run["job_id"], prior[1] - 1_000, run["running_at_ms"])).fetchone():
-            prior = None
-        one_shot = bool(run["delete_after_run"]) or run["schedule_kind"] == "at"
-        c.execute(
-            "INSERT OR IGNORE INTO obligations(kind, ref, running_at_ms, boot_id, agent_id, name, one_shot, attempt,"
-            " interrupted_at, reason, state, updated_at) VALUES ('cron', ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?)",
-            (run["job_id"], run["running_at_ms"], boot, run["agent_id"], run["name"], int(one_shot),
-             prior[0] if prior else 1, now, reason, now))
-    for s in row_dicts(c.execute(
-            "SELECT key, agent_id, kind FROM inflight_sessions WHERE boot_id = ? AND state = 'active'", (boot,))):
-        c.execute(
-            "INSERT OR IGNORE INTO obligations(kind, ref, boot_id, agent_id, session_kind, interrupted_at, reason,"
-            " state, updated_at) VALUES ('session', ?, ?, ?, ?, ?, ?, 'open', ?)",
-            (s["key"], boot, s["agent_id"], s["kind"], now, reason, now))
+def record_obligations(c: sqlite3.Connection, boot: int, now: float, reason: str) -> None:
+    """What `boot` still has in flight becomes its obligations (core/obligations.py decides)."""
+    runs = [RunAtEnd(r["job_id"], r["running_at_ms"], r["agent_id"], r["name"], bool(r["delete_after_run"]),
+                     r["schedule_kind"], retries_near(c, r["job_id"], r["running_at_ms"]),
+                     _runs_before(c, r["job_id"], r["running_at_ms"]))
+            for r in row_dicts(c.execute(
+                "SELECT job_id, running_at_ms, agent_id, name, delete_after_run, schedule_kind FROM inflight_runs"
+                " WHERE boot_id = ? AND state = 'running'", (boot,)))]
+    sessions = [SessionAtEnd(s["key"], s["agent_id"], s["kind"]) for s in row_dicts(c.execute(
+        "SELECT key, agent_id, kind FROM inflight_sessions WHERE boot_id = ? AND state = 'active'", (boot,)))]
+    insert_obligations(c, obligations_at_end(boot, runs, sessions, reason, now))
+
+
+def _runs_before(c: sqlite3.Connection, job_id: str, running_at_ms: int) -> tuple[int, ...]:
+    """The job's recorded runs (any boot) that started in the window `attempt_of` looks at."""
+    return tuple(int(r[0]) for r in c.execute(
+        "SELECT running_at_ms FROM inflight_runs WHERE job_id = ? AND running_at_ms >= ? AND running_at_ms < ?",
+        (job_id, running_at_ms - RETRY_START_MS - RETRY_EARLY_MS, running_at_ms)))

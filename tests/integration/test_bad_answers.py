@@ -1365,7 +1365,7 @@ async def test_a_bad_history_answer_is_logged_and_the_notice_goes_out(answer: An
             await asyncio.wait_for(recovery.run(rpc), 5)
     assert [e["event"] for e in logs if "history" in e["event"]] == ["recovery_history_unreadable"]
     [ob] = await journal.open_obligations()
-    assert [a["state"] for a in await journal.actions_for(ob["id"])] == ["answered"]
+    assert [a.state for a in await journal.actions_for(ob.id)] == ["answered"]
 
 
 async def test_a_connection_lost_while_reading_the_history_sends_no_notice(store: Store, boot: int) -> None:
@@ -1382,7 +1382,7 @@ async def test_a_connection_lost_while_reading_the_history_sends_no_notice(store
         with pytest.raises(GatewayUnavailable):
             await asyncio.wait_for(recovery.run(rpc), 5)
     [ob] = await journal.open_obligations()
-    assert await journal.actions_for(ob["id"]) == []
+    assert await journal.actions_for(ob.id) == []
 
 
 # -- values that parse and poison later (issue 14): each once ended tracking for the rest of a boot --
@@ -1454,12 +1454,12 @@ async def test_recovery_reads_unusable_numbers_as_absent(field: str, store: Stor
         task = asyncio.ensure_future(recovery.run(rpc))
         try:
             for _ in range(200):  # the store's state: the retry planned (or the run done)
-                cron = [o for o in await journal.open_obligations() if o["kind"] == "cron"]
-                if not cron or cron[0]["planned_at_ms"] is not None or task.done():
+                cron = [o for o in await journal.open_obligations() if o.kind == "cron"]
+                if not cron or cron[0].planned_at_ms is not None or task.done():
                     break
                 await asyncio.sleep(0.025)
             assert not task.done() or task.exception() is None, task.exception()
-            assert not cron or cron[0]["planned_at_ms"] is not None
+            assert not cron or cron[0].planned_at_ms is not None
         finally:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

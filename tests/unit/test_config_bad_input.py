@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from supervisor import config, service
-from supervisor.core.planner import VersionRules, decide_session
+from supervisor.core.planner import decide_session
 from supervisor.errors import ConfigError
+from supervisor.gateway.capabilities import for_version
 from supervisor.service import launchd, systemd
 from tests.unit.test_config import _hermetic_home, write  # noqa: F401 - the autouse fixture applies here too
 
@@ -133,7 +134,7 @@ def test_the_notice_from_the_environment_is_checked_too() -> None:
 def test_a_good_notice_is_formatted_as_written(tmp_path: Path) -> None:
     p = write(tmp_path, '[recovery]\nnotice = "{{gatewayd}} restarted: {reason!r} at {time}"\n')
     cfg = config.load(p, environ={})
-    d = decide_session("main", False, True, VersionRules.for_caps(False), cfg.recovery, "crash", "12:00")
+    d = decide_session("main", False, True, for_version("2026.9.6").recovery, cfg.recovery, "crash", "12:00")
     assert d.text == "{gatewayd} restarted: 'crash' at 12:00"
 
 

@@ -26,7 +26,6 @@ from supervisor.core.planner import (
     JOB_KEYS,
     JobView,
     RunObligation,
-    VersionRules,
     backoff_s,
     decide_run,
     decide_session,
@@ -37,6 +36,7 @@ from supervisor.core.planner import (
 from supervisor.core.policy import Classification, ExitFacts, RestartTracker, classify
 from supervisor.core.probestate import ProbeMachine
 from supervisor.errors import ConfigError
+from supervisor.gateway.capabilities import for_version
 from supervisor.gateway.launch import gateway_paths
 from supervisor.logs import OutputLog
 from supervisor.service import launchd, systemd
@@ -223,10 +223,10 @@ def build_everything(cfg: config.Config, work: Path) -> None:
             ob = RunObligation("job-id", 1_000, 2_000, attempt, False)
             planned = planned_at_ms(ob, pol, 0.5, 3_000)
             view = JobView(exists=True, run_starts_ms=(planned + 1,), finished_ms=(planned + 1,))
-            decide_run(ob, view, pol, VersionRules.for_caps(False), now_ms=planned, ready_at_ms=2_500,
+            decide_run(ob, view, pol, for_version("2026.9.6").recovery, now_ms=planned, ready_at_ms=2_500,
                        planned_ms=planned)
-    for legacy in (False, True):
-        decide_session("main", False, True, VersionRules.for_caps(legacy), rec, "crash (signal SIGKILL)", "12:00")
+    for version in ("2026.9.6", "2026.2.26"):
+        decide_session("main", False, True, for_version(version).recovery, rec, "crash (signal SIGKILL)", "12:00")
     assert send_gap_ms(rec.retries_per_minute) >= 60
     int(rec.unanswered_grace_s * 1000)
     int(rec.hold_after_crash_loop_s * 1000)

@@ -16,7 +16,13 @@ import pytest
 from supervisor.config import GatewaySettings
 from supervisor.errors import LaunchError
 from supervisor.gateway import launch
-from supervisor.gateway.capabilities import Capabilities, for_version, parse_version
+from supervisor.gateway.capabilities import (
+    RECOVERY_CURRENT,
+    RECOVERY_LEGACY,
+    Capabilities,
+    for_version,
+    parse_version,
+)
 from supervisor.gateway.launch import (
     DEFAULT_PORT,
     NO_WARNING_FLAG,
@@ -560,10 +566,13 @@ def test_launch_spec_ipv6_host_is_bracketed(tree: dict[str, Any]) -> None:
 def test_capabilities_for_version(version: str, protocol: int, http: bool, sig: signal.Signals, external: bool,
                                   resumes: bool, blocks: bool) -> None:
     c = for_version(version)
-    assert (c.protocol, c.http_probes, c.restart_signal, c.external_supervisor, c.resumes_main_sessions,
+    assert (c.protocol, c.http_probes, c.restart_signal, c.external_supervisor, c.recovery.resumes_main_sessions,
             c.cron_run_blocks) == (protocol, http, sig, external, resumes, blocks)
     assert c.legacy is (not http)
-    assert c.session_activity_fields is http
+    # The facts snapshotter and recovery read: one version family or the other, never a mix.
+    assert c.recovery == (RECOVERY_CURRENT if resumes else RECOVERY_LEGACY)
+    assert (c.session_activity_fields, c.sessions_list_filters, c.process_instance_id) == (http, http, http)
+    assert (c.cron_marks_drift, c.cron_run_mode) == (not http, "if-enabled" if http else "force")
 
 
 @pytest.mark.parametrize(("text", "expected"), [

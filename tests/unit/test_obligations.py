@@ -54,10 +54,10 @@ def attempts(store_path: Path) -> dict[int, int]:
 
 async def retried(store: Store, at_ms: int) -> None:
     journal = Journal(store)
-    ob = next(o for o in await journal.open_obligations() if o["kind"] == "cron")
-    await journal.dispatched(f"k-{at_ms}", ob["id"], "cron-run", 2, 1, at_ms)
+    ob = next(o for o in await journal.open_obligations() if o.kind == "cron")
+    await journal.dispatched(f"k-{at_ms}", ob.id, "cron-run", 2, 1, at_ms)
     await journal.answered(f"k-{at_ms}", "answered", {"ok": True})
-    await journal.resolve(ob["id"], "done", "retried (attempt 2)")
+    await journal.resolve(ob.id, "done", "retried (attempt 2)")
 
 
 async def test_the_retrys_own_run_interrupted_carries_its_attempt(store: Store, tmp_path: Path) -> None:

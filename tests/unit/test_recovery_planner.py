@@ -42,6 +42,7 @@ from supervisor.core.planner import (
     runs_after_send,
 )
 from supervisor.core.policy import with_jitter
+from supervisor.gateway.capabilities import for_version
 
 NO_JITTER = 0.5  # rand 0.5 maps to a jitter factor of exactly 1
 JOB = "job-1"
@@ -61,7 +62,7 @@ OLDER_RUN = R - 3_600 * S  # the slot before the interrupted one
 
 
 def rules_for(legacy: bool) -> VersionRules:
-    return VersionRules.for_caps(legacy)
+    return for_version("2026.2.26" if legacy else "2026.9.6").recovery
 
 
 def deadline_for(legacy: bool) -> int:
@@ -73,19 +74,21 @@ def ver(legacy: bool) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# VersionRules.for_caps(): what each version does after a restart (DESIGN, correction 1)
+# The rules gateway/capabilities.py gives each version: what it does after a restart (DESIGN, correction 1)
 # ---------------------------------------------------------------------------------------------
 
 
 def test_version_rules_legacy_2x_does_not_resume_settles_at_5s_oneshot_deadline_ready_plus_60s() -> None:
-    assert VersionRules.for_caps(True) == VersionRules(
-        resumes_main_sessions=False, settle_max_s=5.0, oneshot_deadline_after_due_s=0.0, oneshot_min_after_ready_s=60.0)
+    assert rules_for(True) == VersionRules(
+        resumes_main_sessions=False, settle_max_s=5.0, oneshot_deadline_after_due_s=0.0, oneshot_min_after_ready_s=60.0,
+        own_recovery_visible=False, session_rows_date_runs=False)
 
 
 def test_version_rules_current_9x_resumes_settles_by_30s_oneshot_deadline_due_plus_60s_floor_180s() -> None:
-    assert VersionRules.for_caps(False) == VersionRules(
+    assert rules_for(False) == VersionRules(
         resumes_main_sessions=True, settle_max_s=30.0, oneshot_deadline_after_due_s=60.0,
-        oneshot_min_after_ready_s=180.0)
+        oneshot_min_after_ready_s=180.0, own_recovery_visible=True, session_rows_date_runs=True,
+        wake_starts_turns=True)
 
 
 def test_default_recovery_policy_matches_the_design_defaults() -> None:
@@ -724,7 +727,7 @@ def _inputs(draw: st.DrawFn) -> tuple[RunObligation, JobView, RecoveryPolicy, Ve
     v = JobView(exists=draw(st.booleans()), enabled=draw(st.booleans()), running_at_ms=draw(st.none() | near),
                 run_starts_ms=starts, startup_catchup_at_ms=draw(_opt_times), next_run_at_ms=draw(_opt_times),
                 finished_ms=tuple(t for t in starts if draw(st.booleans())))
-    rules = VersionRules.for_caps(draw(st.booleans()))
+    rules = rules_for(draw(st.booleans()))
     settled = ready + int(rules.settle_max_s * S * draw(st.floats(0.0, 1.0)))
     planned = planned_at_ms(ob, policy, draw(st.floats(0.0, 0.999)), settled) if draw(st.booleans()) else draw(_times)
     now = ready + draw(st.integers(0, 3_000_000))
@@ -891,7 +894,7 @@ def test_regression_a_run_that_completed_during_a_drain_is_not_retried(legacy: b
     runAtMs, not an interruption) settles it: retrying would run the work twice."""
     ob = RunObligation("job-1", 1_000, 2_000, 1, one_shot)
     view = JobView(True, True, None, (1_000,), None, None, finished_ms=(1_000,))
-    d = decide_run(ob, view, RecoveryPolicy(), VersionRules.for_caps(legacy), now_ms=10**9, ready_at_ms=0,
+    d = decide_run(ob, view, RecoveryPolicy(), rules_for(legacy), now_ms=10**9, ready_at_ms=0,
                    planned_ms=0)
     assert d.verb is Verb.DONE
 

@@ -105,6 +105,6 @@ async def test_a_seeded_legacy_turn_keeps_its_start() -> None:
     session's history: a notice for a turn that had ended."""
     s = Snapshotter(StoredTurn(), 2, for_version("2026.2.26"), 5.0)  # type: ignore[arg-type]
     await s.seed(StillRunning())  # type: ignore[arg-type]
-    assert s.legacy is not None and s.legacy.turn_starts() == {"agent:main:main": 7_000}
+    assert s.activity is not None and s.activity.turn_starts() == {"agent:main:main": 7_000}
     [session] = s.build({"sessions": [{"key": "agent:main:main", "updatedAt": 9_999}]}, None)[0].sessions.values()
     assert session.last_activity_ms == 7_000
