@@ -39,6 +39,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -55,11 +56,13 @@ from chaos_judge import (  # noqa: E402
     MINUTE,
     ONE_SHOT,
     CronItem,
+    GatewayExit,
     Request,
     TurnItem,
     Verdict,
     complete_witness,
     judge,
+    judge_exits,
 )
 
 from supervisor.core.inflight import SAME_RUN_MS  # noqa: E402
@@ -71,6 +74,9 @@ AGENTS = ("main", "ops")
 VERSIONS = ("2026.9.6", "2026.2.26")
 FAKE_TOKEN = "tok-" + "c" * 32
 SHORT_KILLS = 4
+# A killed gateway's exit seen later than this is a finding: kill -9 is seen at once (the child
+# watcher, or an adopted gateway's pidfd/kqueue), a SIGSTOP by the hang verdict 6-8 s later.
+LATE_EXIT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -104,8 +110,9 @@ class Tally:
     gateway_killed_while_down: int = 0
     unsettled: int = 0
     adoption_failures: int = 0  # gatewayd restarted while its gateway lived, and did not adopt it
-    gateway_exits_seen: int = 0
     gateway_kill_times: list[float] = field(default_factory=list)
+    signalled: dict[int, float] = field(default_factory=dict)  # gateway pid -> when it was killed or frozen
+    stop_asked_at: float | None = None  # when gatewayd was asked to stop, at the end
 
 
 def new_input(messages: Any) -> str:
@@ -229,6 +236,7 @@ class Chaos:
     def stop(self) -> None:
         with contextlib.suppress(Exception):
             if self.g.procs and self.g.procs[-1].poll() is None:
+                self.tally.stop_asked_at = time.time()
                 self.g.procs[-1].send_signal(signal.SIGTERM)
                 self.g.procs[-1].wait(180)
         self.g.cleanup()
@@ -423,14 +431,18 @@ class Chaos:
         if during_recovery:
             r = 0.0 if r < 0.6 else 1.0  # kill -9 of the gateway or of gatewayd, no freeze
         if r < 0.75:
-            os.kill(self.gateway_pid(), signal.SIGKILL)
+            pid = self.gateway_pid()
+            os.kill(pid, signal.SIGKILL)
             self.tally.gateway_kill_times.append(time.time())
+            self.tally.signalled[pid] = time.time()
             self.tally.gateway_kill9 += 1
             self.expect_exits(exits_before, 1)
             return "kill -9 gateway" + (" (recovering)" if during_recovery else "")
         if r < 0.875:
-            os.kill(self.gateway_pid(), signal.SIGSTOP)
+            pid = self.gateway_pid()
+            os.kill(pid, signal.SIGSTOP)
             self.tally.gateway_kill_times.append(time.time())
+            self.tally.signalled[pid] = time.time()
             self.tally.gateway_stops += 1
             self.expect_exits(exits_before, 1)
             return "SIGSTOP gateway"
@@ -446,6 +458,7 @@ class Chaos:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(gateway, signal.SIGKILL)
                 self.tally.gateway_kill_times.append(time.time())
+                self.tally.signalled[gateway] = time.time()
                 self.tally.gateway_killed_while_down += 1
                 what += " + kill -9 gateway while it is down"
         adopted_before = self.events.count("gateway_adopted")
@@ -458,9 +471,9 @@ class Chaos:
         return what
 
     def expect_exits(self, before: int, expected: int) -> None:
-        """A gateway exit nobody caused is an interruption the judge would not know of: count it."""
-        if wait_for(lambda: self.events.count("gateway_exited") >= before + expected, 60, 0.05):
-            self.tally.gateway_exits_seen += expected
+        """The kill's exit seen before the cycle goes on (whether each exit had a cause, and came in
+        time, is judged at the end: `judge_exits`)."""
+        wait_for(lambda: self.events.count("gateway_exited") >= before + expected, 60, 0.05)
 
     def settle(self) -> bool:
         if not wait_for(self.back, self.pace.settle_timeout_s, 0.1):
@@ -540,6 +553,15 @@ class Chaos:
         return judge(self.with_run_history(self.requests()), self.cron_items, self.turns,
                      self.tally.gateway_kill_times, regular, slack=self.pace.slack_s, horizon_s=self.pace.horizon_s)
 
+    def gateway_exits(self) -> list[GatewayExit]:
+        """gatewayd's `gateway_exited` lines (read after it stopped: its last one is the final stop's)."""
+        out = []
+        for e in self.g.named("gateway_exited"):
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                at = datetime.fromisoformat(str(e["timestamp"])).timestamp()
+                out.append(GatewayExit(int(e["pid"]), str(e["exit_kind"]), at))
+        return out
+
 
 def run_version(target: str, version: str, kills: int, seed: int, keep: bool) -> dict[str, Any]:
     pace = FAKE_PACE if target == "fake" else REAL_PACE
@@ -562,7 +584,7 @@ def run_version(target: str, version: str, kills: int, seed: int, keep: bool) ->
     finally:
         chaos.stop()
     t = chaos.tally
-    unexpected = max(0, chaos.events.count("gateway_exited") - t.gateway_exits_seen - t.gateway_killed_while_down)
+    exits = judge_exits(chaos.gateway_exits(), t.signalled, t.stop_asked_at, LATE_EXIT_S)
     result = {"kills": t.kills, "lost": v.lost, "doubled": v.doubled, "notified_pct": v.notified_pct,
               "woken_pct": v.woken_pct, "gatewayd_kills": t.gatewayd_kills, "gateway_kill9": t.gateway_kill9,
               "gateway_stops": t.gateway_stops, "gateway_killed_while_gatewayd_down": t.gateway_killed_while_down,
@@ -571,11 +593,13 @@ def run_version(target: str, version: str, kills: int, seed: int, keep: bool) ->
               "ambiguous_sessions": v.ambiguous_sessions, "resumed_by_gateway": v.resumed_by_gateway,
               "noticed_by_gatewayd": v.noticed_by_gatewayd, "unobserved_items": v.unobserved,
               "items": len(chaos.cron_items) + len(chaos.turns), "unsettled": t.unsettled,
-              "adoption_failures": t.adoption_failures, "unexpected_gateway_exits": unexpected,
-              "minutes": round((time.monotonic() - t0) / 60, 1), "seed": seed, "findings": v.findings[:20]}
-    for f in v.findings:
+              "adoption_failures": t.adoption_failures, "unexpected_gateway_exits": exits.unexpected,
+              "late_gateway_exits": exits.late,
+              "minutes": round((time.monotonic() - t0) / 60, 1), "seed": seed,
+              "findings": (exits.findings + v.findings)[:20]}
+    for f in exits.findings + v.findings:
         print(f"  {f}")
-    if not keep and not v.findings and not t.unsettled:
+    if not keep and not v.findings and not exits.findings and not t.unsettled:
         shutil.rmtree(root, ignore_errors=True)
     else:
         print(f"  kept for inspection: {root}")
@@ -614,7 +638,7 @@ def main() -> int:
              "woken_pct": min(r["woken_pct"] for r in per.values()),
              "gatewayd_kills": sum(r["gatewayd_kills"] for r in per.values()), "versions": per}
     clean = all(r["unsettled"] == 0 and r["adoption_failures"] == 0 and r["unexpected_gateway_exits"] == 0
-                and r["interrupted_runs"] > 0 for r in per.values())
+                and r["late_gateway_exits"] == 0 and r["interrupted_runs"] > 0 for r in per.values())
     total["ok"] = total["lost"] == 0 and total["doubled"] == 0 and total["woken_pct"] == 100.0 \
         and total["notified_pct"] == 100.0 and clean
     print(json.dumps(total))

@@ -290,3 +290,48 @@ def complete_witness(requests: Sequence[Request], items: Sequence[CronItem],
                 out.append(Request(synthetic, at / 1000, None, item.mark, item.mark))
                 synthetic -= 1
     return out
+
+
+# ---------------------------------------------------------------------------------------- gateway exits
+
+STOP_KINDS = frozenset({"clean-stop", "stop-unclean"})
+
+
+@dataclass(frozen=True)
+class GatewayExit:
+    """One `gateway_exited` line of gatewayd's log."""
+
+    pid: int
+    kind: str  # exit_kind
+    at: float  # wall time of the line: gatewayd has seen the exit and recorded it by then
+
+
+@dataclass
+class ExitVerdict:
+    unexpected: int = 0  # exits the benchmark did not cause: a fault of gatewayd or of the gateway
+    late: int = 0  # caused, but seen more than `late_s` after the kill
+    findings: list[str] = field(default_factory=list)
+
+
+def judge_exits(exits: Sequence[GatewayExit], signalled: Mapping[int, float], stop_asked_at: float | None,
+                late_s: float) -> ExitVerdict:
+    """Each gateway exit matched to its cause, by pid: the benchmark's kill -9 or SIGSTOP of that
+    very process (at `signalled[pid]`, before the exit), or its stop of gatewayd at the end (a stop
+    kind, after `stop_asked_at`). Any other exit is unexpected. Counting exits against kills instead
+    took the final stop for an unexpected exit, and took a gateway killed while gatewayd was down
+    (gatewayd logs no exit for it: it records the boot as ended while it was down) for one caused:
+    a run with such kills hid one unexpected exit for each."""
+    v = ExitVerdict()
+    for e in exits:
+        killed_at = signalled.get(e.pid)
+        if killed_at is not None and killed_at <= e.at:
+            if e.at - killed_at > late_s:
+                v.late += 1
+                v.findings.append(f"gateway pid {e.pid} killed at {killed_at:.3f}: its exit ({e.kind}) seen "
+                                  f"{e.at - killed_at:.1f} s later")
+        elif e.kind in STOP_KINDS and stop_asked_at is not None and e.at >= stop_asked_at:
+            continue
+        else:
+            v.unexpected += 1
+            v.findings.append(f"gateway pid {e.pid} exited ({e.kind}) at {e.at:.3f}: nothing the benchmark did")
+    return v
