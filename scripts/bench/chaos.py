@@ -75,8 +75,9 @@ VERSIONS = ("2026.9.6", "2026.2.26")
 FAKE_TOKEN = "tok-" + "c" * 32
 SHORT_KILLS = 4
 # A killed gateway's exit seen later than this is a finding: kill -9 is seen at once (the child
-# watcher, or an adopted gateway's pidfd/kqueue), a SIGSTOP by the hang verdict 6-8 s later.
-LATE_EXIT_S = 30.0
+# watcher, or an adopted gateway's pidfd/kqueue), a SIGSTOP by the hang verdict (6-8 s idle, 19 s
+# seen on the real 2.26 with other gateways loading the machine); the listener check's 60 s is late.
+LATE_EXIT_S = 45.0
 
 
 @dataclass(frozen=True)
