@@ -14,10 +14,13 @@ delay, then wait for the recovery to settle (the gateway ready again, no open ob
 gatewayd's store, every request answered, a quiet period). Kills: kill -9 of the gateway (75 %),
 SIGSTOP of the gateway (12.5 %: a hang gatewayd must kill), kill -9 of gatewayd itself (12.5 %,
 restarted as launchd would; half of those also kill -9 the gateway while gatewayd is down).
+`--freeze-share F` makes F of them SIGSTOPs instead (the kill -9 share shrinks; seeds give the same
+run at the default).
 
     python scripts/bench/chaos.py --gateway fake [--version V ...] [--kills 200] [--seed S]
     python scripts/bench/chaos.py --gateway real --kills 20      # both real versions, by hand
     python scripts/bench/chaos.py --short                        # make bench: fake, 4 kills per version
+    python scripts/bench/chaos.py --gateway real --version 2026.9.6 --freeze-share 0.875   # hang-kills
 
 The last line is one JSON object: totals (kills, lost, doubled, notified_pct, woken_pct,
 gatewayd_kills) and the same per version.
@@ -78,6 +81,8 @@ SHORT_KILLS = 4
 # watcher, or an adopted gateway's pidfd/kqueue), a SIGSTOP by the hang verdict (6-8 s idle, 19 s
 # seen on the real 2.26 with other gateways loading the machine); the listener check's 60 s is late.
 LATE_EXIT_S = 45.0
+GATEWAYD_SHARE = 0.125  # of the first blows: kill -9 of gatewayd
+FREEZE_SHARE = 0.125  # ... SIGSTOP of the gateway (the rest: its kill -9)
 
 
 @dataclass(frozen=True)
@@ -163,8 +168,10 @@ def wait_for(pred: Any, timeout: float, step: float = 0.05) -> bool:
 
 
 class Chaos:
-    def __init__(self, target: str, version: str, root: Path, rng: random.Random, pace: Pace) -> None:
+    def __init__(self, target: str, version: str, root: Path, rng: random.Random, pace: Pace,
+                 freeze_share: float = FREEZE_SHARE) -> None:
         self.target, self.version, self.root, self.rng, self.pace = target, version, root, rng, pace
+        self.freeze_share = freeze_share
         self.legacy = version.startswith("2026.2")
         self.log, self.done_log = root / "model.jsonl", root / "model.done.jsonl"
         self.delay_file = root / "model-delay"
@@ -431,7 +438,7 @@ class Chaos:
         r = self.rng.random()
         if during_recovery:
             r = 0.0 if r < 0.6 else 1.0  # kill -9 of the gateway or of gatewayd, no freeze
-        if r < 0.75:
+        if r < 1 - GATEWAYD_SHARE - (0.0 if during_recovery else self.freeze_share):
             pid = self.gateway_pid()
             os.kill(pid, signal.SIGKILL)
             self.tally.gateway_kill_times.append(time.time())
@@ -439,7 +446,7 @@ class Chaos:
             self.tally.gateway_kill9 += 1
             self.expect_exits(exits_before, 1)
             return "kill -9 gateway" + (" (recovering)" if during_recovery else "")
-        if r < 0.875:
+        if r < 1 - GATEWAYD_SHARE:
             pid = self.gateway_pid()
             os.kill(pid, signal.SIGSTOP)
             self.tally.gateway_kill_times.append(time.time())
@@ -564,14 +571,15 @@ class Chaos:
         return out
 
 
-def run_version(target: str, version: str, kills: int, seed: int, keep: bool) -> dict[str, Any]:
+def run_version(target: str, version: str, kills: int, seed: int, keep: bool,
+                freeze_share: float = FREEZE_SHARE) -> dict[str, Any]:
     pace = FAKE_PACE if target == "fake" else REAL_PACE
     if target == "real" and not version.startswith("2026.2"):
         pace = Pace(**{**pace.__dict__, "oneshot_every": 4})
     root = REPO / ".cache" / "chaos" / f"{target}-{version}-{int(time.time())}"
     root.mkdir(parents=True)
     rng = random.Random(seed)
-    chaos = Chaos(target, version, root, rng, pace)
+    chaos = Chaos(target, version, root, rng, pace, freeze_share)
     t0 = time.monotonic()
     try:
         chaos.start()
@@ -615,8 +623,13 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--short", action="store_true", help=f"fake, {SHORT_KILLS} kills per version (make bench)")
     p.add_argument("--keep", action="store_true", help="keep the run's folder")
+    p.add_argument("--freeze-share", type=float, default=FREEZE_SHARE,
+                   help=f"share of first blows that SIGSTOP the gateway (0-{1 - GATEWAYD_SHARE}; the rest but "
+                        f"gatewayd's {GATEWAYD_SHARE} are kill -9)")
     a = p.parse_args()
     raise_on_signals()  # SIGTERM, SIGINT, SIGHUP: still stop gatewayd and its gateway
+    if not 0 <= a.freeze_share <= 1 - GATEWAYD_SHARE:
+        p.error(f"--freeze-share: {a.freeze_share} is not within 0-{1 - GATEWAYD_SHARE}")
     if a.short and a.gateway != "fake":
         p.error("--short is the fake gateway's")
     kills = a.kills or (SHORT_KILLS if a.short else 20 if a.gateway == "real" else 200)
@@ -624,7 +637,7 @@ def main() -> int:
     per: dict[str, Any] = {}
     try:
         for version in a.versions or VERSIONS:
-            per[version] = run_version(a.gateway, version, kills, seed, a.keep)
+            per[version] = run_version(a.gateway, version, kills, seed, a.keep, a.freeze_share)
             print(f"[{a.gateway} {version}] " + json.dumps({k: v for k, v in per[version].items()
                                                             if k != "findings"}), flush=True)
     except (Exception, Stopped) as exc:  # gatewayd and its gateway are stopped by now (run_version)
