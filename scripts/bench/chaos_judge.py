@@ -282,7 +282,12 @@ def complete_witness(requests: Sequence[Request], items: Sequence[CronItem],
             later = [t for t, b in known if t > at + same_run_ms or (t > at and (
                 (boot is not None and b is not None and b != boot)
                 or bisect.bisect_right(kills_ms, at) < bisect.bisect_left(kills_ms, t)))]
-            upto = min(later, default=at + 15_000) / 1000
+            # Without a later start, up to the gateway kill that ended its boot: no request after
+            # it can be this run's. (A fixed 15 s cut off a real 9.6 run that spent 20 s under load
+            # between its start and its model call: the request became a second re-run.)
+            ended = kills_ms[bisect.bisect_right(kills_ms, at)] + SENT_BEFORE_KILL_S * 1000 \
+                if bisect.bisect_right(kills_ms, at) < len(kills_ms) else at + 15_000
+            upto = min(later, default=ended) / 1000
             mine = [i for i, r in enumerate(out) if item.mark in r.last_user and at / 1000 - 1 <= r.ts < upto]
             for i in mine[:1]:
                 out[i] = Request(out[i].n, out[i].ts, None, out[i].last_user, out[i].text)

@@ -327,3 +327,22 @@ def test_a_kill_seen_late_is_a_finding() -> None:
     """An adopted gateway's kill once seen only 60 s later, by its missing listener."""
     v = judge_exits([GatewayExit(3, "crash", 71.0)], {3: 10.0}, stop_asked_at=None, late_s=30)
     assert (v.unexpected, v.late) == (0, 1) and "61.0 s later" in v.findings[0]
+
+
+def test_a_cut_run_whose_model_call_came_20_s_after_its_start_is_one_run() -> None:
+    """Real 9.6 under load, freeze after freeze (seed 77): a retry started at 814.135 made its model
+    request at 834.4, and a freeze cut it at 844.6. The request was looked for only up to 15 s after
+    the start: the cut run became a synthetic start and its own request a second re-run (doubled).
+    Without a later start it is looked for up to the kill that ended its boot."""
+    item = CronItem("m1", "M-1", HOURLY_MANUAL)
+    first, retry = req(679.5, None, "M-1"), req(834.4, None, "M-1")
+    kills = [776.994, 844.595]
+    cut = {"m1": [(814_135, 5)]}
+    out = complete_witness([first, retry], [item], {}, cut, {"m1": [(670_712, 4), (814_135, 5)]}, 1_000, kills)
+    assert [r.n for r in out if r.n < 0] == []  # the request is the cut run's own
+    v = judge(out, [item], [], kills, never_regular, horizon_s=900)
+    assert v.doubled == 0
+    # A request after the kill that ended the run's boot is never that run's.
+    late = req(845.0, None, "M-1")
+    out = complete_witness([first, late], [item], {}, cut, {"m1": [(670_712, 4), (814_135, 5)]}, 1_000, kills)
+    assert len([r for r in out if r.n < 0]) == 1
