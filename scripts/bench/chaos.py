@@ -16,10 +16,13 @@ delay, then wait for the recovery to settle (the gateway ready again, no open ob
 gatewayd's store, every request answered, a quiet period). Kills: kill -9 of the gateway (75 %),
 SIGSTOP of the gateway (12.5 %: a hang gatewayd must kill), kill -9 of gatewayd itself (12.5 %,
 restarted as launchd would; half of those also kill -9 the gateway while gatewayd is down).
+`--freeze-share F` makes F of them SIGSTOPs instead (the kill -9 share shrinks; seeds give the same
+run at the default).
 
     python scripts/bench/chaos.py --gateway fake [--version V ...] [--kills 200] [--seed S]
     python scripts/bench/chaos.py --gateway real --kills 20      # both real versions, by hand
     python scripts/bench/chaos.py --short                        # make bench: fake, 4 kills per version
+    python scripts/bench/chaos.py --gateway real --version 2026.9.6 --freeze-share 0.875   # hang-kills
 
 The last line is one JSON object: totals (kills, lost, doubled, notified_pct, woken_pct,
 gatewayd_kills) and the same per version.
@@ -41,6 +44,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -57,11 +61,13 @@ from chaos_judge import (  # noqa: E402
     MINUTE,
     ONE_SHOT,
     CronItem,
+    GatewayExit,
     Request,
     TurnItem,
     Verdict,
     complete_witness,
     judge,
+    judge_exits,
 )
 
 from supervisor.core.inflight import SAME_RUN_MS  # noqa: E402
@@ -73,6 +79,12 @@ AGENTS = ("main", "ops")
 VERSIONS = ("2026.9.6", "2026.2.26")
 FAKE_TOKEN = "tok-" + "c" * 32
 SHORT_KILLS = 4
+# A killed gateway's exit seen later than this is a finding: kill -9 is seen at once (the child
+# watcher, or an adopted gateway's pidfd/kqueue), a SIGSTOP by the hang verdict (6-8 s idle, 19 s
+# seen on the real 2.26 with other gateways loading the machine); the listener check's 60 s is late.
+LATE_EXIT_S = 45.0
+GATEWAYD_SHARE = 0.125  # of the first blows: kill -9 of gatewayd
+FREEZE_SHARE = 0.125  # ... SIGSTOP of the gateway (the rest: its kill -9)
 
 
 @dataclass(frozen=True)
@@ -106,8 +118,9 @@ class Tally:
     gateway_killed_while_down: int = 0
     unsettled: int = 0
     adoption_failures: int = 0  # gatewayd restarted while its gateway lived, and did not adopt it
-    gateway_exits_seen: int = 0
     gateway_kill_times: list[float] = field(default_factory=list)
+    signalled: dict[int, float] = field(default_factory=dict)  # gateway pid -> when it was killed or frozen
+    stop_asked_at: float | None = None  # when gatewayd was asked to stop, at the end
 
 
 def new_input(messages: Any) -> str:
@@ -157,8 +170,10 @@ def wait_for(pred: Any, timeout: float, step: float = 0.05) -> bool:
 
 
 class Chaos:
-    def __init__(self, target: str, version: str, root: Path, rng: random.Random, pace: Pace) -> None:
+    def __init__(self, target: str, version: str, root: Path, rng: random.Random, pace: Pace,
+                 freeze_share: float = FREEZE_SHARE) -> None:
         self.target, self.version, self.root, self.rng, self.pace = target, version, root, rng, pace
+        self.freeze_share = freeze_share
         self.legacy = version.startswith("2026.2")
         self.log, self.done_log = root / "model.jsonl", root / "model.done.jsonl"
         self.delay_file = root / "model-delay"
@@ -232,6 +247,7 @@ class Chaos:
     def stop(self) -> None:
         with contextlib.suppress(Exception):
             if self.g.procs and self.g.procs[-1].poll() is None:
+                self.tally.stop_asked_at = time.time()
                 self.g.procs[-1].send_signal(signal.SIGTERM)
                 self.g.procs[-1].wait(180)
         self.g.cleanup()
@@ -446,15 +462,19 @@ class Chaos:
         r = self.rng.random()
         if during_recovery:
             r = 0.0 if r < 0.6 else 1.0  # kill -9 of the gateway or of gatewayd, no freeze
-        if r < 0.75:
-            os.kill(self.gateway_pid(), signal.SIGKILL)
+        if r < 1 - GATEWAYD_SHARE - (0.0 if during_recovery else self.freeze_share):
+            pid = self.gateway_pid()
+            os.kill(pid, signal.SIGKILL)
             self.tally.gateway_kill_times.append(time.time())
+            self.tally.signalled[pid] = time.time()
             self.tally.gateway_kill9 += 1
             self.expect_exits(exits_before, 1)
             return "kill -9 gateway" + (" (recovering)" if during_recovery else "")
-        if r < 0.875:
-            os.kill(self.gateway_pid(), signal.SIGSTOP)
+        if r < 1 - GATEWAYD_SHARE:
+            pid = self.gateway_pid()
+            os.kill(pid, signal.SIGSTOP)
             self.tally.gateway_kill_times.append(time.time())
+            self.tally.signalled[pid] = time.time()
             self.tally.gateway_stops += 1
             self.expect_exits(exits_before, 1)
             return "SIGSTOP gateway"
@@ -470,6 +490,7 @@ class Chaos:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(gateway, signal.SIGKILL)
                 self.tally.gateway_kill_times.append(time.time())
+                self.tally.signalled[gateway] = time.time()
                 self.tally.gateway_killed_while_down += 1
                 what += " + kill -9 gateway while it is down"
         adopted_before = self.events.count("gateway_adopted")
@@ -482,9 +503,9 @@ class Chaos:
         return what
 
     def expect_exits(self, before: int, expected: int) -> None:
-        """A gateway exit nobody caused is an interruption the judge would not know of: count it."""
-        if wait_for(lambda: self.events.count("gateway_exited") >= before + expected, 60, 0.05):
-            self.tally.gateway_exits_seen += expected
+        """The kill's exit seen before the cycle goes on (whether each exit had a cause, and came in
+        time, is judged at the end: `judge_exits`)."""
+        wait_for(lambda: self.events.count("gateway_exited") >= before + expected, 60, 0.05)
 
     def settle(self) -> bool:
         if not wait_for(self.back, self.pace.settle_timeout_s, 0.1):
@@ -596,6 +617,14 @@ class Chaos:
         return judge(self.with_run_history(self.requests()), self.cron_items, self.turns,
                      self.tally.gateway_kill_times, regular, slack=self.pace.slack_s, horizon_s=self.pace.horizon_s)
 
+    def gateway_exits(self) -> list[GatewayExit]:
+        """gatewayd's `gateway_exited` lines (read after it stopped: its last one is the final stop's)."""
+        out = []
+        for e in self.g.named("gateway_exited"):
+            with contextlib.suppress(KeyError, TypeError, ValueError):
+                at = datetime.fromisoformat(str(e["timestamp"])).timestamp()
+                out.append(GatewayExit(int(e["pid"]), str(e["exit_kind"]), at))
+        return out
 
 def ev_findings(ev: dict[str, Any]) -> list[str]:
     out = [f"{ev[k]} {k.replace('_', ' ')}" for k in ("events_lost", "events_doubled", "wakes_missing",
@@ -603,14 +632,15 @@ def ev_findings(ev: dict[str, Any]) -> list[str]:
     return out + list(ev.get("event_findings", []))
 
 
-def run_version(target: str, version: str, kills: int, seed: int, keep: bool) -> dict[str, Any]:
+def run_version(target: str, version: str, kills: int, seed: int, keep: bool,
+                freeze_share: float = FREEZE_SHARE) -> dict[str, Any]:
     pace = FAKE_PACE if target == "fake" else REAL_PACE
     if target == "real" and not version.startswith("2026.2"):
         pace = Pace(**{**pace.__dict__, "oneshot_every": 4})
     root = REPO / ".cache" / "chaos" / f"{target}-{version}-{int(time.time())}"
     root.mkdir(parents=True)
     rng = random.Random(seed)
-    chaos = Chaos(target, version, root, rng, pace)
+    chaos = Chaos(target, version, root, rng, pace, freeze_share)
     t0 = time.monotonic()
     try:
         chaos.start()
@@ -626,7 +656,7 @@ def run_version(target: str, version: str, kills: int, seed: int, keep: bool) ->
     finally:
         chaos.stop()
     t = chaos.tally
-    unexpected = max(0, chaos.events.count("gateway_exited") - t.gateway_exits_seen - t.gateway_killed_while_down)
+    exits = judge_exits(chaos.gateway_exits(), t.signalled, t.stop_asked_at, LATE_EXIT_S)
     result = {"kills": t.kills, "lost": v.lost, "doubled": v.doubled, "notified_pct": v.notified_pct,
               "woken_pct": v.woken_pct, "gatewayd_kills": t.gatewayd_kills, "gateway_kill9": t.gateway_kill9,
               "gateway_stops": t.gateway_stops, "gateway_killed_while_gatewayd_down": t.gateway_killed_while_down,
@@ -635,12 +665,13 @@ def run_version(target: str, version: str, kills: int, seed: int, keep: bool) ->
               "ambiguous_sessions": v.ambiguous_sessions, "resumed_by_gateway": v.resumed_by_gateway,
               "noticed_by_gatewayd": v.noticed_by_gatewayd, "unobserved_items": v.unobserved,
               "items": len(chaos.cron_items) + len(chaos.turns), "unsettled": t.unsettled,
-              "adoption_failures": t.adoption_failures, "unexpected_gateway_exits": unexpected,
+              "adoption_failures": t.adoption_failures, "unexpected_gateway_exits": exits.unexpected,
+              "late_gateway_exits": exits.late,
               "minutes": round((time.monotonic() - t0) / 60, 1), "seed": seed, **ev,
-              "findings": (v.findings + ev_findings(ev))[:20]}
-    for f in v.findings + ev_findings(ev):
+              "findings": (exits.findings + v.findings + ev_findings(ev))[:20]}
+    for f in exits.findings + v.findings + ev_findings(ev):
         print(f"  {f}")
-    if not keep and not v.findings and not ev_findings(ev) and not t.unsettled:
+    if not keep and not v.findings and not exits.findings and not ev_findings(ev) and not t.unsettled:
         shutil.rmtree(root, ignore_errors=True)
     else:
         print(f"  kept for inspection: {root}")
@@ -655,8 +686,13 @@ def main() -> int:
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--short", action="store_true", help=f"fake, {SHORT_KILLS} kills per version (make bench)")
     p.add_argument("--keep", action="store_true", help="keep the run's folder")
+    p.add_argument("--freeze-share", type=float, default=FREEZE_SHARE,
+                   help=f"share of first blows that SIGSTOP the gateway (0-{1 - GATEWAYD_SHARE}; the rest but "
+                        f"gatewayd's {GATEWAYD_SHARE} are kill -9)")
     a = p.parse_args()
     raise_on_signals()  # SIGTERM, SIGINT, SIGHUP: still stop gatewayd and its gateway
+    if not 0 <= a.freeze_share <= 1 - GATEWAYD_SHARE:
+        p.error(f"--freeze-share: {a.freeze_share} is not within 0-{1 - GATEWAYD_SHARE}")
     if a.short and a.gateway != "fake":
         p.error("--short is the fake gateway's")
     kills = a.kills or (SHORT_KILLS if a.short else 20 if a.gateway == "real" else 200)
@@ -664,7 +700,7 @@ def main() -> int:
     per: dict[str, Any] = {}
     try:
         for version in a.versions or VERSIONS:
-            per[version] = run_version(a.gateway, version, kills, seed, a.keep)
+            per[version] = run_version(a.gateway, version, kills, seed, a.keep, a.freeze_share)
             print(f"[{a.gateway} {version}] " + json.dumps({k: v for k, v in per[version].items()
                                                             if k != "findings"}), flush=True)
     except (Exception, Stopped) as exc:  # gatewayd and its gateway are stopped by now (run_version)
@@ -679,7 +715,8 @@ def main() -> int:
              "woken_pct": min(r["woken_pct"] for r in per.values()),
              "gatewayd_kills": sum(r["gatewayd_kills"] for r in per.values()), "versions": per}
     clean = all(r["unsettled"] == 0 and r["adoption_failures"] == 0 and r["unexpected_gateway_exits"] == 0
-                and r["interrupted_runs"] > 0 and not ev_findings(r) for r in per.values())
+                and r["late_gateway_exits"] == 0 and r["interrupted_runs"] > 0 and not ev_findings(r)
+                for r in per.values())
     total["ok"] = total["lost"] == 0 and total["doubled"] == 0 and total["woken_pct"] == 100.0 \
         and total["notified_pct"] == 100.0 and clean
     print(json.dumps(total))

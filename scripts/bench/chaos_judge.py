@@ -290,7 +290,12 @@ def complete_witness(requests: Sequence[Request], items: Sequence[CronItem],
             later = [t for t, b in known if t > at + same_run_ms or (t > at and (
                 (boot is not None and b is not None and b != boot)
                 or bisect.bisect_right(kills_ms, at) < bisect.bisect_left(kills_ms, t)))]
-            upto = min(later, default=at + 15_000) / 1000
+            # Without a later start, up to the gateway kill that ended its boot: no request after
+            # it can be this run's. (A fixed 15 s cut off a real 9.6 run that spent 20 s under load
+            # between its start and its model call: the request became a second re-run.)
+            ended = kills_ms[bisect.bisect_right(kills_ms, at)] + SENT_BEFORE_KILL_S * 1000 \
+                if bisect.bisect_right(kills_ms, at) < len(kills_ms) else at + 15_000
+            upto = min(later, default=ended) / 1000
             mine = [i for i, r in enumerate(out) if item.mark in r.last_user and at / 1000 - 1 <= r.ts < upto]
             for i in mine[:1]:
                 out[i] = Request(out[i].n, out[i].ts, None, out[i].last_user, out[i].text)
@@ -298,3 +303,48 @@ def complete_witness(requests: Sequence[Request], items: Sequence[CronItem],
                 out.append(Request(synthetic, at / 1000, None, item.mark, item.mark))
                 synthetic -= 1
     return out
+
+
+# ---------------------------------------------------------------------------------------- gateway exits
+
+STOP_KINDS = frozenset({"clean-stop", "stop-unclean"})
+
+
+@dataclass(frozen=True)
+class GatewayExit:
+    """One `gateway_exited` line of gatewayd's log."""
+
+    pid: int
+    kind: str  # exit_kind
+    at: float  # wall time of the line: gatewayd has seen the exit and recorded it by then
+
+
+@dataclass
+class ExitVerdict:
+    unexpected: int = 0  # exits the benchmark did not cause: a fault of gatewayd or of the gateway
+    late: int = 0  # caused, but seen more than `late_s` after the kill
+    findings: list[str] = field(default_factory=list)
+
+
+def judge_exits(exits: Sequence[GatewayExit], signalled: Mapping[int, float], stop_asked_at: float | None,
+                late_s: float) -> ExitVerdict:
+    """Each gateway exit matched to its cause, by pid: the benchmark's kill -9 or SIGSTOP of that
+    very process (at `signalled[pid]`, before the exit), or its stop of gatewayd at the end (a stop
+    kind, after `stop_asked_at`). Any other exit is unexpected. Counting exits against kills instead
+    took the final stop for an unexpected exit, and took a gateway killed while gatewayd was down
+    (gatewayd logs no exit for it: it records the boot as ended while it was down) for one caused:
+    a run with such kills hid one unexpected exit for each."""
+    v = ExitVerdict()
+    for e in exits:
+        killed_at = signalled.get(e.pid)
+        if killed_at is not None and killed_at <= e.at:
+            if e.at - killed_at > late_s:
+                v.late += 1
+                v.findings.append(f"gateway pid {e.pid} killed at {killed_at:.3f}: its exit ({e.kind}) seen "
+                                  f"{e.at - killed_at:.1f} s later")
+        elif e.kind in STOP_KINDS and stop_asked_at is not None and e.at >= stop_asked_at:
+            continue
+        else:
+            v.unexpected += 1
+            v.findings.append(f"gateway pid {e.pid} exited ({e.kind}) at {e.at:.3f}: nothing the benchmark did")
+    return v

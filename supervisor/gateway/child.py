@@ -236,20 +236,30 @@ class GatewayChild:
             return False
         loop = asyncio.get_running_loop()
         pid = key[0]
-        if hasattr(os, "pidfd_open"):
-            fd = os.pidfd_open(pid)
-            self._exit_watch = fd
-            loop.add_reader(fd, self._adopted_exit, fd)
-        elif sys.platform == "darwin":
-            kq = select.kqueue()
-            kq.control([select.kevent(pid, select.KQ_FILTER_PROC, select.KQ_EV_ADD, select.KQ_NOTE_EXIT)], 0)
-            self._exit_watch = kq
-            loop.add_reader(kq.fileno(), self._adopted_exit, kq.fileno())
-        else:
+        if not hasattr(os, "pidfd_open") and sys.platform != "darwin":
             return False  # no exit notification here: not adoptable
         self._pid, self.key, self.adopted = pid, key, True
         self._exit_fut = loop.create_future()
-        if same_process(key) is None:  # it died between the check and the watch
+        try:
+            if hasattr(os, "pidfd_open"):
+                fd = os.pidfd_open(pid)
+                self._exit_watch = fd
+                loop.add_reader(fd, self._adopted_exit, fd)
+            elif sys.platform == "darwin":
+                kq = select.kqueue()
+                try:
+                    kq.control([select.kevent(pid, select.KQ_FILTER_PROC, select.KQ_EV_ADD, select.KQ_NOTE_EXIT)], 0)
+                except OSError:
+                    kq.close()
+                    raise
+                self._exit_watch = kq
+                loop.add_reader(kq.fileno(), self._adopted_exit, kq.fileno())
+        except ProcessLookupError:
+            # Gone, and reaped by its parent, between the check and the watch: its exit is seen
+            # now (the error escaped before, and ended gatewayd).
+            self._exited_with(None)
+            return True
+        if same_process(key) is None:  # it died between the check and the watch, a zombie now
             self._exited_with(None)
         return True
 

@@ -1385,6 +1385,32 @@ async def test_a_connection_lost_while_reading_the_history_sends_no_notice(store
     assert await journal.actions_for(ob.id) == []
 
 
+async def test_recovery_waiting_for_its_next_action_ends_when_its_connection_closes(store: Store, boot: int) -> None:
+    """Found by the fake chaos run (seed 5151): an adopted gateway's kill -9 was seen 60.9 s late.
+    Its exit woke gatewayd at once, but the boot's end waits for the boot's helpers, and recovery,
+    having lost its cancellation (Python 3.11's wait_for drops one that lands as its event is set),
+    slept on to its next rescan. Waiting for its next action, it now ends when the connection
+    closes, cancelled or not: here it is never cancelled, and its next action is 10 minutes away."""
+    closed_by_gateway = asyncio.Event()
+
+    async def script(peer: Peer) -> None:
+        await peer.handshake()
+        await asyncio.sleep(0.5)  # recovery is waiting by now (it sends nothing while held)
+        closed_by_gateway.set()
+        peer.abort()  # the gateway dies
+
+    _, journal = await legacy_recovery(store, boot)
+    assert await journal.open_obligations()
+    now = await BootRecords(store).started(pid=4244, create_time=3.0, port=18789, version=LEGACY)
+    caps = for_version(LEGACY).with_methods(["chat.history", "agent", "sessions.list", "cron.list"])
+    held = Recovery(journal, RecoveryPolicy(), caps, now, int(time.time() * 1000) - 60_000, InflightRecords(store),
+                    lambda: 0.5, hold_until_ms=int(time.time() * 1000) + 600_000)
+    async with scripted(script) as gw, client(gw.url, 3) as rpc:
+        await rpc.connect()
+        await asyncio.wait_for(held.run(rpc), 10)  # before: asleep for the whole hold
+    assert closed_by_gateway.is_set()
+
+
 # -- values that parse and poison later (issue 14): each once ended tracking for the rest of a boot --
 
 def poisoned(payload: Any) -> str:

@@ -14,10 +14,12 @@ from chaos_judge import (
     MINUTE,
     ONE_SHOT,
     CronItem,
+    GatewayExit,
     Request,
     TurnItem,
     complete_witness,
     judge,
+    judge_exits,
 )
 
 JOB = CronItem("j1", "J-1", HOURLY_TIMER)
@@ -282,6 +284,68 @@ def test_a_mark_moved_within_its_boot_is_the_same_run() -> None:
     starts = {"o1": [(100_000, 5), (100_002, 5)]}
     out = complete_witness([cut_req], [ONE], {}, {"o1": [(100_002, 5)]}, starts, 1_000, [101.0])
     assert out == [cut_req]  # no synthetic start: the request is the cut run's own
+
+
+def old_count(exits: list[GatewayExit], seen: int, killed_while_down: int) -> int:
+    """What chaos.py counted before `judge_exits`: exits logged, less kills whose exit came within
+    60 s, less gateways killed while gatewayd was down."""
+    return max(0, len(exits) - seen - killed_while_down)
+
+
+def test_the_final_stop_is_no_unexpected_exit() -> None:
+    """Seed 4242 on the real 2.26 (25 kills: 23 kill -9, 1 SIGSTOP, 1 gatewayd, none while it was
+    down): 24 exits of killed gateways plus the final stop's. The old count said 1 unexpected."""
+    kills = {1000 + i: 100.0 * i for i in range(24)}
+    exits = [GatewayExit(pid, "hang-kill" if pid == 1010 else "crash", at + 0.4) for pid, at in kills.items()]
+    exits.append(GatewayExit(2000, "clean-stop", 2500.0))
+    assert old_count(exits, seen=24, killed_while_down=0) == 1
+    v = judge_exits(exits, kills, stop_asked_at=2490.0, late_s=30)
+    assert (v.unexpected, v.late, v.findings) == (0, 0, [])
+
+
+def test_a_gateway_killed_while_gatewayd_was_down_hides_no_unexpected_exit() -> None:
+    """gatewayd logs no exit for a gateway that died while it was down (it records that boot as
+    ended meanwhile): subtracting those kills hid a real unexpected exit (seed 1919 had 4)."""
+    kills = {1: 10.0, 2: 20.0, 3: 30.0}  # 3: killed while gatewayd was down, no exit line
+    exits = [GatewayExit(1, "crash", 10.2), GatewayExit(2, "crash", 20.3),
+             GatewayExit(4, "crash", 40.0),  # a respawned gateway died by itself
+             GatewayExit(5, "clean-stop", 99.0)]
+    assert old_count(exits, seen=2, killed_while_down=1) == 1  # right by luck: the stop and the hidden one
+    v = judge_exits(exits, kills, stop_asked_at=98.0, late_s=30)
+    assert v.unexpected == 1 and "pid 4 exited (crash)" in v.findings[0]
+
+
+def test_an_exit_nobody_caused_is_unexpected_whatever_its_kind() -> None:
+    exits = [GatewayExit(7, "hang-kill", 50.0),  # a hang verdict on a gateway never frozen
+             GatewayExit(8, "clean-stop", 60.0),  # a stop before gatewayd was asked to stop
+             GatewayExit(9, "crash", 5.0)]  # exited before the kill of its pid
+    v = judge_exits(exits, {9: 6.0}, stop_asked_at=90.0, late_s=30)
+    assert v.unexpected == 3
+
+
+def test_a_kill_seen_late_is_a_finding() -> None:
+    """An adopted gateway's kill once seen only 60 s later, by its missing listener."""
+    v = judge_exits([GatewayExit(3, "crash", 71.0)], {3: 10.0}, stop_asked_at=None, late_s=30)
+    assert (v.unexpected, v.late) == (0, 1) and "61.0 s later" in v.findings[0]
+
+
+def test_a_cut_run_whose_model_call_came_20_s_after_its_start_is_one_run() -> None:
+    """Real 9.6 under load, freeze after freeze (seed 77): a retry started at 814.135 made its model
+    request at 834.4, and a freeze cut it at 844.6. The request was looked for only up to 15 s after
+    the start: the cut run became a synthetic start and its own request a second re-run (doubled).
+    Without a later start it is looked for up to the kill that ended its boot."""
+    item = CronItem("m1", "M-1", HOURLY_MANUAL)
+    first, retry = req(679.5, None, "M-1"), req(834.4, None, "M-1")
+    kills = [776.994, 844.595]
+    cut = {"m1": [(814_135, 5)]}
+    out = complete_witness([first, retry], [item], {}, cut, {"m1": [(670_712, 4), (814_135, 5)]}, 1_000, kills)
+    assert [r.n for r in out if r.n < 0] == []  # the request is the cut run's own
+    v = judge(out, [item], [], kills, never_regular, horizon_s=900)
+    assert v.doubled == 0
+    # A request after the kill that ended the run's boot is never that run's.
+    late = req(845.0, None, "M-1")
+    out = complete_witness([first, late], [item], {}, cut, {"m1": [(670_712, 4), (814_135, 5)]}, 1_000, kills)
+    assert len([r for r in out if r.n < 0]) == 1
 
 
 def test_an_agent_wake_naming_the_job_is_not_a_rerun() -> None:
