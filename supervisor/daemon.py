@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor import logs
+from supervisor.alerter import Alerter
 from supervisor.boot import BootWatch, Clock, SystemClock
 from supervisor.config import Config
 from supervisor.control.handlers import control_handlers
@@ -36,7 +37,17 @@ from supervisor.errors import (
     StoreTooNew,
     StoreUnavailable,
 )
-from supervisor.events import BootEnded, BootStarted, EventBus, GatewayReady, HelperFailed
+from supervisor.events import (
+    BootEnded,
+    BootStarted,
+    ConflictFound,
+    EventBus,
+    GatewayReady,
+    HangDeclared,
+    HelperFailed,
+    StoreFailing,
+    StoreResumed,
+)
 from supervisor.gateway import launch
 from supervisor.gateway.child import HELPER_PIDS, ExitInfo, GatewayChild, become_subreaper
 from supervisor.gateway.launch import LaunchSpec
@@ -87,6 +98,8 @@ class Daemon:
         self._background: set[asyncio.Task[Any]] = set()
         self.helpers = Helpers(on_fault=self._helper_failed)
         self.startup = Startup(self.records, self.inflight, self._record, self.cfg.stop_budget_s)
+        self.alerter = Alerter(self.cfg, self.store, self.environ)
+        self.bus.subscribe(self.alerter.on_event)
 
     def _helper_failed(self, fault: Fault) -> None:
         boot = self.current.boot if self.current is not None else 0
@@ -166,6 +179,8 @@ class Daemon:
                 self.store_error = (f"{exc}; supervising without tracking (no snapshot, no recovery): "
                                     "run the newer gatewayd, or move the store aside to start a fresh one")
                 log.error("store_too_new", error=self.store_error)
+            await self.alerter.daemon_starting()  # before this start overwrites the last one's state
+            self._spawn_background(self.helpers.keep("alerts", self.alerter.run))
             await self._record(self.records.daemon_started(os.getpid()))
             self._adopt = await self.startup.settle_previous_boots()
             self.control = ControlServer(socket_path(self.cfg.state_dir), control_handlers(self))
@@ -199,11 +214,13 @@ class Daemon:
         except StoreError as exc:
             if self.store_error is None:
                 log.error("store_write_failed", error=str(exc))
+                self.bus.publish(StoreFailing(str(exc)))
             if not isinstance(exc, StoreTooNew):  # its message at start says what to do; keep it
                 self.store_error = str(exc)
             return None
         if self.store_error is not None:
             log.warning("store_writes_resumed", was=self.store_error)
+            self.bus.publish(StoreResumed(self.store_error))
             self.store_error = None
         return result
 
@@ -225,6 +242,7 @@ class Daemon:
             if owners:
                 msg = f"port {spec.port} is held by {owners[0].describe()}; not ours, not touched"
                 log.error("port_conflict", port=spec.port, owners=[o.describe() for o in owners])
+                self.bus.publish(ConflictFound(spec.port, owners[0].describe()))
                 await self._set_state(SupervisionState.CONFLICT, msg)
                 await self._wait_stop(self.cfg.restart.conflict_retry_s)
                 continue
@@ -349,6 +367,7 @@ class Daemon:
                         await self._set_state(SupervisionState.KILLING, str(verdict))
                         log.error("gateway_unresponsive", verdict=str(verdict), pid=pid,
                                   **diagnostics)
+                        self.bus.publish(HangDeclared(boot, pid, str(verdict)))
                         child.kill_tree()
         finally:
             self.restart_requested.clear()
@@ -381,7 +400,8 @@ class Daemon:
         # Written before it is announced, so whoever reads the log or the bus finds the boot's end stored.
         await self._record(self.records.ended(watch.boot, BootEnd(returncode, str(c.kind), c.detail,
                                                                   c.needs_recovery, diagnostics)))
-        self.bus.publish(BootEnded(watch.boot, child.pid, str(c.kind), returncode, exited_at, c.needs_recovery))
+        self.bus.publish(BootEnded(watch.boot, child.pid, str(c.kind), returncode, exited_at, c.needs_recovery,
+                                   decision.crash_loop, c.detail))
         log.warning("gateway_exited", boot=watch.boot, pid=child.pid, returncode=returncode, exit_kind=str(c.kind),
                     detail=c.detail, counts_as_crash=c.counts_as_crash, needs_recovery=c.needs_recovery,
                     next=str(decision.step), delay_s=round(decision.delay_s, 3), crash_loop=decision.crash_loop,

@@ -13,9 +13,9 @@ PACKAGE = Path(__file__).resolve().parents[2] / "supervisor"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("supervisor", "supervisor.errors", "supervisor.events", "supervisor.crashpoints", "supervisor.core")),
     ("base", ("supervisor.config", "supervisor.logs", "supervisor.keepalive", "supervisor.instance")),
-    ("io", ("supervisor.gateway", "supervisor.store", "supervisor.logrelay")),
+    ("io", ("supervisor.gateway", "supervisor.store", "supervisor.logrelay", "supervisor.notifiers")),
     ("work", ("supervisor.snapshotter", "supervisor.recovery", "supervisor.boot", "supervisor.monitor",
-              "supervisor.startup")),
+              "supervisor.startup", "supervisor.forensics", "supervisor.alerter")),
     ("control", ("supervisor.control",)),
     ("daemon", ("supervisor.daemon", "supervisor.service")),
     ("cli", ("supervisor.status_report", "supervisor.doctor", "supervisor.cli_service", "supervisor.cli",
