@@ -336,6 +336,8 @@ SETTINGS: tuple[Setting, ...] = (
             " this often", DUR),
     Setting("alerts", "recovery_wait_s", float, 600.0, "up this long with no recovery report: \"recovered\" anyway",
             DUR),
+    Setting("alerts", "recovered_after_s", float, 20.0,
+            "\"recovered\" once the gateway stayed up this long: a crash sooner is the same outage", DUR),
     Setting("alerts", "max_per_hour", int, 30, "at most this many alerts sent per hour (the rest kept, not sent)",
             _count()),
     Setting("alerts", "retry_initial_s", float, 2.0, "a failed delivery is tried again after this (doubling)", DUR),
@@ -834,6 +836,7 @@ def _load(config_file: Path | None, cli: Mapping[str, Any] | None, environ: Mapp
             notifiers=tuple(_notifier(e) for e in v["alerts.notify"]),
             policy=AlertPolicy(
                 reminder_interval_s=v["alerts.reminder_interval_s"], recovery_wait_s=v["alerts.recovery_wait_s"],
+                recovered_after_s=v["alerts.recovered_after_s"],
                 max_per_hour=v["alerts.max_per_hour"], retry_initial_s=v["alerts.retry_initial_s"],
                 retry_max_s=v["alerts.retry_max_s"], retry_attempts=v["alerts.retry_attempts"],
                 healthy_after_s=v["supervise.healthy_after_s"]),

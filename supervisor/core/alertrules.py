@@ -5,7 +5,10 @@
   restarting it every minute) make no alert each: one "still down" reminder per
   `reminder_interval_s` says how many, and only while the gateway is not up again.
 - The down state ends with the recovery that follows ("recovered", listing what was retried,
-  noticed and woken), or, when no recovery finishes, after `recovery_wait_s` up.
+  noticed and woken) once the gateway has also stayed up `recovered_after_s`: one that crashes
+  again sooner is the same outage (a crash loop is not a string of down/recovered pairs), and what
+  its recoveries did is kept for the one "recovered" at its end. When no recovery reports, the
+  gateway up `recovery_wait_s` is "recovered" all the same.
 - Any other alert with the same kind and key is sent at most once per `reminder_interval_s`
   (a port conflict re-checked every 30 s is one alert, not 120 an hour).
 - At most `max_per_hour` alerts are sent in any hour; beyond that they are kept, marked suppressed.
@@ -52,6 +55,7 @@ DOWN_KINDS = frozenset({"crash", "hang-kill", "boot-timeout", "vanished", "updat
 class AlertPolicy:
     reminder_interval_s: float = 3600.0
     recovery_wait_s: float = 600.0
+    recovered_after_s: float = 20.0
     max_per_hour: int = 30
     retry_initial_s: float = 2.0
     retry_max_s: float = 300.0
@@ -191,6 +195,7 @@ class AlertRules:
     last_exit: str = ""
     last_notice_at: float = 0.0  # the last down or still-down alert
     up_since: float | None = None
+    pending: Recovered | None = None  # recoveries finished during this outage, not alerted yet
     crash_loop: bool = False
     store_failing: bool = False
     sent_at: dict[tuple[AlertKind, str], float] = field(default_factory=dict)
@@ -224,7 +229,10 @@ class AlertRules:
                                             "gateway config error (exit 78)", body, boot=fact.boot,
                                             fields={"detail": fact.detail}), now))
             case Recovered():
-                out += self._recovered(fact, now)
+                p = self.pending
+                self.pending = fact if p is None else Recovered(fact.boot, p.done + fact.done,
+                                                                 p.given_up + fact.given_up)
+                out += self._settled(now)
             case GivenUp():
                 out.append(self._gate(Alert(AlertKind.GIVEN_UP, fact.key, CRITICAL, "recovery gave up",
                                             "gatewayd gave up on interrupted work:\n" + _lines(fact.items),
@@ -283,6 +291,7 @@ class AlertRules:
             self.exits_while_down = 0
         if self.crash_loop and self.up_since is not None and now - self.up_since >= self.policy.healthy_after_s:
             out += self._crash_loop(False, None, now)
+        out += self._settled(now)
         if self.down_since is not None and self.up_since is not None \
                 and now - self.up_since >= self.policy.recovery_wait_s:
             out += self._recovered(Recovered(self.down_boot or 0), now, finished=False)
@@ -297,6 +306,8 @@ class AlertRules:
             times.append(self.up_since + self.policy.healthy_after_s)
         if self.down_since is not None and self.up_since is not None:
             times.append(self.up_since + self.policy.recovery_wait_s)
+            if self.pending is not None:
+                times.append(self.up_since + self.policy.recovered_after_s)
         return min(times) if times else None
 
     # -- the rules --------------------------------------------------------------------------------
@@ -319,7 +330,19 @@ class AlertRules:
                                  fields={"exit_kind": fact.exit_kind, "returncode": fact.returncode,
                                          "detail": fact.detail}), now, reminder=True)]
 
+    def _settled(self, now: float) -> list[Alert]:
+        """The pending recovery's alert, once nothing is down or the gateway stayed up long enough."""
+        fact = self.pending
+        if fact is None:
+            return []
+        if self.down_since is not None and (self.up_since is None
+                                            or now - self.up_since < self.policy.recovered_after_s):
+            return []
+        self.pending = None
+        return self._recovered(fact, now)
+
     def _recovered(self, fact: Recovered, now: float, finished: bool = True) -> list[Alert]:
+        self.pending = None
         was_down = self.down_since is not None
         if not was_down and not fact.done and not fact.given_up:
             return []  # nothing was down and nothing needed doing

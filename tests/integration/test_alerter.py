@@ -41,6 +41,7 @@ TOKEN = "hook-token-0123456789abcdef"
 
 
 def load(tmp_path: Path, notify: list[dict[str, Any]], **alerts: Any) -> config.Config:
+    alerts = {"recovered_after_s": 0.2, **alerts}
     body = "\n".join(f"{k} = {toml_value(v)}" for k, v in {"notify": notify, **alerts}.items())
     p = tmp_path / "gatewayd.toml"
     p.write_text(f'state_dir = "{tmp_path / "state"}"\n[alerts]\n{body}\n')

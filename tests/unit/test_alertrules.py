@@ -24,8 +24,8 @@ from supervisor.core.alertrules import (
     retry_delay,
 )
 
-POLICY = AlertPolicy(reminder_interval_s=600.0, recovery_wait_s=300.0, max_per_hour=30, retry_initial_s=2.0,
-                     retry_max_s=30.0, retry_attempts=5, healthy_after_s=120.0)
+POLICY = AlertPolicy(reminder_interval_s=600.0, recovery_wait_s=300.0, recovered_after_s=20.0, max_per_hour=30,
+                     retry_initial_s=2.0, retry_max_s=30.0, retry_attempts=5, healthy_after_s=120.0)
 
 
 def rules(**changes: float) -> AlertRules:
@@ -85,13 +85,30 @@ def test_recovery_after_down_is_one_recovered_alert_listing_the_work_then_down_a
     assert r.due(10_000.0) == []  # nothing is down any more
     assert kinds(r.on_fact(crash(2), 50.0)) == [(AlertKind.DOWN, True)]  # a new outage, a new alert
     r.on_fact(Up(3), 51.0)
-    assert kinds(r.on_fact(Recovered(3), 60.0)) == [(AlertKind.RECOVERED, True)]  # not a duplicate of the last
+    assert r.on_fact(Recovered(3), 60.0) == []  # up 9 s: not yet
+    assert r.next_wake() == 71.0
+    assert kinds(r.due(71.0)) == [(AlertKind.RECOVERED, True)]  # not a duplicate of the last
+
+
+def test_a_crash_before_the_gateway_stayed_up_is_the_same_outage() -> None:
+    r = rules()
+    r.on_fact(crash(1), 0.0)
+    r.on_fact(Up(2), 1.0)
+    assert r.on_fact(Recovered(2, ("cron job a: retried - done",)), 6.0) == []
+    assert r.on_fact(crash(2), 8.0) == []  # no recovered, no second down: a crash loop is one outage
+    assert r.due(100.0) == []
+    r.on_fact(Up(3), 101.0)
+    assert r.on_fact(Recovered(3, ("session s: noticed and woken - done",)), 105.0) == []
+    [a] = r.due(121.0)
+    assert a.kind is AlertKind.RECOVERED
+    assert a.fields["done"] == ["cron job a: retried - done", "session s: noticed and woken - done"]
 
 
 def test_recovered_with_nothing_in_flight_says_so() -> None:
     r = rules()
     r.on_fact(crash(1), 0.0)
-    [a] = r.on_fact(Recovered(2), 9.0)
+    r.on_fact(Up(2), 1.0)
+    [a] = r.on_fact(Recovered(2), 21.0)
     assert "Nothing was in flight" in a.body
 
 
