@@ -200,8 +200,9 @@ def _notifier_problem(entry: dict[str, Any]) -> str | None:
         return f"name: must be a non-empty line (got {_show(name)})"
     for key in ("url_env", "token_env"):
         if key in entry and not _env_name(entry[key]):
-            return f"{key}: must be an environment variable's name (the secret itself never goes in the file)," \
-                   f" got {_show(entry[key])}"
+            # Not quoted back: what is there instead of a name may well be the secret itself.
+            return f"{key}: must be an environment variable's name (letters, digits, _), not the secret itself:" \
+                   " the secret goes in that variable"
     if kind in ("webhook", "ntfy"):
         if ("url" in entry) == ("url_env" in entry):
             return f"{kind} needs exactly one of url or url_env"

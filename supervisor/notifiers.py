@@ -101,7 +101,8 @@ async def _send(n: Notifier, alert: Alert, doc: dict[str, Any], environ: Mapping
                 return Outcome(False, "desktop notifications need macOS")
             script = ["-e", "on run argv", "-e", "display notification (item 2 of argv) with title (item 1 of argv)",
                       "-e", "end run"]
-            return await _run(["osascript", *script, alert.title, alert.body[:500]], b"", dict(environ))
+            return await _run(["osascript", *script, alert.title, alert.body[:500]], b"",
+                              command_environment(environ, all_notifiers))
     return Outcome(False, f"unknown kind {n.kind}")
 
 
