@@ -7,7 +7,6 @@ secret gatewayd knows (the notifiers' too)."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import time
 from pathlib import Path
@@ -19,39 +18,56 @@ from supervisor.events import BootEnded
 from supervisor.store.alerts import INCIDENT_LINES, Incident
 
 SAMPLE_S = 3.0
+RESCAN_S = 30.0
 TAIL_BYTES = 512 * 1024  # enough for 200 long lines
 
 
-def tree_rss(pid: int) -> int | None:
-    """RSS of the process and all its descendants, in bytes; None when it is gone."""
+def tree_of(pid: int) -> list[psutil.Process]:
+    """The process and its descendants (a walk of every process: a few ms, so not every sample)."""
     try:
         root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
+        return [root, *root.children(recursive=True)]
     except psutil.Error:
+        return []
+
+
+def rss_of(procs: list[psutil.Process]) -> int | None:
+    """Their summed RSS in bytes (cheap: one read per process); None when the first is gone."""
+    if not procs:
         return None
     total = 0
-    for p in procs:
-        with contextlib.suppress(psutil.Error):
+    for i, p in enumerate(procs):
+        try:
             total += p.memory_info().rss
+        except psutil.Error:
+            if i == 0:
+                return None
     return total
 
 
 class TreeSampler:
-    """The last tree RSS of the current gateway, refreshed every `period_s`."""
+    """The last tree RSS of the current gateway: its members' RSS every `period_s`, the members
+    themselves found again every `rescan_s` (finding them walks every process on the machine)."""
 
-    def __init__(self, period_s: float = SAMPLE_S) -> None:
+    def __init__(self, period_s: float = SAMPLE_S, rescan_s: float = RESCAN_S) -> None:
         self.period_s = period_s
+        self.rescan_s = rescan_s
         self.pid: int | None = None
+        self.members: list[psutil.Process] = []
+        self.scanned_at = 0.0
         self.last: tuple[int, float] | None = None  # (bytes, wall clock)
 
     def watch(self, pid: int) -> None:
-        self.pid, self.last = pid, None
+        self.pid, self.last, self.members = pid, None, []
         self.sample()
 
     def sample(self) -> None:
         if self.pid is None:
             return
-        rss = tree_rss(self.pid)
+        now = time.monotonic()
+        if not self.members or now - self.scanned_at >= self.rescan_s:
+            self.members, self.scanned_at = tree_of(self.pid), now
+        rss = rss_of(self.members)
         if rss is not None:
             self.last = (rss, time.time())
 
