@@ -250,3 +250,16 @@ async def test_a_hanging_notifier_holds_up_nothing(tmp_path: Path) -> None:
                             "the hanging webhook's attempts timed out and were recorded")
             assert {d["detail"] for d in rig.rows("SELECT detail FROM deliveries WHERE notifier = 'webhook'")} \
                 == {"timed out after 1 s"}
+
+
+async def test_ntfy_gets_the_text_with_title_priority_and_tags(tmp_path: Path) -> None:
+    with receiver() as r:
+        cfg = load(tmp_path, [{"kind": "ntfy", "url_env": "NTFY_URL"}])
+        async with start(cfg, {"NTFY_URL": r.url}) as rig:
+            rig.bus.publish(HangDeclared(3, 42, "hang"))
+            got = await rig.until(lambda: list(r.received), "the ntfy post")
+            assert got[0]["body"].startswith("The gateway (pid 42) stopped answering")
+            headers = {k.lower(): v for k, v in got[0]["headers"].items()}
+            assert (headers["title"], headers["priority"], headers["tags"]) == ("gateway hang declared", "urgent",
+                                                                                 "gatewayd,hang")
+        assert r.url.encode() not in (cfg.state_dir / "store.sqlite").read_bytes()  # a secret URL stays out
