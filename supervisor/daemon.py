@@ -172,6 +172,7 @@ class Daemon:
                 # Locked, full, or an I/O error: keep the file, supervise anyway, retry on each write.
                 self.store_error = str(exc)
                 log.error("store_unavailable_at_start", error=str(exc))
+                self.bus.publish(StoreFailing(self.store_error))
             except StoreTooNew as exc:
                 # A downgrade must not take the user's agents down: under KeepAlive/Restart=always an
                 # exit here is a restart loop in which the gateway never starts. Supervise without
@@ -179,6 +180,7 @@ class Daemon:
                 self.store_error = (f"{exc}; supervising without tracking (no snapshot, no recovery): "
                                     "run the newer gatewayd, or move the store aside to start a fresh one")
                 log.error("store_too_new", error=self.store_error)
+                self.bus.publish(StoreFailing(self.store_error))
             await self.alerter.daemon_starting()  # before this start overwrites the last one's state
             self._spawn_background(self.helpers.keep("alerts", self.alerter.run))
             await self._record(self.records.daemon_started(os.getpid()))
