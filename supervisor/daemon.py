@@ -304,6 +304,8 @@ class Daemon:
             if adopt is not None:
                 await self._record(self.records.ended(adopt[0], BootEnd(
                     None, str(ExitKind.VANISHED), "ended while gatewayd was down", True, {})))
+                self.bus.publish(BootEnded(adopt[0], adopt[1][0], str(ExitKind.VANISHED), None, self.clock.monotonic(),
+                                           True, False, "ended while gatewayd was down"))
             if spec.capabilities.legacy:
                 await self.startup.salvage_left_running(spec)
             try:

@@ -124,6 +124,22 @@ def test_gatewayd_killed_and_started_again_alerts_that_it_restarted(tmp_path: Pa
         assert g.alive_marked() == []
 
 
+def test_a_gateway_that_died_while_gatewayd_was_down_is_a_down_alert_with_its_incident(tmp_path: Path) -> None:
+    with receiver() as r, gatewayd(tmp_path, merge(fake_settings(), alerting(r)), env={"HOOK_TOKEN": TOKEN}) as g:
+        g.start()
+        g.wait_event("gateway_ready")
+        g.procs[-1].send_signal(signal.SIGKILL)
+        g.procs[-1].wait(10)
+        os.kill(g.spawned_pids()[0], signal.SIGKILL)
+        g.start()
+        down = r.wait_kind("down", timeout=30)["body"]
+        assert down["fields"]["exit_kind"] == "vanished" and down["incident"]
+        assert "daemon-restarted" in r.kinds()
+        r.wait_kind("recovered", timeout=30)
+        assert stop_gatewayd(g) == 0
+        assert g.alive_marked() == []
+
+
 def test_hang_is_alerted_then_the_down_alert(tmp_path: Path) -> None:
     with receiver() as r, gatewayd(tmp_path, merge(fake_settings(), alerting(r)), env={"HOOK_TOKEN": TOKEN}) as g:
         g.start()
