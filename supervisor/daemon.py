@@ -195,6 +195,7 @@ class Daemon:
                 await self.control.close()
             for task in self._background:
                 task.cancel()
+            await asyncio.gather(*self._background, return_exceptions=True)  # ended before the lock goes
             if self.install_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     loop.remove_signal_handler(sig)
