@@ -357,3 +357,12 @@ def test_bad_notifier_is_one_line_naming_its_index_and_key(tmp_path: Path, entry
 def test_notifiers_cannot_come_from_the_environment(tmp_path: Path) -> None:
     e = error_of(config_file=write(tmp_path, ""), environ={"GATEWAYD_ALERTS_NOTIFY": "x"})
     assert e.key == "alerts.notify" and "config file" in str(e)
+
+
+def test_the_readme_alerts_example_is_a_working_config(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    example = readme[readme.index("### Alerts"):].split("```toml\n", 1)[1].split("```", 1)[0]
+    cfg = config.load(write(tmp_path, example), environ={})
+    assert [(n.name, n.kind) for n in cfg.alerts.notifiers] == [
+        ("webhook", "webhook"), ("ntfy", "ntfy"), ("telegram", "command"), ("desktop", "desktop")]
+    assert cfg.alerts.secret_variables == ("GATEWAYD_HOOK_TOKEN", "GATEWAYD_NTFY_TOPIC_URL")
