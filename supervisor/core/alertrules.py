@@ -388,6 +388,8 @@ class AlertRules:
             return _held(alert, "rate-limit")
         self.recent.append(now)
         self.sent_at[dedupe] = now
+        if len(self.sent_at) > 512:  # a long life of per-boot keys: forget those past their interval
+            self.sent_at = {k: t for k, t in self.sent_at.items() if now - t < self.policy.reminder_interval_s}
         return alert
 
 

@@ -223,3 +223,10 @@ def test_retry_delay_doubles_to_the_cap_then_gives_up(attempt: int, delay: float
 
 def test_retry_delay_is_capped() -> None:
     assert retry_delay(AlertPolicy(retry_initial_s=10.0, retry_max_s=25.0, retry_attempts=10), 4) == 25.0
+
+
+def test_dedupe_memory_stays_bounded_over_a_long_life() -> None:
+    r = rules(max_per_hour=1000)
+    for boot in range(2000):
+        r.on_fact(Hang(boot, boot, "hang"), boot * 700.0)  # each past the last one's interval
+    assert len(r.sent_at) <= 513
