@@ -105,18 +105,34 @@ def history(
     since_hours: Annotated[float | None, typer.Option("--since", help="Only boots started in the last N hours.")]
     = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+    alerts: Annotated[bool, typer.Option("--alerts", help="Only the alerts, with each notifier's result.")] = False,
+    incident: Annotated[int | None, typer.Option("--incident", help="One incident: how the gateway ended, its"
+                                                 " last output, what was in flight.")] = None,
 ) -> None:
-    """Each boot of the gateway: how it ended, what it interrupted, and what recovery did about it.
+    """Each boot of the gateway: how it ended, what it interrupted, and what recovery did about it;
+    then the alerts sent (or held back) and what each notifier answered.
 
-    Example: gatewayd history --since 24 --json
+    Example: gatewayd history --since 24 --json; gatewayd history --incident 3
     """
     cfg = load_config(config_file, state_dir=state_dir)
+    since = time.time() - since_hours * 3600 if since_hours else None
     try:
-        boots = status_report.read_history(cfg.state_dir, time.time() - since_hours * 3600 if since_hours else None)
+        if incident is not None:
+            found = status_report.read_incident(cfg.state_dir, incident)
+            if found is None:
+                typer.echo(f"gatewayd: no incident {incident} in {cfg.state_dir / 'store.sqlite'}", err=True)
+                raise typer.Exit(1)
+            if as_json:
+                typer.echo(json.dumps(found, indent=2, default=str))
+            else:
+                status_report.print_incident(found)
+            return
+        alert_list = status_report.read_alerts(cfg.state_dir, since)
+        boots = [] if alerts else status_report.read_history(cfg.state_dir, since)
     except GatewaydError as exc:
         raise fail(exc) from None
-    if as_json:
-        typer.echo(json.dumps(boots, indent=2, default=str))
+    if as_json:  # without --alerts, the list of boots as before: scripts read it
+        typer.echo(json.dumps(alert_list if alerts else boots, indent=2, default=str))
         return
     for b in boots:
         started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(b["started_at"]))
@@ -127,6 +143,37 @@ def history(
             what = ob["name"] or ob["ref"]
             done = f" - {ob['resolution']}" if ob["resolution"] else ""
             typer.echo(f"    {ob['kind']:7} {what}: {ob['state']}{done}")
+    for a in alert_list:
+        typer.echo(status_report.alert_line(a))
+
+
+alert_app = typer.Typer(no_args_is_help=True, help="gatewayd's own alerts (see [[alerts.notify]] in the config).")
+app.add_typer(alert_app, name="alert")
+
+
+@alert_app.command("test")
+def alert_test(config_file: ConfigOpt = None, state_dir: StateDirOpt = None) -> None:
+    """Send a test alert through every configured notifier, now, and say which worked.
+
+    Exit code 0 when all worked, 1 when one failed, 2 when none is configured.
+
+    Example: gatewayd alert test
+    """
+    import asyncio
+    import socket
+
+    from supervisor.alerter import test_all
+    from supervisor.core.alertrules import test_alert
+
+    cfg = load_config(config_file, state_dir=state_dir)
+    if not cfg.alerts.notifiers:
+        typer.echo("gatewayd: no notifier configured: add [[alerts.notify]] tables to the config", err=True)
+        raise typer.Exit(2)
+    results = asyncio.run(test_all(cfg.alerts.notifiers, test_alert(socket.gethostname())))
+    for n, outcome in results:
+        typer.echo(f"{'ok  ' if outcome.ok else 'FAIL'}  {n.name} ({n.kind}): {outcome.detail}"
+                   f" in {outcome.latency_ms} ms")
+    raise typer.Exit(0 if all(o.ok for _, o in results) else 1)
 
 
 def control(cfg: config.Config, command: str, args: dict[str, Any] | None = None, timeout_s: float = 10.0) -> Any:

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from supervisor.core.alertrules import AlertPolicy
 from supervisor.core.planner import JOB_KEYS, RecoveryPolicy
 from supervisor.core.policy import RestartPolicy
 from supervisor.core.probestate import ProbeSettings
@@ -169,6 +170,82 @@ def _job_overrides(v: Any) -> str | None:
     return None
 
 
+class NotifierList(list[dict[str, Any]]):
+    """Marks a setting that is a list of tables (`[[alerts.notify]]`)."""
+
+
+NOTIFIER_KINDS = ("webhook", "ntfy", "command", "desktop")
+NOTIFIER_KEYS: dict[str, type] = {"kind": str, "name": str, "url": str, "url_env": str, "token_env": str,
+                                  "command": list, "timeout_s": float}
+MAX_NOTIFIERS = 20
+
+
+def _env_name(v: str) -> bool:
+    return bool(v) and v.replace("_", "a").isalnum() and v.isascii() and not v[0].isdigit()
+
+
+def _notifier_problem(entry: dict[str, Any]) -> str | None:
+    for key, value in entry.items():
+        want = NOTIFIER_KEYS.get(key)
+        if want is None:
+            return f"{key}: unknown key (one of {', '.join(NOTIFIER_KEYS)})"
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, want) or isinstance(value, bool):
+            return f"{key}: must be {want.__name__}, got {_show(value)}"
+    kind = entry.get("kind")
+    if kind not in NOTIFIER_KINDS:
+        return f"kind: must be one of {', '.join(NOTIFIER_KINDS)} (got {_show(kind)})"
+    name = entry.get("name", kind)
+    if not name or _control(name):
+        return f"name: must be a non-empty line (got {_show(name)})"
+    for key in ("url_env", "token_env"):
+        if key in entry and not _env_name(entry[key]):
+            # Not quoted back: what is there instead of a name may well be the secret itself.
+            return f"{key}: must be an environment variable's name (letters, digits, _), not the secret itself:" \
+                   " the secret goes in that variable"
+    if kind in ("webhook", "ntfy"):
+        if ("url" in entry) == ("url_env" in entry):
+            return f"{kind} needs exactly one of url or url_env"
+        url = entry.get("url", "")
+        if "url" in entry and not url.startswith(("http://", "https://")):
+            return f"url: must start with http:// or https:// (got {_show(url)})"
+        if "url" in entry and _control(url):
+            return "url: must not contain control characters"
+    elif "url" in entry or "url_env" in entry or "token_env" in entry:
+        return f"url, url_env and token_env are for webhook and ntfy, not {kind}"
+    if kind == "command":
+        cmd = entry.get("command")
+        if not cmd or not all(isinstance(a, str) for a in cmd):
+            return "command: must be a non-empty list of strings (run without a shell; the alert comes as JSON" \
+                   " on stdin)"
+        problem = _command(cmd)
+        if problem:
+            return f"command: {problem}"
+    elif "command" in entry:
+        return f"command is for kind = \"command\", not {kind}"
+    if "timeout_s" in entry:
+        problem = Range(1.0, 300.0, unit="s")(float(entry["timeout_s"]))
+        if problem:
+            return f"timeout_s: {problem} (got {_show(entry['timeout_s'])})"
+    return None
+
+
+def _notifiers(v: Any) -> str | None:
+    if len(v) > MAX_NOTIFIERS:
+        return f"at most {MAX_NOTIFIERS} notifiers"
+    names: set[str] = set()
+    for i, entry in enumerate(v):
+        problem = _notifier_problem(entry)
+        if problem:
+            return f"[{i}] {problem}"
+        name = entry.get("name", entry["kind"])
+        if name in names:
+            return f"[{i}] name: {name!r} is used twice (give each notifier its own name)"
+        names.add(name)
+    return None
+
+
 def _level(v: Any) -> str | None:
     return None if v in ("debug", "info", "warning", "error") else "must be debug, info, warning or error"
 
@@ -259,6 +336,22 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("recovery", "jobs", JobTable, JobTable(),
             "per job (by id or name): max_attempts, backoff_initial_s, backoff_max_s, coalesce_window_s;"
             " max_attempts = 1 never re-runs it", _job_overrides),
+    Setting("alerts", "notify", NotifierList, NotifierList(),
+            "notifiers, each a [[alerts.notify]] table: kind = webhook | ntfy | command | desktop; name; url or"
+            " url_env (webhook, ntfy); token_env (a bearer token's variable); command (a list: argv, no shell);"
+            " timeout_s", _notifiers),
+    Setting("alerts", "reminder_interval_s", float, 3600.0,
+            "while the gateway stays down, one \"still down\" reminder this often; the same alert again at most"
+            " this often", DUR),
+    Setting("alerts", "recovery_wait_s", float, 600.0, "up this long with no recovery report: \"recovered\" anyway",
+            DUR),
+    Setting("alerts", "recovered_after_s", float, 20.0,
+            "\"recovered\" once the gateway stayed up this long: a crash sooner is the same outage", DUR),
+    Setting("alerts", "max_per_hour", int, 30, "at most this many alerts sent per hour (the rest kept, not sent)",
+            _count()),
+    Setting("alerts", "retry_initial_s", float, 2.0, "a failed delivery is tried again after this (doubling)", DUR),
+    Setting("alerts", "retry_max_s", float, 300.0, "delivery retry backoff cap", DUR),
+    Setting("alerts", "retry_attempts", int, 6, "attempts per delivery before giving up", _count(MAX_ATTEMPTS)),
     Setting("logs", "max_bytes", int, 10 * 1024 * 1024, "rotate a log file at this size",
             Range(MIN_LOG_BYTES, MAX_LOG_BYTES, unit="bytes")),
     # At least 1: with none, the rotating handler reopens the same file and never cuts it.
@@ -351,6 +444,39 @@ class GatewaySettings:
 
 
 @dataclass(frozen=True)
+class Notifier:
+    """One `[[alerts.notify]]` entry. Secrets only by the name of the variable that holds them."""
+
+    kind: str
+    name: str
+    url: str = ""
+    url_env: str = ""
+    token_env: str = ""
+    command: tuple[str, ...] = ()
+    timeout_s: float = 10.0
+
+    @property
+    def secret_variables(self) -> tuple[str, ...]:
+        return tuple(v for v in (self.url_env, self.token_env) if v)
+
+
+@dataclass(frozen=True)
+class AlertSettings:
+    notifiers: tuple[Notifier, ...] = ()
+    policy: AlertPolicy = field(default_factory=AlertPolicy)
+
+    @property
+    def secret_variables(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(v for n in self.notifiers for v in n.secret_variables))
+
+
+def _notifier(entry: dict[str, Any]) -> Notifier:
+    return Notifier(kind=entry["kind"], name=entry.get("name", entry["kind"]), url=entry.get("url", ""),
+                    url_env=entry.get("url_env", ""), token_env=entry.get("token_env", ""),
+                    command=tuple(entry.get("command", ())), timeout_s=float(entry.get("timeout_s", 10.0)))
+
+
+@dataclass(frozen=True)
 class LogSettings:
     max_bytes: int
     backups: int
@@ -370,6 +496,7 @@ class Config:
     recovery: RecoveryPolicy = field(default_factory=RecoveryPolicy)
     wake_agents: str = "active"  # core.wake_plan.MODES
     sources: Mapping[str, str] = field(default_factory=dict)  # setting name -> "default" | file | env | "cli"
+    alerts: AlertSettings = field(default_factory=AlertSettings)
 
 
 # -- values --------------------------------------------------------------------------------------------
@@ -390,6 +517,10 @@ def _coerce(setting: Setting, value: Any, source: str) -> Any:
     elif t is dict:
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise ConfigError(source, setting.name, "must be a table of strings")
+    elif t is NotifierList:
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise ConfigError(source, setting.name, "must be a list of tables, e.g. [[alerts.notify]]")
+        value = NotifierList(value)
     elif t is JobTable:
         if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
             raise ConfigError(source, setting.name, 'must be a table of tables, e.g. [recovery.jobs."daily-report"]')
@@ -400,7 +531,9 @@ def _coerce(setting: Setting, value: Any, source: str) -> Any:
     if problem is None and setting.validate is not None:
         problem = setting.validate(value)
     if problem:
-        raise ConfigError(source, setting.name, f"{problem} (got {_show(value)})")
+        # A notifier's problem quotes its own field; the whole list could quote a webhook's URL.
+        got = "" if t is NotifierList else f" (got {_show(value)})"
+        raise ConfigError(source, setting.name, f"{problem}{got}")
     return value
 
 
@@ -412,7 +545,7 @@ def _from_env_text(setting: Setting, text: str, var: str) -> Any:
             return float(text)
         if setting.type is list:
             return text.split() if text.strip() else []
-        if setting.type in (dict, JobTable):
+        if setting.type in (dict, JobTable, NotifierList):
             raise ConfigError(var, setting.name, "tables cannot be set from the environment; use the config file")
     except ValueError:
         raise ConfigError(var, setting.name, f"must be {setting.type.__name__}, got {_show(text)}") from None
@@ -660,6 +793,7 @@ def _load(config_file: Path | None, cli: Mapping[str, Any] | None, environ: Mapp
         return {"cli": "--" + BY_NAME[name].key.replace("_", "-")}.get(src, src)
 
     for lower, upper in (("supervise.backoff_initial_s", "supervise.backoff_max_s"),
+                         ("alerts.retry_initial_s", "alerts.retry_max_s"),
                          ("probes.boot_limit_s", "probes.boot_limit_max_s")):
         if values[lower] > values[upper]:
             if sources[lower] == "default":  # blame the one that was set
@@ -708,5 +842,14 @@ def _load(config_file: Path | None, cli: Mapping[str, Any] | None, environ: Mapp
             retries_per_minute=v["recovery.retries_per_minute"],
             hold_after_crash_loop_s=v["recovery.hold_after_crash_loop_s"], notice=v["recovery.notice"],
             unanswered_grace_s=v["recovery.unanswered_grace_s"], jobs=dict(v["recovery.jobs"]),
+        ),
+        alerts=AlertSettings(
+            notifiers=tuple(_notifier(e) for e in v["alerts.notify"]),
+            policy=AlertPolicy(
+                reminder_interval_s=v["alerts.reminder_interval_s"], recovery_wait_s=v["alerts.recovery_wait_s"],
+                recovered_after_s=v["alerts.recovered_after_s"],
+                max_per_hour=v["alerts.max_per_hour"], retry_initial_s=v["alerts.retry_initial_s"],
+                retry_max_s=v["alerts.retry_max_s"], retry_attempts=v["alerts.retry_attempts"],
+                healthy_after_s=v["supervise.healthy_after_s"]),
         ),
     )

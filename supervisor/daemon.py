@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor import exitfacts, logs
+from supervisor.alerter import Alerter
 from supervisor.boot import BootWatch
 from supervisor.clock import Clock, SystemClock
 from supervisor.config import Config
@@ -40,7 +41,17 @@ from supervisor.errors import (
     StoreTooNew,
     StoreUnavailable,
 )
-from supervisor.events import BootEnded, BootStarted, EventBus, GatewayReady, HelperFailed
+from supervisor.events import (
+    BootEnded,
+    BootStarted,
+    ConflictFound,
+    EventBus,
+    GatewayReady,
+    HangDeclared,
+    HelperFailed,
+    StoreFailing,
+    StoreResumed,
+)
 from supervisor.gateway import launch
 from supervisor.gateway.child import ExitInfo, GatewayChild, become_subreaper
 from supervisor.gateway.launch import LaunchSpec
@@ -97,6 +108,9 @@ class Daemon:
         # What a boot's readiness and its end set off beyond the boot loop.
         self.bus.subscribe(GatewayReady, lambda ev: self.tracker.on_ready(ev.ready_at))
         self.bus.subscribe(BootEnded, self.handoff.on_boot_ended)
+        self.alerter = Alerter(self.cfg, self.store, self.environ)
+        self.bus.subscribe(self.alerter.on_event)
+        self._background: set[asyncio.Task[Any]] = set()  # the daemon's own helpers (alerts), beside the boots
 
     def _helper_failed(self, fault: Fault) -> None:
         boot = self.current.boot if self.current is not None else 0
@@ -170,6 +184,7 @@ class Daemon:
                 # Locked, full, or an I/O error: keep the file, supervise anyway, retry on each write.
                 self.store_error = str(exc)
                 log.error("store_unavailable_at_start", error=str(exc))
+                self.bus.publish(StoreFailing(self.store_error))
             except StoreTooNew as exc:
                 # A downgrade must not take the user's agents down: under KeepAlive/Restart=always an
                 # exit here is a restart loop in which the gateway never starts. Supervise without
@@ -177,6 +192,10 @@ class Daemon:
                 self.store_error = (f"{exc}; supervising without tracking (no snapshot, no recovery): "
                                     "run the newer gatewayd, or move the store aside to start a fresh one")
                 log.error("store_too_new", error=self.store_error)
+                self.bus.publish(StoreFailing(self.store_error))
+            await self.alerter.daemon_starting()  # before this start overwrites the last one's state
+            alerts = asyncio.create_task(self.helpers.keep("alerts", self.alerter.run), name="alerts")
+            self._background.add(alerts)
             await self._record(self.records.daemon_started(os.getpid()))
             self._adopt = await self.startup.settle_previous_boots()
             self.control = ControlServer(socket_path(self.cfg.state_dir), control_handlers(self))
@@ -188,6 +207,9 @@ class Daemon:
             if self.control is not None:
                 await self.control.close()
             self.handoff.close()
+            for task in self._background:
+                task.cancel()
+            await asyncio.gather(*self._background, return_exceptions=True)  # ended before the lock goes
             if self.install_signals:
                 for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
                     loop.remove_signal_handler(sig)
@@ -209,11 +231,13 @@ class Daemon:
         except StoreError as exc:
             if self.store_error is None:
                 log.error("store_write_failed", error=str(exc))
+                self.bus.publish(StoreFailing(str(exc)))
             if not isinstance(exc, StoreTooNew):  # its message at start says what to do; keep it
                 self.store_error = str(exc)
             return None
         if self.store_error is not None:
             log.warning("store_writes_resumed", was=self.store_error)
+            self.bus.publish(StoreResumed(self.store_error))
             self.store_error = None
         return result
 
@@ -235,6 +259,7 @@ class Daemon:
             if owners:
                 msg = f"port {spec.port} is held by {owners[0].describe()}; not ours, not touched"
                 log.error("port_conflict", port=spec.port, owners=[o.describe() for o in owners])
+                self.bus.publish(ConflictFound(spec.port, owners[0].describe()))
                 await self._set_state(SupervisionState.CONFLICT, msg)
                 await self._wait_stop(self.cfg.restart.conflict_retry_s)
                 continue
@@ -294,6 +319,8 @@ class Daemon:
             if adopt is not None:
                 await self._record(self.records.ended(adopt[0], BootEnd(
                     None, str(ExitKind.VANISHED), "ended while gatewayd was down", True, {})))
+                self.bus.publish(BootEnded(adopt[0], adopt[1][0], str(ExitKind.VANISHED), None, self.clock.monotonic(),
+                                           True, False, "ended while gatewayd was down"))
             if spec.capabilities.legacy:
                 await self.startup.salvage_left_running(spec)
             try:
@@ -360,6 +387,7 @@ class Daemon:
                         await self._set_state(SupervisionState.KILLING, str(verdict))
                         log.error("gateway_unresponsive", verdict=str(verdict), pid=pid,
                                   **diagnostics)
+                        self.bus.publish(HangDeclared(boot, pid, str(verdict)))
                         child.kill_tree()
         finally:
             self.restart_requested.clear()
@@ -387,7 +415,7 @@ class Daemon:
         await self._record(self.records.ended(watch.boot, BootEnd(returncode, str(c.kind), c.detail,
                                                                   c.needs_recovery, diagnostics)))
         self.bus.publish(BootEnded(watch.boot, child.pid, str(c.kind), returncode, info.exited_at,
-                                   c.needs_recovery))
+                                   c.needs_recovery, decision.crash_loop, c.detail))
         log.warning("gateway_exited", boot=watch.boot, pid=child.pid, returncode=returncode, exit_kind=str(c.kind),
                     detail=c.detail, counts_as_crash=c.counts_as_crash, needs_recovery=c.needs_recovery,
                     next=str(decision.step), delay_s=round(decision.delay_s, 3), crash_loop=decision.crash_loop,

@@ -49,6 +49,8 @@ class BootEnded:
     returncode: int | None
     exited_at: float  # monotonic: when the loop learned of the exit
     needs_recovery: bool
+    crash_loop: bool = False  # the restart policy's verdict after this exit
+    detail: str = ""  # the classification's words ("signal SIGKILL", "exit 78, config or database refused")
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,50 @@ class HelperFailed:
     helper: str
     error: str
     failures: int
+
+
+@dataclass(frozen=True)
+class HangDeclared:
+    """The probes gave up on a live gateway (a hang, or a boot that never became ready); it is
+    being killed."""
+
+    boot: int
+    pid: int
+    verdict: str
+
+
+@dataclass(frozen=True)
+class RecoveryFinished:
+    """A boot's recovery has nothing left open (or had nothing to do); what it did is in the journal."""
+
+    boot: int
+
+
+@dataclass(frozen=True)
+class ConflictFound:
+    """The gateway's port is held by a process that is not gatewayd's: another manager."""
+
+    port: int
+    owner: str
+
+
+@dataclass(frozen=True)
+class StoreFailing:
+    error: str
+
+
+@dataclass(frozen=True)
+class StoreResumed:
+    was: str
+
+
+@dataclass(frozen=True)
+class MemoryPressureRestart:
+    """gatewayd restarts the gateway because its process tree grew past the limit."""
+
+    boot: int
+    rss_bytes: int
+    limit_bytes: int
 
 
 Listener = Callable[[Any], None]

@@ -174,10 +174,10 @@ class OutputFile:
         except OSError:
             return 0
 
-    def last_lines(self, n: int = 20) -> list[str]:
+    def last_lines(self, n: int = 20, window: int = 64 * 1024) -> list[str]:
         try:
             with open(self.path, "rb") as fh:
-                fh.seek(max(0, fh.seek(0, os.SEEK_END) - 64 * 1024))
+                fh.seek(max(0, fh.seek(0, os.SEEK_END) - window))
                 data = fh.read()
         except OSError:
             return []

@@ -17,7 +17,7 @@ from supervisor.clock import Clock
 from supervisor.config import Config
 from supervisor.core.inflight import lenient_ms
 from supervisor.errors import GatewayError, GatewayUnavailable
-from supervisor.events import EventBus, ShutdownAnnounced
+from supervisor.events import EventBus, RecoveryFinished, ShutdownAnnounced
 from supervisor.gateway.capabilities import Capabilities
 from supervisor.gateway.launch import LaunchSpec
 from supervisor.gateway.rpc import CLOSE_SERVICE_RESTART, Event, RpcClient
@@ -116,6 +116,8 @@ class RpcMonitor:
         async def recover() -> None:  # a fresh planner each start: the journal is what it resumes from
             await _until_closed(Recovery(self.journal, self.cfg.recovery, caps, watch.boot, watch.ready_at_ms,
                                          self.inflight, self.rand, hold, snapshotter.looked).run(rpc))
+            if not rpc.closed.is_set():  # it returned with its connection open: nothing is left to do
+                self.bus.publish(RecoveryFinished(watch.boot))
 
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self.helpers.keep("snapshot", lambda: snapshotter.run(rpc)), name="snapshot")

@@ -206,3 +206,56 @@ def drain_progress(phase: str, inflight: dict[str, Any], elapsed_s: float, budge
 def _age(ms: int) -> str:
     s = max(0, ms) // 1000
     return f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+def read_alerts(state_dir: Path, since: float | None) -> list[dict[str, Any]]:
+    from supervisor.store.views import alert_rows
+
+    path = state_dir / "store.sqlite"
+    return alert_rows(path, since) if path.exists() else []
+
+
+def read_incident(state_dir: Path, incident: int) -> dict[str, Any] | None:
+    from supervisor.store.views import incident_row
+
+    path = state_dir / "store.sqlite"
+    return incident_row(path, incident) if path.exists() else None
+
+
+def alert_line(a: dict[str, Any]) -> str:
+    """One alert and how each notifier fared: `webhook ok`, `ntfy failed x3 (HTTP 500)`."""
+    at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(a["at"]))
+    by: dict[str, list[dict[str, Any]]] = {}
+    for d in a["deliveries"]:
+        by.setdefault(d["notifier"], []).append(d)
+    fates = []
+    for name, tries in by.items():
+        last = tries[-1]
+        fate = "ok" if last["ok"] else f"failed ({last['detail']})"
+        fates.append(f"{name} {fate}{f' after {len(tries)} attempts' if len(tries) > 1 else ''}")
+    state = f"held: {a['held_because']}" if a["state"] == "held" else a["state"]
+    incident = f" [incident {a['incident_id']}]" if a.get("incident_id") else ""
+    return f"alert {a['id']}  {at}  {a['kind']}: {a['title']}{incident} -> {state}" + \
+        (f" ({', '.join(fates)})" if fates else "")
+
+
+def print_incident(inc: dict[str, Any]) -> None:
+    at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(inc["at"]))
+    echo(f"incident {inc['id']}  {at}  boot {inc['boot_id']}: {inc['exit_kind']} ({inc['detail']})")
+    how = f"signal {inc['signal']}" if inc.get("signal") else f"exit code {inc['exit_code']}"
+    echo(f"exit: {how}")
+    if inc.get("uptime_s") is not None:
+        echo(f"uptime: {inc['uptime_s']:.1f} s")
+    if inc.get("tree_rss_bytes") is not None:
+        echo(f"tree RSS before: {inc['tree_rss_bytes'] / (1 << 20):.1f} MiB"
+             f" (sampled {max(0.0, inc['at'] - inc['rss_sampled_at']):.1f} s before)")
+    inflight = inc.get("inflight") or {}
+    for key in inflight.get("sessions", []):
+        echo(f"in flight: session {key}")
+    for r in inflight.get("runs", []):
+        echo(f"in flight: cron run {r.get('name') or r['job_id']} (started {r['running_at_ms']})")
+    for a in inc.get("alerts", []):
+        echo(f"alert {a['id']}: {a['kind']} ({a['state']})")
+    echo(f"last {len(inc['last_lines'])} lines of the gateway's output:")
+    for line in inc["last_lines"]:
+        echo(f"  {line}")

@@ -56,6 +56,7 @@ SPECS = (
                                          "active_only_write_ms_p99")),
     Spec("recovery_latency", 120.0, True, ("p95_ms_100", "max_cron_run_per_minute_50_jobs_at_10")),
     Spec("cli_latency", 60.0, True, ("median_ms", "baseline_median_ms")),
+    Spec("alert_latency", 90.0, False, ("kills", "p50_ms", "p99_ms")),
 )
 
 

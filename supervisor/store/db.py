@@ -161,8 +161,8 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE requeues (
         id INTEGER PRIMARY KEY,
         boot_id INTEGER NOT NULL REFERENCES boots(id),   -- the boot whose gateway held it
-        pos INTEGER NOT NULL,                            -- -1: the wake after the batch
-        kind TEXT NOT NULL CHECK (kind IN ('system-event', 'wake')),
+        pos INTEGER NOT NULL,                            -- its place in the look
+        kind TEXT NOT NULL CHECK (kind IN ('system-event')),
         text TEXT NOT NULL,
         state TEXT NOT NULL CHECK (state IN ('planned', 'dispatched', 'answered', 'observed', 'held',
                                              'unknown', 'unconfirmed', 'failed')),
@@ -201,6 +201,50 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at REAL NOT NULL,
         PRIMARY KEY (boot_id, agent_id)
     );
+    """,
+    # 5: alerts. An incident is what an unplanned exit looked like (for `history --incident`); an
+    # alert is one decision of core.alertrules (sent or held back); a delivery is one attempt of
+    # one notifier. No secret is ever written here: notifiers are named, never their URL or token.
+    """
+    CREATE TABLE incidents (
+        id INTEGER PRIMARY KEY,
+        boot_id INTEGER REFERENCES boots(id),
+        at REAL NOT NULL,
+        exit_kind TEXT NOT NULL,
+        detail TEXT,
+        exit_code INTEGER,                 -- negative: killed by that signal
+        signal TEXT,
+        uptime_s REAL,
+        tree_rss_bytes INTEGER,            -- the last sample before the exit
+        rss_sampled_at REAL,
+        last_lines TEXT NOT NULL DEFAULT '[]',  -- JSON: the gateway's last output lines, redacted
+        inflight TEXT NOT NULL DEFAULT '{}'     -- JSON: sessions and cron runs in flight
+    );
+    CREATE TABLE alerts (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        title TEXT NOT NULL,
+        body TEXT NOT NULL,
+        boot_id INTEGER,
+        incident_id INTEGER REFERENCES incidents(id),
+        state TEXT NOT NULL CHECK (state IN ('held', 'sending', 'sent', 'partial', 'failed', 'no-notifier')),
+        held_because TEXT
+    );
+    CREATE INDEX alerts_at ON alerts(at);
+    CREATE TABLE deliveries (
+        id INTEGER PRIMARY KEY,
+        alert_id INTEGER NOT NULL REFERENCES alerts(id),
+        notifier TEXT NOT NULL,
+        attempt INTEGER NOT NULL,
+        at REAL NOT NULL,
+        ok INTEGER NOT NULL,
+        detail TEXT,
+        latency_ms INTEGER
+    );
+    CREATE INDEX deliveries_alert ON deliveries(alert_id);
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.errors import StoreError, StoreTooNew
+from supervisor.store.alerts import read_alerts, read_incident
 from supervisor.store.db import SCHEMA_VERSION, open_readonly, row_dicts
 from supervisor.store.journal import read_history
 from supervisor.store.snapshots import read_current
@@ -43,6 +44,31 @@ def history_rows(path: Path, since: float | None, limit: int = 10_000) -> tuple[
                 "SELECT id, pid, version, started_at, ready_at, ended_at, exit_code, exit_kind, detail, needs_recovery"
                 " FROM boots WHERE started_at >= ? ORDER BY id", (since or 0,)))
             return boots, read_history(conn, limit)
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: {exc}") from exc
+
+
+def alert_rows(path: Path, since: float | None) -> list[dict[str, Any]]:
+    """Alerts since `since` (all when None), oldest first, each with its deliveries."""
+    try:
+        conn = open_readonly(path)
+        try:
+            _refuse_too_new(conn, path)
+            return read_alerts(conn, since)
+        finally:
+            conn.close()
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: {exc}") from exc
+
+
+def incident_row(path: Path, incident: int) -> dict[str, Any] | None:
+    try:
+        conn = open_readonly(path)
+        try:
+            _refuse_too_new(conn, path)
+            return read_incident(conn, incident)
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:

@@ -316,3 +316,53 @@ def test_bad_per_job_policy_is_one_line_naming_the_job_and_key(tmp_path: Path, b
 def test_per_job_policies_cannot_come_from_the_environment(tmp_path: Path) -> None:
     e = error_of(config_file=write(tmp_path, ""), environ={"GATEWAYD_RECOVERY_JOBS": "x"})
     assert e.key == "recovery.jobs" and "config file" in str(e)
+
+
+def test_notifiers_from_the_file(tmp_path: Path) -> None:
+    p = write(tmp_path, '[[alerts.notify]]\nkind = "webhook"\nurl = "https://hooks.example.com/x"\n'
+                        'token_env = "HOOK_TOKEN"\n[[alerts.notify]]\nname = "telegram"\nkind = "command"\n'
+                        'command = ["/usr/local/bin/tg", "--chat", "1"]\ntimeout_s = 20\n'
+                        '[[alerts.notify]]\nkind = "ntfy"\nurl_env = "NTFY_URL"\n[alerts]\nreminder_interval_s = 600\n')
+    cfg = config.load(p, environ={})
+    hook, tg, ntfy = cfg.alerts.notifiers
+    assert (hook.name, hook.kind, hook.url, hook.token_env) == ("webhook", "webhook", "https://hooks.example.com/x",
+                                                                "HOOK_TOKEN")
+    assert (tg.name, tg.command, tg.timeout_s) == ("telegram", ("/usr/local/bin/tg", "--chat", "1"), 20.0)
+    assert ntfy.url_env == "NTFY_URL" and cfg.alerts.secret_variables == ("HOOK_TOKEN", "NTFY_URL")
+    assert cfg.alerts.policy.reminder_interval_s == 600.0
+    assert cfg.alerts.policy.healthy_after_s == cfg.restart.healthy_after_s
+
+
+@pytest.mark.parametrize(("entry", "problem"), [
+    ('kind = "pager"', "[0] kind: must be one of webhook, ntfy, command, desktop"),
+    ('kind = "webhook"', "[0] webhook needs exactly one of url or url_env"),
+    ('kind = "webhook"\nurl = "ftp://x"', "[0] url: must start with http:// or https://"),
+    ('kind = "webhook"\nurl = "https://x"\nurl_env = "U"', "[0] webhook needs exactly one of url or url_env"),
+    ('kind = "webhook"\nurl = "https://x"\ntoken = "s3cret"', "[0] token: unknown key"),
+    ('kind = "webhook"\nurl = "https://x"\ntoken_env = "s3cret value"', "[0] token_env: must be an environment"),
+    ('kind = "command"', "[0] command: must be a non-empty list of strings"),
+    ('kind = "command"\ncommand = "/bin/sh -c x"', "[0] command: must be list"),
+    ('kind = "command"\ncommand = [""]', "[0] command: its first element (the program) must not be empty"),
+    ('kind = "desktop"\nurl = "https://x"', "[0] url, url_env and token_env are for webhook and ntfy"),
+    ('kind = "desktop"\ntimeout_s = 0', "[0] timeout_s: must be in [1, 300] s"),
+    ('kind = "desktop"\n[[alerts.notify]]\nkind = "desktop"', "[1] name: 'desktop' is used twice"),
+])
+def test_bad_notifier_is_one_line_naming_its_index_and_key(tmp_path: Path, entry: str, problem: str) -> None:
+    p = write(tmp_path, f"[[alerts.notify]]\n{entry}\n")
+    e = error_of(config_file=p, environ={})
+    assert e.key == "alerts.notify" and problem in str(e) and "\n" not in str(e), str(e)
+    assert "s3cret" not in str(e)  # a refused entry is not quoted back whole
+
+
+def test_notifiers_cannot_come_from_the_environment(tmp_path: Path) -> None:
+    e = error_of(config_file=write(tmp_path, ""), environ={"GATEWAYD_ALERTS_NOTIFY": "x"})
+    assert e.key == "alerts.notify" and "config file" in str(e)
+
+
+def test_the_readme_alerts_example_is_a_working_config(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    example = readme[readme.index("### Alerts"):].split("```toml\n", 1)[1].split("```", 1)[0]
+    cfg = config.load(write(tmp_path, example), environ={})
+    assert [(n.name, n.kind) for n in cfg.alerts.notifiers] == [
+        ("webhook", "webhook"), ("ntfy", "ntfy"), ("telegram", "command"), ("desktop", "desktop")]
+    assert cfg.alerts.secret_variables == ("GATEWAYD_HOOK_TOKEN", "GATEWAYD_NTFY_TOPIC_URL")
