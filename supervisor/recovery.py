@@ -22,9 +22,11 @@ from supervisor.core.confirm import (
     SessionSeen,
     confirm_notices,
     confirm_retries,
+    is_wake_notice,
     job_state,
     job_view,
     needs_history,
+    notice_by_wake,
     notice_key,
     notices_exhausted,
     own_recovery_done,
@@ -34,7 +36,7 @@ from supervisor.core.confirm import (
     session_state,
     settle_deadline_ms,
 )
-from supervisor.core.inflight import legacy_turn_ended, lenient_ms
+from supervisor.core.inflight import interrupted_request, legacy_turn_ended, lenient_ms
 from supervisor.core.obligations import ActionState, Obligation, ObligationKind
 from supervisor.core.planner import (
     CRON_SESSION_KINDS,
@@ -172,30 +174,33 @@ class Recovery:
         jobs = await self._jobs(rpc)
         marks = {ob.ref: lenient_ms(job_state(jobs.get(ob.ref)).get("runningAtMs"))
                  for ob in obligations if ob.kind is ObligationKind.CRON}
-        sessions = {ob.ref: await self._session_seen(rpc, ob.ref) for ob in obligations
+        sessions = {ob.ref: await self._session_seen(rpc, ob) for ob in obligations
                     if ob.kind is ObligationKind.SESSION and ob.session_kind not in CRON_SESSION_KINDS}
         return own_recovery_done(obligations, marks, sessions, self.rules)
 
-    async def _session_seen(self, rpc: RpcClient, key: str) -> SessionSeen:
-        """The session's turns as the store recorded them and its row shows them now."""
-        recorded = await self.records.turn_recorded_at(key)
-        return SessionSeen(recorded, session_row((await self._session_rows(rpc)).get(key)))
+    async def _session_seen(self, rpc: RpcClient, ob: Obligation) -> SessionSeen:
+        """The session's turns as the store recorded them (not the cut turn's stale row) and its row
+        shows them now."""
+        recorded = await self.records.turn_recorded_at(ob.ref, ob.interrupted_at_ms)
+        return SessionSeen(recorded, session_row((await self._session_rows(rpc)).get(ob.ref)))
 
-    async def _ended_before_crash(self, rpc: RpcClient, ob: Obligation) -> bool:
-        """2026.2.x: the turn gatewayd last saw running had ended before the gateway died (while
-        gatewayd was down, so no snapshot saw its end): its session's history says so. Found by
-        the chaos benchmark (fake 2026.2.26: 2 notices after such a turn in 221 kills)."""
+    async def _history(self, rpc: RpcClient, ob: Obligation) -> tuple[bool, str | None]:
+        """2026.2.x, from the session's history: had the turn gatewayd last saw running ended before
+        the gateway died (while gatewayd was down, so no snapshot saw its end; found by the chaos
+        benchmark, fake 2026.2.26: 2 notices after such a turn in 221 kills)? And the interrupted
+        request, for the notice to quote."""
         started = await self.records.turn_started(ob.boot_id, ob.ref)
         if started is None:
-            return False  # undated: the notice goes out, as before this check
+            return False, None  # undated: the notice goes out, as before this check
         try:
             history = await rpc.call("chat.history", {"sessionKey": ob.ref, "limit": HISTORY_LIMIT})
-            return legacy_turn_ended(history, started, ob.interrupted_at_ms)
+            return (legacy_turn_ended(history, started, ob.interrupted_at_ms),
+                    interrupted_request(history, started, ob.interrupted_at_ms))
         except GatewayUnavailable:
             raise  # the connection is gone: decided again on the next one, no notice sent into it
         except GatewayError as exc:  # unknown: the notice goes out, as before this check
             log.warning("recovery_history_unreadable", session=ob.ref, error=str(exc))
-            return False
+            return False, None
 
     async def _session_rows(self, rpc: RpcClient) -> dict[str, Any]:
         now = now_ms()
@@ -328,13 +333,17 @@ class Recovery:
         settled = now_ms() >= self.settled_at_ms
         previous = await self.journal.actions_for(ob.id)  # the notices sent for it, if any
         # Read only where a rule below looks at it: what the version resumes, or a notice that is out.
-        seen = (await self._session_seen(rpc, ob.ref) if self.rules.resumes_main_sessions
+        seen = (await self._session_seen(rpc, ob) if self.rules.resumes_main_sessions
                 or any(a.state.out for a in previous) else SessionSeen())
-        ended = needs_history(ob, self.rules, previous) and await self._ended_before_crash(rpc, ob)
+        history = await self._history(rpc, ob) if needs_history(ob, self.rules, previous) else None
+        ended = history is not None and history[0]
         resumed, completed = session_state(ob, seen, self.rules, ended)
+        if any(a.state.out for a in previous):
+            resumed = completed = False  # a turn now is the notice's own: confirm_notices says so below
         when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ob.interrupted_at))
         d = decide_session(ob.session_kind or "", resumed, settled, self.rules, self.policy,
-                           REASONS.get(ob.reason, ob.reason), when, completed)
+                           REASONS.get(ob.reason, ob.reason), when, completed,
+                           quote=history[1] if history is not None else None)
         fields = {"session": ob.ref, "agent": ob.agent_id, "reason": d.reason}
         if d.verb is SessionVerb.WAIT:
             return self.settled_at_ms
@@ -352,7 +361,8 @@ class Recovery:
             if c.action.state is ActionState.DISPATCHED:
                 await self.journal.answered(c.action.key, "answered", {"observed": "a turn after dispatch"})
             note = "" if c.outcome is Retry.STOOD else " (accepted; its turn was not seen)"
-            await self.journal.resolve(ob.id, "done", f"restart notice sent as an agent turn{note}")
+            how = "a system event with a wake" if is_wake_notice(c.action.key) else "an agent turn"
+            await self.journal.resolve(ob.id, "done", f"restart notice sent as {how}{note}")
             if c.outcome is Retry.STOOD:
                 log.info("recovery_notice_observed", **fields)
             else:
@@ -363,14 +373,18 @@ class Recovery:
             await self.journal.resolve(ob.id, "given-up", f"restart notice lost {MAX_NOTICES} times")
             log.error("recovery_notice_given_up", **fields)
             return None
-        key = notice_key(ob, previous)
+        by_wake = notice_by_wake(self.rules, previous)
+        key = notice_key(ob, previous, by_wake)
         if not await self.journal.dispatched(key, ob.id, "agent-turn", 1, self.boot, now_ms()):
             return None
         crashpoint("journaled")
         self._inflight.add(key)
         try:
-            answer = await rpc.call("agent", {"message": d.text, "idempotencyKey": key, "agentId": ob.agent_id,
-                                              "sessionKey": ob.ref}, timeout_s=30)
+            if by_wake:  # a turn of the session, the notice shown to the model as system text
+                answer = await rpc.call("wake", {"mode": "now", "text": d.text, "sessionKey": ob.ref}, timeout_s=30)
+            else:
+                answer = await rpc.call("agent", {"message": d.text, "idempotencyKey": key, "agentId": ob.agent_id,
+                                                  "sessionKey": ob.ref}, timeout_s=30)
             crashpoint("dispatched")
         except GatewayRpcError as exc:
             await self.journal.answered(key, "failed", {"code": exc.code, "error": str(exc)})

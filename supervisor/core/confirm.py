@@ -26,6 +26,8 @@ from supervisor.core.planner import (
 
 INTERRUPTED = "interrupted"  # 2026.9.x logs an interrupted run as "cron: job interrupted by gateway restart"
 TURN_SLACK_MS = 1000  # a turn the snapshot first saw this little before the time still counts
+WAKE_CONFIRM_MS = 60_000  # a wake's turn starts within seconds (measured 1-4 s on 2026.9.6)
+WAKE_SUFFIX = "-wake"
 MAX_NOTICES = 2  # a notice lost with its gateway is sent again, this many in all
 
 
@@ -215,8 +217,12 @@ def confirm_notices(actions: Iterable[Action], seen: SessionSeen, rules: Version
         if not a.state.out:
             continue
         turn = turn_since(seen, a.dispatched_at_ms - TURN_SLACK_MS, rules)
-        this_boot = a.state is ActionState.ANSWERED and a.boot_id == boot
-        outcome = notice_outcome(turn, a.key in pending, this_boot, now_ms - a.dispatched_at_ms, grace_ms)
+        wake = is_wake_notice(a.key)
+        # A wake's `ok` proves nothing (measured): unseen within its window it lapsed, even in this
+        # boot, and the next notice is an agent turn.
+        this_boot = a.state is ActionState.ANSWERED and a.boot_id == boot and not wake
+        outcome = notice_outcome(turn, a.key in pending, this_boot, now_ms - a.dispatched_at_ms,
+                                 min(grace_ms, WAKE_CONFIRM_MS) if wake else grace_ms)
         if outcome in (Retry.STOOD, Retry.AWAIT, Retry.TRUSTED):
             return Confirmation(outcome, a, tuple(lapsed))
         lapsed.append((a, outcome))
@@ -235,5 +241,15 @@ def retry_key(ob: Obligation, attempt: int, previous: Iterable[Action]) -> str:
     return f"cron-{ob.id}-a{attempt}-{failed}"
 
 
-def notice_key(ob: Obligation, previous: Sequence[Action]) -> str:
-    return f"session-{ob.id}-{len(previous)}"
+def notice_key(ob: Obligation, previous: Sequence[Action], wake: bool = False) -> str:
+    return f"session-{ob.id}-{len(previous)}" + (WAKE_SUFFIX if wake else "")
+
+
+def notice_by_wake(rules: VersionRules, previous: Sequence[Action]) -> bool:
+    """The first notice is a system event with a wake where the version's wake starts a turn in the
+    session (the model then sees it as system text); any later one is an agent turn."""
+    return rules.wake_starts_turns and not previous
+
+
+def is_wake_notice(key: str) -> bool:
+    return key.endswith(WAKE_SUFFIX)

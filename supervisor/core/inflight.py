@@ -14,6 +14,7 @@ Sources per version:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -186,6 +187,46 @@ def legacy_turn_ended(history: Any, turn_started_ms: int, gateway_ended_ms: int)
         if at is not None and since <= at <= gateway_ended_ms:
             last = msg
     return last is not None and last.get("role") == "assistant" and last.get("stopReason") in FINAL_STOPS
+
+
+QUOTE_CHARS = 300  # of an interrupted request, in a notice
+_ENVELOPE = re.compile(r"^\[\w{3} \d{4}-\d\d-\d\d \d\d:\d\d(?: \w+)?\] ")
+
+
+def interrupted_request(history: Any, turn_started_ms: int, gateway_ended_ms: int) -> str | None:
+    """2026.2.x: the text of the user message that started the interrupted turn, shortened, from a
+    `chat.history` answer: the last user message the dead gateway wrote since the turn's start, with
+    no answer after it. None when there is none (a session's first turn is written only at its end,
+    measured) or the history is unreadable. The model never sees that message again after a
+    restart (measured), so a notice that quotes it lets the agent pick the work up."""
+    try:
+        messages = _list(_obj(history, "chat.history"), "messages", "chat.history")
+    except GatewayProtocolError:
+        return None
+    last: Mapping[str, Any] | None = None
+    for raw in messages:
+        if not isinstance(raw, Mapping):
+            continue
+        at = lenient_ms(raw.get("timestamp"))
+        since = turn_started_ms - (TURN_START_SLACK_MS if raw.get("role") == "user" else 0)
+        if at is not None and since <= at <= gateway_ended_ms:
+            last = raw
+    if last is None or last.get("role") != "user":
+        return None
+    text = _message_text(last.get("content"))
+    if not text:
+        return None
+    text = _ENVELOPE.sub("", " ".join(text.split()))  # the gateway's "[Sun 2026-12-06 08:43 UTC] " prefix
+    return text if len(text) <= QUOTE_CHARS else text[:QUOTE_CHARS - 1] + "…"
+
+
+def _message_text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(p["text"]) for p in content
+                        if isinstance(p, Mapping) and isinstance(p.get("text"), str))
+    return ""
 
 
 def lenient_ms(value: Any) -> int | None:

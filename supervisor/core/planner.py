@@ -239,10 +239,10 @@ class SessionDecision:
 
 
 def decide_session(kind: str, resumed: bool, settled: bool, rules: VersionRules, policy: RecoveryPolicy,
-                   reason: str, when: str, completed: bool = False) -> SessionDecision:
+                   reason: str, when: str, completed: bool = False, quote: str | None = None) -> SessionDecision:
     """`resumed`: a turn started in the session since the interruption (the gateway's own resume,
     in whichever boot); `completed`: its last turn had in fact ended before the crash (gatewayd's
-    snapshot had not seen the end yet)."""
+    snapshot had not seen the end yet); `quote`: the interrupted request, where the gateway kept it."""
     if kind in CRON_SESSION_KINDS:
         return SessionDecision(SessionVerb.NOTHING, "a cron run's session: the cron retry covers it")
     if resumed:
@@ -254,4 +254,6 @@ def decide_session(kind: str, resumed: bool, settled: bool, rules: VersionRules,
         if not settled:
             return SessionDecision(SessionVerb.WAIT, "the gateway's own resume may still come")
         return SessionDecision(SessionVerb.AGENT_TURN, "not resumed by the gateway", notice)
-    return SessionDecision(SessionVerb.AGENT_TURN, "this version does not resume turns", notice + policy.lost_request)
+    quoted = f' The interrupted request was: "{quote}"' if quote else ""
+    return SessionDecision(SessionVerb.AGENT_TURN, "this version does not resume turns",
+                           notice + policy.lost_request + quoted)

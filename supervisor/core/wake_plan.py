@@ -17,7 +17,7 @@ from dataclasses import dataclass
 MODES = ("active", "conversations", "off")
 CRON_SESSION_KINDS = ("cron", "cron-run")
 # The resolutions of a session obligation whose turn ran because of the restart (planner texts).
-TURN_TAKEN = ("resumed by the gateway itself", "restart notice sent as an agent turn")
+TURN_TAKEN = ("resumed by the gateway itself", "restart notice sent as")
 MAX_ITEMS = 8  # listed in a wake's text; more are counted
 
 

@@ -113,10 +113,14 @@ class InflightRecords:
             "SELECT last_activity_ms FROM inflight_sessions WHERE boot_id = ? AND key = ?", (boot, key)).fetchone())
         return int(row[0]) if row is not None and row[0] is not None else None
 
-    async def turn_recorded_at(self, key: str) -> float | None:
-        """When a snapshot last first saw a turn of this session running (any boot), or None."""
+    async def turn_recorded_at(self, key: str, active_since_ms: int | None = None) -> float | None:
+        """When a snapshot last first saw a turn of this session running (any boot), or None.
+        `active_since_ms`: leave out records whose turn's own activity time is older: a gateway that
+        restarted may list the cut turn as still running (its row left stale), which is no new turn."""
         row = await self.store.read(lambda c: c.execute(
-            "SELECT MAX(first_seen_at) FROM inflight_sessions WHERE key = ?", (key,)).fetchone())
+            "SELECT MAX(first_seen_at) FROM inflight_sessions WHERE key = ?"
+            " AND (? IS NULL OR last_activity_ms IS NULL OR last_activity_ms >= ?)",
+            (key, active_since_ms, active_since_ms)).fetchone())
         return float(row[0]) if row is not None and row[0] is not None else None
 
 

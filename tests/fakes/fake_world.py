@@ -200,7 +200,9 @@ class World:
         self.path = world_path
         self.repair_delay_ms = env_ms("FAKE_GW_REPAIR_DELAY_MS", 3000)
         self.catchup_ms = env_ms("FAKE_GW_ONESHOT_CATCHUP_MS", 120_000)
-        self.resume_ms = env_ms("FAKE_GW_MAIN_RESUME_MS", 5000)
+        # Negative: a 9.x that resumes no interrupted turn (as after its restart-loop breaker trips).
+        self.resume_ms = -1 if os.environ.get("FAKE_GW_MAIN_RESUME_MS", "").startswith("-") \
+            else env_ms("FAKE_GW_MAIN_RESUME_MS", 5000)
         self.backoff_ms = env_ms("FAKE_GW_BACKOFF_MS", 30_000)
         # persisted
         self.jobs: dict[str, dict[str, Any]] = {}
@@ -385,7 +387,7 @@ class World:
         loop = asyncio.get_running_loop()
         if self.to_repair:
             loop.call_later(self.repair_delay_ms / 1000, self.repair_interrupted)
-        if self.to_resume:
+        if self.to_resume and self.resume_ms >= 0:  # FAKE_GW_MAIN_RESUME_MS < 0: a 9.x that resumes nothing
             loop.call_later(self.resume_ms / 1000, self.resume_interrupted)
         self.start_scheduler()
 
