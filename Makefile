@@ -32,7 +32,7 @@ test-faults: $(VENV)/.installed
 	$(PYTEST) tests/faults -q
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check supervisor tests scripts
+	$(VENV)/bin/ruff check supervisor tests scripts gatewayd_dev
 	$(VENV)/bin/mypy supervisor
 
 ## bench: the short form of every benchmark

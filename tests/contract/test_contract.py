@@ -36,6 +36,7 @@ from typing import Any
 import psutil
 import pytest
 
+from gatewayd_dev.harness import MARK, free_port_block, marked_processes
 from supervisor.core.inflight import (
     LegacyActivity,
     legacy_turn_ended,
@@ -47,7 +48,6 @@ from supervisor.errors import GatewayError, GatewayRpcError
 from supervisor.gateway.launch import GatewayAuth, Secret
 from supervisor.gateway.rpc import Event, RpcClient, paged
 from tests.fakes.test_fake_world import COMPRESSED, FakeGateway, Model, running_model, sandbox, wait_for
-from tests.support.harness import MARK, free_port_block, marked_processes
 
 MODERN, LEGACY = "2026.9.6", "2026.2.26"
 SCOPES = ("operator.read", "operator.write", "operator.admin")

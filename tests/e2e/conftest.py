@@ -3,18 +3,14 @@ OpenAI-compatible model on loopback, and gatewayd configured to supervise a sand
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.harness import REPO, Gatewayd, free_port_block
-
-sys.path.insert(0, str(REPO / "scripts"))
-import fake_model
-import sandbox
+from gatewayd_dev import fake_model, sandbox
+from gatewayd_dev.harness import REPO, Gatewayd, free_port_block
 
 VERSIONS = ("2026.9.6", "2026.2.26")
 

@@ -12,9 +12,9 @@ import httpx
 import psutil
 import pytest
 
+from gatewayd_dev.harness import Gatewayd, wait_until
 from supervisor.gateway.ports import port_owners
 from tests.e2e.conftest import real_gatewayd
-from tests.support.harness import Gatewayd, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 

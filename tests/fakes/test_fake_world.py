@@ -1,4 +1,4 @@
-"""The fake gateway's world (tests/fakes/fake_world.py) against scripts/fake_model.py on loopback, with the
+"""The fake gateway's world (gatewayd_dev/fake_world.py) against gatewayd_dev/fake_model.py on loopback, with the
 startup delays compressed: runs reach the model, and a kill -9 mid-run is followed by each version's measured
 startup behaviour. The fake model's request log is the witness. Every process a test starts is killed by it."""
 
@@ -23,16 +23,13 @@ from typing import Any
 import httpx
 import pytest
 
+from gatewayd_dev import fake_model, sandbox
+from gatewayd_dev.harness import FAKE_GATEWAY, free_port_block
 from supervisor.errors import GatewayError, GatewayRpcError
 from supervisor.gateway.launch import GatewayAuth, Secret
 from supervisor.gateway.rpc import Event, RpcClient
-from tests.support.harness import REPO, free_port_block
 
-sys.path.insert(0, str(REPO / "scripts"))
-import fake_model
-import sandbox
-
-FAKE = Path(__file__).with_name("fake_gateway.py")
+FAKE = FAKE_GATEWAY
 MODERN, LEGACY = "2026.9.6", "2026.2.26"
 VERSIONS = (MODERN, LEGACY)
 INTERRUPTED = "cron: job interrupted by gateway restart"
@@ -58,7 +55,7 @@ async def wait_for(predicate: Callable[[], Awaitable[Any]], within: float, what:
 
 @dataclass
 class Model:
-    """scripts/fake_model.py in a thread, with its own request log and delay file."""
+    """gatewayd_dev/fake_model.py in a thread, with its own request log and delay file."""
 
     port: int
     log: Path

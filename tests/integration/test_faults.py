@@ -1,4 +1,4 @@
-"""The fault suite on the fake gateway's world (tests/fakes/fake_world.py), with the fake model's
+"""The fault suite on the fake gateway's world (gatewayd_dev/fake_world.py), with the fake model's
 request log as the witness: gatewayd killed at every named step of recovery, on both versions'
 behaviour; and the openclaw binary replaced by another version while gatewayd runs."""
 
@@ -19,15 +19,12 @@ from typing import Any
 import psutil
 import pytest
 
+from gatewayd_dev import fake_model, sandbox
+from gatewayd_dev.fake_world import WORLD_FILE
+from gatewayd_dev.harness import FAKE_GATEWAY, Gatewayd, gatewayd, wait_until
 from supervisor.crashpoints import CRASH_EXIT, STEPS
 from supervisor.gateway.launch import GatewayAuth, Secret
 from supervisor.gateway.rpc import RpcClient
-from tests.fakes.fake_world import WORLD_FILE
-from tests.support.harness import FAKE_GATEWAY, REPO, Gatewayd, gatewayd, wait_until
-
-sys.path.insert(0, str(REPO / "scripts"))
-import fake_model
-import sandbox
 
 pytestmark = pytest.mark.timeout(120)
 

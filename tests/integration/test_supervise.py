@@ -16,8 +16,8 @@ import httpx
 import psutil
 import pytest
 
+from gatewayd_dev.harness import FAKE_GATEWAY, Gatewayd, fake_settings, gatewayd, wait_until
 from supervisor.crashpoints import CRASH_EXIT
-from tests.support.harness import FAKE_GATEWAY, Gatewayd, fake_settings, gatewayd, wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
