@@ -461,7 +461,7 @@ async def test_main_session_turn(target: Target) -> None:
 
             again = await rpc.call("agent", params)  # the same idempotency key: no second turn
             assert again["runId"] == key
-            await asyncio.sleep(target.quiet_s)
+            await asyncio.sleep(target.quiet_s)  # the witness window: a second turn would reach the model by now
             assert len(target.model.requests(mark)) == 1
         finally:
             target.model.set_delay(0.1)
@@ -477,7 +477,7 @@ async def test_system_events_and_wake(target: Target) -> None:
             err = await rpc_error(rpc.call("wake", {"mode": "now", "text": woken, "sessionKey": MAIN}))
             assert err.code == "INVALID_REQUEST" and "unexpected property 'sessionKey'" in str(err)
             assert await rpc.call("wake", {"mode": "now", "text": woken}) == {"ok": True}
-            await asyncio.sleep(target.quiet_s)
+            await asyncio.sleep(target.quiet_s)  # the witness window: a heartbeat turn would reach the model by now
             assert target.model.requests(woken) == [], "heartbeats off: the wake starts no turn"
             assert {queued, woken} <= set((await rpc.call("status"))["queuedSystemEvents"])
         else:
