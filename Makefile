@@ -21,18 +21,21 @@ run: $(VENV)/.installed
 	$(PY) scripts/run_sandbox.py
 
 ## test: lint, then unit, fake-gateway, integration and real-gateway tests (fail fast)
+# Workers (pytest-xdist): the integration and fault tests, and the real gateways' tests, mostly wait
+# on timers and child processes, so even on two cores several at once finish in about half the time.
+# The fault stage's two-minute sleep runs beside the integration tests (listed first, it starts
+# first). tests/e2e/conftest.py says which real-gateway tests must not run at once (loadgroup).
 test: $(VENV)/.installed openclaw lint
-	$(PYTEST) tests/unit tests/fakes tests/contract -q -m "not e2e"
-	$(PYTEST) tests/integration -q
-	$(MAKE) --no-print-directory test-faults
-	$(PYTEST) tests/contract tests/e2e -q -m e2e
+	$(PYTEST) tests/unit tests/fakes tests/contract -q -m "not e2e" -n 2
+	$(PYTEST) tests/faults tests/integration -q -n 3
+	$(PYTEST) tests/contract tests/e2e -q -m e2e -n 2 --dist loadgroup
 
-## test-faults: the slow fault cases (a two-minute machine sleep, end to end); part of `make test`
+## test-faults: the slow fault cases (a two-minute machine sleep, end to end); `make test` runs them too
 test-faults: $(VENV)/.installed
 	$(PYTEST) tests/faults -q
 
 lint: $(VENV)/.installed
-	$(VENV)/bin/ruff check supervisor tests scripts
+	$(VENV)/bin/ruff check supervisor tests scripts gatewayd_dev
 	$(VENV)/bin/mypy supervisor
 
 ## bench: the short form of every benchmark
@@ -40,4 +43,4 @@ bench: $(VENV)/.installed openclaw
 	$(PY) scripts/bench/check.py
 
 clean:
-	rm -rf $(VENV) run .cache/e2e-model.jsonl
+	rm -rf $(VENV) run .cache/e2e-model-*

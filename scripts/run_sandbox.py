@@ -25,17 +25,13 @@ from pathlib import Path
 
 import httpx
 
+from gatewayd_dev import fake_model, sandbox
+from gatewayd_dev.harness import free_port_block, toml_value
+from supervisor.config import GatewaySettings
+from supervisor.gateway.launch import GatewayAuth, Secret, read_version, resolve_entry
+from supervisor.gateway.rpc import RpcClient
+
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "scripts"))
-sys.path.insert(0, str(REPO))
-
-import fake_model  # noqa: E402
-import sandbox  # noqa: E402
-
-from supervisor.config import GatewaySettings  # noqa: E402
-from supervisor.gateway.launch import GatewayAuth, Secret, read_version, resolve_entry  # noqa: E402
-from supervisor.gateway.rpc import RpcClient  # noqa: E402
-from tests.support.harness import free_port_block, toml_value  # noqa: E402
 
 
 def say(msg: str) -> None:

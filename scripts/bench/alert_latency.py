@@ -32,15 +32,12 @@ from typing import Any
 
 import psutil
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-from benchlib import Stopped, loop_signals, num, pct, raise_on_signals  # noqa: E402
-
-from supervisor import config, logs  # noqa: E402
-from supervisor.daemon import Daemon  # noqa: E402
-from supervisor.events import BootStarted  # noqa: E402
-from tests.support.alert_receiver import Receiver, receiver  # noqa: E402
-from tests.support.harness import FAKE_GATEWAY, free_port_block  # noqa: E402
+from gatewayd_dev.alert_receiver import Receiver, receiver
+from gatewayd_dev.benchlib import Stopped, loop_signals, num, pct, raise_on_signals
+from gatewayd_dev.harness import FAKE_GATEWAY, free_port_block
+from supervisor import config, logs
+from supervisor.daemon import Daemon
+from supervisor.events import BootStarted
 
 GOAL_P99_MS = 5000.0
 SHORT_KILLS = 20

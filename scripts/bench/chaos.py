@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Chaos: break the supervised gateway at random moments, many times, and count what was lost or
-done twice, with the fake model's request log as the witness (scripts/bench/chaos_judge.py).
+done twice, with the fake model's request log as the witness (gatewayd_dev/chaos_judge.py).
 
 Workload (two agents: `main` with heartbeats on at a long interval, `ops` with them off), per cycle
 and agent: an hourly isolated agentTurn job fired by the gateway's own timer, an hourly one fired
@@ -48,14 +48,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scripts"))
-sys.path.insert(0, str(REPO / "scripts" / "bench"))
-import fake_model  # noqa: E402
-import sandbox  # noqa: E402
-from benchlib import Stopped, raise_on_signals  # noqa: E402
-from chaos_judge import (  # noqa: E402
+from gatewayd_dev import fake_model, sandbox
+from gatewayd_dev.benchlib import Stopped, raise_on_signals
+from gatewayd_dev.chaos_judge import (
     HOURLY_MANUAL,
     HOURLY_TIMER,
     MINUTE,
@@ -69,11 +64,12 @@ from chaos_judge import (  # noqa: E402
     judge,
     judge_exits,
 )
+from gatewayd_dev.harness import FAKE_GATEWAY, Gatewayd, free_port_block
+from supervisor.core.inflight import SAME_RUN_MS
+from supervisor.gateway.launch import GatewayAuth, Secret
+from supervisor.gateway.rpc import RpcClient
 
-from supervisor.core.inflight import SAME_RUN_MS  # noqa: E402
-from supervisor.gateway.launch import GatewayAuth, Secret  # noqa: E402
-from supervisor.gateway.rpc import RpcClient  # noqa: E402
-from tests.support.harness import FAKE_GATEWAY, Gatewayd, free_port_block  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 AGENTS = ("main", "ops")
 VERSIONS = ("2026.9.6", "2026.2.26")

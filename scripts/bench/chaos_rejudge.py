@@ -11,12 +11,10 @@ import re
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
-for p in (REPO, REPO / "scripts", REPO / "scripts" / "bench"):
-    sys.path.insert(0, str(p))
-import chaos  # noqa: E402
-import fake_model  # noqa: E402
-from chaos_judge import HOURLY_MANUAL, HOURLY_TIMER, MINUTE, ONE_SHOT, CronItem, TurnItem  # noqa: E402
+import chaos
+
+from gatewayd_dev import fake_model
+from gatewayd_dev.chaos_judge import HOURLY_MANUAL, HOURLY_TIMER, MINUTE, ONE_SHOT, CronItem, TurnItem
 
 root, version, target = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
 pace = chaos.REAL_PACE if target == "real" else chaos.FAKE_PACE

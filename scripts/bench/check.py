@@ -30,11 +30,12 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from benchlib import Stopped, end_tree, raise_on_signals, tree
+
+from gatewayd_dev.benchlib import Stopped, end_tree, raise_on_signals, tree
 
 BENCH = Path(__file__).resolve().parent
 # Modules of scripts/bench that are not benchmarks of their own.
-HELPERS = frozenset({"check", "benchlib", "chaos_judge", "chaos_rejudge"})
+HELPERS = frozenset({"check", "chaos_rejudge"})
 GRACE_S = 45.0  # a timed-out benchmark's own teardown (idle_cost stops a real gateway: up to 45 s)
 
 

@@ -33,12 +33,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from supervisor.store.boots import BootEnd, BootRecords
+from supervisor.store.db import Store
+
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-
-from supervisor.store.boots import BootEnd, BootRecords  # noqa: E402
-from supervisor.store.db import Store  # noqa: E402
-
 GOAL_MS = 100.0
 
 
@@ -95,7 +93,7 @@ def measure(n: int, cmd: list[str], env: dict[str, str], expect: set[int]) -> tu
 
 def live_run(n: int, root: Path, env: dict[str, str]) -> dict[str, float] | None:
     """`status --json` against a running daemon supervising the fake gateway."""
-    from tests.support.harness import fake_settings, gatewayd
+    from gatewayd_dev.harness import fake_settings, gatewayd
 
     root.mkdir()
     with gatewayd(root, fake_settings()) as g:

@@ -44,16 +44,13 @@ from typing import Any
 
 import psutil
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-from benchlib import Stopped, loop_signals, num, pct, raise_on_signals  # noqa: E402
-
-from supervisor import config, logs  # noqa: E402
-from supervisor.daemon import Daemon  # noqa: E402
-from supervisor.errors import StoreError  # noqa: E402
-from supervisor.events import BootEnded, BootStarted, GatewayReady  # noqa: E402
-from supervisor.gateway.child import HELPER_PIDS  # noqa: E402
-from tests.support.harness import FAKE_GATEWAY, free_port_block  # noqa: E402
+from gatewayd_dev.benchlib import Stopped, loop_signals, num, pct, raise_on_signals
+from gatewayd_dev.harness import FAKE_GATEWAY, free_port_block
+from supervisor import config, logs
+from supervisor.daemon import Daemon
+from supervisor.errors import StoreError
+from supervisor.events import BootEnded, BootStarted, GatewayReady
+from supervisor.gateway.child import HELPER_PIDS
 
 WATCHDOG_P50_MS, WATCHDOG_P99_MS = 150_000, 297_000  # uniform over a 300 s poll period
 GOAL_OVER_FLOOR_P99_MS, GOAL_RESPAWN_P99_MS = 1.0, 100.0

@@ -42,17 +42,14 @@ from typing import Any
 
 import psutil
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-from benchlib import Stopped, end_tree, loop_signals, num, pct, raise_on_signals  # noqa: E402
-
-import supervisor.daemon  # noqa: E402
-from supervisor import config, logs  # noqa: E402
-from supervisor.core.model import ExitKind, ProbeOutcome  # noqa: E402
-from supervisor.core.probestate import ProbeMachine, ProbeSettings, Verdict  # noqa: E402
-from supervisor.daemon import Daemon  # noqa: E402
-from supervisor.events import BootEnded, BootStarted, GatewayReady  # noqa: E402
-from tests.support.harness import FAKE_GATEWAY, free_port_block  # noqa: E402
+import supervisor.daemon
+from gatewayd_dev.benchlib import Stopped, end_tree, loop_signals, num, pct, raise_on_signals
+from gatewayd_dev.harness import FAKE_GATEWAY, free_port_block
+from supervisor import config, logs
+from supervisor.core.model import ExitKind, ProbeOutcome
+from supervisor.core.probestate import ProbeMachine, ProbeSettings, Verdict
+from supervisor.daemon import Daemon
+from supervisor.events import BootEnded, BootStarted, GatewayReady
 
 GOAL_P99_MS = 12_000
 DEFAULTS = ProbeSettings()

@@ -24,14 +24,11 @@ from pathlib import Path
 
 import psutil
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "scripts"))
-import fake_model  # noqa: E402
-import sandbox  # noqa: E402
-from benchlib import Stopped, end_tree, raise_on_signals  # noqa: E402
+from gatewayd_dev import fake_model, sandbox
+from gatewayd_dev.benchlib import Stopped, end_tree, raise_on_signals
+from gatewayd_dev.harness import free_port_block, toml_value
 
-from tests.support.harness import free_port_block, toml_value  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 SHORT_MINUTES, SETTLE_S, READY_TIMEOUT_S = 0.75, 10.0, 300.0
 STOP_GRACE_S = 45.0  # gatewayd's stop (budget set to 30 s below) before the tree is killed

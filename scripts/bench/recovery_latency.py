@@ -25,19 +25,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-from benchlib import Stopped, raise_on_signals  # noqa: E402
-
-from supervisor import logs  # noqa: E402
-from supervisor.core.inflight import Delta, RunItem, SessionItem  # noqa: E402
-from supervisor.core.planner import RecoveryPolicy  # noqa: E402
-from supervisor.gateway.capabilities import for_version  # noqa: E402
-from supervisor.recovery import Recovery  # noqa: E402
-from supervisor.store.boots import BootEnd, BootRecords  # noqa: E402
-from supervisor.store.db import Store  # noqa: E402
-from supervisor.store.journal import Journal  # noqa: E402
-from supervisor.store.snapshots import InflightRecords  # noqa: E402
+from gatewayd_dev.benchlib import Stopped, raise_on_signals
+from supervisor import logs
+from supervisor.core.inflight import Delta, RunItem, SessionItem
+from supervisor.core.planner import RecoveryPolicy
+from supervisor.gateway.capabilities import for_version
+from supervisor.recovery import Recovery
+from supervisor.store.boots import BootEnd, BootRecords
+from supervisor.store.db import Store
+from supervisor.store.journal import Journal
+from supervisor.store.snapshots import InflightRecords
 
 SHORT_RUNS = 5
 RUN_TIMEOUT_S = 60.0  # one run (100 items: ~0.2 s); a recovery that stalls fails the bench instead

@@ -30,17 +30,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, cast
 
-REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO))
-from benchlib import Stopped, raise_on_signals  # noqa: E402
+from gatewayd_dev.benchlib import Stopped, raise_on_signals
+from supervisor.core.inflight import Delta, InFlight, diff
+from supervisor.gateway.capabilities import for_version
+from supervisor.gateway.rpc import RpcClient
+from supervisor.snapshotter import PAGE, Snapshotter, paged
+from supervisor.store.boots import BootRecords
+from supervisor.store.db import Store
+from supervisor.store.snapshots import InflightRecords
 
-from supervisor.core.inflight import Delta, InFlight, diff  # noqa: E402
-from supervisor.gateway.capabilities import for_version  # noqa: E402
-from supervisor.gateway.rpc import RpcClient  # noqa: E402
-from supervisor.snapshotter import PAGE, Snapshotter, paged  # noqa: E402
-from supervisor.store.boots import BootRecords  # noqa: E402
-from supervisor.store.db import Store  # noqa: E402
-from supervisor.store.snapshots import InflightRecords  # noqa: E402
+REPO = Path(__file__).resolve().parents[2]
 
 FIXTURES = REPO / "tests" / "contract" / "fixtures" / "2026.9.6"
 SESSIONS, JOBS, ACTIVE, RUNNING, SESSION_CHURN, RUN_CHURN = 10_000, 1_000, 200, 50, 20, 10

@@ -25,12 +25,10 @@ import json
 import os
 import re
 import shutil
-import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 
 
 def main() -> None:

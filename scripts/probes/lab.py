@@ -4,7 +4,7 @@
 State of a lab lives in LABDIR (default /work/main/.cache/probes/lab):
   LABDIR/lab.json     ports, version, pids (gateway process group, fake model)
   LABDIR/model.jsonl  the fake model's request log (the witness)
-  LABDIR/gw/          the sandbox root (scripts/sandbox.py layout), kept across restarts
+  LABDIR/gw/          the sandbox root (gatewayd_dev/sandbox.py layout), kept across restarts
 
 Commands (all bind loopback only; each `call` opens its own WebSocket connection):
   lab.py up VERSION [--heartbeat 0m] [--agent kit ...] [--fresh]   start model (if needed) + gateway
@@ -32,16 +32,12 @@ import sys
 import time
 from pathlib import Path
 
+from gatewayd_dev import sandbox
+from gatewayd_dev.harness import free_port_block
+from supervisor.gateway.launch import GatewayAuth, Secret
+from supervisor.gateway.rpc import RpcClient
+
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "scripts"))
-sys.path.insert(0, str(REPO))
-
-import sandbox  # noqa: E402
-
-from supervisor.gateway.launch import GatewayAuth, Secret  # noqa: E402
-from supervisor.gateway.rpc import RpcClient  # noqa: E402
-from tests.support.harness import free_port_block  # noqa: E402
-
 LABDIR = Path(os.environ.get("LABDIR", REPO / ".cache" / "probes" / "lab"))
 
 
@@ -75,7 +71,7 @@ def _start_model(st: dict) -> None:
     log = LABDIR / "model.jsonl"
     port = st.get("model_port") or free_port_block(2)
     out = open(LABDIR / "model.out", "a")  # noqa: SIM115 (held by the child for its life)
-    p = subprocess.Popen([sys.executable, str(REPO / "scripts" / "fake_model.py"), "--port", str(port),
+    p = subprocess.Popen([sys.executable, "-m", "gatewayd_dev.fake_model", "--port", str(port),
                           "--delay", "0.3", "--delay-file", str(LABDIR / "model.delay"),
                           "--log", str(log)], stdout=out, stderr=out,
                          start_new_session=True)

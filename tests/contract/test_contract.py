@@ -36,6 +36,7 @@ from typing import Any
 import psutil
 import pytest
 
+from gatewayd_dev.harness import MARK, free_port_block, marked_processes
 from supervisor.core.inflight import (
     LegacyActivity,
     legacy_turn_ended,
@@ -46,8 +47,8 @@ from supervisor.core.inflight import (
 from supervisor.errors import GatewayError, GatewayRpcError
 from supervisor.gateway.launch import GatewayAuth, Secret
 from supervisor.gateway.rpc import Event, RpcClient, paged
+from tests.e2e.conftest import LEGACY_ONE_AT_A_TIME
 from tests.fakes.test_fake_world import COMPRESSED, FakeGateway, Model, running_model, sandbox, wait_for
-from tests.support.harness import MARK, free_port_block, marked_processes
 
 MODERN, LEGACY = "2026.9.6", "2026.2.26"
 SCOPES = ("operator.read", "operator.write", "operator.admin")
@@ -55,7 +56,11 @@ MAIN = "agent:main:main"
 
 
 def real(version: str) -> Any:
-    return pytest.param(("real", version), id=f"real-{version}", marks=[pytest.mark.e2e, pytest.mark.timeout(600)])
+    # Under xdist one worker runs all of a version's tests: its module-scoped gateway starts once
+    # (and 2026.2.x joins the e2e stage's one-at-a-time group, tests/e2e/conftest.py says why).
+    group = LEGACY_ONE_AT_A_TIME if version.startswith("2026.2.") else pytest.mark.xdist_group(f"contract-{version}")
+    return pytest.param(("real", version), id=f"real-{version}",
+                        marks=[pytest.mark.e2e, pytest.mark.timeout(600), group])
 
 
 TARGETS = [pytest.param(("fake", MODERN), id=f"fake-{MODERN}"), pytest.param(("fake", LEGACY), id=f"fake-{LEGACY}"),
@@ -461,7 +466,7 @@ async def test_main_session_turn(target: Target) -> None:
 
             again = await rpc.call("agent", params)  # the same idempotency key: no second turn
             assert again["runId"] == key
-            await asyncio.sleep(target.quiet_s)
+            await asyncio.sleep(target.quiet_s)  # the witness window: a second turn would reach the model by now
             assert len(target.model.requests(mark)) == 1
         finally:
             target.model.set_delay(0.1)
@@ -477,7 +482,7 @@ async def test_system_events_and_wake(target: Target) -> None:
             err = await rpc_error(rpc.call("wake", {"mode": "now", "text": woken, "sessionKey": MAIN}))
             assert err.code == "INVALID_REQUEST" and "unexpected property 'sessionKey'" in str(err)
             assert await rpc.call("wake", {"mode": "now", "text": woken}) == {"ok": True}
-            await asyncio.sleep(target.quiet_s)
+            await asyncio.sleep(target.quiet_s)  # the witness window: a heartbeat turn would reach the model by now
             assert target.model.requests(woken) == [], "heartbeats off: the wake starts no turn"
             assert {queued, woken} <= set((await rpc.call("status"))["queuedSystemEvents"])
         else:

@@ -3,23 +3,38 @@ OpenAI-compatible model on loopback, and gatewayd configured to supervise a sand
 
 from __future__ import annotations
 
-import sys
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.support.harness import REPO, Gatewayd, free_port_block
-
-sys.path.insert(0, str(REPO / "scripts"))
-import fake_model
-import sandbox
+from gatewayd_dev import fake_model, sandbox
+from gatewayd_dev.harness import REPO, Gatewayd, free_port_block
 
 VERSIONS = ("2026.9.6", "2026.2.26")
 
 
-DELAY_FILE = REPO / ".cache" / "e2e-model-delay"
+# One fake model per pytest process: under xdist (`make test` runs this stage with two workers) each
+# worker has its own request log and delay file.
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+DELAY_FILE = REPO / ".cache" / f"e2e-model-delay-{WORKER}"
+
+
+# Under xdist (`make test`: two workers, `--dist loadgroup`) every 2026.2.x test runs on one worker:
+# their gateways share a jiti transpile cache (sandbox.jiti_cache_dir) that jiti writes in place, so
+# two of them must not boot at once. The only cache 2026.9.x gateways share is Node's compile cache,
+# written to a temporary file and renamed, so their tests spread over both workers.
+LEGACY_ONE_AT_A_TIME = pytest.mark.xdist_group("openclaw-2026.2.x")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        version = callspec.params.get("version") if callspec is not None else None
+        if isinstance(version, str) and version.startswith("2026.2.") and item.get_closest_marker("e2e"):
+            item.add_marker(LEGACY_ONE_AT_A_TIME)
 
 
 def set_model_delay(seconds: float) -> None:
@@ -28,7 +43,7 @@ def set_model_delay(seconds: float) -> None:
 
 @pytest.fixture(scope="session")
 def model() -> Iterator[tuple[int, Path]]:
-    log = Path(REPO / ".cache" / "e2e-model.jsonl")
+    log = REPO / ".cache" / f"e2e-model-{WORKER}.jsonl"
     log.parent.mkdir(parents=True, exist_ok=True)
     set_model_delay(0.5)
     server, thread, port = fake_model.start_fake_model(port=0, delay=0.5, log_path=log, delay_file=DELAY_FILE)

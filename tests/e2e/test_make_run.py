@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.harness import MARK, REPO, marked_processes, wait_until
+from gatewayd_dev.harness import MARK, REPO, marked_processes, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 

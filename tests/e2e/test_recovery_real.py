@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
+from gatewayd_dev.harness import Gatewayd, wait_until
 from tests.e2e.conftest import VERSIONS, fake_model, real_gatewayd, sandbox, set_model_delay
 from tests.e2e.work import add_hourly, add_job, at_soon, gateway_rpc, hourly_soon, main_turn, send_and_leave
-from tests.support.harness import Gatewayd, wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 

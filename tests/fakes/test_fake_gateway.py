@@ -1,4 +1,4 @@
-"""Tests of the fake gateway itself (tests/fakes/fake_gateway.py), run as a real subprocess."""
+"""Tests of the fake gateway itself (gatewayd_dev/fake_gateway.py), run as a real subprocess."""
 
 from __future__ import annotations
 
@@ -22,7 +22,9 @@ import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-FAKE = Path(__file__).with_name("fake_gateway.py")
+from gatewayd_dev.harness import FAKE_GATEWAY
+
+FAKE = FAKE_GATEWAY
 TOKEN = "tok-" + uuid.uuid4().hex
 SCOPES = ["operator.read", "operator.write", "operator.admin"]
 

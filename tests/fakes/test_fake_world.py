@@ -1,4 +1,4 @@
-"""The fake gateway's world (tests/fakes/fake_world.py) against scripts/fake_model.py on loopback, with the
+"""The fake gateway's world (gatewayd_dev/fake_world.py) against gatewayd_dev/fake_model.py on loopback, with the
 startup delays compressed: runs reach the model, and a kill -9 mid-run is followed by each version's measured
 startup behaviour. The fake model's request log is the witness. Every process a test starts is killed by it."""
 
@@ -23,16 +23,13 @@ from typing import Any
 import httpx
 import pytest
 
+from gatewayd_dev import fake_model, sandbox
+from gatewayd_dev.harness import FAKE_GATEWAY, free_port_block
 from supervisor.errors import GatewayError, GatewayRpcError
 from supervisor.gateway.launch import GatewayAuth, Secret
 from supervisor.gateway.rpc import Event, RpcClient
-from tests.support.harness import REPO, free_port_block
 
-sys.path.insert(0, str(REPO / "scripts"))
-import fake_model
-import sandbox
-
-FAKE = Path(__file__).with_name("fake_gateway.py")
+FAKE = FAKE_GATEWAY
 MODERN, LEGACY = "2026.9.6", "2026.2.26"
 VERSIONS = (MODERN, LEGACY)
 INTERRUPTED = "cron: job interrupted by gateway restart"
@@ -58,7 +55,7 @@ async def wait_for(predicate: Callable[[], Awaitable[Any]], within: float, what:
 
 @dataclass
 class Model:
-    """scripts/fake_model.py in a thread, with its own request log and delay file."""
+    """gatewayd_dev/fake_model.py in a thread, with its own request log and delay file."""
 
     port: int
     log: Path
@@ -304,7 +301,7 @@ async def test_kill_mid_run_of_a_recurring_job(tmp_path: Path, version: str) -> 
                 assert state["nextRunAtMs"] == max(slot, world["repairedAtMs"] + BACKOFF_MS)
                 [entry] = await runs_of(rpc, job["id"])
                 assert (entry["status"], entry["error"], entry["runAtMs"]) == ("error", INTERRUPTED, running_at)
-            await asyncio.sleep(0.6)
+            await asyncio.sleep(0.6)  # the witness window: a re-run would reach the model by now
             assert len(model.requests(mark)) == 1, "the interrupted run is not re-run"
         finally:
             await rpc.close()
@@ -346,7 +343,7 @@ async def test_kill_mid_run_of_a_one_shot(tmp_path: Path, version: str) -> None:
             await wait_for(gone, 10, "the one-shot deleted after its run")
             statuses = [e["status"] for e in await runs_of(rpc, job["id"])]
             assert statuses == (["ok"] if gw.legacy else ["error", "ok"])
-            await asyncio.sleep(0.5)
+            await asyncio.sleep(0.5)  # the witness window: a third run would reach the model by now
             assert len(model.requests(mark)) == 2
         finally:
             await rpc.close()
@@ -378,7 +375,7 @@ async def test_main_session_turn_resumed_on_modern_only(tmp_path: Path, version:
         rpc = await gw.connect()
         try:
             if gw.legacy:
-                await asyncio.sleep(0.8)  # well past the resume delay
+                await asyncio.sleep(0.8)  # the witness window: well past the resume delay (0.3 s), no resume came
                 assert len(model.requests(mark)) == 1, "2026.2.x does not resume the turn"
                 [row] = (await rpc.call("sessions.list", {}))["sessions"]
                 assert row["key"] == "agent:main:main"
@@ -405,7 +402,7 @@ async def test_wake_on_legacy_with_heartbeats_off_runs_no_turn(tmp_path: Path) -
             assert await rpc.call("wake", {"mode": "now", "text": mark}) == {"ok": True}
             with pytest.raises(GatewayRpcError, match="unexpected property 'sessionKey'"):
                 await rpc.call("wake", {"mode": "now", "text": mark, "sessionKey": "agent:main:main"})
-            await asyncio.sleep(0.6)
+            await asyncio.sleep(0.6)  # the witness window: a heartbeat turn would reach the model by now
             assert model.requests() == [], "no heartbeat turn: heartbeats are off (0m)"
             assert await rpc.call("last-heartbeat") is None
             assert (await rpc.call("status"))["queuedSystemEvents"] == [mark]
@@ -459,7 +456,9 @@ async def test_scheduler_runs_every_jobs_at_their_slots_once(tmp_path: Path, ver
             anchor = job["schedule"]["anchorMs"]
             [first] = await model.wait_request(mark, within=5)
             assert first["ts"] * 1000 >= anchor + 300
-            await asyncio.sleep(0.7)  # slots at +600 and +900 pass while the first run is still going
+            # The witness window: slots at +600 and +900 pass while the first run is still going; a
+            # second start would reach the model.
+            await asyncio.sleep(0.7)
             assert len(model.requests(mark)) == 1
             world = await gw.world()
             assert list(world["runningJobs"]) == [job["id"]]

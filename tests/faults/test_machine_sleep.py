@@ -19,8 +19,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from gatewayd_dev.harness import gatewayd, wait_until
 from tests.integration.test_faults import add_hourly, asked, model, obligations, world_settings
-from tests.support.harness import gatewayd, wait_until
 
 pytestmark = pytest.mark.timeout(300)
 

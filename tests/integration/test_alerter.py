@@ -15,6 +15,8 @@ from typing import Any
 
 import pytest
 
+from gatewayd_dev.alert_receiver import Receiver, Recorder, receiver
+from gatewayd_dev.harness import toml_value
 from supervisor import alerter as alerter_module
 from supervisor import config
 from supervisor.alerter import Alerter
@@ -32,8 +34,6 @@ from supervisor.events import (
 )
 from supervisor.store.boots import BootRecords
 from supervisor.store.db import Store
-from tests.support.alert_receiver import Receiver, Recorder, receiver
-from tests.support.harness import toml_value
 
 pytestmark = pytest.mark.timeout(60)
 

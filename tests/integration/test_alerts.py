@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
+from gatewayd_dev.alert_receiver import Receiver, Recorder, receiver
+from gatewayd_dev.harness import Gatewayd, fake_settings, gatewayd
 from tests.integration.test_supervise import merge, stop_gatewayd
-from tests.support.alert_receiver import Receiver, Recorder, receiver
-from tests.support.harness import Gatewayd, fake_settings, gatewayd
 
 pytestmark = pytest.mark.timeout(120)
 

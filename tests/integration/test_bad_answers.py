@@ -1154,7 +1154,7 @@ async def test_regression_a_sessions_list_timeout_does_not_cost_the_runs(store: 
         await peer.req("sessions.list")  # never answered
         req = await peer.req("cron.list")
         await peer.send(ok(req, {"jobs": [job("j1")], "hasMore": False}))
-        await asyncio.sleep(5)
+        await peer.hold()
 
     caps = for_version(CURRENT)
     records = InflightRecords(store)

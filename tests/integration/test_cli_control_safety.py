@@ -20,10 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from gatewayd_dev.harness import Gatewayd, fake_settings, gatewayd
 from supervisor.control import client, paths
 from supervisor.control.protocol import Code, ControlError
 from tests.integration.test_control import cli, raw
-from tests.support.harness import Gatewayd, fake_settings, gatewayd
 
 pytestmark = pytest.mark.timeout(120)
 NOBODY = 65534

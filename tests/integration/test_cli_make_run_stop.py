@@ -16,15 +16,14 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.support.harness import REPO, fake_settings, gatewayd, wait_until
+from gatewayd_dev.harness import REPO, fake_settings, gatewayd, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
 RUNNER = textwrap.dedent("""
-    import sys
-    sys.path.insert(0, sys.argv[1] + "/scripts")
-    import run_sandbox
-    sys.exit(run_sandbox.run_gatewayd([sys.executable, "-m", "supervisor", "run", "-c", sys.argv[2]]))
+    import runpy, sys
+    run_sandbox = runpy.run_path(sys.argv[1] + "/scripts/run_sandbox.py", run_name="run_sandbox")
+    sys.exit(run_sandbox["run_gatewayd"]([sys.executable, "-m", "supervisor", "run", "-c", sys.argv[2]]))
 """)
 
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
+from gatewayd_dev.harness import Gatewayd, fake_settings, gatewayd
 from supervisor.control.paths import client_socket_path as socket_path
-from tests.support.harness import Gatewayd, fake_settings, gatewayd
 
 pytestmark = pytest.mark.timeout(120)
 

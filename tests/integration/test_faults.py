@@ -1,4 +1,4 @@
-"""The fault suite on the fake gateway's world (tests/fakes/fake_world.py), with the fake model's
+"""The fault suite on the fake gateway's world (gatewayd_dev/fake_world.py), with the fake model's
 request log as the witness: gatewayd killed at every named step of recovery, on both versions'
 behaviour; and the openclaw binary replaced by another version while gatewayd runs."""
 
@@ -19,15 +19,12 @@ from typing import Any
 import psutil
 import pytest
 
+from gatewayd_dev import fake_model, sandbox
+from gatewayd_dev.fake_world import WORLD_FILE
+from gatewayd_dev.harness import FAKE_GATEWAY, Gatewayd, gatewayd, wait_until
 from supervisor.crashpoints import CRASH_EXIT, STEPS
 from supervisor.gateway.launch import GatewayAuth, Secret
 from supervisor.gateway.rpc import RpcClient
-from tests.fakes.fake_world import WORLD_FILE
-from tests.support.harness import FAKE_GATEWAY, REPO, Gatewayd, gatewayd, wait_until
-
-sys.path.insert(0, str(REPO / "scripts"))
-import fake_model
-import sandbox
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -300,7 +297,7 @@ def test_regression_a_turn_that_ended_while_gatewayd_was_down_gets_no_notice(tmp
         g.procs[-1].kill()
         g.procs[-1].wait(10)
         if turn_ends_while_down:
-            time.sleep(2.5)  # the turn (1.5 s at the model) ends while no gatewayd watches
+            wait_until(lambda: main_turn_over(tmp_path), 20, "the turn's end, no gatewayd watching")
         delay.write_text("0.2\n")
         g.start()
         g.wait_event("gateway_adopted")
@@ -308,7 +305,9 @@ def test_regression_a_turn_that_ended_while_gatewayd_was_down_gets_no_notice(tmp
         if turn_ends_while_down:
             g.wait_event("inflight_changed", where=lambda e: "agent:main:main" in (e.get("sessions_ended") or []))
         else:
-            time.sleep(1.0)  # a few snapshot periods: the running turn must stay in flight
+            # The witness window: two snapshot periods (0.5 s) in which the running turn must stay in flight;
+            # a cycle that keeps a row unchanged logs nothing, so no event can say "it stayed".
+            time.sleep(1.0)
         os.kill(g.spawned_pids()[-1], signal.SIGKILL)
         # (Once in CI, under load, the adopting gatewayd did not see this exit through its pidfd
         # and found it only by the listener's absence, 60 s later; not reproduced since.)

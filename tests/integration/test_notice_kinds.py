@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from gatewayd_dev.harness import gatewayd, kill, wait_until
 from supervisor.gateway.launch import GatewayAuth, Secret
 from supervisor.gateway.rpc import RpcClient
 from tests.integration.test_faults import TOKEN, fake_model, model, obligations, world_settings
-from tests.support.harness import gatewayd, kill, wait_until
 
 pytestmark = pytest.mark.timeout(150)
 

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
+from gatewayd_dev.harness import gatewayd, wait_until
 from supervisor.crashpoints import CRASH_EXIT, RETRY_WORDS_STEPS
 from supervisor.gateway.launch import GatewayAuth, Secret
 from supervisor.gateway.rpc import RpcClient
 from tests.integration.test_faults import TOKEN, add_hourly, model, retried_once, table, world_settings
-from tests.support.harness import gatewayd, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -684,7 +684,7 @@ def test_doctor_names_the_pid_that_holds_the_port(setup: tuple[World, Path, int]
 import socket, time
 s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", {port})); s.listen(); print("ready", flush=True); time.sleep(60)
-"""], stdout=subprocess.PIPE, text=True)
+"""], stdout=subprocess.PIPE, text=True)  # holds the port until the test kills it
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "ready"
 

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from gatewayd_dev.harness import fake_settings, free_port_block, toml_value
 from supervisor import config, logs
 from supervisor.daemon import Daemon
 from supervisor.events import BootEnded, GatewayReady
-from tests.support.harness import fake_settings, free_port_block, toml_value
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.harness import Gatewayd, fake_settings, gatewayd, wait_until
+from gatewayd_dev.harness import Gatewayd, fake_settings, gatewayd, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -16,8 +16,8 @@ import httpx
 import psutil
 import pytest
 
+from gatewayd_dev.harness import FAKE_GATEWAY, Gatewayd, fake_settings, gatewayd, wait_until
 from supervisor.crashpoints import CRASH_EXIT
-from tests.support.harness import FAKE_GATEWAY, Gatewayd, fake_settings, gatewayd, wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -247,7 +247,7 @@ def test_port_held_by_an_unrelated_program_is_a_conflict_and_is_not_killed(tmp_p
             "import socket,sys,time\n"
             "s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
             f"s.bind(('127.0.0.1',{g.port}))\n"
-            "s.listen(); print('ok', flush=True); time.sleep(600)")], stdout=subprocess.PIPE)
+            "s.listen(); print('ok', flush=True); time.sleep(600)")], stdout=subprocess.PIPE)  # until killed
         try:
             assert holder.stdout is not None and holder.stdout.readline().strip() == b"ok"
             g.start()
@@ -329,7 +329,7 @@ def test_the_gateway_is_spawned_without_a_shell(tmp_path: Path) -> None:
 
 
 def test_stale_pid_in_lock_file_is_neither_obeyed_nor_killed(tmp_path: Path) -> None:
-    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])  # lives until killed
     try:
         with gatewayd(tmp_path, fake_settings()) as g:
             g.state_dir.mkdir(parents=True)

@@ -18,15 +18,12 @@ from typing import Any
 
 import pytest
 
+from gatewayd_dev import fake_model, sandbox
+from gatewayd_dev.harness import FAKE_GATEWAY, Gatewayd, gatewayd, wait_until
 from supervisor.crashpoints import CRASH_EXIT, REQUEUE_STEPS, WAKE_STEPS
 from supervisor.gateway.launch import GatewayAuth, Secret
 from supervisor.gateway.rpc import RpcClient
 from tests.integration.test_faults import COMPRESSED, TOKEN, model, table
-from tests.support.harness import FAKE_GATEWAY, REPO, Gatewayd, gatewayd, wait_until
-
-sys.path.insert(0, str(REPO / "scripts"))
-import fake_model
-import sandbox
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -1,14 +1,9 @@
-"""The chaos benchmark's judge (scripts/bench/chaos_judge.py): a zero it prints must be able to be
+"""The chaos benchmark's judge (gatewayd_dev/chaos_judge.py): a zero it prints must be able to be
 anything else, so each kind of loss and double is shown to be counted."""
 
 from __future__ import annotations
 
-import sys
-
-from tests.support.harness import REPO
-
-sys.path.insert(0, str(REPO / "scripts" / "bench"))
-from chaos_judge import (
+from gatewayd_dev.chaos_judge import (
     HOURLY_MANUAL,
     HOURLY_TIMER,
     MINUTE,

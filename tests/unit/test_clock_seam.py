@@ -3,8 +3,8 @@ by the injected clock, gets its backoff reset, and a fault's `since` is the cloc
 
 from __future__ import annotations
 
+from gatewayd_dev.fakeclock import FakeClock
 from supervisor.keepalive import Fault, Helpers
-from tests.support.fakeclock import FakeClock
 
 
 async def test_a_helper_healthy_for_a_while_by_the_clock_starts_its_backoff_again() -> None:

@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import psutil
 
 from supervisor import logs
 from supervisor.forensics import TreeSampler, last_lines, signal_name
@@ -14,6 +17,11 @@ from supervisor.forensics import TreeSampler, last_lines, signal_name
 def test_tree_rss_counts_the_children_and_keeps_the_last_sample_once_the_tree_is_gone() -> None:
     child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     try:
+        # Until the interpreter has loaded, the child's RSS is a few pages (seen under load: 4096).
+        proc = psutil.Process(child.pid)
+        deadline = time.monotonic() + 10
+        while proc.memory_info().rss <= 1 << 20 and time.monotonic() < deadline:
+            time.sleep(0.01)  # no event says "the interpreter is up": its RSS is the fact waited on
         sampler = TreeSampler()
         sampler.watch(child.pid)
         alone = sampler.last

@@ -17,7 +17,6 @@ from supervisor.instance import InstanceLock, holder_pid
 ROOT = Path(__file__).resolve().parents[2]
 HOLDER = """
 import sys
-sys.path.insert(0, sys.argv[2])
 from supervisor.instance import InstanceLock
 InstanceLock(__import__("pathlib").Path(sys.argv[1])).acquire()
 print("locked", flush=True)

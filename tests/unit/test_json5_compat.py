@@ -15,17 +15,15 @@ import math
 import re
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gatewayd_dev import sandbox
 from supervisor.gateway.launch import parse_json5
 
 REPO = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(REPO / "scripts"))
-import sandbox  # noqa: E402
 
 
 def same(a: Any, b: Any) -> bool:

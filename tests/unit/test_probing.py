@@ -9,12 +9,12 @@ from typing import cast
 import pytest
 from structlog.testing import capture_logs
 
+from gatewayd_dev.fakeclock import FakeClock
 from supervisor.boot import BootWatch
 from supervisor.core.model import ProbeOutcome
 from supervisor.core.probestate import ProbeMachine, ProbeSettings, Verdict
 from supervisor.gateway.child import GatewayChild
 from supervisor.probing import probe_until_kill
-from tests.support.fakeclock import FakeClock
 
 OK, TIMEOUT = ProbeOutcome.OK, ProbeOutcome.TIMEOUT
 SETTINGS = ProbeSettings(interval_s=1.0, timeout_s=1.0, hang_timeouts=3)

@@ -12,6 +12,7 @@ from typing import Any, cast
 
 import pytest
 
+from gatewayd_dev.fakeclock import FakeClock
 from supervisor.boot import BootWatch
 from supervisor.core.model import SupervisionState
 from supervisor.core.probestate import ProbeMachine, ProbeSettings
@@ -21,7 +22,6 @@ from supervisor.gateway.launch import LaunchSpec
 from supervisor.readiness import Readiness
 from supervisor.store.boots import BootRecords
 from supervisor.store.db import Store
-from tests.support.fakeclock import FakeClock
 
 
 class ReadyChild:

@@ -50,10 +50,7 @@ from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-try:
-    from fake_world import World, WorldError
-except ImportError:  # imported as tests.fakes.fake_gateway rather than run as a script
-    from tests.fakes.fake_world import World, WorldError
+from gatewayd_dev.fake_world import World, WorldError
 
 HANDOFF_PROTOCOL = "openclaw.gateway.restart-handoff"
 HANDOFF_FILE = "fake-handoff.json"

@@ -5,7 +5,7 @@ and the gateway run in sessions of their own, which neither `timeout` nor a term
 reaches: a benchmark stopped that way left them behind (idle_cost.py under `timeout`). Each
 benchmark therefore turns SIGTERM, SIGINT and SIGHUP into its own orderly teardown.
 
-Imported by the benchmarks as a sibling module (a script's own folder is on sys.path already).
+Imported by the benchmarks as gatewayd_dev.benchlib.
 """
 
 from __future__ import annotations

@@ -22,8 +22,8 @@ from typing import Any
 
 import psutil
 
-REPO = Path(__file__).resolve().parents[2]
-FAKE_GATEWAY = REPO / "tests" / "fakes" / "fake_gateway.py"
+REPO = Path(__file__).resolve().parents[1]
+FAKE_GATEWAY = Path(__file__).resolve().with_name("fake_gateway.py")
 MARK = "GATEWAYD_TEST_MARK"
 
 

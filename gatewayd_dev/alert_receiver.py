@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from tests.support.harness import wait_until
+from gatewayd_dev.harness import wait_until
 
 
 class Receiver:

@@ -22,7 +22,7 @@ Public API:
                                        launch-contract variables (see below)
 
 CLI:
-  python scripts/sandbox.py prepare ROOT --version V --gw-port N --model-port M [--heartbeat 0m]
+  python -m gatewayd_dev.sandbox prepare ROOT --version V --gw-port N --model-port M [--heartbeat 0m]
          [--token T] [--hook-token H] [--agent main --agent ops ...]     -> prints the Sandbox as JSON
 """
 
