@@ -36,7 +36,14 @@ from supervisor.core.confirm import (
     session_state,
     settle_deadline_ms,
 )
-from supervisor.core.inflight import interrupted_request, legacy_turn_ended, lenient_ms
+from supervisor.core.inflight import (
+    agent_of,
+    interrupted_request,
+    kind_of,
+    legacy_turn_ended,
+    lenient_ms,
+    unseen_lost_turn,
+)
 from supervisor.core.obligations import ActionState, Obligation, ObligationKind
 from supervisor.core.planner import (
     CRON_SESSION_KINDS,
@@ -123,6 +130,8 @@ class Recovery:
         if self.first_look is not None:
             await _wait_for_event(self.first_look, FIRST_LOOK_S)
         await self.patcher.restore_left(rpc)  # no job stays changed by a retry an earlier gatewayd cut
+        if not self.rules.resumes_main_sessions and self.caps.has_method("chat.history"):
+            await self._find_unseen_turns(rpc)
         if not await self.journal.open_obligations():
             return
         if self.caps.process_instance_id and self.caps.has_method("system.info"):
@@ -184,12 +193,45 @@ class Recovery:
         recorded = await self.records.turn_recorded_at(ob.ref, ob.interrupted_at_ms)
         return SessionSeen(recorded, session_row((await self._session_rows(rpc)).get(ob.ref)))
 
+    async def _find_unseen_turns(self, rpc: RpcClient) -> None:
+        """2026.2.x: a session turn that started while gatewayd was down and died with its gateway
+        before gatewayd was back left no snapshot, and this version does not resume it: its row's
+        `updatedAt` (set at accept) falls in the dead gateway's life, and its history ends with the
+        request unanswered (measured). Each such turn becomes an obligation (one notice). 9.x
+        resumes such turns itself."""
+        boots = await self.records.unseen_turn_checks(self.boot)
+        if not boots:
+            return
+        rows = await list_sessions(rpc, self.caps.sessions_list_filters)
+        known = {(ob.boot_id, ob.ref) for ob in await self.journal.open_obligations()}
+        marker = self.policy.notice.split("{", 1)[0].strip() or "Gateway restarted"
+        for b in boots:
+            since, until = int(b["started_at"] * MS), self.ready_at_ms
+            found: list[tuple[str, str, str, int]] = []
+            for row in rows:
+                key, at = row["key"], lenient_ms(row.get("updatedAt"))
+                if at is None or not since <= at < until or (b["id"], key) in known \
+                        or kind_of(key) in CRON_SESSION_KINDS:
+                    continue
+                try:
+                    history = await rpc.call("chat.history", {"sessionKey": key, "limit": HISTORY_LIMIT})
+                except GatewayRpcError as exc:  # this session unreadable: the others are still looked at
+                    log.warning("recovery_history_unreadable", session=key, error=str(exc))
+                    continue
+                started = unseen_lost_turn(history, since, until, marker)
+                if started is not None:
+                    found.append((key, agent_of(key), kind_of(key), started))
+            await self.records.record_unseen_turns(int(b["id"]), found, float(b["ended_at"]), "vanished")
+            if found:
+                log.info("recovery_unseen_turns_found", boot=b["id"], sessions=[f[0] for f in found])
+
     async def _history(self, rpc: RpcClient, ob: Obligation) -> tuple[bool, str | None]:
         """2026.2.x, from the session's history: had the turn gatewayd last saw running ended before
         the gateway died (while gatewayd was down, so no snapshot saw its end; found by the chaos
         benchmark, fake 2026.2.26: 2 notices after such a turn in 221 kills)? And the interrupted
         request, for the notice to quote."""
-        started = await self.records.turn_started(ob.boot_id, ob.ref)
+        # A turn found cut unseen carries its start (its request's time) in the obligation.
+        started = await self.records.turn_started(ob.boot_id, ob.ref) or ob.running_at_ms or None
         if started is None:
             return False, None  # undated: the notice goes out, as before this check
         try:

@@ -220,6 +220,30 @@ def interrupted_request(history: Any, turn_started_ms: int, gateway_ended_ms: in
     return text if len(text) <= QUOTE_CHARS else text[:QUOTE_CHARS - 1] + "…"
 
 
+def unseen_lost_turn(history: Any, since_ms: int, before_ms: int, notice_marker: str) -> int | None:
+    """2026.2.x: a turn that started while gatewayd was down and died with its gateway, found in the
+    session's `chat.history`: the last message stamped in [since_ms, before_ms) (the dead gateway's
+    life) is a user message with no answer after it. Returns that message's time (the turn's start),
+    or None. A notice of gatewayd's own that was cut is no new turn (`notice_marker` in its text):
+    it is never noticed a second time. A session's first turn is written only at its end (measured),
+    so a first turn cut this way leaves nothing to find."""
+    try:
+        messages = _list(_obj(history, "chat.history"), "messages", "chat.history")
+    except GatewayProtocolError:
+        return None
+    last: Mapping[str, Any] | None = None
+    last_at = 0
+    for raw in messages:
+        if not isinstance(raw, Mapping):
+            continue
+        at = lenient_ms(raw.get("timestamp"))
+        if at is not None and since_ms <= at < before_ms and at >= last_at:
+            last, last_at = raw, at
+    if last is None or last.get("role") != "user" or notice_marker in _message_text(last.get("content")):
+        return None
+    return last_at
+
+
 def _message_text(content: Any) -> str:
     if isinstance(content, str):
         return content

@@ -201,6 +201,12 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at REAL NOT NULL,
         PRIMARY KEY (boot_id, agent_id)
     );
+    -- Boots that ended unwatched, checked once (2026.2.x) for session turns that started unseen.
+    CREATE TABLE turn_checks (
+        boot_id INTEGER PRIMARY KEY REFERENCES boots(id),
+        checked_at REAL NOT NULL,
+        found INTEGER NOT NULL
+    );
     """,
     # 5: alerts. An incident is what an unplanned exit looked like (for `history --incident`); an
     # alert is one decision of core.alertrules (sent or held back); a delivery is one attempt of

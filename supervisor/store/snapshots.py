@@ -13,6 +13,8 @@ from supervisor.core.obligations import (
     RETRY_EARLY_MS,
     RETRY_START_MS,
     BootSpan,
+    Obligation,
+    ObligationKind,
     RunAtEnd,
     SessionAtEnd,
     obligations_at_end,
@@ -105,6 +107,27 @@ class InflightRecords:
         result: tuple[set[RunKey], list[tuple[int, RunItem]]] = await self.store.write(
             lambda c: take_unseen(c, marks, time.time))
         return result
+
+    async def unseen_turn_checks(self, current_boot: int) -> list[dict[str, Any]]:
+        """Boots that ended while gatewayd was not watching (`vanished`), not checked yet for turns
+        that started unseen: their id, start and end (wall clock, seconds)."""
+        return await self.store.read(lambda c: row_dicts(c.execute(
+            "SELECT id, started_at, ended_at FROM boots WHERE id < ? AND exit_kind = 'vanished'"
+            " AND id NOT IN (SELECT boot_id FROM turn_checks) ORDER BY id", (current_boot,))))
+
+    async def record_unseen_turns(self, boot: int, found: list[tuple[str, str, str, int]], interrupted_at: float,
+                                  reason: str) -> None:
+        """The turns found cut unseen in `boot` (key, agent, kind, start ms) become session
+        obligations, in one transaction with the boot marked checked: never found twice."""
+        def tx(c: sqlite3.Connection) -> None:
+            if c.execute("SELECT 1 FROM turn_checks WHERE boot_id = ?", (boot,)).fetchone():
+                return
+            insert_obligations(c, [Obligation(ObligationKind.SESSION, key, boot, interrupted_at, reason,
+                                              agent_id=agent, session_kind=kind, running_at_ms=started)
+                                   for key, agent, kind, started in found])
+            c.execute("INSERT INTO turn_checks(boot_id, checked_at, found) VALUES (?, ?, ?)",
+                      (boot, time.time(), len(found)))
+        await self.store.write(tx)
 
     async def turn_started(self, boot: int, key: str) -> int | None:
         """When the session's turn gatewayd last saw in flight in `boot` began (2026.2.x: its

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from gatewayd_dev.harness import Gatewayd, wait_until
@@ -142,3 +143,49 @@ def test_with_two_agents_each_agent_is_woken_exactly_once(tmp_path: Path, model:
     finally:
         set_model_delay(0.5)
         g.cleanup()
+
+
+def test_2x_turn_started_and_cut_while_gatewayd_was_down_gets_one_notice(tmp_path: Path,
+                                                                        model: tuple[int, Path]) -> None:
+    """Issue 15, item 5, on the real 2026.2.26: gatewayd is killed, a turn starts with nobody watching,
+    and its gateway dies before gatewayd is back. No snapshot saw it; the session's history shows the
+    request unanswered (measured), and the notice quotes it."""
+    log = model[1]
+    g, sb = real_gatewayd(tmp_path, "2026.2.26", model[0], {"snapshot": {"interval_s": 2.0}})
+    mark = uuid.uuid4().hex[:8]
+    try:
+        g.start()
+        g.wait_event("gateway_ready", timeout=240)
+        g.wait_event("rpc_monitor_connected", timeout=60)
+        asyncio.run(queue_turn(sb, f"WARM-{mark} reply PONG"))  # a first turn is written only at its end
+        wait_until(lambda: any(e.get("sessions_ended") for e in g.named("inflight_changed")), 90,
+                   "the warm-up turn ended")
+        gateway = g.spawned_pids()[-1]
+        g.procs[-1].kill()
+        g.procs[-1].wait(10)
+        set_model_delay(60)
+        t0 = time.time()
+        asyncio.run(queue_turn(sb, f"UNSEEN-{mark} sort the invoices"))
+        wait_until(lambda: asked(log, f"UNSEEN-{mark}", t0), 90, "the unseen turn at the model")
+        os.kill(gateway, signal.SIGKILL)
+        wait_until(lambda: not psutil.pid_exists(gateway) or psutil.Process(gateway).status() == psutil.STATUS_ZOMBIE,
+                   10, "the gateway dead")
+        set_model_delay(1)
+        g.start()
+        g.wait_event("recovery_unseen_turns_found", timeout=300)
+        ob = wait_until(lambda: rows(g, "SELECT * FROM obligations WHERE kind = 'session' AND state != 'open'"),
+                        180, "the session's obligation resolved")
+        assert ob[0]["resolution"] == "restart notice sent as an agent turn" and ob[0]["boot_id"] == 1, ob
+        wait_until(lambda: asked(log, "Gateway restarted (", t0), 60, "the notice at the model")
+        time.sleep(10)  # the witness: a window in which a second notice would have shown up
+        notices = asked(log, "Gateway restarted (", t0)
+        assert len(notices) == 1, [n["text"][-300:] for n in notices]
+        assert f'The interrupted request was: "UNSEEN-{mark} sort the invoices"' in notices[0]["text"]
+    finally:
+        set_model_delay(0.5)
+        g.cleanup()
+
+
+async def queue_turn(sb: sandbox.Sandbox, message: str) -> None:
+    async with gateway_rpc(sb) as rpc:
+        await send_and_leave(rpc, "agent", main_turn(message))

@@ -11,6 +11,7 @@ import time
 import uuid
 from pathlib import Path
 
+import psutil
 import pytest
 
 from gatewayd_dev.harness import gatewayd, kill, wait_until
@@ -97,3 +98,35 @@ def test_2x_notice_quotes_the_lost_request(tmp_path: Path) -> None:
         notices = new_inputs(log, "Gateway restarted (crash")
         assert len(notices) == 1, notices
         assert f'The interrupted request was: "MAIN-{mark} clean the inbox"' in notices[0], notices[0]
+
+
+def test_2x_turn_started_and_cut_while_gatewayd_was_down_gets_one_notice(tmp_path: Path) -> None:
+    """Issue 15, item 5: gatewayd is killed, a turn starts (nobody watching) and its gateway dies
+    before gatewayd is back. No snapshot saw it; the session's history shows the request unanswered."""
+    with model(tmp_path) as (model_port, log, delay), gatewayd(tmp_path, None) as g:
+        g.write_config_sections(world_settings(tmp_path, "2026.2.26", model_port, g.port))
+        mark = uuid.uuid4().hex[:8]
+        g.start()
+        g.wait_event("rpc_monitor_connected")
+        asyncio.run(turn(g.port, "2026.2.26", f"WARM-{mark} reply PONG"))  # a first turn is written only at its end
+        wait_until(lambda: g.named("inflight_changed") and any(
+            e.get("sessions_ended") for e in g.named("inflight_changed")), 20, "the warm-up turn ended")
+        gateway = g.spawned_pids()[-1]
+        g.procs[-1].kill()
+        g.procs[-1].wait(10)
+        delay.write_text("30\n")
+        asyncio.run(turn(g.port, "2026.2.26", f"UNSEEN-{mark} sort the invoices"))
+        wait_until(lambda: new_inputs(log, f"UNSEEN-{mark}"), 20, "the unseen turn at the model")
+        kill(gateway)
+        wait_until(lambda: not psutil.pid_exists(gateway) or psutil.Process(gateway).status() == psutil.STATUS_ZOMBIE,
+                   10, "the gateway dead")
+        delay.write_text("0.2\n")
+        g.start()
+        g.wait_event("recovery_unseen_turns_found")
+        ob = wait_until(lambda: resolved(g), 90, "the session's obligation resolved")
+        assert ob[0]["resolution"] == "restart notice sent as an agent turn" and ob[0]["boot_id"] == 1, ob
+        notices = new_inputs(log, "Gateway restarted (")
+        assert len(notices) == 1, notices
+        assert f'The interrupted request was: "UNSEEN-{mark} sort the invoices"' in notices[0], notices[0]
+        time.sleep(3)  # the witness: a window in which a second notice would have shown up
+        assert len(new_inputs(log, "Gateway restarted (")) == 1

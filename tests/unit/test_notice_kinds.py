@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from supervisor.core.confirm import SessionSeen, confirm_notices, is_wake_notice, notice_by_wake, notice_key
-from supervisor.core.inflight import QUOTE_CHARS, interrupted_request
+from supervisor.core.inflight import QUOTE_CHARS, interrupted_request, unseen_lost_turn
 from supervisor.core.obligations import Action, ActionKind, ActionState, Obligation, ObligationKind
 from supervisor.core.planner import RecoveryPolicy, Retry, SessionVerb, decide_session
 from supervisor.gateway.capabilities import for_version
@@ -88,3 +88,23 @@ def test_the_2x_notice_quotes_the_request() -> None:
     assert d.text.endswith(' The interrupted request was: "clean the inbox"')
     plain = decide_session("main", False, True, R2, RecoveryPolicy(), "crash", "t")
     assert plain.text is not None and "interrupted request was" not in plain.text
+
+
+MARK = "[System] Gateway restarted ("
+
+
+@pytest.mark.parametrize(("messages", "found"), [
+    ([msg("user", STARTED, "sort the invoices")], STARTED),
+    ([msg("user", STARTED, "sort"), msg("assistant", STARTED + 9, "done", "stop")], None),  # it ended
+    ([msg("user", STARTED - 60 * S, "before this gateway")], None),  # an older orphan: not this life's
+    ([msg("user", ENDED + S, "the next gateway's")], None),
+    # a notice of gatewayd's own, cut: never noticed again
+    ([msg("user", STARTED, "[Sun 2026-12-06 08:43 UTC] [System] Gateway restarted (crash, ...)")], None),
+    ([], None),  # a first turn is written only at its end: nothing to find
+])
+def test_a_turn_started_and_cut_unseen(messages: list[dict[str, object]], found: int | None) -> None:
+    assert unseen_lost_turn({"messages": messages}, STARTED - 10 * S, ENDED, MARK) == found
+
+
+def test_unseen_lost_turn_reads_bad_history_as_nothing() -> None:
+    assert unseen_lost_turn("nope", 0, 1, MARK) is None
