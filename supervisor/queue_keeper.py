@@ -43,6 +43,7 @@ from supervisor.store.system_events import SystemEventRecords
 log = logs.get("gatewayd.queue")
 
 LOOK_EVENTS = frozenset({"presence", "heartbeat"})
+OWN_TEXT = "[gatewayd]"  # how gatewayd's own wake texts begin (core/wake_plan.py)
 TURN_SLACK_MS = 1000  # clocks: the row's time and ours are both the machine's, read apart
 
 
@@ -51,8 +52,10 @@ def _now_ms() -> int:
 
 
 class QueueWatch:
-    def __init__(self, records: SystemEventRecords, boot: int, interval_s: float) -> None:
+    def __init__(self, records: SystemEventRecords, boot: int, interval_s: float,
+                 own_markers: tuple[str, ...] = (OWN_TEXT,)) -> None:
         self.records = records
+        self.own_markers = own_markers
         self.boot = boot
         self.interval_s = interval_s
         self.poke = asyncio.Event()
@@ -73,21 +76,29 @@ class QueueWatch:
                 self.poke.set()
 
     async def run(self, rpc: RpcClient) -> None:
-        while not rpc.closed.is_set():
-            self.poke.clear()
-            if self.drained.is_set():
-                self.drained.clear()
-                if self.last != ():  # None: this connection has not looked yet, the stored look may hold texts
-                    await self.records.void(self.boot)
-                    self.last = None
-            with contextlib.suppress(GatewayUnavailable):
-                await self.look(rpc)
-            waits = [asyncio.ensure_future(self.poke.wait()), asyncio.ensure_future(rpc.closed.wait())]
-            try:
-                await asyncio.wait(waits, timeout=self.interval_s, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                for w in waits:
-                    w.cancel()
+        try:
+            while not rpc.closed.is_set():
+                self.poke.clear()
+                await self._void_if_drained()
+                with contextlib.suppress(GatewayUnavailable):
+                    await self.look(rpc)
+                waits = [asyncio.ensure_future(self.poke.wait()), asyncio.ensure_future(rpc.closed.wait())]
+                try:
+                    await asyncio.wait(waits, timeout=self.interval_s, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for w in waits:
+                        w.cancel()
+        finally:
+            # A turn that started just before the gateway died (the same tick as the close) must
+            # still void the look: its texts may have reached the model.
+            await self._void_if_drained()
+
+    async def _void_if_drained(self) -> None:
+        if self.drained.is_set():
+            self.drained.clear()
+            if self.last != ():  # None: this connection has not looked yet, the stored look may hold texts
+                await self.records.void(self.boot)
+                self.last = None
 
     async def look(self, rpc: RpcClient) -> None:
         at_ms = _now_ms()
@@ -100,6 +111,8 @@ class QueueWatch:
             return
         if self.drained.is_set():
             return  # a turn started while the answer was on its way: look again before trusting it
+        # gatewayd's own wake and notice texts are no user's events: never queued again as such.
+        texts = tuple(t for t in texts if not any(t.startswith(m) for m in self.own_markers))
         if texts != self.last:
             await self.records.look(self.boot, texts, at_ms)
             self.last = texts
@@ -115,18 +128,19 @@ class Requeue:
 
     async def run(self, rpc: RpcClient) -> None:
         pending = await self.records.unplanned(self.boot)
-        if pending:
-            held = await self._held(rpc)
-            if held is None:  # the keeper starts this again, with backoff
-                raise QueueUnreadable("status: the new gateway's queue could not be read; requeue not planned yet")
-            for look, watched in pending:
-                turn_after = not watched and await self._main_turn_since(rpc, look.looked_at_ms)
-                fates = plan(look, held, watched, turn_after)
-                lost = sum(1 for f in fates if f.fate is Fate.REQUEUE)
-                await self.records.plan(look.boot, fates)
-                crashpoint("requeue-planned")
-                log.info("requeue_planned", boot=look.boot, requeue=lost, texts=len(fates),
-                         unknown=sum(1 for f in fates if f.fate is Fate.UNKNOWN))
+        # A gateway that started again holds nothing of the dead one's memory: a text equal to one of
+        # its new events is another event (`plan` can also take what a surviving process holds).
+        held: tuple[str, ...] = ()
+        for look, watched, ended_ms in pending:
+            # A main-session turn between the look and the end may have drained it, watched or not
+            # (the watcher may miss a turn that starts as the gateway dies, or one while it was down).
+            turn_after = await self._main_turn_since(rpc, look.looked_at_ms, ended_ms)
+            fates = plan(look, held, watched, turn_after)
+            lost = sum(1 for f in fates if f.fate is Fate.REQUEUE)
+            await self.records.plan(look.boot, fates)
+            crashpoint("requeue-planned")
+            log.info("requeue_planned", boot=look.boot, requeue=lost, texts=len(fates),
+                     unknown=sum(1 for f in fates if f.fate is Fate.UNKNOWN))
         for item in await self.records.open_items():
             await self._settle_or_send(rpc, item)
 
@@ -141,10 +155,11 @@ class Requeue:
             return LostAnswer.ARRIVED
         return LostAnswer.UNSURE if look.void else LostAnswer.NEVER
 
-    async def _main_turn_since(self, rpc: RpcClient, since_ms: int) -> bool:
-        """Has a main session taken a turn since `since_ms`? Its row says when its last run started
-        (2026.9.x `startedAt`) or when a turn was last accepted (2026.2.x `updatedAt`). Unreadable
-        counts as yes: the send is then never repeated."""
+    async def _main_turn_since(self, rpc: RpcClient, since_ms: int, until_ms: int | None = None) -> bool:
+        """Has a main session taken a turn between `since_ms` and `until_ms` (a dead gateway's end:
+        the next gateway's own turns are no drain of the dead one's queue)? Its row says when its
+        last run started (2026.9.x `startedAt`) or when a turn was last accepted (2026.2.x
+        `updatedAt`). Unreadable counts as yes: nothing is then sent twice."""
         try:
             rows = await list_sessions(rpc, self.caps.sessions_list_filters)
         except GatewayUnavailable:
@@ -154,7 +169,8 @@ class Requeue:
         for row in rows:
             if is_main_session(row.get("key")):
                 at = [lenient_ms(row.get(f)) for f in ("startedAt", "updatedAt")]
-                if any(a is not None and a >= since_ms - TURN_SLACK_MS for a in at):
+                if any(a is not None and a >= since_ms - TURN_SLACK_MS and (until_ms is None or a <= until_ms)
+                       for a in at):
                     return True
         return False
 
@@ -179,7 +195,10 @@ class Requeue:
                 held = await self._held(rpc)
                 if held is None:
                     raise QueueUnreadable("status: the queue could not be read to settle an unanswered send")
-                queued = item["kind"] == "system-event" and item["text"] in held
+                # By position: the queue must hold one more copy of the text than the sends of it
+                # before this one that took effect (equal texts are distinct events).
+                before = await self.records.settled_copies(int(item["boot_id"]), int(item["pos"]), item["text"])
+                queued = item["kind"] == "system-event" and held.count(item["text"]) > before
                 fate = lost_answer(queued, await self._main_turn_since(rpc, sent_at))
             if fate is not LostAnswer.NEVER:
                 await self.records.settle(int(item["id"]), fate.value,

@@ -143,8 +143,9 @@ class Recovery:
         log.info("recovery_settled", boot=self.boot,
                  after_ready_ms=now_ms() - self.ready_at_ms)
         while not rpc.closed.is_set():
+            await self._restore_jobs(rpc)
             obligations = await self.journal.open_obligations()
-            if not obligations and not self._inflight:
+            if not obligations and not self._inflight and not await self.patcher.records.unsettled():
                 log.info("recovery_done", boot=self.boot)
                 return
             now = now_ms()
@@ -193,6 +194,16 @@ class Recovery:
         recorded = await self.records.turn_recorded_at(ob.ref, ob.interrupted_at_ms)
         return SessionSeen(recorded, session_row((await self._session_rows(rpc)).get(ob.ref)))
 
+    async def _restore_jobs(self, rpc: RpcClient) -> None:
+        """A restore that failed inside a connection (a timeout, a refusal) is tried again at every
+        pass, and recovery is not done while a job still carries a retry's words."""
+        try:
+            await self.patcher.restore_left(rpc, running=self._inflight)
+        except GatewayUnavailable:
+            raise
+        except GatewayError as exc:
+            log.warning("retry_words_restore_failed", error=str(exc))
+
     async def _find_unseen_turns(self, rpc: RpcClient) -> None:
         """2026.2.x: a session turn that started while gatewayd was down and died with its gateway
         before gatewayd was back left no snapshot, and this version does not resume it: its row's
@@ -206,7 +217,9 @@ class Recovery:
         known = {(ob.boot_id, ob.ref) for ob in await self.journal.open_obligations()}
         marker = self.policy.notice.split("{", 1)[0].strip() or "Gateway restarted"
         for b in boots:
-            since, until = int(b["started_at"] * MS), self.ready_at_ms
+            # Its own life only: a turn of a later gateway belongs to that one's check.
+            since = int(b["started_at"] * MS)
+            until = int(b["next_started_at"] * MS) if b["next_started_at"] is not None else self.ready_at_ms
             found: list[tuple[str, str, str, int]] = []
             for row in rows:
                 key, at = row["key"], lenient_ms(row.get("updatedAt"))
@@ -415,7 +428,7 @@ class Recovery:
             await self.journal.resolve(ob.id, "given-up", f"restart notice lost {MAX_NOTICES} times")
             log.error("recovery_notice_given_up", **fields)
             return None
-        by_wake = notice_by_wake(self.rules, previous)
+        by_wake = notice_by_wake(self.rules, previous, ob.ref)
         key = notice_key(ob, previous, by_wake)
         if not await self.journal.dispatched(key, ob.id, "agent-turn", 1, self.boot, now_ms()):
             return None

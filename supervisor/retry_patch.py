@@ -7,7 +7,7 @@ if the job still holds gatewayd's words (a user's edit since then stands).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -33,11 +33,14 @@ class RetryPatcher:
         self.records = records
         self.boot = boot
 
-    async def restore_left(self, rpc: RpcClient) -> None:
-        """Put back every job a previous gatewayd (or connection) left changed. Raises a gateway
-        error when the gateway cannot say: recovery waits for this before any retry."""
+    async def restore_left(self, rpc: RpcClient, running: Collection[str] = ()) -> None:
+        """Put back every job a previous gatewayd (or connection, or a failed restore) left changed,
+        but those whose retry is still under way here (`running`: action keys; 2.x's cron.run
+        answers when the run ends, and may wait behind another job before taking its payload).
+        Raises a gateway error when the gateway cannot say."""
         for row in await self.records.unsettled():
-            await self._restore(rpc, row)
+            if row["action_key"] not in running:
+                await self._restore(rpc, row)
 
     @asynccontextmanager
     async def carrying(self, rpc: RpcClient, job_id: str, action_key: str, retry_words: str) -> AsyncIterator[bool]:

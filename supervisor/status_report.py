@@ -200,7 +200,8 @@ def drain_progress(phase: str, inflight: dict[str, Any], elapsed_s: float, budge
     named = ", ".join(f'"{r.get("name") or r.get("job_id")}" running {_age(now_ms - int(r["running_at_ms"]))}'
                       for r in runs[:3]) + (f" and {len(runs) - 3} more" if len(runs) > 3 else "")
     left = max(0.0, budget_s - elapsed_s)
-    return f"{line}; cron {named}: cut in {left:.0f}s if still running, then retried once after the restart"
+    return (f"{line}; cron {named}: cut in {left:.0f}s if still running, then retried after the restart"
+            " (within its attempts)")
 
 
 def _age(ms: int) -> str:

@@ -62,6 +62,7 @@ class Waker:
         self.default_agent = default_agent
 
     async def run(self, rpc: RpcClient) -> None:
+        self.default_agent = await self._default_agent(rpc)
         while not rpc.closed.is_set():
             pending = 0
             for b in await self.journal.boots_owing(self.boot, time.time() - RECENT_S):
@@ -108,6 +109,18 @@ class Waker:
             if not await self._progress(rpc, boot, agent, wake):
                 pending += 1
         return pending
+
+    async def _default_agent(self, rpc: RpcClient) -> str:
+        """The agent whose main session takes unaddressed system events (both versions' `health`
+        says `defaultAgentId`), where re-queued events wait; "main" if the gateway does not say."""
+        try:
+            health = await rpc.call("health", {})
+        except GatewayUnavailable:
+            raise
+        except GatewayError:
+            return self.default_agent
+        agent = health.get("defaultAgentId") if isinstance(health, dict) else None
+        return agent if isinstance(agent, str) and agent else self.default_agent
 
     def _method(self, requeued: int) -> str:
         if self.caps.recovery.wake_starts_turns:

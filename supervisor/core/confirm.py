@@ -10,6 +10,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from supervisor.core.event_queue import is_main_session
 from supervisor.core.inflight import lenient_ms
 from supervisor.core.obligations import Action, ActionKind, ActionState, Obligation, ObligationKind
 from supervisor.core.planner import (
@@ -245,10 +246,11 @@ def notice_key(ob: Obligation, previous: Sequence[Action], wake: bool = False) -
     return f"session-{ob.id}-{len(previous)}" + (WAKE_SUFFIX if wake else "")
 
 
-def notice_by_wake(rules: VersionRules, previous: Sequence[Action]) -> bool:
+def notice_by_wake(rules: VersionRules, previous: Sequence[Action], key: str) -> bool:
     """The first notice is a system event with a wake where the version's wake starts a turn in the
-    session (the model then sees it as system text); any later one is an agent turn."""
-    return rules.wake_starts_turns and not previous
+    session (the model then sees it as system text); any later one is an agent turn. Only in an
+    agent's main session: that is where the wake was measured to start a turn."""
+    return rules.wake_starts_turns and not previous and is_main_session(key)
 
 
 def is_wake_notice(key: str) -> bool:

@@ -106,16 +106,18 @@ def unheld(texts: Sequence[str], held: Sequence[str]) -> list[bool]:
 def plan(look: QueueLook, held: Sequence[str], watched_end: bool, turn_after_look: bool) -> list[EventFate]:
     """What to do with each text of a dead boot's last look. `watched_end`: gatewayd saw the
     gateway end. `turn_after_look`: a main session's row (read from the next gateway) says a turn
-    started after the look. A queue is drained only by a turn: with none after the look, the look
-    still holds, even when the end was not watched."""
+    started after the look and before the dead gateway's end. A queue is drained only by a turn:
+    with none after the look, the look still holds, even when the end was not watched; with one,
+    the texts may have reached the model, even when it was (the watcher may miss a turn that starts
+    as the gateway dies, or that ran while gatewayd was down before it adopted the gateway)."""
     if not look.texts:
         return []
     if look.void:
         why = "a main-session turn started after the last look and may have received it"
         return [EventFate(i, t, Fate.UNKNOWN, why) for i, t in enumerate(look.texts)]
-    if not watched_end and turn_after_look:
-        why = ("the gateway ended while gatewayd was not watching, and a main-session turn started after the"
-               " last look: it may have received it")
+    if turn_after_look:
+        why = ("a main-session turn started after the last look, before the gateway's end: it may have"
+               " received it" + ("" if watched_end else " (the end was not watched)"))
         return [EventFate(i, t, Fate.UNKNOWN, why) for i, t in enumerate(look.texts)]
     fates: list[EventFate] = []
     for i, (text, missing) in enumerate(zip(look.texts, unheld(look.texts, held), strict=True)):

@@ -201,12 +201,6 @@ MIGRATIONS: tuple[str, ...] = (
         updated_at REAL NOT NULL,
         PRIMARY KEY (boot_id, agent_id)
     );
-    -- Boots that ended unwatched, checked once (2026.2.x) for session turns that started unseen.
-    CREATE TABLE turn_checks (
-        boot_id INTEGER PRIMARY KEY REFERENCES boots(id),
-        checked_at REAL NOT NULL,
-        found INTEGER NOT NULL
-    );
     """,
     # 5: alerts. An incident is what an unplanned exit looked like (for `history --incident`); an
     # alert is one decision of core.alertrules (sent or held back); a delivery is one attempt of
@@ -251,6 +245,14 @@ MIGRATIONS: tuple[str, ...] = (
         latency_ms INTEGER
     );
     CREATE INDEX deliveries_alert ON deliveries(alert_id);
+    """,
+    # 6: boots that ended unwatched, checked once (2026.2.x) for session turns that started unseen.
+    """
+    CREATE TABLE turn_checks (
+        boot_id INTEGER PRIMARY KEY REFERENCES boots(id),
+        checked_at REAL NOT NULL,
+        found INTEGER NOT NULL
+    );
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -110,9 +110,11 @@ class InflightRecords:
 
     async def unseen_turn_checks(self, current_boot: int) -> list[dict[str, Any]]:
         """Boots that ended while gatewayd was not watching (`vanished`), not checked yet for turns
-        that started unseen: their id, start and end (wall clock, seconds)."""
+        that started unseen: their id, start, recorded end and the next boot's start (wall clock,
+        seconds; the dead gateway's life ends before the next one starts)."""
         return await self.store.read(lambda c: row_dicts(c.execute(
-            "SELECT id, started_at, ended_at FROM boots WHERE id < ? AND exit_kind = 'vanished'"
+            "SELECT id, started_at, ended_at, (SELECT MIN(n.started_at) FROM boots n WHERE n.id > b.id)"
+            " AS next_started_at FROM boots b WHERE id < ? AND exit_kind = 'vanished'"
             " AND id NOT IN (SELECT boot_id FROM turn_checks) ORDER BY id", (current_boot,))))
 
     async def record_unseen_turns(self, boot: int, found: list[tuple[str, str, str, int]], interrupted_at: float,

@@ -45,19 +45,23 @@ class SystemEventRecords:
             return QueueLook(boot, texts, int(row[0]), bool(row[1]))
         return await self.store.read(read)
 
-    async def unplanned(self, current_boot: int) -> list[tuple[QueueLook, bool]]:
+    async def unplanned(self, current_boot: int) -> list[tuple[QueueLook, bool, int]]:
         """Looks of ended boots not planned yet, oldest first, each with whether gatewayd watched
-        that gateway's end (a boot found ended by a later gatewayd was not watched)."""
-        def read(c: sqlite3.Connection) -> list[tuple[QueueLook, bool]]:
+        that gateway's end (a boot found ended by a later gatewayd was not watched) and when the
+        next gateway started (ms): the dead one's queue could change only before that."""
+        def read(c: sqlite3.Connection) -> list[tuple[QueueLook, bool, int]]:
             rows = c.execute(
-                "SELECT q.boot_id, q.looked_at_ms, q.void, b.exit_kind FROM queue_looks q JOIN boots b"
+                "SELECT q.boot_id, q.looked_at_ms, q.void, b.exit_kind, b.ended_at,"
+                " (SELECT MIN(n.started_at) FROM boots n WHERE n.id > b.id) FROM queue_looks q JOIN boots b"
                 " ON b.id = q.boot_id WHERE q.planned = 0 AND q.boot_id < ? AND b.ended_at IS NOT NULL"
                 " ORDER BY q.boot_id", (current_boot,)).fetchall()
-            out: list[tuple[QueueLook, bool]] = []
-            for boot, at_ms, void, exit_kind in rows:
+            out: list[tuple[QueueLook, bool, int]] = []
+            for boot, at_ms, void, exit_kind, ended_at, next_started in rows:
                 texts = tuple(r[0] for r in c.execute(
                     "SELECT text FROM queued_events WHERE boot_id = ? ORDER BY pos", (boot,)))
-                out.append((QueueLook(int(boot), texts, int(at_ms), bool(void)), exit_kind != "vanished"))
+                until = next_started if next_started is not None else ended_at
+                out.append((QueueLook(int(boot), texts, int(at_ms), bool(void)), exit_kind != "vanished",
+                            int(until * 1000)))
             return out
         return await self.store.read(read)
 
@@ -97,6 +101,13 @@ class SystemEventRecords:
                             (into_boot, at_ms, time.time(), item))
             return cur.rowcount == 1
         return await self.store.write(tx)
+
+    async def settled_copies(self, boot: int, pos: int, text: str) -> int:
+        """How many earlier texts of this boot's look, equal to `text`, were sent and took effect."""
+        row = await self.store.read(lambda c: c.execute(
+            "SELECT count(*) FROM requeues WHERE boot_id = ? AND pos < ? AND text = ?"
+            " AND state IN ('answered', 'observed')", (boot, pos, text)).fetchone())
+        return int(row[0]) if row else 0
 
     async def replan(self, item: int) -> None:
         """A send that never arrived (its gatewayd died before sending): planned again."""

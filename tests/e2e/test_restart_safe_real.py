@@ -47,7 +47,7 @@ def test_safe_restart_during_a_slow_cron_run(tmp_path: Path, model: tuple[int, P
         assert outcome["new_pid"] != outcome["old_pid"]
         assert "draining: " in out.stderr and "in flight" in out.stderr  # progress was shown
         # ... naming the run it would cut at the budget, and what then happens to it
-        assert f'cron "hourly-{mark}" running ' in out.stderr and "then retried once after the restart" in out.stderr
+        assert f'cron "hourly-{mark}" running ' in out.stderr and "then retried after the restart" in out.stderr
         set_model_delay(1)
         if timeout is None:
             # It waited for the run to finish (about the model's 15 s), then restarted.

@@ -12,7 +12,7 @@ def test_a_long_run_is_named_with_its_age_and_its_fate() -> None:
                 "runs": [{"job_id": "j1", "name": "email-cleanup", "running_at_ms": NOW - 492_000}]}
     line = drain_progress("draining", inflight, 30.4, 120.0, NOW)
     assert line == ('draining: 2 in flight, 30s; cron "email-cleanup" running 8m12s: cut in 90s if still running,'
-                    " then retried once after the restart")
+                    " then retried after the restart (within its attempts)")
 
 
 def test_without_runs_or_after_the_drain_it_is_the_count() -> None:

@@ -25,9 +25,10 @@ def notice(key: str, at: int, state: ActionState = ActionState.ANSWERED, boot: i
 
 
 def test_the_first_notice_is_a_wake_only_where_the_wake_starts_turns() -> None:
-    assert notice_by_wake(R9, []) and not notice_by_wake(R2, [])
+    assert notice_by_wake(R9, [], OB.ref) and not notice_by_wake(R2, [], OB.ref)
+    assert not notice_by_wake(R9, [], "agent:main:telegram:dm:42")  # unmeasured there: an agent turn
     first = notice(notice_key(OB, [], True), T0)
-    assert is_wake_notice(first.key) and not notice_by_wake(R9, [first])
+    assert is_wake_notice(first.key) and not notice_by_wake(R9, [first], OB.ref)
     assert not is_wake_notice(notice_key(OB, [first]))
 
 
