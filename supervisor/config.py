@@ -330,6 +330,9 @@ SETTINGS: tuple[Setting, ...] = (
             "an action whose answer was lost: look this long for its effect before deciding again", DUR),
     Setting("recovery", "notice", str, RecoveryPolicy.notice,
             "restart notice; {reason} and {time} are filled in (no other placeholders; {{ }} for braces)", _notice),
+    Setting("recovery", "notice_to_channel", bool, False,
+            "the restart notice's and an agent wake's agent turn reply on the session's own channel"
+            " (the agent tells its user it is back); off: the reply stays in the session", None),
     Setting("recovery", "wake_agents", str, "active",
             "after a restart, wake each agent with interrupted work (active), only those with an interrupted"
             " conversation (conversations), or none (off)", _wake_mode),
@@ -495,6 +498,7 @@ class Config:
     snapshot_interval_s: float = 5.0
     recovery: RecoveryPolicy = field(default_factory=RecoveryPolicy)
     wake_agents: str = "active"  # core.wake_plan.MODES
+    notice_to_channel: bool = False
     sources: Mapping[str, str] = field(default_factory=dict)  # setting name -> "default" | file | env | "cli"
     alerts: AlertSettings = field(default_factory=AlertSettings)
 
@@ -545,6 +549,12 @@ def _from_env_text(setting: Setting, text: str, var: str) -> Any:
             return float(text)
         if setting.type is list:
             return text.split() if text.strip() else []
+        if setting.type is bool:
+            if text.strip().lower() in ("true", "1", "yes", "on"):
+                return True
+            if text.strip().lower() in ("false", "0", "no", "off"):
+                return False
+            raise ValueError(text)
         if setting.type in (dict, JobTable, NotifierList):
             raise ConfigError(var, setting.name, "tables cannot be set from the environment; use the config file")
     except ValueError:
@@ -836,6 +846,7 @@ def _load(config_file: Path | None, cli: Mapping[str, Any] | None, environ: Mapp
         sources=sources,
         snapshot_interval_s=v["snapshot.interval_s"],
         wake_agents=v["recovery.wake_agents"],
+        notice_to_channel=v["recovery.notice_to_channel"],
         recovery=RecoveryPolicy(
             max_attempts=v["recovery.max_attempts"], backoff_initial_s=v["recovery.backoff_initial_s"],
             backoff_max_s=v["recovery.backoff_max_s"], coalesce_window_s=v["recovery.coalesce_window_s"],

@@ -115,7 +115,8 @@ class RpcMonitor:
 
         async def recover() -> None:  # a fresh planner each start: the journal is what it resumes from
             await _until_closed(Recovery(self.journal, self.cfg.recovery, caps, watch.boot, watch.ready_at_ms,
-                                         self.inflight, self.rand, hold, snapshotter.looked).run(rpc))
+                                         self.inflight, self.rand, hold, snapshotter.looked,
+                                         deliver=self.cfg.notice_to_channel).run(rpc))
             if not rpc.closed.is_set():  # it returned with its connection open: nothing is left to do
                 self.bus.publish(RecoveryFinished(watch.boot))
 
@@ -128,7 +129,7 @@ class RpcMonitor:
                 Requeue(self.queue_records, watch.boot, caps).run(rpc))), name="requeue")
             tasks.create_task(self.helpers.keep("wakes", lambda: _until_closed(Waker(
                 self.wake_journal, self.inflight, self.cfg.recovery, self.cfg.wake_agents, watch.boot,
-                watch.ready_at_ms, caps).run(rpc))), name="wakes")
+                watch.ready_at_ms, caps, deliver=self.cfg.notice_to_channel).run(rpc))), name="wakes")
             tasks.create_task(self.helpers.keep("tick-watch", lambda: tick_watch(rpc, tick_interval_ms)),
                               name="tick-watch")
 

@@ -63,7 +63,7 @@ from supervisor.core.retry_words import words
 from supervisor.crashpoints import crashpoint
 from supervisor.errors import GatewayError, GatewayRpcError, GatewayUnavailable, StoreError
 from supervisor.gateway.capabilities import Capabilities
-from supervisor.gateway.rpc import RpcClient, list_sessions, paged
+from supervisor.gateway.rpc import RpcClient, agent_turn, list_sessions, paged
 from supervisor.retry_patch import RetryPatcher
 from supervisor.store.job_patches import JobPatchRecords
 from supervisor.store.journal import Journal
@@ -99,8 +99,9 @@ async def _wait_for_event(event: asyncio.Event, timeout_s: float) -> None:
 class Recovery:
     def __init__(self, journal: Journal, policy: RecoveryPolicy, caps: Capabilities, boot: int, ready_at_ms: int,
                  records: InflightRecords, rand: Callable[[], float],
-                 hold_until_ms: int = 0, first_look: asyncio.Event | None = None) -> None:
+                 hold_until_ms: int = 0, first_look: asyncio.Event | None = None, deliver: bool = False) -> None:
         self.journal = journal
+        self.deliver = deliver  # the notice turn's reply on the session's own channel (recovery.notice_to_channel)
         self.policy = policy
         self.caps = caps
         self.rules = caps.recovery
@@ -438,8 +439,8 @@ class Recovery:
             if by_wake:  # a turn of the session, the notice shown to the model as system text
                 answer = await rpc.call("wake", {"mode": "now", "text": d.text, "sessionKey": ob.ref}, timeout_s=30)
             else:
-                answer = await rpc.call("agent", {"message": d.text, "idempotencyKey": key, "agentId": ob.agent_id,
-                                                  "sessionKey": ob.ref}, timeout_s=30)
+                answer = await rpc.call("agent", agent_turn(d.text, key, ob.agent_id, ob.ref, self.deliver),
+                                        timeout_s=30)
             crashpoint("dispatched")
         except GatewayRpcError as exc:
             await self.journal.answered(key, "failed", {"code": exc.code, "error": str(exc)})

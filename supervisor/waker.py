@@ -29,7 +29,7 @@ from supervisor.core.wake_plan import Interrupted, WakeVerb, decide, turn_seen
 from supervisor.crashpoints import crashpoint
 from supervisor.errors import GatewayError, GatewayUnavailable
 from supervisor.gateway.capabilities import Capabilities
-from supervisor.gateway.rpc import RpcClient, list_sessions
+from supervisor.gateway.rpc import RpcClient, agent_turn, list_sessions
 from supervisor.store.snapshots import InflightRecords
 from supervisor.store.wake_journal import FINAL, WakeJournal
 
@@ -51,7 +51,8 @@ def main_key(agent: str) -> str:
 
 class Waker:
     def __init__(self, journal: WakeJournal, records: InflightRecords, policy: RecoveryPolicy, mode: str,
-                 boot: int, ready_at_ms: int, caps: Capabilities, default_agent: str = "main") -> None:
+                 boot: int, ready_at_ms: int, caps: Capabilities, default_agent: str = "main",
+                 deliver: bool = False) -> None:
         self.journal = journal
         self.records = records
         self.policy = policy
@@ -60,6 +61,7 @@ class Waker:
         self.ready_at_ms = ready_at_ms
         self.caps = caps
         self.default_agent = default_agent
+        self.deliver = deliver  # an agent turn's reply on the session's own channel (recovery.notice_to_channel)
 
     async def run(self, rpc: RpcClient) -> None:
         self.default_agent = await self._default_agent(rpc)
@@ -171,7 +173,7 @@ class Waker:
         elif method == "chat.send":
             params = {"sessionKey": key, "message": text, "idempotencyKey": idem}
         else:
-            params = {"message": text, "agentId": agent, "sessionKey": key, "idempotencyKey": f"{idem}-agent"}
+            params = agent_turn(text, f"{idem}-agent", agent, key, self.deliver)
         try:
             answer = await rpc.call(method, params, timeout_s=30)
         except GatewayUnavailable:

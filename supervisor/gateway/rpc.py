@@ -363,3 +363,15 @@ async def list_sessions(rpc: RpcClient, pages: bool, active_only: bool = False) 
         payload = await rpc.call("sessions.list", {})
     rows = payload.get("sessions", []) if isinstance(payload, dict) else []
     return [r for r in rows if isinstance(r, dict) and isinstance(r.get("key"), str)]
+
+
+def agent_turn(message: str, idempotency_key: str, agent: str | None, session_key: str,
+               deliver: bool) -> dict[str, Any]:
+    """`agent`'s params for a turn of gatewayd's own (a notice, a wake): its reply goes out on the
+    session's channel only when asked (`deliver`); by default it stays in the session."""
+    params: dict[str, Any] = {"message": message, "idempotencyKey": idempotency_key, "sessionKey": session_key}
+    if agent:
+        params["agentId"] = agent
+    if deliver:
+        params["deliver"] = True
+    return params

@@ -11,6 +11,7 @@ import time
 import uuid
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
@@ -76,9 +77,18 @@ def test_9x_notice_reaches_the_model_as_a_system_event(tmp_path: Path) -> None:
         assert len(new_inputs(log, "Gateway restarted (crash")) == 1 and killed
 
 
-def test_2x_notice_quotes_the_lost_request(tmp_path: Path) -> None:
+def world_calls(port: int, method: str) -> list[dict[str, object]]:
+    """The fake gateway's own log of the RPC calls it took (GET /__fake/world)."""
+    world = httpx.get(f"http://127.0.0.1:{port}/__fake/world", timeout=5).json()
+    return [c for c in world["calls"] if c["method"] == method]
+
+
+@pytest.mark.parametrize("to_channel", [False, True], ids=["reply-in-session", "reply-to-channel"])
+def test_2x_notice_quotes_the_lost_request(tmp_path: Path, to_channel: bool) -> None:
     with model(tmp_path) as (model_port, log, delay), gatewayd(tmp_path, None) as g:
-        g.write_config_sections(world_settings(tmp_path, "2026.2.26", model_port, g.port))
+        settings = world_settings(tmp_path, "2026.2.26", model_port, g.port)
+        settings["recovery"]["notice_to_channel"] = to_channel
+        g.write_config_sections(settings)
         mark = uuid.uuid4().hex[:8]
         g.start()
         g.wait_event("rpc_monitor_connected")
@@ -98,6 +108,9 @@ def test_2x_notice_quotes_the_lost_request(tmp_path: Path) -> None:
         notices = new_inputs(log, "Gateway restarted (crash")
         assert len(notices) == 1, notices
         assert f'The interrupted request was: "MAIN-{mark} clean the inbox"' in notices[0], notices[0]
+        # recovery.notice_to_channel: the notice turn's reply goes out on the session's channel
+        [call] = [c for c in world_calls(g.port, "agent") if "Gateway restarted" in str(c["params"])]
+        assert call["params"].get("deliver") is (True if to_channel else None), call  # type: ignore[union-attr]
 
 
 def test_2x_turn_started_and_cut_while_gatewayd_was_down_gets_one_notice(tmp_path: Path) -> None:
