@@ -361,7 +361,9 @@ SETTINGS: tuple[Setting, ...] = (
             Range(0, MAX_MEMORY_MB, unit="MB")),
     Setting("memory", "window_s", float, 60.0, "over the limit this long, without a sample under it: restart",
             DUR0),
-    Setting("memory", "cooldown_s", float, 1800.0, "after a memory restart, none again for this long", DUR0),
+    # At least a minute: whatever the limit, memory restarts can never follow each other in a loop.
+    Setting("memory", "cooldown_s", float, 1800.0, "after a memory restart, none again for this long",
+            Range(60.0, MAX_DURATION_S, unit="s")),
     Setting("logs", "max_bytes", int, 10 * 1024 * 1024, "rotate a log file at this size",
             Range(MIN_LOG_BYTES, MAX_LOG_BYTES, unit="bytes")),
     # At least 1: with none, the rotating handler reopens the same file and never cuts it.
