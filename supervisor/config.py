@@ -357,7 +357,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("metrics", "port", int, 0, "Prometheus endpoint on 127.0.0.1 at this port (/metrics); 0: off",
             Range(0, 65535, what="a port number ", note="(0: off)")),
     Setting("memory", "limit_mb", int, 0, "safe restart when the gateway's process tree RSS stays above this many MB"
-            " (MiB) for window_s; 0: off (2048 suits a gateway measured at ~1.1 GB)",
+            " (MiB) for window_s; 0: off (2048 suits 2026.9.6, measured at 1.2-1.3 GiB)",
             Range(0, MAX_MEMORY_MB, unit="MB")),
     Setting("memory", "window_s", float, 60.0, "over the limit this long, without a sample under it: restart",
             DUR0),
