@@ -64,7 +64,7 @@ INCIDENT_KINDS = DOWN_KINDS | {"config-error", "conflict"}  # unplanned exits th
 
 class Alerter:
     def __init__(self, cfg: Config, store: Store, environ: Mapping[str, str] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, sampler: TreeSampler | None = None) -> None:
         self.notifiers: tuple[Notifier, ...] = cfg.alerts.notifiers
         self.policy = cfg.alerts.policy
         self.rules = AlertRules(cfg.alerts.policy)
@@ -72,7 +72,7 @@ class Alerter:
         self.environ = os.environ if environ is None else environ
         self.clock = clock
         self.output = cfg.state_dir / "logs" / "gateway.log"
-        self.sampler = TreeSampler()
+        self.sampler = sampler if sampler is not None else TreeSampler()  # the daemon's one sampler
         self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self.host = socket.gethostname()
         self.resolved_mark = time.time()  # obligations resolved after this are not reported yet

@@ -26,3 +26,4 @@ class BootWatch:
     ready_at_ms: int = 0  # wall clock
     ready_event: asyncio.Event = field(default_factory=asyncio.Event)
     snapshotter: Snapshotter | None = None
+    oom_kills_at_start: dict[str, int] = field(default_factory=dict)  # the kernel's OOM-kill counters at spawn

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from supervisor.core.alertrules import AlertPolicy
+from supervisor.core.memory_pressure import MemoryPolicy
 from supervisor.core.planner import JOB_KEYS, RecoveryPolicy
 from supervisor.core.policy import RestartPolicy
 from supervisor.core.probestate import ProbeSettings
@@ -47,6 +48,7 @@ MAX_ATTEMPTS = 100
 MIN_LOG_BYTES = 1024
 MAX_LOG_BYTES = 1 << 40  # 1 TiB
 MAX_BACKUPS = 1000
+MAX_MEMORY_MB = 1 << 20  # 1 TiB
 NOTICE_FIELDS = ("reason", "time")  # what supervisor.core.planner.decide_session fills into the notice
 
 
@@ -355,6 +357,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("alerts", "retry_initial_s", float, 2.0, "a failed delivery is tried again after this (doubling)", DUR),
     Setting("alerts", "retry_max_s", float, 300.0, "delivery retry backoff cap", DUR),
     Setting("alerts", "retry_attempts", int, 6, "attempts per delivery before giving up", _count(MAX_ATTEMPTS)),
+    Setting("metrics", "port", int, 0, "Prometheus endpoint on 127.0.0.1 at this port (/metrics); 0: off",
+            Range(0, 65535, what="a port number ", note="(0: off)")),
+    Setting("memory", "limit_mb", int, 0, "safe restart when the gateway's process tree RSS stays above this many MB"
+            " (MiB) for window_s; 0: off (2048 suits 2026.9.6, measured at 1.2-1.3 GiB)",
+            Range(0, MAX_MEMORY_MB, unit="MB")),
+    Setting("memory", "window_s", float, 60.0, "over the limit this long, without a sample under it: restart",
+            DUR0),
+    # At least a minute: whatever the limit, memory restarts can never follow each other in a loop.
+    Setting("memory", "cooldown_s", float, 1800.0, "after a memory restart, none again for this long",
+            Range(60.0, MAX_DURATION_S, unit="s")),
     Setting("logs", "max_bytes", int, 10 * 1024 * 1024, "rotate a log file at this size",
             Range(MIN_LOG_BYTES, MAX_LOG_BYTES, unit="bytes")),
     # At least 1: with none, the rotating handler reopens the same file and never cuts it.
@@ -501,6 +513,8 @@ class Config:
     notice_to_channel: bool = False
     sources: Mapping[str, str] = field(default_factory=dict)  # setting name -> "default" | file | env | "cli"
     alerts: AlertSettings = field(default_factory=AlertSettings)
+    metrics_port: int = 0  # 0: no endpoint
+    memory: MemoryPolicy = field(default_factory=MemoryPolicy)
 
 
 # -- values --------------------------------------------------------------------------------------------
@@ -863,4 +877,7 @@ def _load(config_file: Path | None, cli: Mapping[str, Any] | None, environ: Mapp
                 retry_max_s=v["alerts.retry_max_s"], retry_attempts=v["alerts.retry_attempts"],
                 healthy_after_s=v["supervise.healthy_after_s"]),
         ),
+        metrics_port=v["metrics.port"],
+        memory=MemoryPolicy(limit_bytes=v["memory.limit_mb"] * 1024 * 1024, window_s=v["memory.window_s"],
+                            cooldown_s=v["memory.cooldown_s"]),
     )

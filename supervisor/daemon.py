@@ -52,6 +52,7 @@ from supervisor.events import (
     StoreFailing,
     StoreResumed,
 )
+from supervisor.forensics import TreeSampler
 from supervisor.gateway import launch
 from supervisor.gateway.child import ExitInfo, GatewayChild, become_subreaper
 from supervisor.gateway.launch import LaunchSpec
@@ -60,6 +61,8 @@ from supervisor.gateway.probes import probe_for
 from supervisor.handoff import RestartHandoff
 from supervisor.instance import InstanceLock
 from supervisor.keepalive import Fault, Helpers
+from supervisor.memory_watch import MemoryWatch
+from supervisor.metrics import Metrics, Readings
 from supervisor.monitor import RpcMonitor
 from supervisor.probing import probe_until_kill
 from supervisor.readiness import Readiness
@@ -108,8 +111,16 @@ class Daemon:
         # What a boot's readiness and its end set off beyond the boot loop.
         self.bus.subscribe(GatewayReady, lambda ev: self.tracker.on_ready(ev.ready_at))
         self.bus.subscribe(BootEnded, self.handoff.on_boot_ended)
-        self.alerter = Alerter(self.cfg, self.store, self.environ)
+        self.sampler = TreeSampler()  # the gateway tree's RSS: incidents, memory pressure, metrics
+        self.alerter = Alerter(self.cfg, self.store, self.environ, sampler=self.sampler)
         self.bus.subscribe(self.alerter.on_event)
+        self.metrics = Metrics(self.store, Readings(lambda: self.tracker.crash_loop, self._inflight_counts,
+                                                    self.sampler), self.cfg.metrics_port)
+        self.bus.subscribe(self.metrics.on_event)
+        self.store.on_commit = self.metrics.store_write
+        self.memory = MemoryWatch(self.cfg.memory, self.bus, self.clock, lambda: self.current, self.request_restart,
+                                  self.records, self._record)
+        self.sampler.listeners.append(self.memory.on_sample)
         self._background: set[asyncio.Task[Any]] = set()  # the daemon's own helpers (alerts), beside the boots
 
     def _helper_failed(self, fault: Fault) -> None:
@@ -134,7 +145,12 @@ class Daemon:
         return {"started_at": self.started_at, "state": str(self.state), "crash_loop": self.tracker.crash_loop,
                 "consecutive_crashes": self.tracker.consecutive, "gateway": gateway, "inflight": inflight,
                 "restart_pending": self.restart_requested.is_set(), "stopping": self.stop_requested.is_set(),
-                "store_error": self.store_error, "faults": [f.as_dict() for f in self.helpers.faults.values()]}
+                "store_error": self.store_error, "faults": [f.as_dict() for f in self.helpers.faults.values()],
+                "metrics": self.metrics.figures()}
+
+    def _inflight_counts(self) -> tuple[int, int]:
+        snap = self.current.snapshotter if self.current is not None else None
+        return (len(snap.state.sessions), len(snap.state.runs)) if snap is not None else (0, 0)
 
     def current_boot(self) -> int | None:
         return self.current.boot if self.current is not None else None
@@ -196,6 +212,7 @@ class Daemon:
             await self.alerter.daemon_starting()  # before this start overwrites the last one's state
             alerts = asyncio.create_task(self.helpers.keep("alerts", self.alerter.run), name="alerts")
             self._background.add(alerts)
+            self._background.add(asyncio.create_task(self.helpers.keep("metrics", self.metrics.run), name="metrics"))
             await self._record(self.records.daemon_started(os.getpid()))
             self._adopt = await self.startup.settle_previous_boots()
             self.control = ControlServer(socket_path(self.cfg.state_dir), control_handlers(self))
@@ -342,9 +359,10 @@ class Daemon:
                      argv=list(spec.argv))
         spawned_at = self.clock.monotonic()
         self.bus.publish(BootStarted(boot, pid, spawned_at))
-        watch = BootWatch(boot, child, ProbeMachine.spawned(self.cfg.probes, spawned_at))
+        watch = BootWatch(boot, child, ProbeMachine.spawned(self.cfg.probes, spawned_at),
+                          oom_kills_at_start=exitfacts.oom_kill_counts())
         self.current = watch
-        probe = probe_for(spec, self.cfg.probes.timeout_s)
+        probe = self.metrics.timed_probe(probe_for(spec, self.cfg.probes.timeout_s))
         intent = Intent.NONE
         diagnostics: dict[str, Any] = {}
         try:
@@ -407,7 +425,7 @@ class Daemon:
         child = watch.child
         await self.readiness.ensure_boot_row(watch, spec)
         c = classify(exitfacts.gather(watch, spec.port, intent, info))
-        if c.kind in (ExitKind.CONFIG_ERROR, ExitKind.CRASH, ExitKind.CONFLICT):
+        if c.kind in (ExitKind.CONFIG_ERROR, ExitKind.CRASH, ExitKind.OOM_KILL, ExitKind.CONFLICT):
             diagnostics.setdefault("last_lines", self.output.last_lines(10) if self.output else [])
         decision = self.tracker.on_exit(c, self.clock.monotonic(), self.rand())
         returncode = info.returncode

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import psutil
@@ -16,6 +17,8 @@ import psutil
 from supervisor import logs
 from supervisor.events import BootEnded
 from supervisor.store.alerts import INCIDENT_LINES, Incident
+
+log = logs.get("gatewayd")
 
 SAMPLE_S = 3.0
 RESCAN_S = 30.0
@@ -45,9 +48,14 @@ def rss_of(procs: list[psutil.Process]) -> int | None:
     return total
 
 
+SampleListener = Callable[[int, int], Awaitable[None]]  # (pid, tree RSS bytes)
+
+
 class TreeSampler:
     """The last tree RSS of the current gateway: its members' RSS every `period_s`, the members
-    themselves found again every `rescan_s` (finding them walks every process on the machine)."""
+    themselves found again every `rescan_s` (finding them walks every process on the machine).
+    The one sampler of the daemon: incidents read `last`, and each listener (the memory-pressure
+    watch) hears every sample."""
 
     def __init__(self, period_s: float = SAMPLE_S, rescan_s: float = RESCAN_S) -> None:
         self.period_s = period_s
@@ -56,25 +64,38 @@ class TreeSampler:
         self.members: list[psutil.Process] = []
         self.scanned_at = 0.0
         self.last: tuple[int, float] | None = None  # (bytes, wall clock)
+        self.listeners: list[SampleListener] = []
 
     def watch(self, pid: int) -> None:
         self.pid, self.last, self.members = pid, None, []
         self.sample()
 
-    def sample(self) -> None:
+    def sample(self) -> int | None:
+        """The tree's RSS now (kept as `last`), or None: no gateway, or it is gone."""
         if self.pid is None:
-            return
+            return None
         now = time.monotonic()
         if not self.members or now - self.scanned_at >= self.rescan_s:
             self.members, self.scanned_at = tree_of(self.pid), now
         rss = rss_of(self.members)
         if rss is not None:
             self.last = (rss, time.time())
+        return rss
 
     async def run(self) -> None:
         while True:
-            self.sample()
+            pid, rss = self.pid, self.sample()
+            if pid is not None and rss is not None:
+                await self._tell(pid, rss)
             await asyncio.sleep(self.period_s)
+
+    async def _tell(self, pid: int, rss: int) -> None:
+        for listener in self.listeners:
+            try:
+                await listener(pid, rss)
+            except Exception as exc:  # a listener's bug must not stop the sampling incidents need
+                log.error("rss_listener_failed", listener=getattr(listener, "__qualname__", repr(listener)),
+                          error=str(exc), traceback=logs.traceback_text(exc))
 
 
 def last_lines(path: Path, n: int = INCIDENT_LINES) -> tuple[str, ...]:

@@ -71,7 +71,8 @@ from supervisor.store.snapshots import InflightRecords
 
 log = logs.get("gatewayd.recovery")
 
-REASONS = {"crash": "crash", "hang-kill": "hang", "boot-timeout": "boot timeout", "planned-restart": "planned restart",
+REASONS = {"crash": "crash", "oom-kill": "out of memory",
+           "hang-kill": "hang", "boot-timeout": "boot timeout", "planned-restart": "planned restart",
            "restart-requested": "restart", "vanished": "died while unsupervised", "stop-unclean": "unclean stop",
            "config-error": "config error", "conflict": "port conflict", "updater-parked": "update"}
 

@@ -123,6 +123,8 @@ def print_status(cfg: config.Config, as_json: bool) -> int:
         live_status(st, cfg.state_dir)
     live = st.get("live") or {}
     if as_json:
+        # The daemon's figures (the metrics endpoint's, as plain JSON); null while it is not running.
+        st["metrics"] = live.pop("metrics", None)
         echo(json.dumps(st, indent=2, default=str))
     else:
         if live.get("store_error") or st.get("store_error"):

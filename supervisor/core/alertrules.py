@@ -48,7 +48,7 @@ class AlertKind(StrEnum):
 CRITICAL, WARNING, INFO = "critical", "warning", "info"
 
 # Exit kinds that take the gateway down without anyone wanting it (core.model.ExitKind values).
-DOWN_KINDS = frozenset({"crash", "hang-kill", "boot-timeout", "vanished", "updater-parked"})
+DOWN_KINDS = frozenset({"crash", "oom-kill", "hang-kill", "boot-timeout", "vanished", "updater-parked"})
 
 
 @dataclass(frozen=True)

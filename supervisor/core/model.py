@@ -54,6 +54,7 @@ class ExitKind(StrEnum):
     PLANNED_RESTART = "planned-restart"  # gatewayd asked for this restart
     RESTART_REQUESTED = "restart-requested"  # the gateway exited 0 on its own: its own restart
     CRASH = "crash"  # a signal or exit code nobody asked for
+    OOM_KILL = "oom-kill"  # a SIGKILL with the kernel's OOM-kill counter moved (Linux): a crash, for memory
     HANG_KILL = "hang-kill"  # gatewayd declared a hang and killed the group
     BOOT_TIMEOUT = "boot-timeout"  # never became ready within the boot limit
     CONFIG_ERROR = "config-error"  # exit 78: the gateway refused its config or its database

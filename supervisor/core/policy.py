@@ -27,6 +27,7 @@ class ExitFacts:
     adopted: bool = False  # the gateway was adopted and its exit seen live (pidfd/kqueue), not reaped
     port_held_by_other: bool = False  # after the exit, a process not ours owns the port
     killed_by_us: bool = False  # gatewayd sent SIGKILL (hang, boot timeout, stop budget)
+    oom_counters: str = ""  # the kernel's OOM-kill counters that moved during the boot ("vmstat", "cgroup")
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,9 @@ def classify(facts: ExitFacts) -> Classification:
         if facts.port_held_by_other:
             return Classification(ExitKind.CONFLICT, False, True, "exit 78, port held by another process")
         return Classification(ExitKind.CONFIG_ERROR, False, True, "exit 78, config or database refused")
+    if facts.returncode == -signal.SIGKILL and facts.oom_counters and not facts.killed_by_us:
+        return Classification(ExitKind.OOM_KILL, True, True,
+                              f"signal SIGKILL: the kernel's OOM killer (oom_kill moved: {facts.oom_counters})")
     if facts.returncode == EX_UPDATER_PARKED:
         return Classification(ExitKind.UPDATER_PARKED, True, True, "exit 79, parked by the updater")
     return Classification(ExitKind.CRASH, True, True, how)

@@ -283,6 +283,9 @@ class Store:
         self._conn: sqlite3.Connection | None = None
         self._inode: int | None = None
         self._thread: threading.Thread | None = None
+        # Told each committed transaction's duration, on the writer thread (the metrics' histogram):
+        # it must not block or raise.
+        self.on_commit: Callable[[float], None] | None = None
 
     # -- opening (runs in the writer thread) ------------------------------------------------------
 
@@ -411,10 +414,13 @@ class Store:
     def write_sync(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         try:
             conn = self._ensure_sync()
+            began = time.perf_counter()
             conn.execute("BEGIN IMMEDIATE")
             try:
                 result = fn(conn)
                 conn.execute("COMMIT")
+                if self.on_commit is not None:
+                    self.on_commit(time.perf_counter() - began)
             except BaseException:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from supervisor import config
+from supervisor.core.memory_pressure import MemoryPolicy
 from supervisor.core.policy import RestartPolicy
 from supervisor.core.probestate import ProbeSettings
 from supervisor.errors import ConfigError
@@ -366,3 +367,23 @@ def test_the_readme_alerts_example_is_a_working_config(tmp_path: Path) -> None:
     assert [(n.name, n.kind) for n in cfg.alerts.notifiers] == [
         ("webhook", "webhook"), ("ntfy", "ntfy"), ("telegram", "command"), ("desktop", "desktop")]
     assert cfg.alerts.secret_variables == ("GATEWAYD_HOOK_TOKEN", "GATEWAYD_NTFY_TOPIC_URL")
+
+
+def test_metrics_and_memory_settings(tmp_path: Path) -> None:
+    cfg = config.load(write(tmp_path, "[metrics]\nport = 9464\n[memory]\nlimit_mb = 2048\nwindow_s = 300\n"),
+                      environ={})
+    assert cfg.metrics_port == 9464
+    assert cfg.memory == MemoryPolicy(limit_bytes=2048 * 1024 * 1024, window_s=300.0, cooldown_s=1800.0)
+    off = config.load(write(tmp_path, ""), environ={})
+    assert off.metrics_port == 0 and not off.memory.enabled
+
+
+@pytest.mark.parametrize(("body", "key", "problem"), [
+    ("[metrics]\nport = 70000", "metrics.port", "in [0, 65535]"),
+    ("[memory]\nlimit_mb = -1", "memory.limit_mb", "in [0, 1048576] MB"),
+    ("[memory]\ncooldown_s = 5", "memory.cooldown_s", "in [60, 604800] s"),
+])
+def test_metrics_and_memory_bad_values_are_one_line_errors(tmp_path: Path, body: str, key: str,
+                                                           problem: str) -> None:
+    e = error_of(config_file=write(tmp_path, body + "\n"), environ={})
+    assert e.key == key and problem in str(e), str(e)

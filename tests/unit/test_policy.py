@@ -405,3 +405,19 @@ def test_planned_restart_before_readiness_still_counts_nothing() -> None:
     for i in range(3):
         d = t.on_exit(classify(ExitFacts(Intent.RESTART, 0)), now=float(i), rand=NO_JITTER)
         assert (d.delay_s, d.consecutive_crashes) == (0.0, 0)
+
+
+def test_classify_sigkill_with_the_oom_counter_moved_is_an_oom_kill() -> None:
+    c = classify(ExitFacts(Intent.NONE, -9, oom_counters="cgroup"))
+    assert (c.kind, c.counts_as_crash, c.needs_recovery) == (K.OOM_KILL, True, True)
+    assert "OOM" in c.detail and "cgroup" in c.detail
+
+
+@pytest.mark.parametrize("facts", [
+    ExitFacts(Intent.NONE, -9),  # no counter moved: someone's kill -9
+    ExitFacts(Intent.NONE, -9, oom_counters="vmstat", killed_by_us=True),  # gatewayd's own kill
+    ExitFacts(Intent.NONE, -11, oom_counters="vmstat"),  # the OOM killer only sends SIGKILL
+    ExitFacts(Intent.HANG_KILL, -9, oom_counters="vmstat", killed_by_us=True),
+])
+def test_classify_oom_needs_a_sigkill_gatewayd_did_not_send_and_a_moved_counter(facts: ExitFacts) -> None:
+    assert classify(facts).kind is not K.OOM_KILL
