@@ -60,13 +60,16 @@ from supervisor.gateway.probes import probe_for
 from supervisor.handoff import RestartHandoff
 from supervisor.instance import InstanceLock
 from supervisor.keepalive import Fault, Helpers
+from supervisor.maintenance_calendar import MaintenanceCalendar
 from supervisor.monitor import RpcMonitor
+from supervisor.pausing import PauseGate
 from supervisor.probing import probe_until_kill
 from supervisor.readiness import Readiness
 from supervisor.startup import Startup
 from supervisor.store.boots import BootEnd, BootRecords
 from supervisor.store.db import Store
 from supervisor.store.journal import Journal
+from supervisor.store.maintenance import MaintenanceRecords
 from supervisor.store.snapshots import InflightRecords
 
 log = logs.get("gatewayd")
@@ -111,6 +114,11 @@ class Daemon:
         self.alerter = Alerter(self.cfg, self.store, self.environ)
         self.bus.subscribe(self.alerter.on_event)
         self._background: set[asyncio.Task[Any]] = set()  # the daemon's own helpers (alerts), beside the boots
+        # Maintenance: the pause in force and the calendar that starts pauses and safe restarts.
+        self.pausing = PauseGate(MaintenanceRecords(self.store), self.clock, self.bus, self._record)
+        self.calendar = MaintenanceCalendar(self.cfg.maintenance, self.pausing.records, self.pausing, self.clock,
+                                            self._restart_state, lambda: self.request_restart(True, None),
+                                            self._record)
 
     def _helper_failed(self, fault: Fault) -> None:
         boot = self.current.boot if self.current is not None else 0
@@ -134,7 +142,9 @@ class Daemon:
         return {"started_at": self.started_at, "state": str(self.state), "crash_loop": self.tracker.crash_loop,
                 "consecutive_crashes": self.tracker.consecutive, "gateway": gateway, "inflight": inflight,
                 "restart_pending": self.restart_requested.is_set(), "stopping": self.stop_requested.is_set(),
-                "store_error": self.store_error, "faults": [f.as_dict() for f in self.helpers.faults.values()]}
+                "store_error": self.store_error, "faults": [f.as_dict() for f in self.helpers.faults.values()],
+                "paused": self.pausing.pause.as_dict() if self.pausing.paused and self.pausing.pause else None,
+                "maintenance_next": self.calendar.next_fires()}
 
     def current_boot(self) -> int | None:
         return self.current.boot if self.current is not None else None
@@ -148,6 +158,18 @@ class Daemon:
         self.restart_args = (safe, timeout_s)
         self.restart_requested.set()
         return True
+
+    async def pause(self, for_s: float | None, by: str) -> dict[str, Any]:
+        """Maintenance (control API): no restarts, hang kills or recovery until resumed or `for_s` passed."""
+        return (await self.pausing.pause_for(for_s, by)).as_dict()
+
+    async def resume(self, by: str) -> bool:
+        """The pause ends: the boot loop starts a gateway that is down, and recovery runs."""
+        return await self.pausing.resume(by)
+
+    def _restart_state(self) -> tuple[bool, bool]:
+        up = self.current is not None and self.current.ready
+        return up, self.restart_requested.is_set() or self.stop_requested.is_set()
 
     def request_stop(self) -> None:
         if self.stop_requested.is_set():
@@ -196,6 +218,9 @@ class Daemon:
             await self.alerter.daemon_starting()  # before this start overwrites the last one's state
             alerts = asyncio.create_task(self.helpers.keep("alerts", self.alerter.run), name="alerts")
             self._background.add(alerts)
+            await self.pausing.load()  # a pause recorded by the previous gatewayd, still on
+            for name, job in (("pause-expiry", self.pausing.run), ("maintenance-calendar", self.calendar.run)):
+                self._background.add(asyncio.create_task(self.helpers.keep(name, job), name=name))
             await self._record(self.records.daemon_started(os.getpid()))
             self._adopt = await self.startup.settle_previous_boots()
             self.control = ControlServer(socket_path(self.cfg.state_dir), control_handlers(self))
@@ -255,6 +280,9 @@ class Daemon:
             self.spec = spec
             logs.REDACTOR.add(spec.secrets())
             adopt, self._adopt = self._adopt, None
+            if adopt is None and self.pausing.paused:  # a running gateway is adopted; none is started
+                await self._wait_unpaused()
+                continue
             owners = [] if adopt else port_owners(spec.port)
             if owners:
                 msg = f"port {spec.port} is held by {owners[0].describe()}; not ours, not touched"
@@ -271,7 +299,20 @@ class Daemon:
             await self._set_state(SupervisionState.STOPPING)
             await self._set_state(SupervisionState.STOPPED)
 
+    async def _wait_unpaused(self) -> None:
+        p = self.pausing.pause
+        await self._set_state(SupervisionState.PAUSED, f"paused by {p.by if p else '?'}; no restart until resumed")
+        stop = asyncio.ensure_future(self.stop_requested.wait())
+        opened = asyncio.ensure_future(self.pausing.wait_open())
+        try:
+            await asyncio.wait({stop, opened}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            opened.cancel()
+
     async def _after_exit(self, decision: RestartDecision, spec: LaunchSpec) -> None:
+        if self.pausing.paused and decision.step is NextStep.RESPAWN:
+            return  # no backoff to wait out: the loop waits for the pause's end, then starts it at once
         if decision.step is NextStep.WAIT_CONFIG_CHANGE:
             tail = self.output.last_lines(8) if self.output else []
             await self._set_state(SupervisionState.CONFIG_ERROR,
@@ -356,7 +397,8 @@ class Daemon:
                 stop_task = tasks.create_task(self.stop_requested.wait(), name="stop-requested")
                 restart_task = tasks.create_task(self.restart_requested.wait(), name="restart-requested")
                 probe_task = tasks.create_task(self.helpers.keep("probes", lambda: probe_until_kill(
-                    watch, probe, self.cfg.probes, self.clock, lambda: self.readiness.became_ready(watch, spec))),
+                    watch, probe, self.cfg.probes, self.clock, lambda: self.readiness.became_ready(watch, spec),
+                    lambda: self.pausing.paused)),
                     name="probes")
                 monitor_task = tasks.create_task(
                     self.helpers.keep("rpc-monitor", lambda: self._monitor(watch, spec).run()), name="rpc-monitor")
@@ -424,4 +466,4 @@ class Daemon:
 
     def _monitor(self, watch: BootWatch, spec: LaunchSpec) -> RpcMonitor:
         return RpcMonitor(watch, spec, self.cfg, self.helpers, self.inflight, self.journal, self.rand,
-                          lambda: self.tracker.crash_loop, self.clock, self.bus)
+                          lambda: self.tracker.crash_loop, self.clock, self.bus, self.pausing.wait_open)

@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("work", ("supervisor.snapshotter", "supervisor.recovery", "supervisor.boot", "supervisor.monitor",
               "supervisor.startup", "supervisor.probing", "supervisor.readiness", "supervisor.exitfacts",
               "supervisor.handoff", "supervisor.queue_keeper", "supervisor.retry_patch", "supervisor.waker",
-              "supervisor.forensics", "supervisor.alerter")),
+              "supervisor.forensics", "supervisor.alerter", "supervisor.pausing", "supervisor.maintenance_calendar")),
     ("control", ("supervisor.control",)),
     ("daemon", ("supervisor.daemon", "supervisor.service")),
     ("cli", ("supervisor.status_report", "supervisor.doctor", "supervisor.cli_service", "supervisor.cli",
