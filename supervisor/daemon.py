@@ -362,6 +362,8 @@ class Daemon:
                     None, str(ExitKind.VANISHED), "ended while gatewayd was down", True, {})))
                 self.bus.publish(BootEnded(adopt[0], adopt[1][0], str(ExitKind.VANISHED), None, self.clock.monotonic(),
                                            True, False, "ended while gatewayd was down"))
+                if self.pausing.paused:  # the one to adopt is gone: nothing is started until the pause ends
+                    return RestartDecision(NextStep.RESPAWN, 0.0, self.tracker.crash_loop, self.tracker.consecutive)
             if spec.capabilities.legacy:
                 await self.startup.salvage_left_running(spec)
             try:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_faults import add_hourly, asked, model, obligations, retried_once, world_settings
+from tests.integration.test_faults import add_hourly, asked, model, retried_once, table, world_settings
 from tests.support.harness import Gatewayd, fake_settings, gatewayd, wait_until
 
 pytestmark = pytest.mark.timeout(150)
@@ -53,12 +53,13 @@ def test_paused_kill_is_not_restarted_and_resume_restarts_and_recovers(tmp_path:
         os.kill(g.spawned_pids()[-1], signal.SIGKILL)
         g.wait_event("gateway_exited")
         g.wait_event("supervision_state", where=lambda e: e.get("state") == "paused")
-        status = cli(g, "status")
-        assert "state:   paused" in status and "paused:  by cli" in status
+        status = g.run_cli("status", "-c", str(g.config_file))
+        assert status.returncode == 1  # degraded: not supervising
+        assert "state:   paused" in status.stdout and "paused:  by cli" in status.stdout
         time.sleep(3.0)  # the witness window: unpaused, the fake respawns within 0.5 s and retries within 1 s
         assert len(g.spawned_pids()) == 1
         assert asked(log, f"CRON-{mark}") == 1
-        assert [o["state"] for o in obligations(g) if o["kind"] == "cron"] == ["open"]  # kept, not lost
+        assert [r["state"] for r in table(g, "inflight_runs")] == ["interrupted"]  # recorded: nothing is lost
         assert "resumed" in cli(g, "resume")
         g.wait_event("gateway_ready", count=2)
         assert retried_once(g, log, mark)["state"] == "done"
