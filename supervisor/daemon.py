@@ -115,10 +115,11 @@ class Daemon:
         self.bus.subscribe(self.alerter.on_event)
         self._background: set[asyncio.Task[Any]] = set()  # the daemon's own helpers (alerts), beside the boots
         # Maintenance: the pause in force and the calendar that starts pauses and safe restarts.
+        self._last_intent = Intent.NONE  # why the last boot ended, as far as gatewayd ended it
         self.pausing = PauseGate(MaintenanceRecords(self.store), self.clock, self.bus, self._record)
         self.calendar = MaintenanceCalendar(self.cfg.maintenance, self.pausing.records, self.pausing, self.clock,
                                             self._restart_state, lambda: self.request_restart(True, None),
-                                            self._record)
+                                            self._record, str(self.cfg.config_file or "config"))
 
     def _helper_failed(self, fault: Fault) -> None:
         boot = self.current.boot if self.current is not None else 0
@@ -280,9 +281,11 @@ class Daemon:
             self.spec = spec
             logs.REDACTOR.add(spec.secrets())
             adopt, self._adopt = self._adopt, None
-            if adopt is None and self.pausing.paused:  # a running gateway is adopted; none is started
+            # Paused: a running gateway is adopted, none is started, but for an operator's own restart.
+            if adopt is None and self.pausing.paused and self._last_intent is not Intent.RESTART:
                 await self._wait_unpaused()
                 continue
+            self._last_intent = Intent.NONE
             owners = [] if adopt else port_owners(spec.port)
             if owners:
                 msg = f"port {spec.port} is held by {owners[0].describe()}; not ours, not touched"
@@ -311,7 +314,7 @@ class Daemon:
             opened.cancel()
 
     async def _after_exit(self, decision: RestartDecision, spec: LaunchSpec) -> None:
-        if self.pausing.paused and decision.step is NextStep.RESPAWN:
+        if self.pausing.paused and decision.step is NextStep.RESPAWN and self._last_intent is not Intent.RESTART:
             return  # no backoff to wait out: the loop waits for the pause's end, then starts it at once
         if decision.step is NextStep.WAIT_CONFIG_CHANGE:
             tail = self.output.last_lines(8) if self.output else []
@@ -443,6 +446,7 @@ class Daemon:
             await probe.close()
         await child.reap_tree()
         self.current = None
+        self._last_intent = intent
         return await self._conclude(watch, spec, intent, info, diagnostics)
 
     async def _conclude(self, watch: BootWatch, spec: LaunchSpec, intent: Intent, info: ExitInfo,

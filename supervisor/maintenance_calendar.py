@@ -37,8 +37,9 @@ SLEEP_JUMP_S = 5.0  # wall clock ahead of monotonic by more than this: the machi
 RESTART, PAUSE = "restart", "pause"
 
 
-def triggers(plan: MaintenancePlan) -> list[tuple[str, str, CronTrigger, float, float]]:
-    """(kind, entry name, trigger, grace s, window s) per entry; ConfigError names a bad one."""
+def triggers(plan: MaintenancePlan, source: str = "config") -> list[tuple[str, str, CronTrigger, float, float]]:
+    """(kind, entry name, trigger, grace s, window s) per entry; ConfigError names a bad one and
+    `source` (the config file)."""
     tz = plan.timezone or None
     out: list[tuple[str, str, CronTrigger, float, float]] = []
     entries = [(RESTART, f"maintenance.restart[{i}]", cron, plan.misfire_grace_s, 0.0)
@@ -48,7 +49,7 @@ def triggers(plan: MaintenancePlan) -> list[tuple[str, str, CronTrigger, float, 
         try:
             trigger = CronTrigger.from_crontab(cron, timezone=tz)
         except (ValueError, KeyError) as exc:
-            raise ConfigError("config", f"{name}.cron", f"{exc} (got {cron!r})") from None
+            raise ConfigError(source, f"{name}.cron", f"{exc} (got {cron!r})") from None
         out.append((kind, name, trigger, grace, window))
     return out
 
@@ -67,7 +68,7 @@ def latest_slot(trigger: CronTrigger, now: datetime, grace_s: float) -> datetime
 class MaintenanceCalendar:
     def __init__(self, plan: MaintenancePlan, records: MaintenanceRecords, gate: PauseGate, clock: Clock,
                  gateway: Callable[[], tuple[bool, bool]], restart: Callable[[], bool],
-                 record: Callable[[Awaitable[Any]], Awaitable[Any]]) -> None:
+                 record: Callable[[Awaitable[Any]], Awaitable[Any]], source: str = "config") -> None:
         self.plan = plan
         self.records = records
         self.gate = gate
@@ -75,7 +76,7 @@ class MaintenanceCalendar:
         self.gateway = gateway  # (is a gateway up, is a restart or stop under way)
         self.restart = restart  # asks the daemon for a safe restart
         self.record = record
-        self.entries = triggers(plan)
+        self.entries = triggers(plan, source)
         self.scheduler: AsyncIOScheduler | None = None
         self._records: set[asyncio.Task[None]] = set()
 

@@ -33,6 +33,7 @@ async def probe_until_kill(watch: BootWatch, probe: Probe, settings: ProbeSettin
     the pause is acted on."""
     machine = watch.machine
     last_mono, last_wall = clock.monotonic(), clock.wall()
+    holding = False
     while True:
         began = clock.monotonic()
         outcome = await probe.check(booting=not watch.ready)
@@ -52,7 +53,11 @@ async def probe_until_kill(watch: BootWatch, probe: Probe, settings: ProbeSettin
         elif verdict in (Verdict.HANG, Verdict.BOOT_TIMEOUT):
             if not held():
                 return verdict
-            log.warning("kill_verdict_held", verdict=str(verdict), reason="paused")
+            if not holding:  # once per held stretch, not per probe
+                log.warning("kill_verdict_held", verdict=str(verdict), reason="paused")
+            holding = True
+        else:
+            holding = False
         # At a fixed rate: the next probe starts one period after this one started. Sleeping a
         # whole period after a probe that had already waited out its timeout made a hang
         # verdict take 10-12 s at default settings instead of 6-8 (scripts/bench/hang_latency.py).

@@ -140,6 +140,9 @@ def print_status(cfg: config.Config, as_json: bool) -> int:
              f"{' crash-loop' if sup.get('crash_loop') else ''}")
         if live.get("paused"):
             echo(pause_line(live["paused"]))
+        for entry, at in sorted((live.get("maintenance_next") or {}).items()):
+            if at is not None:
+                echo(f"next:    {entry} at {time.strftime('%Y-%m-%d %H:%M %Z', time.localtime(at))}")
         if gw:
             alive = gw.get("ready_at") and not gw.get("ended_at")
             gone = "not running, last " if gw.get("ended_at") else ""

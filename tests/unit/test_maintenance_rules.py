@@ -134,3 +134,22 @@ def test_alerts_are_muted_while_paused_but_the_pause_reminds() -> None:
     r.on_fact(Up(2), 710.0)
     later = r.due(710.0 + 600.0)  # after the pause, alerts are sent again: "recovered"
     assert [(a.kind, a.send) for a in later] == [(AlertKind.RECOVERED, True)]
+
+
+def test_the_readme_maintenance_example_is_a_working_config(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    example = readme[readme.index("### Maintenance"):].split("```toml\n", 1)[1].split("```", 1)[0]
+    m = config.load(write(tmp_path, example), environ={}).maintenance
+    assert m.restarts == ("30 4 * * *",) and m.pauses == (Window("0 2 * * sun", 3600.0),)
+    assert (m.timezone, m.misfire_grace_s) == ("Europe/Berlin", 3600.0)
+    from supervisor.maintenance_calendar import triggers
+    assert [kind for kind, *_ in triggers(m)] == ["restart", "pause"]  # APScheduler takes every line
+
+
+def test_a_cron_line_the_scheduler_refuses_is_one_line_naming_the_file_and_entry() -> None:
+    from supervisor.core.maintenance import MaintenancePlan
+    from supervisor.maintenance_calendar import triggers
+    with pytest.raises(ConfigError) as e:
+        triggers(MaintenancePlan(restarts=("30 4 * * *", "61 4 * * *")), "/etc/gatewayd.toml")
+    assert e.value.key == "maintenance.restart[1].cron" and e.value.source == "/etc/gatewayd.toml"
+    assert "61" in str(e.value) and "\n" not in str(e.value)
