@@ -60,6 +60,10 @@ def test_paused_kill_is_not_restarted_and_resume_restarts_and_recovers(tmp_path:
         assert len(g.spawned_pids()) == 1
         assert asked(log, f"CRON-{mark}") == 1
         assert [r["state"] for r in table(g, "inflight_runs")] == ["interrupted"]  # recorded: nothing is lost
+        alerts = wait_until(lambda: [(a["kind"], a["held_because"]) for a in table(g, "alerts")
+                                     if a["kind"] == "down"], 10, "the down alert decided")
+        assert alerts == [("down", "paused")]  # muted; the "paused" alert itself was sent
+        assert [a["held_because"] for a in table(g, "alerts") if a["kind"] == "paused"] == [None]
         assert "resumed" in cli(g, "resume")
         g.wait_event("gateway_ready", count=2)
         assert retried_once(g, log, mark)["state"] == "done"
@@ -103,5 +107,22 @@ def test_a_scheduled_restart_fires_at_its_slot_safely_once(tmp_path: Path) -> No
         g.wait_event("gateway_ready", count=3)  # first run, second run's start, the restart
         assert [(f["kind"], f["outcome"]) for f in fires(g)] == [("restart", "restart-requested")]
         assert fires(g)[0]["slot"] == slot.timestamp()
+        g.procs[-1].send_signal(signal.SIGTERM)
+        assert g.procs[-1].wait(30) == 0
+
+
+def test_an_operators_restart_while_paused_starts_the_gateway_again(tmp_path: Path) -> None:
+    with gatewayd(tmp_path, fake_settings()) as g:
+        bad = g.run_cli("pause", "--for", "soon", "-c", str(g.config_file))
+        assert bad.returncode == 2 and "--for 'soon' is not a duration" in bad.stderr
+        g.start()
+        g.wait_event("gateway_ready")
+        cli(g, "pause", "--for", "1h")
+        cli(g, "restart", "--now")
+        g.wait_event("gateway_ready", count=2)
+        status = g.run_cli("status", "-c", str(g.config_file)).stdout
+        assert "paused:  by cli, until " in status and "state:   running" in status
+        assert "resumed: supervising again" in cli(g, "resume")
+        assert "not paused" in cli(g, "resume")
         g.procs[-1].send_signal(signal.SIGTERM)
         assert g.procs[-1].wait(30) == 0
