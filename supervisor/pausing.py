@@ -8,6 +8,7 @@ clock passes it (read through the clock seam, so a sleep across the end ends it 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,7 +21,7 @@ from supervisor.store.maintenance import MaintenanceRecords
 
 log = logs.get("gatewayd")
 
-EXPIRY_POLL_S = 1.0  # how late a timed pause may end: polled, because a sleep stretches any timer
+EXPIRY_POLL_S = 1.0  # while a timed pause runs: how late it may end (a machine sleep stretches loop timers)
 
 
 class PauseGate:
@@ -33,6 +34,7 @@ class PauseGate:
         self.pause: Pause | None = None
         self.opened = asyncio.Event()
         self.opened.set()
+        self._changed = asyncio.Event()  # a pause began or ended: `run` looks again
 
     @property
     def paused(self) -> bool:
@@ -65,6 +67,7 @@ class PauseGate:
         await self.record(self.records.resumed(by))
         self.pause = None
         self.opened.set()
+        self._changed.set()
         log.warning("supervision_resumed", by=by)
         self.bus.publish(Resumed(by))
         return True
@@ -73,14 +76,22 @@ class PauseGate:
         await self.opened.wait()
 
     async def run(self) -> None:
-        """Ends a timed pause once its end has passed."""
+        """Ends a timed pause once its end has passed; idle while there is none."""
         while True:
+            self._changed.clear()
             p = self.pause
-            if self.paused and p is not None and not p.active(self.clock.wall()):
+            if not self.paused or p is None or p.until is None:
+                await self._changed.wait()
+                continue
+            remaining = p.until - self.clock.wall()
+            if remaining <= 0:
                 await self.resume("expired")
-            await asyncio.sleep(EXPIRY_POLL_S)
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), min(remaining, EXPIRY_POLL_S))
 
     def _set(self, pause: Pause) -> None:
         self.pause = pause
         self.opened.clear()
+        self._changed.set()
         self.bus.publish(Paused(pause.by, pause.until, pause.reason))

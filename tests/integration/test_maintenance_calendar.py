@@ -16,7 +16,7 @@ import pytest
 
 from supervisor import maintenance_calendar
 from supervisor.core.maintenance import MaintenancePlan, Window
-from supervisor.events import EventBus, Paused
+from supervisor.events import EventBus, Paused, Resumed
 from supervisor.maintenance_calendar import MaintenanceCalendar
 from supervisor.pausing import PauseGate
 from supervisor.store.db import Store
@@ -137,5 +137,32 @@ async def test_a_pause_window_pauses_until_its_end_and_one_slept_through_is_skip
         assert not gate.paused
         assert [(f["outcome"], f["slot"]) for f in fired] == [
             ("paused", MON_0400 + 15 * 60), ("missed", MON_0400 + 7 * 86400 + 15 * 60)]
+    finally:
+        await stop(*tasks)
+
+
+async def test_a_timed_pause_ends_when_the_wall_clock_passes_its_end_also_across_a_sleep(
+        clock: FakeClock, records: MaintenanceRecords, monkeypatch: pytest.MonkeyPatch) -> None:
+    from supervisor import pausing
+    monkeypatch.setattr(pausing, "EXPIRY_POLL_S", 0.02)
+    bus = EventBus()
+    ended: list[Resumed] = []
+    bus.subscribe(Resumed, ended.append)
+    gate = PauseGate(records, clock, bus, passthrough)
+    tasks = [asyncio.create_task(gate.run())]
+    try:
+        await gate.pause_for(600.0, "cli")
+        await asyncio.sleep(0.1)
+        assert gate.paused and ended == []
+        # A second gatewayd reads it back from the store.
+        again = PauseGate(records, clock, EventBus(), passthrough)
+        await again.load()
+        assert again.paused and again.pause == gate.pause
+        clock.wall_s += 3600.0  # asleep past its end: the monotonic clock stood still
+        await until(lambda: not gate.paused, "the pause's end")
+        assert [e.by for e in ended] == ["expired"]
+        after = PauseGate(records, clock, EventBus(), passthrough)
+        await after.load()
+        assert not after.paused
     finally:
         await stop(*tasks)
