@@ -34,6 +34,8 @@ from supervisor.core.alertrules import (
     GivenUp,
     Hang,
     MemoryRestart,
+    PauseBegan,
+    PauseEnded,
     Recovered,
     StoreFailing,
     StoreRecovered,
@@ -48,7 +50,9 @@ from supervisor.events import (
     GatewayReady,
     HangDeclared,
     MemoryPressureRestart,
+    Paused,
     RecoveryFinished,
+    Resumed,
 )
 from supervisor.events import StoreFailing as StoreFailingEvent
 from supervisor.events import StoreResumed as StoreResumedEvent
@@ -148,6 +152,10 @@ class Alerter:
                 return [StoreFailing(event.error)]
             case StoreResumedEvent():
                 return [StoreRecovered(event.was)]
+            case Paused():
+                return [PauseBegan(event.by, event.until, event.reason)]
+            case Resumed():
+                return [PauseEnded(event.by)]
             case MemoryPressureRestart():
                 return [MemoryRestart(event.boot, event.rss_bytes, event.limit_bytes)]
             case DaemonRestarted() | GivenUp():  # facts found by the alerter itself

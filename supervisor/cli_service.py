@@ -20,6 +20,7 @@ import typer
 from supervisor import __version__, config, service, status_report
 from supervisor.control import client, paths
 from supervisor.control.protocol import ControlError, drain_budget_problem
+from supervisor.core.maintenance import parse_duration
 from supervisor.errors import ConfigError, GatewaydError
 from supervisor.instance import holder_pid
 
@@ -328,6 +329,42 @@ def restart(
     else:
         typer.echo(f"restarted: pid {old_pid} -> {gw.get('pid')} in {outcome['seconds']}s "
                    f"({'drained' if args['safe'] else 'immediate'}); recovery: gatewayd history")
+
+
+@app.command()
+def pause(
+    config_file: ConfigOpt = None,
+    state_dir: StateDirOpt = None,
+    for_: Annotated[str | None, typer.Option("--for", help="How long (90s, 30m, 1h30m, 2d); default: until "
+                                                           "`gatewayd resume`.")] = None,
+) -> None:
+    """Pause supervision for maintenance: no restarts, no hang kills, no recovery; alerts muted but a
+    "paused" reminder. The gateway keeps running if it is running. Kept across a restart of gatewayd.
+
+    Example: gatewayd pause --for 30m
+    """
+    args: dict[str, Any] = {}
+    if for_ is not None:
+        try:
+            args["for_s"] = parse_duration(for_)
+        except ValueError as exc:
+            typer.echo(f"gatewayd: --for {exc}", err=True)
+            raise typer.Exit(2) from None
+    cfg = load_config(config_file, state_dir=state_dir)
+    p = control(cfg, "pause", args)["paused"]
+    typer.echo(status_report.pause_line(p))
+
+
+@app.command()
+def resume(config_file: ConfigOpt = None, state_dir: StateDirOpt = None) -> None:
+    """End a pause: gatewayd supervises again, starts the gateway if it is down and recovers what was
+    interrupted meanwhile.
+
+    Example: gatewayd resume
+    """
+    cfg = load_config(config_file, state_dir=state_dir)
+    resumed = control(cfg, "resume")["resumed"]
+    typer.echo("resumed: supervising again" if resumed else "not paused: nothing to resume")
 
 
 @app.command("logs")

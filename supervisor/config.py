@@ -26,12 +26,14 @@ import stat
 import string
 import sys
 import tomllib
+import zoneinfo
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from supervisor.core.alertrules import AlertPolicy
+from supervisor.core.maintenance import MaintenancePlan, Window, cron_problem, parse_duration
 from supervisor.core.memory_pressure import MemoryPolicy
 from supervisor.core.planner import JOB_KEYS, RecoveryPolicy
 from supervisor.core.policy import RestartPolicy
@@ -172,8 +174,16 @@ def _job_overrides(v: Any) -> str | None:
     return None
 
 
-class NotifierList(list[dict[str, Any]]):
-    """Marks a setting that is a list of tables (`[[alerts.notify]]`)."""
+class TableList(list[dict[str, Any]]):
+    """Marks a setting that is a list of tables (`[[alerts.notify]]`, `[[maintenance.restart]]`)."""
+
+
+class NotifierList(TableList):
+    pass
+
+
+class WindowList(TableList):
+    pass
 
 
 NOTIFIER_KINDS = ("webhook", "ntfy", "command", "desktop")
@@ -245,6 +255,45 @@ def _notifiers(v: Any) -> str | None:
         if name in names:
             return f"[{i}] name: {name!r} is used twice (give each notifier its own name)"
         names.add(name)
+    return None
+
+
+def _maintenance_entries(keys: tuple[str, ...]) -> Validator:
+    def check(v: Any) -> str | None:
+        if len(v) > MAX_NOTIFIERS:
+            return f"at most {MAX_NOTIFIERS} entries"
+        for i, entry in enumerate(v):
+            for key, value in entry.items():
+                if key not in keys:
+                    return f"[{i}] {key}: unknown key (one of {', '.join(keys)})"
+                if not isinstance(value, str):
+                    return f"[{i}] {key}: must be a string, got {_show(value)}"
+            if "cron" not in entry:
+                return f"[{i}] cron: missing (e.g. cron = \"30 4 * * *\")"
+            problem = cron_problem(entry["cron"])
+            if problem:
+                return f"[{i}] cron: {problem} (got {_show(entry['cron'])})"
+            if "for" in keys:
+                if "for" not in entry:
+                    return f"[{i}] for: missing (how long each pause lasts, e.g. for = \"1h\")"
+                try:
+                    for_s = parse_duration(entry["for"])
+                except ValueError as exc:
+                    return f"[{i}] for: {exc}"
+                problem = DUR(for_s)
+                if problem:
+                    return f"[{i}] for: {problem} (got {_show(entry['for'])})"
+        return None
+    return check
+
+
+def _timezone(v: Any) -> str | None:
+    if not v:
+        return None
+    try:
+        zoneinfo.ZoneInfo(v)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return "must be an IANA time zone name such as Europe/Berlin (\"\": the machine's own)"
     return None
 
 
@@ -367,6 +416,17 @@ SETTINGS: tuple[Setting, ...] = (
     # At least a minute: whatever the limit, memory restarts can never follow each other in a loop.
     Setting("memory", "cooldown_s", float, 1800.0, "after a memory restart, none again for this long",
             Range(60.0, MAX_DURATION_S, unit="s")),
+    Setting("maintenance", "timezone", str, "", "time zone of the cron expressions (an IANA name); default: the"
+            " machine's", _timezone),
+    Setting("maintenance", "restart", WindowList, WindowList(),
+            "scheduled safe restarts, each a [[maintenance.restart]] table: cron (minute hour day month weekday;"
+            " weekdays by name)", _maintenance_entries(("cron",))),
+    Setting("maintenance", "pause", WindowList, WindowList(),
+            "pause windows, each a [[maintenance.pause]] table: cron (when it starts), for (how long: 90s, 30m,"
+            " 1h30m)", _maintenance_entries(("cron", "for"))),
+    Setting("maintenance", "misfire_grace_s", float, 3600.0,
+            "a restart slot missed (machine asleep, gatewayd down) by more than this is skipped, not run late",
+            DUR),
     Setting("logs", "max_bytes", int, 10 * 1024 * 1024, "rotate a log file at this size",
             Range(MIN_LOG_BYTES, MAX_LOG_BYTES, unit="bytes")),
     # At least 1: with none, the rotating handler reopens the same file and never cuts it.
@@ -515,6 +575,7 @@ class Config:
     alerts: AlertSettings = field(default_factory=AlertSettings)
     metrics_port: int = 0  # 0: no endpoint
     memory: MemoryPolicy = field(default_factory=MemoryPolicy)
+    maintenance: MaintenancePlan = field(default_factory=MaintenancePlan)
 
 
 # -- values --------------------------------------------------------------------------------------------
@@ -535,10 +596,10 @@ def _coerce(setting: Setting, value: Any, source: str) -> Any:
     elif t is dict:
         if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
             raise ConfigError(source, setting.name, "must be a table of strings")
-    elif t is NotifierList:
+    elif issubclass(t, TableList):
         if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-            raise ConfigError(source, setting.name, "must be a list of tables, e.g. [[alerts.notify]]")
-        value = NotifierList(value)
+            raise ConfigError(source, setting.name, f"must be a list of tables, e.g. [[{setting.name}]]")
+        value = t(value)
     elif t is JobTable:
         if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
             raise ConfigError(source, setting.name, 'must be a table of tables, e.g. [recovery.jobs."daily-report"]')
@@ -569,7 +630,7 @@ def _from_env_text(setting: Setting, text: str, var: str) -> Any:
             if text.strip().lower() in ("false", "0", "no", "off"):
                 return False
             raise ValueError(text)
-        if setting.type in (dict, JobTable, NotifierList):
+        if setting.type in (dict, JobTable) or issubclass(setting.type, TableList):
             raise ConfigError(var, setting.name, "tables cannot be set from the environment; use the config file")
     except ValueError:
         raise ConfigError(var, setting.name, f"must be {setting.type.__name__}, got {_show(text)}") from None
@@ -880,4 +941,8 @@ def _load(config_file: Path | None, cli: Mapping[str, Any] | None, environ: Mapp
         metrics_port=v["metrics.port"],
         memory=MemoryPolicy(limit_bytes=v["memory.limit_mb"] * 1024 * 1024, window_s=v["memory.window_s"],
                             cooldown_s=v["memory.cooldown_s"]),
+        maintenance=MaintenancePlan(
+            timezone=v["maintenance.timezone"], restarts=tuple(e["cron"] for e in v["maintenance.restart"]),
+            pauses=tuple(Window(e["cron"], parse_duration(e["for"])) for e in v["maintenance.pause"]),
+            misfire_grace_s=v["maintenance.misfire_grace_s"]),
     )

@@ -61,15 +61,18 @@ from supervisor.gateway.probes import probe_for
 from supervisor.handoff import RestartHandoff
 from supervisor.instance import InstanceLock
 from supervisor.keepalive import Fault, Helpers
+from supervisor.maintenance_calendar import MaintenanceCalendar
 from supervisor.memory_watch import MemoryWatch
 from supervisor.metrics import Metrics, Readings
 from supervisor.monitor import RpcMonitor
+from supervisor.pausing import PauseGate
 from supervisor.probing import probe_until_kill
 from supervisor.readiness import Readiness
 from supervisor.startup import Startup
 from supervisor.store.boots import BootEnd, BootRecords
 from supervisor.store.db import Store
 from supervisor.store.journal import Journal
+from supervisor.store.maintenance import MaintenanceRecords
 from supervisor.store.snapshots import InflightRecords
 
 log = logs.get("gatewayd")
@@ -122,6 +125,12 @@ class Daemon:
                                   self.records, self._record)
         self.sampler.listeners.append(self.memory.on_sample)
         self._background: set[asyncio.Task[Any]] = set()  # the daemon's own helpers (alerts), beside the boots
+        # Maintenance: the pause in force and the calendar that starts pauses and safe restarts.
+        self._last_intent = Intent.NONE  # why the last boot ended, as far as gatewayd ended it
+        self.pausing = PauseGate(MaintenanceRecords(self.store), self.clock, self.bus, self._record)
+        self.calendar = MaintenanceCalendar(self.cfg.maintenance, self.pausing.records, self.pausing, self.clock,
+                                            self._restart_state, lambda: self.request_restart(True, None),
+                                            self._record, str(self.cfg.config_file or "config"))
 
     def _helper_failed(self, fault: Fault) -> None:
         boot = self.current.boot if self.current is not None else 0
@@ -146,7 +155,9 @@ class Daemon:
                 "consecutive_crashes": self.tracker.consecutive, "gateway": gateway, "inflight": inflight,
                 "restart_pending": self.restart_requested.is_set(), "stopping": self.stop_requested.is_set(),
                 "store_error": self.store_error, "faults": [f.as_dict() for f in self.helpers.faults.values()],
-                "metrics": self.metrics.figures()}
+                "metrics": self.metrics.figures(),
+                "paused": self.pausing.pause.as_dict() if self.pausing.paused and self.pausing.pause else None,
+                "maintenance_next": self.calendar.next_fires()}
 
     def _inflight_counts(self) -> tuple[int, int]:
         snap = self.current.snapshotter if self.current is not None else None
@@ -164,6 +175,18 @@ class Daemon:
         self.restart_args = (safe, timeout_s)
         self.restart_requested.set()
         return True
+
+    async def pause(self, for_s: float | None, by: str) -> dict[str, Any]:
+        """Maintenance (control API): no restarts, hang kills or recovery until resumed or `for_s` passed."""
+        return (await self.pausing.pause_for(for_s, by)).as_dict()
+
+    async def resume(self, by: str) -> bool:
+        """The pause ends: the boot loop starts a gateway that is down, and recovery runs."""
+        return await self.pausing.resume(by)
+
+    def _restart_state(self) -> tuple[bool, bool]:
+        up = self.current is not None and self.current.ready
+        return up, self.restart_requested.is_set() or self.stop_requested.is_set()
 
     def request_stop(self) -> None:
         if self.stop_requested.is_set():
@@ -213,6 +236,9 @@ class Daemon:
             alerts = asyncio.create_task(self.helpers.keep("alerts", self.alerter.run), name="alerts")
             self._background.add(alerts)
             self._background.add(asyncio.create_task(self.helpers.keep("metrics", self.metrics.run), name="metrics"))
+            await self.pausing.load()  # a pause recorded by the previous gatewayd, still on
+            for name, job in (("pause-expiry", self.pausing.run), ("maintenance-calendar", self.calendar.run)):
+                self._background.add(asyncio.create_task(self.helpers.keep(name, job), name=name))
             await self._record(self.records.daemon_started(os.getpid()))
             self._adopt = await self.startup.settle_previous_boots()
             self.control = ControlServer(socket_path(self.cfg.state_dir), control_handlers(self))
@@ -272,6 +298,11 @@ class Daemon:
             self.spec = spec
             logs.REDACTOR.add(spec.secrets())
             adopt, self._adopt = self._adopt, None
+            # Paused: a running gateway is adopted, none is started, but for an operator's own restart.
+            if adopt is None and self.pausing.paused and self._last_intent is not Intent.RESTART:
+                await self._wait_unpaused()
+                continue
+            self._last_intent = Intent.NONE
             owners = [] if adopt else port_owners(spec.port)
             if owners:
                 msg = f"port {spec.port} is held by {owners[0].describe()}; not ours, not touched"
@@ -288,7 +319,20 @@ class Daemon:
             await self._set_state(SupervisionState.STOPPING)
             await self._set_state(SupervisionState.STOPPED)
 
+    async def _wait_unpaused(self) -> None:
+        p = self.pausing.pause
+        await self._set_state(SupervisionState.PAUSED, f"paused by {p.by if p else '?'}; no restart until resumed")
+        stop = asyncio.ensure_future(self.stop_requested.wait())
+        opened = asyncio.ensure_future(self.pausing.wait_open())
+        try:
+            await asyncio.wait({stop, opened}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            opened.cancel()
+
     async def _after_exit(self, decision: RestartDecision, spec: LaunchSpec) -> None:
+        if self.pausing.paused and decision.step is NextStep.RESPAWN and self._last_intent is not Intent.RESTART:
+            return  # no backoff to wait out: the loop waits for the pause's end, then starts it at once
         if decision.step is NextStep.WAIT_CONFIG_CHANGE:
             tail = self.output.last_lines(8) if self.output else []
             await self._set_state(SupervisionState.CONFIG_ERROR,
@@ -338,6 +382,8 @@ class Daemon:
                     None, str(ExitKind.VANISHED), "ended while gatewayd was down", True, {})))
                 self.bus.publish(BootEnded(adopt[0], adopt[1][0], str(ExitKind.VANISHED), None, self.clock.monotonic(),
                                            True, False, "ended while gatewayd was down"))
+                if self.pausing.paused:  # the one to adopt is gone: nothing is started until the pause ends
+                    return RestartDecision(NextStep.RESPAWN, 0.0, self.tracker.crash_loop, self.tracker.consecutive)
             if spec.capabilities.legacy:
                 await self.startup.salvage_left_running(spec)
             try:
@@ -374,7 +420,8 @@ class Daemon:
                 stop_task = tasks.create_task(self.stop_requested.wait(), name="stop-requested")
                 restart_task = tasks.create_task(self.restart_requested.wait(), name="restart-requested")
                 probe_task = tasks.create_task(self.helpers.keep("probes", lambda: probe_until_kill(
-                    watch, probe, self.cfg.probes, self.clock, lambda: self.readiness.became_ready(watch, spec))),
+                    watch, probe, self.cfg.probes, self.clock, lambda: self.readiness.became_ready(watch, spec),
+                    lambda: self.pausing.paused)),
                     name="probes")
                 monitor_task = tasks.create_task(
                     self.helpers.keep("rpc-monitor", lambda: self._monitor(watch, spec).run()), name="rpc-monitor")
@@ -417,6 +464,7 @@ class Daemon:
             await probe.close()
         await child.reap_tree()
         self.current = None
+        self._last_intent = intent
         return await self._conclude(watch, spec, intent, info, diagnostics)
 
     async def _conclude(self, watch: BootWatch, spec: LaunchSpec, intent: Intent, info: ExitInfo,
@@ -442,4 +490,4 @@ class Daemon:
 
     def _monitor(self, watch: BootWatch, spec: LaunchSpec) -> RpcMonitor:
         return RpcMonitor(watch, spec, self.cfg, self.helpers, self.inflight, self.journal, self.rand,
-                          lambda: self.tracker.crash_loop, self.clock, self.bus)
+                          lambda: self.tracker.crash_loop, self.clock, self.bus, self.pausing.wait_open)

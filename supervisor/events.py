@@ -89,6 +89,22 @@ class ConflictFound:
 
 
 @dataclass(frozen=True)
+class Paused:
+    """Supervision is paused (maintenance): no restarts, hang kills or recovery until it ends."""
+
+    by: str  # "cli" or "calendar"
+    until: float | None  # wall clock; None: until resumed
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """A pause ended (resumed, or its time ran out): supervision takes over again."""
+
+    by: str  # "cli", "calendar" or "expired"
+
+
+@dataclass(frozen=True)
 class StoreFailing:
     error: str
 

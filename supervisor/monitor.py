@@ -41,10 +41,15 @@ async def _until_closed(coro: Awaitable[None]) -> None:
         await coro
 
 
+async def _after(first: Awaitable[None], then: Callable[[], Awaitable[None]]) -> None:
+    await first
+    await then()
+
+
 class RpcMonitor:
     def __init__(self, watch: BootWatch, spec: LaunchSpec, cfg: Config, helpers: Helpers, inflight: InflightRecords,
                  journal: Journal, rand: Callable[[], float], crash_loop: Callable[[], bool], clock: Clock,
-                 bus: EventBus) -> None:
+                 bus: EventBus, unpaused: Callable[[], Awaitable[None]] | None = None) -> None:
         self.watch = watch
         self.spec = spec
         self.cfg = cfg
@@ -55,6 +60,7 @@ class RpcMonitor:
         self.crash_loop = crash_loop  # asked at each connection: retries are held back in a crash loop
         self.clock = clock
         self.bus = bus
+        self.unpaused = unpaused  # waits while supervision is paused: recovery is held until then
         self.queue_records = SystemEventRecords(inflight.store)
         self.wake_journal = WakeJournal(inflight.store)
 
@@ -113,7 +119,12 @@ class RpcMonitor:
         hold = watch.ready_at_ms + int(self.cfg.recovery.hold_after_crash_loop_s * 1000) \
             if self.crash_loop() else 0
 
+        async def unpaused() -> None:
+            if self.unpaused is not None:
+                await self.unpaused()
+
         async def recover() -> None:  # a fresh planner each start: the journal is what it resumes from
+            await unpaused()
             await _until_closed(Recovery(self.journal, self.cfg.recovery, caps, watch.boot, watch.ready_at_ms,
                                          self.inflight, self.rand, hold, snapshotter.looked,
                                          deliver=self.cfg.notice_to_channel).run(rpc))
@@ -125,11 +136,11 @@ class RpcMonitor:
             tasks.create_task(self.helpers.keep("recovery", recover), name="recovery")
             tasks.create_task(self.helpers.keep("queue-watch", lambda: _until_closed(queue.run(rpc))),
                               name="queue-watch")
-            tasks.create_task(self.helpers.keep("requeue", lambda: _until_closed(
-                Requeue(self.queue_records, watch.boot, caps).run(rpc))), name="requeue")
-            tasks.create_task(self.helpers.keep("wakes", lambda: _until_closed(Waker(
+            tasks.create_task(self.helpers.keep("requeue", lambda: _until_closed(_after(unpaused(), lambda: Requeue(
+                self.queue_records, watch.boot, caps).run(rpc)))), name="requeue")
+            tasks.create_task(self.helpers.keep("wakes", lambda: _until_closed(_after(unpaused(), lambda: Waker(
                 self.wake_journal, self.inflight, self.cfg.recovery, self.cfg.wake_agents, watch.boot,
-                watch.ready_at_ms, caps, deliver=self.cfg.notice_to_channel).run(rpc))), name="wakes")
+                watch.ready_at_ms, caps, deliver=self.cfg.notice_to_channel).run(rpc)))), name="wakes")
             tasks.create_task(self.helpers.keep("tick-watch", lambda: tick_watch(rpc, tick_interval_ms)),
                               name="tick-watch")
 

@@ -26,10 +26,14 @@ SLEEP_JUMP_S = 5.0  # wall clock ahead of monotonic by more than this: the machi
 
 
 async def probe_until_kill(watch: BootWatch, probe: Probe, settings: ProbeSettings, clock: Clock,
-                           on_ready: Callable[[], Awaitable[None]]) -> Verdict:
-    """Probe until a verdict calls for a kill; returns that verdict."""
+                           on_ready: Callable[[], Awaitable[None]],
+                           held: Callable[[], bool] = lambda: False) -> Verdict:
+    """Probe until a verdict calls for a kill; returns that verdict. While `held` (a maintenance
+    pause) a kill verdict is logged and not acted on; the probes go on, and the next verdict after
+    the pause is acted on."""
     machine = watch.machine
     last_mono, last_wall = clock.monotonic(), clock.wall()
+    holding = False
     while True:
         began = clock.monotonic()
         outcome = await probe.check(booting=not watch.ready)
@@ -47,7 +51,13 @@ async def probe_until_kill(watch: BootWatch, probe: Probe, settings: ProbeSettin
         if verdict is Verdict.BECAME_READY:
             await on_ready()
         elif verdict in (Verdict.HANG, Verdict.BOOT_TIMEOUT):
-            return verdict
+            if not held():
+                return verdict
+            if not holding:  # once per held stretch, not per probe
+                log.warning("kill_verdict_held", verdict=str(verdict), reason="paused")
+            holding = True
+        else:
+            holding = False
         # At a fixed rate: the next probe starts one period after this one started. Sleeping a
         # whole period after a probe that had already waited out its timeout made a hang
         # verdict take 10-12 s at default settings instead of 6-8 (scripts/bench/hang_latency.py).

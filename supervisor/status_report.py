@@ -140,6 +140,11 @@ def print_status(cfg: config.Config, as_json: bool) -> int:
             echo(f"control: {daemon['error']}")
         echo(f"state:   {sup.get('state')}{' (stale)' if sup.get('stale') else ''}"
              f"{' crash-loop' if sup.get('crash_loop') else ''}")
+        if live.get("paused"):
+            echo(pause_line(live["paused"]))
+        for entry, at in sorted((live.get("maintenance_next") or {}).items()):
+            if at is not None:
+                echo(f"next:    {entry} at {time.strftime('%Y-%m-%d %H:%M %Z', time.localtime(at))}")
         if gw:
             alive = gw.get("ready_at") and not gw.get("ended_at")
             gone = "not running, last " if gw.get("ended_at") else ""
@@ -154,6 +159,12 @@ def print_status(cfg: config.Config, as_json: bool) -> int:
         for r in inflight.get("runs", []):
             echo(f"cron run: {r['name'] or r['job_id']} started {r['running_at_ms']} ({r['state']})")
     return status_code(st)
+
+
+def pause_line(p: dict[str, Any]) -> str:
+    until = f"until {time.strftime('%Y-%m-%d %H:%M', time.localtime(p['until']))}" if p.get("until") is not None \
+        else "until `gatewayd resume`"
+    return f"paused:  by {p.get('by')}, {until}: no restarts, no hang kills, no recovery"
 
 
 def ago(ts: float) -> str:

@@ -9,6 +9,8 @@ from supervisor import __version__
 from supervisor.control.protocol import Code, ControlError, drain_budget_problem
 from supervisor.control.server import Handler
 
+MAX_PAUSE_S = 7 * 86400.0  # NaN and infinities fail the range check too
+
 
 class Supervisor(Protocol):
     """What the control layer may ask of the daemon: a view of its state, and two intents. It
@@ -23,6 +25,10 @@ class Supervisor(Protocol):
     def request_stop(self) -> None: ...
 
     def request_restart(self, safe: bool, timeout_s: float | None) -> bool: ...
+
+    async def pause(self, for_s: float | None, by: str) -> dict[str, Any]: ...
+
+    async def resume(self, by: str) -> bool: ...
 
 
 def control_handlers(d: Supervisor) -> dict[str, Handler]:
@@ -51,4 +57,14 @@ def control_handlers(d: Supervisor) -> dict[str, Handler]:
             raise ControlError(Code.CONFLICT, "a restart or stop is already under way")
         return {"restarting": True, "boot": boot, "safe": safe}
 
-    return {"ping": ping, "status": status, "stop": stop, "restart": restart}
+    async def pause(args: dict[str, Any]) -> Any:
+        for_s = args.get("for_s")
+        if for_s is not None and (isinstance(for_s, bool) or not isinstance(for_s, int | float)
+                                  or not 0 < for_s <= MAX_PAUSE_S):
+            raise ControlError(Code.BAD_REQUEST, f"args.for_s must be seconds in (0, {MAX_PAUSE_S:g}]")
+        return {"paused": await d.pause(None if for_s is None else float(for_s), "cli")}
+
+    async def resume(args: dict[str, Any]) -> Any:
+        return {"resumed": await d.resume("cli")}
+
+    return {"ping": ping, "status": status, "stop": stop, "restart": restart, "pause": pause, "resume": resume}

@@ -11,6 +11,9 @@
   gateway up `recovery_wait_s` is "recovered" all the same.
 - Any other alert with the same kind and key is sent at most once per `reminder_interval_s`
   (a port conflict re-checked every 30 s is one alert, not 120 an hour).
+- While supervision is paused (maintenance) every alert is held ("paused") but the pause's own:
+  one "paused" when it begins, a "still paused" reminder per `reminder_interval_s`, "resumed" at
+  its end.
 - At most `max_per_hour` alerts are sent in any hour; beyond that they are kept, marked suppressed.
 - A notifier that fails is tried again after `retry_delay(attempt)`, up to `retry_attempts` times.
 
@@ -42,6 +45,8 @@ class AlertKind(StrEnum):
     CONFLICT = "conflict"
     STORE_FAILING = "store-failing"
     STORE_RECOVERED = "store-recovered"
+    PAUSED = "paused"
+    RESUMED = "resumed"
     TEST = "test"
 
 
@@ -158,7 +163,20 @@ class StoreRecovered:
     was: str
 
 
-Fact = (Down | Exited | Up | Hang | ConfigRefused | Recovered | GivenUp | MemoryRestart | DaemonRestarted | Conflict
+@dataclass(frozen=True)
+class PauseBegan:
+    by: str
+    until: float | None  # wall clock, for the text only
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class PauseEnded:
+    by: str
+
+
+Fact = (PauseBegan | PauseEnded
+        | Down | Exited | Up | Hang | ConfigRefused | Recovered | GivenUp | MemoryRestart | DaemonRestarted | Conflict
         | StoreFailing | StoreRecovered)
 
 
@@ -198,6 +216,9 @@ class AlertRules:
     pending: Recovered | None = None  # recoveries finished during this outage, not alerted yet
     crash_loop: bool = False
     store_failing: bool = False
+    paused_since: float | None = None
+    pause_notice_at: float = 0.0
+    pause_text: str = ""
     sent_at: dict[tuple[AlertKind, str], float] = field(default_factory=dict)
     recent: deque[float] = field(default_factory=deque)  # when each of the last hour's alerts was sent
 
@@ -206,6 +227,23 @@ class AlertRules:
     def on_fact(self, fact: Fact, now: float) -> list[Alert]:
         out: list[Alert] = []
         match fact:
+            case PauseBegan():
+                until = "until resumed" if fact.until is None else f"until {fact.until:.0f} (unix time)"
+                self.pause_text = f"paused by {fact.by}, {until}{': ' + fact.reason if fact.reason else ''}"
+                if self.paused_since is None:
+                    self.paused_since = now
+                self.pause_notice_at = now
+                out.append(self._gate(Alert(
+                    AlertKind.PAUSED, "paused", WARNING, "gatewayd supervision paused",
+                    f"Supervision is {self.pause_text}: no restarts, no hang kills, no recovery; other alerts are"
+                    " muted.", fields={"by": fact.by, "until": fact.until, "reason": fact.reason}), now,
+                    reminder=True))
+            case PauseEnded():
+                if self.paused_since is not None:
+                    self.paused_since = None
+                    out.append(self._gate(Alert(AlertKind.RESUMED, "resumed", INFO, "gatewayd supervision resumed",
+                                                f"The pause ended ({fact.by}): gatewayd supervises again.",
+                                                fields={"by": fact.by}), now, reminder=True))
             case Down():
                 out += self._crash_loop(fact.crash_loop, fact.boot, now)
                 out += self._down(fact, now)
@@ -278,6 +316,12 @@ class AlertRules:
         """Alerts that time alone makes due: a still-down reminder, a crash loop left, a recovery
         that never reported."""
         out: list[Alert] = []
+        if self.paused_since is not None and now - self.pause_notice_at >= self.policy.reminder_interval_s:
+            self.pause_notice_at = now
+            out.append(self._gate(Alert(
+                AlertKind.PAUSED, "paused", WARNING, "gatewayd supervision still paused",
+                f"Supervision has been {self.pause_text} for {int((now - self.paused_since) // 60)} min.",
+                fields={"paused_for_s": round(now - self.paused_since)}), now, reminder=True))
         if self.down_since is not None and self.up_since is None \
                 and now - self.last_notice_at >= self.policy.reminder_interval_s:
             self.last_notice_at = now
@@ -300,6 +344,8 @@ class AlertRules:
     def next_wake(self) -> float | None:
         """When `due` may next have something (monotonic), or None."""
         times: list[float] = []
+        if self.paused_since is not None:
+            times.append(self.pause_notice_at + self.policy.reminder_interval_s)
         if self.down_since is not None and self.up_since is None:
             times.append(self.last_notice_at + self.policy.reminder_interval_s)
         if self.crash_loop and self.up_since is not None:
@@ -378,6 +424,8 @@ class AlertRules:
 
     def _gate(self, alert: Alert, now: float, reminder: bool = False) -> Alert:
         """Deduplicate and rate-limit: the decision whether `alert` is sent."""
+        if self.paused_since is not None and alert.kind not in (AlertKind.PAUSED, AlertKind.RESUMED):
+            return _held(alert, "paused")
         dedupe = (alert.kind, alert.key)
         last = self.sent_at.get(dedupe)
         if not reminder and last is not None and now - last < self.policy.reminder_interval_s:

@@ -15,6 +15,7 @@ class SupervisionState(StrEnum):
     KILLING = "killing"  # a hang or boot timeout was declared; the group is being killed
     CONFIG_ERROR = "config-error"  # exit 78 for bad config: waiting for the config file to change
     CONFLICT = "conflict"  # the port is held by a process that is not ours
+    PAUSED = "paused"  # maintenance: the gateway is down and is not started until the pause ends
     STOPPING = "stopping"  # operator stop: draining the gateway
     STOPPED = "stopped"
 
@@ -33,8 +34,12 @@ TRANSITIONS: dict[SupervisionState, frozenset[SupervisionState]] = {
     _S.CRASH_LOOP: frozenset({_S.STARTING, _S.CONFLICT, _S.CONFIG_ERROR}),
     _S.CONFIG_ERROR: frozenset({_S.STARTING, _S.CONFLICT}),
     _S.CONFLICT: frozenset({_S.STARTING, _S.CONFIG_ERROR}),
+    _S.PAUSED: frozenset({_S.STARTING, _S.CONFLICT, _S.CONFIG_ERROR}),
     _S.STOPPING: frozenset({_S.STOPPED}),
 }
+# A pause may begin in any state but the stop's: the boot loop then waits instead of spawning.
+TRANSITIONS = {k: v | ({_S.PAUSED} if k not in (_S.STOPPING, _S.PAUSED) else frozenset())
+               for k, v in TRANSITIONS.items()}
 TRANSITIONS = {k: v | ({_S.STOPPING} if k is not _S.STOPPING else frozenset()) for k, v in TRANSITIONS.items()}
 
 

@@ -110,3 +110,27 @@ async def test_a_boot_that_never_answers_times_out_at_the_boot_limit() -> None:
     probe = ScriptedProbe(clock, [TIMEOUT] * (limit + 5))
     assert await run(clock, probe, watch, readied) is Verdict.BOOT_TIMEOUT
     assert probe.checks == limit and readied == []
+
+
+async def test_a_hang_while_paused_is_held_and_acted_on_once_the_pause_ends() -> None:
+    clock = FakeClock()
+    watch, _ = boot(clock)
+    paused = [True]
+    probe = ScriptedProbe(clock, [OK, OK, TIMEOUT, TIMEOUT, TIMEOUT, TIMEOUT, TIMEOUT, TIMEOUT, TIMEOUT])
+
+    async def on_ready() -> None:
+        watch.ready = True
+
+    original = probe.check
+
+    async def check(booting: bool) -> ProbeOutcome:
+        if probe.checks == 7:  # the pause ends after the seventh answer
+            paused[0] = False
+        return await original(booting)
+
+    probe.check = check  # type: ignore[method-assign]
+    with capture_logs() as logs:
+        verdict = await probe_until_kill(watch, probe, SETTINGS, clock, on_ready, lambda: paused[0])
+    assert verdict is Verdict.HANG
+    assert probe.checks == 8  # not at the fifth answer (the hang, held): at the first one after the pause
+    assert [e["event"] for e in logs].count("kill_verdict_held") == 1
