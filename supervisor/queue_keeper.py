@@ -134,7 +134,9 @@ class Requeue:
         for look, watched, ended_ms in pending:
             # A main-session turn between the look and the end may have drained it, watched or not
             # (the watcher may miss a turn that starts as the gateway dies, or one while it was down).
-            turn_after = await self._main_turn_since(rpc, look.looked_at_ms, ended_ms)
+            # No slack here: the look's time is taken before its `status` call, so a turn that the
+            # row dates at or before it had drained the queue before the look read it.
+            turn_after = await self._main_turn_since(rpc, look.looked_at_ms + 1, ended_ms, slack_ms=0)
             fates = plan(look, held, watched, turn_after)
             lost = sum(1 for f in fates if f.fate is Fate.REQUEUE)
             await self.records.plan(look.boot, fates)
@@ -155,7 +157,8 @@ class Requeue:
             return LostAnswer.ARRIVED
         return LostAnswer.UNSURE if look.void else LostAnswer.NEVER
 
-    async def _main_turn_since(self, rpc: RpcClient, since_ms: int, until_ms: int | None = None) -> bool:
+    async def _main_turn_since(self, rpc: RpcClient, since_ms: int, until_ms: int | None = None,
+                               slack_ms: int = TURN_SLACK_MS) -> bool:
         """Has a main session taken a turn between `since_ms` and `until_ms` (a dead gateway's end:
         the next gateway's own turns are no drain of the dead one's queue)? Its row says when its
         last run started (2026.9.x `startedAt`) or when a turn was last accepted (2026.2.x
@@ -169,7 +172,7 @@ class Requeue:
         for row in rows:
             if is_main_session(row.get("key")):
                 at = [lenient_ms(row.get(f)) for f in ("startedAt", "updatedAt")]
-                if any(a is not None and a >= since_ms - TURN_SLACK_MS and (until_ms is None or a <= until_ms)
+                if any(a is not None and a >= since_ms - slack_ms and (until_ms is None or a <= until_ms)
                        for a in at):
                     return True
         return False
