@@ -122,7 +122,7 @@ class Daemon:
         self.bus.subscribe(self.metrics.on_event)
         self.store.on_commit = self.metrics.store_write
         self.memory = MemoryWatch(self.cfg.memory, self.bus, self.clock, lambda: self.current, self.request_restart,
-                                  self.records, self._record)
+                                  self.records, self._record, paused=lambda: self.pausing.paused)
         self.sampler.listeners.append(self.memory.on_sample)
         self._background: set[asyncio.Task[Any]] = set()  # the daemon's own helpers (alerts), beside the boots
         # Maintenance: the pause in force and the calendar that starts pauses and safe restarts.
@@ -289,7 +289,8 @@ class Daemon:
     async def _supervise(self) -> None:
         while not self.stop_requested.is_set():
             try:
-                spec = launch.build(self.cfg.gateway, self.cfg.state_dir, self.environ)
+                spec = launch.build(self.cfg.gateway, self.cfg.state_dir, self.environ,
+                                    hidden=self.cfg.alerts.secret_variables)
             except LaunchError as exc:
                 log.error("launch_failed", error=str(exc))
                 await self._set_state(SupervisionState.CONFIG_ERROR, str(exc))

@@ -23,8 +23,9 @@ log = logs.get("gatewayd")
 class MemoryWatch:
     def __init__(self, policy: MemoryPolicy, bus: EventBus, clock: Clock, current: Callable[[], BootWatch | None],
                  restart: Callable[[bool, float | None], bool], records: BootRecords,
-                 record: Callable[[Any], Awaitable[Any]]) -> None:
+                 record: Callable[[Any], Awaitable[Any]], paused: Callable[[], bool] = lambda: False) -> None:
         self.rule = PressureRule(policy)
+        self.paused = paused  # a pause means no restarts: not even for memory
         self.bus = bus
         self.clock = clock
         self.current = current
@@ -37,6 +38,9 @@ class MemoryWatch:
         w = self.current()
         if w is None or w.child.pid != pid:
             return  # a sample of a gateway already gone (or not yet known to this boot)
+        if self.paused():
+            self.rule.new_boot()  # the window starts again after the pause, not across it
+            return
         decision = self.rule.observe(rss_bytes, self.clock.monotonic(), w.ready)
         if decision is None:
             return

@@ -68,7 +68,7 @@ async def send(n: Notifier, alert: Alert, doc: dict[str, Any], environ: Mapping[
         outcome = await asyncio.wait_for(_send(n, alert, doc, environ, client, all_notifiers or (n,)), n.timeout_s)
     except TimeoutError:
         outcome = Outcome(False, f"timed out after {n.timeout_s:g} s")
-    except (httpx.HTTPError, OSError, ValueError) as exc:
+    except Exception as exc:  # any failure of one notifier is its outcome (httpx.InvalidURL is no HTTPError)
         outcome = Outcome(False, type(exc).__name__)
     return Outcome(outcome.ok, logs.REDACTOR.text(outcome.detail), int((time.monotonic() - began) * 1000))
 

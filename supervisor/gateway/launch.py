@@ -13,7 +13,7 @@ import re
 import secrets
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -324,9 +324,11 @@ def load_or_create_token(path: Path) -> str:
 
 
 def child_environment(base: Mapping[str, str], extra: Mapping[str, str], caps: Capabilities,
-                      auth: GatewayAuth) -> dict[str, str]:
+                      auth: GatewayAuth, hidden: Collection[str] = ()) -> dict[str, str]:
+    """`hidden`: gatewayd's own secrets' variables (the notifiers' tokens): never the gateway's,
+    nor of any tool or agent it runs."""
     env = {k: v for k, v in base.items()
-           if k not in SCRUBBED_EXACT and not k.startswith(SCRUBBED_PREFIXES)}
+           if k not in SCRUBBED_EXACT and not k.startswith(SCRUBBED_PREFIXES) and k not in hidden}
     env.update(extra)
     # Node re-executes openclaw to add this flag unless it is already there: one process, not a
     # wrapper whose exit code hides the gateway's.
@@ -352,7 +354,8 @@ def probe_host(bind: str | None) -> str:
     return "127.0.0.1"
 
 
-def build(settings: GatewaySettings, state_dir: Path, environ: Mapping[str, str] | None = None) -> LaunchSpec:
+def build(settings: GatewaySettings, state_dir: Path, environ: Mapping[str, str] | None = None,
+          hidden: Collection[str] = ()) -> LaunchSpec:
     """Everything needed to spawn and talk to the gateway. `state_dir` is gatewayd's own."""
     base = dict(os.environ if environ is None else environ)
     merged = {**base, **settings.env}
@@ -367,7 +370,7 @@ def build(settings: GatewaySettings, state_dir: Path, environ: Mapping[str, str]
     auth = resolve_auth(file_cfg, merged, dotenv, state_dir / TOKEN_FILE)
     port = settings.port or _int(merged.get("OPENCLAW_GATEWAY_PORT")) or file_cfg.port or DEFAULT_PORT
     argv = (*prefix, "gateway", "run", "--port", str(port), *settings.args)
-    env = child_environment(base, settings.env, caps, auth)
+    env = child_environment(base, settings.env, caps, auth, hidden)
     cron_store = Path(file_cfg.cron_store).expanduser() if file_cfg.cron_store else gw_state / "cron" / "jobs.json"
     return LaunchSpec(argv=argv, env=env, port=port, host=probe_host(file_cfg.bind), tls=file_cfg.tls,
                       auth=auth, capabilities=caps, config_path=gw_config, state_dir=gw_state,

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from gatewayd_dev.harness import wait_until
 from tests.e2e.conftest import VERSIONS, real_gatewayd, set_model_delay
 from tests.e2e.test_recovery_real import asked, start_work, store_rows
-from tests.support.harness import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 

@@ -19,10 +19,10 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gatewayd_dev.harness import wait_until
 from tests.e2e.conftest import VERSIONS, real_gatewayd, set_model_delay
 from tests.e2e.test_recovery_real import asked, store_rows, wait_in_flight
 from tests.e2e.work import add_hourly
-from tests.support.harness import wait_until
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 

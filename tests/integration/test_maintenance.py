@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
+from gatewayd_dev.harness import Gatewayd, fake_settings, gatewayd, wait_until
 from tests.integration.test_faults import add_hourly, asked, model, retried_once, table, world_settings
-from tests.support.harness import Gatewayd, fake_settings, gatewayd, wait_until
 
 pytestmark = pytest.mark.timeout(150)
 

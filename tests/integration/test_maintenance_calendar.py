@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from gatewayd_dev.fakeclock import FakeClock
 from supervisor import maintenance_calendar
 from supervisor.core.maintenance import MaintenancePlan, Window
 from supervisor.events import EventBus, Paused, Resumed
@@ -21,7 +22,6 @@ from supervisor.maintenance_calendar import MaintenanceCalendar
 from supervisor.pausing import PauseGate
 from supervisor.store.db import Store
 from supervisor.store.maintenance import MaintenanceRecords
-from tests.support.fakeclock import FakeClock
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -20,8 +20,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gatewayd_dev.harness import fake_settings, gatewayd, wait_until
 from tests.integration.test_faults import add_hourly, asked, model, obligations, retried_once, table, world_settings
-from tests.support.harness import fake_settings, gatewayd, wait_until
 
 pytestmark = pytest.mark.timeout(180)
 

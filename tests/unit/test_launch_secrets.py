@@ -75,3 +75,15 @@ def test_a_token_on_the_gateways_command_line_and_provider_keys_by_name_are_reda
                                                         {"SLACK_BOT_TOKEN": "xoxb-slack"}, argv)}
     assert {"argv-token-1", "argv-pw", "sk-provider", "xoxb-slack"} <= found
     assert not {"on", "/home/me", "/bin"} & found  # a name is a guess: short values and other names stay
+
+
+def test_notifier_secrets_never_reach_the_gateways_environment() -> None:
+    """gatewayd's own secrets (a notifier's token variable) are not the gateway's, nor of any tool or
+    agent it runs (review finding: they were inherited)."""
+    from supervisor.gateway.capabilities import for_version
+    from supervisor.gateway.launch import GatewayAuth, child_environment
+
+    base = {"PATH": "/usr/bin", "GATEWAYD_HOOK_TOKEN": "hook-secret", "NTFY_URL": "https://ntfy.example/x"}
+    env = child_environment(base, {}, for_version("2026.9.6"), GatewayAuth("none", None, "", False),
+                            hidden=("GATEWAYD_HOOK_TOKEN", "NTFY_URL"))
+    assert "GATEWAYD_HOOK_TOKEN" not in env and "NTFY_URL" not in env and env["PATH"] == "/usr/bin"

@@ -160,3 +160,21 @@ async def test_boot_started_on_the_bus_opens_a_new_window() -> None:
     clock.now += 2
     await mw.on_sample(4242, 2 * MB)
     assert asked == []  # 6 s over in all, but only 0 s in this boot
+
+
+async def test_no_memory_restart_while_paused_and_the_window_starts_again_after() -> None:
+    """A pause means no restarts, not even for memory (review finding); over the limit during the
+    pause does not count once it ends."""
+    mw, _boot, clock, heard, _records, asked = make_watch()
+    paused = [True]
+    mw.paused = lambda: paused[0]
+    for _ in range(5):
+        await mw.on_sample(4242, 5 * MB)
+        clock.now += 3
+    assert asked == [] and heard == []
+    paused[0] = False
+    await mw.on_sample(4242, 5 * MB)
+    assert asked == []  # the window opens now
+    clock.now += 6
+    await mw.on_sample(4242, 5 * MB)
+    assert asked == [(True, None)]
