@@ -23,9 +23,9 @@ import time
 from typing import Any
 
 from supervisor import logs
-from supervisor.core.inflight import lenient_ms
+from supervisor.core.confirm import TURN_SLACK_MS, SessionSeen, session_row, turn_since
 from supervisor.core.planner import RecoveryPolicy, policy_for
-from supervisor.core.wake_plan import Interrupted, WakeVerb, decide, turn_seen
+from supervisor.core.wake_plan import Interrupted, WakeVerb, decide
 from supervisor.crashpoints import crashpoint
 from supervisor.errors import GatewayError, GatewayUnavailable
 from supervisor.gateway.capabilities import Capabilities
@@ -187,15 +187,13 @@ class Waker:
         log.info("agent_wake_sent", boot=boot, agent=agent, method=method)
 
     async def _turn_since(self, rpc: RpcClient, key: str, since_ms: int) -> bool:
+        """A turn of the session after the send: the same look as a notice's (core/confirm.py)."""
         recorded = await self.records.turn_recorded_at(key)
-        if recorded is not None and turn_seen([int(recorded * 1000)], since_ms):
-            return True
         try:
             rows = await list_sessions(rpc, self.caps.sessions_list_filters)
         except GatewayUnavailable:
             raise
         except GatewayError:
-            return False
-        row = next((r for r in rows if r.get("key") == key), {})
-        field = "startedAt" if self.caps.recovery.session_rows_date_runs else "updatedAt"
-        return turn_seen([lenient_ms(row.get(field))], since_ms)
+            rows = []
+        row = session_row(next((r for r in rows if r.get("key") == key), None))
+        return turn_since(SessionSeen(recorded, row), since_ms - TURN_SLACK_MS, self.caps.recovery)

@@ -177,6 +177,13 @@ def legacy_turn_ended(history: Any, turn_started_ms: int, gateway_ended_ms: int)
     session (started unseen while gatewayd was down) leaves its user message last: not ended
     either, and the notice is due all the same. Unmeasured stop reasons count as not ended: a
     doubled notice costs less than a lost one."""
+    last = _last_written(history, turn_started_ms, gateway_ended_ms)
+    return last is not None and last.get("role") == "assistant" and last.get("stopReason") in FINAL_STOPS
+
+
+def _last_written(history: Any, turn_started_ms: int, gateway_ended_ms: int) -> Mapping[str, Any] | None:
+    """The last message of a `chat.history` answer the dead gateway wrote since the turn's start
+    (slack before the start for the turn's own user message only). Raises on a malformed answer."""
     where = "chat.history"
     messages = _list(_obj(history, where), "messages", where)
     last: Mapping[str, Any] | None = None
@@ -186,7 +193,7 @@ def legacy_turn_ended(history: Any, turn_started_ms: int, gateway_ended_ms: int)
         since = turn_started_ms - (TURN_START_SLACK_MS if msg.get("role") == "user" else 0)
         if at is not None and since <= at <= gateway_ended_ms:
             last = msg
-    return last is not None and last.get("role") == "assistant" and last.get("stopReason") in FINAL_STOPS
+    return last
 
 
 QUOTE_CHARS = 300  # of an interrupted request, in a notice
@@ -200,17 +207,9 @@ def interrupted_request(history: Any, turn_started_ms: int, gateway_ended_ms: in
     measured) or the history is unreadable. The model never sees that message again after a
     restart (measured), so a notice that quotes it lets the agent pick the work up."""
     try:
-        messages = _list(_obj(history, "chat.history"), "messages", "chat.history")
+        last = _last_written(history, turn_started_ms, gateway_ended_ms)
     except GatewayProtocolError:
         return None
-    last: Mapping[str, Any] | None = None
-    for raw in messages:
-        if not isinstance(raw, Mapping):
-            continue
-        at = lenient_ms(raw.get("timestamp"))
-        since = turn_started_ms - (TURN_START_SLACK_MS if raw.get("role") == "user" else 0)
-        if at is not None and since <= at <= gateway_ended_ms:
-            last = raw
     if last is None or last.get("role") != "user":
         return None
     text = _message_text(last.get("content"))

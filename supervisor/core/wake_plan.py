@@ -104,9 +104,3 @@ def wake_text(agent: str, items: Sequence[Interrupted], requeued: int, reason: s
     return (f"[gatewayd] The gateway restarted ({reason}) at {_utc(ended_at_ms)}. Work of agent {agent} that "
             f"was interrupted, and what is being done: " + "; ".join(lines) +
             ". Check for in-progress work that was cut before starting it again.")
-
-
-def turn_seen(started_ms: Sequence[int | None], sent_at_ms: int, slack_ms: int = 1000) -> bool:
-    """Did the agent's main session start a turn after the wake was sent? A wake's `ok` proves
-    nothing (measured on 2026.2.26 with heartbeats off): only the turn counts."""
-    return any(s is not None and s >= sent_at_ms - slack_ms for s in started_ms)

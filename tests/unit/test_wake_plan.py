@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from supervisor.core.wake_plan import Interrupted, WakeVerb, decide, turn_seen, wake_text
+from supervisor.core.wake_plan import Interrupted, WakeVerb, decide, wake_text
 
 NOW, DEADLINE, ENDED = 100_000, 200_000, 50_000
 
@@ -60,9 +60,3 @@ def test_the_text_says_what_was_cut_and_what_is_done() -> None:
 def test_a_long_list_is_counted() -> None:
     text = wake_text("kit", [cron()] * 11, 0, "crash", ENDED)
     assert text.count('cron job "digest"') == 8 and "and 3 more" in text
-
-
-@pytest.mark.parametrize(("starts", "seen"), [([], False), ([None], False), ([5_000], True), ([3_999], False),
-                                              ([4_000], True), ([None, 9_000], True)])
-def test_turn_seen(starts: list[int | None], seen: bool) -> None:
-    assert turn_seen(starts, 5_000) is seen
