@@ -19,7 +19,7 @@ OPENCLAW_STATE_DIR). A kill -9 thus leaves `state.runningAtMs` behind like the r
 jobs are also written to `$OPENCLAW_STATE_DIR/cron/jobs.json` (`{version: 1, jobs}`), the real one's file.
 System events, idempotency keys, the last heartbeat and the call log are in memory only (lost on restart).
 
-An accepted `agent` call starts its turn after FAKE_GW_AGENT_START_DELAY_MS (0).
+An accepted `agent` or `chat.send` call starts its turn after FAKE_GW_AGENT_START_DELAY_MS (0).
 
 Startup after a kill (env-tunable delays, in ms): FAKE_GW_REPAIR_DELAY_MS (3000), FAKE_GW_ONESHOT_CATCHUP_MS
 (120000), FAKE_GW_MAIN_RESUME_MS (5000), FAKE_GW_BACKOFF_MS (30000, first step of the error backoff
@@ -1261,6 +1261,7 @@ class World:
             return ["\n".join(lines) + "\n\n" + user if lines else user]
 
         async def run() -> None:
+            await asyncio.sleep(env_ms("FAKE_GW_AGENT_START_DELAY_MS", 0) / 1000)  # as an `agent` call's
             await self.session_turn(key, agent, build, idem, kind="chat")
 
         self.background(run())

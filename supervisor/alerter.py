@@ -63,6 +63,7 @@ from supervisor.store.db import Store
 log = logs.get("gatewayd.alerts")
 
 GIVEN_UP_POLL_S = 10.0
+RESEND_WITHIN_S = 3600.0  # an alert left unsent by the last gatewayd is sent again if this recent
 INCIDENT_KINDS = DOWN_KINDS | {"config-error", "conflict"}  # unplanned exits that keep an incident
 
 
@@ -108,6 +109,7 @@ class Alerter:
         async with httpx.AsyncClient() as client:
             self.client = client
             try:
+                await self._resend_unfinished()
                 async with asyncio.TaskGroup() as tasks:
                     tasks.create_task(self.sampler.run(), name="tree-rss")
                     tasks.create_task(self._poll_given_up(), name="given-up-poll")
@@ -214,15 +216,30 @@ class Alerter:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _deliver_all(self, alert: Alert, alert_id: int | None) -> None:
+    async def _resend_unfinished(self) -> None:
+        """Deliveries the last gatewayd had not finished when it stopped or died go on here, to the
+        notifiers that had not taken them, with their attempts counted on."""
+        left = await self._stored(self.records.unfinished(time.time() - RESEND_WITHIN_S)) or []
+        for alert_id, alert, tries in left:
+            log.info("alert_resumed", alert_id=alert_id, kind=str(alert.kind),
+                     notifiers=[n.name for n in self.notifiers if tries.get(n.name, 0) >= 0])
+            task = asyncio.create_task(self._deliver_all(alert, alert_id, tries))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _deliver_all(self, alert: Alert, alert_id: int | None, tries: Mapping[str, int] | None = None) -> None:
+        """To every notifier; `tries`: attempts already made per notifier by an earlier gatewayd
+        (-1: it took the alert, not sent again)."""
+        tries = tries or {}
         doc = notifiers.document(alert, alert_id, self.host)
-        results = await asyncio.gather(*(self._deliver(n, alert, alert_id, doc) for n in self.notifiers))
+        results = await asyncio.gather(*(self._deliver(n, alert, alert_id, doc, tries.get(n.name, 0) + 1)
+                                         if tries.get(n.name, 0) >= 0 else _done() for n in self.notifiers))
         state = "sent" if all(results) else "partial" if any(results) else "failed"
         if alert_id is not None:
             await self._stored(self.records.finished(alert_id, state))
 
-    async def _deliver(self, n: Notifier, alert: Alert, alert_id: int | None, doc: dict[str, Any]) -> bool:
-        attempt = 1
+    async def _deliver(self, n: Notifier, alert: Alert, alert_id: int | None, doc: dict[str, Any],
+                       attempt: int = 1) -> bool:
         while True:
             assert self.client is not None
             outcome = await notifiers.send(n, alert, doc, self.environ, self.client, self.notifiers)
@@ -252,6 +269,10 @@ class Alerter:
             return None
         self._store_quiet = False
         return result
+
+
+async def _done() -> bool:
+    return True
 
 
 async def test_all(notifier_list: tuple[Notifier, ...], alert: Alert,

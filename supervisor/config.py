@@ -188,7 +188,7 @@ class WindowList(TableList):
 
 NOTIFIER_KINDS = ("webhook", "ntfy", "command", "desktop")
 NOTIFIER_KEYS: dict[str, type] = {"kind": str, "name": str, "url": str, "url_env": str, "token_env": str,
-                                  "command": list, "timeout_s": float}
+                                  "command": list, "secret_env": list, "timeout_s": float}
 MAX_NOTIFIERS = 20
 
 
@@ -234,8 +234,12 @@ def _notifier_problem(entry: dict[str, Any]) -> str | None:
         problem = _command(cmd)
         if problem:
             return f"command: {problem}"
-    elif "command" in entry:
-        return f"command is for kind = \"command\", not {kind}"
+        secrets = entry.get("secret_env", [])
+        if not all(isinstance(v, str) and _env_name(v) for v in secrets):
+            return "secret_env: must be a list of environment variables' names (letters, digits, _), not the" \
+                   " secrets themselves"
+    elif "command" in entry or "secret_env" in entry:
+        return f"command and secret_env are for kind = \"command\", not {kind}"
     if "timeout_s" in entry:
         problem = Range(1.0, 300.0, unit="s")(float(entry["timeout_s"]))
         if problem:
@@ -393,7 +397,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("alerts", "notify", NotifierList, NotifierList(),
             "notifiers, each a [[alerts.notify]] table: kind = webhook | ntfy | command | desktop; name; url or"
             " url_env (webhook, ntfy); token_env (a bearer token's variable); command (a list: argv, no shell);"
-            " timeout_s", _notifiers),
+            " secret_env (command: the variables of its own secrets, given to it alone and redacted); timeout_s",
+            _notifiers),
     Setting("alerts", "reminder_interval_s", float, 3600.0,
             "while the gateway stays down, one \"still down\" reminder this often; the same alert again at most"
             " this often", DUR),
@@ -528,11 +533,14 @@ class Notifier:
     url_env: str = ""
     token_env: str = ""
     command: tuple[str, ...] = ()
+    # A command's own secrets (its bot token): given to that command only, hidden from the gateway
+    # and every other process, and redacted wherever its output is logged or stored.
+    secret_env: tuple[str, ...] = ()
     timeout_s: float = 10.0
 
     @property
     def secret_variables(self) -> tuple[str, ...]:
-        return tuple(v for v in (self.url_env, self.token_env) if v)
+        return tuple(v for v in (self.url_env, self.token_env, *self.secret_env) if v)
 
 
 @dataclass(frozen=True)
@@ -548,7 +556,8 @@ class AlertSettings:
 def _notifier(entry: dict[str, Any]) -> Notifier:
     return Notifier(kind=entry["kind"], name=entry.get("name", entry["kind"]), url=entry.get("url", ""),
                     url_env=entry.get("url_env", ""), token_env=entry.get("token_env", ""),
-                    command=tuple(entry.get("command", ())), timeout_s=float(entry.get("timeout_s", 10.0)))
+                    command=tuple(entry.get("command", ())), secret_env=tuple(entry.get("secret_env", ())),
+                    timeout_s=float(entry.get("timeout_s", 10.0)))
 
 
 @dataclass(frozen=True)

@@ -151,5 +151,6 @@ class MaintenanceCalendar:
             await self.gate.pause_for(slot_s + window - now_s, BY_CALENDAR, f"{name} ({slot.isoformat()})")
         elif outcome is FireOutcome.RESTART and not self.restart():
             outcome = FireOutcome.SKIPPED_BUSY
+        await self.record(self.records.settle_fire(kind, slot_s, name, str(outcome)))
         log.info("maintenance_fired", entry=name, kind=kind, slot=slot.isoformat(), outcome=str(outcome),
                  late_s=round(now_s - slot_s, 1))

@@ -13,7 +13,7 @@ from typing import Any
 from supervisor import logs
 from supervisor.boot import BootWatch
 from supervisor.clock import Clock
-from supervisor.core.memory_pressure import MemoryPolicy, PressureRule
+from supervisor.core.memory_pressure import LimitBelowWorkingSet, MemoryPolicy, PressureRule
 from supervisor.events import BootStarted, EventBus, MemoryPressureRestart
 from supervisor.store.boots import BootRecords
 
@@ -32,7 +32,15 @@ class MemoryWatch:
         self.restart = restart
         self.records = records
         self.record = record
+        self.restored = False
         bus.subscribe(BootStarted, lambda _ev: self.rule.new_boot())
+
+    async def _restore(self) -> None:
+        """The cool-down outlives gatewayd: the last pressure restart is read from the store once."""
+        self.restored = True
+        at = await self.record(self.records.last_event_at("memory-pressure-restart"))
+        if isinstance(at, float):
+            self.rule.restore(self.clock.wall() - at, self.clock.monotonic())
 
     async def on_sample(self, pid: int, rss_bytes: int) -> None:
         w = self.current()
@@ -41,8 +49,16 @@ class MemoryWatch:
         if self.paused():
             self.rule.new_boot()  # the window starts again after the pause, not across it
             return
+        if not self.restored:
+            await self._restore()
         decision = self.rule.observe(rss_bytes, self.clock.monotonic(), w.ready)
         if decision is None:
+            return
+        if isinstance(decision, LimitBelowWorkingSet):
+            found: dict[str, Any] = {"rss_bytes": decision.rss_bytes, "limit_bytes": decision.limit_bytes}
+            log.error("memory_limit_below_working_set", boot=w.boot, pid=pid,
+                      hint="raise [memory] limit_mb above the gateway's working set; no more restarts for it", **found)
+            await self.record(self.records.event("memory-limit-below-working-set", w.boot, found))
             return
         if not self.restart(True, None):
             log.warning("memory_restart_not_started", boot=w.boot, reason="a restart or stop is already under way")

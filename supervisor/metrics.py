@@ -79,8 +79,10 @@ class _StoreCollector(Collector):
 
     def collect(self) -> Iterable[Metric]:
         c = self.counts
-        actions = CounterMetricFamily("gatewayd_recovery_actions", "recovery actions sent, by kind and result",
-                                      labels=("kind", "result"))
+        # Gauges, not counters: an action's or an alert's state moves on (dispatched -> answered,
+        # sending -> sent), so a count by state can fall, which a counter must never do.
+        actions = GaugeMetricFamily("gatewayd_recovery_actions", "recovery actions in the store, by kind and"
+                                    " current state", labels=("kind", "result"))
         for (kind, result), n in sorted(c.actions.items()):
             actions.add_metric((kind, result), n)
         yield actions
@@ -88,8 +90,8 @@ class _StoreCollector(Collector):
                                 value=c.retries_pending)
         yield CounterMetricFamily("gatewayd_retries_given_up", "interrupted cron runs given up after their attempts",
                                   value=c.retries_given_up)
-        alerts = CounterMetricFamily("gatewayd_alerts", "alerts decided, by result (sent, partial, failed, held,"
-                                     " no-notifier, sending)", labels=("result",))
+        alerts = GaugeMetricFamily("gatewayd_alerts", "alerts in the store, by current state (sent, partial, failed,"
+                                   " held, no-notifier, sending)", labels=("result",))
         for result, n in sorted(c.alerts.items()):
             alerts.add_metric((result,), n)
         yield alerts

@@ -54,11 +54,15 @@ def _secret(environ: Mapping[str, str], name: str) -> str | None:
     return value
 
 
-def command_environment(environ: Mapping[str, str], notifiers: tuple[Notifier, ...]) -> dict[str, str]:
-    """gatewayd's environment without the gateway's secrets and the notifiers' own: a user's
-    script keeps what it needs of its own (its bot token), and learns no other secret."""
+def command_environment(environ: Mapping[str, str], notifiers: tuple[Notifier, ...],
+                        own: Notifier | None = None) -> dict[str, str]:
+    """gatewayd's environment without the gateway's secrets and the notifiers' own, except the
+    secrets the command declared (`secret_env`: its bot token): it learns no other secret."""
     hidden = {*SECRET_VARIABLES, *(v for n in notifiers for v in n.secret_variables)}
-    return {k: v for k, v in environ.items() if k not in hidden}
+    mine = set(own.secret_env) if own is not None else set()
+    for name in mine:
+        _secret(environ, name)  # redacted from its output, whatever it prints
+    return {k: v for k, v in environ.items() if k not in hidden or k in mine}
 
 
 async def send(n: Notifier, alert: Alert, doc: dict[str, Any], environ: Mapping[str, str],
@@ -95,7 +99,7 @@ async def _send(n: Notifier, alert: Alert, doc: dict[str, Any], environ: Mapping
             return Outcome(r.is_success, f"HTTP {r.status_code}")
         case "command":
             return await _run(list(n.command), json.dumps(doc).encode("utf-8"),
-                              command_environment(environ, all_notifiers))
+                              command_environment(environ, all_notifiers, n))
         case "desktop":
             if sys.platform != "darwin":
                 return Outcome(False, "desktop notifications need macOS")

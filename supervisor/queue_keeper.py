@@ -28,6 +28,7 @@ from supervisor.core.event_queue import (
     Fate,
     LostAnswer,
     QueueUnreadable,
+    drained_since,
     is_main_session,
     lost_answer,
     parse_queue,
@@ -37,7 +38,7 @@ from supervisor.core.inflight import lenient_ms
 from supervisor.crashpoints import crashpoint
 from supervisor.errors import GatewayError, GatewayUnavailable
 from supervisor.gateway.capabilities import Capabilities
-from supervisor.gateway.rpc import Event, RpcClient, list_sessions
+from supervisor.gateway.rpc import Event, RpcClient, default_agent, list_sessions
 from supervisor.store.system_events import SystemEventRecords
 
 log = logs.get("gatewayd.queue")
@@ -45,6 +46,7 @@ log = logs.get("gatewayd.queue")
 LOOK_EVENTS = frozenset({"presence", "heartbeat"})
 OWN_TEXT = "[gatewayd]"  # how gatewayd's own wake texts begin (core/wake_plan.py)
 TURN_SLACK_MS = 1000  # clocks: the row's time and ours are both the machine's, read apart
+HISTORY_LIMIT = 200  # the main session's last messages: the dead gateway's turns since its last look
 
 
 def _now_ms() -> int:
@@ -137,14 +139,31 @@ class Requeue:
             # No slack here: the look's time is taken before its `status` call, so a turn that the
             # row dates at or before it had drained the queue before the look read it.
             turn_after = await self._main_turn_since(rpc, look.looked_at_ms + 1, ended_ms, slack_ms=0)
-            fates = plan(look, held, watched, turn_after)
+            drained = await self._drained(rpc, look.looked_at_ms, ended_ms) if look.void or turn_after else None
+            fates = plan(look, held, watched, turn_after, drained)
             lost = sum(1 for f in fates if f.fate is Fate.REQUEUE)
             await self.records.plan(look.boot, fates)
             crashpoint("requeue-planned")
             log.info("requeue_planned", boot=look.boot, requeue=lost, texts=len(fates),
-                     unknown=sum(1 for f in fates if f.fate is Fate.UNKNOWN))
+                     unknown=sum(1 for f in fates if f.fate is Fate.UNKNOWN),
+                     delivered=sum(1 for f in fates if f.fate is Fate.DELIVERED))
         for item in await self.records.open_items():
             await self._settle_or_send(rpc, item)
+
+    async def _drained(self, rpc: RpcClient, since_ms: int, until_ms: int) -> tuple[str, ...] | None:
+        """What turns of the default agent's main session (where `status` lists the queue) drained
+        after the look, where the version's history keeps it; None: unknown, the void rules."""
+        if not self.caps.recovery.history_shows_drained_events or not self.caps.has_method("chat.history"):
+            return None
+        key = f"agent:{await default_agent(rpc)}:main"
+        try:
+            history = await rpc.call("chat.history", {"sessionKey": key, "limit": HISTORY_LIMIT})
+        except GatewayUnavailable:
+            raise
+        except GatewayError as exc:
+            log.warning("queue_history_unreadable", session=key, error=str(exc))
+            return None
+        return drained_since(history, since_ms, until_ms)
 
     async def _fate_in_ended_boot(self, item: dict[str, Any], sent_at: int) -> LostAnswer:
         """Sent into a gateway that has ended since: that boot's own look decides. A look taken after

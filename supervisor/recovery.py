@@ -22,11 +22,12 @@ from supervisor.core.confirm import (
     SessionSeen,
     confirm_notices,
     confirm_retries,
-    is_wake_notice,
     job_state,
     job_view,
     needs_history,
     notice_by_wake,
+    notice_drains,
+    notice_how,
     notice_key,
     notices_exhausted,
     own_recovery_done,
@@ -63,11 +64,12 @@ from supervisor.core.retry_words import words
 from supervisor.crashpoints import crashpoint
 from supervisor.errors import GatewayError, GatewayRpcError, GatewayUnavailable, StoreError
 from supervisor.gateway.capabilities import Capabilities
-from supervisor.gateway.rpc import RpcClient, agent_turn, list_sessions, paged
+from supervisor.gateway.rpc import RpcClient, list_sessions, paged, user_turn
 from supervisor.retry_patch import RetryPatcher
 from supervisor.store.job_patches import JobPatchRecords
 from supervisor.store.journal import Journal
 from supervisor.store.snapshots import InflightRecords
+from supervisor.store.system_events import SystemEventRecords
 
 log = logs.get("gatewayd.recovery")
 
@@ -78,6 +80,7 @@ REASONS = {"crash": "crash", "oom-kill": "out of memory",
 
 
 HISTORY_LIMIT = 40  # the dead gateway's last messages, with the few written since its restart
+REQUEUE_WAIT_S = 120.0  # a notice that drains the queue waits this long after ready for the re-queue
 CONFIRM_POLL_MS = 2000  # while a retry's run or a notice's turn is awaited
 FIRST_LOOK_S = 30.0  # at most this long for the snapshotter's first poll before deciding there is nothing to do
 
@@ -120,6 +123,7 @@ class Recovery:
         self._rows: tuple[int, dict[str, Any]] | None = None  # sessions.list, when read, by key
         self._background: set[asyncio.Task[None]] = set()
         self.patcher = RetryPatcher(JobPatchRecords(records.store), boot)
+        self.queue = SystemEventRecords(records.store)
 
     async def run(self, rpc: RpcClient) -> None:
         try:
@@ -258,6 +262,13 @@ class Recovery:
         except GatewayError as exc:  # unknown: the notice goes out, as before this check
             log.warning("recovery_history_unreadable", session=ob.ref, error=str(exc))
             return False, None
+
+    async def _requeue_pending(self) -> bool:
+        """System events of dead boots not queued again yet (`queue_keeper.Requeue` runs beside
+        this), for at most REQUEUE_WAIT_S after ready: a notice is never held back for good."""
+        if now_ms() >= self.ready_at_ms + REQUEUE_WAIT_S * MS:
+            return False
+        return await self.queue.outstanding(self.boot)
 
     async def _session_rows(self, rpc: RpcClient) -> dict[str, Any]:
         now = now_ms()
@@ -418,7 +429,7 @@ class Recovery:
             if c.action.state is ActionState.DISPATCHED:
                 await self.journal.answered(c.action.key, "answered", {"observed": "a turn after dispatch"})
             note = "" if c.outcome is Retry.STOOD else " (accepted; its turn was not seen)"
-            how = "a system event with a wake" if is_wake_notice(c.action.key) else "an agent turn"
+            how = notice_how(c.action.key)
             await self.journal.resolve(ob.id, "done", f"restart notice sent as {how}{note}")
             if c.outcome is Retry.STOOD:
                 log.info("recovery_notice_observed", **fields)
@@ -431,7 +442,11 @@ class Recovery:
             log.error("recovery_notice_given_up", **fields)
             return None
         by_wake = notice_by_wake(self.rules, previous, ob.ref)
-        key = notice_key(ob, previous, by_wake)
+        drain = not by_wake and notice_drains(ob.ref, self.caps.has_method("chat.send"))
+        if (by_wake or drain) and await self._requeue_pending():
+            # Its turn hands the session's queue to the model: the texts queued again go first.
+            return now_ms() + CONFIRM_POLL_MS
+        key = notice_key(ob, previous, by_wake, drain)
         if not await self.journal.dispatched(key, ob.id, "agent-turn", 1, self.boot, now_ms()):
             return None
         crashpoint("journaled")
@@ -440,8 +455,8 @@ class Recovery:
             if by_wake:  # a turn of the session, the notice shown to the model as system text
                 answer = await rpc.call("wake", {"mode": "now", "text": d.text, "sessionKey": ob.ref}, timeout_s=30)
             else:
-                answer = await rpc.call("agent", agent_turn(d.text, key, ob.agent_id, ob.ref, self.deliver),
-                                        timeout_s=30)
+                method, params = user_turn(d.text, key, ob.agent_id, ob.ref, self.deliver, drain)
+                answer = await rpc.call(method, params, timeout_s=30)
             crashpoint("dispatched")
         except GatewayRpcError as exc:
             await self.journal.answered(key, "failed", {"code": exc.code, "error": str(exc)})

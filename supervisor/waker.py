@@ -29,7 +29,7 @@ from supervisor.core.wake_plan import Interrupted, WakeVerb, decide
 from supervisor.crashpoints import crashpoint
 from supervisor.errors import GatewayError, GatewayUnavailable
 from supervisor.gateway.capabilities import Capabilities
-from supervisor.gateway.rpc import RpcClient, agent_turn, list_sessions
+from supervisor.gateway.rpc import RpcClient, default_agent, list_sessions, user_turn
 from supervisor.store.snapshots import InflightRecords
 from supervisor.store.wake_journal import FINAL, WakeJournal
 
@@ -64,7 +64,7 @@ class Waker:
         self.deliver = deliver  # an agent turn's reply on the session's own channel (recovery.notice_to_channel)
 
     async def run(self, rpc: RpcClient) -> None:
-        self.default_agent = await self._default_agent(rpc)
+        self.default_agent = await default_agent(rpc, self.default_agent)  # where re-queued events wait
         while not rpc.closed.is_set():
             pending = 0
             for b in await self.journal.boots_owing(self.boot, time.time() - RECENT_S):
@@ -112,18 +112,6 @@ class Waker:
                 pending += 1
         return pending
 
-    async def _default_agent(self, rpc: RpcClient) -> str:
-        """The agent whose main session takes unaddressed system events (both versions' `health`
-        says `defaultAgentId`), where re-queued events wait; "main" if the gateway does not say."""
-        try:
-            health = await rpc.call("health", {})
-        except GatewayUnavailable:
-            raise
-        except GatewayError:
-            return self.default_agent
-        agent = health.get("defaultAgentId") if isinstance(health, dict) else None
-        return agent if isinstance(agent, str) and agent else self.default_agent
-
     def _method(self, requeued: int) -> str:
         if self.caps.recovery.wake_starts_turns:
             return "wake"
@@ -170,10 +158,9 @@ class Waker:
         idem = f"gatewayd-wake-{boot}-{agent}"
         if method == "wake":
             params: dict[str, Any] = {"mode": "now", "text": text, "sessionKey": key}
-        elif method == "chat.send":
-            params = {"sessionKey": key, "message": text, "idempotencyKey": idem}
         else:
-            params = agent_turn(text, f"{idem}-agent", agent, key, self.deliver)
+            method, params = user_turn(text, idem if method == "chat.send" else f"{idem}-agent", agent, key,
+                                       self.deliver, drain=method == "chat.send")
         try:
             answer = await rpc.call(method, params, timeout_s=30)
         except GatewayUnavailable:

@@ -29,6 +29,7 @@ INTERRUPTED = "interrupted"  # 2026.9.x logs an interrupted run as "cron: job in
 TURN_SLACK_MS = 1000  # a turn the snapshot first saw this little before the time still counts
 WAKE_CONFIRM_MS = 60_000  # a wake's turn starts within seconds (measured 1-4 s on 2026.9.6)
 WAKE_SUFFIX = "-wake"
+CHAT_SUFFIX = "-chat"
 MAX_NOTICES = 2  # a notice lost with its gateway is sent again, this many in all
 
 
@@ -242,8 +243,24 @@ def retry_key(ob: Obligation, attempt: int, previous: Iterable[Action]) -> str:
     return f"cron-{ob.id}-a{attempt}-{failed}"
 
 
-def notice_key(ob: Obligation, previous: Sequence[Action], wake: bool = False) -> str:
-    return f"session-{ob.id}-{len(previous)}" + (WAKE_SUFFIX if wake else "")
+def notice_key(ob: Obligation, previous: Sequence[Action], wake: bool = False, chat: bool = False) -> str:
+    return f"session-{ob.id}-{len(previous)}" + (WAKE_SUFFIX if wake else CHAT_SUFFIX if chat else "")
+
+
+def notice_drains(key: str, has_chat_send: bool) -> bool:
+    """A notice turn (not a wake) in an agent's main session goes as `chat.send`: that session holds
+    the queued system events (gatewayd's re-queued ones among them), and `chat.send` hands them to
+    the model in the same request, where an `agent` turn leaves them queued (measured on both
+    versions; on 2026.2.x they then piled up to the gateway's cap of 20 across restarts, found by
+    the chaos benchmark, real 2026.2.26, seed 4343)."""
+    return has_chat_send and is_main_session(key)
+
+
+def notice_how(key: str) -> str:
+    """How a notice went out, from its key, for its obligation's resolution."""
+    if key.endswith(WAKE_SUFFIX):
+        return "a system event with a wake"
+    return "a chat.send turn" if key.endswith(CHAT_SUFFIX) else "an agent turn"
 
 
 def notice_by_wake(rules: VersionRules, previous: Sequence[Action], key: str) -> bool:

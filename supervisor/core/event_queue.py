@@ -9,15 +9,19 @@ list while the gateway runs and, after the gateway's end, queues again what the 
 longer holds. `docs/research/agents-after-restart.md` has the measurements.
 
 Delivery: a turn of the main session drains its queue into the model's request (a heartbeat turn,
-`chat.send`; not an `agent` turn, measured), so a look taken before a main-session turn started may
-list texts the model has since received. The rule: a look is good until a main-session turn starts;
-then it is void until the next look (`QueueLook.void`).
+a wake, `chat.send`; not an `agent` turn, measured on both), so a look taken before a main-session
+turn started may list texts the model has since received. The rule: a look is good until a
+main-session turn starts; then it is void until the next look (`QueueLook.void`). Where the
+version's `chat.history` keeps what a turn drained (2026.2.x writes "System: [time] text" lines at
+the head of the turn's user message, at the turn's start), that history decides each text instead:
+drained after the look, or still lost with the gateway's memory.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -69,6 +73,7 @@ class Fate(enum.Enum):
     REQUEUE = "requeue"  # the next gateway does not hold it: queue it again
     HELD = "held"  # the next gateway holds it (a restart that kept the process's memory)
     UNKNOWN = "unknown"  # the look was void or stale: never queued twice, so not queued again
+    DELIVERED = "delivered"  # the history shows a turn after the look drained it to the model
 
 
 @dataclass(frozen=True)
@@ -103,15 +108,94 @@ def unheld(texts: Sequence[str], held: Sequence[str]) -> list[bool]:
     return missing
 
 
-def plan(look: QueueLook, held: Sequence[str], watched_end: bool, turn_after_look: bool) -> list[EventFate]:
+_SYSTEM_LINE = re.compile(r"^System: \[[^\]\n]*\] ", re.MULTILINE)
+
+
+def drained_since(history: object, since_ms: int, until_ms: int) -> tuple[str, ...] | None:
+    """The event texts that turns stamped in [since_ms, until_ms] drained into their requests, from
+    a main session's `chat.history` (2026.2.x: "System: [time] text" lines before the request, one
+    per event, oldest first). None where the history cannot tell: malformed, or no message before
+    `since_ms`, since a session's first turn is written only at its end (measured), so a first turn
+    cut mid-way would hide its drain."""
+    if not isinstance(history, Mapping) or not isinstance(history.get("messages"), list):
+        return None
+    texts: list[str] = []
+    earlier = False
+    for msg in history["messages"]:
+        if not isinstance(msg, Mapping):
+            return None
+        at = msg.get("timestamp")
+        if not isinstance(at, int | float) or isinstance(at, bool) or at != at:
+            continue
+        if at < since_ms:
+            earlier = True
+        elif at <= until_ms and msg.get("role") == "user":
+            texts += _system_texts(_content_text(msg.get("content")))
+    return tuple(texts) if earlier else None
+
+
+def _content_text(content: object) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "\n".join(str(p["text"]) for p in content if isinstance(p, Mapping) and isinstance(p.get("text"), str))
+    return ""
+
+
+def _system_texts(text: str) -> list[str]:
+    """The events of one drained request: each from its "System: [time] " to the next one, the last
+    up to the blank line before the request itself."""
+    starts = list(_SYSTEM_LINE.finditer(text))
+    out: list[str] = []
+    for i, m in enumerate(starts):
+        end = starts[i + 1].start() if i + 1 < len(starts) else len(text)
+        body = text[m.end():end].rstrip("\n")
+        if i + 1 == len(starts):
+            body = body.split("\n\n", 1)[0]
+        out.append(body)
+    return out
+
+
+def delivered(texts: Sequence[str], drained: Sequence[str]) -> list[bool]:
+    """For each text of a look, oldest first: did a turn drain it? A drain takes the whole queue,
+    so of equal texts the oldest copies are the drained ones."""
+    left: dict[str, int] = {}
+    for t in drained:
+        left[t] = left.get(t, 0) + 1
+    out: list[bool] = []
+    for t in texts:
+        out.append(left.get(t, 0) > 0)
+        if out[-1]:
+            left[t] -= 1
+    return out
+
+
+def plan(look: QueueLook, held: Sequence[str], watched_end: bool, turn_after_look: bool,
+         drained: Sequence[str] | None = None) -> list[EventFate]:
     """What to do with each text of a dead boot's last look. `watched_end`: gatewayd saw the
     gateway end. `turn_after_look`: a main session's row (read from the next gateway) says a turn
     started after the look and before the dead gateway's end. A queue is drained only by a turn:
     with none after the look, the look still holds, even when the end was not watched; with one,
     the texts may have reached the model, even when it was (the watcher may miss a turn that starts
-    as the gateway dies, or that ran while gatewayd was down before it adopted the gateway)."""
+    as the gateway dies, or that ran while gatewayd was down before it adopted the gateway).
+    `drained`: what the history shows turns after the look drained (`drained_since`); given, it
+    decides instead of the void and the turn."""
     if not look.texts:
         return []
+    if drained is not None:
+        got = delivered(look.texts, drained)
+        rest = [t for t, d in zip(look.texts, got, strict=True) if not d]
+        gone = iter(unheld(rest, held))
+        out: list[EventFate] = []
+        for i, (text, d) in enumerate(zip(look.texts, got, strict=True)):
+            if d:
+                out.append(EventFate(i, text, Fate.DELIVERED, "a turn after the last look drained it (chat.history)"))
+            elif next(gone):
+                out.append(EventFate(i, text, Fate.REQUEUE, "lost with the gateway's memory (chat.history:"
+                                                             " no turn drained it)"))
+            else:
+                out.append(EventFate(i, text, Fate.HELD, "the new gateway still holds it"))
+        return out
     if look.void:
         why = "a main-session turn started after the last look and may have received it"
         return [EventFate(i, t, Fate.UNKNOWN, why) for i, t in enumerate(look.texts)]

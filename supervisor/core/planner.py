@@ -67,6 +67,9 @@ class VersionRules:
     own_recovery_visible: bool  # its startup repair and resume can be seen done, ending the settle early
     session_rows_date_runs: bool  # sessions.list rows say when the last run started and ended
     wake_starts_turns: bool = False  # wake {mode: now, sessionKey} starts a turn there, heartbeats off or not
+    # chat.history keeps the "System: [..] text" lines a turn drained into its request (2026.2.x);
+    # 2026.9.x hands them over as internal context that its history leaves out (measured)
+    history_shows_drained_events: bool = False
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,9 @@ def decide(agent: str, items: Sequence[Interrupted], requeued: int, mode: str, r
         return WakeDecision(WakeVerb.NOTHING, "agent wakes are off")
     convs = conversations(items)
     crons = [i for i in items if i.kind == "cron"]
-    if any(c.state == "done" and (c.resolution or "").startswith(TURN_TAKEN) for c in convs):
+    taken = [c for c in convs if c.state == "done" and (c.resolution or "").startswith(TURN_TAKEN)]
+    # Events queued again wait in its main session: only a turn there hands them to the model.
+    if taken and (not requeued or any(c.name == f"agent:{agent}:main" for c in taken)):
         return WakeDecision(WakeVerb.COVERED, "a turn the restart caused woke it")
     unsettled = [c for c in convs if c.state == "open"] + [c for c in crons if c.state == "open"
                                                               and c.planned_at_ms is None]

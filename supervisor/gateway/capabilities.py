@@ -31,6 +31,7 @@ RECOVERY_LEGACY = VersionRules(
     own_recovery_visible=False,
     session_rows_date_runs=False,  # a row says only when it was updated
     wake_starts_turns=False,  # its wake names no session, and does nothing with heartbeats off
+    history_shows_drained_events=True,  # measured: the drained texts open the turn's user message
 )
 RECOVERY_CURRENT = VersionRules(
     resumes_main_sessions=True,

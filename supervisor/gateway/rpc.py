@@ -365,6 +365,32 @@ async def list_sessions(rpc: RpcClient, pages: bool, active_only: bool = False) 
     return [r for r in rows if isinstance(r, dict) and isinstance(r.get("key"), str)]
 
 
+async def default_agent(rpc: RpcClient, fallback: str = "main") -> str:
+    """The agent whose main session takes unaddressed system events (both versions' `health` says
+    `defaultAgentId`); `fallback` where the gateway does not say."""
+    try:
+        health = await rpc.call("health", {})
+    except GatewayUnavailable:
+        raise
+    except GatewayError:
+        return fallback
+    agent = health.get("defaultAgentId") if isinstance(health, dict) else None
+    return agent if isinstance(agent, str) and agent else fallback
+
+
+def user_turn(message: str, idempotency_key: str, agent: str | None, session_key: str,
+              deliver: bool, drain: bool) -> tuple[str, dict[str, Any]]:
+    """A turn of gatewayd's own (a notice, a wake) as (method, params). `drain`: as `chat.send`,
+    which hands the session's queued system events to the model in the same request; an `agent`
+    turn leaves them queued (measured on both versions)."""
+    if drain:
+        params: dict[str, Any] = {"sessionKey": session_key, "message": message, "idempotencyKey": idempotency_key}
+        if deliver:
+            params["deliver"] = True
+        return "chat.send", params
+    return "agent", agent_turn(message, idempotency_key, agent, session_key, deliver)
+
+
 def agent_turn(message: str, idempotency_key: str, agent: str | None, session_key: str,
                deliver: bool) -> dict[str, Any]:
     """`agent`'s params for a turn of gatewayd's own (a notice, a wake): its reply goes out on the

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from supervisor.core.alertrules import Alert
+from supervisor.core.alertrules import Alert, AlertKind
 from supervisor.store.db import Store, row_dicts
 
 INCIDENT_LINES = 200
@@ -72,6 +72,26 @@ class AlertRecords:
 
     async def finished(self, alert_id: int, state: str) -> None:
         await self.store.write(lambda c: c.execute("UPDATE alerts SET state = ? WHERE id = ?", (state, alert_id)))
+
+    async def unfinished(self, since: float) -> list[tuple[int, Alert, dict[str, int]]]:
+        """Alerts a gatewayd stopped or died while delivering (state 'sending'), since `since`,
+        each with the notifiers that took it and how many attempts each had. Older ones are closed
+        as failed: a "down" an hour late tells no one anything useful."""
+        def tx(c: sqlite3.Connection) -> list[tuple[int, Alert, dict[str, int]]]:
+            c.execute("UPDATE alerts SET state = 'failed' WHERE state = 'sending' AND at < ?", (since,))
+            out: list[tuple[int, Alert, dict[str, int]]] = []
+            for row in row_dicts(c.execute("SELECT * FROM alerts WHERE state = 'sending' ORDER BY id")):
+                try:
+                    kind = AlertKind(row["kind"])
+                except ValueError:
+                    continue
+                tries = {str(n): (-1 if ok else int(a)) for n, a, ok in c.execute(
+                    "SELECT notifier, MAX(attempt), MAX(ok) FROM deliveries WHERE alert_id = ? GROUP BY notifier",
+                    (row["id"],))}
+                out.append((int(row["id"]), Alert(kind, row["key"], row["severity"], row["title"], row["body"],
+                                                  incident=row["incident_id"], boot=row["boot_id"]), tries))
+            return out
+        return await self.store.write(tx)
 
     async def previous_daemon(self) -> dict[str, Any] | None:
         """The daemon row as the last gatewayd left it (read before this one records its start)."""

@@ -86,6 +86,12 @@ class BootRecords:
     async def event(self, kind: str, boot: int | None, data: dict[str, Any]) -> None:
         await self.store.write(lambda c: _event(c, kind, boot, data))
 
+    async def last_event_at(self, kind: str) -> float | None:
+        """When the last event of this kind was recorded (wall clock), if ever."""
+        row = await self.store.read(
+            lambda c: c.execute("SELECT MAX(ts) FROM events WHERE kind = ?", (kind,)).fetchone())
+        return float(row[0]) if row and row[0] is not None else None
+
 
 def _event(c: sqlite3.Connection, kind: str, boot: int | None, data: dict[str, Any]) -> None:
     c.execute("INSERT INTO events(ts, kind, boot_id, data) VALUES (?,?,?,?)",

@@ -254,6 +254,28 @@ MIGRATIONS: tuple[str, ...] = (
         found INTEGER NOT NULL
     );
     """,
+    # 7: a requeue text can be 'delivered': the version's chat.history shows a turn after the look
+    # drained it (2026.2.x). SQLite cannot change a CHECK in place: the table is copied.
+    """
+    CREATE TABLE requeues_7 (
+        id INTEGER PRIMARY KEY,
+        boot_id INTEGER NOT NULL REFERENCES boots(id),
+        pos INTEGER NOT NULL,
+        kind TEXT NOT NULL CHECK (kind IN ('system-event')),
+        text TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('planned', 'dispatched', 'answered', 'observed', 'held',
+                                             'unknown', 'delivered', 'unconfirmed', 'failed')),
+        into_boot INTEGER,
+        dispatched_at_ms INTEGER,
+        resolution TEXT,
+        updated_at REAL NOT NULL,
+        UNIQUE (boot_id, pos)
+    );
+    INSERT INTO requeues_7 SELECT id, boot_id, pos, kind, text, state, into_boot, dispatched_at_ms,
+        resolution, updated_at FROM requeues;
+    DROP TABLE requeues;
+    ALTER TABLE requeues_7 RENAME TO requeues;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -52,9 +52,17 @@ class MaintenanceRecords:
                              (kind, entry, slot)).fetchone()
             if seen:
                 return False
-            _event(c, FIRE, {"kind": kind, "entry": entry, "slot": slot, "outcome": outcome})
+            _event(c, FIRE, {"kind": kind, "entry": entry, "slot": slot, "outcome": outcome, "settled": False})
             return True
         return await self.store.write(tx)
+
+    async def settle_fire(self, kind: str, slot: float, entry: str, outcome: str) -> None:
+        """The fire's outcome once it acted (a restart asked for can be refused as busy). A fire
+        claimed by a gatewayd that died before acting keeps `settled` false: never acted on again."""
+        await self.store.write(lambda c: c.execute(
+            f"UPDATE events SET data = json_set(data, '$.outcome', ?, '$.settled', json('true'))"
+            f" WHERE kind = '{FIRE}' AND json_extract(data, '$.kind') = ? AND json_extract(data, '$.entry') = ?"
+            " AND json_extract(data, '$.slot') = ?", (outcome, kind, entry, slot)))
 
     async def fires(self, limit: int = 50) -> list[dict[str, Any]]:
         def tx(c: sqlite3.Connection) -> list[dict[str, Any]]:

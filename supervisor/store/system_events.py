@@ -70,7 +70,7 @@ class SystemEventRecords:
         here plans again, or finds it planned, never half. (The wake that hands them to the model
         is the agent's wake, `waker.py`.)"""
         now = time.time()
-        state = {Fate.REQUEUE: "planned", Fate.HELD: "held", Fate.UNKNOWN: "unknown"}
+        state = {Fate.REQUEUE: "planned", Fate.HELD: "held", Fate.UNKNOWN: "unknown", Fate.DELIVERED: "delivered"}
 
         def tx(c: sqlite3.Connection) -> None:
             if c.execute("SELECT planned FROM queue_looks WHERE boot_id = ?", (boot,)).fetchone() != (0,):
@@ -85,6 +85,18 @@ class SystemEventRecords:
             c.execute("INSERT INTO events(ts, kind, boot_id, data) VALUES (?, 'requeue-planned', ?, ?)",
                       (now, boot, json.dumps({s.value: n for s, n in counts.items()})))
         await self.store.write(tx)
+
+    async def outstanding(self, current_boot: int) -> bool:
+        """Is any text of an ended boot still to be queued again (its look not planned, or its send
+        not settled)? A turn that drains the queue waits for them."""
+        def read(c: sqlite3.Connection) -> bool:
+            return bool(c.execute(
+                "SELECT EXISTS (SELECT 1 FROM queue_looks q JOIN boots b ON b.id = q.boot_id"
+                " WHERE q.planned = 0 AND q.boot_id < ? AND b.ended_at IS NOT NULL"
+                " AND EXISTS (SELECT 1 FROM queued_events e WHERE e.boot_id = q.boot_id))"
+                " OR EXISTS (SELECT 1 FROM requeues WHERE state IN ('planned', 'dispatched'))",
+                (current_boot,)).fetchone()[0])
+        return await self.store.read(read)
 
     async def open_items(self) -> list[dict[str, Any]]:
         """Requeue rows not settled, in the order they must reach the gateway: by boot, each boot's

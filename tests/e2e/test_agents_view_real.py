@@ -175,7 +175,7 @@ def test_2x_turn_started_and_cut_while_gatewayd_was_down_gets_one_notice(tmp_pat
         g.wait_event("recovery_unseen_turns_found", timeout=300)
         ob = wait_until(lambda: rows(g, "SELECT * FROM obligations WHERE kind = 'session' AND state != 'open'"),
                         180, "the session's obligation resolved")
-        assert ob[0]["resolution"] == "restart notice sent as an agent turn" and ob[0]["boot_id"] == 1, ob
+        assert ob[0]["resolution"] == "restart notice sent as a chat.send turn" and ob[0]["boot_id"] == 1, ob
         wait_until(lambda: asked(log, "Gateway restarted (", t0), 60, "the notice at the model")
         time.sleep(10)  # the witness: a window in which a second notice would have shown up
         notices = asked(log, "Gateway restarted (", t0)

@@ -151,7 +151,7 @@ def test_kill9_mid_run_retries_once_and_resumes_the_session_once(tmp_path: Path,
             wait_until(lambda: len(asked(log, f"MAIN-{mark}", killed_at)) >= 1, 60, "the gateway's own resume")
             assert g.named("recovery_notice_sent") == []  # gatewayd added nothing
         else:
-            assert session[0]["resolution"] == "restart notice sent as an agent turn"
+            assert session[0]["resolution"] == "restart notice sent as a chat.send turn"
             wait_until(lambda: asked(log, NOTICE, killed_at), 60, "gatewayd's notice at the model")
 
         # And nothing more: a quiet period with no further cron run or notice.

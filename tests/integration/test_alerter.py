@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import json
 import sqlite3
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -263,3 +264,31 @@ async def test_ntfy_gets_the_text_with_title_priority_and_tags(tmp_path: Path) -
             assert (headers["title"], headers["priority"], headers["tags"]) == ("gateway hang declared", "urgent",
                                                                                  "gatewayd,hang")
         assert r.url.encode() not in (cfg.state_dir / "store.sqlite").read_bytes()  # a secret URL stays out
+
+
+TG_SCRIPT = """import json, os, sys
+doc = json.load(sys.stdin)
+with open(sys.argv[1], "a") as fh:
+    fh.write(json.dumps({"kind": doc["kind"], "token": os.environ.get("TG_TOKEN")}) + "\\n")
+print("telegram refused bot token " + os.environ.get("TG_TOKEN", "?"), file=sys.stderr)
+sys.exit(1)
+"""
+
+
+async def test_a_command_gets_its_declared_secret_alone_and_what_it_prints_of_it_is_redacted(tmp_path: Path) -> None:
+    secret = "tg-bot-7f3a9c0d1e2b4a5c"
+    script, out = tmp_path / "tg.py", tmp_path / "tg.jsonl"
+    script.write_text(TG_SCRIPT)
+    rec = Recorder(tmp_path)
+    cfg = load(tmp_path, [{"kind": "command", "name": "tg", "command": [sys.executable, str(script), str(out)],
+                           "secret_env": ["TG_TOKEN"]},
+                          {"kind": "command", "name": "recorder", "command": rec.command}], retry_initial_s=60.0)
+    async with start(cfg, {"TG_TOKEN": secret, "PATH": "/usr/bin:/bin"}) as rig:
+        rig.bus.publish(ConflictFound(18789, "pid 1"))
+        other = await rig.until(lambda: rec.records(), "the recorder's alert")
+        assert "TG_TOKEN" not in other[0]["env"]  # another command never learns it
+        got = await rig.until(lambda: out.exists() and out.read_text(), "the telegram script ran")
+        assert json.loads(got.splitlines()[0])["token"] == secret  # its own secret, given to it
+        failed = await rig.until(lambda: rig.rows("SELECT * FROM deliveries WHERE notifier = 'tg'"), "its failure")
+        assert "telegram refused bot token ***" in failed[0]["detail"] and secret not in failed[0]["detail"]
+    assert secret.encode() not in (cfg.state_dir / "store.sqlite").read_bytes()

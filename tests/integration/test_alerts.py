@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from gatewayd_dev.alert_receiver import Receiver, Recorder, receiver
-from gatewayd_dev.harness import Gatewayd, fake_settings, gatewayd
+from gatewayd_dev.harness import Gatewayd, fake_settings, gatewayd, wait_until
 from tests.integration.test_supervise import merge, stop_gatewayd
 
 pytestmark = pytest.mark.timeout(120)
@@ -173,3 +173,35 @@ def test_alert_test_without_notifiers_says_how_to_add_one(tmp_path: Path) -> Non
     g = Gatewayd(tmp_path, 1)
     out = g.run_cli("alert", "test", "-c", str(g.config_file))
     assert out.returncode == 2 and "[[alerts.notify]]" in out.stderr
+
+
+def test_an_alert_left_undelivered_by_a_dead_gatewayd_is_sent_by_the_next(tmp_path: Path) -> None:
+    """The webhook refuses while gatewayd is killed; the next gatewayd goes on with that delivery,
+    to the webhook only: the recording command took it already."""
+    rec = Recorder(tmp_path)
+    with receiver(fail_first=10_000) as r:
+        settings = alerting(r, rec, retry_initial_s=5.0)
+        with gatewayd(tmp_path, merge(fake_settings(), settings), env={"HOOK_TOKEN": TOKEN}) as g:
+            g.start()
+            g.wait_event("gateway_ready")
+            g.wait_event("rpc_monitor_connected")
+            os.kill(g.spawned_pids()[-1], signal.SIGKILL)
+            down = rec.wait_kind("down", timeout=10)["alert"]
+            wait_until(lambda: r.requests >= 1, 10, "the webhook's first (refused) attempt")
+            g.procs[-1].send_signal(signal.SIGKILL)
+            g.procs[-1].wait(10)
+            r.fail_first = 0
+            g.start()
+            again = r.wait_kind("down", timeout=30)["body"]
+            assert again["id"] == down["id"] and again["incident"] == down["incident"]
+            g.wait_event("alert_resumed")
+            def row() -> dict[str, Any]:
+                alerts = json.loads(g.run_cli("history", "--alerts", "--json", "-c", str(g.config_file)).stdout)
+                found: dict[str, Any] = next(a for a in alerts if a["id"] == down["id"])
+                return found
+            wait_until(lambda: row()["state"] == "sent", 10, "the alert recorded sent")
+            hook = sorted(d["attempt"] for d in row()["deliveries"] if d["notifier"] == "webhook")
+            assert hook[0] == 1 and hook[-1] >= 2  # the attempts counted on across the two gatewayds
+            assert stop_gatewayd(g) == 0
+            assert sum(1 for x in rec.records() if x["alert"]["kind"] == "down" and x["alert"]["id"] == down["id"]) == 1
+            assert g.alive_marked() == []

@@ -270,7 +270,7 @@ def test_a_notice_lost_with_its_gateway_is_sent_again_once(tmp_path: Path) -> No
         session = wait_until(lambda: [o for o in obligations(g) if o["kind"] == "session"
                                       and o["ref"] == "agent:main:main" and o["state"] != "open"], 30,
                              "the session obligation resolved")
-        assert session[0]["resolution"] == "restart notice sent as an agent turn", session
+        assert session[0]["resolution"] == "restart notice sent as a chat.send turn", session
         time.sleep(6.0)  # the witness window: a third notice (or the lost one) would reach the model by now
         assert asked(log, "Gateway restarted") == 1
 

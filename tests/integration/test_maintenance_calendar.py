@@ -102,14 +102,26 @@ async def test_a_restart_slot_slept_across_runs_once_at_wake_and_never_again(
         assert restarts == [clock.wall_s]  # once, at wake
         fired = await records.fires()
         tuesday_0430 = MON_0400 + 86400 + 30 * 60
-        assert [(f["kind"], f["slot"], f["outcome"]) for f in fired] == [
-            ("restart", tuesday_0430, "restart-requested")]
+        assert [(f["kind"], f["slot"], f["outcome"], f["settled"]) for f in fired] == [
+            ("restart", tuesday_0430, "restart-requested", True)]
         # A restarted gatewayd asked for the same slot again (the store is the record): nothing.
         kind, name, trigger, grace, window = cal.entries[0]
         await cal._fire(kind, name, trigger, grace, window)
         assert len(restarts) == 1 and len(await records.fires()) == 1
     finally:
         await stop(*tasks)
+
+
+async def test_a_restart_refused_as_busy_is_stored_as_such_not_as_requested(
+        clock: FakeClock, records: MaintenanceRecords) -> None:
+    gate = PauseGate(records, clock, EventBus(), passthrough)
+    cal = MaintenanceCalendar(MaintenancePlan(timezone="UTC", restarts=("30 4 * * *",), misfire_grace_s=3600.0),
+                              records, gate, clock, lambda: (True, False), lambda: False, passthrough)
+    clock.wall_s = MON_0400 + 31 * 60
+    kind, name, trigger, grace, window = cal.entries[0]
+    await cal._fire(kind, name, trigger, grace, window)  # a stop or restart already under way
+    [fire] = await records.fires()
+    assert (fire["outcome"], fire["settled"]) == ("skipped-busy", True)
 
 
 async def test_a_pause_window_pauses_until_its_end_and_one_slept_through_is_skipped(

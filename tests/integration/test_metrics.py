@@ -29,8 +29,8 @@ Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 FIGURES = ("gatewayd_gateway_up", "gatewayd_gateway_ready", "gatewayd_restarts_total", "gatewayd_crash_loop",
            "gatewayd_probe_seconds_count", "gatewayd_time_to_ready_seconds_count",
            "gatewayd_last_time_to_ready_seconds", "gatewayd_inflight_sessions", "gatewayd_inflight_cron_runs",
-           "gatewayd_recovery_actions_total", "gatewayd_retries_pending", "gatewayd_retries_given_up_total",
-           "gatewayd_alerts_total", "gatewayd_memory_restarts_total", "gatewayd_gateway_tree_rss_bytes",
+           "gatewayd_recovery_actions", "gatewayd_retries_pending", "gatewayd_retries_given_up_total",
+           "gatewayd_alerts", "gatewayd_memory_restarts_total", "gatewayd_gateway_tree_rss_bytes",
            "gatewayd_store_write_seconds_count")
 # A notifier that takes "down" alerts and refuses every other: both "sent" and "failed" happen.
 PICKY = "import json, sys; sys.exit(0 if json.load(sys.stdin)['kind'] == 'down' else 3)"
@@ -87,8 +87,8 @@ def test_every_figure_is_served_and_moves_with_its_event(tmp_path: Path) -> None
         g.start()
         g.wait_event("rpc_monitor_connected")
         first: Samples = wait_until(lambda: scrape_ready(mport), 30, "ready on the endpoint")
-        assert set(FIGURES) - {"gatewayd_restarts_total", "gatewayd_recovery_actions_total",
-                               "gatewayd_alerts_total"} <= names(first), sorted(names(first))
+        assert set(FIGURES) - {"gatewayd_restarts_total", "gatewayd_recovery_actions",
+                               "gatewayd_alerts"} <= names(first), sorted(names(first))
         assert first[("gatewayd_gateway_up", ())] == 1
         assert first[("gatewayd_time_to_ready_seconds_count", ())] == 1
         assert first[("gatewayd_last_time_to_ready_seconds", ())] > 0
@@ -115,10 +115,10 @@ def test_every_figure_is_served_and_moves_with_its_event(tmp_path: Path) -> None
         wait_figure(mport, "gatewayd_retries_given_up_total", lambda v: v == 1, "given up")
         retried_once(g, log, mark)
         wait_figure(mport, "gatewayd_retries_pending", lambda v: v == 0, "closed")
-        wait_figure(mport, "gatewayd_recovery_actions_total", lambda v: v == 1, "the retry",
+        wait_figure(mport, "gatewayd_recovery_actions", lambda v: v == 1, "the retry",
                     kind="cron-run", result="answered")
-        wait_figure(mport, "gatewayd_alerts_total", lambda v: v >= 1, "the down alert sent", result="sent")
-        wait_figure(mport, "gatewayd_alerts_total", lambda v: v >= 1, "another alert refused", result="failed")
+        wait_figure(mport, "gatewayd_alerts", lambda v: v >= 1, "the down alert sent", result="sent")
+        wait_figure(mport, "gatewayd_alerts", lambda v: v >= 1, "another alert refused", result="failed")
         assert value(mport, "gatewayd_time_to_ready_seconds_count") == 2
         assert value(mport, "gatewayd_inflight_cron_runs") == 0
 
@@ -129,7 +129,7 @@ def test_every_figure_is_served_and_moves_with_its_event(tmp_path: Path) -> None
         assert figures["gatewayd_retries_given_up_total"] == 1 and figures["gatewayd_gateway_up"] == 1
         # the alerts the metrics counted are the store's
         sent = [a["state"] for a in table(g, "alerts")].count("sent")
-        wait_figure(mport, "gatewayd_alerts_total", lambda v: v == sent, "as stored", result="sent")
+        wait_figure(mport, "gatewayd_alerts", lambda v: v == sent, "as stored", result="sent")
 
 
 def test_crash_loop_figure_moves(tmp_path: Path) -> None:

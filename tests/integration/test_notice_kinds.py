@@ -104,12 +104,13 @@ def test_2x_notice_quotes_the_lost_request(tmp_path: Path, to_channel: bool) -> 
         delay.write_text("0.2\n")
         kill(g.spawned_pids()[-1])
         ob = wait_until(lambda: resolved(g), 90, "the session's obligation resolved")
-        assert ob[0]["resolution"] == "restart notice sent as an agent turn", ob
+        assert ob[0]["resolution"] == "restart notice sent as a chat.send turn", ob
         notices = new_inputs(log, "Gateway restarted (crash")
         assert len(notices) == 1, notices
         assert f'The interrupted request was: "MAIN-{mark} clean the inbox"' in notices[0], notices[0]
-        # recovery.notice_to_channel: the notice turn's reply goes out on the session's channel
-        [call] = [c for c in world_calls(g.port, "agent") if "Gateway restarted" in str(c["params"])]
+        # recovery.notice_to_channel: the notice turn's reply goes out on the session's channel. A main
+        # session's notice is a chat.send: it hands over the session's queued system events too.
+        [call] = [c for c in world_calls(g.port, "chat.send") if "Gateway restarted" in str(c["params"])]
         assert call["params"].get("deliver") is (True if to_channel else None), call  # type: ignore[union-attr]
 
 
@@ -137,7 +138,7 @@ def test_2x_turn_started_and_cut_while_gatewayd_was_down_gets_one_notice(tmp_pat
         g.start()
         g.wait_event("recovery_unseen_turns_found")
         ob = wait_until(lambda: resolved(g), 90, "the session's obligation resolved")
-        assert ob[0]["resolution"] == "restart notice sent as an agent turn" and ob[0]["boot_id"] == 1, ob
+        assert ob[0]["resolution"] == "restart notice sent as a chat.send turn" and ob[0]["boot_id"] == 1, ob
         notices = new_inputs(log, "Gateway restarted (")
         assert len(notices) == 1, notices
         assert f'The interrupted request was: "UNSEEN-{mark} sort the invoices"' in notices[0], notices[0]

@@ -322,14 +322,15 @@ def test_per_job_policies_cannot_come_from_the_environment(tmp_path: Path) -> No
 def test_notifiers_from_the_file(tmp_path: Path) -> None:
     p = write(tmp_path, '[[alerts.notify]]\nkind = "webhook"\nurl = "https://hooks.example.com/x"\n'
                         'token_env = "HOOK_TOKEN"\n[[alerts.notify]]\nname = "telegram"\nkind = "command"\n'
-                        'command = ["/usr/local/bin/tg", "--chat", "1"]\ntimeout_s = 20\n'
+                        'command = ["/usr/local/bin/tg", "--chat", "1"]\ntimeout_s = 20\nsecret_env = ["TG_TOKEN"]\n'
                         '[[alerts.notify]]\nkind = "ntfy"\nurl_env = "NTFY_URL"\n[alerts]\nreminder_interval_s = 600\n')
     cfg = config.load(p, environ={})
     hook, tg, ntfy = cfg.alerts.notifiers
     assert (hook.name, hook.kind, hook.url, hook.token_env) == ("webhook", "webhook", "https://hooks.example.com/x",
                                                                 "HOOK_TOKEN")
     assert (tg.name, tg.command, tg.timeout_s) == ("telegram", ("/usr/local/bin/tg", "--chat", "1"), 20.0)
-    assert ntfy.url_env == "NTFY_URL" and cfg.alerts.secret_variables == ("HOOK_TOKEN", "NTFY_URL")
+    assert tg.secret_env == ("TG_TOKEN",)
+    assert ntfy.url_env == "NTFY_URL" and cfg.alerts.secret_variables == ("HOOK_TOKEN", "TG_TOKEN", "NTFY_URL")
     assert cfg.alerts.policy.reminder_interval_s == 600.0
     assert cfg.alerts.policy.healthy_after_s == cfg.restart.healthy_after_s
 
@@ -346,6 +347,8 @@ def test_notifiers_from_the_file(tmp_path: Path) -> None:
     ('kind = "command"\ncommand = [""]', "[0] command: its first element (the program) must not be empty"),
     ('kind = "desktop"\nurl = "https://x"', "[0] url, url_env and token_env are for webhook and ntfy"),
     ('kind = "desktop"\ntimeout_s = 0', "[0] timeout_s: must be in [1, 300] s"),
+    ('kind = "command"\ncommand = ["x"]\nsecret_env = ["s3cret value"]', "[0] secret_env: must be a list of"),
+    ('kind = "webhook"\nurl = "https://x"\nsecret_env = ["T"]', "[0] command and secret_env are for kind"),
     ('kind = "desktop"\n[[alerts.notify]]\nkind = "desktop"', "[1] name: 'desktop' is used twice"),
 ])
 def test_bad_notifier_is_one_line_naming_its_index_and_key(tmp_path: Path, entry: str, problem: str) -> None:
@@ -366,7 +369,7 @@ def test_the_readme_alerts_example_is_a_working_config(tmp_path: Path) -> None:
     cfg = config.load(write(tmp_path, example), environ={})
     assert [(n.name, n.kind) for n in cfg.alerts.notifiers] == [
         ("webhook", "webhook"), ("ntfy", "ntfy"), ("telegram", "command"), ("desktop", "desktop")]
-    assert cfg.alerts.secret_variables == ("GATEWAYD_HOOK_TOKEN", "GATEWAYD_NTFY_TOPIC_URL")
+    assert cfg.alerts.secret_variables == ("GATEWAYD_HOOK_TOKEN", "GATEWAYD_NTFY_TOPIC_URL", "TELEGRAM_BOT_TOKEN")
 
 
 def test_metrics_and_memory_settings(tmp_path: Path) -> None:

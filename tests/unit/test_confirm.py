@@ -20,6 +20,8 @@ from supervisor.core.confirm import (
     confirm_retries,
     job_view,
     needs_history,
+    notice_drains,
+    notice_how,
     notice_key,
     notices_exhausted,
     own_recovery_done,
@@ -355,3 +357,19 @@ def test_session_rules_invariants(seen: SessionSeen, since: int, earlier: int, v
     # Its own recovery is done for this session exactly when the turn resumed or had completed.
     done = own_recovery_done([ob], {}, {ob.ref: seen}, rules)
     assert done == (kind in ("cron", "cron-run") or resumed(ob, seen, rules) or completed(ob, seen.row))
+
+
+@pytest.mark.parametrize(("key", "has_chat_send", "drains"), [
+    ("agent:main:main", True, True), ("agent:kit:main", True, True),
+    ("agent:main:telegram:dm:1", True, False), ("agent:main:main", False, False),
+])
+def test_a_notice_drains_the_queue_only_in_a_main_session_and_where_chat_send_exists(
+        key: str, has_chat_send: bool, drains: bool) -> None:
+    assert notice_drains(key, has_chat_send) is drains
+
+
+def test_how_a_notice_went_out_is_read_from_its_key() -> None:
+    ob = session_ob()
+    assert notice_how(notice_key(ob, [], wake=True)) == "a system event with a wake"
+    assert notice_how(notice_key(ob, [], chat=True)) == "a chat.send turn"
+    assert notice_how(notice_key(ob, [])) == "an agent turn"

@@ -14,6 +14,8 @@ from supervisor.core.event_queue import (
     LostAnswer,
     QueueLook,
     QueueUnreadable,
+    delivered,
+    drained_since,
     is_main_session,
     lost_answer,
     parse_queue,
@@ -104,3 +106,68 @@ def test_plan_of_an_empty_look_is_nothing() -> None:
 ])
 def test_lost_answer_sends_again_only_what_cannot_have_arrived(queued: bool, turn: bool, fate: LostAnswer) -> None:
     assert lost_answer(queued, turn) is fate
+
+
+# 2026.2.x's chat.history keeps what a turn drained: "System: [time] text" lines at the head of the
+# turn's user message (measured on the real 2026.2.26, chat.send after a system-event).
+def _msg(role: str, at: int, text: str) -> dict[str, object]:
+    return {"role": role, "timestamp": at, "content": [{"type": "text", "text": text}]}
+
+
+HISTORY = {"messages": [
+    _msg("user", 500, "[Sun 2026-12-06 10:42 UTC] earlier turn"),
+    _msg("assistant", 600, "PONG"),
+    _msg("user", 1_200, "System: [2026-12-06 10:42:49 UTC] new mail\nSystem: [2026-12-06 10:42:50 UTC] line one\n"
+                        "line two\n\n[Sun 2026-12-06 10:43 UTC] TURN-B reply PONG"),
+    _msg("assistant", 1_300, "PONG"),
+    _msg("user", 9_000, "System: [2026-12-06 10:44:00 UTC] the next gateway's own\n\n[Sun] hi"),
+]}
+
+
+def test_drained_since_reads_each_event_of_each_turn_after_the_look_and_before_the_end() -> None:
+    assert drained_since(HISTORY, 1_000, 5_000) == ("new mail", "line one\nline two")
+    assert drained_since(HISTORY, 1_000, 9_000) == ("new mail", "line one\nline two", "the next gateway's own")
+    assert drained_since(HISTORY, 1_250, 5_000) == ()  # the turn drained before the look: not this look's
+
+
+@pytest.mark.parametrize("history", [
+    {"messages": HISTORY["messages"][2:]},  # nothing before the look: a first turn is written only at its end
+    {"messages": "x"}, None, {"messages": [1]},
+])
+def test_drained_since_cannot_tell_without_an_earlier_message_or_from_a_malformed_answer(history: object) -> None:
+    assert drained_since(history, 1_000, 5_000) is None
+
+
+def test_a_string_content_and_an_unstamped_message_are_read_as_the_gateway_writes_them() -> None:
+    h = {"messages": [{"role": "user", "timestamp": 1, "content": "x"}, {"role": "user", "content": "no time"},
+                      {"role": "user", "timestamp": 10, "content": "System: [t] a\n\nreq"}]}
+    assert drained_since(h, 5, 20) == ("a",)
+
+
+@pytest.mark.parametrize(("texts", "drained", "out"), [
+    (("a", "b"), ("a", "b"), [True, True]),
+    (("a", "b", "a"), ("a",), [True, False, False]),  # a drain takes the oldest copies
+    (("a",), ("ab",), [False]),  # a text is matched whole, never as a part of another
+    (("a", "b"), (), [False, False]),
+])
+def test_delivered_matches_whole_texts_oldest_copies_first(texts: tuple[str, ...], drained: tuple[str, ...],
+                                                           out: list[bool]) -> None:
+    assert delivered(texts, drained) == out
+
+
+@pytest.mark.parametrize(("void", "turn"), itertools.product([True, False], repeat=2))
+def test_plan_with_the_history_decides_instead_of_the_void_and_the_turn(void: bool, turn: bool) -> None:
+    look = QueueLook(LOOK.boot, LOOK.texts, LOOK.looked_at_ms, void)
+    result = plan(look, ("reminder",), True, turn, drained=("new mail",))
+    assert [f.fate for f in result] == [Fate.DELIVERED, Fate.HELD, Fate.REQUEUE]
+    assert plan(look, (), False, turn, drained=())[0].fate is Fate.REQUEUE
+
+
+@given(st.lists(st.sampled_from("abc"), max_size=6), st.lists(st.sampled_from("abc"), max_size=6),
+       st.lists(st.sampled_from("abc"), max_size=6))
+def test_plan_with_a_history_never_sends_a_drained_copy_again(texts: list[str], drained: list[str],
+                                                              held: list[str]) -> None:
+    result = plan(QueueLook(1, tuple(texts), 0), held, True, True, drained=drained)
+    for t in set(texts):
+        again = sum(1 for f in result if f.text == t and f.fate is Fate.REQUEUE)
+        assert again <= max(0, texts.count(t) - drained.count(t))

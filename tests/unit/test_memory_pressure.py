@@ -8,7 +8,7 @@ from typing import Any, cast
 
 from supervisor.boot import BootWatch
 from supervisor.clock import Clock
-from supervisor.core.memory_pressure import MemoryPolicy, PressureRestart, PressureRule
+from supervisor.core.memory_pressure import LimitBelowWorkingSet, MemoryPolicy, PressureRestart, PressureRule
 from supervisor.events import BootStarted, EventBus, MemoryPressureRestart
 from supervisor.memory_watch import MemoryWatch
 from supervisor.store.boots import BootRecords
@@ -17,7 +17,8 @@ MB = 1024 * 1024
 POLICY = MemoryPolicy(limit_bytes=1000 * MB, window_s=60.0, cooldown_s=600.0)
 
 
-def feed(rule: PressureRule, samples: list[tuple[float, int]], ready: bool = True) -> list[PressureRestart]:
+def feed(rule: PressureRule, samples: list[tuple[float, int]],
+         ready: bool = True) -> list[PressureRestart | LimitBelowWorkingSet]:
     return [d for t, mb in samples if (d := rule.observe(mb * MB, t, ready)) is not None]
 
 
@@ -49,13 +50,35 @@ def test_off_by_default() -> None:
     assert feed(PressureRule(MemoryPolicy()), [(t, 10**6) for t in range(0, 300, 3)]) == []
 
 
-def test_cooldown_keeps_a_gateway_over_the_limit_from_restart_loops() -> None:
+def test_cooldown_keeps_a_leaking_gateway_from_restart_loops() -> None:
     rule = PressureRule(POLICY)
     assert len(feed(rule, [(0, 1200), (60, 1200)])) == 1
     rule.new_boot()
-    # The next boot is over the limit at once: no restart before the cool-down ends (600 s after 60).
-    assert feed(rule, [(t, 1200) for t in range(70, 660, 3)]) == []
+    # The next boot starts under the limit (a leak, not its working set), grows over it at once:
+    # no restart before the cool-down ends (600 s after 60).
+    assert feed(rule, [(70, 800)]) == []
+    assert feed(rule, [(t, 1200) for t in range(73, 660, 3)]) == []
     assert len(feed(rule, [(660, 1200)])) == 1
+
+
+def test_a_limit_below_the_working_set_is_said_once_and_never_restarted_for() -> None:
+    rule = PressureRule(POLICY)
+    assert len(feed(rule, [(0, 1200), (60, 1200)])) == 1
+    rule.new_boot()
+    # Over the limit from its first ready sample, for a whole window: the restart did not help.
+    assert feed(rule, [(t, 1200) for t in range(70, 130, 3)]) == []
+    assert feed(rule, [(130, 1200)]) == [LimitBelowWorkingSet(1200 * MB, 1000 * MB)]
+    assert feed(rule, [(t, 1200) for t in range(133, 5000, 3)]) == []  # long after the cool-down too
+    # Once under the limit, a later climb is pressure again.
+    assert feed(rule, [(5000, 900), (5003, 1200)]) == []
+    assert len(feed(rule, [(5063, 1200)])) == 1
+
+
+def test_the_cool_down_restored_from_the_store_outlives_gatewayd() -> None:
+    rule = PressureRule(POLICY)
+    rule.restore(restarted_ago_s=100.0, now=1000.0)  # 100 s ago by the wall clock
+    assert feed(rule, [(t, 1200) for t in range(1000, 1500, 3)]) == []
+    assert len(feed(rule, [(1500, 1200)])) == 1
 
 
 def test_new_boot_opens_its_own_window() -> None:
@@ -94,9 +117,13 @@ class FakeChild:
 @dataclass
 class FakeRecords:
     events: list[tuple[str, int | None, dict[str, Any]]] = field(default_factory=list)
+    last: float | None = None
 
     async def event(self, kind: str, boot: int | None, data: dict[str, Any]) -> None:
         self.events.append((kind, boot, data))
+
+    async def last_event_at(self, kind: str) -> float | None:
+        return self.last if kind == "memory-pressure-restart" else None
 
 
 async def passthrough(coro: Any) -> Any:
@@ -177,4 +204,16 @@ async def test_no_memory_restart_while_paused_and_the_window_starts_again_after(
     assert asked == []  # the window opens now
     clock.now += 6
     await mw.on_sample(4242, 5 * MB)
+    assert asked == [(True, None)]
+
+
+async def test_memory_watch_takes_the_cool_down_of_the_last_gatewayd_from_the_store() -> None:
+    mw, _boot, clock, _heard, records, asked = make_watch()
+    records.last = clock.wall() - 60.0  # an earlier gatewayd restarted for memory a minute ago
+    for _ in range(10):
+        await mw.on_sample(4242, 3 * MB)
+        clock.now += 3
+    assert asked == []  # 600 s cool-down, 60 s of it gone
+    clock.now += 540
+    await mw.on_sample(4242, 3 * MB)
     assert asked == [(True, None)]

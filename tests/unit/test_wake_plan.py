@@ -9,8 +9,9 @@ from supervisor.core.wake_plan import Interrupted, WakeVerb, decide, wake_text
 NOW, DEADLINE, ENDED = 100_000, 200_000, 50_000
 
 
-def conv(state: str = "open", resolution: str | None = None, kind: str = "main") -> Interrupted:
-    return Interrupted("session", "kit", "agent:kit:main", kind, state, resolution, 1, None)
+def conv(state: str = "open", resolution: str | None = None, kind: str = "main",
+         key: str = "agent:kit:main") -> Interrupted:
+    return Interrupted("session", "kit", key, kind, state, resolution, 1, None)
 
 
 def cron(state: str = "open", planned: int | None = 90_000, resolution: str | None = None) -> Interrupted:
@@ -39,6 +40,12 @@ def cron(state: str = "open", planned: int | None = 90_000, resolution: str | No
      "active", NOW, WakeVerb.NOTHING),
     ([], 3, "active", NOW, WakeVerb.WAKE),  # only re-queued system events: they wait for a turn
     ([], 3, "conversations", NOW, WakeVerb.NOTHING),
+    # events queued again wait in the main session: a notice there hands them over, one elsewhere does not
+    ([conv(state="done", resolution="restart notice sent as a chat.send turn")], 3, "active", NOW, WakeVerb.COVERED),
+    ([conv(state="done", resolution="restart notice sent as an agent turn", kind="telegram",
+           key="agent:kit:telegram:dm:1")], 3, "active", NOW, WakeVerb.WAKE),
+    ([conv(state="done", resolution="restart notice sent as an agent turn", kind="telegram",
+           key="agent:kit:telegram:dm:1")], 0, "active", NOW, WakeVerb.COVERED),
 ])
 def test_decide(items: list[Interrupted], requeued: int, mode: str, now: int, verb: WakeVerb) -> None:
     d = decide("kit", items, requeued, mode, "crash", ENDED, now, DEADLINE)
