@@ -96,9 +96,9 @@ async def test_each_figure_moves_with_its_event(tmp_path: Path) -> None:
         got = scrape(m)
         assert got[("gatewayd_retries_pending", ())] == 2
         assert got[("gatewayd_retries_given_up_total", ())] == 1
-        assert got[("gatewayd_recovery_actions_total", (("kind", "cron-run"), ("result", "answered")))] == 1
-        assert got[("gatewayd_alerts_total", (("result", "sent"),))] == 2
-        assert got[("gatewayd_alerts_total", (("result", "failed"),))] == 1
+        assert got[("gatewayd_recovery_actions", (("kind", "cron-run"), ("result", "answered")))] == 1
+        assert got[("gatewayd_alerts", (("result", "sent"),))] == 2
+        assert got[("gatewayd_alerts", (("result", "failed"),))] == 1
 
         fig = m.figures()
         assert fig["gatewayd_retries_pending"] == 2 and fig["gatewayd_memory_restarts_total"] == 1
