@@ -72,7 +72,7 @@ from supervisor.startup import Startup
 from supervisor.store.boots import BootEnd, BootRecords
 from supervisor.store.db import Store
 from supervisor.store.journal import Journal
-from supervisor.store.maintenance import MaintenanceRecords
+from supervisor.store.maintenance_records import MaintenanceRecords
 from supervisor.store.snapshots import InflightRecords
 
 log = logs.get("gatewayd")

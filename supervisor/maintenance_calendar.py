@@ -27,7 +27,7 @@ from supervisor.clock import Clock
 from supervisor.core.maintenance import BY_CALENDAR, FireOutcome, MaintenancePlan, restart_outcome
 from supervisor.errors import ConfigError, StoreError
 from supervisor.pausing import PauseGate
-from supervisor.store.maintenance import MaintenanceRecords
+from supervisor.store.maintenance_records import MaintenanceRecords
 
 log = logs.get("gatewayd")
 

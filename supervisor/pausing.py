@@ -17,7 +17,7 @@ from supervisor.clock import Clock
 from supervisor.core.maintenance import Pause, merged, pause_for
 from supervisor.errors import StoreError
 from supervisor.events import EventBus, Paused, Resumed
-from supervisor.store.maintenance import MaintenanceRecords
+from supervisor.store.maintenance_records import MaintenanceRecords
 
 log = logs.get("gatewayd")
 

@@ -488,6 +488,18 @@ def open_readonly(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def integrity(conn: sqlite3.Connection) -> tuple[list[str], int]:
+    """`doctor`'s look: SQLite's quick check ("ok" when sound) and the schema's version."""
+    check = [str(r[0]) for r in conn.execute("PRAGMA quick_check").fetchall()]
+    return check, int(conn.execute("PRAGMA user_version").fetchone()[0])
+
+
+def live_boot(conn: sqlite3.Connection) -> tuple[int, float | None] | None:
+    """The boot the store says is running (not ended): its gateway's pid and create time."""
+    row = conn.execute("SELECT pid, create_time FROM boots WHERE ended_at IS NULL ORDER BY id DESC LIMIT 1").fetchone()
+    return (int(row[0]), row[1]) if row else None
+
+
 def row_dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
     cols = [c[0] for c in cursor.description]
     return [dict(zip(cols, row, strict=True)) for row in cursor.fetchall()]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from supervisor import cli_service
+from supervisor.cli import commands as cli_service
 from supervisor.control import server as control_server
 from supervisor.control.server import ControlServer
 

@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from supervisor import cli, config, logs
+from supervisor import config, logs
+from supervisor.cli import status_report as cli
 from supervisor.control.handlers import control_handlers
 from supervisor.daemon import Daemon
 from supervisor.events import BootEnded, GatewayReady, HelperFailed

@@ -21,7 +21,7 @@ from supervisor.events import EventBus, Paused, Resumed
 from supervisor.maintenance_calendar import MaintenanceCalendar
 from supervisor.pausing import PauseGate
 from supervisor.store.db import Store
-from supervisor.store.maintenance import MaintenanceRecords
+from supervisor.store.maintenance_records import MaintenanceRecords
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -29,7 +29,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from supervisor import cli_service, doctor, service
+from supervisor import service
+from supervisor.cli import commands as cli_service
+from supervisor.cli import doctor
 from supervisor.service import launchd, systemd
 from supervisor.store.db import SCHEMA_VERSION, Store
 
@@ -208,10 +210,8 @@ def linux(tmp_path: Path) -> World:
 
 
 def commands_wired() -> bool:
-    """True once cli.py calls cli_service.register(app): then the CLI runs as a real subprocess."""
-    from supervisor import cli
-
-    names = {c.name or (c.callback.__name__ if c.callback else "") for c in cli.app.registered_commands}
+    """True once the typer app has the service commands: then the CLI runs as a real subprocess."""
+    names = {c.name or (c.callback.__name__ if c.callback else "") for c in cli_service.app.registered_commands}
     return {"install", "uninstall", "doctor"} <= names
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from supervisor import config, logs, status_report
+from supervisor import config, logs
+from supervisor.cli import status_report
 from supervisor.control.handlers import control_handlers
 from supervisor.daemon import Daemon
 from supervisor.events import GatewayReady

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from supervisor.status_report import drain_progress
+from supervisor.cli.status_report import drain_progress
 
 NOW = 1_796_540_000_000
 

@@ -1,11 +1,8 @@
 """The `gatewayd` command line: `main()`, and the fast path of `gatewayd status`.
 
-What status and history read and print, and the exit codes, are in `supervisor.status_report`
-(re-exported here).
-
 This module is light on purpose (issue 16: `gatewayd status` must answer at once): it imports no
-typer, asyncio or structlog at load. The typer app and its commands live in `supervisor.cli_service`
-and are imported only when a command needs them (`supervisor.cli.app` still names the app).
+typer, asyncio or structlog at load. The typer app and its commands live in `supervisor.cli.commands`
+and are imported only when a command needs them.
 `gatewayd status [--json] [-c F] [--state-dir D]` runs without building the typer app at all; any
 other form of it (`--help`, an unknown or repeated option) goes through typer as before, and both
 paths print the same and exit the same.
@@ -15,32 +12,9 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from supervisor.status_report import (
-    EXIT_CODES,
-    STATUS_DEGRADED,
-    STATUS_DOWN,
-    STATUS_HEALTHY,
-    STATUS_NEEDS_HUMAN,
-    STATUS_STOPPED,
-    echo,
-    exit_code,
-    print_status,
-    read_history,
-    read_status,
-    status,
-    status_code,
-)
-
-__all__ = [
-    "EXIT_CODES", "STATUS_DEGRADED", "STATUS_DOWN", "STATUS_HEALTHY", "STATUS_NEEDS_HUMAN", "STATUS_STOPPED",
-    "app", "echo", "exit_code", "main", "parse_plain_status", "print_status", "read_history", "read_status",
-    "status", "status_code",
-]
-
-if TYPE_CHECKING:
-    import typer
+from supervisor.cli.status_report import status
 
 # -- the fast path -------------------------------------------------------------------------------
 
@@ -92,24 +66,12 @@ def main(argv: list[str] | None = None) -> None:
     plain = parse_plain_status(args)
     if plain is not None:
         sys.exit(status(plain["config"], plain["state_dir"], plain["as_json"]))
-    from supervisor.cli_service import app
+    from supervisor.cli.commands import app
 
     if argv is None:
         app(prog_name="gatewayd")
     else:
         app(args=args, prog_name="gatewayd")
-
-
-def __getattr__(name: str) -> Any:
-    if name == "app":  # the typer app, built on first use (`from supervisor.cli import app` works)
-        from supervisor.cli_service import app
-
-        return app
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-if TYPE_CHECKING:
-    app: typer.Typer
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ from typing import Annotated, Any
 
 import typer
 
-from supervisor import __version__, config, service, status_report
+from supervisor import __version__, config, service
+from supervisor.cli import status_report
 from supervisor.control import client, paths
 from supervisor.control.protocol import ControlError, drain_budget_problem
 from supervisor.core.maintenance import parse_duration
@@ -470,7 +471,7 @@ def doctor(
 
     Example: gatewayd doctor --json
     """
-    from supervisor import doctor as doc
+    from supervisor.cli import doctor as doc
 
     findings = doc.diagnose(config_file, state_dir)
     if as_json:

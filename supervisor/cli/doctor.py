@@ -16,7 +16,6 @@ import sqlite3
 import stat
 import sys
 import tempfile
-import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,7 +37,7 @@ from supervisor.service import (
     module,
     stop_timeout_s,
 )
-from supervisor.store.db import SCHEMA_VERSION
+from supervisor.store.db import SCHEMA_VERSION, integrity, live_boot, open_readonly
 
 OK, WARN, FAIL = "ok", "warn", "fail"
 CORRUPT_MARKERS = ("malformed", "not a database", "file is encrypted", "corrupt")
@@ -259,9 +258,8 @@ def _ours(owner: PortOwner, state_dir: Path) -> bool:
                 return True
     store = state_dir / "store.sqlite"
     if store.exists() and owner.create_time is not None:
-        with contextlib.suppress(sqlite3.Error), contextlib.closing(_open_ro(store)) as conn:
-            row = conn.execute("SELECT pid, create_time FROM boots WHERE ended_at IS NULL "
-                               "ORDER BY id DESC LIMIT 1").fetchone()
+        with contextlib.suppress(sqlite3.Error), contextlib.closing(open_readonly(store)) as conn:
+            row = live_boot(conn)
             if row and row[0] == owner.pid and row[1] is not None and abs(row[1] - owner.create_time) < 1.0:
                 return True
     return False
@@ -386,18 +384,13 @@ def check_services(cfg: config.Config, port: int, services: Services, environ: M
 # -- the store -----------------------------------------------------------------------------------------
 
 
-def _open_ro(path: Path) -> sqlite3.Connection:
-    return sqlite3.connect(f"file:{urllib.parse.quote(str(path))}?mode=ro", uri=True, timeout=2.0)
-
-
 def check_store(state_dir: Path) -> Finding:
     path = state_dir / "store.sqlite"
     if not path.exists():
         return Finding(OK, "store", f"none yet at {path} (created at the first start)")
     try:
-        with contextlib.closing(_open_ro(path)) as conn:
-            check = [str(r[0]) for r in conn.execute("PRAGMA quick_check").fetchall()]
-            version = int(conn.execute("PRAGMA user_version").fetchone()[0])
+        with contextlib.closing(open_readonly(path)) as conn:
+            check, version = integrity(conn)
     except sqlite3.DatabaseError as exc:
         text = str(exc).lower()
         if any(m in text for m in CORRUPT_MARKERS):

@@ -1,6 +1,6 @@
 """What `gatewayd status` and `gatewayd history` read and print, and the exit codes of the CLI.
 
-Shared by the status fast path (`supervisor.cli`) and the typer commands (`supervisor.cli_service`),
+Shared by the status fast path (`supervisor.cli`) and the typer commands (`supervisor.cli.commands`),
 so neither imports the other for it. Light on purpose: no typer, asyncio or structlog at load.
 
 Exit codes: 0 ok, 1 unhealthy (status), 2 bad config or arguments, 3 another gatewayd runs,
