@@ -221,7 +221,7 @@ class Recovery:
             return
         rows = await list_sessions(rpc, self.caps.sessions_list_filters)
         known = {(ob.boot_id, ob.ref) for ob in await self.journal.open_obligations()}
-        marker = self.policy.notice.split("{", 1)[0].strip() or "Gateway restarted"
+        marker = self._notice_marker()
         for b in boots:
             # Its own life only: a turn of a later gateway belongs to that one's check.
             since = int(b["started_at"] * MS)
@@ -244,6 +244,10 @@ class Recovery:
             if found:
                 log.info("recovery_unseen_turns_found", boot=b["id"], sessions=[f[0] for f in found])
 
+    def _notice_marker(self) -> str:
+        """What every restart notice of gatewayd's begins with (the configured text up to its first field)."""
+        return self.policy.notice.split("{", 1)[0].strip() or "Gateway restarted"
+
     async def _history(self, rpc: RpcClient, ob: Obligation) -> tuple[bool, str | None]:
         """2026.2.x, from the session's history: had the turn gatewayd last saw running ended before
         the gateway died (while gatewayd was down, so no snapshot saw its end; found by the chaos
@@ -256,7 +260,7 @@ class Recovery:
         try:
             history = await rpc.call("chat.history", {"sessionKey": ob.ref, "limit": HISTORY_LIMIT})
             return (legacy_turn_ended(history, started, ob.interrupted_at_ms),
-                    interrupted_request(history, started, ob.interrupted_at_ms))
+                    interrupted_request(history, started, ob.interrupted_at_ms, self._notice_marker()))
         except GatewayUnavailable:
             raise  # the connection is gone: decided again on the next one, no notice sent into it
         except GatewayError as exc:  # unknown: the notice goes out, as before this check

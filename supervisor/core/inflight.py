@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from supervisor.core.planner import QUOTE_LEAD
 from supervisor.errors import GatewayProtocolError
 
 INTERRUPTED_ERROR = "cron: job interrupted by gateway restart"  # 2026.9.x's startup repair of a cut run
@@ -200,7 +201,8 @@ QUOTE_CHARS = 300  # of an interrupted request, in a notice
 _ENVELOPE = re.compile(r"^\[\w{3} \d{4}-\d\d-\d\d \d\d:\d\d(?: \w+)?\] ")
 
 
-def interrupted_request(history: Any, turn_started_ms: int, gateway_ended_ms: int) -> str | None:
+def interrupted_request(history: Any, turn_started_ms: int, gateway_ended_ms: int,
+                        notice_marker: str = "") -> str | None:
     """2026.2.x: the text of the user message that started the interrupted turn, shortened, from a
     `chat.history` answer: the last user message the dead gateway wrote since the turn's start, with
     no answer after it. None when there is none (a session's first turn is written only at its end,
@@ -212,11 +214,27 @@ def interrupted_request(history: Any, turn_started_ms: int, gateway_ended_ms: in
         return None
     if last is None or last.get("role") != "user":
         return None
-    text = _message_text(last.get("content"))
+    text = _without_drained_events(_message_text(last.get("content")))
+    text = _ENVELOPE.sub("", " ".join(text.split()))  # the gateway's "[Sun 2026-12-06 08:43 UTC] " prefix
+    if notice_marker and notice_marker in text:
+        # gatewayd's own notice was the cut turn: the request it quoted, never the notice itself
+        # (found by the chaos benchmark, real 2026.2.26, seed 4343: a notice quoting a notice,
+        # with the system events that turn had drained).
+        lead = QUOTE_LEAD.strip()
+        text = text.split(lead, 1)[1].rsplit('"', 1)[0] if lead in text else ""
+        return text or None
     if not text:
         return None
-    text = _ENVELOPE.sub("", " ".join(text.split()))  # the gateway's "[Sun 2026-12-06 08:43 UTC] " prefix
     return text if len(text) <= QUOTE_CHARS else text[:QUOTE_CHARS - 1] + "…"
+
+
+def _without_drained_events(text: str) -> str:
+    """A request's own text without the "System: [..] ..." lines a turn drained into it (2026.2.x
+    writes them before the request): those were events, delivered once already, not the request."""
+    head, sep, rest = text.partition("\n\n")
+    while sep and head.startswith("System: ["):
+        head, sep, rest = rest.partition("\n\n")
+    return head + sep + rest if not head.startswith("System: [") else ""
 
 
 def unseen_lost_turn(history: Any, since_ms: int, before_ms: int, notice_marker: str) -> int | None:

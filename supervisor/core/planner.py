@@ -56,6 +56,9 @@ def policy_for(policy: RecoveryPolicy, job_id: str, name: str | None) -> Recover
     return replace(policy, **{k: JOB_KEYS[k](v) for k, v in entry.items() if k in JOB_KEYS})
 
 
+QUOTE_LEAD = ' The interrupted request was: "'  # a notice's quote of the lost request (core/inflight reads it)
+
+
 @dataclass(frozen=True)
 class VersionRules:
     """What the gateway does after a restart: data, per version, from gateway/capabilities.py."""
@@ -257,6 +260,6 @@ def decide_session(kind: str, resumed: bool, settled: bool, rules: VersionRules,
         if not settled:
             return SessionDecision(SessionVerb.WAIT, "the gateway's own resume may still come")
         return SessionDecision(SessionVerb.AGENT_TURN, "not resumed by the gateway", notice)
-    quoted = f' The interrupted request was: "{quote}"' if quote else ""
+    quoted = f'{QUOTE_LEAD}{quote}"' if quote else ""
     return SessionDecision(SessionVerb.AGENT_TURN, "this version does not resume turns",
                            notice + policy.lost_request + quoted)

@@ -75,6 +75,25 @@ def test_interrupted_request(messages: list[dict[str, object]], quote: str | Non
     assert interrupted_request({"messages": messages}, STARTED, ENDED) == quote
 
 
+NOTICE = ('[System] Gateway restarted (crash, 2026-12-06 11:07:54 UTC). Previous session context may be incomplete.'
+          ' A request you were working on when it restarted was interrupted and lost: check your work and tell'
+          ' the user what happened. The interrupted request was: "AGENT-main clean "the" inbox"')
+DRAINED = "System: [2026-12-06 11:07:57 UTC] EVENT one\nSystem: [2026-12-06 11:07:57 UTC] EVENT two\n\n"
+
+
+@pytest.mark.parametrize(("text", "quote"), [
+    (DRAINED + "[Sun 2026-12-06 11:08 UTC] clean the inbox", "clean the inbox"),  # the events are no request
+    (DRAINED + NOTICE, 'AGENT-main clean "the" inbox'),  # a cut notice: the request it quoted
+    (NOTICE.split(" The interrupted")[0], None),  # a cut notice that quoted nothing
+    ("System: [2026-12-06 11:07:57 UTC] EVENT only", None),
+    ("first part\n\nSystem: [x] not drained, the user's own words", "first part System: [x] not drained, the user's"
+                                                                      " own words"),
+])
+def test_a_quote_leaves_out_drained_events_and_a_cut_notice_quotes_its_own_quote(text: str, quote: str | None) -> None:
+    got = interrupted_request({"messages": [msg("user", STARTED, text)]}, STARTED, ENDED, "[System] Gateway restarted")
+    assert got == quote
+
+
 def test_a_long_request_is_shortened_and_bad_history_is_none() -> None:
     long = interrupted_request({"messages": [msg("user", STARTED, "x" * 1000)]}, STARTED, ENDED)
     assert long is not None and len(long) == QUOTE_CHARS and long.endswith("…")
