@@ -24,10 +24,12 @@ run: $(VENV)/.installed
 # Workers (pytest-xdist): the integration and fault tests, and the real gateways' tests, mostly wait
 # on timers and child processes, so even on two cores several at once finish in about half the time.
 # The fault stage's two-minute sleep runs beside the integration tests (listed first, it starts
-# first). tests/e2e/conftest.py says which real-gateway tests must not run at once (loadgroup).
+# first). tests/e2e/conftest.py says which real-gateway tests must not run at once (loadgroup);
+# the `alone` tests (a real kernel OOM kill) run by themselves.
 test: $(VENV)/.installed openclaw lint
 	$(PYTEST) tests/unit tests/fakes tests/contract -q -m "not e2e" -n 2
-	$(PYTEST) tests/faults tests/integration -q -n 3
+	$(PYTEST) tests/faults tests/integration -q -n 3 -m "not alone"
+	$(PYTEST) tests/integration -q -m alone
 	$(PYTEST) tests/contract tests/e2e -q -m e2e -n 2 --dist loadgroup
 
 ## test-faults: the slow fault cases (a two-minute machine sleep, end to end); `make test` runs them too

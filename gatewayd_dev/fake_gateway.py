@@ -12,7 +12,8 @@ Versions from 2026.9 on behave like 2026.9.6 (HTTP probes, WS protocol 4); older
 Env: FAKE_GW_VERSION (2026.9.6), OPENCLAW_GATEWAY_TOKEN (unset: any token), OPENCLAW_STATE_DIR,
 FAKE_GW_BOOT_DELAY (0.3 s), FAKE_GW_TICK_MS, FAKE_GW_DRAIN_SECONDS (0.2), FAKE_GW_EXIT_AFTER=<s>:<code|SIG>,
 FAKE_GW_EXIT_AT_BOOT=<code>, FAKE_GW_IGNORE_TERM=1, FAKE_GW_NEVER_READY=1, FAKE_GW_ENV_DUMP=<path>,
-FAKE_GW_PID_FILE=<path>; the world's (see fake_world.py): FAKE_GW_MODEL_URL, FAKE_GW_REPAIR_DELAY_MS,
+FAKE_GW_PID_FILE=<path>, FAKE_GW_GROW_AFTER=<s>:<MB per s> (memory that grows until the kernel says no);
+the world's (see fake_world.py): FAKE_GW_MODEL_URL, FAKE_GW_REPAIR_DELAY_MS,
 FAKE_GW_ONESHOT_CATCHUP_MS, FAKE_GW_MAIN_RESUME_MS, FAKE_GW_BACKOFF_MS; OPENCLAW_CONFIG_PATH is read for the
 model URL, agents and heartbeats.
 Controls (POST or GET, answer 200 "ok..." before acting): /__fake/crash?code=N, /__fake/signal?sig=9,
@@ -232,6 +233,17 @@ class FakeGateway:
         if exit_after := os.environ.get("FAKE_GW_EXIT_AFTER"):
             seconds, _, code = exit_after.partition(":")
             asyncio.get_running_loop().call_later(float(seconds), self.die, code or "1")
+        if grow := os.environ.get("FAKE_GW_GROW_AFTER"):
+            seconds, _, rate = grow.partition(":")
+            asyncio.get_running_loop().call_later(float(seconds), lambda: asyncio.ensure_future(self.grow(int(rate))))
+
+    async def grow(self, mb_per_s: int) -> None:
+        """A leak: touched memory, 10 steps a second, for as long as the process lives."""
+        held: list[bytearray] = []
+        log(f"[gateway] memory growing by {mb_per_s} MB/s (FAKE_GW_GROW_AFTER)")
+        while True:
+            held.append(bytearray(mb_per_s * 1024 * 1024 // 10))  # bytearray(n) writes its zeros: resident
+            await asyncio.sleep(0.1)
 
     def die(self, code: str) -> None:
         """Exit with a numeric code, or kill ourselves with a signal name (SIGKILL, KILL, ...)."""
