@@ -232,9 +232,17 @@ class Alerter:
         (-1: it took the alert, not sent again)."""
         tries = tries or {}
         doc = notifiers.document(alert, alert_id, self.host)
-        results = await asyncio.gather(*(self._deliver(n, alert, alert_id, doc, tries.get(n.name, 0) + 1)
-                                         if tries.get(n.name, 0) >= 0 else _done() for n in self.notifiers))
-        state = "sent" if all(results) else "partial" if any(results) else "failed"
+
+        async def one(n: Notifier) -> bool:
+            made = tries.get(n.name, 0)
+            if made < 0:
+                return True  # it took the alert before
+            if made and retry_delay(self.policy, made) is None:
+                return False  # its attempts were used up before: none past the policy
+            return await self._deliver(n, alert, alert_id, doc, made + 1)
+
+        results = await asyncio.gather(*(one(n) for n in self.notifiers))
+        state = "no-notifier" if not results else "sent" if all(results) else "partial" if any(results) else "failed"
         if alert_id is not None:
             await self._stored(self.records.finished(alert_id, state))
 
@@ -269,10 +277,6 @@ class Alerter:
             return None
         self._store_quiet = False
         return result
-
-
-async def _done() -> bool:
-    return True
 
 
 async def test_all(notifier_list: tuple[Notifier, ...], alert: Alert,

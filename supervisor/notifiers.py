@@ -137,5 +137,6 @@ async def _run(argv: list[str], stdin: bytes, env: dict[str, str]) -> Outcome:
         HELPER_PIDS.discard(proc.pid)
     if proc.returncode == 0:
         return Outcome(True, "exit 0")
-    tail = " ".join(err.decode("utf-8", errors="replace").split())[-200:]
+    # Redacted whole before it is cut: a secret across the cut would not match any more.
+    tail = " ".join(logs.REDACTOR.text(err.decode("utf-8", errors="replace")).split())[-200:]
     return Outcome(False, f"exit {proc.returncode}{': ' + tail if tail else ''}")

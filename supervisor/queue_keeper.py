@@ -27,8 +27,9 @@ from supervisor import logs
 from supervisor.core.event_queue import (
     Fate,
     LostAnswer,
+    QueueLook,
     QueueUnreadable,
-    drained_since,
+    drained_after,
     is_main_session,
     lost_answer,
     parse_queue,
@@ -139,7 +140,7 @@ class Requeue:
             # No slack here: the look's time is taken before its `status` call, so a turn that the
             # row dates at or before it had drained the queue before the look read it.
             turn_after = await self._main_turn_since(rpc, look.looked_at_ms + 1, ended_ms, slack_ms=0)
-            drained = await self._drained(rpc, look.looked_at_ms, ended_ms) if look.void or turn_after else None
+            drained = await self._drained(rpc, look, ended_ms) if look.void or turn_after else None
             fates = plan(look, held, watched, turn_after, drained)
             lost = sum(1 for f in fates if f.fate is Fate.REQUEUE)
             await self.records.plan(look.boot, fates)
@@ -150,9 +151,9 @@ class Requeue:
         for item in await self.records.open_items():
             await self._settle_or_send(rpc, item)
 
-    async def _drained(self, rpc: RpcClient, since_ms: int, until_ms: int) -> tuple[str, ...] | None:
-        """What turns of the default agent's main session (where `status` lists the queue) drained
-        after the look, where the version's history keeps it; None: unknown, the void rules."""
+    async def _drained(self, rpc: RpcClient, look: QueueLook, until_ms: int) -> bool | None:
+        """Did a turn of the default agent's main session (where `status` lists the queue) drain it
+        after the look, where the version's history keeps what a turn drained; None: unknown."""
         if not self.caps.recovery.history_shows_drained_events or not self.caps.has_method("chat.history"):
             return None
         key = f"agent:{await default_agent(rpc)}:main"
@@ -163,7 +164,7 @@ class Requeue:
         except GatewayError as exc:
             log.warning("queue_history_unreadable", session=key, error=str(exc))
             return None
-        return drained_since(history, since_ms, until_ms)
+        return drained_after(history, look.texts, look.looked_at_ms, until_ms)
 
     async def _fate_in_ended_boot(self, item: dict[str, Any], sent_at: int) -> LostAnswer:
         """Sent into a gateway that has ended since: that boot's own look decides. A look taken after

@@ -1,8 +1,8 @@
 """The `gatewayd` typer app: every command, thin; domain errors become one line and an exit code.
 
-`supervisor.cli` holds `main()` and what status and history read and print; it imports this module
-only when a command other than a plain `gatewayd status` runs (or `supervisor.cli.app` is asked
-for), so typer is never loaded for that one. `register(app)` adds install, uninstall and doctor to
+`supervisor.cli.entry` holds `main()`; it imports this module only when a command other than a
+plain `gatewayd status` runs, so typer is never loaded for that one (what status and history read
+and print is `supervisor.cli.status_report`). `register(app)` adds install, uninstall and doctor to
 any typer app (the service tests use it on their own).
 """
 
@@ -17,8 +17,8 @@ from typing import Annotated, Any
 
 import typer
 
+import supervisor.cli.status_report as status_report
 from supervisor import __version__, config, service
-from supervisor.cli import status_report
 from supervisor.control import client, paths
 from supervisor.control.protocol import ControlError, drain_budget_problem
 from supervisor.core.maintenance import parse_duration
@@ -471,7 +471,7 @@ def doctor(
 
     Example: gatewayd doctor --json
     """
-    from supervisor.cli import doctor as doc
+    import supervisor.cli.doctor as doc
 
     findings = doc.diagnose(config_file, state_dir)
     if as_json:

@@ -164,7 +164,7 @@ def check_openclaw(cfg: config.Config, environ: Mapping[str, str]) -> tuple[Find
     merged = {**environ, **cfg.gateway.env}
     try:
         prefix, entry = launch.resolve_entry(cfg.gateway, merged)
-        version = launch.read_version(cfg.gateway, prefix, entry, merged)
+        version = launch.read_version(cfg.gateway, prefix, entry, merged, cfg.alerts.secret_variables)
     except LaunchError as exc:
         hint = "" if "(" in str(exc) else "set gateway.openclaw to its path, or run scripts/install-openclaw"
         return Finding(FAIL, "openclaw", str(exc), hint), False

@@ -108,19 +108,26 @@ def unheld(texts: Sequence[str], held: Sequence[str]) -> list[bool]:
     return missing
 
 
-_SYSTEM_LINE = re.compile(r"^System: \[[^\]\n]*\] ", re.MULTILINE)
+HISTORY_TEXT_CHARS = 10_000  # 2026.2.x's chat.history cuts a longer text (at 12,000): matched by its start
 
 
-def drained_since(history: object, since_ms: int, until_ms: int) -> tuple[str, ...] | None:
-    """The event texts that turns stamped in [since_ms, until_ms] drained into their requests, from
-    a main session's `chat.history` (2026.2.x: "System: [time] text" lines before the request, one
-    per event, oldest first). None where the history cannot tell: malformed, or no message before
-    `since_ms`, since a session's first turn is written only at its end (measured), so a first turn
-    cut mid-way would hide its drain."""
+def drained_after(history: object, texts: Sequence[str], since_ms: int, until_ms: int) -> bool | None:
+    """Did a main-session turn stamped in [since_ms, until_ms] drain the queue a look saw, from the
+    session's `chat.history` (2026.2.x writes the drained events as "System: [time] text" lines at
+    the head of the turn's request, at its start, measured)? Only asked where a turn is known to
+    have run after the look.
+    - True: a request there carries one of the look's texts as such a line. A turn drains the whole
+      queue, so every text of the look went with it (also those the gateway rewrites or hides).
+    - False: requests were written there and none carries any: the turns did not drain the queue
+      (an `agent` turn does not).
+    - None, the history cannot tell: malformed; no message before `since_ms` (a session's first
+      turn is written only at its end, measured); or no request in the window although a turn ran
+      (a heartbeat turn answered HEARTBEAT_OK is cut from the transcript, and heartbeats drain)."""
     if not isinstance(history, Mapping) or not isinstance(history.get("messages"), list):
         return None
-    texts: list[str] = []
+    patterns = [_system_line(t) for t in texts if t.strip()]
     earlier = False
+    requests: list[str] = []
     for msg in history["messages"]:
         if not isinstance(msg, Mapping):
             return None
@@ -130,8 +137,18 @@ def drained_since(history: object, since_ms: int, until_ms: int) -> tuple[str, .
         if at < since_ms:
             earlier = True
         elif at <= until_ms and msg.get("role") == "user":
-            texts += _system_texts(_content_text(msg.get("content")))
-    return tuple(texts) if earlier else None
+            requests.append(_content_text(msg.get("content")))
+    if not earlier or not requests:
+        return None
+    return any(p.search(r) for p in patterns for r in requests)
+
+
+def _system_line(text: str) -> re.Pattern[str]:
+    """The line a drained event makes: at a line's start, the whole text, then the line's end (a
+    longer text only by its start, which the history keeps)."""
+    if len(text) > HISTORY_TEXT_CHARS:
+        return re.compile(r"(?:^|\n)System: \[[^\]\n]*\] " + re.escape(text[:HISTORY_TEXT_CHARS]))
+    return re.compile(r"(?:^|\n)System: \[[^\]\n]*\] " + re.escape(text) + r"(?=\n|$)")
 
 
 def _content_text(content: object) -> str:
@@ -142,60 +159,23 @@ def _content_text(content: object) -> str:
     return ""
 
 
-def _system_texts(text: str) -> list[str]:
-    """The events of one drained request: each from its "System: [time] " to the next one, the last
-    up to the blank line before the request itself."""
-    starts = list(_SYSTEM_LINE.finditer(text))
-    out: list[str] = []
-    for i, m in enumerate(starts):
-        end = starts[i + 1].start() if i + 1 < len(starts) else len(text)
-        body = text[m.end():end].rstrip("\n")
-        if i + 1 == len(starts):
-            body = body.split("\n\n", 1)[0]
-        out.append(body)
-    return out
-
-
-def delivered(texts: Sequence[str], drained: Sequence[str]) -> list[bool]:
-    """For each text of a look, oldest first: did a turn drain it? A drain takes the whole queue,
-    so of equal texts the oldest copies are the drained ones."""
-    left: dict[str, int] = {}
-    for t in drained:
-        left[t] = left.get(t, 0) + 1
-    out: list[bool] = []
-    for t in texts:
-        out.append(left.get(t, 0) > 0)
-        if out[-1]:
-            left[t] -= 1
-    return out
-
-
 def plan(look: QueueLook, held: Sequence[str], watched_end: bool, turn_after_look: bool,
-         drained: Sequence[str] | None = None) -> list[EventFate]:
+         drained: bool | None = None) -> list[EventFate]:
     """What to do with each text of a dead boot's last look. `watched_end`: gatewayd saw the
     gateway end. `turn_after_look`: a main session's row (read from the next gateway) says a turn
     started after the look and before the dead gateway's end. A queue is drained only by a turn:
     with none after the look, the look still holds, even when the end was not watched; with one,
     the texts may have reached the model, even when it was (the watcher may miss a turn that starts
     as the gateway dies, or that ran while gatewayd was down before it adopted the gateway).
-    `drained`: what the history shows turns after the look drained (`drained_since`); given, it
+    `drained`: what the history says of the turns after the look (`drained_after`); known, it
     decides instead of the void and the turn."""
     if not look.texts:
         return []
-    if drained is not None:
-        got = delivered(look.texts, drained)
-        rest = [t for t, d in zip(look.texts, got, strict=True) if not d]
-        gone = iter(unheld(rest, held))
-        out: list[EventFate] = []
-        for i, (text, d) in enumerate(zip(look.texts, got, strict=True)):
-            if d:
-                out.append(EventFate(i, text, Fate.DELIVERED, "a turn after the last look drained it (chat.history)"))
-            elif next(gone):
-                out.append(EventFate(i, text, Fate.REQUEUE, "lost with the gateway's memory (chat.history:"
-                                                             " no turn drained it)"))
-            else:
-                out.append(EventFate(i, text, Fate.HELD, "the new gateway still holds it"))
-        return out
+    if drained:
+        why = "a turn after the last look drained the queue (chat.history)"
+        return [EventFate(i, t, Fate.DELIVERED, why) for i, t in enumerate(look.texts)]
+    if drained is False:
+        look, turn_after_look = QueueLook(look.boot, look.texts, look.looked_at_ms), False  # no turn drained it
     if look.void:
         why = "a main-session turn started after the last look and may have received it"
         return [EventFate(i, t, Fate.UNKNOWN, why) for i, t in enumerate(look.texts)]

@@ -18,6 +18,7 @@ MODES = ("active", "conversations", "off")
 CRON_SESSION_KINDS = ("cron", "cron-run")
 # The resolutions of a session obligation whose turn ran because of the restart (planner texts).
 TURN_TAKEN = ("resumed by the gateway itself", "restart notice sent as")
+DRAINING = ("restart notice sent as a chat.send turn", "restart notice sent as a system event with a wake")
 MAX_ITEMS = 8  # listed in a wake's text; more are counted
 
 
@@ -64,8 +65,12 @@ def decide(agent: str, items: Sequence[Interrupted], requeued: int, mode: str, r
     convs = conversations(items)
     crons = [i for i in items if i.kind == "cron"]
     taken = [c for c in convs if c.state == "done" and (c.resolution or "").startswith(TURN_TAKEN)]
-    # Events queued again wait in its main session: only a turn there hands them to the model.
-    if taken and (not requeued or any(c.name == f"agent:{agent}:main" for c in taken)):
+    # Events queued again wait in its main session: only a turn there that drains the queue, sent
+    # after them, hands them over: gatewayd's own notice as a wake or chat.send, which waits for
+    # the re-queue. Not the gateway's own resume (it runs at its start, before the re-queue) and
+    # not an `agent` turn (it drains nothing, measured).
+    if taken and (not requeued or any(c.name == f"agent:{agent}:main" and (c.resolution or "").startswith(DRAINING)
+                                      for c in taken)):
         return WakeDecision(WakeVerb.COVERED, "a turn the restart caused woke it")
     unsettled = [c for c in convs if c.state == "open"] + [c for c in crons if c.state == "open"
                                                               and c.planned_at_ms is None]

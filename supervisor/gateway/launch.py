@@ -136,7 +136,9 @@ def _node_beside(entry: Path) -> str | None:
 
 
 def read_version(settings: GatewaySettings, prefix: list[str], entry: Path | None,
-                 environ: Mapping[str, str]) -> str:
+                 environ: Mapping[str, str], hidden: Collection[str] = ()) -> str:
+    """The gateway's version: configured, from its package.json, or from `openclaw --version`,
+    run without gatewayd's own secrets (`hidden`) in its environment."""
     if settings.version:
         return settings.version
     if entry is not None:
@@ -148,8 +150,9 @@ def read_version(settings: GatewaySettings, prefix: list[str], entry: Path | Non
         except (OSError, ValueError):
             pass
     try:
+        env = {k: v for k, v in environ.items() if k not in hidden}
         out = subprocess.run([*prefix, "--version"], capture_output=True, text=True, timeout=60,
-                             env=dict(environ), check=False, stdin=subprocess.DEVNULL)
+                             env=env, check=False, stdin=subprocess.DEVNULL)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise LaunchError(f"cannot run {prefix[-1]} --version: {exc}") from exc
     if parse_version(out.stdout) is None:
@@ -360,7 +363,7 @@ def build(settings: GatewaySettings, state_dir: Path, environ: Mapping[str, str]
     base = dict(os.environ if environ is None else environ)
     merged = {**base, **settings.env}
     prefix, entry = resolve_entry(settings, merged)
-    version = read_version(settings, prefix, entry, merged)
+    version = read_version(settings, prefix, entry, merged, hidden)
     caps = for_version(version)
     gw_state, gw_config = gateway_paths(settings, merged)
     dotenv = read_dotenv(gw_state / ".env")

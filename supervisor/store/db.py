@@ -31,7 +31,8 @@ log = logs.get("gatewayd.store")
 T = TypeVar("T")
 
 MIGRATIONS: tuple[str, ...] = (
-    # 1: boots, the daemon's current status, an append-only event log
+    # 1: boots, the daemon's current status, an event log (appended to; a maintenance fire's outcome
+    # is settled in place, store/maintenance_records.py)
     """
     CREATE TABLE boots (
         id INTEGER PRIMARY KEY,

@@ -1,7 +1,8 @@
 """Maintenance in the store: the pause in force (so a restarted gatewayd stays paused until it
 ends) and the calendar's fires (so one slot is never acted on twice, also across a restart of
-gatewayd). Both are rows of the append-only `events` log: `paused` / `resumed`, and
-`maintenance-fire` with the slot, the kind and the outcome."""
+gatewayd). Both are rows of the `events` log: `paused` / `resumed`, and `maintenance-fire` with
+the slot, the kind and the outcome. A fire's row is the one row of that log changed after it is
+written: claimed before it acts, its outcome settled once it has (`settle_fire`)."""
 
 from __future__ import annotations
 

@@ -292,3 +292,32 @@ async def test_a_command_gets_its_declared_secret_alone_and_what_it_prints_of_it
         failed = await rig.until(lambda: rig.rows("SELECT * FROM deliveries WHERE notifier = 'tg'"), "its failure")
         assert "telegram refused bot token ***" in failed[0]["detail"] and secret not in failed[0]["detail"]
     assert secret.encode() not in (cfg.state_dir / "store.sqlite").read_bytes()
+
+
+async def sending_alert(store: Store, deliveries: list[tuple[str, int, bool]]) -> None:
+    """An alert a dead gatewayd was still delivering: its row 'sending', with these attempts made."""
+    def tx(c: sqlite3.Connection) -> None:
+        c.execute("INSERT INTO alerts(id, at, kind, key, severity, title, body, state)"
+                  " VALUES (7, ?, 'down', 'k', 'critical', 'gateway down', 'body', 'sending')", (time.time(),))
+        c.executemany("INSERT INTO deliveries(alert_id, notifier, attempt, at, ok, detail, latency_ms)"
+                      " VALUES (7, ?, ?, ?, ?, 'x', 1)", [(n, a, time.time(), int(ok)) for n, a, ok in deliveries])
+    await store.write(tx)
+
+
+async def test_a_resumed_alert_goes_only_to_notifiers_with_attempts_left(tmp_path: Path) -> None:
+    rec = Recorder(tmp_path)
+    with receiver() as r:
+        cfg = both(tmp_path, r, rec, retry_attempts=3)
+        # the webhook used its 3 attempts, the recorder took it: nothing is sent again
+        async with start(cfg, {"PATH": "/usr/bin:/bin"},
+                         before=lambda s: sending_alert(s, [("webhook", a, False) for a in (1, 2, 3)]
+                                                        + [("recorder", 1, True)])) as rig:
+            await rig.until(lambda: rig.rows("SELECT 1 FROM alerts WHERE id = 7 AND state = 'partial'"), "settled")
+            assert r.requests == 0 and rec.records() == []
+            assert len(rig.rows("SELECT * FROM deliveries WHERE alert_id = 7")) == 4
+
+
+async def test_a_resumed_alert_with_no_notifier_left_is_not_called_sent(tmp_path: Path) -> None:
+    cfg = load(tmp_path, [])
+    async with start(cfg, {}, before=lambda s: sending_alert(s, [("webhook", 1, False)])) as rig:
+        await rig.until(lambda: rig.rows("SELECT 1 FROM alerts WHERE id = 7 AND state = 'no-notifier'"), "settled")

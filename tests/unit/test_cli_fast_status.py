@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from supervisor.cli.main import parse_plain_status
+from supervisor.cli.entry import parse_plain_status
 from supervisor.store.boots import BootEnd, BootRecords
 from supervisor.store.db import Store
 
 REPO = Path(__file__).resolve().parents[2]
 TYPER_PATH = "import sys; from supervisor.cli.commands import app; app(prog_name='gatewayd')"
-FAST_PATH = "from supervisor.cli.main import main; main()"
+FAST_PATH = "from supervisor.cli.entry import main; main()"
 
 
 async def make_store(state_dir: Path) -> None:
@@ -83,7 +83,7 @@ async def test_fast_path_imports_no_typer_asyncio_structlog_or_rich(tmp_path: Pa
             "    heavy = [m for m in names if m in sys.modules]\n"
             "    print('HEAVY', heavy, file=sys.stderr)\n"
             "atexit.register(report)\n"
-            "from supervisor.cli.main import main\n"
+            "from supervisor.cli.entry import main\n"
             "main(['status', '--json', '--state-dir', sys.argv[1]])\n")
     r = run(code, str(state))
     assert r.returncode == 5 and '"crash_loop": true' in r.stdout, r.stderr

@@ -14,8 +14,7 @@ from supervisor.core.event_queue import (
     LostAnswer,
     QueueLook,
     QueueUnreadable,
-    delivered,
-    drained_since,
+    drained_after,
     is_main_session,
     lost_answer,
     parse_queue,
@@ -114,60 +113,42 @@ def _msg(role: str, at: int, text: str) -> dict[str, object]:
     return {"role": role, "timestamp": at, "content": [{"type": "text", "text": text}]}
 
 
-HISTORY = {"messages": [
-    _msg("user", 500, "[Sun 2026-12-06 10:42 UTC] earlier turn"),
-    _msg("assistant", 600, "PONG"),
-    _msg("user", 1_200, "System: [2026-12-06 10:42:49 UTC] new mail\nSystem: [2026-12-06 10:42:50 UTC] line one\n"
-                        "line two\n\n[Sun 2026-12-06 10:43 UTC] TURN-B reply PONG"),
-    _msg("assistant", 1_300, "PONG"),
-    _msg("user", 9_000, "System: [2026-12-06 10:44:00 UTC] the next gateway's own\n\n[Sun] hi"),
-]}
+EARLIER = [_msg("user", 500, "[Sun 2026-12-06 10:42 UTC] earlier turn"), _msg("assistant", 600, "PONG")]
+DRAINED = _msg("user", 1_200, "System: [2026-12-06 10:42:49 UTC] new mail\nSystem: [2026-12-06 10:42:50 UTC] para1\n"
+                              "\npara2\n\n[Sun 2026-12-06 10:43 UTC] TURN-B reply PONG")
+PLAIN = _msg("user", 1_100, "[Sun 2026-12-06 10:43 UTC] an agent turn, nothing drained")
 
 
-def test_drained_since_reads_each_event_of_each_turn_after_the_look_and_before_the_end() -> None:
-    assert drained_since(HISTORY, 1_000, 5_000) == ("new mail", "line one\nline two")
-    assert drained_since(HISTORY, 1_000, 9_000) == ("new mail", "line one\nline two", "the next gateway's own")
-    assert drained_since(HISTORY, 1_250, 5_000) == ()  # the turn drained before the look: not this look's
-
-
-@pytest.mark.parametrize("history", [
-    {"messages": HISTORY["messages"][2:]},  # nothing before the look: a first turn is written only at its end
-    {"messages": "x"}, None, {"messages": [1]},
+@pytest.mark.parametrize(("messages", "texts", "verdict"), [
+    ([*EARLIER, DRAINED], ("new mail",), True),
+    ([*EARLIER, DRAINED], ("para1\n\npara2", "rewritten by the gateway"), True),  # one found: the queue went
+    ([*EARLIER, DRAINED], ("new", "mail"), False),  # a text is matched whole, never a part of another
+    ([*EARLIER, PLAIN], ("new mail",), False),  # a turn that did not drain
+    (EARLIER, ("new mail",), None),  # a turn ran, no request written: a pruned heartbeat turn
+    ([DRAINED], ("new mail",), None),  # nothing before the look: a first turn is written only at its end
+    ([*EARLIER, _msg("user", 9000, DRAINED["content"][0]["text"])], ("new mail",), None),  # the next gateway's
 ])
-def test_drained_since_cannot_tell_without_an_earlier_message_or_from_a_malformed_answer(history: object) -> None:
-    assert drained_since(history, 1_000, 5_000) is None
+def test_drained_after_reads_the_turns_between_the_look_and_the_end(
+        messages: list[dict[str, object]], texts: tuple[str, ...], verdict: bool | None) -> None:
+    assert drained_after({"messages": messages}, texts, 1_000, 5_000) is verdict
 
 
-def test_a_string_content_and_an_unstamped_message_are_read_as_the_gateway_writes_them() -> None:
-    h = {"messages": [{"role": "user", "timestamp": 1, "content": "x"}, {"role": "user", "content": "no time"},
-                      {"role": "user", "timestamp": 10, "content": "System: [t] a\n\nreq"}]}
-    assert drained_since(h, 5, 20) == ("a",)
+def test_a_long_text_is_found_by_the_start_the_history_keeps() -> None:
+    long = "x" * 15_000
+    cut = _msg("user", 1_200, f"System: [t] {long[:12_000]}\n\nrequest")
+    assert drained_after({"messages": [*EARLIER, cut]}, (long,), 1_000, 5_000) is True
 
 
-@pytest.mark.parametrize(("texts", "drained", "out"), [
-    (("a", "b"), ("a", "b"), [True, True]),
-    (("a", "b", "a"), ("a",), [True, False, False]),  # a drain takes the oldest copies
-    (("a",), ("ab",), [False]),  # a text is matched whole, never as a part of another
-    (("a", "b"), (), [False, False]),
-])
-def test_delivered_matches_whole_texts_oldest_copies_first(texts: tuple[str, ...], drained: tuple[str, ...],
-                                                           out: list[bool]) -> None:
-    assert delivered(texts, drained) == out
+@pytest.mark.parametrize("history", [{"messages": "x"}, None, {"messages": [1]}])
+def test_drained_after_cannot_tell_from_a_malformed_answer(history: object) -> None:
+    assert drained_after(history, ("a",), 1_000, 5_000) is None
 
 
 @pytest.mark.parametrize(("void", "turn"), itertools.product([True, False], repeat=2))
 def test_plan_with_the_history_decides_instead_of_the_void_and_the_turn(void: bool, turn: bool) -> None:
     look = QueueLook(LOOK.boot, LOOK.texts, LOOK.looked_at_ms, void)
-    result = plan(look, ("reminder",), True, turn, drained=("new mail",))
-    assert [f.fate for f in result] == [Fate.DELIVERED, Fate.HELD, Fate.REQUEUE]
-    assert plan(look, (), False, turn, drained=())[0].fate is Fate.REQUEUE
-
-
-@given(st.lists(st.sampled_from("abc"), max_size=6), st.lists(st.sampled_from("abc"), max_size=6),
-       st.lists(st.sampled_from("abc"), max_size=6))
-def test_plan_with_a_history_never_sends_a_drained_copy_again(texts: list[str], drained: list[str],
-                                                              held: list[str]) -> None:
-    result = plan(QueueLook(1, tuple(texts), 0), held, True, True, drained=drained)
-    for t in set(texts):
-        again = sum(1 for f in result if f.text == t and f.fate is Fate.REQUEUE)
-        assert again <= max(0, texts.count(t) - drained.count(t))
+    assert [f.fate for f in plan(look, ("reminder",), True, turn, drained=True)] == [Fate.DELIVERED] * 3
+    assert [f.fate for f in plan(look, ("reminder",), True, turn, drained=False)] == [
+        Fate.REQUEUE, Fate.HELD, Fate.REQUEUE]
+    unknown = plan(look, (), True, turn, drained=None)
+    assert [f.fate for f in unknown] == [Fate.UNKNOWN if void or turn else Fate.REQUEUE] * 3
