@@ -189,3 +189,81 @@ def test_2x_turn_started_and_cut_while_gatewayd_was_down_gets_one_notice(tmp_pat
 async def queue_turn(sb: sandbox.Sandbox, message: str) -> None:
     async with gateway_rpc(sb) as rpc:
         await send_and_leave(rpc, "agent", main_turn(message))
+
+
+# What makes 2026.9.6 resume an interrupted main-session turn at its start: the session's row in the
+# agent's SQLite store still says `running`, in its column and in its entry (read from its dist:
+# main-session-restart-recovery-marking, session-accessor.sqlite-status). With the row changed
+# while the gateway is down, the gateway does not resume the turn, and gatewayd's notice is what
+# the model gets. Recovery is otherwise always on in that version (docs/gateway/restart-recovery.md).
+NOT_RUNNING = """
+UPDATE session_nodes SET status = 'failed', entry_json = json_remove(
+    json_set(entry_json, '$.status', 'failed', '$.abortedLastRun', json('false')),
+    '$.mainRestartRecovery', '$.restartRecoveryRuns', '$.lifecycleRunId', '$.activeWriterRunId')
+WHERE session_key = 'agent:main:main' AND status = 'running'
+"""
+
+
+def agent_db(sb: sandbox.Sandbox) -> Path:
+    return sb.state_dir / "agents" / "main" / "agent" / "openclaw-agent.sqlite"
+
+
+def main_row_status(sb: sandbox.Sandbox) -> str | None:
+    conn = sqlite3.connect(f"file:{agent_db(sb)}?mode=ro", uri=True, timeout=5)
+    try:
+        row = conn.execute("SELECT status FROM session_nodes WHERE session_key = 'agent:main:main'").fetchone()
+        return row[0] if row else None
+    finally:
+        conn.close()
+
+
+def test_9x_notice_where_the_gateway_did_not_resume_reaches_the_model_as_system_text(
+        tmp_path: Path, model: tuple[int, Path]) -> None:
+    """Issue 15, item 2, on the real 2026.9.6: a main-session turn cut by kill -9 that the gateway
+    does not resume gets gatewayd's notice as a system event with a wake: the model reads it as a
+    `System:` line inside a turn of that session, once, not as a user message."""
+    log = model[1]
+    g, sb = real_gatewayd(tmp_path, "2026.9.6", model[0], {"snapshot": {"interval_s": 2.0}})
+    mark = uuid.uuid4().hex[:8]
+    try:
+        g.start()
+        g.wait_event("gateway_ready", timeout=240)
+        g.wait_event("rpc_monitor_connected", timeout=60)
+        set_model_delay(60)
+        t0 = time.time()
+        asyncio.run(queue_turn(sb, f"MAIN-{mark} clean the inbox"))
+        wait_until(lambda: any(f"MAIN-{mark}" in e.get("text", "") for e in fake_model.read_log(log)
+                               if e.get("ts", 0) >= t0), 90, "the turn at the model")
+        g.wait_event("inflight_changed", where=lambda e: "agent:main:main" in (e.get("sessions_started") or []),
+                     timeout=30)
+        wait_until(lambda: main_row_status(sb) == "running", 30, "the gateway's row says running")
+        paused = g.run_cli("pause", "-c", str(g.config_file))  # no restart while the row is changed
+        assert paused.returncode == 0, paused.stderr
+        os.kill(g.spawned_pids()[-1], signal.SIGKILL)
+        g.wait_event("supervision_state", where=lambda e: e.get("state") == "paused", timeout=60)
+        conn = sqlite3.connect(agent_db(sb), timeout=10)
+        try:
+            assert conn.execute(NOT_RUNNING).rowcount == 1
+            conn.execute("UPDATE session_nodes SET entry_valid = 1 WHERE session_key = 'agent:main:main'")
+            conn.commit()
+        finally:
+            conn.close()
+        set_model_delay(1)
+        assert g.run_cli("resume", "-c", str(g.config_file)).returncode == 0
+        g.wait_event("gateway_ready", count=2, timeout=240)
+        ob = wait_until(lambda: rows(g, "SELECT * FROM obligations WHERE kind = 'session'"
+                                        " AND ref = 'agent:main:main' AND state != 'open'"), 180,
+                        "the session's obligation resolved")
+        assert ob[0]["resolution"] == "restart notice sent as a system event with a wake", ob
+
+        def notices() -> list[str]:
+            return [e["text"] for e in fake_model.read_log(log)
+                    if e.get("ts", 0) >= t0 and "Gateway restarted (crash" in e.get("text", "")]
+        wait_until(notices, 60, "the notice at the model")
+        time.sleep(10)  # the witness: a window in which a fallback agent turn or a second notice would show
+        [text] = notices()
+        assert re.search(r"System: \[[^\]]*\] \[System\] Gateway restarted \(crash", text), text[-600:]
+        assert not re.search(r"\[\w{3} \d{4}-\d\d-\d\d \d\d:\d\d UTC\] \[System\] Gateway restarted", text)
+    finally:
+        set_model_delay(0.5)
+        g.cleanup()
