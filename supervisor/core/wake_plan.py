@@ -17,7 +17,8 @@ from dataclasses import dataclass
 MODES = ("active", "conversations", "off")
 CRON_SESSION_KINDS = ("cron", "cron-run")
 # The resolutions of a session obligation whose turn ran because of the restart (planner texts).
-TURN_TAKEN = ("resumed by the gateway itself", "restart notice sent as")
+RESUMED = "resumed by the gateway itself"
+TURN_TAKEN = (RESUMED, "restart notice sent as")
 DRAINING = ("restart notice sent as a chat.send turn", "restart notice sent as a system event with a wake")
 MAX_ITEMS = 8  # listed in a wake's text; more are counted
 
@@ -65,12 +66,13 @@ def decide(agent: str, items: Sequence[Interrupted], requeued: int, mode: str, r
     convs = conversations(items)
     crons = [i for i in items if i.kind == "cron"]
     taken = [c for c in convs if c.state == "done" and (c.resolution or "").startswith(TURN_TAKEN)]
-    # Events queued again wait in its main session: only a turn there that drains the queue, sent
-    # after them, hands them over: gatewayd's own notice as a wake or chat.send, which waits for
-    # the re-queue. Not the gateway's own resume (it runs at its start, before the re-queue) and
-    # not an `agent` turn (it drains nothing, measured).
-    if taken and (not requeued or any(c.name == f"agent:{agent}:main" and (c.resolution or "").startswith(DRAINING)
-                                      for c in taken)):
+    # The gateway's own resume is the agent's wake: never a second turn on top of it (issue 15; the
+    # chaos judge counts one as a double). gatewayd's own notice covers it only where it hands the
+    # re-queued events over: in its main session, as a wake or chat.send (an `agent` turn drains
+    # nothing, measured). Events re-queued behind a resume wait for the agent's next turn.
+    if any((c.resolution or "").startswith(RESUMED) for c in taken) or (taken and (
+            not requeued or any(c.name == f"agent:{agent}:main" and (c.resolution or "").startswith(DRAINING)
+                                for c in taken))):
         return WakeDecision(WakeVerb.COVERED, "a turn the restart caused woke it")
     unsettled = [c for c in convs if c.state == "open"] + [c for c in crons if c.state == "open"
                                                               and c.planned_at_ms is None]

@@ -44,8 +44,8 @@ def cron(state: str = "open", planned: int | None = 90_000, resolution: str | No
     ([conv(state="done", resolution="restart notice sent as a chat.send turn")], 3, "active", NOW, WakeVerb.COVERED),
     ([conv(state="done", resolution="restart notice sent as a system event with a wake")], 3, "active", NOW,
      WakeVerb.COVERED),
-    # the gateway's own resume ran before the re-queue, an agent turn drains nothing: a wake hands them over
-    ([conv(state="done", resolution="resumed by the gateway itself")], 3, "active", NOW, WakeVerb.WAKE),
+    # the gateway's own resume is the wake, events or not (no second turn); an agent turn drains nothing
+    ([conv(state="done", resolution="resumed by the gateway itself")], 3, "active", NOW, WakeVerb.COVERED),
     ([conv(state="done", resolution="restart notice sent as an agent turn")], 3, "active", NOW, WakeVerb.WAKE),
     ([conv(state="done", resolution="restart notice sent as an agent turn", kind="telegram",
            key="agent:kit:telegram:dm:1")], 3, "active", NOW, WakeVerb.WAKE),
