@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -21,6 +22,14 @@ from tests.integration.test_supervise import merge, stop_gatewayd
 pytestmark = pytest.mark.timeout(120)
 
 TOKEN = "hook-secret-5f0c7d2e9a41"
+
+
+def store_rows(g: Gatewayd, sql: str) -> list[tuple[Any, ...]]:
+    conn = sqlite3.connect(f"file:{g.state_dir / 'store.sqlite'}?mode=ro", uri=True, timeout=5)
+    try:
+        return conn.execute(sql).fetchall()
+    finally:
+        conn.close()
 
 
 def alerting(r: Receiver, rec: Recorder | None = None, **alerts: Any) -> dict[str, dict[str, Any]]:
@@ -188,6 +197,10 @@ def test_an_alert_left_undelivered_by_a_dead_gatewayd_is_sent_by_the_next(tmp_pa
             os.kill(g.spawned_pids()[-1], signal.SIGKILL)
             down = rec.wait_kind("down", timeout=10)["alert"]
             wait_until(lambda: r.requests >= 1, 10, "the webhook's first (refused) attempt")
+            # The recorder took it once gatewayd has recorded so (a kill before that record would
+            # send it again: alerts are delivered at least once).
+            wait_until(lambda: store_rows(g, "SELECT 1 FROM deliveries WHERE notifier = 'recorder' AND ok = 1"),
+                       10, "the recorder's delivery recorded")
             g.procs[-1].send_signal(signal.SIGKILL)
             g.procs[-1].wait(10)
             r.fail_first = 0
