@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -90,6 +91,8 @@ def test_a_scheduled_restart_fires_at_its_slot_safely_once(tmp_path: Path, model
         ended = store_rows(g, "SELECT exit_kind FROM boots WHERE ended_at IS NOT NULL")
         assert [e["exit_kind"] for e in ended] == ["planned-restart"]
         fires = store_rows(g, "SELECT data FROM events WHERE kind = 'maintenance-fire'")
-        assert len(fires) == 1 and f'"slot": {slot.timestamp()}' in fires[0]["data"]
+        assert len(fires) == 1
+        fire = json.loads(fires[0]["data"])
+        assert (fire["slot"], fire["outcome"], fire["settled"]) == (slot.timestamp(), "restart-requested", True)
     finally:
         g.cleanup()
