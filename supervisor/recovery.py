@@ -124,6 +124,7 @@ class Recovery:
         self._background: set[asyncio.Task[None]] = set()
         self.patcher = RetryPatcher(JobPatchRecords(records.store), boot)
         self.queue = SystemEventRecords(records.store)
+        self._requeue_done = False
 
     async def run(self, rpc: RpcClient) -> None:
         try:
@@ -270,9 +271,12 @@ class Recovery:
     async def _requeue_pending(self) -> bool:
         """System events of dead boots not queued again yet (`queue_keeper.Requeue` runs beside
         this), for at most REQUEUE_WAIT_S after ready: a notice is never held back for good."""
-        if now_ms() >= self.ready_at_ms + REQUEUE_WAIT_S * MS:
+        if self._requeue_done or now_ms() >= self.ready_at_ms + REQUEUE_WAIT_S * MS:
             return False
-        return await self.queue.outstanding(self.boot)
+        # Once settled it stays so for this connection: only ended boots' looks are queued again,
+        # and none ends while this gateway runs.
+        self._requeue_done = not await self.queue.outstanding(self.boot)
+        return not self._requeue_done
 
     async def _session_rows(self, rpc: RpcClient) -> dict[str, Any]:
         now = now_ms()
