@@ -212,9 +212,7 @@ class Alerter:
                     held_because=alert.held_because, incident=alert.incident,
                     notifiers=[n.name for n in self.notifiers] if alert.send else [])
         if alert.send and self.notifiers:
-            task = asyncio.create_task(self._deliver_all(alert, alert_id))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._deliver_in_background(alert, alert_id)
 
     async def _resend_unfinished(self) -> None:
         """Deliveries the last gatewayd had not finished when it stopped or died go on here, to the
@@ -223,9 +221,14 @@ class Alerter:
         for alert_id, alert, tries in left:
             log.info("alert_resumed", alert_id=alert_id, kind=str(alert.kind),
                      notifiers=[n.name for n in self.notifiers if tries.get(n.name, 0) >= 0])
-            task = asyncio.create_task(self._deliver_all(alert, alert_id, tries))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._deliver_in_background(alert, alert_id, tries)
+
+    def _deliver_in_background(self, alert: Alert, alert_id: int | None,
+                               tries: Mapping[str, int] | None = None) -> None:
+        """One task per alert: supervision never waits on a notifier (cancelled when the alerter ends)."""
+        task = asyncio.create_task(self._deliver_all(alert, alert_id, tries))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _deliver_all(self, alert: Alert, alert_id: int | None, tries: Mapping[str, int] | None = None) -> None:
         """To every notifier; `tries`: attempts already made per notifier by an earlier gatewayd

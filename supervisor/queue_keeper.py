@@ -128,6 +128,7 @@ class Requeue:
         self.records = records
         self.caps = caps
         self.boot = boot
+        self._history: tuple[Any] | None = None  # the main session's chat.history, read once per connection
 
     async def run(self, rpc: RpcClient) -> None:
         pending = await self.records.unplanned(self.boot)
@@ -156,15 +157,16 @@ class Requeue:
         after the look, where the version's history keeps what a turn drained; None: unknown."""
         if not self.caps.recovery.history_shows_drained_events or not self.caps.has_method("chat.history"):
             return None
-        key = f"agent:{await default_agent(rpc)}:main"
-        try:
-            history = await rpc.call("chat.history", {"sessionKey": key, "limit": HISTORY_LIMIT})
-        except GatewayUnavailable:
-            raise
-        except GatewayError as exc:
-            log.warning("queue_history_unreadable", session=key, error=str(exc))
-            return None
-        return drained_after(history, look.texts, look.looked_at_ms, until_ms)
+        if self._history is None:  # every look of this run is of the dead boots: one read serves them all
+            key = f"agent:{await default_agent(rpc)}:main"
+            try:
+                self._history = (await rpc.call("chat.history", {"sessionKey": key, "limit": HISTORY_LIMIT}),)
+            except GatewayUnavailable:
+                raise
+            except GatewayError as exc:  # not kept: the next look asks again
+                log.warning("queue_history_unreadable", session=key, error=str(exc))
+                return None
+        return drained_after(self._history[0], look.texts, look.looked_at_ms, until_ms)
 
     async def _fate_in_ended_boot(self, item: dict[str, Any], sent_at: int) -> LostAnswer:
         """Sent into a gateway that has ended since: that boot's own look decides. A look taken after

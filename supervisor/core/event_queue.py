@@ -25,6 +25,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from supervisor.core.inflight import lenient_ms, message_text
+
 MAX_TEXT = 20_000  # the longest text kept; the gateway's own limit is lower
 MAX_QUEUE = 400  # 20 per session (the gateway's cap) for 20 agents
 
@@ -131,13 +133,13 @@ def drained_after(history: object, texts: Sequence[str], since_ms: int, until_ms
     for msg in history["messages"]:
         if not isinstance(msg, Mapping):
             return None
-        at = msg.get("timestamp")
-        if not isinstance(at, int | float) or isinstance(at, bool) or at != at:
+        at = lenient_ms(msg.get("timestamp"))
+        if at is None:
             continue
         if at < since_ms:
             earlier = True
         elif at <= until_ms and msg.get("role") == "user":
-            requests.append(_content_text(msg.get("content")))
+            requests.append(message_text(msg.get("content"), sep="\n"))
     if not earlier or not requests:
         return None
     return any(p.search(r) for p in patterns for r in requests)
@@ -149,14 +151,6 @@ def _system_line(text: str) -> re.Pattern[str]:
     if len(text) > HISTORY_TEXT_CHARS:
         return re.compile(r"(?:^|\n)System: \[[^\]\n]*\] " + re.escape(text[:HISTORY_TEXT_CHARS]))
     return re.compile(r"(?:^|\n)System: \[[^\]\n]*\] " + re.escape(text) + r"(?=\n|$)")
-
-
-def _content_text(content: object) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "\n".join(str(p["text"]) for p in content if isinstance(p, Mapping) and isinstance(p.get("text"), str))
-    return ""
 
 
 def plan(look: QueueLook, held: Sequence[str], watched_end: bool, turn_after_look: bool,
@@ -174,12 +168,11 @@ def plan(look: QueueLook, held: Sequence[str], watched_end: bool, turn_after_loo
     if drained:
         why = "a turn after the last look drained the queue (chat.history)"
         return [EventFate(i, t, Fate.DELIVERED, why) for i, t in enumerate(look.texts)]
-    if drained is False:
-        look, turn_after_look = QueueLook(look.boot, look.texts, look.looked_at_ms), False  # no turn drained it
-    if look.void:
+    # drained False: the history shows no turn after the look drained it, so the look still holds.
+    if drained is None and look.void:
         why = "a main-session turn started after the last look and may have received it"
         return [EventFate(i, t, Fate.UNKNOWN, why) for i, t in enumerate(look.texts)]
-    if turn_after_look:
+    if drained is None and turn_after_look:
         why = ("a main-session turn started after the last look, before the gateway's end: it may have"
                " received it" + ("" if watched_end else " (the end was not watched)"))
         return [EventFate(i, t, Fate.UNKNOWN, why) for i, t in enumerate(look.texts)]

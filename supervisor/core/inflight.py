@@ -214,7 +214,7 @@ def interrupted_request(history: Any, turn_started_ms: int, gateway_ended_ms: in
         return None
     if last is None or last.get("role") != "user":
         return None
-    text = _without_drained_events(_message_text(last.get("content")))
+    text = _without_drained_events(message_text(last.get("content")))
     text = _ENVELOPE.sub("", " ".join(text.split()))  # the gateway's "[Sun 2026-12-06 08:43 UTC] " prefix
     if notice_marker and notice_marker in text:
         # gatewayd's own notice was the cut turn: the request it quoted, never the notice itself
@@ -256,16 +256,17 @@ def unseen_lost_turn(history: Any, since_ms: int, before_ms: int, notice_marker:
         at = lenient_ms(raw.get("timestamp"))
         if at is not None and since_ms <= at < before_ms and at >= last_at:
             last, last_at = raw, at
-    if last is None or last.get("role") != "user" or notice_marker in _message_text(last.get("content")):
+    if last is None or last.get("role") != "user" or notice_marker in message_text(last.get("content")):
         return None
     return last_at
 
 
-def _message_text(content: Any) -> str:
+def message_text(content: Any, sep: str = " ") -> str:
+    """A `chat.history` message's text: the string, or its text parts joined by `sep`."""
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return " ".join(str(p["text"]) for p in content
+        return sep.join(str(p["text"]) for p in content
                         if isinstance(p, Mapping) and isinstance(p.get("text"), str))
     return ""
 

@@ -70,9 +70,9 @@ def decide(agent: str, items: Sequence[Interrupted], requeued: int, mode: str, r
     # chaos judge counts one as a double). gatewayd's own notice covers it only where it hands the
     # re-queued events over: in its main session, as a wake or chat.send (an `agent` turn drains
     # nothing, measured). Events re-queued behind a resume wait for the agent's next turn.
-    if any((c.resolution or "").startswith(RESUMED) for c in taken) or (taken and (
-            not requeued or any(c.name == f"agent:{agent}:main" and (c.resolution or "").startswith(DRAINING)
-                                for c in taken))):
+    resumed = any((c.resolution or "").startswith(RESUMED) for c in taken)
+    drained = any(c.name == f"agent:{agent}:main" and (c.resolution or "").startswith(DRAINING) for c in taken)
+    if taken and (resumed or drained or not requeued):
         return WakeDecision(WakeVerb.COVERED, "a turn the restart caused woke it")
     unsettled = [c for c in convs if c.state == "open"] + [c for c in crons if c.state == "open"
                                                               and c.planned_at_ms is None]
