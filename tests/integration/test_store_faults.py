@@ -113,10 +113,12 @@ def test_full_disk_keeps_supervising_and_writes_resume_when_space_returns(tmp_pa
             wait_until(lambda: len(__import__("psutil").Process(g.procs[-1].pid).children()) >= 1
                        and g.procs[-1].poll() is None, 30, "gatewayd alive with a child")
             # The status that shows the failure is the one judged (a second read may come after a
-            # write that found a few freed bytes, a loaded CI showed).
-            live = wait_until(lambda: (lambda live: live if live.get("store_error") else None)(
+            # write that found a few freed bytes, a loaded CI showed), and it must name the new
+            # gateway: a read while the restart is still starting has none (CI saw that too).
+            live = wait_until(lambda: (lambda live: live if live.get("store_error")
+                                       and (live.get("gateway") or {}).get("pid") else None)(
                 json.loads(g.run_cli("status", "--json", "-c", str(g.config_file)).stdout).get("live") or {}),
-                30, "the failure visible in status")
+                30, "the failure visible in status, with the restarted gateway's pid")
             assert "full" in live["store_error"] and live["state"] in ("running", "starting")
             before = boots(g)
             filler.unlink()
