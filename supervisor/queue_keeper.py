@@ -5,7 +5,10 @@ Two helpers per RPC connection, both run by the monitor under `keepalive.Helpers
   gateway says something may have changed it (a `presence` broadcast follows every RPC
   `system-event`, a `heartbeat` event ends a heartbeat turn, an `agent` lifecycle start in a main
   session drains that session's queue). A main-session turn start voids the last look first, so a
-  gateway killed before the next look never gets back texts its model has received.
+  gateway killed before the next look never gets back texts its model has received. A main-session
+  turn's end moves its row's `updatedAt` past every look taken during the turn, which the re-queue
+  cannot tell from a turn that started after them; so the look is taken again (re-dated, even
+  unchanged) once the row has settled after the end.
 - `Requeue`, once per connection: for every ended boot whose queue was looked at, plans each text's
   fate against what the new gateway holds, then queues again the lost ones in their order with
   `system-event {text}`; the agent's wake (`waker.py`) then hands them to the model now rather
@@ -46,6 +49,10 @@ log = logs.get("gatewayd.queue")
 
 LOOK_EVENTS = frozenset({"presence", "heartbeat"})
 OWN_TEXT = "[gatewayd]"  # how gatewayd's own wake texts begin (core/wake_plan.py)
+# After a main-session turn's lifecycle end, the look waits this long: 2026.2.26 writes the row's
+# end 2-7 ms after the event (2026.9.6 before it, measured). A look dated before that write leaves the
+# texts set aside at a crash (never queued twice), so a slow write costs only that.
+END_SETTLE_S = 0.5
 TURN_SLACK_MS = 1000  # clocks: the row's time and ours are both the machine's, read apart
 HISTORY_LIMIT = 200  # the main session's last messages: the dead gateway's turns since its last look
 
@@ -63,6 +70,8 @@ class QueueWatch:
         self.interval_s = interval_s
         self.poke = asyncio.Event()
         self.drained = asyncio.Event()  # a main-session turn started since the last look
+        self.redate_at: float | None = None  # (monotonic) when a main-session turn's end has settled
+        self.redate = False  # store the next look even if unchanged: a turn ended since the last
         self.last: tuple[str, ...] | None = None
         self.looks = 0
 
@@ -73,21 +82,28 @@ class QueueWatch:
             payload = ev.payload if isinstance(ev.payload, dict) else {}
             data = payload.get("data")
             data = data if isinstance(data, dict) else {}
-            if payload.get("stream") == "lifecycle" and data.get("phase") == "start" \
-                    and is_main_session(payload.get("sessionKey")):
+            if payload.get("stream") != "lifecycle" or not is_main_session(payload.get("sessionKey")):
+                return
+            if data.get("phase") == "start":
                 self.drained.set()
                 self.poke.set()
+            elif data.get("phase") == "end":
+                self.redate_at = time.monotonic() + END_SETTLE_S
 
     async def run(self, rpc: RpcClient) -> None:
         try:
             while not rpc.closed.is_set():
                 self.poke.clear()
+                if self.redate_at is not None and time.monotonic() >= self.redate_at:
+                    self.redate_at, self.redate = None, True
                 await self._void_if_drained()
                 with contextlib.suppress(GatewayUnavailable):
                     await self.look(rpc)
                 waits = [asyncio.ensure_future(self.poke.wait()), asyncio.ensure_future(rpc.closed.wait())]
+                timeout = self.interval_s if self.redate_at is None else \
+                    max(0.0, min(self.interval_s, self.redate_at - time.monotonic()))
                 try:
-                    await asyncio.wait(waits, timeout=self.interval_s, return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     for w in waits:
                         w.cancel()
@@ -116,7 +132,8 @@ class QueueWatch:
             return  # a turn started while the answer was on its way: look again before trusting it
         # gatewayd's own wake and notice texts are no user's events: never queued again as such.
         texts = tuple(t for t in texts if not any(t.startswith(m) for m in self.own_markers))
-        if texts != self.last:
+        redate, self.redate = self.redate and bool(texts), False
+        if texts != self.last or redate:
             await self.records.look(self.boot, texts, at_ms)
             self.last = texts
             self.looks += 1

@@ -17,6 +17,7 @@ import psutil
 import pytest
 
 from gatewayd_dev.harness import Gatewayd, wait_until
+from gatewayd_dev.turns import main_turn_to_its_end
 from tests.e2e.conftest import VERSIONS, fake_model, real_gatewayd, sandbox, set_model_delay
 from tests.e2e.work import add_job, gateway_rpc, hourly_soon, main_turn, send_and_leave
 
@@ -82,6 +83,47 @@ def test_system_events_queued_before_a_kill9_reach_the_model_once_in_order(tmp_p
         method = "chat.send" if version.startswith("2026.2") else "wake"
         assert [(w["agent_id"], w["state"], w["method"]) for w in wakes] == [("main", "done", method)], wakes
         wait_until(lambda: delivered(log, mark, t0), 90, "the events at the model")
+        time.sleep(10)  # the witness: a window in which a second delivery would have shown up
+        assert delivered(log, mark, t0) == [texts]
+    finally:
+        g.cleanup()
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_events_behind_a_main_turn_that_ended_before_the_kill_are_queued_again(tmp_path: Path,
+                                                                                model: tuple[int, Path],
+                                                                                version: str) -> None:
+    """A main-session `agent` turn that ran while the events sat queued (it does not drain them) moved
+    its row's `updatedAt` past the looks taken during it; the look taken again after its end keeps the
+    events from being set aside at the crash."""
+    log = model[1]
+    g, sb = real_gatewayd(tmp_path, version, model[0], {"snapshot": {"interval_s": 2.0}})
+    mark = uuid.uuid4().hex[:8]
+    texts = [f"SE1-{mark}", f"SE2-{mark}"]
+    try:
+        g.start()
+        g.wait_event("gateway_ready", timeout=240)
+        g.wait_event("rpc_monitor_connected", timeout=60)
+        t0 = time.time()
+        asyncio.run(queue_events(sb, texts))
+        wait_until(lambda: [r["text"] for r in rows(g, "SELECT text FROM queued_events WHERE boot_id = 1"
+                                                       " ORDER BY pos")] == texts, 30, "the queue looked at")
+
+        async def turn() -> int:
+            async with gateway_rpc(sb) as rpc:
+                return await main_turn_to_its_end(rpc, f"TURN-{mark} reply PONG")
+        moved_to = asyncio.run(turn())
+        wait_until(lambda: (r := rows(g, "SELECT looked_at_ms, void FROM queue_looks WHERE boot_id = 1"))
+                   and r[0]["looked_at_ms"] > moved_to and not r[0]["void"], 30, "a look dated after the turn's end")
+        assert delivered(log, mark, t0) == []  # an agent turn left them queued
+        os.kill(g.spawned_pids()[-1], signal.SIGKILL)
+        g.wait_event("gateway_ready", count=2, timeout=240)
+        settled = wait_until(lambda: (r := rows(g, "SELECT text, state FROM requeues WHERE boot_id = 1"
+                                                   " ORDER BY pos"))
+                             and all(x["state"] not in ("planned", "dispatched") for x in r) and r, 180,
+                             "every re-queue settled")
+        assert [(r["text"], r["state"]) for r in settled] == [(t, "answered") for t in texts], settled
+        wait_until(lambda: delivered(log, mark, t0), 120, "the events at the model")
         time.sleep(10)  # the witness: a window in which a second delivery would have shown up
         assert delivered(log, mark, t0) == [texts]
     finally:

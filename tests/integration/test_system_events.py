@@ -20,6 +20,7 @@ import pytest
 
 from gatewayd_dev import fake_model, sandbox
 from gatewayd_dev.harness import FAKE_GATEWAY, Gatewayd, gatewayd, wait_until
+from gatewayd_dev.turns import main_turn_to_its_end
 from supervisor.crashpoints import CRASH_EXIT, REQUEUE_STEPS, WAKE_STEPS
 from supervisor.gateway.launch import GatewayAuth, Secret
 from supervisor.gateway.rpc import RpcClient
@@ -51,6 +52,16 @@ async def queue_events(port: int, version: str, texts: list[str]) -> None:
     try:
         for text in texts:
             await rpc.call("system-event", {"text": text})
+    finally:
+        await rpc.close()
+
+
+async def main_turn(port: int, version: str, text: str) -> int:
+    rpc = RpcClient(f"ws://127.0.0.1:{port}/", GatewayAuth("token", Secret(TOKEN), "", False),
+                    3 if version.startswith("2026.2") else 4)
+    await rpc.connect()
+    try:
+        return await main_turn_to_its_end(rpc, text)
     finally:
         await rpc.close()
 
@@ -99,5 +110,32 @@ def test_events_queued_before_a_kill9_reach_the_model_once_in_order(tmp_path: Pa
         method = "chat.send" if version.startswith("2026.2") else "wake"
         assert [(w["agent_id"], w["state"], w["method"]) for w in wakes] == [("main", "done", method)], wakes
         wait_until(lambda: delivered(log, mark), 20, "the events at the model")
+        time.sleep(3)  # the witness: a window in which a second delivery would have shown up
+        assert delivered(log, mark) == [texts]
+
+
+@pytest.mark.parametrize("version", ["2026.9.6", "2026.2.26"])
+def test_events_behind_a_main_turn_that_ended_before_the_kill_are_queued_again(tmp_path: Path,
+                                                                                version: str) -> None:
+    """A main-session turn that began while the events sat queued and ended before the crash moved
+    its row's `updatedAt` past every look taken during it. The re-queue cannot tell that end from a
+    turn that started (and drained) after them: gatewayd looks again once the end settled, so the
+    events go back rather than being set aside (the chaos runs lost most of their events this way)."""
+    with model(tmp_path) as (model_port, log, _), gatewayd(tmp_path, None) as g:
+        g.write_config_sections(settings(tmp_path, version, model_port, g.port))
+        mark = uuid.uuid4().hex[:8]
+        texts = [f"SE1-{mark}", f"SE2-{mark}"]
+        g.start()
+        g.wait_event("rpc_monitor_connected")
+        asyncio.run(queue_events(g.port, version, texts))
+        wait_until(lambda: [r["text"] for r in table(g, "queued_events")] == texts, 20, "the queue looked at")
+        moved_to = asyncio.run(main_turn(g.port, version, f"TURN-{mark} reply PONG"))
+        wait_until(lambda: (lambda looks: looks and looks[0]["looked_at_ms"] > moved_to and not looks[0]["void"])(
+            table(g, "queue_looks")), 20, "a look dated after the turn's end")
+        os.kill(g.spawned_pids()[-1], signal.SIGKILL)
+        rows = wait_until(lambda: settled(g), 60, "every re-queue settled")
+        assert [(r["text"], r["state"]) for r in sorted(rows, key=lambda r: r["pos"])] == \
+            [(t, "answered") for t in texts], rows
+        wait_until(lambda: delivered(log, mark), 30, "the events at the model")
         time.sleep(3)  # the witness: a window in which a second delivery would have shown up
         assert delivered(log, mark) == [texts]
