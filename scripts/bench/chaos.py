@@ -5,10 +5,12 @@ done twice, with the fake model's request log as the witness (gatewayd_dev/chaos
 Workload (two agents: `main` with heartbeats on at a long interval, `ops` with them off), per cycle
 and agent: an hourly isolated agentTurn job fired by the gateway's own timer, an hourly one fired
 by `cron.run`, a one-shot (every cycle, or every 4th on 2026.9.x real, whose own catch-up of an
-interrupted one-shot takes ~120 s), and a main-session turn; two system events queued (`system-event`,
-to the system agent's main session) before the work starts; plus one every-minute job per agent for
-the whole run (every 10 s on the fake, its clock compressed like every other delay there). At the end
-a `chat.send` to the main session hands over whatever is still queued.
+interrupted one-shot takes ~120 s), and a main-session turn (an `agent` turn; every other cycle
+the main agent's is a user's `chat.send`, which takes the queued events into its request); two system
+events queued (`system-event`, to the default agent's main session) before the work starts; plus one
+every-minute job per agent for the whole run (every 10 s on the fake, its clock compressed like every
+other delay there). After each cycle's recovery, and at the end, a `chat.send` to the main session
+hands over whatever is still queued (a user writing after the restart).
 The model answers slowly while the work is in flight, so kills land mid-run.
 
 Each cycle: wait until the work reaches the model, kill at a random moment within the model's
@@ -74,6 +76,7 @@ from supervisor.gateway.rpc import RpcClient
 REPO = Path(__file__).resolve().parents[2]
 
 AGENTS = ("main", "ops")
+SYSTEM_AGENT = "main"  # the default agent: unaddressed system events land in its main session
 VERSIONS = ("2026.9.6", "2026.2.26")
 FAKE_TOKEN = "tok-" + "c" * 32
 SHORT_KILLS = 4
@@ -302,12 +305,16 @@ class Chaos:
         wait_for(lambda: bool(self.watched([mark])), self.pace.settle_timeout_s, 0.1)
         self.wait_answered(self.pace.settle_timeout_s)
 
-    def turn(self, agent: str, mark_prefix: str) -> tuple[str, tuple[str, dict[str, Any]]]:
+    def turn(self, agent: str, mark_prefix: str, chat: bool = False) -> tuple[str, tuple[str, dict[str, Any]]]:
+        """A main-session turn: an `agent` turn, or (`chat`) a user's `chat.send`, which hands the
+        session's queued system events to the model in its request (an `agent` turn leaves them)."""
         mark = f"{mark_prefix}{agent}{uuid.uuid4().hex[:6]}"
         self.turns.append(TurnItem(agent, mark, f"AGENT-{agent}"))
         self.watched_marks.append(mark)
-        return mark, ("agent", {"message": f"AGENT-{agent} {mark} reply PONG", "idempotencyKey": str(uuid.uuid4()),
-                                "agentId": agent, "sessionKey": f"agent:{agent}:main"})
+        message, key, idem = f"AGENT-{agent} {mark} reply PONG", f"agent:{agent}:main", str(uuid.uuid4())
+        if chat:
+            return mark, ("chat.send", {"sessionKey": key, "message": message, "idempotencyKey": idem})
+        return mark, ("agent", {"message": message, "idempotencyKey": idem, "agentId": agent, "sessionKey": key})
 
     async def cron_runs(self, job_id: str) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -411,7 +418,10 @@ class Chaos:
                 self.cron_items.append(CronItem(job, mark, ONE_SHOT))
                 jobs_now.append(job)
                 marks.append(mark)
-            mark, call = self.turn(agent, f"{tag}S")
+            # Every other cycle the main agent's turn is a user's chat.send: the events queued
+            # below go into its request, which the kill then cuts (the other cycles they sit
+            # queued at the kill, for gatewayd to queue again).
+            mark, call = self.turn(agent, f"{tag}S", chat=agent == SYSTEM_AGENT and n % 2 == 0)
             calls.append(call)
             marks.append(mark)
         self.watched_marks += marks
@@ -439,6 +449,9 @@ class Chaos:
         settled = self.settle()
         if not settled:
             self.tally.unsettled += 1
+        # A user writes after the restart: what is still queued (or queued again) reaches the model
+        # now. Without it the gateway's cap of 20 queued events would drop the oldest by itself.
+        self.flush_events()
         with open(self.root / "kills.jsonl", "a") as f:
             f.write(json.dumps({"cycle": n, "kinds": kinds, "settled": settled}) + "\n")
         # Jobs stay a few cycles, so a late re-run (9.x's own catch-up, ~2 min) still shows.
