@@ -40,6 +40,17 @@ class Fault:
                 "retry_in_s": self.retry_in_s}
 
 
+async def until_set(event: asyncio.Event, timeout_s: float) -> None:
+    """A helper's wait: until the event is set or the time is up. asyncio.wait, not wait_for: Python
+    3.11's wait_for loses a cancellation that lands as the event is set (the connection closing as
+    the gateway dies, the moment the boot's end cancels its helpers)."""
+    waiter = asyncio.ensure_future(event.wait())
+    try:
+        await asyncio.wait({waiter}, timeout=max(0.0, timeout_s))
+    finally:
+        waiter.cancel()
+
+
 def one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return f"{type(exc).__name__}: {text}"[:300] if text else type(exc).__name__

@@ -123,11 +123,13 @@ class RpcMonitor:
             if self.unpaused is not None:
                 await self.unpaused()
 
+        own_settled = asyncio.Event()  # the gateway's own startup recovery is over (Recovery says)
+
         async def recover() -> None:  # a fresh planner each start: the journal is what it resumes from
             await unpaused()
             await _until_closed(Recovery(self.journal, self.cfg.recovery, caps, watch.boot, watch.ready_at_ms,
                                          self.inflight, self.rand, hold, snapshotter.looked,
-                                         deliver=self.cfg.notice_to_channel).run(rpc))
+                                         deliver=self.cfg.notice_to_channel, own_settled=own_settled).run(rpc))
             if not rpc.closed.is_set():  # it returned with its connection open: nothing is left to do
                 self.bus.publish(RecoveryFinished(watch.boot))
 
@@ -137,7 +139,7 @@ class RpcMonitor:
             tasks.create_task(self.helpers.keep("queue-watch", lambda: _until_closed(queue.run(rpc))),
                               name="queue-watch")
             tasks.create_task(self.helpers.keep("requeue", lambda: _until_closed(_after(unpaused(), lambda: Requeue(
-                self.queue_records, watch.boot, caps).run(rpc)))), name="requeue")
+                self.queue_records, watch.boot, caps, own_settled, watch.ready_at_ms).run(rpc)))), name="requeue")
             tasks.create_task(self.helpers.keep("wakes", lambda: _until_closed(_after(unpaused(), lambda: Waker(
                 self.wake_journal, self.inflight, self.cfg.recovery, self.cfg.wake_agents, watch.boot,
                 watch.ready_at_ms, caps, deliver=self.cfg.notice_to_channel).run(rpc)))), name="wakes")

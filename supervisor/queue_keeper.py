@@ -27,6 +27,7 @@ import time
 from typing import Any
 
 from supervisor import logs
+from supervisor.core.confirm import settle_deadline_ms
 from supervisor.core.event_queue import (
     Fate,
     LostAnswer,
@@ -43,6 +44,7 @@ from supervisor.crashpoints import crashpoint
 from supervisor.errors import GatewayError, GatewayUnavailable
 from supervisor.gateway.capabilities import Capabilities
 from supervisor.gateway.rpc import Event, RpcClient, default_agent, list_sessions
+from supervisor.keepalive import until_set
 from supervisor.store.system_events import SystemEventRecords
 
 log = logs.get("gatewayd.queue")
@@ -141,10 +143,13 @@ class QueueWatch:
 
 
 class Requeue:
-    def __init__(self, records: SystemEventRecords, boot: int, caps: Capabilities) -> None:
+    def __init__(self, records: SystemEventRecords, boot: int, caps: Capabilities,
+                 own_settled: asyncio.Event | None = None, ready_at_ms: int = 0) -> None:
         self.records = records
         self.caps = caps
         self.boot = boot
+        self.own_settled = own_settled
+        self.ready_at_ms = ready_at_ms
         self._history: tuple[Any] | None = None  # the main session's chat.history, read once per connection
 
     async def run(self, rpc: RpcClient) -> None:
@@ -166,7 +171,15 @@ class Requeue:
             log.info("requeue_planned", boot=look.boot, requeue=lost, texts=len(fates),
                      unknown=sum(1 for f in fates if f.fate is Fate.UNKNOWN),
                      delivered=sum(1 for f in fates if f.fate is Fate.DELIVERED))
-        for item in await self.records.open_items():
+        items = await self.records.open_items()
+        if items and self.own_settled is not None and self.caps.recovery.resumes_main_sessions:
+            # A version that resumes cut main-session turns does so a few seconds after ready. Texts
+            # queued before that resume starts would sit in a queue whose next look comes after a
+            # main-session turn began: a gateway killed then leaves them set aside (fake chaos, seed
+            # 3131). Planned is durable: a gateway that dies meanwhile gets them from the next one.
+            await until_set(self.own_settled,
+                            (settle_deadline_ms(self.caps.recovery, self.ready_at_ms) - _now_ms()) / 1000)
+        for item in items:
             await self._settle_or_send(rpc, item)
 
     async def _drained(self, rpc: RpcClient, look: QueueLook, until_ms: int) -> bool | None:

@@ -65,6 +65,7 @@ from supervisor.crashpoints import crashpoint
 from supervisor.errors import GatewayError, GatewayRpcError, GatewayUnavailable, StoreError
 from supervisor.gateway.capabilities import Capabilities
 from supervisor.gateway.rpc import RpcClient, list_sessions, paged, user_turn
+from supervisor.keepalive import until_set
 from supervisor.retry_patch import RetryPatcher
 from supervisor.store.job_patches import JobPatchRecords
 from supervisor.store.journal import Journal
@@ -89,21 +90,11 @@ def now_ms() -> int:
     return int(time.time() * MS)
 
 
-async def _wait_for_event(event: asyncio.Event, timeout_s: float) -> None:
-    """Until the event is set or the time is up. asyncio.wait, not wait_for: Python 3.11's wait_for
-    loses a cancellation that lands as the event is set (the connection closing as the gateway dies,
-    the moment the boot's end cancels its helpers)."""
-    waiter = asyncio.ensure_future(event.wait())
-    try:
-        await asyncio.wait({waiter}, timeout=timeout_s)
-    finally:
-        waiter.cancel()
-
-
 class Recovery:
     def __init__(self, journal: Journal, policy: RecoveryPolicy, caps: Capabilities, boot: int, ready_at_ms: int,
                  records: InflightRecords, rand: Callable[[], float],
-                 hold_until_ms: int = 0, first_look: asyncio.Event | None = None, deliver: bool = False) -> None:
+                 hold_until_ms: int = 0, first_look: asyncio.Event | None = None, deliver: bool = False,
+                 own_settled: asyncio.Event | None = None) -> None:
         self.journal = journal
         self.deliver = deliver  # the notice turn's reply on the session's own channel (recovery.notice_to_channel)
         self.policy = policy
@@ -115,6 +106,9 @@ class Recovery:
         self.rand = rand
         self.hold_until_ms = hold_until_ms
         self.first_look = first_look  # the snapshotter's first poll, which records runs cut unseen
+        # Set once the gateway's own startup recovery is over (seen done, or its deadline): the
+        # re-queue of system events waits for it (queue_keeper.Requeue).
+        self.own_settled = own_settled if own_settled is not None else asyncio.Event()
         self.settled_at_ms = settle_deadline_ms(self.rules, ready_at_ms)
         self.next_send_ms = 0
         self.grace_ms = int(policy.unanswered_grace_s * MS)
@@ -135,11 +129,12 @@ class Recovery:
 
     async def _run(self, rpc: RpcClient) -> None:
         if self.first_look is not None:
-            await _wait_for_event(self.first_look, FIRST_LOOK_S)
+            await until_set(self.first_look, FIRST_LOOK_S)
         await self.patcher.restore_left(rpc)  # no job stays changed by a retry an earlier gatewayd cut
         if not self.rules.resumes_main_sessions and self.caps.has_method("chat.history"):
             await self._find_unseen_turns(rpc)
         if not await self.journal.open_obligations():
+            self.own_settled.set()  # nothing of the dead gateway's for this one to resume
             return
         if self.caps.process_instance_id and self.caps.has_method("system.info"):
             with contextlib.suppress(GatewayError):
@@ -147,6 +142,7 @@ class Recovery:
                 iid = info.get("processInstanceId") if isinstance(info, dict) else None
                 self.instance_id = iid if isinstance(iid, str) else None
         await self._settle(rpc)
+        self.own_settled.set()
         log.info("recovery_settled", boot=self.boot,
                  after_ready_ms=now_ms() - self.ready_at_ms)
         while not rpc.closed.is_set():
@@ -175,7 +171,7 @@ class Recovery:
             # Until the next action is due, or the connection closes: a helper that lost its
             # cancellation otherwise held the boot's end until this rescan, up to a minute (found:
             # an adopted gateway's kill -9 seen 60.9 s late by the fake chaos run, seed 5151).
-            await _wait_for_event(rpc.closed, max(0.05, (next_at - now_ms()) / MS))
+            await until_set(rpc.closed, max(0.05, (next_at - now_ms()) / MS))
 
     async def _settle(self, rpc: RpcClient) -> None:
         """Wait for the gateway's own startup recovery: where the version's is visible (9.x), until

@@ -13,6 +13,7 @@ import signal
 import sys
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -136,6 +137,65 @@ def test_events_behind_a_main_turn_that_ended_before_the_kill_are_queued_again(t
         rows = wait_until(lambda: settled(g), 60, "every re-queue settled")
         assert [(r["text"], r["state"]) for r in sorted(rows, key=lambda r: r["pos"])] == \
             [(t, "answered") for t in texts], rows
+        wait_until(lambda: delivered(log, mark), 30, "the events at the model")
+        time.sleep(3)  # the witness: a window in which a second delivery would have shown up
+        assert delivered(log, mark) == [texts]
+
+
+async def send(port: int, version: str, method: str, params: dict[str, Any]) -> None:
+    rpc = RpcClient(f"ws://127.0.0.1:{port}/", GatewayAuth("token", Secret(TOKEN), "", False),
+                    3 if version.startswith("2026.2") else 4)
+    await rpc.connect()
+    try:
+        await rpc.call(method, params)
+    finally:
+        await rpc.close()
+
+
+async def chat_send(port: int, version: str, text: str) -> None:
+    await send(port, version, "chat.send", {"sessionKey": "agent:main:main", "message": text,
+                                            "idempotencyKey": uuid.uuid4().hex})
+
+
+async def agent_turn(port: int, version: str, text: str) -> None:
+    """An `agent` turn in the main session, left running (it does not drain the queue)."""
+    await send(port, version, "agent", {"message": text, "idempotencyKey": uuid.uuid4().hex, "agentId": "main",
+                                        "sessionKey": "agent:main:main"})
+
+
+def test_9x_requeue_waits_for_the_gateways_own_resume(tmp_path: Path) -> None:
+    """2026.9.x resumes a cut main-session turn a few seconds after ready. Texts queued again before
+    that resume starts would be set aside by a crash right after it (a main-session turn after the
+    last look: the fake chaos lost events so, seed 3131). The re-queue is sent once the gateway's
+    own startup recovery is over; the events still reach the model once, at the next drain."""
+    version = "2026.9.6"
+    with model(tmp_path) as (model_port, log, delay), gatewayd(tmp_path, None) as g:
+        g.write_config_sections(settings(tmp_path, version, model_port, g.port))
+        mark = uuid.uuid4().hex[:8]
+        texts = [f"SE1-{mark}", f"SE2-{mark}"]
+        g.start()
+        g.wait_event("rpc_monitor_connected")
+        asyncio.run(queue_events(g.port, version, texts))
+        wait_until(lambda: [r["text"] for r in table(g, "queued_events")] == texts, 20, "the queue looked at")
+        delay.write_text("30\n")
+        t0 = time.time()
+        asyncio.run(agent_turn(g.port, version, f"TURN-{mark} reply PONG"))
+        wait_until(lambda: any(f"TURN-{mark}" in e.get("text", "") and e.get("ts", 0) >= t0
+                               for e in fake_model.read_log(log)), 20, "the main turn at the model")
+        wait_until(lambda: (lambda looks: looks and not looks[0]["void"] and
+                            [r["text"] for r in table(g, "queued_events")] == texts)(table(g, "queue_looks")),
+                   20, "the look taken again after the turn's start")
+        delay.write_text("0.2\n")
+        os.kill(g.spawned_pids()[-1], signal.SIGKILL)
+        settled_at = g.wait_event("recovery_settled", where=lambda e: e.get("boot") == 2, timeout=60)
+        rows = wait_until(lambda: settled(g), 60, "every re-queue settled")
+        assert [(r["text"], r["state"]) for r in sorted(rows, key=lambda r: r["pos"])] == \
+            [(t, "answered") for t in texts], rows
+        settled_ms = datetime.fromisoformat(str(settled_at["timestamp"])).timestamp() * 1000
+        assert all(r["dispatched_at_ms"] >= settled_ms - 5 for r in rows), (settled_ms, rows)
+        # The resume is the agent's wake: the events wait in the queue for the next turn that
+        # takes them, here a user's message.
+        asyncio.run(chat_send(g.port, version, f"USER-{mark} reply PONG"))
         wait_until(lambda: delivered(log, mark), 30, "the events at the model")
         time.sleep(3)  # the witness: a window in which a second delivery would have shown up
         assert delivered(log, mark) == [texts]
