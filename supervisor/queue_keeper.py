@@ -89,7 +89,8 @@ class QueueWatch:
             if data.get("phase") == "start":
                 self.drained.set()
                 self.poke.set()
-            elif data.get("phase") == "end":
+            elif data.get("phase") in ("end", "error"):  # a failed turn's row is written too
+                # A later end pushes the look back: it follows the last end, which moved the row last.
                 self.redate_at = time.monotonic() + END_SETTLE_S
 
     async def run(self, rpc: RpcClient) -> None:

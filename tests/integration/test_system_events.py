@@ -191,6 +191,8 @@ def test_9x_requeue_waits_for_the_gateways_own_resume(tmp_path: Path) -> None:
         rows = wait_until(lambda: settled(g), 60, "every re-queue settled")
         assert [(r["text"], r["state"]) for r in sorted(rows, key=lambda r: r["pos"])] == \
             [(t, "answered") for t in texts], rows
+        # Settled because the resume was seen, not at the version's 30 s deadline.
+        assert settled_at["after_ready_ms"] < 20_000, settled_at
         settled_ms = datetime.fromisoformat(str(settled_at["timestamp"])).timestamp() * 1000
         assert all(r["dispatched_at_ms"] >= settled_ms - 5 for r in rows), (settled_ms, rows)
         # The resume is the agent's wake: the events wait in the queue for the next turn that
