@@ -51,6 +51,19 @@ async def queue_events(sb: sandbox.Sandbox, texts: list[str]) -> None:
             await rpc.call("system-event", {"text": text})
 
 
+def start_and_queue(g: Gatewayd, sb: sandbox.Sandbox, texts: list[str]) -> float:
+    """gatewayd and its gateway started, the texts queued and seen in the first boot's look; returns
+    when they were queued."""
+    g.start()
+    g.wait_event("gateway_ready", timeout=240)
+    g.wait_event("rpc_monitor_connected", timeout=60)
+    t0 = time.time()
+    asyncio.run(queue_events(sb, texts))
+    wait_until(lambda: [r["text"] for r in rows(g, "SELECT text FROM queued_events WHERE boot_id = 1"
+                                                   " ORDER BY pos")] == texts, 30, "the queue looked at")
+    return t0
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_system_events_queued_before_a_kill9_reach_the_model_once_in_order(tmp_path: Path,
                                                                             model: tuple[int, Path],
@@ -60,13 +73,7 @@ def test_system_events_queued_before_a_kill9_reach_the_model_once_in_order(tmp_p
     mark = uuid.uuid4().hex[:8]
     texts = [f"SE1-{mark}", f"SE2-{mark}", f"SE1-{mark}"]
     try:
-        g.start()
-        g.wait_event("gateway_ready", timeout=240)
-        g.wait_event("rpc_monitor_connected", timeout=60)
-        t0 = time.time()
-        asyncio.run(queue_events(sb, texts))
-        wait_until(lambda: [r["text"] for r in rows(g, "SELECT text FROM queued_events WHERE boot_id = 1"
-                                                       " ORDER BY pos")] == texts, 30, "the queue looked at")
+        t0 = start_and_queue(g, sb, texts)
         assert delivered(log, mark, t0) == []  # still queued: nothing has reached the model yet
         os.kill(g.spawned_pids()[-1], signal.SIGKILL)
         g.wait_event("gateway_ready", count=2, timeout=240)
@@ -101,13 +108,7 @@ def test_events_behind_a_main_turn_that_ended_before_the_kill_are_queued_again(t
     mark = uuid.uuid4().hex[:8]
     texts = [f"SE1-{mark}", f"SE2-{mark}"]
     try:
-        g.start()
-        g.wait_event("gateway_ready", timeout=240)
-        g.wait_event("rpc_monitor_connected", timeout=60)
-        t0 = time.time()
-        asyncio.run(queue_events(sb, texts))
-        wait_until(lambda: [r["text"] for r in rows(g, "SELECT text FROM queued_events WHERE boot_id = 1"
-                                                       " ORDER BY pos")] == texts, 30, "the queue looked at")
+        t0 = start_and_queue(g, sb, texts)
 
         async def turn() -> int:
             async with gateway_rpc(sb) as rpc:

@@ -57,6 +57,14 @@ async def queue_events(port: int, version: str, texts: list[str]) -> None:
         await rpc.close()
 
 
+def start_and_queue(g: Gatewayd, version: str, texts: list[str]) -> None:
+    """gatewayd started, the texts queued and seen in its first look."""
+    g.start()
+    g.wait_event("rpc_monitor_connected")
+    asyncio.run(queue_events(g.port, version, texts))
+    wait_until(lambda: [r["text"] for r in table(g, "queued_events")] == texts, 20, "the queue looked at")
+
+
 async def main_turn(port: int, version: str, text: str) -> int:
     rpc = RpcClient(f"ws://127.0.0.1:{port}/", GatewayAuth("token", Secret(TOKEN), "", False),
                     3 if version.startswith("2026.2") else 4)
@@ -173,10 +181,7 @@ def test_9x_requeue_waits_for_the_gateways_own_resume(tmp_path: Path) -> None:
         g.write_config_sections(settings(tmp_path, version, model_port, g.port))
         mark = uuid.uuid4().hex[:8]
         texts = [f"SE1-{mark}", f"SE2-{mark}"]
-        g.start()
-        g.wait_event("rpc_monitor_connected")
-        asyncio.run(queue_events(g.port, version, texts))
-        wait_until(lambda: [r["text"] for r in table(g, "queued_events")] == texts, 20, "the queue looked at")
+        start_and_queue(g, version, texts)
         delay.write_text("30\n")
         t0 = time.time()
         asyncio.run(agent_turn(g.port, version, f"TURN-{mark} reply PONG"))
