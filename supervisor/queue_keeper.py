@@ -38,6 +38,7 @@ from supervisor.core.event_queue import (
     lost_answer,
     parse_queue,
     plan,
+    with_late_sends,
 )
 from supervisor.core.inflight import lenient_ms
 from supervisor.crashpoints import crashpoint
@@ -159,6 +160,7 @@ class Requeue:
         # its new events is another event (`plan` can also take what a surviving process holds).
         held: tuple[str, ...] = ()
         for look, watched, ended_ms in pending:
+            look = with_late_sends(look, await self.records.sent_into(look.boot))
             # A main-session turn between the look and the end may have drained it, watched or not
             # (the watcher may miss a turn that starts as the gateway dies, or one while it was down).
             # No slack here: the look's time is taken before its `status` call, so a turn that the

@@ -20,6 +20,7 @@ from supervisor.core.event_queue import (
     parse_queue,
     plan,
     unheld,
+    with_late_sends,
 )
 
 
@@ -152,3 +153,27 @@ def test_plan_with_the_history_decides_instead_of_the_void_and_the_turn(void: bo
         Fate.REQUEUE, Fate.HELD, Fate.REQUEUE]
     unknown = plan(look, (), True, turn, drained=None)
     assert [f.fate for f in unknown] == [Fate.UNKNOWN if void or turn else Fate.REQUEUE] * 3
+
+
+def test_texts_sent_into_a_gateway_after_its_last_look_join_that_look() -> None:
+    look = QueueLook(7, ("a", "b"), 10_000)
+    sends = [("old", 9_999), ("b", 10_000), ("c", 10_001), ("c", 20_000)]
+    out = with_late_sends(look, sends)
+    # "old" went before the look; the look's "b" may be the send of "b" (its status read the queue
+    # after it arrived): neither is added, so nothing is queued twice.
+    assert out.texts == ("a", "b", "c", "c") and out.looked_at_ms == 10_000 and out.boot == 7
+    assert with_late_sends(look, [("x", 9_000)]) is look
+
+
+@given(st.lists(st.tuples(st.sampled_from("xyz"), st.integers(0, 30_000)), max_size=8),
+       st.lists(st.sampled_from("xyz"), max_size=4), st.booleans())
+def test_late_sends_never_add_a_text_the_look_may_hold(sends: list[tuple[str, int]], texts: list[str],
+                                                        void: bool) -> None:
+    look = QueueLook(3, tuple(texts), 12_000, void)
+    out = with_late_sends(look, sends)
+    assert out.texts[:len(texts)] == tuple(texts) and out.void == void and out.looked_at_ms == 12_000
+    added = out.texts[len(texts):]
+    after = [t for t, at in sends if at >= 12_000]
+    for t in set(added):  # each added copy is a send after the look beyond the copies the look lists
+        assert added.count(t) == max(0, after.count(t) - texts.count(t))
+    assert all(t in after for t in added)
