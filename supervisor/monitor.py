@@ -21,7 +21,7 @@ from supervisor.events import EventBus, RecoveryFinished, ShutdownAnnounced
 from supervisor.gateway.capabilities import Capabilities
 from supervisor.gateway.launch import LaunchSpec
 from supervisor.gateway.rpc import CLOSE_SERVICE_RESTART, Event, RpcClient
-from supervisor.keepalive import Helpers
+from supervisor.keepalive import Helpers, until_set
 from supervisor.queue_keeper import QueueWatch, Requeue
 from supervisor.recovery import Recovery
 from supervisor.snapshotter import Snapshotter
@@ -159,5 +159,4 @@ async def tick_watch(rpc: RpcClient, tick_interval_ms: int) -> None:
             log.warning("rpc_monitor_silent", silent_s=round(silent, 1))
             await rpc.close()
             return
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(rpc.closed.wait(), max(0.5, limit_s - silent))
+        await until_set(rpc.closed, max(0.5, limit_s - silent))

@@ -146,7 +146,7 @@ class QueueWatch:
 
 class Requeue:
     def __init__(self, records: SystemEventRecords, boot: int, caps: Capabilities,
-                 own_settled: asyncio.Event | None = None, ready_at_ms: int = 0) -> None:
+                 own_settled: asyncio.Event, ready_at_ms: int) -> None:
         self.records = records
         self.caps = caps
         self.boot = boot
@@ -175,7 +175,7 @@ class Requeue:
                      unknown=sum(1 for f in fates if f.fate is Fate.UNKNOWN),
                      delivered=sum(1 for f in fates if f.fate is Fate.DELIVERED))
         items = await self.records.open_items()
-        if items and self.own_settled is not None and self.caps.recovery.resumes_main_sessions:
+        if items and self.caps.recovery.resumes_main_sessions:
             # A version that resumes cut main-session turns does so a few seconds after ready. Texts
             # queued before that resume starts would sit in a queue whose next look comes after a
             # main-session turn began: a gateway killed then leaves them set aside (fake chaos, seed

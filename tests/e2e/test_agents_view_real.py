@@ -64,6 +64,16 @@ def start_and_queue(g: Gatewayd, sb: sandbox.Sandbox, texts: list[str]) -> float
     return t0
 
 
+def kill_and_requeue(g: Gatewayd) -> list[dict[str, Any]]:
+    """kill -9 of the first boot's gateway; its texts' re-queue rows once all are settled."""
+    os.kill(g.spawned_pids()[-1], signal.SIGKILL)
+    g.wait_event("gateway_ready", count=2, timeout=240)
+    return wait_until(lambda: (r := rows(g, "SELECT kind, pos, text, state FROM requeues WHERE boot_id = 1"
+                                            " ORDER BY pos"))
+                      and all(x["state"] not in ("planned", "dispatched") for x in r) and r, 180,
+                      "every re-queue settled")
+
+
 @pytest.mark.parametrize("version", VERSIONS)
 def test_system_events_queued_before_a_kill9_reach_the_model_once_in_order(tmp_path: Path,
                                                                             model: tuple[int, Path],
@@ -75,12 +85,7 @@ def test_system_events_queued_before_a_kill9_reach_the_model_once_in_order(tmp_p
     try:
         t0 = start_and_queue(g, sb, texts)
         assert delivered(log, mark, t0) == []  # still queued: nothing has reached the model yet
-        os.kill(g.spawned_pids()[-1], signal.SIGKILL)
-        g.wait_event("gateway_ready", count=2, timeout=240)
-        settled = wait_until(lambda: (r := rows(g, "SELECT kind, pos, state FROM requeues WHERE boot_id = 1"
-                                                   " ORDER BY pos"))
-                             and all(x["state"] not in ("planned", "dispatched") for x in r) and r, 180,
-                             "every re-queue settled")
+        settled = kill_and_requeue(g)
         assert [(r["kind"], r["state"]) for r in settled] == [("system-event", "answered")] * 3, settled
         # The agent's one wake hands them to the model: 9.x's wake now starts a turn of the main
         # session; 2.x's chat.send carries them in its request (its wake needs heartbeats on).
@@ -117,12 +122,7 @@ def test_events_behind_a_main_turn_that_ended_before_the_kill_are_queued_again(t
         wait_until(lambda: (r := rows(g, "SELECT looked_at_ms, void FROM queue_looks WHERE boot_id = 1"))
                    and r[0]["looked_at_ms"] > moved_to and not r[0]["void"], 30, "a look dated after the turn's end")
         assert delivered(log, mark, t0) == []  # an agent turn left them queued
-        os.kill(g.spawned_pids()[-1], signal.SIGKILL)
-        g.wait_event("gateway_ready", count=2, timeout=240)
-        settled = wait_until(lambda: (r := rows(g, "SELECT text, state FROM requeues WHERE boot_id = 1"
-                                                   " ORDER BY pos"))
-                             and all(x["state"] not in ("planned", "dispatched") for x in r) and r, 180,
-                             "every re-queue settled")
+        settled = kill_and_requeue(g)
         assert [(r["text"], r["state"]) for r in settled] == [(t, "answered") for t in texts], settled
         wait_until(lambda: delivered(log, mark, t0), 120, "the events at the model")
         time.sleep(10)  # the witness: a window in which a second delivery would have shown up
