@@ -21,6 +21,7 @@ import httpx
 
 from supervisor import logs, notifiers
 from supervisor.config import Config, Notifier
+from supervisor.core.alert_policy import retry_delay
 from supervisor.core.alertrules import (
     DOWN_KINDS,
     Alert,
@@ -40,7 +41,6 @@ from supervisor.core.alertrules import (
     StoreFailing,
     StoreRecovered,
     Up,
-    retry_delay,
 )
 from supervisor.errors import StoreError
 from supervisor.events import (

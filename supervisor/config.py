@@ -32,12 +32,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from supervisor.core.alertrules import AlertPolicy
+from supervisor.core.alert_policy import AlertPolicy
 from supervisor.core.maintenance import MaintenancePlan, Window, cron_problem, parse_duration
 from supervisor.core.memory_pressure import MemoryPolicy
-from supervisor.core.planner import JOB_KEYS, RecoveryPolicy
 from supervisor.core.policy import RestartPolicy
 from supervisor.core.probestate import ProbeSettings
+from supervisor.core.recovery_policy import JOB_KEYS, RecoveryPolicy
 from supervisor.core.wake_plan import MODES as WAKE_MODES
 from supervisor.errors import ConfigError
 

@@ -50,16 +50,15 @@ from supervisor.core.planner import (
     CRON_SESSION_KINDS,
     MS,
     Decision,
-    RecoveryPolicy,
     Retry,
     SessionVerb,
     Verb,
     decide_run,
     decide_session,
     planned_at_ms,
-    policy_for,
     send_gap_ms,
 )
+from supervisor.core.recovery_policy import RecoveryPolicy, policy_for
 from supervisor.core.retry_words import words
 from supervisor.crashpoints import crashpoint
 from supervisor.errors import GatewayError, GatewayRpcError, GatewayUnavailable, StoreError

@@ -24,7 +24,7 @@ from typing import Any
 
 from supervisor import logs
 from supervisor.core.confirm import TURN_SLACK_MS, SessionSeen, session_row, turn_since
-from supervisor.core.planner import RecoveryPolicy, policy_for
+from supervisor.core.recovery_policy import RecoveryPolicy, policy_for
 from supervisor.core.wake_plan import Interrupted, WakeVerb, decide
 from supervisor.crashpoints import crashpoint
 from supervisor.errors import GatewayError, GatewayUnavailable

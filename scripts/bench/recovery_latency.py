@@ -28,7 +28,7 @@ from typing import Any
 from gatewayd_dev.benchlib import Stopped, raise_on_signals
 from supervisor import logs
 from supervisor.core.inflight import Delta, RunItem, SessionItem
-from supervisor.core.planner import RecoveryPolicy
+from supervisor.core.recovery_policy import RecoveryPolicy
 from supervisor.gateway.capabilities import for_version
 from supervisor.recovery import Recovery
 from supervisor.store.boots import BootEnd, BootRecords

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from supervisor.core.alert_policy import AlertPolicy
 from supervisor.core.policy import describe_returncode
 
 
@@ -54,26 +55,6 @@ CRITICAL, WARNING, INFO = "critical", "warning", "info"
 
 # Exit kinds that take the gateway down without anyone wanting it (core.model.ExitKind values).
 DOWN_KINDS = frozenset({"crash", "oom-kill", "hang-kill", "boot-timeout", "vanished", "updater-parked"})
-
-
-@dataclass(frozen=True)
-class AlertPolicy:
-    reminder_interval_s: float = 3600.0
-    recovery_wait_s: float = 600.0
-    recovered_after_s: float = 20.0
-    max_per_hour: int = 30
-    retry_initial_s: float = 2.0
-    retry_max_s: float = 300.0
-    retry_attempts: int = 6
-    healthy_after_s: float = 300.0  # RestartPolicy's: ready this long ends a crash loop
-
-
-def retry_delay(policy: AlertPolicy, attempt: int) -> float | None:
-    """The wait before attempt `attempt + 1` of one delivery (attempt counts from 1), or None:
-    given up."""
-    if attempt >= policy.retry_attempts:
-        return None
-    return min(policy.retry_max_s, policy.retry_initial_s * 2.0 ** (attempt - 1))
 
 
 # -- facts ------------------------------------------------------------------------------------------

@@ -124,31 +124,3 @@ def describe_obligation(row: dict[str, Any]) -> str:
 
 
 # -- read-only, for `history` (no event loop, no write) -------------------------------------------------
-
-
-def read_alerts(c: sqlite3.Connection, since: float | None, limit: int = 500) -> list[dict[str, Any]]:
-    if not c.execute("SELECT 1 FROM sqlite_master WHERE name = 'alerts'").fetchone():
-        return []
-    rows = row_dicts(c.execute(
-        "SELECT id, at, kind, severity, title, body, boot_id, incident_id, state, held_because FROM alerts"
-        " WHERE at >= ? ORDER BY id DESC LIMIT ?", (since or 0, limit)))
-    rows.reverse()
-    for r in rows:
-        r["deliveries"] = row_dicts(c.execute(
-            "SELECT notifier, attempt, at, ok, detail, latency_ms FROM deliveries WHERE alert_id = ? ORDER BY id",
-            (r["id"],)))
-    return rows
-
-
-def read_incident(c: sqlite3.Connection, incident: int) -> dict[str, Any] | None:
-    if not c.execute("SELECT 1 FROM sqlite_master WHERE name = 'incidents'").fetchone():
-        return None
-    rows = row_dicts(c.execute("SELECT * FROM incidents WHERE id = ?", (incident,)))
-    if not rows:
-        return None
-    row = rows[0]
-    row["last_lines"] = json.loads(row["last_lines"])
-    row["inflight"] = json.loads(row["inflight"])
-    row["alerts"] = row_dicts(c.execute("SELECT id, at, kind, state FROM alerts WHERE incident_id = ? ORDER BY id",
-                                        (incident,)))
-    return row

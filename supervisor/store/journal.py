@@ -115,16 +115,3 @@ def retries_near(c: sqlite3.Connection, job_id: str, running_at_ms: int) -> tupl
         " WHERE o.kind = 'cron' AND o.ref = ? AND a.kind = 'cron-run' AND a.state IN ('dispatched', 'answered')"
         " AND a.dispatched_at_ms BETWEEN ? AND ? ORDER BY a.dispatched_at_ms DESC",
         (job_id, running_at_ms - RETRY_START_MS, running_at_ms + RETRY_LATE_MS)))
-
-
-def read_history(c: sqlite3.Connection, limit: int = 50) -> list[dict[str, Any]]:
-    if not c.execute("SELECT 1 FROM sqlite_master WHERE name = 'obligations'").fetchone():
-        return []
-    rows = row_dicts(c.execute(
-        "SELECT o.id, o.kind, o.ref, o.name, o.agent_id, o.running_at_ms, o.boot_id, o.attempt, o.reason, o.state,"
-        " o.resolution, o.interrupted_at, o.updated_at FROM obligations o ORDER BY o.id DESC LIMIT ?", (limit,)))
-    for r in rows:
-        r["actions"] = row_dicts(c.execute(
-            "SELECT key, kind, attempt, state, dispatched_at_ms, result FROM actions WHERE obligation_id = ?"
-            " ORDER BY dispatched_at_ms", (r["id"],)))
-    return rows

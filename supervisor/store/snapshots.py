@@ -149,22 +149,6 @@ class InflightRecords:
         return float(row[0]) if row is not None and row[0] is not None else None
 
 
-def read_current(c: sqlite3.Connection) -> dict[str, list[dict[str, Any]]]:
-    """Active and interrupted items (an older store, before these tables, has none)."""
-    if not c.execute("SELECT 1 FROM sqlite_master WHERE name = 'inflight_runs'").fetchone():
-        return {"sessions": [], "runs": []}
-    sessions = row_dicts(c.execute(
-        "SELECT boot_id, key, agent_id, kind, session_id, run_ids, last_activity_ms, state, first_seen_at, ended_at"
-        " FROM inflight_sessions WHERE state IN ('active', 'interrupted') ORDER BY boot_id DESC, key LIMIT 500"))
-    runs = row_dicts(c.execute(
-        "SELECT job_id, running_at_ms, boot_id, name, agent_id, payload_kind, session_target, schedule_kind, state,"
-        " first_seen_at, ended_at FROM inflight_runs WHERE state IN ('running', 'interrupted')"
-        " ORDER BY running_at_ms DESC LIMIT 500"))
-    for s in sessions:
-        s["run_ids"] = json.loads(s["run_ids"])
-    return {"sessions": sessions, "runs": runs}
-
-
 def take_unseen(c: sqlite3.Connection, marks: list[RunItem], clock: Callable[[], float]
                 ) -> tuple[set[RunKey], list[tuple[int, RunItem]]]:
     """`InflightRecords.record_unseen` in its transaction (`clock`: the time it records)."""

@@ -3,16 +3,14 @@ is down: no event loop, no write, no migration. The SQL lives here, not in the C
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import time
 from pathlib import Path
 from typing import Any
 
 from supervisor.errors import StoreError, StoreTooNew
-from supervisor.store.alerts import read_alerts, read_incident
 from supervisor.store.db import SCHEMA_VERSION, open_readonly, row_dicts
-from supervisor.store.journal import read_history
-from supervisor.store.snapshots import read_current
 
 
 def status_rows(path: Path, recovery_limit: int = 200) -> dict[str, Any]:
@@ -73,6 +71,65 @@ def incident_row(path: Path, incident: int) -> dict[str, Any] | None:
             conn.close()
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path}: {exc}") from exc
+
+
+def read_current(c: sqlite3.Connection) -> dict[str, list[dict[str, Any]]]:
+    """Active and interrupted items (an older store, before these tables, has none)."""
+    if not c.execute("SELECT 1 FROM sqlite_master WHERE name = 'inflight_runs'").fetchone():
+        return {"sessions": [], "runs": []}
+    sessions = row_dicts(c.execute(
+        "SELECT boot_id, key, agent_id, kind, session_id, run_ids, last_activity_ms, state, first_seen_at, ended_at"
+        " FROM inflight_sessions WHERE state IN ('active', 'interrupted') ORDER BY boot_id DESC, key LIMIT 500"))
+    runs = row_dicts(c.execute(
+        "SELECT job_id, running_at_ms, boot_id, name, agent_id, payload_kind, session_target, schedule_kind, state,"
+        " first_seen_at, ended_at FROM inflight_runs WHERE state IN ('running', 'interrupted')"
+        " ORDER BY running_at_ms DESC LIMIT 500"))
+    for s in sessions:
+        s["run_ids"] = json.loads(s["run_ids"])
+    return {"sessions": sessions, "runs": runs}
+
+
+def read_history(c: sqlite3.Connection, limit: int = 50) -> list[dict[str, Any]]:
+    if not c.execute("SELECT 1 FROM sqlite_master WHERE name = 'obligations'").fetchone():
+        return []
+    rows = row_dicts(c.execute(
+        "SELECT o.id, o.kind, o.ref, o.name, o.agent_id, o.running_at_ms, o.boot_id, o.attempt, o.reason, o.state,"
+        " o.resolution, o.interrupted_at, o.updated_at FROM obligations o ORDER BY o.id DESC LIMIT ?", (limit,)))
+    for r in rows:
+        r["actions"] = row_dicts(c.execute(
+            "SELECT key, kind, attempt, state, dispatched_at_ms, result FROM actions WHERE obligation_id = ?"
+            " ORDER BY dispatched_at_ms", (r["id"],)))
+    return rows
+
+
+
+def read_alerts(c: sqlite3.Connection, since: float | None, limit: int = 500) -> list[dict[str, Any]]:
+    if not c.execute("SELECT 1 FROM sqlite_master WHERE name = 'alerts'").fetchone():
+        return []
+    rows = row_dicts(c.execute(
+        "SELECT id, at, kind, severity, title, body, boot_id, incident_id, state, held_because FROM alerts"
+        " WHERE at >= ? ORDER BY id DESC LIMIT ?", (since or 0, limit)))
+    rows.reverse()
+    for r in rows:
+        r["deliveries"] = row_dicts(c.execute(
+            "SELECT notifier, attempt, at, ok, detail, latency_ms FROM deliveries WHERE alert_id = ? ORDER BY id",
+            (r["id"],)))
+    return rows
+
+
+
+def read_incident(c: sqlite3.Connection, incident: int) -> dict[str, Any] | None:
+    if not c.execute("SELECT 1 FROM sqlite_master WHERE name = 'incidents'").fetchone():
+        return None
+    rows = row_dicts(c.execute("SELECT * FROM incidents WHERE id = ?", (incident,)))
+    if not rows:
+        return None
+    row = rows[0]
+    row["last_lines"] = json.loads(row["last_lines"])
+    row["inflight"] = json.loads(row["inflight"])
+    row["alerts"] = row_dicts(c.execute("SELECT id, at, kind, state FROM alerts WHERE incident_id = ? ORDER BY id",
+                                        (incident,)))
+    return row
 
 
 def _refuse_too_new(conn: sqlite3.Connection, path: Path) -> None:

@@ -29,7 +29,7 @@ from websockets.exceptions import ConnectionClosed
 
 from supervisor.core.inflight import Delta, RunItem, SessionItem
 from supervisor.core.model import ProbeOutcome
-from supervisor.core.planner import RecoveryPolicy
+from supervisor.core.recovery_policy import RecoveryPolicy
 from supervisor.errors import (
     GatewayAuthError,
     GatewayError,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from supervisor.core.alert_policy import AlertPolicy, retry_delay
 from supervisor.core.alertrules import (
     Alert,
     AlertKind,
-    AlertPolicy,
     AlertRules,
     ConfigRefused,
     Conflict,
@@ -21,7 +21,6 @@ from supervisor.core.alertrules import (
     StoreFailing,
     StoreRecovered,
     Up,
-    retry_delay,
 )
 
 POLICY = AlertPolicy(reminder_interval_s=600.0, recovery_wait_s=300.0, recovered_after_s=20.0, max_per_hour=30,

@@ -98,7 +98,8 @@ def test_the_largest_allowed_values_work_in_every_consumer(tmp_path: Path) -> No
     cfg = config.load(p, environ={})
     assert service.stop_timeout_s(cfg.stop_budget_s) == int(top) + service.STOP_MARGIN_S
     assert int(cfg.recovery.unanswered_grace_s * 1000) == int(top) * 1000
-    from supervisor.core.planner import RunObligation, backoff_s, planned_at_ms, policy_for
+    from supervisor.core.planner import RunObligation, backoff_s, planned_at_ms
+    from supervisor.core.recovery_policy import policy_for
     job = policy_for(cfg.recovery, "x", None)
     assert int(job.coalesce_window_s * 1000) == int(top) * 1000
     ob = RunObligation("x", 0, 0, 3, False)

@@ -23,18 +23,17 @@ from hypothesis import strategies as st
 from supervisor import config, service
 from supervisor.core.model import ExitKind, Intent, ProbeOutcome
 from supervisor.core.planner import (
-    JOB_KEYS,
     JobView,
     RunObligation,
     backoff_s,
     decide_run,
     decide_session,
     planned_at_ms,
-    policy_for,
     send_gap_ms,
 )
 from supervisor.core.policy import Classification, ExitFacts, RestartTracker, classify
 from supervisor.core.probestate import ProbeMachine
+from supervisor.core.recovery_policy import JOB_KEYS, policy_for
 from supervisor.errors import ConfigError
 from supervisor.gateway.capabilities import for_version
 from supervisor.gateway.launch import gateway_paths

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from supervisor import config
-from supervisor.core.alertrules import AlertKind, AlertPolicy, AlertRules, Down, PauseBegan, PauseEnded, Up
+from supervisor.core.alert_policy import AlertPolicy
+from supervisor.core.alertrules import AlertKind, AlertRules, Down, PauseBegan, PauseEnded, Up
 from supervisor.core.maintenance import (
     BY_CALENDAR,
     BY_CLI,

@@ -8,7 +8,8 @@ import pytest
 from supervisor.core.confirm import SessionSeen, confirm_notices, is_wake_notice, notice_by_wake, notice_key
 from supervisor.core.inflight import QUOTE_CHARS, interrupted_request, unseen_lost_turn
 from supervisor.core.obligations import Action, ActionKind, ActionState, Obligation, ObligationKind
-from supervisor.core.planner import RecoveryPolicy, Retry, SessionVerb, decide_session
+from supervisor.core.planner import Retry, SessionVerb, decide_session
+from supervisor.core.recovery_policy import RecoveryPolicy
 from supervisor.gateway.capabilities import for_version
 
 S = 1000

@@ -29,7 +29,6 @@ from hypothesis import strategies as st
 from supervisor.core.planner import (
     Decision,
     JobView,
-    RecoveryPolicy,
     RunObligation,
     SessionVerb,
     Verb,
@@ -42,6 +41,7 @@ from supervisor.core.planner import (
     runs_after_send,
 )
 from supervisor.core.policy import with_jitter
+from supervisor.core.recovery_policy import RecoveryPolicy
 from supervisor.gateway.capabilities import for_version
 
 NO_JITTER = 0.5  # rand 0.5 maps to a jitter factor of exactly 1
@@ -911,7 +911,7 @@ def test_regression_the_interrupted_run_itself_is_not_the_effect_of_a_lost_send(
 
 
 def test_policy_for_a_job_by_id_then_by_name_over_the_global_policy() -> None:
-    from supervisor.core.planner import policy_for
+    from supervisor.core.recovery_policy import policy_for
     base = RecoveryPolicy(max_attempts=3, jobs={"job-1": {"max_attempts": 1}, "digest": {"backoff_initial_s": 5},
                                                 "job-2": {"coalesce_window_s": 0}})
     assert policy_for(base, "job-1", "digest").max_attempts == 1  # the id wins over the name
@@ -923,7 +923,7 @@ def test_policy_for_a_job_by_id_then_by_name_over_the_global_policy() -> None:
 
 
 def test_max_attempts_1_never_sends_a_retry_but_still_adopts_a_regular_run() -> None:
-    from supervisor.core.planner import policy_for
+    from supervisor.core.recovery_policy import policy_for
     policy = policy_for(RecoveryPolicy(jobs={JOB: {"max_attempts": 1}}), JOB, None)
     rules = rules_for(False)
     ob = RunObligation(JOB, R, I, 1, False)
