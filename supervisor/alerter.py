@@ -11,6 +11,7 @@ under `keepalive.Helpers.keep`; a store that fails is logged and the alert is se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import time
@@ -122,10 +123,10 @@ class Alerter:
         while True:
             wake = self.rules.next_wake()
             timeout = None if wake is None else max(0.0, wake - self.clock())
-            try:
-                event = await asyncio.wait_for(self.queue.get(), timeout)
-            except TimeoutError:
-                event = None
+            event = None
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout):
+                    event = await self.queue.get()
             if event is not None:
                 for fact in await self._facts(event):
                     for alert in self.rules.on_fact(fact, self.clock()):

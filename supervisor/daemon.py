@@ -354,7 +354,8 @@ class Daemon:
         if seconds <= 0:
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.stop_requested.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self.stop_requested.wait()
 
     async def _wait_config_change(self, path: Path) -> None:
         def stamp() -> tuple[float, int] | None:

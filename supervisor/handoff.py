@@ -56,7 +56,8 @@ class RestartHandoff:
                                                         stderr=asyncio.subprocess.DEVNULL,
                                                         stdin=asyncio.subprocess.DEVNULL)
             HELPER_PIDS.add(proc.pid)
-            out, _ = await asyncio.wait_for(proc.communicate(), CONSUME_TIMEOUT_S)
+            async with asyncio.timeout(CONSUME_TIMEOUT_S):
+                out, _ = await proc.communicate()
         except (OSError, TimeoutError) as exc:
             log.warning("restart_handoff_failed", error=str(exc))
             return

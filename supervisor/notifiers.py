@@ -69,7 +69,8 @@ async def send(n: Notifier, alert: Alert, doc: dict[str, Any], environ: Mapping[
                client: httpx.AsyncClient, all_notifiers: tuple[Notifier, ...] = ()) -> Outcome:
     began = time.monotonic()
     try:
-        outcome = await asyncio.wait_for(_send(n, alert, doc, environ, client, all_notifiers or (n,)), n.timeout_s)
+        async with asyncio.timeout(n.timeout_s):
+            outcome = await _send(n, alert, doc, environ, client, all_notifiers or (n,))
     except TimeoutError:
         outcome = Outcome(False, f"timed out after {n.timeout_s:g} s")
     except Exception as exc:  # any failure of one notifier is its outcome (httpx.InvalidURL is no HTTPError)

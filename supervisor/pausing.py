@@ -88,7 +88,8 @@ class PauseGate:
                 await self.resume("expired")
                 continue
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), min(remaining, EXPIRY_POLL_S))
+                async with asyncio.timeout(min(remaining, EXPIRY_POLL_S)):
+                    await self._changed.wait()
 
     def _set(self, pause: Pause) -> None:
         self.pause = pause

@@ -55,7 +55,8 @@ class ControlServer:
         if self._server is not None:
             self._server.close()
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+                async with asyncio.timeout(2.0):
+                    await self._server.wait_closed()
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()
         paths.forget(self.path)
@@ -69,7 +70,8 @@ class ControlServer:
                 writer.write(error("", Code.FORBIDDEN, f"uid {uid} may not control this gatewayd"))
                 return
             try:
-                line = await asyncio.wait_for(reader.readline(), READ_TIMEOUT_S)
+                async with asyncio.timeout(READ_TIMEOUT_S):
+                    line = await reader.readline()
             except (TimeoutError, ValueError):
                 writer.write(error("", Code.BAD_REQUEST, "no request line (or longer than 64 KiB)"))
                 return
@@ -90,7 +92,8 @@ class ControlServer:
         finally:
             drained = False
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.drain(), DRAIN_TIMEOUT_S)
+                async with asyncio.timeout(DRAIN_TIMEOUT_S):
+                    await writer.drain()
                 drained = True
             # Closed whether or not the reply went out: a client that never reads must not keep the
             # connection (and its buffer) open for ever.

@@ -414,5 +414,4 @@ class GatewayChild:
                     p.kill()
             await asyncio.to_thread(psutil.wait_procs, left, timeout_s)
         if self._relay_task is not None:  # the relay flushes the gateway's last lines, then exits
-            with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(self._relay_task), 2.0)
+            await asyncio.wait({self._relay_task}, timeout=2.0)

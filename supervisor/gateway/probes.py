@@ -109,7 +109,8 @@ class RpcHealthProbe:
         if self._rpc is not None:
             rpc, self._rpc = self._rpc, None
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(rpc.close(), 2.0)
+                async with asyncio.timeout(2.0):
+                    await rpc.close()
 
     async def close(self) -> None:
         await self._drop()
