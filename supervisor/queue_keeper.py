@@ -52,10 +52,12 @@ log = logs.get("gatewayd.queue")
 
 LOOK_EVENTS = frozenset({"presence", "heartbeat"})
 OWN_TEXT = "[gatewayd]"  # how gatewayd's own wake texts begin (core/wake_plan.py)
-# After a main-session turn's lifecycle end, the look waits this long: 2026.2.26 writes the row's
-# end 2-7 ms after the event (2026.9.6 before it, measured). A look dated before that write leaves the
-# texts set aside at a crash (never queued twice), so a slow write costs only that.
-END_SETTLE_S = 0.5
+# After a main-session turn's lifecycle end, the look is re-dated this long after it, twice: 2026.2.26
+# writes the row's end 2-7 ms after the event (2026.9.6 before it, measured). A look dated before that
+# write leaves the texts set aside at a crash (never queued twice), so a slow write costs only that;
+# the second look is for a loaded machine, the first for a kill soon after the end (fake chaos seed
+# 4142: 6 kills 0.1-0.7 s after a turn's end set 12 texts aside behind a single look at 0.5 s).
+END_SETTLES_S = (0.05, 0.5)
 TURN_SLACK_MS = 1000  # clocks: the row's time and ours are both the machine's, read apart
 HISTORY_LIMIT = 200  # the main session's last messages: the dead gateway's turns since its last look
 
@@ -73,7 +75,7 @@ class QueueWatch:
         self.interval_s = interval_s
         self.poke = asyncio.Event()
         self.drained = asyncio.Event()  # a main-session turn started since the last look
-        self.redate_at: float | None = None  # (monotonic) when a main-session turn's end has settled
+        self.redate_at: list[float] = []  # (monotonic) when a main-session turn's end has settled
         self.redate = False  # store the next look even if unchanged: a turn ended since the last
         self.last: tuple[str, ...] | None = None
         self.looks = 0
@@ -91,21 +93,23 @@ class QueueWatch:
                 self.drained.set()
                 self.poke.set()
             elif data.get("phase") in ("end", "error"):  # a failed turn's row is written too
-                # A later end pushes the look back: it follows the last end, which moved the row last.
-                self.redate_at = time.monotonic() + END_SETTLE_S
+                # A later end pushes the looks back: they follow the last end, which moved the row last.
+                now = time.monotonic()
+                self.redate_at = [now + s for s in END_SETTLES_S]
+                self.poke.set()  # the loop's wait was set before this end: wait again, for the settle
 
     async def run(self, rpc: RpcClient) -> None:
         try:
             while not rpc.closed.is_set():
                 self.poke.clear()
-                if self.redate_at is not None and time.monotonic() >= self.redate_at:
-                    self.redate_at, self.redate = None, True
+                due = [t for t in self.redate_at if t <= time.monotonic()]
+                if due:
+                    self.redate_at, self.redate = [t for t in self.redate_at if t not in due], True
                 await self._void_if_drained()
                 with contextlib.suppress(GatewayUnavailable):
                     await self.look(rpc)
                 waits = [asyncio.ensure_future(self.poke.wait()), asyncio.ensure_future(rpc.closed.wait())]
-                timeout = self.interval_s if self.redate_at is None else \
-                    max(0.0, min(self.interval_s, self.redate_at - time.monotonic()))
+                timeout = max(0.0, min([self.interval_s, *(t - time.monotonic() for t in self.redate_at)]))
                 try:
                     await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
                 finally:

@@ -159,6 +159,34 @@ def test_events_behind_a_main_turn_that_ended_before_the_kill_are_queued_again(t
         assert delivered(log, mark) == [texts]
 
 
+@pytest.mark.parametrize("version", ["2026.9.6", "2026.2.26"])
+def test_a_main_turns_end_redates_the_look_soon_after_it(tmp_path: Path, version: str) -> None:
+    """The look after a main-session turn's end comes when the end has settled, not at the next
+    snapshot tick: a kill between the two used to set the texts aside (fake chaos seed 4142: 12 of
+    400 events, kills 0.1-0.7 s after an end). With a 30 s snapshot interval, only the end's own
+    looks can date one after it within the deadline below."""
+    with model(tmp_path) as (model_port, log, _), gatewayd(tmp_path, None) as g:
+        cfg = settings(tmp_path, version, model_port, g.port)
+        cfg["snapshot"] = {"interval_s": 30.0}
+        g.write_config_sections(cfg)
+        mark = uuid.uuid4().hex[:8]
+        texts = [f"SE1-{mark}", f"SE2-{mark}"]
+        g.start()
+        g.wait_event("rpc_monitor_connected")
+        asyncio.run(queue_events(g.port, version, texts))
+        moved_to = asyncio.run(main_turn(g.port, version, f"TURN-{mark} reply PONG"))  # its start looks
+        wait_until(lambda: (lambda looks: looks and looks[0]["looked_at_ms"] > moved_to and not looks[0]["void"]
+                            and [r["text"] for r in table(g, "queued_events")] == texts)(table(g, "queue_looks")),
+                   10, "a look holding the texts, dated after the turn's end")
+        os.kill(g.spawned_pids()[-1], signal.SIGKILL)
+        rows = wait_until(lambda: settled(g), 60, "every re-queue settled")
+        assert [(r["text"], r["state"]) for r in sorted(rows, key=lambda r: r["pos"])] == \
+            [(t, "answered") for t in texts], rows
+        wait_until(lambda: delivered(log, mark), 30, "the events at the model")
+        time.sleep(3)  # the witness: a window in which a second delivery would have shown up
+        assert delivered(log, mark) == [texts]
+
+
 async def send(port: int, version: str, method: str, params: dict[str, Any]) -> None:
     rpc = RpcClient(f"ws://127.0.0.1:{port}/", GatewayAuth("token", Secret(TOKEN), "", False),
                     3 if version.startswith("2026.2") else 4)
