@@ -589,6 +589,11 @@ class Chaos:
             try:
                 wakes = conn.execute("SELECT boot_id, agent_id, state, text FROM agent_wakes").fetchall()
                 unknown = int(conn.execute("SELECT count(*) FROM requeues WHERE state = 'unknown'").fetchone()[0])
+                # Set aside where gatewayd was down across a main-session turn's end and the gateway
+                # died before it came back: neither the row nor 2.x's history (a HEARTBEAT_OK turn is
+                # cut from it) can tell that end from a turn that drained the queue.
+                unwatched = [t for (t,) in conn.execute(
+                    "SELECT text FROM requeues WHERE state = 'unknown' AND resolution LIKE '%not watched%'")]
                 # Every agent with work cut in a boot (the judge above proves each cut item has its
                 # obligation: none lost) is woken for it: its wake sent and seen, or covered by a
                 # turn the restart caused. A conversation that had completed before the crash is
@@ -600,7 +605,7 @@ class Chaos:
             finally:
                 conn.close()
         except sqlite3.Error as exc:
-            wakes, unknown, owed = [], 0, set()
+            wakes, unknown, owed, unwatched = [], 0, set(), []
             findings.append(f"the store could not be read: {exc}")
         sent = [(b, a, t) for b, a, st, t in wakes if st == "done" and t]
         counts = [sum(1 for r in reqs if t.split(". Work of agent")[0] in r.last_user
@@ -613,7 +618,9 @@ class Chaos:
         unwoken = sorted(owed - woken)
         findings += [f"agent {a} had work cut in boot {b} and was not woken" for b, a in unwoken[:5]]
         return {"events_queued": len(self.queued_events), "events_lost": len(lost), "events_doubled": len(doubled),
-                "events_set_aside": unknown, "wakes_sent": len(sent),
+                "events_set_aside": unknown,
+                "events_lost_set_aside_unwatched": sum(1 for m in lost if any(f"EVENT {m}" in t for t in unwatched)),
+                "wakes_sent": len(sent),
                 "wakes_covered": sum(1 for w in wakes if w[2] == "covered"), "wakes_missing": len(missing),
                 "wakes_doubled": len(twice), "agents_unwoken": len(unwoken), "event_findings": findings}
 
