@@ -205,16 +205,21 @@ class Requeue:
                 return None
         return drained_after(self._history[0], look.texts, look.looked_at_ms, until_ms)
 
-    async def _fate_in_ended_boot(self, item: dict[str, Any], sent_at: int) -> LostAnswer:
+    async def _fate_in_ended_boot(self, rpc: RpcClient, item: dict[str, Any], sent_at: int) -> LostAnswer:
         """Sent into a gateway that has ended since: that boot's own look decides. A look taken after
         the send that lists the text: it arrived, and that boot's re-queue carries it. A clean look
-        without it: it never arrived. No look since, or a void one: unknown, not sent twice."""
-        look = await self.records.last_look(int(item["into_boot"]))
+        without it: it never arrived, unless a main-session turn ran between the send and that
+        gateway's end (one that drained it before the look, while gatewayd was down or reconnecting,
+        leaves a clean look behind). No look since, or a void one: unknown, not sent twice."""
+        into = int(item["into_boot"])
+        look = await self.records.last_look(into)
         if look is None or look.looked_at_ms < sent_at:
             return LostAnswer.UNSURE
         if item["kind"] == "system-event" and item["text"] in look.texts:
             return LostAnswer.ARRIVED
-        return LostAnswer.UNSURE if look.void else LostAnswer.NEVER
+        if look.void:
+            return LostAnswer.UNSURE
+        return lost_answer(False, await self._main_turn_since(rpc, sent_at, await self.records.end_ms(into)))
 
     async def _main_turn_since(self, rpc: RpcClient, since_ms: int, until_ms: int | None = None,
                                slack_ms: int = TURN_SLACK_MS) -> bool:
@@ -251,7 +256,7 @@ class Requeue:
             # the text cannot have arrived (not queued, and no main-session turn since to drain it).
             sent_at = int(item["dispatched_at_ms"])
             if item["into_boot"] != self.boot:
-                fate = await self._fate_in_ended_boot(item, sent_at)
+                fate = await self._fate_in_ended_boot(rpc, item, sent_at)
                 queued = fate is LostAnswer.ARRIVED
             else:
                 held = await self._held(rpc)
@@ -281,6 +286,7 @@ class Requeue:
             await self.records.settle(int(item["id"]), "failed", f"{method}: {exc}")
             log.warning("requeue_refused", boot=item["boot_id"], method=method, error=str(exc))
             return
+        crashpoint("requeue-sent")  # the gateway has it, the journal says dispatched: the next gatewayd looks
         await self.records.settle(int(item["id"]), "answered", f"{method}: {str(answer)[:200]}")
         crashpoint("requeue-answered")
         log.info("requeued", boot=item["boot_id"], kind=item["kind"], pos=item["pos"])

@@ -397,6 +397,8 @@ class Recovery:
             log.warning("recovery_blocking_retry_unanswered", error=str(exc))
         except StoreError as exc:
             log.error("recovery_answer_not_recorded", error=str(exc))
+        except Exception:  # a task of its own: nothing else would hear of it; the run is confirmed by sight
+            log.exception("recovery_blocking_retry_failed", key=key)
         finally:
             self._inflight.discard(key)
 

@@ -175,8 +175,8 @@ def _system_line(text: str) -> re.Pattern[str]:
 
 def plan(look: QueueLook, held: Sequence[str], watched_end: bool, turn_after_look: bool,
          drained: bool | None = None) -> list[EventFate]:
-    """What to do with each text of a dead boot's last look. `watched_end`: gatewayd saw the
-    gateway end. `turn_after_look`: a main session's row (read from the next gateway) says a turn
+    """What to do with each text of a dead boot's last look. `watched_end`: gatewayd watched the
+    gateway from the look to its end. `turn_after_look`: a main session's row (read from the next gateway) says a turn
     started after the look and before the dead gateway's end. A queue is drained only by a turn:
     with none after the look, the look still holds, even when the end was not watched; with one,
     the texts may have reached the model, even when it was (the watcher may miss a turn that starts
@@ -185,6 +185,11 @@ def plan(look: QueueLook, held: Sequence[str], watched_end: bool, turn_after_loo
     decides instead of the void and the turn."""
     if not look.texts:
         return []
+    if drained is False and not watched_end:
+        # 2.x cuts a turn answered HEARTBEAT_OK from the history (and heartbeats drain): one that ran
+        # unseen can hide behind a later turn that drained nothing. Only a watcher would have seen it
+        # start (and voided the look), so "not drained" is trusted only where gatewayd watched.
+        drained = None
     if drained:
         why = "a turn after the last look drained the queue (chat.history)"
         return [EventFate(i, t, Fate.DELIVERED, why) for i, t in enumerate(look.texts)]
@@ -194,7 +199,7 @@ def plan(look: QueueLook, held: Sequence[str], watched_end: bool, turn_after_loo
         return [EventFate(i, t, Fate.UNKNOWN, why) for i, t in enumerate(look.texts)]
     if drained is None and turn_after_look:
         why = ("a main-session turn started after the last look, before the gateway's end: it may have"
-               " received it" + ("" if watched_end else " (the end was not watched)"))
+               " received it" + ("" if watched_end else " (not watched from the look to the end)"))
         return [EventFate(i, t, Fate.UNKNOWN, why) for i, t in enumerate(look.texts)]
     fates: list[EventFate] = []
     for i, (text, missing) in enumerate(zip(look.texts, unheld(look.texts, held), strict=True)):

@@ -414,4 +414,7 @@ class GatewayChild:
                     p.kill()
             await asyncio.to_thread(psutil.wait_procs, left, timeout_s)
         if self._relay_task is not None:  # the relay flushes the gateway's last lines, then exits
-            await asyncio.wait({self._relay_task}, timeout=2.0)
+            relay = self._relay_task
+            await asyncio.wait({relay}, timeout=2.0)
+            if relay.done() and not relay.cancelled() and relay.exception() is not None:
+                log.error("log_relay_failed", error=repr(relay.exception()))

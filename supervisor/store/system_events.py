@@ -47,22 +47,38 @@ class SystemEventRecords:
 
     async def unplanned(self, current_boot: int) -> list[tuple[QueueLook, bool, int]]:
         """Looks of ended boots not planned yet, oldest first, each with whether gatewayd watched
-        that gateway's end (a boot found ended by a later gatewayd was not watched) and when the
-        next gateway started (ms): the dead one's queue could change only before that."""
+        that gateway from the look to its end (not when a later gatewayd found the boot ended, nor
+        when a gatewayd started in between: the one that took the look died, and turns ran unseen
+        until the next one connected) and when the next gateway started (ms): the dead one's queue
+        could change only before that."""
         def read(c: sqlite3.Connection) -> list[tuple[QueueLook, bool, int]]:
             rows = c.execute(
                 "SELECT q.boot_id, q.looked_at_ms, q.void, b.exit_kind, b.ended_at,"
-                " (SELECT MIN(n.started_at) FROM boots n WHERE n.id > b.id) FROM queue_looks q JOIN boots b"
+                " (SELECT MIN(n.started_at) FROM boots n WHERE n.id > b.id),"
+                " EXISTS (SELECT 1 FROM events e WHERE e.kind = 'daemon-started'"
+                "         AND e.ts >= q.looked_at_ms / 1000.0 AND e.ts <= b.ended_at)"
+                " FROM queue_looks q JOIN boots b"
                 " ON b.id = q.boot_id WHERE q.planned = 0 AND q.boot_id < ? AND b.ended_at IS NOT NULL"
                 " ORDER BY q.boot_id", (current_boot,)).fetchall()
             out: list[tuple[QueueLook, bool, int]] = []
-            for boot, at_ms, void, exit_kind, ended_at, next_started in rows:
+            for boot, at_ms, void, exit_kind, ended_at, next_started, gap in rows:
                 texts = tuple(r[0] for r in c.execute(
                     "SELECT text FROM queued_events WHERE boot_id = ? ORDER BY pos", (boot,)))
                 until = next_started if next_started is not None else ended_at
-                out.append((QueueLook(int(boot), texts, int(at_ms), bool(void)), exit_kind != "vanished",
-                            int(until * 1000)))
+                out.append((QueueLook(int(boot), texts, int(at_ms), bool(void)),
+                            exit_kind != "vanished" and not gap, int(until * 1000)))
             return out
+        return await self.store.read(read)
+
+    async def end_ms(self, boot: int) -> int | None:
+        """When `boot`'s gateway could last have changed its queue: the next gateway's start, else its
+        end (ms); None while it runs."""
+        def read(c: sqlite3.Connection) -> int | None:
+            row = c.execute("SELECT b.ended_at, (SELECT MIN(n.started_at) FROM boots n WHERE n.id > b.id)"
+                            " FROM boots b WHERE b.id = ?", (boot,)).fetchone()
+            if row is None or row[0] is None:
+                return None
+            return int((row[1] if row[1] is not None else row[0]) * 1000)
         return await self.store.read(read)
 
     async def plan(self, boot: int, fates: list[EventFate]) -> None:

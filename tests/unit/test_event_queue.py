@@ -155,6 +155,16 @@ def test_plan_with_the_history_decides_instead_of_the_void_and_the_turn(void: bo
     assert [f.fate for f in unknown] == [Fate.UNKNOWN if void or turn else Fate.REQUEUE] * 3
 
 
+@pytest.mark.parametrize(("void", "turn"), itertools.product([True, False], repeat=2))
+def test_not_drained_by_the_history_is_trusted_only_where_gatewayd_watched(void: bool, turn: bool) -> None:
+    # 2.x cuts a HEARTBEAT_OK turn (which drains) from the history: unwatched, one may hide behind a
+    # later turn that drained nothing, so the void and the row's turn decide as without a history.
+    look = QueueLook(LOOK.boot, LOOK.texts, LOOK.looked_at_ms, void)
+    unwatched = plan(look, (), False, turn, drained=False)
+    assert [f.fate for f in unwatched] == [Fate.UNKNOWN if void or turn else Fate.REQUEUE] * 3
+    assert [f.fate for f in plan(look, (), False, turn, drained=True)] == [Fate.DELIVERED] * 3
+
+
 def test_texts_sent_into_a_gateway_after_its_last_look_join_that_look() -> None:
     look = QueueLook(7, ("a", "b"), 10_000)
     sends = [("old", 9_999), ("b", 10_000), ("c", 10_001), ("c", 20_000)]

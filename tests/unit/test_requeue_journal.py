@@ -1,0 +1,112 @@
+"""The re-queue's journal against a real store and a scripted gateway: what it sends again after a
+send whose answer was lost into a gateway that has ended since, and when a look was watched."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from supervisor.core.event_queue import EventFate, Fate
+from supervisor.gateway.capabilities import for_version
+from supervisor.queue_keeper import Requeue
+from supervisor.store.boots import BootEnd, BootRecords
+from supervisor.store.db import Store
+from supervisor.store.system_events import SystemEventRecords
+
+MAIN = "agent:main:main"
+
+
+class ScriptedGateway:
+    """Answers the calls the re-queue makes; records what it was asked to queue."""
+
+    def __init__(self, main_row_ms: int) -> None:
+        self.main_row_ms = main_row_ms
+        self.queued: list[str] = []
+
+    async def call(self, method: str, params: dict[str, Any], **_: Any) -> Any:
+        if method == "sessions.list":
+            return {"sessions": [{"key": MAIN, "updatedAt": self.main_row_ms}]}
+        if method == "status":
+            return {"queuedSystemEvents": []}
+        if method == "health":
+            return {"defaultAgentId": "main"}
+        if method == "chat.history":
+            return {"messages": []}
+        if method == "system-event":
+            self.queued.append(params["text"])
+            return {"ok": True}
+        raise AssertionError(f"unexpected call {method}")
+
+
+async def boots(store: Store, n: int) -> list[int]:
+    rec = BootRecords(store)
+    out = []
+    for i in range(n):
+        boot = await rec.started(1000 + i, time.time(), 18789, "2026.2.26")
+        await rec.ready(boot, f"gw-{i}")
+        if i < n - 1:
+            await rec.ended(boot, BootEnd(-9, "crash", "killed", True, {}))
+        out.append(boot)
+    return out
+
+
+@pytest.mark.parametrize(("turn_after_send", "sent_again"), [(True, False), (False, True)])
+async def test_a_send_into_an_ended_gateway_is_sent_again_only_when_no_turn_could_have_drained_it(
+        tmp_path: Path, turn_after_send: bool, sent_again: bool) -> None:
+    """The send into boot 2 lost its answer; boot 2's last look, after the send, is clean. A clean
+    look says the text is gone, not that it never arrived: a main-session turn between the send
+    and the look (while gatewayd was down or reconnecting) may have drained it to the model."""
+    store = Store(tmp_path / "store.sqlite")
+    await store.open()
+    try:
+        records = SystemEventRecords(store)
+        now = int(time.time() * 1000)
+        sent_at = now - 20_000
+        first, second, third = await boots(store, 3)
+        await records.look(first, ("X",), sent_at - 10_000)
+        await records.plan(first, [EventFate(0, "X", Fate.REQUEUE, "lost with the gateway's memory")])
+        item = (await records.open_items())[0]
+        assert await records.dispatched(int(item["id"]), second, sent_at)
+        await records.look(second, (), sent_at + 5_000)  # clean, after the send
+        await records.plan(second, [])
+        gateway = ScriptedGateway(sent_at + 2_000 if turn_after_send else sent_at - 10_000)
+        settled = asyncio.Event()
+        settled.set()
+        requeue = Requeue(records, third, for_version("2026.2.26"), settled, now)
+        await requeue.run(gateway)  # type: ignore[arg-type]
+        [row] = await records.items_of(first)
+        assert gateway.queued == (["X"] if sent_again else [])
+        assert row["state"] == ("answered" if sent_again else "unconfirmed"), row
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize("gatewayd_restarted", [True, False])
+async def test_a_look_is_watched_only_when_no_gatewayd_started_between_it_and_the_end(
+        tmp_path: Path, gatewayd_restarted: bool) -> None:
+    store = Store(tmp_path / "store.sqlite")
+    await store.open()
+    try:
+        records = SystemEventRecords(store)
+        rec = BootRecords(store)
+        await rec.daemon_started(4242)  # the one that took the look
+        if gatewayd_restarted:
+            await rec.daemon_started(4243)  # it died; this one adopted the gateway
+        boot = await rec.started(1000, time.time(), 18789, "2026.2.26")
+        await rec.ended(boot, BootEnd(-9, "crash", "killed", True, {}))
+        end = await store.read(lambda c: c.execute("SELECT ended_at FROM boots WHERE id = ?", (boot,)).fetchone()[0])
+        await records.look(boot, ("X",), int((end - 2.0) * 1000))
+        starts = await store.read(lambda c: [i for (i,) in c.execute(
+            "SELECT id FROM events WHERE kind = 'daemon-started' ORDER BY id")])
+        for event_id, at in zip(starts, (end - 3.0, end - 1.0), strict=False):  # before the look, between
+            await store.write(lambda c, i=event_id, t=at: c.execute("UPDATE events SET ts = ? WHERE id = ?", (t, i)))
+        await rec.started(1001, time.time(), 18789, "2026.2.26")
+        [(look, watched, _)] = await records.unplanned(boot + 1)
+        assert look.texts == ("X",)
+        assert watched is not gatewayd_restarted
+    finally:
+        await store.close()
