@@ -134,6 +134,17 @@ def test_events_queued_before_a_kill9_reach_the_model_once_in_order(tmp_path: Pa
         assert delivered(log, mark) == [texts]
 
 
+def kill_and_see_them_queued_again_once(g: Gatewayd, log: Path, mark: str, texts: list[str]) -> None:
+    """kill -9 the gateway: every text is queued again (answered), and reaches the model once."""
+    os.kill(g.spawned_pids()[-1], signal.SIGKILL)
+    rows = wait_until(lambda: settled(g), 60, "every re-queue settled")
+    assert [(r["text"], r["state"]) for r in sorted(rows, key=lambda r: r["pos"])] == \
+        [(t, "answered") for t in texts], rows
+    wait_until(lambda: delivered(log, mark), 30, "the events at the model")
+    time.sleep(3)  # the witness: a window in which a second delivery would have shown up
+    assert delivered(log, mark) == [texts]
+
+
 @pytest.mark.parametrize("version", ["2026.9.6", "2026.2.26"])
 def test_events_behind_a_main_turn_that_ended_before_the_kill_are_queued_again(tmp_path: Path,
                                                                                 version: str) -> None:
@@ -152,13 +163,7 @@ def test_events_behind_a_main_turn_that_ended_before_the_kill_are_queued_again(t
         moved_to = asyncio.run(main_turn(g.port, version, f"TURN-{mark} reply PONG"))
         wait_until(lambda: (lambda looks: looks and looks[0]["looked_at_ms"] > moved_to and not looks[0]["void"])(
             table(g, "queue_looks")), 20, "a look dated after the turn's end")
-        os.kill(g.spawned_pids()[-1], signal.SIGKILL)
-        rows = wait_until(lambda: settled(g), 60, "every re-queue settled")
-        assert [(r["text"], r["state"]) for r in sorted(rows, key=lambda r: r["pos"])] == \
-            [(t, "answered") for t in texts], rows
-        wait_until(lambda: delivered(log, mark), 30, "the events at the model")
-        time.sleep(3)  # the witness: a window in which a second delivery would have shown up
-        assert delivered(log, mark) == [texts]
+        kill_and_see_them_queued_again_once(g, log, mark, texts)
 
 
 @pytest.mark.parametrize("version", ["2026.9.6", "2026.2.26"])
@@ -180,13 +185,7 @@ def test_a_main_turns_end_redates_the_look_soon_after_it(tmp_path: Path, version
         wait_until(lambda: (lambda looks: looks and looks[0]["looked_at_ms"] > moved_to and not looks[0]["void"]
                             and [r["text"] for r in table(g, "queued_events")] == texts)(table(g, "queue_looks")),
                    10, "a look holding the texts, dated after the turn's end")
-        os.kill(g.spawned_pids()[-1], signal.SIGKILL)
-        rows = wait_until(lambda: settled(g), 60, "every re-queue settled")
-        assert [(r["text"], r["state"]) for r in sorted(rows, key=lambda r: r["pos"])] == \
-            [(t, "answered") for t in texts], rows
-        wait_until(lambda: delivered(log, mark), 30, "the events at the model")
-        time.sleep(3)  # the witness: a window in which a second delivery would have shown up
-        assert delivered(log, mark) == [texts]
+        kill_and_see_them_queued_again_once(g, log, mark, texts)
 
 
 async def send(port: int, version: str, method: str, params: dict[str, Any]) -> None:
