@@ -99,8 +99,17 @@ AGENT_WAKE = "[gatewayd] The gateway restarted"  # core/wake_plan.py's text
 FLUSH = "FLUSH"  # chaos.py's last turn, which hands over what is still queued
 
 
+HEARTBEAT_ASK = "If nothing needs attention, reply"  # both versions' heartbeat prompt
+
+
 def side_turn(r: Request) -> bool:
-    return AGENT_WAKE in r.last_user or FLUSH in r.last_user
+    """A wake, a flush, or the gateway's resume of a heartbeat turn that was cut before its model
+    call: a wake whose text it drained (a 9.x resume replays the prompt, not what it drained), so
+    it carries no turn's mark and no wake text (fake chaos seed 5171). A heartbeat that is no
+    resume stays judged: an extra wake turn on top of the gateway's own resume is a double."""
+    if AGENT_WAKE in r.last_user or FLUSH in r.last_user:
+        return True
+    return GATEWAY_RESUME[1] in r.last_user and HEARTBEAT_ASK in r.last_user
 
 
 def interruption(req: Request, kills: Sequence[float], slack: float) -> tuple[str, float]:

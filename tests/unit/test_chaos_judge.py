@@ -159,6 +159,14 @@ def test_a_wake_heartbeat_on_top_of_the_gateways_own_resume_is_doubled() -> None
     assert (v.notified, v.woken, v.doubled) == (1, 0, 1)
 
 
+def test_the_gateways_resume_of_a_cut_wake_heartbeat_is_no_followup_of_a_completed_turn() -> None:
+    reqs = [turn(10, 11, "MAIN-1"),
+            follow(20, "[Queued user message from a previous active turn; preserved across restart]\n"
+                       "Follow the heartbeat monitor scratch context. If nothing needs attention, reply NO_REPLY.")]
+    v = judge(reqs, [], [TurnItem("main", "MAIN-1", TAG)], [15.0], never_regular)
+    assert (v.interrupted_sessions, v.doubled) == (0, 0)
+
+
 def test_a_followup_that_is_neither_resume_nor_notice_is_not_notified() -> None:
     reqs = [turn(10, None, "MAIN-1"), follow(20, "Read HEARTBEAT.md if it exists.")]
     v = judge(reqs, [], [TurnItem("main", "MAIN-1", TAG)], [12.0], never_regular)
