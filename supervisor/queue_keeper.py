@@ -24,23 +24,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from dataclasses import replace
 from typing import Any
 
 from supervisor import logs
 from supervisor.core.confirm import settle_deadline_ms
 from supervisor.core.event_queue import (
-    EventFate,
     Fate,
     LostAnswer,
     QueueLook,
     QueueUnreadable,
     drained_after,
     is_main_session,
-    late_look,
     lost_answer,
     parse_queue,
     plan,
+    with_late_sends,
 )
 from supervisor.core.inflight import lenient_ms
 from supervisor.crashpoints import crashpoint
@@ -166,11 +164,14 @@ class Requeue:
         # its new events is another event (`plan` can also take what a surviving process holds).
         held: tuple[str, ...] = ()
         for look, watched, ended_ms in pending:
-            fates = await self._fates(rpc, look, held, watched, ended_ms)
-            late = late_look(look, await self.records.sent_into(look.boot))
-            if late is not None:  # after the look's own texts, in their send order
-                fates += [replace(f, pos=f.pos + len(look.texts))
-                          for f in await self._fates(rpc, late, held, watched, ended_ms)]
+            look = with_late_sends(look, await self.records.sent_into(look.boot))
+            # A main-session turn between the look and the end may have drained it, watched or not
+            # (the watcher may miss a turn that starts as the gateway dies, or one while it was down).
+            # No slack here: the look's time is taken before its `status` call, so a turn that the
+            # row dates at or before it had drained the queue before the look read it.
+            turn_after = await self._main_turn_since(rpc, look.looked_at_ms + 1, ended_ms, slack_ms=0)
+            drained = await self._drained(rpc, look, ended_ms) if look.void or turn_after else None
+            fates = plan(look, held, watched, turn_after, drained)
             lost = sum(1 for f in fates if f.fate is Fate.REQUEUE)
             await self.records.plan(look.boot, fates)
             crashpoint("requeue-planned")
@@ -188,22 +189,9 @@ class Requeue:
         for item in items:
             await self._settle_or_send(rpc, item)
 
-    async def _fates(self, rpc: RpcClient, look: QueueLook, held: tuple[str, ...], watched: bool,
-                     ended_ms: int) -> list[EventFate]:
-        # A main-session turn between the look and the end may have drained it, watched or not
-        # (the watcher may miss a turn that starts as the gateway dies, or one while it was down).
-        # No slack here: the look's time is taken before its `status` call, so a turn that the
-        # row dates at or before it had drained the queue before the look read it.
-        turn_after = await self._main_turn_since(rpc, look.looked_at_ms + 1, ended_ms, slack_ms=0)
-        drained = await self._drained(rpc, look, ended_ms, watched) if look.void or turn_after else None
-        return plan(look, held, watched, turn_after, drained)
-
-    async def _drained(self, rpc: RpcClient, look: QueueLook, until_ms: int, watched: bool) -> bool | None:
+    async def _drained(self, rpc: RpcClient, look: QueueLook, until_ms: int) -> bool | None:
         """Did a turn of the default agent's main session (where `status` lists the queue) drain it
-        after the look, where the version's history keeps what a turn drained; None: unknown.
-        Watched and not void, no turn started after the look unseen (its start would have voided
-        it): a history with no request after it says the row moved for the end of a turn that
-        began before it (fake chaos seed 5172: 10 of 400 set aside so)."""
+        after the look, where the version's history keeps what a turn drained; None: unknown."""
         if not self.caps.recovery.history_shows_drained_events or not self.caps.has_method("chat.history"):
             return None
         if self._history is None:  # every look of this run is of the dead boots: one read serves them all
@@ -215,24 +203,22 @@ class Requeue:
             except GatewayError as exc:  # not kept: the next look asks again
                 log.warning("queue_history_unreadable", session=key, error=str(exc))
                 return None
-        return drained_after(self._history[0], look.texts, look.looked_at_ms, until_ms,
-                             no_request_is_clean=watched and not look.void)
+        return drained_after(self._history[0], look.texts, look.looked_at_ms, until_ms)
 
     async def _fate_in_ended_boot(self, rpc: RpcClient, item: dict[str, Any], sent_at: int) -> LostAnswer:
-        """Sent into a gateway that has ended since. A look taken after the send that lists the text:
-        it arrived, and that boot's re-queue carries it; a void one: a turn started after it, unknown,
-        not sent twice. Otherwise (a clean look without it, or no look since the send) it is gone with
-        that gateway's memory, unless a main-session turn ran between the send and that gateway's
-        end: one may have drained it (while gatewayd was down or reconnecting, leaving a clean look
-        behind). No look since the send was unknown before: a second kill during recovery lost such a
-        text for good (fake chaos seed 5172)."""
+        """Sent into a gateway that has ended since: that boot's own look decides. A look taken after
+        the send that lists the text: it arrived, and that boot's re-queue carries it. A clean look
+        without it: it never arrived, unless a main-session turn ran between the send and that
+        gateway's end (one that drained it before the look, while gatewayd was down or reconnecting,
+        leaves a clean look behind). No look since, or a void one: unknown, not sent twice."""
         into = int(item["into_boot"])
         look = await self.records.last_look(into)
-        if look is not None and look.looked_at_ms >= sent_at:
-            if item["kind"] == "system-event" and item["text"] in look.texts:
-                return LostAnswer.ARRIVED
-            if look.void:
-                return LostAnswer.UNSURE
+        if look is None or look.looked_at_ms < sent_at:
+            return LostAnswer.UNSURE
+        if item["kind"] == "system-event" and item["text"] in look.texts:
+            return LostAnswer.ARRIVED
+        if look.void:
+            return LostAnswer.UNSURE
         return lost_answer(False, await self._main_turn_since(rpc, sent_at, await self.records.end_ms(into)))
 
     async def _main_turn_since(self, rpc: RpcClient, since_ms: int, until_ms: int | None = None,

@@ -22,7 +22,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from supervisor.core.inflight import lenient_ms, message_text
@@ -71,30 +71,24 @@ class QueueLook:
     void: bool = False
 
 
-def late_look(look: QueueLook, sends: Sequence[tuple[str, int]]) -> QueueLook | None:
-    """The texts gatewayd queued again into a dead boot's gateway after its last look's time
-    (`sends`: text, journaled at ms; answered, in send order), as a look of their own: that gateway
-    held them too, and one killed before its next look took them along unplanned (fake chaos, seed
-    4141: 7 of 400 lost so). A send journaled after the look's time may still be in what the look
-    listed (its `status` read the queue after the send arrived): a text the look lists is taken as
-    that send, never added twice (an equal text of the user's own is then set aside with it: lost,
-    never doubled). Dated at the first of those sends, journaled before it went out: only a turn
-    that started after that can have drained them (a turn drains at its start); one that started
-    between the look and the send set them aside all the same (fake chaos seed 5171: 4 of 400, behind
-    the gateway's own resume). Void as the look is: that turn's start is not dated. None: no such
-    text."""
+def with_late_sends(look: QueueLook, sends: Sequence[tuple[str, int]]) -> QueueLook:
+    """A dead boot's last look with the texts gatewayd queued again into that gateway after the look's
+    time (`sends`: text, journaled at ms; answered, in send order). That gateway held them too, and
+    one killed before its next look took them along unplanned (fake chaos, seed 4141: 7 of 400 lost
+    so). A send journaled after the look's time may still be in what the look listed (its `status`
+    read the queue after the send arrived): a text the look lists is taken as that send, never
+    added twice (an equal text of the user's own is then set aside with it: lost, never doubled).
+    The look's time stays its own: a main-session turn after it may have drained them all."""
     unmatched = list(look.texts)
-    late: list[tuple[str, int]] = []
+    late: list[str] = []
     for text, at_ms in sends:
         if at_ms < look.looked_at_ms:
             continue  # sent before the look: what it lists of it, it carries
         if text in unmatched:
             unmatched.remove(text)
         else:
-            late.append((text, at_ms))
-    if not late:
-        return None
-    return QueueLook(look.boot, tuple(t for t, _ in late), min(at for _, at in late), look.void)
+            late.append(text)
+    return replace(look, texts=look.texts + tuple(late)) if late else look
 
 
 class Fate(enum.Enum):
@@ -139,8 +133,7 @@ def unheld(texts: Sequence[str], held: Sequence[str]) -> list[bool]:
 HISTORY_TEXT_CHARS = 10_000  # 2026.2.x's chat.history cuts a longer text (at 12,000): matched by its start
 
 
-def drained_after(history: object, texts: Sequence[str], since_ms: int, until_ms: int,
-                  no_request_is_clean: bool = False) -> bool | None:
+def drained_after(history: object, texts: Sequence[str], since_ms: int, until_ms: int) -> bool | None:
     """Did a main-session turn stamped in [since_ms, until_ms] drain the queue a look saw, from the
     session's `chat.history` (2026.2.x writes the drained events as "System: [time] text" lines at
     the head of the turn's request, at its start, measured)? Only asked where a turn is known to
@@ -151,9 +144,7 @@ def drained_after(history: object, texts: Sequence[str], since_ms: int, until_ms
       (an `agent` turn does not).
     - None, the history cannot tell: malformed; no message before `since_ms` (a session's first
       turn is written only at its end, measured); or no request in the window although a turn ran
-      (a heartbeat turn answered HEARTBEAT_OK is cut from the transcript, and heartbeats drain),
-      unless `no_request_is_clean`: the caller knows no turn started in the window unseen, so
-      none there was cut from it (False)."""
+      (a heartbeat turn answered HEARTBEAT_OK is cut from the transcript, and heartbeats drain)."""
     if not isinstance(history, Mapping) or not isinstance(history.get("messages"), list):
         return None
     patterns = [_system_line(t) for t in texts if t.strip()]
@@ -169,10 +160,8 @@ def drained_after(history: object, texts: Sequence[str], since_ms: int, until_ms
             earlier = True
         elif at <= until_ms and msg.get("role") == "user":
             requests.append(message_text(msg.get("content"), sep="\n"))
-    if not earlier:
+    if not earlier or not requests:
         return None
-    if not requests:
-        return False if no_request_is_clean else None
     return any(p.search(r) for p in patterns for r in requests)
 
 

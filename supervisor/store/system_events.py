@@ -116,7 +116,7 @@ class SystemEventRecords:
 
     async def sent_into(self, boot: int) -> list[tuple[str, int]]:
         """Texts queued again into `boot`'s gateway that it took, in send order, with when each was
-        journaled (`core/event_queue.late_look`)."""
+        journaled (`core/event_queue.with_late_sends`)."""
         return await self.store.read(lambda c: [(str(t), int(at)) for t, at in c.execute(
             "SELECT text, dispatched_at_ms FROM requeues WHERE into_boot = ? AND state IN ('answered', 'observed')"
             " AND dispatched_at_ms IS NOT NULL ORDER BY dispatched_at_ms, id", (boot,))])

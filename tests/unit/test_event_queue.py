@@ -16,11 +16,11 @@ from supervisor.core.event_queue import (
     QueueUnreadable,
     drained_after,
     is_main_session,
-    late_look,
     lost_answer,
     parse_queue,
     plan,
     unheld,
+    with_late_sends,
 )
 
 
@@ -134,15 +134,6 @@ def test_drained_after_reads_the_turns_between_the_look_and_the_end(
     assert drained_after({"messages": messages}, texts, 1_000, 5_000) is verdict
 
 
-def test_no_request_after_the_look_is_clean_only_when_the_caller_says_no_turn_ran_unseen() -> None:
-    history = {"messages": [{"role": "user", "timestamp": 500, "content": "hi"},
-                            {"role": "assistant", "timestamp": 3_000, "content": "PONG"}]}
-    assert drained_after(history, ("a",), 1_000, 5_000) is None
-    assert drained_after(history, ("a",), 1_000, 5_000, no_request_is_clean=True) is False
-    first_turn = {"messages": [{"role": "assistant", "timestamp": 3_000, "content": "PONG"}]}
-    assert drained_after(first_turn, ("a",), 1_000, 5_000, no_request_is_clean=True) is None
-
-
 def test_a_long_text_is_found_by_the_start_the_history_keeps() -> None:
     long = "x" * 15_000
     cut = _msg("user", 1_200, f"System: [t] {long[:12_000]}\n\nrequest")
@@ -174,16 +165,14 @@ def test_not_drained_by_the_history_is_trusted_only_where_gatewayd_watched(void:
     assert [f.fate for f in plan(look, (), False, turn, drained=True)] == [Fate.DELIVERED] * 3
 
 
-def test_texts_sent_into_a_gateway_after_its_last_look_make_a_look_of_their_own() -> None:
+def test_texts_sent_into_a_gateway_after_its_last_look_join_that_look() -> None:
     look = QueueLook(7, ("a", "b"), 10_000)
     sends = [("old", 9_999), ("b", 10_000), ("c", 10_001), ("c", 20_000)]
-    late = late_look(look, sends)
+    out = with_late_sends(look, sends)
     # "old" went before the look; the look's "b" may be the send of "b" (its status read the queue
-    # after it arrived): neither is added, so nothing is queued twice. Dated at the first send
-    # taken: a turn that started before it cannot have drained it.
-    assert late == QueueLook(7, ("c", "c"), 10_001)
-    assert late_look(look, [("x", 9_000)]) is None
-    assert late_look(QueueLook(7, (), 10_000, void=True), [("x", 12_000)]) == QueueLook(7, ("x",), 12_000, True)
+    # after it arrived): neither is added, so nothing is queued twice.
+    assert out.texts == ("a", "b", "c", "c") and out.looked_at_ms == 10_000 and out.boot == 7
+    assert with_late_sends(look, [("x", 9_000)]) is look
 
 
 @given(st.lists(st.tuples(st.sampled_from("xyz"), st.integers(0, 30_000)), max_size=8),
@@ -191,11 +180,10 @@ def test_texts_sent_into_a_gateway_after_its_last_look_make_a_look_of_their_own(
 def test_late_sends_never_add_a_text_the_look_may_hold(sends: list[tuple[str, int]], texts: list[str],
                                                         void: bool) -> None:
     look = QueueLook(3, tuple(texts), 12_000, void)
-    late = late_look(look, sends)
-    added = late.texts if late is not None else ()
+    out = with_late_sends(look, sends)
+    assert out.texts[:len(texts)] == tuple(texts) and out.void == void and out.looked_at_ms == 12_000
+    added = out.texts[len(texts):]
     after = [t for t, at in sends if at >= 12_000]
     for t in set(added):  # each added copy is a send after the look beyond the copies the look lists
         assert added.count(t) == max(0, after.count(t) - texts.count(t))
     assert all(t in after for t in added)
-    if late is not None:  # dated at one of the sends after the look: the earliest it carries
-        assert late.void == void and late.looked_at_ms in [at for t, at in sends if at >= 12_000 and t in added]
