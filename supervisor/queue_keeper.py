@@ -219,10 +219,13 @@ class Requeue:
             return LostAnswer.ARRIVED
         if look.void:
             return LostAnswer.UNSURE
-        return lost_answer(False, await self._main_turn_since(rpc, sent_at, await self.records.end_ms(into)))
+        # A row shows only its session's last run: one dated after that gateway's end (the next one's
+        # resume or notice) may hide a turn there that drained the text, so it counts as one too.
+        return lost_answer(False, await self._main_turn_since(rpc, sent_at, await self.records.end_ms(into),
+                                                              later_hides=True))
 
     async def _main_turn_since(self, rpc: RpcClient, since_ms: int, until_ms: int | None = None,
-                               slack_ms: int = TURN_SLACK_MS) -> bool:
+                               slack_ms: int = TURN_SLACK_MS, later_hides: bool = False) -> bool:
         """Has a main session taken a turn between `since_ms` and `until_ms` (a dead gateway's end:
         the next gateway's own turns are no drain of the dead one's queue)? Its row says when its
         last run started (2026.9.x `startedAt`) or when a turn was last accepted (2026.2.x
@@ -236,8 +239,8 @@ class Requeue:
         for row in rows:
             if is_main_session(row.get("key")):
                 at = [lenient_ms(row.get(f)) for f in ("startedAt", "updatedAt")]
-                if any(a is not None and a >= since_ms - slack_ms and (until_ms is None or a <= until_ms)
-                       for a in at):
+                if any(a is not None and a >= since_ms - slack_ms and
+                       (until_ms is None or a <= until_ms or later_hides) for a in at):
                     return True
         return False
 

@@ -54,12 +54,14 @@ async def boots(store: Store, n: int) -> list[int]:
     return out
 
 
-@pytest.mark.parametrize(("turn_after_send", "sent_again"), [(True, False), (False, True)])
+@pytest.mark.parametrize(("main_row", "sent_again"), [("after-send", False), ("before-send", True),
+                                                      ("next-gateway", False)])
 async def test_a_send_into_an_ended_gateway_is_sent_again_only_when_no_turn_could_have_drained_it(
-        tmp_path: Path, turn_after_send: bool, sent_again: bool) -> None:
+        tmp_path: Path, main_row: str, sent_again: bool) -> None:
     """The send into boot 2 lost its answer; boot 2's last look, after the send, is clean. A clean
     look says the text is gone, not that it never arrived: a main-session turn between the send
-    and the look (while gatewayd was down or reconnecting) may have drained it to the model."""
+    and the look (while gatewayd was down or reconnecting) may have drained it to the model. A row
+    dated in the next gateway (its resume) shows only that last run, and may hide such a turn."""
     store = Store(tmp_path / "store.sqlite")
     await store.open()
     try:
@@ -73,7 +75,8 @@ async def test_a_send_into_an_ended_gateway_is_sent_again_only_when_no_turn_coul
         assert await records.dispatched(int(item["id"]), second, sent_at)
         await records.look(second, (), sent_at + 5_000)  # clean, after the send
         await records.plan(second, [])
-        gateway = ScriptedGateway(sent_at + 2_000 if turn_after_send else sent_at - 10_000)
+        row_ms = {"after-send": sent_at + 2_000, "before-send": sent_at - 10_000, "next-gateway": now + 1_000}
+        gateway = ScriptedGateway(row_ms[main_row])
         settled = asyncio.Event()
         settled.set()
         requeue = Requeue(records, third, for_version("2026.2.26"), settled, now)
