@@ -60,7 +60,7 @@ from supervisor.gateway.ports import port_owners
 from supervisor.gateway.probes import probe_for
 from supervisor.handoff import RestartHandoff
 from supervisor.instance import InstanceLock
-from supervisor.keepalive import Fault, Helpers
+from supervisor.keepalive import Fault, Helpers, until_set
 from supervisor.maintenance_calendar import MaintenanceCalendar
 from supervisor.memory_watch import MemoryWatch
 from supervisor.metrics import Metrics, Readings
@@ -353,9 +353,7 @@ class Daemon:
     async def _wait_stop(self, seconds: float) -> None:
         if seconds <= 0:
             return
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self.stop_requested.wait()
+        await until_set(self.stop_requested, seconds)
 
     async def _wait_config_change(self, path: Path) -> None:
         def stamp() -> tuple[float, int] | None:

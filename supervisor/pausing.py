@@ -8,7 +8,6 @@ clock passes it (read through the clock seam, so a sleep across the end ends it 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -17,6 +16,7 @@ from supervisor.clock import Clock
 from supervisor.core.maintenance import Pause, merged, pause_for
 from supervisor.errors import StoreError
 from supervisor.events import EventBus, Paused, Resumed
+from supervisor.keepalive import until_set
 from supervisor.store.maintenance_records import MaintenanceRecords
 
 log = logs.get("gatewayd")
@@ -87,9 +87,7 @@ class PauseGate:
             if remaining <= 0:
                 await self.resume("expired")
                 continue
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(min(remaining, EXPIRY_POLL_S)):
-                    await self._changed.wait()
+            await until_set(self._changed, min(remaining, EXPIRY_POLL_S))
 
     def _set(self, pause: Pause) -> None:
         self.pause = pause
