@@ -102,9 +102,9 @@ class QueueWatch:
         try:
             while not rpc.closed.is_set():
                 self.poke.clear()
-                due = [t for t in self.redate_at if t <= time.monotonic()]
-                if due:
-                    self.redate_at, self.redate = [t for t in self.redate_at if t not in due], True
+                now = time.monotonic()
+                if any(t <= now for t in self.redate_at):
+                    self.redate_at, self.redate = [t for t in self.redate_at if t > now], True
                 await self._void_if_drained()
                 with contextlib.suppress(GatewayUnavailable):
                     await self.look(rpc)

@@ -15,6 +15,10 @@ from supervisor.store.db import Store, row_dicts
 OPEN = ("planned", "dispatched")
 
 
+# When boot `b`'s gateway could last have changed its queue: the next gateway's start, else its end.
+QUEUE_END = "COALESCE((SELECT MIN(n.started_at) FROM boots n WHERE n.id > b.id), b.ended_at)"
+
+
 class SystemEventRecords:
     def __init__(self, store: Store) -> None:
         self.store = store
@@ -53,18 +57,16 @@ class SystemEventRecords:
         could change only before that."""
         def read(c: sqlite3.Connection) -> list[tuple[QueueLook, bool, int]]:
             rows = c.execute(
-                "SELECT q.boot_id, q.looked_at_ms, q.void, b.exit_kind, b.ended_at,"
-                " (SELECT MIN(n.started_at) FROM boots n WHERE n.id > b.id),"
+                f"SELECT q.boot_id, q.looked_at_ms, q.void, b.exit_kind, {QUEUE_END},"
                 " EXISTS (SELECT 1 FROM events e WHERE e.kind = 'daemon-started'"
                 "         AND e.ts >= q.looked_at_ms / 1000.0 AND e.ts <= b.ended_at)"
                 " FROM queue_looks q JOIN boots b"
                 " ON b.id = q.boot_id WHERE q.planned = 0 AND q.boot_id < ? AND b.ended_at IS NOT NULL"
                 " ORDER BY q.boot_id", (current_boot,)).fetchall()
             out: list[tuple[QueueLook, bool, int]] = []
-            for boot, at_ms, void, exit_kind, ended_at, next_started, gap in rows:
+            for boot, at_ms, void, exit_kind, until, gap in rows:
                 texts = tuple(r[0] for r in c.execute(
                     "SELECT text FROM queued_events WHERE boot_id = ? ORDER BY pos", (boot,)))
-                until = next_started if next_started is not None else ended_at
                 out.append((QueueLook(int(boot), texts, int(at_ms), bool(void)),
                             exit_kind != "vanished" and not gap, int(until * 1000)))
             return out
@@ -74,11 +76,10 @@ class SystemEventRecords:
         """When `boot`'s gateway could last have changed its queue: the next gateway's start, else its
         end (ms); None while it runs."""
         def read(c: sqlite3.Connection) -> int | None:
-            row = c.execute("SELECT b.ended_at, (SELECT MIN(n.started_at) FROM boots n WHERE n.id > b.id)"
-                            " FROM boots b WHERE b.id = ?", (boot,)).fetchone()
+            row = c.execute(f"SELECT b.ended_at, {QUEUE_END} FROM boots b WHERE b.id = ?", (boot,)).fetchone()
             if row is None or row[0] is None:
                 return None
-            return int((row[1] if row[1] is not None else row[0]) * 1000)
+            return int(row[1] * 1000)
         return await self.store.read(read)
 
     async def plan(self, boot: int, fates: list[EventFate]) -> None:

@@ -73,9 +73,14 @@ def incident_row(path: Path, incident: int) -> dict[str, Any] | None:
         raise StoreError(f"{path}: {exc}") from exc
 
 
+def _has_table(c: sqlite3.Connection, name: str) -> bool:
+    """An older store, from before the table, reads as empty rather than failing."""
+    return c.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (name,)).fetchone() is not None
+
+
 def read_current(c: sqlite3.Connection) -> dict[str, list[dict[str, Any]]]:
     """Active and interrupted items (an older store, before these tables, has none)."""
-    if not c.execute("SELECT 1 FROM sqlite_master WHERE name = 'inflight_runs'").fetchone():
+    if not _has_table(c, "inflight_runs"):
         return {"sessions": [], "runs": []}
     sessions = row_dicts(c.execute(
         "SELECT boot_id, key, agent_id, kind, session_id, run_ids, last_activity_ms, state, first_seen_at, ended_at"
@@ -90,7 +95,7 @@ def read_current(c: sqlite3.Connection) -> dict[str, list[dict[str, Any]]]:
 
 
 def read_history(c: sqlite3.Connection, limit: int = 50) -> list[dict[str, Any]]:
-    if not c.execute("SELECT 1 FROM sqlite_master WHERE name = 'obligations'").fetchone():
+    if not _has_table(c, "obligations"):
         return []
     rows = row_dicts(c.execute(
         "SELECT o.id, o.kind, o.ref, o.name, o.agent_id, o.running_at_ms, o.boot_id, o.attempt, o.reason, o.state,"
@@ -102,9 +107,8 @@ def read_history(c: sqlite3.Connection, limit: int = 50) -> list[dict[str, Any]]
     return rows
 
 
-
 def read_alerts(c: sqlite3.Connection, since: float | None, limit: int = 500) -> list[dict[str, Any]]:
-    if not c.execute("SELECT 1 FROM sqlite_master WHERE name = 'alerts'").fetchone():
+    if not _has_table(c, "alerts"):
         return []
     rows = row_dicts(c.execute(
         "SELECT id, at, kind, severity, title, body, boot_id, incident_id, state, held_because FROM alerts"
@@ -117,9 +121,8 @@ def read_alerts(c: sqlite3.Connection, since: float | None, limit: int = 500) ->
     return rows
 
 
-
 def read_incident(c: sqlite3.Connection, incident: int) -> dict[str, Any] | None:
-    if not c.execute("SELECT 1 FROM sqlite_master WHERE name = 'incidents'").fetchone():
+    if not _has_table(c, "incidents"):
         return None
     rows = row_dicts(c.execute("SELECT * FROM incidents WHERE id = ?", (incident,)))
     if not rows:
