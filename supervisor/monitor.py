@@ -73,7 +73,8 @@ class RpcMonitor:
         while not watch.child.exited:
             snapshotter = Snapshotter(self.inflight, watch.boot, spec.capabilities, self.cfg.snapshot_interval_s)
             watch.snapshotter = snapshotter
-            queue = QueueWatch(self.queue_records, watch.boot, self.cfg.snapshot_interval_s)
+            queue = QueueWatch(self.queue_records, watch.boot, self.cfg.snapshot_interval_s,
+                               gateway_exit=watch.child.wait)
 
             def on_event(ev: Event, snapshotter: Snapshotter = snapshotter, queue: QueueWatch = queue) -> None:
                 snapshotter.on_event(ev)

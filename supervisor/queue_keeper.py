@@ -24,15 +24,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from supervisor import logs
 from supervisor.core.confirm import settle_deadline_ms
 from supervisor.core.event_queue import (
+    END_ROW_AFTER_MS,
     Fate,
     LostAnswer,
     QueueLook,
     QueueUnreadable,
+    dated_by_end,
     drained_after,
     is_main_session,
     lost_answer,
@@ -46,7 +49,7 @@ from supervisor.errors import GatewayError, GatewayUnavailable
 from supervisor.gateway.capabilities import Capabilities
 from supervisor.gateway.rpc import Event, RpcClient, default_agent, list_sessions
 from supervisor.keepalive import until_set
-from supervisor.store.system_events import SystemEventRecords
+from supervisor.store.system_events import MAX_TURN_ENDS, SystemEventRecords
 
 log = logs.get("gatewayd.queue")
 
@@ -58,6 +61,9 @@ OWN_TEXT = "[gatewayd]"  # how gatewayd's own wake texts begin (core/wake_plan.p
 # the second look is for a loaded machine, the first for a kill soon after the end (fake chaos seed
 # 4142: 6 kills 0.1-0.7 s after a turn's end set 12 texts aside behind a single look at 0.5 s).
 END_SETTLES_S = (0.05, 0.5)
+# How long a cancelled watcher waits for its gateway's exit and the last of its events: the daemon
+# cancels it as the exit is seen, or right before it kills a hung gateway.
+EXIT_HEARD_S = 1.0
 TURN_SLACK_MS = 1000  # clocks: the row's time and ours are both the machine's, read apart
 HISTORY_LIMIT = 200  # the main session's last messages: the dead gateway's turns since its last look
 
@@ -68,15 +74,18 @@ def _now_ms() -> int:
 
 class QueueWatch:
     def __init__(self, records: SystemEventRecords, boot: int, interval_s: float,
-                 own_markers: tuple[str, ...] = (OWN_TEXT,)) -> None:
+                 own_markers: tuple[str, ...] = (OWN_TEXT,),
+                 gateway_exit: Callable[[], Awaitable[object]] | None = None) -> None:
         self.records = records
         self.own_markers = own_markers
         self.boot = boot
         self.interval_s = interval_s
+        self.gateway_exit = gateway_exit  # waits for this boot's gateway to exit
         self.poke = asyncio.Event()
         self.drained = asyncio.Event()  # a main-session turn started since the last look
         self.redate_at: list[float] = []  # (monotonic) when a main-session turn's end has settled
         self.redate = False  # store the next look even if unchanged: a turn ended since the last
+        self.ends: list[int] = []  # main-session turn ends heard (ms), not stored yet
         self.last: tuple[str, ...] | None = None
         self.looks = 0
 
@@ -93,6 +102,7 @@ class QueueWatch:
                 self.drained.set()
                 self.poke.set()
             elif data.get("phase") in ("end", "error"):  # a failed turn's row is written too
+                self.ends = [*self.ends[1 - MAX_TURN_ENDS:], _now_ms()]  # dropping the oldest only sets more aside
                 # A later end pushes the looks back: they follow the last end, which moved the row last.
                 now = time.monotonic()
                 self.redate_at = [now + s for s in END_SETTLES_S]
@@ -116,16 +126,50 @@ class QueueWatch:
                     for w in waits:
                         w.cancel()
         finally:
-            # A turn that started just before the gateway died (the same tick as the close) must
-            # still void the look: its texts may have reached the model.
-            await self._void_if_drained()
+            # The daemon cancels the watcher as it sees the gateway's exit, often while this tail
+            # writes: a cancelled store write may never run, so the tail (bounded: one wait of at
+            # most EXIT_HEARD_S, two writes) is finished before the cancellation goes on.
+            tail = asyncio.ensure_future(self._last_words(rpc))
+            try:
+                await asyncio.shield(tail)
+            except asyncio.CancelledError:
+                await tail
+                raise
+
+    async def _last_words(self, rpc: RpcClient) -> None:
+        # A turn that started just before the gateway died (the same tick as the close) must still
+        # void the look: its texts may have reached the model.
+        await self._void_if_drained()
+        # The turn ends heard are stored only once this connection has carried the gateway's events
+        # to its exit; cancelled with the gateway alive (a stop, a reconnect), a turn may start unheard.
+        if self.ends and await self._heard_to_end(rpc):
+            await self._void_if_drained()  # a start read while waiting for the exit
+            if self.ends:
+                await self.records.turn_ends(self.boot, self.ends)
+
+    async def _heard_to_end(self, rpc: RpcClient) -> bool:
+        """Did this connection carry the gateway's every event to its exit? Yes once the gateway has
+        exited and the connection was read to its close (the reader hands over each frame it read
+        before it marks the connection closed)."""
+        if self.gateway_exit is None:
+            return False
+        try:
+            async with asyncio.timeout(EXIT_HEARD_S):
+                await self.gateway_exit()
+                await rpc.closed.wait()
+        except TimeoutError:
+            return False
+        return True
 
     async def _void_if_drained(self) -> None:
         if self.drained.is_set():
-            self.drained.clear()
-            if self.last != ():  # None: this connection has not looked yet, the stored look may hold texts
-                await self.records.void(self.boot)
-                self.last = None
+            # Voided even when the look was empty: texts queued again into this gateway after it
+            # (`with_late_sends`) may be in what the turn drained, and no end heard before the start
+            # may explain a row any more.
+            self.ends.clear()
+            await self.records.void(self.boot)
+            self.drained.clear()  # once written: a write cancelled with the loop is done by its tail
+            self.last = None
 
     async def look(self, rpc: RpcClient) -> None:
         at_ms = _now_ms()
@@ -142,6 +186,7 @@ class QueueWatch:
         texts = tuple(t for t in texts if not any(t.startswith(m) for m in self.own_markers))
         redate, self.redate = self.redate and bool(texts), False
         if texts != self.last or redate:
+            self.ends = [e for e in self.ends if e >= at_ms - END_ROW_AFTER_MS]  # as the store keeps them
             await self.records.look(self.boot, texts, at_ms)
             self.last = texts
             self.looks += 1
@@ -169,7 +214,11 @@ class Requeue:
             # (the watcher may miss a turn that starts as the gateway dies, or one while it was down).
             # No slack here: the look's time is taken before its `status` call, so a turn that the
             # row dates at or before it had drained the queue before the look read it.
-            turn_after = await self._main_turn_since(rpc, look.looked_at_ms + 1, ended_ms, slack_ms=0)
+            # A row dated by a turn's end heard after the look is no turn after it, where gatewayd heard
+            # that gateway's every event from the look to its end, no start came, and the version
+            # shows every turn's start (2026.9.6 hides a heartbeat's from a passive connection).
+            ends = look.ends if watched and not look.void and self.caps.recovery.hears_every_turn_start else ()
+            turn_after = await self._main_turn_since(rpc, look.looked_at_ms + 1, ended_ms, slack_ms=0, ends=ends)
             drained = await self._drained(rpc, look, ended_ms) if look.void or turn_after else None
             fates = plan(look, held, watched, turn_after, drained)
             lost = sum(1 for f in fates if f.fate is Fate.REQUEUE)
@@ -225,11 +274,13 @@ class Requeue:
                                                               later_hides=True))
 
     async def _main_turn_since(self, rpc: RpcClient, since_ms: int, until_ms: int | None = None,
-                               slack_ms: int = TURN_SLACK_MS, later_hides: bool = False) -> bool:
+                               slack_ms: int = TURN_SLACK_MS, later_hides: bool = False,
+                               ends: tuple[int, ...] = ()) -> bool:
         """Has a main session taken a turn between `since_ms` and `until_ms` (a dead gateway's end:
         the next gateway's own turns are no drain of the dead one's queue)? Its row says when its
         last run started (2026.9.x `startedAt`) or when a turn was last accepted (2026.2.x
-        `updatedAt`). Unreadable counts as yes: nothing is then sent twice."""
+        `updatedAt`; not one dated by a turn's end in `ends`). Unreadable counts as yes: nothing is
+        then sent twice."""
         try:
             rows = await list_sessions(rpc, self.caps.sessions_list_filters)
         except GatewayUnavailable:
@@ -238,7 +289,8 @@ class Requeue:
             return True
         for row in rows:
             if is_main_session(row.get("key")):
-                at = [lenient_ms(row.get(f)) for f in ("startedAt", "updatedAt")]
+                started, updated = lenient_ms(row.get("startedAt")), lenient_ms(row.get("updatedAt"))
+                at = [started, None if updated is not None and dated_by_end(updated, ends) else updated]
                 if any(a is not None and a >= since_ms - slack_ms and
                        (until_ms is None or a <= until_ms or later_hides) for a in at):
                     return True

@@ -63,12 +63,33 @@ def is_main_session(key: object) -> bool:
 @dataclass(frozen=True)
 class QueueLook:
     """The last look at one boot's queue. `void`: a main-session turn started after it, so its
-    texts may have reached the model already; the next look replaces it."""
+    texts may have reached the model already; the next look replaces it. `ends`: when gatewayd
+    heard main-session turns end after it (ms), kept only where it heard that gateway's every
+    event to its end (`dated_by_end`)."""
 
     boot: int
     texts: tuple[str, ...]
     looked_at_ms: int
     void: bool = False
+    ends: tuple[int, ...] = ()
+
+
+# How far a main-session row's `updatedAt` lies from the moment gatewayd heard that session's turn
+# end: 2026.9.6 writes the row 2-10 ms before the event, 2026.2.26 2-7 ms after it (measured,
+# docs/research/agents-after-restart.md section 7); the rest is room for a loaded machine.
+END_ROW_BEFORE_MS = 250
+END_ROW_AFTER_MS = 250
+
+
+def dated_by_end(updated_at_ms: int, ends: Sequence[int]) -> bool:
+    """Is a row's `updatedAt` the write of a turn's end that gatewayd heard, rather than a turn that
+    started after the look? Asked only of a look that stayed good (no main-session start heard after
+    it) while gatewayd heard every event of that gateway to its end, of a version that shows every
+    turn's start to a passive connection: a turn that started then would have voided the look (its
+    lifecycle start goes out before its model call), so a row dated next to a heard end is that
+    end's. A kill within ~0.05 s of a turn's end, before the look could be taken again, set the
+    texts aside (fake chaos seed 5172: 10 of 400)."""
+    return any(e - END_ROW_BEFORE_MS <= updated_at_ms <= e + END_ROW_AFTER_MS for e in ends)
 
 
 def with_late_sends(look: QueueLook, sends: Sequence[tuple[str, int]]) -> QueueLook:

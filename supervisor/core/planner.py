@@ -42,6 +42,10 @@ class VersionRules:
     # chat.history keeps the "System: [..] text" lines a turn drained into its request (2026.2.x);
     # 2026.9.x hands them over as internal context that its history leaves out (measured)
     history_shows_drained_events: bool = False
+    # Every main-session turn's lifecycle start reaches a passive operator connection, heartbeats
+    # included (2026.2.26); 2026.9.6 shows a heartbeat's only to a connection subscribed to that
+    # session's messages (measured): there, a turn's start may go unheard.
+    hears_every_turn_start: bool = False
 
 
 @dataclass(frozen=True)

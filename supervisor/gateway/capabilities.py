@@ -32,6 +32,7 @@ RECOVERY_LEGACY = VersionRules(
     session_rows_date_runs=False,  # a row says only when it was updated
     wake_starts_turns=False,  # its wake names no session, and does nothing with heartbeats off
     history_shows_drained_events=True,  # measured: the drained texts open the turn's user message
+    hears_every_turn_start=True,  # measured: heartbeats' lifecycle events too, with their sessionKey
 )
 RECOVERY_CURRENT = VersionRules(
     resumes_main_sessions=True,

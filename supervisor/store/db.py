@@ -277,6 +277,15 @@ MIGRATIONS: tuple[str, ...] = (
     DROP TABLE requeues;
     ALTER TABLE requeues_7 RENAME TO requeues;
     """,
+    # 8: main-session turn ends heard after a boot's last look (`core/event_queue.dated_by_end`),
+    # written once gatewayd has heard that gateway's events to its exit.
+    """
+    CREATE TABLE queue_turn_ends (
+        boot_id INTEGER NOT NULL REFERENCES boots(id),
+        at_ms INTEGER NOT NULL
+    );
+    CREATE INDEX queue_turn_ends_boot ON queue_turn_ends(boot_id, at_ms);
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

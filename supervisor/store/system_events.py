@@ -13,6 +13,7 @@ from supervisor.core.event_queue import EventFate, Fate, QueueLook
 from supervisor.store.db import Store, row_dicts
 
 OPEN = ("planned", "dispatched")
+MAX_TURN_ENDS = 64  # far more turns than end between two looks (each end is followed by a look)
 
 
 # When boot `b`'s gateway could last have changed its queue: the next gateway's start, else its end.
@@ -38,6 +39,12 @@ class SystemEventRecords:
         """A main-session turn started: the last look may list texts it has drained."""
         await self.store.write(lambda c: c.execute(
             "UPDATE queue_looks SET void = 1 WHERE boot_id = ? AND planned = 0", (boot,)))
+
+    async def turn_ends(self, boot: int, ends: list[int]) -> None:
+        """Main-session turn ends heard after `boot`'s last look (ms), written once gatewayd has heard
+        that gateway's events to its exit (`core/event_queue.dated_by_end`); the latest kept."""
+        await self.store.write(lambda c: c.executemany(
+            "INSERT INTO queue_turn_ends(boot_id, at_ms) VALUES (?, ?)", [(boot, e) for e in ends[-MAX_TURN_ENDS:]]))
 
     async def last_look(self, boot: int) -> QueueLook | None:
         def read(c: sqlite3.Connection) -> QueueLook | None:
@@ -67,7 +74,9 @@ class SystemEventRecords:
             for boot, at_ms, void, exit_kind, until, gap in rows:
                 texts = tuple(r[0] for r in c.execute(
                     "SELECT text FROM queued_events WHERE boot_id = ? ORDER BY pos", (boot,)))
-                out.append((QueueLook(int(boot), texts, int(at_ms), bool(void)),
+                ends = tuple(int(r[0]) for r in c.execute(
+                    "SELECT at_ms FROM queue_turn_ends WHERE boot_id = ? ORDER BY at_ms", (boot,)))
+                out.append((QueueLook(int(boot), texts, int(at_ms), bool(void), ends),
                             exit_kind != "vanished" and not gap, int(until * 1000)))
             return out
         return await self.store.read(read)

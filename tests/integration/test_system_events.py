@@ -24,7 +24,7 @@ from gatewayd_dev.harness import FAKE_GATEWAY, Gatewayd, gatewayd, wait_until
 from gatewayd_dev.turns import main_turn_to_its_end
 from supervisor.crashpoints import CRASH_EXIT, REQUEUE_STEPS, WAKE_STEPS
 from supervisor.gateway.launch import GatewayAuth, Secret
-from supervisor.gateway.rpc import RpcClient
+from supervisor.gateway.rpc import Event, RpcClient
 from tests.integration.test_faults import COMPRESSED, TOKEN, model, table
 
 pytestmark = pytest.mark.timeout(120)
@@ -186,6 +186,71 @@ def test_a_main_turns_end_redates_the_look_soon_after_it(tmp_path: Path, version
                             and [r["text"] for r in table(g, "queued_events")] == texts)(table(g, "queue_looks")),
                    10, "a look holding the texts, dated after the turn's end")
         kill_and_see_them_queued_again_once(g, log, mark, texts)
+
+
+async def kill_the_moment_it_ends(g: Gatewayd, version: str, text: str) -> None:
+    """An `agent` turn in the main session (it does not drain the queue); once gatewayd's look holds
+    the texts again after the turn's start, the gateway is killed the moment its end is heard, before
+    gatewayd can look again after the end's row write."""
+    pid = g.spawned_pids()[-1]
+    rpc = RpcClient(f"ws://127.0.0.1:{g.port}/", GatewayAuth("token", Secret(TOKEN), "", False),
+                    3 if version.startswith("2026.2") else 4)
+    started: list[int] = []
+    ended = asyncio.Event()
+
+    def on_event(ev: Event) -> None:
+        p: Any = ev.payload if isinstance(ev.payload, dict) else {}
+        data: Any = p.get("data") if isinstance(p.get("data"), dict) else {}
+        if ev.name != "agent" or p.get("stream") != "lifecycle" or p.get("sessionKey") != "agent:main:main":
+            return
+        if data.get("phase") == "start":  # the gateway's own time: this process may hear it late
+            started.append(int(data.get("startedAt") or time.time() * 1000))
+        elif data.get("phase") in ("end", "error") and not ended.is_set():
+            os.kill(pid, signal.SIGKILL)
+            ended.set()
+
+    rpc.on_event = on_event
+    await rpc.connect()
+    try:
+        await rpc.call("agent", {"message": text, "idempotencyKey": uuid.uuid4().hex, "agentId": "main",
+                                 "sessionKey": "agent:main:main"})
+        for _ in range(1000):  # the store's state, polled: the look taken again after the start
+            if started and (lambda looks: looks and not looks[0]["void"]
+                            and looks[0]["looked_at_ms"] > started[0])(table(g, "queue_looks")):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("no good look after the turn's start within 20 s")
+        assert not ended.is_set(), "the turn ended before gatewayd looked again: lengthen the model's delay"
+        async with asyncio.timeout(60):
+            await ended.wait()
+    finally:
+        await rpc.close()
+
+
+@pytest.mark.parametrize(("version", "requeued"), [("2026.2.26", True), ("2026.9.6", False)])
+def test_events_behind_a_main_turn_whose_end_the_kill_follows_at_once_are_queued_again(
+        tmp_path: Path, version: str, requeued: bool) -> None:
+    """The end moved the row past the last look, and the kill came before gatewayd could look again
+    (fake chaos seed 5172 set 10 of 400 events aside so). gatewayd heard the end and every event to
+    the gateway's exit, and no start: on 2026.2.x, which shows every turn's start, the row is that
+    end's, and the events go back, once. 2026.9.6 hides a heartbeat's start from a passive
+    connection (measured), so there the row may be a heartbeat that drained them: set aside."""
+    with model(tmp_path) as (model_port, log, delay), gatewayd(tmp_path, None) as g:
+        g.write_config_sections(settings(tmp_path, version, model_port, g.port))
+        mark = uuid.uuid4().hex[:8]
+        texts = [f"SE1-{mark}", f"SE2-{mark}"]
+        start_and_queue(g, version, texts)
+        delay.write_text("5\n")  # the turn runs while gatewayd looks again after its start
+        asyncio.run(kill_the_moment_it_ends(g, version, f"TURN-{mark} reply PONG"))
+        delay.write_text("0.2\n")
+        rows = wait_until(lambda: settled(g), 60, "every re-queue settled")
+        assert [(r["text"], r["state"]) for r in sorted(rows, key=lambda r: r["pos"])] == \
+            [(t, "answered" if requeued else "unknown") for t in texts], rows
+        if requeued:
+            wait_until(lambda: delivered(log, mark), 30, "the events at the model")
+        time.sleep(3)  # the witness: a window in which a second delivery would have shown up
+        assert delivered(log, mark) == ([texts] if requeued else [])
 
 
 async def send(port: int, version: str, method: str, params: dict[str, Any]) -> None:

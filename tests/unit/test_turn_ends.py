@@ -1,0 +1,151 @@
+"""A main-session row dated by a turn's end that gatewayd heard is no turn after the last look: the
+watcher keeps the ends it heard only when it heard the gateway's events to its exit, and the
+re-queue then queues the look's texts again instead of setting them aside (fake chaos seed 5172:
+10 of 400 events set aside behind a kill within ~0.05 s of a turn's end)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from supervisor import queue_keeper
+from supervisor.core.event_queue import END_ROW_AFTER_MS, END_ROW_BEFORE_MS, dated_by_end
+from supervisor.gateway.capabilities import for_version
+from supervisor.gateway.rpc import Event
+from supervisor.queue_keeper import QueueWatch, Requeue
+from supervisor.store.boots import BootEnd, BootRecords
+from supervisor.store.db import Store
+from supervisor.store.system_events import SystemEventRecords
+from tests.unit.test_requeue_journal import MAIN, ScriptedGateway
+
+
+def test_a_row_is_dated_by_an_end_only_next_to_it() -> None:
+    ends = [10_000, 20_000]
+    assert dated_by_end(10_000 + END_ROW_AFTER_MS, ends)
+    assert dated_by_end(20_000 - END_ROW_BEFORE_MS, ends)
+    assert dated_by_end(20_007, ends)
+    assert not dated_by_end(10_000 + END_ROW_AFTER_MS + 1, ends)
+    assert not dated_by_end(20_000 - END_ROW_BEFORE_MS - 1, ends)
+    assert not dated_by_end(15_000, ends)
+    assert not dated_by_end(10_000, [])
+
+
+def lifecycle(phase: str, key: str = MAIN) -> Event:
+    return Event("agent", {"stream": "lifecycle", "sessionKey": key, "data": {"phase": phase}}, None, 0.0)
+
+
+class QueueRpc:
+    """A connection whose `status` lists one queued text."""
+
+    def __init__(self) -> None:
+        self.closed = asyncio.Event()
+
+    async def call(self, method: str, params: dict[str, Any], **_: Any) -> Any:
+        assert method == "status"
+        return {"queuedSystemEvents": ["X"]}
+
+
+async def stored_ends(store: Store, boot: int) -> list[int]:
+    return await store.read(lambda c: [int(r[0]) for r in c.execute(
+        "SELECT at_ms FROM queue_turn_ends WHERE boot_id = ? ORDER BY at_ms", (boot,))])
+
+
+async def watching(tmp_path: Path) -> tuple[Store, SystemEventRecords, int]:
+    store = Store(tmp_path / "store.sqlite")
+    await store.open()
+    boot = await BootRecords(store).started(1000, time.time(), 18789, "2026.2.26")
+    return store, SystemEventRecords(store), boot
+
+
+async def until_looked(records: SystemEventRecords, boot: int) -> None:
+    for _ in range(500):  # the store's state, polled: the watcher's first look
+        if await records.last_look(boot) is not None:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("no look stored within 5 s")
+
+
+@pytest.mark.parametrize("case", ["exit", "start-after-the-end", "gateway-alive", "cancelled-as-it-exits"])
+async def test_the_watcher_keeps_the_ends_it_heard_only_when_it_heard_the_gateway_to_its_exit(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str) -> None:
+    monkeypatch.setattr(queue_keeper, "EXIT_HEARD_S", 0.2)
+    store, records, boot = await watching(tmp_path)
+    try:
+        exited = asyncio.Event()
+        rpc = QueueRpc()
+        watch = QueueWatch(records, boot, 30.0, gateway_exit=exited.wait)
+        task = asyncio.create_task(watch.run(rpc))  # type: ignore[arg-type]
+        await until_looked(records, boot)
+        before = int(time.time() * 1000)
+        watch.on_event(lifecycle("end"))
+        if case == "start-after-the-end":
+            watch.on_event(lifecycle("start"))
+        if case == "gateway-alive":  # a reconnect, or the daemon's stop: the gateway lives on, unheard
+            rpc.closed.set()
+            await task
+        elif case == "cancelled-as-it-exits":
+            rpc.closed.set()  # the watcher is in its last wait when the daemon cancels it
+            await asyncio.sleep(0)
+            task.cancel()
+            exited.set()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        else:
+            exited.set()
+            rpc.closed.set()
+            await task
+        ends = await stored_ends(store, boot)
+        if case in ("exit", "cancelled-as-it-exits"):
+            assert len(ends) == 1 and before <= ends[0] <= int(time.time() * 1000)
+        else:
+            assert ends == []
+        look = await records.last_look(boot)
+        assert look is not None and look.void is (case == "start-after-the-end")
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(("case", "requeued"), [("dated-by-the-end", True), ("void", False),
+                                                ("gatewayd-restarted", False), ("far-from-the-end", False),
+                                                ("starts-unheard", False)])
+async def test_a_row_dated_by_a_heard_end_leaves_the_look_good(tmp_path: Path, case: str, requeued: bool) -> None:
+    """The end's row write came after the last look, and the gateway died before the look could
+    be taken again. Heard to its end, with no start after the look, on a version that shows every
+    start: the texts go back. Otherwise the row may be a turn that drained them: set aside, never
+    sent twice."""
+    store = Store(tmp_path / "store.sqlite")
+    await store.open()
+    try:
+        records = SystemEventRecords(store)
+        rec = BootRecords(store)
+        await rec.daemon_started(4242)
+        boot = await rec.started(1000, time.time(), 18789, "2026.2.26")
+        end_heard = int(time.time() * 1000) - 2_000
+        await store.write(lambda c: c.execute(  # the gatewayd that took the look started before it
+            "UPDATE events SET ts = ? WHERE kind = 'daemon-started'", (end_heard / 1000 - 5,)))
+        await records.look(boot, ("X", "Y"), end_heard - 1_000)
+        if case == "void":
+            await records.void(boot)
+        await records.turn_ends(boot, [end_heard])
+        if case == "gatewayd-restarted":  # the one that heard the end died; the next found the boot ended
+            await rec.daemon_started(4243)
+        await rec.ended(boot, BootEnd(-9, "crash", "killed", True, {}))
+        now = await rec.started(1001, time.time(), 18789, "2026.2.26")
+        row_ms = end_heard + (5 if case != "far-from-the-end" else END_ROW_AFTER_MS + 500)
+        gateway = ScriptedGateway(row_ms)
+        settled = asyncio.Event()
+        settled.set()
+        caps = for_version("2026.2.26")
+        if case == "starts-unheard":  # 2026.9.6: a heartbeat's start is not shown to a passive connection
+            caps = replace(caps, recovery=replace(caps.recovery, hears_every_turn_start=False))
+        await Requeue(records, now, caps, settled, int(time.time() * 1000)).run(gateway)  # type: ignore[arg-type]
+        rows = await records.items_of(boot)
+        assert gateway.queued == (["X", "Y"] if requeued else [])
+        assert [r["state"] for r in rows] == (["answered"] * 2 if requeued else ["unknown"] * 2), rows
+    finally:
+        await store.close()
