@@ -664,12 +664,14 @@ class World:
         return result
 
     async def turn(self, run_id: str, row_key: str, event_key: str, session_id: str, agent: str,
-                   messages: list[dict[str, Any]], timeout_s: float, *, title: str, job_id: str | None = None
-                   ) -> dict[str, Any]:
-        """One model call with its lifecycle events; returns {status, summary?, error?, usage?, start/end}."""
+                   messages: list[dict[str, Any]], timeout_s: float, *, title: str, job_id: str | None = None,
+                   unseen: bool = False) -> dict[str, Any]:
+        """One model call with its lifecycle events; returns {status, summary?, error?, usage?, start/end}.
+        `unseen`: its agent, chat and task events reach no operator connection (2026.9.6 shows a
+        heartbeat's only to connections subscribed to the session's messages, measured)."""
         started = now_ms()
         info = self.active.setdefault(run_id, {"sessionKey": row_key, "jobId": job_id})
-        info.update(seq=0, eventKey=event_key, sessionId=session_id, agentId=agent, startedAt=started)
+        info.update(seq=0, eventKey=event_key, sessionId=session_id, agentId=agent, startedAt=started, unseen=unseen)
         self.emit_agent(run_id, "lifecycle", {"phase": "start", "startedAt": started})
         self.emit_task(run_id, "running", title, event_key, agent, job_id, started)
         result: dict[str, Any] = {"startedAt": started}
@@ -780,7 +782,7 @@ class World:
                 if kind == "resume":
                     messages[-1] = {"role": "user", "content": f"{RESUME_PREFIX}\n{text}\n\n{RESUME_NOTICE}"}
                 result = await self.turn(run_id, key, key, row["sessionId"], agent, messages, 600.0,
-                                         title=text[:80])
+                                         title=text[:80], unseen=self.modern and kind == "heartbeat")
                 row = self.sessions.get(key) or row
                 transcript = [*row.get("transcript", []), {"role": "user", "content": text}]
                 if result["status"] == "ok":
@@ -852,6 +854,8 @@ class World:
     def emit_agent(self, run_id: str, stream: str, data: dict[str, Any]) -> None:
         info = self.active.get(run_id) or {}
         info["seq"] = seq = int(info.get("seq") or 0) + 1
+        if info.get("unseen"):
+            return
         key = info.get("eventKey")
         if self.modern:
             payload = {"runId": run_id, "sessionKey": key, "sessionId": info.get("sessionId"),
@@ -863,6 +867,8 @@ class World:
 
     def emit_chat(self, run_id: str, text: str) -> None:
         info = self.active.get(run_id) or {}
+        if info.get("unseen"):
+            return
         payload: dict[str, Any] = {"runId": run_id, "sessionKey": info.get("eventKey")}
         if self.modern:
             payload["agentId"] = info.get("agentId")
@@ -873,7 +879,7 @@ class World:
 
     def emit_task(self, run_id: str, status: str, title: str, key: str, agent: str, job_id: str | None,
                   started: int) -> None:
-        if not self.modern:
+        if not self.modern or (self.active.get(run_id) or {}).get("unseen"):
             return
         task = {"id": run_id, "taskId": run_id, "kind": "automation_run" if job_id else "cli",
                 "runtime": "cron" if job_id else "cli", "status": status, "title": title, "agentId": agent,

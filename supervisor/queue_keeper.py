@@ -256,18 +256,18 @@ class Requeue:
 
     async def _fate_in_ended_boot(self, rpc: RpcClient, item: dict[str, Any], sent_at: int) -> LostAnswer:
         """Sent into a gateway that has ended since: that boot's own look decides. A look taken after
-        the send that lists the text: it arrived, and that boot's re-queue carries it. A clean look
-        without it: it never arrived, unless a main-session turn ran between the send and that
-        gateway's end (one that drained it before the look, while gatewayd was down or reconnecting,
-        leaves a clean look behind). No look since, or a void one: unknown, not sent twice."""
+        the send that lists the text: it arrived, and that boot's re-queue carries it. A void one:
+        unknown, not sent twice. A clean look without it, or no look since the send (that gateway
+        died before it looked again; fake chaos seed 5172, one text): if it arrived, it died with
+        that gateway's memory, unless a main-session turn ran between the send and that gateway's end
+        to drain it (one that ran while gatewayd was down or reconnecting leaves a clean look)."""
         into = int(item["into_boot"])
         look = await self.records.last_look(into)
-        if look is None or look.looked_at_ms < sent_at:
-            return LostAnswer.UNSURE
-        if item["kind"] == "system-event" and item["text"] in look.texts:
-            return LostAnswer.ARRIVED
-        if look.void:
-            return LostAnswer.UNSURE
+        if look is not None and look.looked_at_ms >= sent_at:
+            if item["kind"] == "system-event" and item["text"] in look.texts:
+                return LostAnswer.ARRIVED
+            if look.void:
+                return LostAnswer.UNSURE
         # A row shows only its session's last run: one dated after that gateway's end (the next one's
         # resume or notice) may hide a turn there that drained the text, so it counts as one too.
         return lost_answer(False, await self._main_turn_since(rpc, sent_at, await self.records.end_ms(into),
