@@ -74,7 +74,8 @@ class RpcMonitor:
             snapshotter = Snapshotter(self.inflight, watch.boot, spec.capabilities, self.cfg.snapshot_interval_s)
             watch.snapshotter = snapshotter
             queue = QueueWatch(self.queue_records, watch.boot, self.cfg.snapshot_interval_s,
-                               gateway_exit=watch.child.wait)
+                               gateway_exit=watch.child.wait,
+                               hears_every_start=spec.capabilities.recovery.hears_every_turn_start)
 
             def on_event(ev: Event, snapshotter: Snapshotter = snapshotter, queue: QueueWatch = queue) -> None:
                 snapshotter.on_event(ev)

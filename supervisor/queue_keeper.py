@@ -75,12 +75,15 @@ def _now_ms() -> int:
 class QueueWatch:
     def __init__(self, records: SystemEventRecords, boot: int, interval_s: float,
                  own_markers: tuple[str, ...] = (OWN_TEXT,),
-                 gateway_exit: Callable[[], Awaitable[object]] | None = None) -> None:
+                 gateway_exit: Callable[[], Awaitable[object]] | None = None,
+                 hears_every_start: bool = False) -> None:
         self.records = records
         self.own_markers = own_markers
         self.boot = boot
         self.interval_s = interval_s
         self.gateway_exit = gateway_exit  # waits for this boot's gateway to exit
+        self.hears_every_start = hears_every_start  # this boot's version shows every turn's start
+        self.shutdown_heard = False
         self.poke = asyncio.Event()
         self.drained = asyncio.Event()  # a main-session turn started since the last look
         self.redate_at: list[float] = []  # (monotonic) when a main-session turn's end has settled
@@ -90,6 +93,8 @@ class QueueWatch:
         self.looks = 0
 
     def on_event(self, ev: Event) -> None:
+        if ev.name == "shutdown":  # it stops broadcasting turns before it closes, while they may still run
+            self.shutdown_heard = True
         if ev.name in LOOK_EVENTS:
             self.poke.set()
         elif ev.name == "agent":
@@ -102,7 +107,9 @@ class QueueWatch:
                 self.drained.set()
                 self.poke.set()
             elif data.get("phase") in ("end", "error"):  # a failed turn's row is written too
-                self.ends = [*self.ends[1 - MAX_TURN_ENDS:], _now_ms()]  # dropping the oldest only sets more aside
+                # Dated by the gateway's own clock where it says (a late read would shift the window).
+                at = lenient_ms(data.get("endedAt")) or lenient_ms(payload.get("ts")) or _now_ms()
+                self.ends = [*self.ends[1 - MAX_TURN_ENDS:], at]  # dropping the oldest only sets more aside
                 # A later end pushes the looks back: they follow the last end, which moved the row last.
                 now = time.monotonic()
                 self.redate_at = [now + s for s in END_SETTLES_S]
@@ -142,16 +149,19 @@ class QueueWatch:
         await self._void_if_drained()
         # The turn ends heard are stored only once this connection has carried the gateway's events
         # to its exit; cancelled with the gateway alive (a stop, a reconnect), a turn may start unheard.
-        if self.ends and await self._heard_to_end(rpc):
+        if self.ends and self.hears_every_start and await self._heard_to_end(rpc):
             await self._void_if_drained()  # a start read while waiting for the exit
             if self.ends:
                 await self.records.turn_ends(self.boot, self.ends)
 
     async def _heard_to_end(self, rpc: RpcClient) -> bool:
-        """Did this connection carry the gateway's every event to its exit? Yes once the gateway has
-        exited and the connection was read to its close (the reader hands over each frame it read
+        """Did this connection carry the gateway's every event from the stored look to its exit? Yes
+        once the look stored is this connection's own and still good, the gateway has exited, and
+        the connection was read to its close and dropped with the process: no close frame and no
+        `shutdown` (a gateway that shuts down stops broadcasting turns first, and one closed by
+        either side may run turns unheard before it dies; the reader hands over every frame it read
         before it marks the connection closed)."""
-        if self.gateway_exit is None:
+        if self.gateway_exit is None or self.last is None:
             return False
         try:
             async with asyncio.timeout(EXIT_HEARD_S):
@@ -159,7 +169,7 @@ class QueueWatch:
                 await rpc.closed.wait()
         except TimeoutError:
             return False
-        return True
+        return rpc.dropped and not self.shutdown_heard and self.last is not None
 
     async def _void_if_drained(self) -> None:
         if self.drained.is_set():

@@ -21,6 +21,10 @@ VersionTuple = tuple[int, int, int]
 HTTP_PROBES_SINCE: VersionTuple = (2026, 8, 1)
 EXTERNAL_SUPERVISOR_SINCE: VersionTuple = (2026, 9, 0)
 MAIN_SESSION_RECOVERY_SINCE: VersionTuple = (2026, 8, 1)
+# Where every main-session turn's lifecycle start, heartbeats' included, was measured reaching a passive
+# operator connection: 2026.2.x only (docs/research/agents-after-restart.md, section 10). A rule that is
+# wrong here delivers an event twice, so no other version has it until measured.
+HEARS_EVERY_TURN_START: tuple[VersionTuple, VersionTuple] = ((2026, 2, 0), (2026, 3, 0))
 
 # What the gateway does after a restart (DESIGN, correction 1; measured, ../shared/openclaw).
 RECOVERY_LEGACY = VersionRules(
@@ -32,7 +36,6 @@ RECOVERY_LEGACY = VersionRules(
     session_rows_date_runs=False,  # a row says only when it was updated
     wake_starts_turns=False,  # its wake names no session, and does nothing with heartbeats off
     history_shows_drained_events=True,  # measured: the drained texts open the turn's user message
-    hears_every_turn_start=True,  # measured: heartbeats' lifecycle events too, with their sessionKey
 )
 RECOVERY_CURRENT = VersionRules(
     resumes_main_sessions=True,
@@ -91,7 +94,8 @@ def for_version(version: str) -> Capabilities:
         http_probes=current,
         restart_signal=signal.SIGUSR2 if v >= EXTERNAL_SUPERVISOR_SINCE else signal.SIGUSR1,
         external_supervisor=v >= EXTERNAL_SUPERVISOR_SINCE,
-        recovery=RECOVERY_CURRENT if v >= MAIN_SESSION_RECOVERY_SINCE else RECOVERY_LEGACY,
+        recovery=replace(RECOVERY_CURRENT if v >= MAIN_SESSION_RECOVERY_SINCE else RECOVERY_LEGACY,
+                         hears_every_turn_start=HEARS_EVERY_TURN_START[0] <= v < HEARS_EVERY_TURN_START[1]),
         session_activity_fields=current,
         sessions_list_filters=current,
         cron_run_blocks=not current,

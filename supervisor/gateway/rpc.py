@@ -140,6 +140,9 @@ class RpcClient:
         self.bytes_received = 0  # every frame's size: bounds what one paged read may gather
         self.last_frame_at = 0.0
         self.close_code: int | None = None
+        # The connection ended under the reader with no close frame from the gateway: its process
+        # died (or the network dropped it), rather than the gateway or gatewayd closing it.
+        self.dropped = False
         self.closed = asyncio.Event()
         self._ws: ClientConnection | None = None
         self._pending: dict[str, asyncio.Future[Any]] = {}
@@ -233,6 +236,7 @@ class RpcClient:
             raw = await self._ws.recv()
         except ConnectionClosed as exc:
             self.close_code = exc.rcvd.code if exc.rcvd else None
+            self.dropped = exc.rcvd is None
             raise GatewayUnavailable(f"connection closed ({self.close_code})") from exc
         self.bytes_received += len(raw)
         try:
