@@ -18,6 +18,7 @@ import pytest
 
 from gatewayd_dev.harness import Gatewayd, wait_until
 from gatewayd_dev.turns import main_turn_to_its_end
+from supervisor.gateway.rpc import Event
 from tests.e2e.conftest import VERSIONS, fake_model, real_gatewayd, sandbox, set_model_delay
 from tests.e2e.work import add_job, gateway_rpc, hourly_soon, main_turn, send_and_leave
 
@@ -128,6 +129,75 @@ def test_events_behind_a_main_turn_that_ended_before_the_kill_are_queued_again(t
         time.sleep(10)  # the witness: a window in which a second delivery would have shown up
         assert delivered(log, mark, t0) == [texts]
     finally:
+        g.cleanup()
+
+
+async def kill_just_after_its_end(g: Gatewayd, sb: sandbox.Sandbox, text: str) -> None:
+    """An `agent` turn in the main session (it drains nothing); once gatewayd's look holds the texts
+    again after the turn's start, the gateway is killed 15 ms after its end is heard: after 2.26's
+    row write (2-7 ms after the event, measured), before gatewayd looks again (50 ms after it)."""
+    pid = g.spawned_pids()[-1]
+    loop = asyncio.get_running_loop()
+    started: list[int] = []
+    ended = asyncio.Event()
+
+    def on_event(ev: Event) -> None:
+        p: Any = ev.payload if isinstance(ev.payload, dict) else {}
+        data: Any = p.get("data") if isinstance(p.get("data"), dict) else {}
+        if ev.name != "agent" or p.get("stream") != "lifecycle" or p.get("sessionKey") != "agent:main:main":
+            return
+        if data.get("phase") == "start":
+            started.append(int(data.get("startedAt") or time.time() * 1000))
+        elif data.get("phase") in ("end", "error") and not ended.is_set():
+            ended.set()
+            loop.call_later(0.015, os.kill, pid, signal.SIGKILL)
+
+    async with gateway_rpc(sb) as rpc:
+        rpc.on_event = on_event
+        await rpc.call("agent", {"message": text, "idempotencyKey": uuid.uuid4().hex, "agentId": "main",
+                                 "sessionKey": "agent:main:main"})
+        for _ in range(1500):  # the store's state, polled: the look taken again after the start
+            if started and (r := rows(g, "SELECT looked_at_ms, void FROM queue_looks WHERE boot_id = 1")) \
+                    and r[0]["looked_at_ms"] > started[0] and not r[0]["void"]:
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("no good look after the turn's start within 30 s")
+        assert not ended.is_set(), "the turn ended before gatewayd looked again: lengthen the model's delay"
+        async with asyncio.timeout(120):
+            await ended.wait()
+        await asyncio.sleep(0.1)  # the kill, 15 ms after the end, has gone out
+
+
+@pytest.mark.parametrize("version", ["2026.2.26"])
+def test_2x_events_behind_a_main_turn_whose_end_the_kill_follows_at_once_are_queued_again(
+        tmp_path: Path, model: tuple[int, Path], version: str) -> None:
+    """The turn's end moved the row past the last look and the kill came before gatewayd looked again
+    (the store shows the look older than the end). gatewayd heard the end and every event to the
+    exit, and no start: 2.26 shows every start, heartbeats' too (measured), so the row is that end's
+    and the events go back, once."""
+    log = model[1]
+    g, sb = real_gatewayd(tmp_path, version, model[0], {"snapshot": {"interval_s": 30.0}})
+    mark = uuid.uuid4().hex[:8]
+    texts = [f"SE1-{mark}", f"SE2-{mark}"]
+    try:
+        t0 = start_and_queue(g, sb, texts)
+        set_model_delay(4)
+        asyncio.run(kill_just_after_its_end(g, sb, f"TURN-{mark} reply PONG"))
+        set_model_delay(0.5)
+        g.wait_event("gateway_ready", count=2, timeout=240)
+        [look] = rows(g, "SELECT looked_at_ms FROM queue_looks WHERE boot_id = 1")
+        ends = [r["at_ms"] for r in rows(g, "SELECT at_ms FROM queue_turn_ends WHERE boot_id = 1")]
+        assert ends and look["looked_at_ms"] < ends[-1], (look, ends)  # not looked at again after the end
+        settled = wait_until(lambda: (r := rows(g, "SELECT text, state FROM requeues WHERE boot_id = 1 ORDER BY pos"))
+                             and all(x["state"] not in ("planned", "dispatched") for x in r) and r, 180,
+                             "every re-queue settled")
+        assert [(r["text"], r["state"]) for r in settled] == [(t, "answered") for t in texts], settled
+        wait_until(lambda: delivered(log, mark, t0), 120, "the events at the model")
+        time.sleep(10)  # the witness: a window in which a second delivery would have shown up
+        assert delivered(log, mark, t0) == [texts]
+    finally:
+        set_model_delay(0.5)
         g.cleanup()
 
 
