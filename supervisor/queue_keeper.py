@@ -147,21 +147,23 @@ class QueueWatch:
         # A turn that started just before the gateway died (the same tick as the close) must still
         # void the look: its texts may have reached the model.
         await self._void_if_drained()
-        # The turn ends heard are stored only once this connection has carried the gateway's events
-        # to its exit; cancelled with the gateway alive (a stop, a reconnect), a turn may start unheard.
-        if self.ends and self.hears_every_start and await self._heard_to_end(rpc):
-            await self._void_if_drained()  # a start read while waiting for the exit
-            if self.ends:
-                await self.records.turn_ends(self.boot, self.ends)
+        # Ended with the gateway alive (a reconnect, a stop, a shutdown), a turn may start unheard: the
+        # look no longer counts as watched to the gateway's end.
+        if not await self._heard_to_exit(rpc):
+            await self.records.unheard(self.boot)
+            return
+        await self._void_if_drained()  # a start read while waiting for the exit
+        # The turn ends heard date rows only after a look of this connection's own, still good.
+        if self.ends and self.hears_every_start and self.last is not None:
+            await self.records.turn_ends(self.boot, self.ends)
 
-    async def _heard_to_end(self, rpc: RpcClient) -> bool:
-        """Did this connection carry the gateway's every event from the stored look to its exit? Yes
-        once the look stored is this connection's own and still good, the gateway has exited, and
-        the connection was read to its close and dropped with the process: no close frame and no
-        `shutdown` (a gateway that shuts down stops broadcasting turns first, and one closed by
+    async def _heard_to_exit(self, rpc: RpcClient) -> bool:
+        """Did this connection carry the gateway's every event to its exit? Yes once the gateway has
+        exited and the connection was read to its close and dropped with the process: no close frame
+        and no `shutdown` (a gateway that shuts down stops broadcasting turns first, and one closed by
         either side may run turns unheard before it dies; the reader hands over every frame it read
         before it marks the connection closed)."""
-        if self.gateway_exit is None or self.last is None:
+        if self.gateway_exit is None:
             return False
         try:
             async with asyncio.timeout(EXIT_HEARD_S):
@@ -169,7 +171,7 @@ class QueueWatch:
                 await rpc.closed.wait()
         except TimeoutError:
             return False
-        return rpc.dropped and not self.shutdown_heard and self.last is not None
+        return rpc.dropped and not self.shutdown_heard
 
     async def _void_if_drained(self) -> None:
         if self.drained.is_set():

@@ -28,8 +28,8 @@ class SystemEventRecords:
         """The queue as the gateway of `boot` listed it at `at_ms` (replaces the previous look)."""
         def tx(c: sqlite3.Connection) -> None:
             c.execute("INSERT INTO queue_looks(boot_id, looked_at_ms, void) VALUES (?, ?, 0)"
-                      " ON CONFLICT(boot_id) DO UPDATE SET looked_at_ms = excluded.looked_at_ms, void = 0"
-                      " WHERE planned = 0", (boot, at_ms))
+                      " ON CONFLICT(boot_id) DO UPDATE SET looked_at_ms = excluded.looked_at_ms, void = 0,"
+                      " unheard = 0 WHERE planned = 0", (boot, at_ms))
             c.execute("DELETE FROM queued_events WHERE boot_id = ?", (boot,))
             c.executemany("INSERT INTO queued_events(boot_id, pos, text) VALUES (?, ?, ?)",
                           [(boot, i, t) for i, t in enumerate(texts)])
@@ -39,6 +39,12 @@ class SystemEventRecords:
         """A main-session turn started: the last look may list texts it has drained."""
         await self.store.write(lambda c: c.execute(
             "UPDATE queue_looks SET void = 1 WHERE boot_id = ? AND planned = 0", (boot,)))
+
+    async def unheard(self, boot: int) -> None:
+        """The connection that took the last look ended before `boot`'s gateway did: turns may run
+        unheard after it, so it does not count as watched to the end."""
+        await self.store.write(lambda c: c.execute(
+            "UPDATE queue_looks SET unheard = 1 WHERE boot_id = ? AND planned = 0", (boot,)))
 
     async def turn_ends(self, boot: int, ends: list[int]) -> None:
         """Main-session turn ends heard after `boot`'s last look (ms), written once gatewayd has heard
@@ -60,24 +66,24 @@ class SystemEventRecords:
         """Looks of ended boots not planned yet, oldest first, each with whether gatewayd watched
         that gateway from the look to its end (not when a later gatewayd found the boot ended, nor
         when a gatewayd started in between: the one that took the look died, and turns ran unseen
-        until the next one connected) and when the next gateway started (ms): the dead one's queue
-        could change only before that."""
+        until the next one connected; nor when the look's connection ended before the gateway) and
+        when the next gateway started (ms): the dead one's queue could change only before that."""
         def read(c: sqlite3.Connection) -> list[tuple[QueueLook, bool, int]]:
             rows = c.execute(
-                f"SELECT q.boot_id, q.looked_at_ms, q.void, b.exit_kind, {QUEUE_END},"
+                f"SELECT q.boot_id, q.looked_at_ms, q.void, b.exit_kind, {QUEUE_END}, q.unheard,"
                 " EXISTS (SELECT 1 FROM events e WHERE e.kind = 'daemon-started'"
                 "         AND e.ts >= q.looked_at_ms / 1000.0 AND e.ts <= b.ended_at)"
                 " FROM queue_looks q JOIN boots b"
                 " ON b.id = q.boot_id WHERE q.planned = 0 AND q.boot_id < ? AND b.ended_at IS NOT NULL"
                 " ORDER BY q.boot_id", (current_boot,)).fetchall()
             out: list[tuple[QueueLook, bool, int]] = []
-            for boot, at_ms, void, exit_kind, until, gap in rows:
+            for boot, at_ms, void, exit_kind, until, unheard, gap in rows:
                 texts = tuple(r[0] for r in c.execute(
                     "SELECT text FROM queued_events WHERE boot_id = ? ORDER BY pos", (boot,)))
                 ends = tuple(int(r[0]) for r in c.execute(
                     "SELECT at_ms FROM queue_turn_ends WHERE boot_id = ? ORDER BY at_ms", (boot,)))
                 out.append((QueueLook(int(boot), texts, int(at_ms), bool(void), ends),
-                            exit_kind != "vanished" and not gap, int(until * 1000)))
+                            exit_kind != "vanished" and not gap and not unheard, int(until * 1000)))
             return out
         return await self.store.read(read)
 

@@ -90,9 +90,13 @@ async def test_a_send_into_an_ended_gateway_is_sent_again_only_when_no_turn_coul
         await store.close()
 
 
+@pytest.mark.parametrize("connection_ended_first", [True, False])
 @pytest.mark.parametrize("gatewayd_restarted", [True, False])
 async def test_a_look_is_watched_only_when_no_gatewayd_started_between_it_and_the_end(
-        tmp_path: Path, gatewayd_restarted: bool) -> None:
+        tmp_path: Path, gatewayd_restarted: bool, connection_ended_first: bool) -> None:
+    """Watched: the gatewayd that took the look heard the gateway to its end. Not when it died and
+    another adopted the gateway, nor when the look's connection ended first (a reconnect gap, a stop):
+    turns may have run unheard in between."""
     store = Store(tmp_path / "store.sqlite")
     await store.open()
     try:
@@ -109,9 +113,11 @@ async def test_a_look_is_watched_only_when_no_gatewayd_started_between_it_and_th
             "SELECT id FROM events WHERE kind = 'daemon-started' ORDER BY id")])
         for event_id, at in zip(starts, (end - 3.0, end - 1.0), strict=False):  # before the look, between
             await store.write(lambda c, i=event_id, t=at: c.execute("UPDATE events SET ts = ? WHERE id = ?", (t, i)))
+        if connection_ended_first:
+            await records.unheard(boot)
         await rec.started(1001, time.time(), 18789, "2026.2.26")
         [(look, watched, _)] = await records.unplanned(boot + 1)
         assert look.texts == ("X",)
-        assert watched is not gatewayd_restarted
+        assert watched is not (gatewayd_restarted or connection_ended_first)
     finally:
         await store.close()

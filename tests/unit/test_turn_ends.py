@@ -135,6 +135,10 @@ async def test_the_watcher_keeps_the_ends_it_heard_only_when_it_heard_the_gatewa
             assert ends == []
         look = await records.last_look(boot)
         assert look is not None and look.void is (case == "start-after-the-end")
+        # Ended before the gateway did, the look no longer counts as watched to its end.
+        unheard = await store.read(lambda c: c.execute(
+            "SELECT unheard FROM queue_looks WHERE boot_id = ?", (boot,)).fetchone()[0])
+        assert unheard == (case in ("gateway-alive", "closed-with-a-frame", "shutdown-heard"))
     finally:
         await store.close()
 
