@@ -1,15 +1,34 @@
-"""Turns driven from tests: a main-session `agent` turn run to its end over one connection."""
+"""Turns driven from tests: a main-session `agent` turn run to its end over one connection, or cut by
+a kill right after its end."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from supervisor.gateway.rpc import Event, RpcClient
 
 MAIN = "agent:main:main"
+
+
+async def start_agent_turn(rpc: RpcClient, text: str) -> None:
+    """An `agent` turn in the main session: it drains nothing (measured on both real versions)."""
+    await rpc.call("agent", {"message": text, "idempotencyKey": uuid.uuid4().hex, "agentId": "main",
+                             "sessionKey": MAIN})
+
+
+def main_phase(ev: Event) -> tuple[str, dict[str, Any]] | None:
+    """A main-session turn's lifecycle event: its phase and data; None for any other event."""
+    p: Any = ev.payload if isinstance(ev.payload, dict) else {}
+    data: Any = p.get("data") if isinstance(p.get("data"), dict) else {}
+    if ev.name == "agent" and p.get("stream") == "lifecycle" and p.get("sessionKey") == MAIN:
+        return str(data.get("phase")), data
+    return None
 
 
 async def main_turn_to_its_end(rpc: RpcClient, text: str, timeout_s: float = 120) -> int:
@@ -21,10 +40,8 @@ async def main_turn_to_its_end(rpc: RpcClient, text: str, timeout_s: float = 120
     before = rpc.on_event
 
     def on_event(ev: Event) -> None:
-        p: Any = ev.payload if isinstance(ev.payload, dict) else {}
-        data = p.get("data") if isinstance(p.get("data"), dict) else {}
-        if ev.name == "agent" and p.get("stream") == "lifecycle" and p.get("sessionKey") == MAIN \
-                and data.get("phase") == "end":
+        phase, data = main_phase(ev) or ("", {})
+        if phase == "end":
             at = data.get("endedAt")
             end_ms.append(at if isinstance(at, int) else int(time.time() * 1000) - 50)
             ended.set()
@@ -33,8 +50,7 @@ async def main_turn_to_its_end(rpc: RpcClient, text: str, timeout_s: float = 120
 
     rpc.on_event = on_event
     try:
-        await rpc.call("agent", {"message": text, "idempotencyKey": uuid.uuid4().hex, "agentId": "main",
-                                 "sessionKey": MAIN})
+        await start_agent_turn(rpc, text)
         await asyncio.wait_for(ended.wait(), timeout_s)
         async with asyncio.timeout(timeout_s):
             while True:
@@ -43,5 +59,41 @@ async def main_turn_to_its_end(rpc: RpcClient, text: str, timeout_s: float = 120
                 if row.get("status") != "running" and int(row.get("updatedAt") or 0) >= end_ms[0]:
                     return int(row["updatedAt"])
                 await asyncio.sleep(0.05)
+    finally:
+        rpc.on_event = before
+
+
+async def kill_right_after_its_end(rpc: RpcClient, pid: int, text: str, looked_again: Callable[[int], bool],
+                                   kill_after_s: float = 0.0, timeout_s: float = 120) -> None:
+    """Runs an `agent` turn in the main session (it drains nothing) and kill -9s the gateway `pid`
+    `kill_after_s` after hearing the turn's end. Before the end, `looked_again(start_ms)` (polled, the
+    gateway's own start time) must say that gatewayd's look was taken again after the start: the
+    turn must outlast it (the fake model's delay)."""
+    loop = asyncio.get_running_loop()
+    started: list[int] = []
+    killed = asyncio.Event()
+    before = rpc.on_event
+
+    def on_event(ev: Event) -> None:
+        phase, data = main_phase(ev) or ("", {})
+        if phase == "start":  # the gateway's own time: this process may hear it late
+            started.append(int(data.get("startedAt") or time.time() * 1000))
+        elif phase in ("end", "error") and not killed.is_set():
+            loop.call_later(kill_after_s, lambda: (os.kill(pid, signal.SIGKILL), killed.set()))
+        if before is not None:
+            before(ev)
+
+    rpc.on_event = on_event
+    try:
+        await start_agent_turn(rpc, text)
+        for _ in range(int(timeout_s / 0.02)):  # polled: what gatewayd stored
+            if started and looked_again(started[0]):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError(f"gatewayd did not look again after the turn's start within {timeout_s} s")
+        assert not killed.is_set(), "the turn ended before gatewayd looked again: lengthen the model's delay"
+        async with asyncio.timeout(timeout_s):
+            await killed.wait()
     finally:
         rpc.on_event = before

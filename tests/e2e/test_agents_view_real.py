@@ -17,8 +17,7 @@ import psutil
 import pytest
 
 from gatewayd_dev.harness import Gatewayd, wait_until
-from gatewayd_dev.turns import main_turn_to_its_end
-from supervisor.gateway.rpc import Event
+from gatewayd_dev.turns import kill_right_after_its_end, main_turn_to_its_end
 from tests.e2e.conftest import VERSIONS, fake_model, real_gatewayd, sandbox, set_model_delay
 from tests.e2e.work import add_job, gateway_rpc, hourly_soon, main_turn, send_and_leave
 
@@ -133,40 +132,12 @@ def test_events_behind_a_main_turn_that_ended_before_the_kill_are_queued_again(t
 
 
 async def kill_just_after_its_end(g: Gatewayd, sb: sandbox.Sandbox, text: str) -> None:
-    """An `agent` turn in the main session (it drains nothing); once gatewayd's look holds the texts
-    again after the turn's start, the gateway is killed 15 ms after its end is heard: after 2.26's
-    row write (2-7 ms after the event, measured), before gatewayd looks again (50 ms after it)."""
-    pid = g.spawned_pids()[-1]
-    loop = asyncio.get_running_loop()
-    started: list[int] = []
-    ended = asyncio.Event()
-
-    def on_event(ev: Event) -> None:
-        p: Any = ev.payload if isinstance(ev.payload, dict) else {}
-        data: Any = p.get("data") if isinstance(p.get("data"), dict) else {}
-        if ev.name != "agent" or p.get("stream") != "lifecycle" or p.get("sessionKey") != "agent:main:main":
-            return
-        if data.get("phase") == "start":
-            started.append(int(data.get("startedAt") or time.time() * 1000))
-        elif data.get("phase") in ("end", "error") and not ended.is_set():
-            ended.set()
-            loop.call_later(0.015, os.kill, pid, signal.SIGKILL)
-
+    """The gateway killed 15 ms after a main turn's end is heard: after 2.26's row write (2-7 ms after
+    the event, measured), before gatewayd looks again (50 ms after it)."""
     async with gateway_rpc(sb) as rpc:
-        rpc.on_event = on_event
-        await rpc.call("agent", {"message": text, "idempotencyKey": uuid.uuid4().hex, "agentId": "main",
-                                 "sessionKey": "agent:main:main"})
-        for _ in range(1500):  # the store's state, polled: the look taken again after the start
-            if started and (r := rows(g, "SELECT looked_at_ms, void FROM queue_looks WHERE boot_id = 1")) \
-                    and r[0]["looked_at_ms"] > started[0] and not r[0]["void"]:
-                break
-            await asyncio.sleep(0.02)
-        else:
-            raise AssertionError("no good look after the turn's start within 30 s")
-        assert not ended.is_set(), "the turn ended before gatewayd looked again: lengthen the model's delay"
-        async with asyncio.timeout(120):
-            await ended.wait()
-        await asyncio.sleep(0.1)  # the kill, 15 ms after the end, has gone out
+        await kill_right_after_its_end(rpc, g.spawned_pids()[-1], text, lambda started: bool(
+            (r := rows(g, "SELECT looked_at_ms, void FROM queue_looks WHERE boot_id = 1"))
+            and r[0]["looked_at_ms"] > started and not r[0]["void"]), kill_after_s=0.015)
 
 
 @pytest.mark.parametrize("version", ["2026.2.26"])

@@ -21,10 +21,10 @@ import pytest
 
 from gatewayd_dev import fake_model, sandbox
 from gatewayd_dev.harness import FAKE_GATEWAY, Gatewayd, gatewayd, wait_until
-from gatewayd_dev.turns import main_turn_to_its_end
+from gatewayd_dev.turns import kill_right_after_its_end, main_turn_to_its_end
 from supervisor.crashpoints import CRASH_EXIT, REQUEUE_STEPS, WAKE_STEPS
 from supervisor.gateway.launch import GatewayAuth, Secret
-from supervisor.gateway.rpc import Event, RpcClient
+from supervisor.gateway.rpc import RpcClient
 from tests.integration.test_faults import COMPRESSED, TOKEN, model, table
 
 pytestmark = pytest.mark.timeout(120)
@@ -189,41 +189,15 @@ def test_a_main_turns_end_redates_the_look_soon_after_it(tmp_path: Path, version
 
 
 async def kill_the_moment_it_ends(g: Gatewayd, version: str, text: str) -> None:
-    """An `agent` turn in the main session (it does not drain the queue); once gatewayd's look holds
-    the texts again after the turn's start, the gateway is killed the moment its end is heard, before
-    gatewayd can look again after the end's row write."""
-    pid = g.spawned_pids()[-1]
+    """The gateway killed the moment a main turn's end is heard, before gatewayd can look again after
+    the end's row write (gatewayd's look taken again after the turn's start first)."""
     rpc = RpcClient(f"ws://127.0.0.1:{g.port}/", GatewayAuth("token", Secret(TOKEN), "", False),
                     3 if version.startswith("2026.2") else 4)
-    started: list[int] = []
-    ended = asyncio.Event()
-
-    def on_event(ev: Event) -> None:
-        p: Any = ev.payload if isinstance(ev.payload, dict) else {}
-        data: Any = p.get("data") if isinstance(p.get("data"), dict) else {}
-        if ev.name != "agent" or p.get("stream") != "lifecycle" or p.get("sessionKey") != "agent:main:main":
-            return
-        if data.get("phase") == "start":  # the gateway's own time: this process may hear it late
-            started.append(int(data.get("startedAt") or time.time() * 1000))
-        elif data.get("phase") in ("end", "error") and not ended.is_set():
-            os.kill(pid, signal.SIGKILL)
-            ended.set()
-
-    rpc.on_event = on_event
     await rpc.connect()
     try:
-        await rpc.call("agent", {"message": text, "idempotencyKey": uuid.uuid4().hex, "agentId": "main",
-                                 "sessionKey": "agent:main:main"})
-        for _ in range(1000):  # the store's state, polled: the look taken again after the start
-            if started and (lambda looks: looks and not looks[0]["void"]
-                            and looks[0]["looked_at_ms"] > started[0])(table(g, "queue_looks")):
-                break
-            await asyncio.sleep(0.02)
-        else:
-            raise AssertionError("no good look after the turn's start within 20 s")
-        assert not ended.is_set(), "the turn ended before gatewayd looked again: lengthen the model's delay"
-        async with asyncio.timeout(60):
-            await ended.wait()
+        await kill_right_after_its_end(rpc, g.spawned_pids()[-1], text, lambda started: (
+            lambda looks: bool(looks) and not looks[0]["void"] and looks[0]["looked_at_ms"] > started)(
+            table(g, "queue_looks")))
     finally:
         await rpc.close()
 
