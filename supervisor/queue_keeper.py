@@ -64,6 +64,7 @@ END_SETTLES_S = (0.05, 0.5)
 # How long a cancelled watcher waits for its gateway's exit and the last of its events: the daemon
 # cancels it as the exit is seen, or right before it kills a hung gateway.
 EXIT_HEARD_S = 1.0
+END_HEARD_LAG_MS = 200  # a turn's end heard later than this after the gateway sent it: the connection lagged
 TURN_SLACK_MS = 1000  # clocks: the row's time and ours are both the machine's, read apart
 HISTORY_LIMIT = 200  # the main session's last messages: the dead gateway's turns since its last look
 
@@ -84,6 +85,7 @@ class QueueWatch:
         self.gateway_exit = gateway_exit  # waits for this boot's gateway to exit
         self.hears_every_start = hears_every_start  # this boot's version shows every turn's start
         self.shutdown_heard = False
+        self.lagged = False  # a turn's end was heard long after the gateway sent it
         self.poke = asyncio.Event()
         self.drained = asyncio.Event()  # a main-session turn started since the last look
         self.redate_at: list[float] = []  # (monotonic) when a main-session turn's end has settled
@@ -108,8 +110,12 @@ class QueueWatch:
                 self.poke.set()
             elif data.get("phase") in ("end", "error"):  # a failed turn's row is written too
                 # Dated by the gateway's own clock where it says (a late read would shift the window).
-                at = lenient_ms(data.get("endedAt")) or lenient_ms(payload.get("ts")) or _now_ms()
+                now_ms = _now_ms()
+                at = lenient_ms(data.get("endedAt")) or lenient_ms(payload.get("ts")) or now_ms
                 self.ends = [*self.ends[1 - MAX_TURN_ENDS:], at]  # dropping the oldest only sets more aside
+                # Heard late, the connection lagged: a gateway killed then loses the frames it had not
+                # written yet, a later turn's start among them, so no end heard on it dates a row.
+                self.lagged = self.lagged or now_ms - at > END_HEARD_LAG_MS
                 # A later end pushes the looks back: they follow the last end, which moved the row last.
                 now = time.monotonic()
                 self.redate_at = [now + s for s in END_SETTLES_S]
@@ -149,12 +155,14 @@ class QueueWatch:
         await self._void_if_drained()
         # Ended with the gateway alive (a reconnect, a stop, a shutdown), a turn may start unheard: the
         # look no longer counts as watched to the gateway's end.
-        if not await self._heard_to_exit(rpc):
+        heard = await self._heard_to_exit(rpc)
+        await self._void_if_drained()  # a start read while waiting for the exit
+        if not heard:
             await self.records.unheard(self.boot)
             return
-        await self._void_if_drained()  # a start read while waiting for the exit
-        # The turn ends heard date rows only after a look of this connection's own, still good.
-        if self.ends and self.hears_every_start and self.last is not None:
+        # The turn ends heard date rows only after a look of this connection's own, still good, on a
+        # connection that kept up with the gateway.
+        if self.ends and self.hears_every_start and self.last is not None and not self.lagged:
             await self.records.turn_ends(self.boot, self.ends)
 
     async def _heard_to_exit(self, rpc: RpcClient) -> bool:
@@ -275,11 +283,11 @@ class Requeue:
         to drain it (one that ran while gatewayd was down or reconnecting leaves a clean look)."""
         into = int(item["into_boot"])
         look = await self.records.last_look(into)
-        if look is not None and look.looked_at_ms >= sent_at:
-            if item["kind"] == "system-event" and item["text"] in look.texts:
-                return LostAnswer.ARRIVED
-            if look.void:
-                return LostAnswer.UNSURE
+        if look is not None and look.looked_at_ms >= sent_at and item["kind"] == "system-event" \
+                and item["text"] in look.texts:
+            return LostAnswer.ARRIVED
+        if look is not None and look.void:  # voided after the send, maybe: a turn may have drained it
+            return LostAnswer.UNSURE
         # A row shows only its session's last run: one dated after that gateway's end (the next one's
         # resume or notice) may hide a turn there that drained the text, so it counts as one too.
         return lost_answer(False, await self._main_turn_since(rpc, sent_at, await self.records.end_ms(into),

@@ -236,7 +236,7 @@ class RpcClient:
             raw = await self._ws.recv()
         except ConnectionClosed as exc:
             self.close_code = exc.rcvd.code if exc.rcvd else None
-            self.dropped = exc.rcvd is None
+            self.dropped = exc.rcvd is None and exc.sent is None  # not failed by our side (1009, 1002)
             raise GatewayUnavailable(f"connection closed ({self.close_code})") from exc
         self.bytes_received += len(raw)
         try:

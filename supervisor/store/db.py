@@ -278,16 +278,18 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE requeues_7 RENAME TO requeues;
     """,
     # 8: main-session turn ends heard after a boot's last look (`core/event_queue.dated_by_end`),
-    # written once gatewayd has heard that gateway's events to its exit; `unheard`: the connection
-    # that took the look ended before the gateway did (a reconnect, a stop), so turns may have run
-    # unheard after it.
+    # written once gatewayd has heard that gateway's events to its exit.
     """
-    ALTER TABLE queue_looks ADD COLUMN unheard INTEGER NOT NULL DEFAULT 0;
     CREATE TABLE queue_turn_ends (
         boot_id INTEGER NOT NULL REFERENCES boots(id),
         at_ms INTEGER NOT NULL
     );
     CREATE INDEX queue_turn_ends_boot ON queue_turn_ends(boot_id, at_ms);
+    """,
+    # 9: `unheard`: the connection that took the look ended before the gateway did (a reconnect, a
+    # stop), so turns may have run unheard after it.
+    """
+    ALTER TABLE queue_looks ADD COLUMN unheard INTEGER NOT NULL DEFAULT 0;
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

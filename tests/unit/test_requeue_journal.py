@@ -54,16 +54,17 @@ async def boots(store: Store, n: int) -> list[int]:
     return out
 
 
-@pytest.mark.parametrize("look_after_send", [True, False])
+@pytest.mark.parametrize("look_after_send", [True, False, "void"])
 @pytest.mark.parametrize(("main_row", "sent_again"), [("after-send", False), ("before-send", True),
                                                       ("next-gateway", False)])
 async def test_a_send_into_an_ended_gateway_is_sent_again_only_when_no_turn_could_have_drained_it(
-        tmp_path: Path, main_row: str, sent_again: bool, look_after_send: bool) -> None:
+        tmp_path: Path, main_row: str, sent_again: bool, look_after_send: bool | str) -> None:
     """The send into boot 2 lost its answer; boot 2's last look, after the send, is clean, or boot 2
     died before it looked again. Neither says the text never arrived: a main-session turn between the
     send and boot 2's end (while gatewayd was down or reconnecting) may have drained it to the model.
     A row dated in the next gateway (its resume) shows only that last run, and may hide such a turn.
-    With no turn since the send, a text that arrived died with boot 2's memory: sent again."""
+    With no turn since the send, a text that arrived died with boot 2's memory: sent again. A look
+    voided (a turn's start heard), maybe after the send: never sent again."""
     store = Store(tmp_path / "store.sqlite")
     await store.open()
     try:
@@ -75,7 +76,10 @@ async def test_a_send_into_an_ended_gateway_is_sent_again_only_when_no_turn_coul
         await records.plan(first, [EventFate(0, "X", Fate.REQUEUE, "lost with the gateway's memory")])
         item = (await records.open_items())[0]
         assert await records.dispatched(int(item["id"]), second, sent_at)
-        await records.look(second, (), sent_at + (5_000 if look_after_send else -5_000))  # clean
+        await records.look(second, (), sent_at + (5_000 if look_after_send is True else -5_000))  # clean
+        if look_after_send == "void":
+            await records.void(second)
+            sent_again = False
         await records.plan(second, [])
         row_ms = {"after-send": sent_at + 2_000, "before-send": sent_at - 10_000, "next-gateway": now + 1_000}
         gateway = ScriptedGateway(row_ms[main_row])
