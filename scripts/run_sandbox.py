@@ -112,7 +112,9 @@ def run_gatewayd(argv: list[str], on_start: Callable[[subprocess.Popen[bytes]], 
     def as_ctrl_c(signum: int, frame: object) -> None:
         raise KeyboardInterrupt
 
-    for sig in (signal.SIGTERM, signal.SIGHUP):
+    # SIGINT too: a shell that starts us in the background (`make run &` in a script) hands us SIGINT
+    # ignored, and Python then installs no Ctrl-C handler of its own.
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, as_ctrl_c)
     gatewayd = subprocess.Popen(argv, cwd=REPO, start_new_session=True)
     try:
