@@ -63,7 +63,8 @@ CONTROL_UI_PAGE = (
 )
 WORLD_METHODS = ["sessions.list", "cron.list", "cron.status", "cron.add", "cron.update", "cron.remove", "cron.run",
                  "cron.runs", "agent", "agent.wait", "wake", "system-event", "last-heartbeat", "chat.send"]
-MODERN_METHODS = ["health", "status", "system.info", "system-presence", *WORLD_METHODS, "cron.get"]
+MODERN_METHODS = ["health", "status", "system.info", "system-presence", *WORLD_METHODS, "cron.get",
+                  "sessions.messages.subscribe"]
 LEGACY_METHODS = ["health", "status", "system-presence", *WORLD_METHODS, "chat.history"]
 EVENTS = ["connect.challenge", "tick", "shutdown", "health", "heartbeat", "presence", "agent", "chat", "cron"]
 SESSION_DEFAULTS = {"defaultAgentId": "main", "mainKey": "main", "mainSessionKey": "agent:main:main"}
@@ -189,6 +190,7 @@ class FakeGateway:
         self.tick_ms = int(os.environ.get("FAKE_GW_TICK_MS") or 30000)  # both, measured (the docs say 15000)
         self.clients: set[ServerConnection] = set()
         self.outboxes: dict[ServerConnection, asyncio.Queue[str]] = {}
+        self.subscribed: dict[ServerConnection, set[str]] = {}  # sessions.messages.subscribe, per connection
         self.event_seq = 0
         self.exit_code: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self.tasks: set[asyncio.Task[None]] = set()  # keeps background tasks referenced
@@ -196,7 +198,7 @@ class FakeGateway:
         world_path = Path(os.environ["OPENCLAW_STATE_DIR"]) / "fake-world.json" if os.environ.get(
             "OPENCLAW_STATE_DIR") else None
         self.world = World(version, self.modern, process_instance_id=self.instance_id, emit=self.broadcast,
-                           world_path=world_path)
+                           world_path=world_path, emit_to_session=self.send_to_subscribers)
 
     def uptime_ms(self) -> int:
         return int((time.monotonic() - self.started_at) * 1000)
@@ -403,6 +405,7 @@ class FakeGateway:
             pump.cancel()
             self.clients.discard(ws)
             self.outboxes.pop(ws, None)
+            self.subscribed.pop(ws, None)
 
     def broadcast(self, name: str, payload: Any) -> None:
         """An event to every connection (in order per connection, with a gateway-wide `seq`)."""
@@ -410,6 +413,25 @@ class FakeGateway:
         frame = dumps({"type": "event", "event": name, "payload": payload, "seq": self.event_seq})
         for box in self.outboxes.values():
             box.put_nowait(frame)
+
+    def send_to_subscribers(self, session_key: str, name: str, payload: Any) -> None:
+        """An event only to the connections subscribed to `session_key`'s messages."""
+        self.event_seq += 1
+        frame = dumps({"type": "event", "event": name, "payload": payload, "seq": self.event_seq})
+        for ws, box in self.outboxes.items():
+            if session_key in self.subscribed.get(ws, ()):
+                box.put_nowait(frame)
+
+    def subscribe(self, ws: ServerConnection, req_id: Any, params: Any) -> str:
+        key = params.get("key") if isinstance(params, dict) else None
+        if not isinstance(key, str) or not key.strip():
+            return res_err(req_id, "INVALID_REQUEST", "invalid sessions.messages.subscribe params: key required")
+        agents = {a["agentId"] for a in self.world.health_agents()[0]}
+        parts = key.split(":")
+        if len(parts) >= 3 and parts[0] == "agent" and parts[1] not in agents:
+            return res_err(req_id, "INVALID_REQUEST", f'unknown agent id "{parts[1]}"')
+        self.subscribed.setdefault(ws, set()).add(key)
+        return res_ok(req_id, {"subscribed": True, "key": key})
 
     @staticmethod
     async def pump(ws: ServerConnection, box: asyncio.Queue[str]) -> None:
@@ -427,7 +449,9 @@ class FakeGateway:
             with contextlib.suppress(ConnectionClosed):
                 await ws.send(res_ok(req_id, payload))
 
-        if method in self.world.methods:
+        if method == "sessions.messages.subscribe" and self.modern:
+            frame = self.subscribe(ws, req_id, params)
+        elif method in self.world.methods:
             try:
                 frame = res_ok(req_id, await self.world.call(method, params if isinstance(params, dict) else {},
                                                              final))

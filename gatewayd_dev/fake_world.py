@@ -199,18 +199,22 @@ def invalid(message: str, **extra: Any) -> WorldError:
 
 
 Emit = Callable[[str, dict[str, Any]], None]
+EmitToSession = Callable[[str, str, dict[str, Any]], None]  # (session key, event, payload)
 Final = Callable[[dict[str, Any]], Awaitable[None]]
 
 
 class World:
     def __init__(self, version: str, modern: bool, *, process_instance_id: str, emit: Emit,
-                 world_path: Path | None) -> None:
+                 world_path: Path | None, emit_to_session: EmitToSession | None = None) -> None:
         self.version, self.modern = version, modern
         self.process_instance_id = process_instance_id
         self.emit = emit
+        self.emit_to_session = emit_to_session  # to the session's message subscribers only
         self.path = world_path
         self.repair_delay_ms = env_ms("FAKE_GW_REPAIR_DELAY_MS", 3000)
         self.catchup_ms = env_ms("FAKE_GW_ONESHOT_CATCHUP_MS", 120_000)
+        # From a heartbeat's turn in the session lane to its drain (2026.9.6: ~0.45 s after the wake).
+        self.heartbeat_drain_ms = env_ms("FAKE_GW_HEARTBEAT_DRAIN_MS", 0)
         # Negative: a 9.x that resumes no interrupted turn (as after its restart-loop breaker trips).
         self.resume_ms = -1 if os.environ.get("FAKE_GW_MAIN_RESUME_MS", "").startswith("-") \
             else env_ms("FAKE_GW_MAIN_RESUME_MS", 5000)
@@ -667,8 +671,8 @@ class World:
                    messages: list[dict[str, Any]], timeout_s: float, *, title: str, job_id: str | None = None,
                    unseen: bool = False) -> dict[str, Any]:
         """One model call with its lifecycle events; returns {status, summary?, error?, usage?, start/end}.
-        `unseen`: its agent, chat and task events reach no operator connection (2026.9.6 shows a
-        heartbeat's only to connections subscribed to the session's messages, measured)."""
+        `unseen`: its agent events reach only the connections subscribed to the session's messages,
+        and its chat and task events none (2026.9.6 shows a heartbeat so, measured)."""
         started = now_ms()
         info = self.active.setdefault(run_id, {"sessionKey": row_key, "jobId": job_id})
         info.update(seq=0, eventKey=event_key, sessionId=session_id, agentId=agent, startedAt=started, unseen=unseen)
@@ -765,6 +769,8 @@ class World:
         self.active.setdefault(run_id, {"sessionKey": key, "jobId": None, "queued": True})
         try:
             async with self.lock(key):
+                if kind == "heartbeat" and self.heartbeat_drain_ms:
+                    await asyncio.sleep(self.heartbeat_drain_ms / 1000)
                 row = self.touch_row(key, agent)
                 started = now_ms()
                 contents = message() if callable(message) else [turn_text(message, started)]
@@ -854,8 +860,6 @@ class World:
     def emit_agent(self, run_id: str, stream: str, data: dict[str, Any]) -> None:
         info = self.active.get(run_id) or {}
         info["seq"] = seq = int(info.get("seq") or 0) + 1
-        if info.get("unseen"):
-            return
         key = info.get("eventKey")
         if self.modern:
             payload = {"runId": run_id, "sessionKey": key, "sessionId": info.get("sessionId"),
@@ -863,7 +867,10 @@ class World:
         else:
             payload = {"runId": run_id, "stream": stream, "data": data, "sessionKey": key, "seq": seq,
                        "ts": now_ms()}
-        self.emit("agent", payload)
+        if not info.get("unseen"):
+            self.emit("agent", payload)
+        elif self.emit_to_session is not None and isinstance(key, str):
+            self.emit_to_session(key, "agent", payload)
 
     def emit_chat(self, run_id: str, text: str) -> None:
         info = self.active.get(run_id) or {}

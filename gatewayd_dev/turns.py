@@ -1,5 +1,5 @@
-"""Turns driven from tests: a main-session `agent` turn run to its end over one connection, or cut by
-a kill right after its end."""
+"""Turns driven from tests: a main-session `agent` turn run to its end over one connection, or a turn
+(an `agent` turn, a heartbeat) cut by a kill right after its end."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import signal
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from supervisor.gateway.rpc import Event, RpcClient
@@ -64,11 +64,12 @@ async def main_turn_to_its_end(rpc: RpcClient, text: str, timeout_s: float = 120
 
 
 async def kill_right_after_its_end(rpc: RpcClient, pid: int, text: str, looked_again: Callable[[int], bool],
-                                   kill_after_s: float = 0.0, timeout_s: float = 120) -> None:
-    """Runs an `agent` turn in the main session (it drains nothing) and kill -9s the gateway `pid`
-    `kill_after_s` after hearing the turn's end. Before the end, `looked_again(start_ms)` (polled, the
-    gateway's own start time) must say that gatewayd's look was taken again after the start: the
-    turn must outlast it (the fake model's delay)."""
+                                   kill_after_s: float = 0.0, timeout_s: float = 120,
+                                   start: Callable[[RpcClient, str], Awaitable[None]] = start_agent_turn) -> None:
+    """Runs a turn in the main session (`start`: an `agent` turn, which drains nothing) and kill -9s the
+    gateway `pid` `kill_after_s` after hearing the turn's end. Before the end, `looked_again(start_ms)`
+    (polled, the gateway's own start time) must say that gatewayd's look was taken again after the
+    start: the turn must outlast it (the fake model's delay)."""
     loop = asyncio.get_running_loop()
     started: list[int] = []
     killed = asyncio.Event()
@@ -85,7 +86,7 @@ async def kill_right_after_its_end(rpc: RpcClient, pid: int, text: str, looked_a
 
     rpc.on_event = on_event
     try:
-        await start_agent_turn(rpc, text)
+        await start(rpc, text)
         for _ in range(int(timeout_s / 0.02)):  # polled: what gatewayd stored
             if started and looked_again(started[0]):
                 break

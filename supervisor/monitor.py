@@ -22,7 +22,7 @@ from supervisor.gateway.capabilities import Capabilities
 from supervisor.gateway.launch import LaunchSpec
 from supervisor.gateway.rpc import CLOSE_SERVICE_RESTART, Event, RpcClient
 from supervisor.keepalive import Helpers, until_set
-from supervisor.queue_keeper import QueueWatch, Requeue
+from supervisor.queue_keeper import SUBSCRIBE, QueueWatch, Requeue
 from supervisor.recovery import Recovery
 from supervisor.snapshotter import Snapshotter
 from supervisor.store.journal import Journal
@@ -100,6 +100,7 @@ class RpcMonitor:
                          methods=len(hello.methods))
                 caps = spec.capabilities.with_methods(hello.methods)
                 snapshotter.caps = caps
+                queue.subscribe = caps.has_method(SUBSCRIBE)
                 await self._serve(rpc, hello.tick_interval_ms, snapshotter, queue, caps)
                 await rpc.closed.wait()
                 if rpc.close_code == CLOSE_SERVICE_RESTART and not watch.shutdown_announced:

@@ -35,6 +35,7 @@ from supervisor.core.event_queue import (
     LostAnswer,
     QueueLook,
     QueueUnreadable,
+    TurnEnd,
     dated_by_end,
     drained_after,
     is_main_session,
@@ -47,7 +48,7 @@ from supervisor.core.inflight import lenient_ms
 from supervisor.crashpoints import crashpoint
 from supervisor.errors import GatewayError, GatewayUnavailable
 from supervisor.gateway.capabilities import Capabilities
-from supervisor.gateway.rpc import Event, RpcClient, default_agent, list_sessions
+from supervisor.gateway.rpc import Event, RpcClient, agent_roster, default_agent, list_sessions
 from supervisor.keepalive import until_set
 from supervisor.store.system_events import MAX_TURN_ENDS, SystemEventRecords
 
@@ -67,6 +68,7 @@ EXIT_HEARD_S = 1.0
 END_HEARD_LAG_MS = 200  # a turn's end heard later than this after the gateway sent it: the connection lagged
 TURN_SLACK_MS = 1000  # clocks: the row's time and ours are both the machine's, read apart
 HISTORY_LIMIT = 200  # the main session's last messages: the dead gateway's turns since its last look
+SUBSCRIBE = "sessions.messages.subscribe"
 
 
 def _now_ms() -> int:
@@ -83,14 +85,17 @@ class QueueWatch:
         self.boot = boot
         self.interval_s = interval_s
         self.gateway_exit = gateway_exit  # waits for this boot's gateway to exit
-        self.hears_every_start = hears_every_start  # this boot's version shows every turn's start
+        # The main sessions whose every turn start this connection hears: all where the version shows
+        # them to every operator connection (2026.2.x), else those it subscribed to (`_listen`).
+        self.audible: frozenset[str] | None = None if hears_every_start else frozenset()
+        self.subscribe = False  # the connection offers the session's message subscription (2026.9.x)
         self.shutdown_heard = False
         self.lagged = False  # a turn's end was heard long after the gateway sent it
         self.poke = asyncio.Event()
         self.drained = asyncio.Event()  # a main-session turn started since the last look
         self.redate_at: list[float] = []  # (monotonic) when a main-session turn's end has settled
         self.redate = False  # store the next look even if unchanged: a turn ended since the last
-        self.ends: list[int] = []  # main-session turn ends heard (ms), not stored yet
+        self.ends: list[TurnEnd] = []  # audible main-session turn ends heard, not stored yet
         self.last: tuple[str, ...] | None = None
         self.looks = 0
 
@@ -103,7 +108,8 @@ class QueueWatch:
             payload = ev.payload if isinstance(ev.payload, dict) else {}
             data = payload.get("data")
             data = data if isinstance(data, dict) else {}
-            if payload.get("stream") != "lifecycle" or not is_main_session(payload.get("sessionKey")):
+            key = payload.get("sessionKey")
+            if payload.get("stream") != "lifecycle" or not is_main_session(key):
                 return
             if data.get("phase") == "start":
                 self.drained.set()
@@ -112,7 +118,8 @@ class QueueWatch:
                 # Dated by the gateway's own clock where it says (a late read would shift the window).
                 now_ms = _now_ms()
                 at = lenient_ms(data.get("endedAt")) or lenient_ms(payload.get("ts")) or now_ms
-                self.ends = [*self.ends[1 - MAX_TURN_ENDS:], at]  # dropping the oldest only sets more aside
+                if self.audible is None or key in self.audible:  # dropping the oldest ends sets more aside
+                    self.ends = [*self.ends[1 - MAX_TURN_ENDS:], TurnEnd(str(key), at)]
                 # Heard late, the connection lagged: a gateway killed then loses the frames it had not
                 # written yet, a later turn's start among them, so no end heard on it dates a row.
                 self.lagged = self.lagged or now_ms - at > END_HEARD_LAG_MS
@@ -123,6 +130,8 @@ class QueueWatch:
 
     async def run(self, rpc: RpcClient) -> None:
         try:
+            with contextlib.suppress(GatewayUnavailable):
+                await self._listen(rpc)  # before the first look: the starts after it must be heard
             while not rpc.closed.is_set():
                 self.poke.clear()
                 now = time.monotonic()
@@ -162,8 +171,32 @@ class QueueWatch:
             return
         # The turn ends heard date rows only after a look of this connection's own, still good, on a
         # connection that kept up with the gateway.
-        if self.ends and self.hears_every_start and self.last is not None and not self.lagged:
+        if self.ends and self.last is not None and not self.lagged:
             await self.records.turn_ends(self.boot, self.ends)
+
+    async def _listen(self, rpc: RpcClient) -> None:
+        """2026.9.x shows a heartbeat's turn (which drains its session's queue) only to the session's
+        message subscribers (research section 10): subscribe to every agent's main session, so that
+        a turn start there voids the look as on 2026.2.x. A session the gateway does not confirm stays
+        unheard: a row of it dated after the look then sets the texts aside."""
+        if self.audible is None or not self.subscribe:
+            return
+        heard: set[str] = set()
+        for agent in await agent_roster(rpc):
+            key = f"agent:{agent}:main"
+            try:
+                answer = await rpc.call(SUBSCRIBE, {"key": key})
+            except GatewayUnavailable:
+                raise
+            except GatewayError as exc:
+                log.warning("queue_subscribe_refused", boot=self.boot, session=key, error=str(exc))
+                continue
+            if isinstance(answer, dict) and answer.get("subscribed") is True:
+                # its events name the session as the gateway spells it
+                canonical = answer.get("key")
+                heard.add(canonical if isinstance(canonical, str) and canonical else key)
+        self.audible = frozenset(heard)
+        log.debug("queue_sessions_heard", boot=self.boot, sessions=sorted(heard))
 
     async def _heard_to_exit(self, rpc: RpcClient) -> bool:
         """Did this connection carry the gateway's every event to its exit? Yes once the gateway has
@@ -206,7 +239,7 @@ class QueueWatch:
         texts = tuple(t for t in texts if not any(t.startswith(m) for m in self.own_markers))
         redate, self.redate = self.redate and bool(texts), False
         if texts != self.last or redate:
-            self.ends = [e for e in self.ends if e >= at_ms - END_ROW_AFTER_MS]  # as the store keeps them
+            self.ends = [e for e in self.ends if e.at_ms >= at_ms - END_ROW_AFTER_MS]
             await self.records.look(self.boot, texts, at_ms)
             self.last = texts
             self.looks += 1
@@ -234,10 +267,10 @@ class Requeue:
             # (the watcher may miss a turn that starts as the gateway dies, or one while it was down).
             # No slack here: the look's time is taken before its `status` call, so a turn that the
             # row dates at or before it had drained the queue before the look read it.
-            # A row dated by a turn's end heard after the look is no turn after it, where gatewayd heard
-            # that gateway's every event from the look to its end, no start came, and the version
-            # shows every turn's start (2026.9.6 hides a heartbeat's from a passive connection).
-            ends = look.ends if watched and not look.void and self.caps.recovery.hears_every_turn_start else ()
+            # A row dated by its session's turn end heard after the look is no turn after it, where
+            # gatewayd heard that gateway's every event from the look to its end and no start came
+            # (the watcher keeps only the ends of sessions whose every start it heard).
+            ends = look.ends if watched and not look.void else ()
             turn_after = await self._main_turn_since(rpc, look.looked_at_ms + 1, ended_ms, slack_ms=0, ends=ends)
             drained = await self._drained(rpc, look, ended_ms) if look.void or turn_after else None
             fates = plan(look, held, watched, turn_after, drained)
@@ -295,7 +328,7 @@ class Requeue:
 
     async def _main_turn_since(self, rpc: RpcClient, since_ms: int, until_ms: int | None = None,
                                slack_ms: int = TURN_SLACK_MS, later_hides: bool = False,
-                               ends: tuple[int, ...] = ()) -> bool:
+                               ends: tuple[TurnEnd, ...] = ()) -> bool:
         """Has a main session taken a turn between `since_ms` and `until_ms` (a dead gateway's end:
         the next gateway's own turns are no drain of the dead one's queue)? Its row says when its
         last run started (2026.9.x `startedAt`) or when a turn was last accepted (2026.2.x
@@ -308,9 +341,9 @@ class Requeue:
         except GatewayError:
             return True
         for row in rows:
-            if is_main_session(row.get("key")):
+            if is_main_session(key := row.get("key")):
                 started, updated = lenient_ms(row.get("startedAt")), lenient_ms(row.get("updatedAt"))
-                at = [started, None if updated is not None and dated_by_end(updated, ends) else updated]
+                at = [started, None if updated is not None and dated_by_end(str(key), updated, ends) else updated]
                 if any(a is not None and a >= since_ms - slack_ms and
                        (until_ms is None or a <= until_ms or later_hides) for a in at):
                     return True

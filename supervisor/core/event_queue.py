@@ -61,17 +61,25 @@ def is_main_session(key: object) -> bool:
 
 
 @dataclass(frozen=True)
+class TurnEnd:
+    """A main-session turn's end that gatewayd heard, where it heard every turn start of that session."""
+
+    session: str
+    at_ms: int
+
+
+@dataclass(frozen=True)
 class QueueLook:
     """The last look at one boot's queue. `void`: a main-session turn started after it, so its
-    texts may have reached the model already; the next look replaces it. `ends`: when gatewayd
-    heard main-session turns end after it (ms), kept only where it heard that gateway's every
-    event to its end (`dated_by_end`)."""
+    texts may have reached the model already; the next look replaces it. `ends`: the main-session turn
+    ends gatewayd heard around it, kept only where it heard that gateway's every event to its end
+    (`dated_by_end`)."""
 
     boot: int
     texts: tuple[str, ...]
     looked_at_ms: int
     void: bool = False
-    ends: tuple[int, ...] = ()
+    ends: tuple[TurnEnd, ...] = ()
 
 
 # How far a main-session row's `updatedAt` lies from the moment gatewayd heard that session's turn
@@ -81,15 +89,17 @@ END_ROW_BEFORE_MS = 250
 END_ROW_AFTER_MS = 250
 
 
-def dated_by_end(updated_at_ms: int, ends: Sequence[int]) -> bool:
-    """Is a row's `updatedAt` the write of a turn's end that gatewayd heard, rather than a turn that
-    started after the look? Asked only of a look that stayed good (no main-session start heard after
-    it) while gatewayd heard every event of that gateway to its end, of a version that shows every
-    turn's start to a passive connection: a turn that started then would have voided the look (its
-    lifecycle start goes out before its model call), so a row dated next to a heard end is that
-    end's. A kill within ~0.05 s of a turn's end, before the look could be taken again, set the
-    texts aside (fake chaos seed 5172: 10 of 400)."""
-    return any(e - END_ROW_BEFORE_MS <= updated_at_ms <= e + END_ROW_AFTER_MS for e in ends)
+def dated_by_end(session: str, updated_at_ms: int, ends: Sequence[TurnEnd]) -> bool:
+    """Is a row's `updatedAt` the write of a turn's end that gatewayd heard in that session, rather
+    than a turn that started after the look? Asked only of a look that stayed good (no main-session
+    start heard after it) while gatewayd heard every event of that gateway to its end; `ends` holds
+    only sessions whose every turn start it heard (2026.2.x shows them to every operator connection;
+    2026.9.x only to the session's message subscribers). A turn that started then would have voided
+    the look (its lifecycle start goes out before its model call), so a row dated next to its own
+    session's heard end is that end's. A kill within ~0.05 s of a turn's end, before the look could
+    be taken again, set the texts aside (fake chaos seed 5172: 10 of 400)."""
+    return any(e.session == session and e.at_ms - END_ROW_BEFORE_MS <= updated_at_ms <= e.at_ms + END_ROW_AFTER_MS
+               for e in ends)
 
 
 def with_late_sends(look: QueueLook, sends: Sequence[tuple[str, int]]) -> QueueLook:

@@ -382,6 +382,20 @@ async def default_agent(rpc: RpcClient, fallback: str = "main") -> str:
     return agent if isinstance(agent, str) and agent else fallback
 
 
+async def agent_roster(rpc: RpcClient) -> list[str]:
+    """The configured agents, from `health.agents` (both versions), else the default agent alone."""
+    try:
+        health = await rpc.call("health", {})
+    except GatewayUnavailable:
+        raise
+    except GatewayError:
+        return [await default_agent(rpc)]
+    rows = health.get("agents") if isinstance(health, dict) else None
+    ids = [r["agentId"] for r in rows if isinstance(r, dict) and isinstance(r.get("agentId"), str)
+           and r["agentId"]] if isinstance(rows, list) else []
+    return list(dict.fromkeys(ids)) or [await default_agent(rpc)]
+
+
 def user_turn(message: str, idempotency_key: str, agent: str | None, session_key: str,
               deliver: bool, drain: bool) -> tuple[str, dict[str, Any]]:
     """A turn of gatewayd's own (a notice, a wake) as (method, params). `drain`: as `chat.send`,

@@ -291,6 +291,12 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE queue_looks ADD COLUMN unheard INTEGER NOT NULL DEFAULT 0;
     """,
+    # 10: the session each heard turn end belongs to: a row is dated only by its own session's ends,
+    # and only sessions whose every turn start gatewayd heard are kept (2026.9.x: subscribed ones).
+    # Ends written before have no session and date no row.
+    """
+    ALTER TABLE queue_turn_ends ADD COLUMN session_key TEXT NOT NULL DEFAULT '';
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

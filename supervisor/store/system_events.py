@@ -9,7 +9,7 @@ import sqlite3
 import time
 from typing import Any
 
-from supervisor.core.event_queue import EventFate, Fate, QueueLook
+from supervisor.core.event_queue import EventFate, Fate, QueueLook, TurnEnd
 from supervisor.store.db import Store, row_dicts
 
 OPEN = ("planned", "dispatched")
@@ -46,11 +46,12 @@ class SystemEventRecords:
         await self.store.write(lambda c: c.execute(
             "UPDATE queue_looks SET unheard = 1 WHERE boot_id = ? AND planned = 0", (boot,)))
 
-    async def turn_ends(self, boot: int, ends: list[int]) -> None:
-        """Main-session turn ends heard after `boot`'s last look (ms), written once gatewayd has heard
-        that gateway's events to its exit (`core/event_queue.dated_by_end`); the latest kept."""
+    async def turn_ends(self, boot: int, ends: list[TurnEnd]) -> None:
+        """Main-session turn ends heard around `boot`'s last look, written once gatewayd has heard that
+        gateway's events to its exit (`core/event_queue.dated_by_end`); the latest kept."""
         await self.store.write(lambda c: c.executemany(
-            "INSERT INTO queue_turn_ends(boot_id, at_ms) VALUES (?, ?)", [(boot, e) for e in ends[-MAX_TURN_ENDS:]]))
+            "INSERT INTO queue_turn_ends(boot_id, session_key, at_ms) VALUES (?, ?, ?)",
+            [(boot, e.session, e.at_ms) for e in ends[-MAX_TURN_ENDS:]]))
 
     async def last_look(self, boot: int) -> QueueLook | None:
         def read(c: sqlite3.Connection) -> QueueLook | None:
@@ -80,8 +81,8 @@ class SystemEventRecords:
             for boot, at_ms, void, exit_kind, until, unheard, gap in rows:
                 texts = tuple(r[0] for r in c.execute(
                     "SELECT text FROM queued_events WHERE boot_id = ? ORDER BY pos", (boot,)))
-                ends = tuple(int(r[0]) for r in c.execute(
-                    "SELECT at_ms FROM queue_turn_ends WHERE boot_id = ? ORDER BY at_ms", (boot,)))
+                ends = tuple(TurnEnd(str(r[0]), int(r[1])) for r in c.execute(
+                    "SELECT session_key, at_ms FROM queue_turn_ends WHERE boot_id = ? ORDER BY at_ms", (boot,)))
                 out.append((QueueLook(int(boot), texts, int(at_ms), bool(void), ends),
                             exit_kind != "vanished" and not gap and not unheard, int(until * 1000)))
             return out

@@ -18,6 +18,7 @@ import pytest
 
 from gatewayd_dev.harness import Gatewayd, wait_until
 from gatewayd_dev.turns import kill_right_after_its_end, main_turn_to_its_end
+from supervisor.gateway.rpc import RpcClient
 from tests.e2e.conftest import VERSIONS, fake_model, real_gatewayd, sandbox, set_model_delay
 from tests.e2e.work import add_job, gateway_rpc, hourly_soon, main_turn, send_and_leave
 
@@ -140,13 +141,14 @@ async def kill_just_after_its_end(g: Gatewayd, sb: sandbox.Sandbox, text: str) -
             and r[0]["looked_at_ms"] > started and not r[0]["void"]), kill_after_s=0.015)
 
 
-@pytest.mark.parametrize("version", ["2026.2.26"])
-def test_2x_events_behind_a_main_turn_whose_end_the_kill_follows_at_once_are_queued_again(
+@pytest.mark.parametrize("version", VERSIONS)
+def test_events_behind_a_main_turn_whose_end_the_kill_follows_at_once_are_queued_again(
         tmp_path: Path, model: tuple[int, Path], version: str) -> None:
     """The turn's end moved the row past the last look and the kill came before gatewayd looked again
     (the store shows the look older than the end). gatewayd heard the end and every event to the
-    exit, and no start: 2.26 shows every start, heartbeats' too (measured), so the row is that end's
-    and the events go back, once."""
+    exit, and no start: 2.26 shows every start, heartbeats' too, to every connection; 9.6 shows a
+    heartbeat's to the session's message subscribers, which gatewayd is (both measured). So the row
+    is that end's and the events go back, once."""
     log = model[1]
     g, sb = real_gatewayd(tmp_path, version, model[0], {"snapshot": {"interval_s": 30.0}})
     mark = uuid.uuid4().hex[:8]
@@ -155,6 +157,61 @@ def test_2x_events_behind_a_main_turn_whose_end_the_kill_follows_at_once_are_que
         t0 = start_and_queue(g, sb, texts)
         set_model_delay(4)
         asyncio.run(kill_just_after_its_end(g, sb, f"TURN-{mark} reply PONG"))
+        set_model_delay(0.5)
+        g.wait_event("gateway_ready", count=2, timeout=240)
+        [look] = rows(g, "SELECT looked_at_ms FROM queue_looks WHERE boot_id = 1")
+        ends = [r["at_ms"] for r in rows(g, "SELECT at_ms FROM queue_turn_ends WHERE boot_id = 1")]
+        assert ends and look["looked_at_ms"] < ends[-1], (look, ends)  # not looked at again after the end
+        settled = wait_until(lambda: (r := rows(g, "SELECT text, state FROM requeues WHERE boot_id = 1 ORDER BY pos"))
+                             and all(x["state"] not in ("planned", "dispatched") for x in r) and r, 180,
+                             "every re-queue settled")
+        assert [(r["text"], r["state"]) for r in settled] == [(t, "answered") for t in texts], settled
+        wait_until(lambda: delivered(log, mark, t0), 120, "the events at the model")
+        time.sleep(10)  # the witness: a window in which a second delivery would have shown up
+        assert delivered(log, mark, t0) == [texts]
+    finally:
+        set_model_delay(0.5)
+        g.cleanup()
+
+
+@pytest.mark.parametrize("version", ["2026.9.6"])
+def test_9x_events_queued_during_a_heartbeat_whose_end_the_kill_follows_at_once_are_queued_again(
+        tmp_path: Path, model: tuple[int, Path], version: str) -> None:
+    """A heartbeat (`wake` now) drains the queue, then texts are queued while it runs, then it ends and
+    the kill follows before gatewayd looks again. 9.6 shows the heartbeat's start and end only to the
+    session's message subscribers: gatewayd subscribed, heard both, and dates the row by the end, so
+    the texts go back, once (not subscribed, it would set them aside)."""
+    log = model[1]
+    g, sb = real_gatewayd(tmp_path, version, model[0], {"snapshot": {"interval_s": 30.0}})
+    mark = uuid.uuid4().hex[:8]
+    texts = [f"SE1-{mark}", f"SE2-{mark}"]
+    try:
+        g.start()
+        g.wait_event("gateway_ready", timeout=240)
+        g.wait_event("rpc_monitor_connected", timeout=60)
+        set_model_delay(6)
+        t0 = time.time()
+
+        async def heartbeat_then_queue(rpc: RpcClient, text: str) -> None:
+            await rpc.call("sessions.messages.subscribe", {"key": "agent:main:main"})  # to hear its end
+            await rpc.call("wake", {"mode": "now", "text": text})
+            for _ in range(3000):  # polled: the heartbeat's request at the model, so it has drained
+                if any(text in e.get("text", "") and e.get("ts", 0) >= t0 for e in fake_model.read_log(log)):
+                    break
+                await asyncio.sleep(0.02)
+            for t in texts:
+                await rpc.call("system-event", {"text": t})
+
+        async def run() -> None:
+            async with gateway_rpc(sb) as rpc:
+                await kill_right_after_its_end(rpc, g.spawned_pids()[-1], f"WAKE-{mark}", lambda started: bool(
+                    (r := rows(g, "SELECT looked_at_ms, void FROM queue_looks WHERE boot_id = 1"))
+                    and r[0]["looked_at_ms"] > started and not r[0]["void"]
+                    and [x["text"] for x in rows(g, "SELECT text FROM queued_events WHERE boot_id = 1"
+                                                    " ORDER BY pos")] == texts),
+                    kill_after_s=0.015, start=heartbeat_then_queue)
+
+        asyncio.run(run())
         set_model_delay(0.5)
         g.wait_event("gateway_ready", count=2, timeout=240)
         [look] = rows(g, "SELECT looked_at_ms FROM queue_looks WHERE boot_id = 1")

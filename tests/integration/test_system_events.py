@@ -202,14 +202,15 @@ async def kill_the_moment_it_ends(g: Gatewayd, version: str, text: str) -> None:
         await rpc.close()
 
 
-@pytest.mark.parametrize(("version", "requeued"), [("2026.2.26", True), ("2026.9.6", False)])
+@pytest.mark.parametrize("version", ["2026.9.6", "2026.2.26"])
 def test_events_behind_a_main_turn_whose_end_the_kill_follows_at_once_are_queued_again(
-        tmp_path: Path, version: str, requeued: bool) -> None:
+        tmp_path: Path, version: str) -> None:
     """The end moved the row past the last look, and the kill came before gatewayd could look again
     (fake chaos seed 5172 set 10 of 400 events aside so). gatewayd heard the end and every event to
-    the gateway's exit, and no start: on 2026.2.x, which shows every turn's start, the row is that
-    end's, and the events go back, once. 2026.9.6 hides a heartbeat's start from a passive
-    connection (measured), so there the row may be a heartbeat that drained them: set aside."""
+    the gateway's exit, and no start: the row is that end's, and the events go back, once. 2026.2.x
+    shows every turn's start to every connection; 2026.9.6 a heartbeat's only to the session's
+    message subscribers, which gatewayd is (before it, fake chaos seed 6371 set 4 of 400 aside)."""
+    requeued = True
     with model(tmp_path) as (model_port, log, delay), gatewayd(tmp_path, None) as g:
         g.write_config_sections(settings(tmp_path, version, model_port, g.port))
         mark = uuid.uuid4().hex[:8]
@@ -225,6 +226,91 @@ def test_events_behind_a_main_turn_whose_end_the_kill_follows_at_once_are_queued
             wait_until(lambda: delivered(log, mark), 30, "the events at the model")
         time.sleep(3)  # the witness: a window in which a second delivery would have shown up
         assert delivered(log, mark) == ([texts] if requeued else [])
+
+
+@pytest.mark.parametrize("version", ["2026.9.6", "2026.2.26"])
+def test_events_queued_during_a_heartbeat_whose_end_the_kill_follows_at_once_are_queued_again(
+        tmp_path: Path, version: str) -> None:
+    """As with any main turn: texts queued while a heartbeat runs (after its drain), then its end, and
+    the kill before gatewayd can look again. 2026.9.6 shows a heartbeat's start and end only to the
+    session's message subscribers: gatewayd, subscribed, heard both, so the row is the end's and the
+    texts go back, once (unsubscribed, it set them aside)."""
+    with model(tmp_path) as (model_port, log, delay), gatewayd(tmp_path, None) as g:
+        g.write_config_sections(settings(tmp_path, version, model_port, g.port))
+        mark = uuid.uuid4().hex[:8]
+        texts = [f"SE1-{mark}", f"SE2-{mark}"]
+        g.start()
+        g.wait_event("rpc_monitor_connected")
+        delay.write_text("5\n")
+
+        async def heartbeat_then_queue(rpc: RpcClient, text: str) -> None:
+            if not version.startswith("2026.2"):  # to hear the heartbeat's end, as gatewayd does
+                await rpc.call("sessions.messages.subscribe", {"key": "agent:main:main"})
+            t0 = time.time()
+            await rpc.call("wake", {"mode": "now", "text": text})
+            for _ in range(1000):  # polled: the heartbeat's request at the model, so it has drained
+                if any(text in e.get("text", "") and e.get("ts", 0) >= t0 for e in fake_model.read_log(log)):
+                    break
+                await asyncio.sleep(0.02)
+            for t in texts:
+                await rpc.call("system-event", {"text": t})
+
+        async def run() -> None:
+            rpc = RpcClient(f"ws://127.0.0.1:{g.port}/", GatewayAuth("token", Secret(TOKEN), "", False),
+                            3 if version.startswith("2026.2") else 4)
+            await rpc.connect()
+            try:
+                await kill_right_after_its_end(rpc, g.spawned_pids()[-1], f"WAKE-{mark}", lambda started: (
+                    lambda looks: bool(looks) and not looks[0]["void"] and looks[0]["looked_at_ms"] > started
+                    and [r["text"] for r in table(g, "queued_events")] == texts)(table(g, "queue_looks")),
+                    start=heartbeat_then_queue)
+            finally:
+                await rpc.close()
+
+        asyncio.run(run())
+        delay.write_text("0.2\n")
+        rows = wait_until(lambda: settled(g), 60, "every re-queue settled")
+        assert [(r["text"], r["state"]) for r in sorted(rows, key=lambda r: r["pos"])] == \
+            [(t, "answered") for t in texts], rows
+        wait_until(lambda: delivered(log, mark), 30, "the events at the model")
+        time.sleep(3)  # the witness: a window in which a second delivery would have shown up
+        assert delivered(log, mark) == [texts]
+
+
+def test_9x_a_heartbeat_right_behind_a_turns_end_is_heard_through_the_subscription(tmp_path: Path) -> None:
+    """A heartbeat queued behind a main turn drains the queue within the window that dates a row by
+    the turn's end gatewayd heard, and the model has the events when the kill comes. Its start, heard
+    through the subscription (2026.9.6 shows it to no other connection), voids the look, and its row's
+    `startedAt`, written before the model call, is after the look: the events are set aside, never
+    queued again (twice at the model)."""
+    version = "2026.9.6"
+    with model(tmp_path) as (model_port, log, delay), gatewayd(tmp_path, None) as g:
+        cfg = settings(tmp_path, version, model_port, g.port)
+        # The drain after gatewayd's looks at the end (at once and 50 ms on), and well within the
+        # window that dates a row by the end (250 ms); the kill before its look at 500 ms.
+        cfg["gateway"]["env"]["FAKE_GW_HEARTBEAT_DRAIN_MS"] = "120"
+        g.write_config_sections(cfg)
+        mark = uuid.uuid4().hex[:8]
+        texts = [f"SE1-{mark}", f"SE2-{mark}"]
+        start_and_queue(g, version, texts)
+        delay.write_text("3\n")
+        t0 = time.time()
+        asyncio.run(agent_turn(g.port, version, f"TURN-{mark} reply PONG"))  # an agent turn drains nothing
+        wait_until(lambda: any(f"TURN-{mark}" in e.get("text", "") and e.get("ts", 0) >= t0
+                               for e in fake_model.read_log(log)), 20, "the main turn at the model")
+        asyncio.run(send(g.port, version, "wake", {"mode": "now", "text": f"WAKE-{mark}"}))
+        # Killed as the request arrives, before gatewayd's next look could find the queue drained: the
+        # row, next to the heard end, is all that is left to judge by.
+        wait_until(lambda: delivered(log, mark), 30, "the heartbeat's request with the events", step=0.002)
+        os.kill(g.spawned_pids()[-1], signal.SIGKILL)
+        delay.write_text("0.2\n")
+        # Planned: from a look voided by the start (set aside), or from the empty one taken after it.
+        wait_until(lambda: any(r["boot_id"] == 1 and r["planned"] for r in table(g, "queue_looks")),
+                   60, "the dead boot's look planned")
+        rows = table(g, "requeues")
+        assert all(r["state"] == "unknown" for r in rows), rows
+        time.sleep(3)  # the witness: a window in which a second delivery would have shown up
+        assert delivered(log, mark) == [texts]
 
 
 async def send(port: int, version: str, method: str, params: dict[str, Any]) -> None:

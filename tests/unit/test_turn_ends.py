@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from supervisor import queue_keeper
-from supervisor.core.event_queue import END_ROW_AFTER_MS, END_ROW_BEFORE_MS, dated_by_end
+from supervisor.core.event_queue import END_ROW_AFTER_MS, END_ROW_BEFORE_MS, TurnEnd, dated_by_end
 from supervisor.errors import GatewayRpcError
 from supervisor.gateway.capabilities import for_version
 from supervisor.gateway.rpc import Event
@@ -33,15 +32,23 @@ def test_only_a_measured_version_is_taken_to_show_every_turns_start(version: str
     assert for_version(version).recovery.hears_every_turn_start is hears
 
 
-def test_a_row_is_dated_by_an_end_only_next_to_it() -> None:
-    ends = [10_000, 20_000]
-    assert dated_by_end(10_000 + END_ROW_AFTER_MS, ends)
-    assert dated_by_end(20_000 - END_ROW_BEFORE_MS, ends)
-    assert dated_by_end(20_007, ends)
-    assert not dated_by_end(10_000 + END_ROW_AFTER_MS + 1, ends)
-    assert not dated_by_end(20_000 - END_ROW_BEFORE_MS - 1, ends)
-    assert not dated_by_end(15_000, ends)
-    assert not dated_by_end(10_000, [])
+KIT = "agent:kit:main"
+
+
+def test_a_row_is_dated_by_an_end_only_next_to_it_and_of_its_own_session() -> None:
+    ends = [TurnEnd(MAIN, 10_000), TurnEnd(MAIN, 20_000), TurnEnd(KIT, 30_000)]
+    assert dated_by_end(MAIN, 10_000 + END_ROW_AFTER_MS, ends)
+    assert dated_by_end(MAIN, 20_000 - END_ROW_BEFORE_MS, ends)
+    assert dated_by_end(MAIN, 20_007, ends)
+    assert not dated_by_end(MAIN, 10_000 + END_ROW_AFTER_MS + 1, ends)
+    assert not dated_by_end(MAIN, 20_000 - END_ROW_BEFORE_MS - 1, ends)
+    assert not dated_by_end(MAIN, 15_000, ends)
+    assert not dated_by_end(MAIN, 10_000, [])
+    # Another session's end explains no row: a turn there may have started unheard right after it.
+    assert not dated_by_end(KIT, 10_000, ends)
+    assert not dated_by_end(MAIN, 30_000, ends)
+    assert dated_by_end(KIT, 30_004, ends)
+    assert not dated_by_end(MAIN, 10_000, [TurnEnd("", 10_000)])  # kept before sessions were (migration 10)
 
 
 def lifecycle(phase: str, key: str = MAIN, ended_at: int | None = None) -> Event:
@@ -50,15 +57,25 @@ def lifecycle(phase: str, key: str = MAIN, ended_at: int | None = None) -> Event
 
 
 class QueueRpc:
-    """A connection whose `status` lists one queued text (or fails: `answers=False`)."""
+    """A connection whose `status` lists one queued text (or fails: `answers=False`), with two agents,
+    whose main sessions it lets subscribe to unless `refuses` names them."""
 
-    def __init__(self, answers: bool = True) -> None:
+    def __init__(self, answers: bool = True, refuses: tuple[str, ...] = ()) -> None:
         self.closed = asyncio.Event()
         self.dropped = True  # as when the gateway's process dies under it
         self.answers = answers
+        self.refuses = refuses
         self.asked = asyncio.Event()
+        self.subscribed: list[str] = []
 
     async def call(self, method: str, params: dict[str, Any], **_: Any) -> Any:
+        if method == "health":
+            return {"defaultAgentId": "main", "agents": [{"agentId": "main"}, {"agentId": "kit"}]}
+        if method == "sessions.messages.subscribe":
+            if params["key"] in self.refuses:
+                raise GatewayRpcError(method, "INVALID_REQUEST", "unknown agent")
+            self.subscribed.append(params["key"])
+            return {"subscribed": True, "key": params["key"]}
         assert method == "status"
         self.asked.set()
         if not self.answers:
@@ -66,9 +83,9 @@ class QueueRpc:
         return {"queuedSystemEvents": ["X"]}
 
 
-async def stored_ends(store: Store, boot: int) -> list[int]:
-    return await store.read(lambda c: [int(r[0]) for r in c.execute(
-        "SELECT at_ms FROM queue_turn_ends WHERE boot_id = ? ORDER BY at_ms", (boot,))])
+async def stored_ends(store: Store, boot: int) -> list[tuple[str, int]]:
+    return await store.read(lambda c: [(str(r[0]), int(r[1])) for r in c.execute(
+        "SELECT session_key, at_ms FROM queue_turn_ends WHERE boot_id = ? ORDER BY at_ms", (boot,))])
 
 
 async def watching(tmp_path: Path) -> tuple[Store, SystemEventRecords, int]:
@@ -86,19 +103,26 @@ async def until_looked(records: SystemEventRecords, boot: int) -> None:
     raise AssertionError("no look stored within 5 s")
 
 
-KEPT = ("exit", "cancelled-as-it-exits")
+KEPT = ("exit", "cancelled-as-it-exits", "subscribed")
+SUBSCRIBING = ("subscribed", "subscription-refused", "not-subscribed")
 
 
 @pytest.mark.parametrize("case", [*KEPT, "start-after-the-end", "gateway-alive", "closed-with-a-frame",
-                                  "shutdown-heard", "no-look-of-its-own", "starts-unheard", "heard-late"])
+                                  "shutdown-heard", "no-look-of-its-own", "starts-unheard", "heard-late",
+                                  "subscription-refused", "not-subscribed"])
 async def test_the_watcher_keeps_the_ends_it_heard_only_when_it_heard_the_gateway_to_its_exit(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str) -> None:
     monkeypatch.setattr(queue_keeper, "EXIT_HEARD_S", 0.2)
     store, records, boot = await watching(tmp_path)
     try:
         exited = asyncio.Event()
-        rpc = QueueRpc(answers=case != "no-look-of-its-own")
-        watch = QueueWatch(records, boot, 30.0, gateway_exit=exited.wait, hears_every_start=case != "starts-unheard")
+        rpc = QueueRpc(answers=case != "no-look-of-its-own",
+                       refuses=(MAIN,) if case == "subscription-refused" else ())
+        # 2026.9.x shows a heartbeat's start only to the session's message subscribers: the watcher
+        # subscribes to every agent's main session where the connection offers it.
+        watch = QueueWatch(records, boot, 30.0, gateway_exit=exited.wait,
+                           hears_every_start=case not in ("starts-unheard", *SUBSCRIBING))
+        watch.subscribe = case in ("subscribed", "subscription-refused")
         task = asyncio.create_task(watch.run(rpc))  # type: ignore[arg-type]
         if case == "no-look-of-its-own":  # this connection's look failed: the stored one is an earlier one's
             await records.look(boot, ("X",), int(time.time() * 1000))
@@ -109,6 +133,8 @@ async def test_the_watcher_keeps_the_ends_it_heard_only_when_it_heard_the_gatewa
         # gateway killed then loses the frames it had not written (a later turn's start among them).
         ended_at = int(time.time() * 1000) - (5 if case != "heard-late" else 2_000)
         watch.on_event(lifecycle("end", ended_at=ended_at))
+        if case == "subscribed":  # kit's end is heard too, and kept as kit's
+            watch.on_event(lifecycle("end", KIT, ended_at=ended_at + 1))
         if case == "start-after-the-end":
             watch.on_event(lifecycle("start"))
         if case == "shutdown-heard":  # it stops broadcasting turns, then closes: turns may run unheard
@@ -132,8 +158,11 @@ async def test_the_watcher_keeps_the_ends_it_heard_only_when_it_heard_the_gatewa
             rpc.closed.set()
             await task
         ends = await stored_ends(store, boot)
-        if case in KEPT:
-            assert ends == [ended_at]  # the end's own time, from the event
+        if case == "subscribed":
+            assert rpc.subscribed == [MAIN, KIT]
+            assert ends == [(MAIN, ended_at), (KIT, ended_at + 1)]
+        elif case in KEPT:
+            assert ends == [(MAIN, ended_at)]  # the end's own time, from the event
         else:
             assert ends == []
         look = await records.last_look(boot)
@@ -148,7 +177,7 @@ async def test_the_watcher_keeps_the_ends_it_heard_only_when_it_heard_the_gatewa
 
 @pytest.mark.parametrize(("case", "requeued"), [("dated-by-the-end", True), ("void", False),
                                                 ("gatewayd-restarted", False), ("far-from-the-end", False),
-                                                ("starts-unheard", False)])
+                                                ("another-sessions-end", False), ("on-9x", True)])
 async def test_a_row_dated_by_a_heard_end_leaves_the_look_good(tmp_path: Path, case: str, requeued: bool) -> None:
     """The end's row write came after the last look, and the gateway died before the look could
     be taken again. Heard to its end, with no start after the look, on a version that shows every
@@ -167,7 +196,7 @@ async def test_a_row_dated_by_a_heard_end_leaves_the_look_good(tmp_path: Path, c
         await records.look(boot, ("X", "Y"), end_heard - 1_000)
         if case == "void":
             await records.void(boot)
-        await records.turn_ends(boot, [end_heard])
+        await records.turn_ends(boot, [TurnEnd(KIT if case == "another-sessions-end" else MAIN, end_heard)])
         if case == "gatewayd-restarted":  # the one that heard the end died; the next found the boot ended
             await rec.daemon_started(4243)
         await rec.ended(boot, BootEnd(-9, "crash", "killed", True, {}))
@@ -176,9 +205,9 @@ async def test_a_row_dated_by_a_heard_end_leaves_the_look_good(tmp_path: Path, c
         gateway = ScriptedGateway(row_ms)
         settled = asyncio.Event()
         settled.set()
-        caps = for_version("2026.2.26")
-        if case == "starts-unheard":  # 2026.9.6: a heartbeat's start is not shown to a passive connection
-            caps = replace(caps, recovery=replace(caps.recovery, hears_every_turn_start=False))
+        # The ends kept are those of sessions whose every start the watcher heard, whatever the version
+        # (2026.9.x: by subscription), so the next boot's version does not matter.
+        caps = for_version("2026.9.6" if case == "on-9x" else "2026.2.26")
         await Requeue(records, now, caps, settled, int(time.time() * 1000)).run(gateway)  # type: ignore[arg-type]
         rows = await records.items_of(boot)
         assert gateway.queued == (["X", "Y"] if requeued else [])
