@@ -100,7 +100,7 @@ class RpcMonitor:
                          methods=len(hello.methods))
                 caps = spec.capabilities.with_methods(hello.methods)
                 snapshotter.caps = caps
-                queue.subscribe = caps.has_method(SUBSCRIBE)
+                queue.subscribe = caps.recovery.subscribers_hear_every_turn_start and caps.has_method(SUBSCRIBE)
                 await self._serve(rpc, hello.tick_interval_ms, snapshotter, queue, caps)
                 await rpc.closed.wait()
                 if rpc.close_code == CLOSE_SERVICE_RESTART and not watch.shutdown_announced:

@@ -44,8 +44,11 @@ class VersionRules:
     history_shows_drained_events: bool = False
     # Every main-session turn's lifecycle start reaches a passive operator connection, heartbeats
     # included (2026.2.26); 2026.9.6 shows a heartbeat's only to a connection subscribed to that
-    # session's messages (measured): there, a turn's start may go unheard.
+    # session's messages (measured), so there the queue watcher subscribes to each main session.
     hears_every_turn_start: bool = False
+    # A connection subscribed to a session's messages hears every turn's start there, heartbeats'
+    # included, before the turn's model request (2026.9.6, measured).
+    subscribers_hear_every_turn_start: bool = False
 
 
 @dataclass(frozen=True)

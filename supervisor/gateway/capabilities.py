@@ -25,6 +25,9 @@ MAIN_SESSION_RECOVERY_SINCE: VersionTuple = (2026, 8, 1)
 # operator connection: 2026.2.x only (docs/research/agents-after-restart.md, section 10). A rule that is
 # wrong here delivers an event twice, so no other version has it until measured.
 HEARS_EVERY_TURN_START: tuple[VersionTuple, VersionTuple] = ((2026, 2, 0), (2026, 3, 0))
+# Where a `sessions.messages.subscribe` connection was measured hearing every turn's start in that
+# session, heartbeats' included, before its model request: 2026.9.x (section 12 there).
+SUBSCRIBERS_HEAR_EVERY_TURN_START: tuple[VersionTuple, VersionTuple] = ((2026, 9, 0), (2026, 10, 0))
 
 # What the gateway does after a restart (DESIGN, correction 1; measured, ../shared/openclaw).
 RECOVERY_LEGACY = VersionRules(
@@ -95,7 +98,9 @@ def for_version(version: str) -> Capabilities:
         restart_signal=signal.SIGUSR2 if v >= EXTERNAL_SUPERVISOR_SINCE else signal.SIGUSR1,
         external_supervisor=v >= EXTERNAL_SUPERVISOR_SINCE,
         recovery=replace(RECOVERY_CURRENT if v >= MAIN_SESSION_RECOVERY_SINCE else RECOVERY_LEGACY,
-                         hears_every_turn_start=HEARS_EVERY_TURN_START[0] <= v < HEARS_EVERY_TURN_START[1]),
+                         hears_every_turn_start=HEARS_EVERY_TURN_START[0] <= v < HEARS_EVERY_TURN_START[1],
+                         subscribers_hear_every_turn_start=SUBSCRIBERS_HEAR_EVERY_TURN_START[0] <= v
+                         < SUBSCRIBERS_HEAR_EVERY_TURN_START[1]),
         session_activity_fields=current,
         sessions_list_filters=current,
         cron_run_blocks=not current,

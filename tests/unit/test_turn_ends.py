@@ -35,6 +35,14 @@ def test_only_a_measured_version_is_taken_to_show_every_turns_start(version: str
 KIT = "agent:kit:main"
 
 
+@pytest.mark.parametrize(("version", "hears"), [("2026.9.6", True), ("2026.9.0", True), ("2026.2.26", False),
+                                               ("2026.10.1", False), ("2026.5.1", False), ("dev", False)])
+def test_only_a_measured_version_is_taken_to_show_subscribers_every_turns_start(version: str, hears: bool) -> None:
+    """Subscribed to each main session's messages, gatewayd hears every start there (heartbeats'
+    included) only where that was measured: 2026.9.x."""
+    assert for_version(version).recovery.subscribers_hear_every_turn_start is hears
+
+
 def test_a_row_is_dated_by_an_end_only_next_to_it_and_of_its_own_session() -> None:
     ends = [TurnEnd(MAIN, 10_000), TurnEnd(MAIN, 20_000), TurnEnd(KIT, 30_000)]
     assert dated_by_end(MAIN, 10_000 + END_ROW_AFTER_MS, ends)
