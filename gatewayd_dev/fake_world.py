@@ -669,14 +669,18 @@ class World:
 
     async def turn(self, run_id: str, row_key: str, event_key: str, session_id: str, agent: str,
                    messages: list[dict[str, Any]], timeout_s: float, *, title: str, job_id: str | None = None,
-                   unseen: bool = False) -> dict[str, Any]:
+                   unseen: bool = False, start_shown: bool = True) -> dict[str, Any]:
         """One model call with its lifecycle events; returns {status, summary?, error?, usage?, start/end}.
         `unseen`: its agent events reach only the connections subscribed to the session's messages,
-        and its chat and task events none (2026.9.6 shows a heartbeat so, measured)."""
+        and its chat and task events none (2026.9.6 shows a heartbeat so, measured). Not `start_shown`:
+        its lifecycle start goes to no connection (2026.9.6's resume of a cut turn, measured)."""
         started = now_ms()
         info = self.active.setdefault(run_id, {"sessionKey": row_key, "jobId": job_id})
         info.update(seq=0, eventKey=event_key, sessionId=session_id, agentId=agent, startedAt=started, unseen=unseen)
-        self.emit_agent(run_id, "lifecycle", {"phase": "start", "startedAt": started})
+        if start_shown:
+            self.emit_agent(run_id, "lifecycle", {"phase": "start", "startedAt": started})
+        else:
+            info["seq"] = 1  # the start's number is taken, as the gateway's is
         self.emit_task(run_id, "running", title, event_key, agent, job_id, started)
         result: dict[str, Any] = {"startedAt": started}
         try:
@@ -788,7 +792,8 @@ class World:
                 if kind == "resume":
                     messages[-1] = {"role": "user", "content": f"{RESUME_PREFIX}\n{text}\n\n{RESUME_NOTICE}"}
                 result = await self.turn(run_id, key, key, row["sessionId"], agent, messages, 600.0,
-                                         title=text[:80], unseen=self.modern and kind == "heartbeat")
+                                         title=text[:80], unseen=self.modern and kind == "heartbeat",
+                                         start_shown=not (self.modern and kind == "resume"))
                 row = self.sessions.get(key) or row
                 transcript = [*row.get("transcript", []), {"role": "user", "content": text}]
                 if result["status"] == "ok":

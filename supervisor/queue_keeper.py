@@ -69,6 +69,8 @@ END_HEARD_LAG_MS = 200  # a turn's end heard later than this after the gateway s
 TURN_SLACK_MS = 1000  # clocks: the row's time and ours are both the machine's, read apart
 HISTORY_LIMIT = 200  # the main session's last messages: the dead gateway's turns since its last look
 SUBSCRIBE = "sessions.messages.subscribe"
+SUBSCRIBE_TIMEOUT_S = 3.0  # the first look waits for the subscriptions: a slow answer leaves it unheard
+MAX_RUNS = 256  # the runs whose start was heard, kept to match their ends (far more than run at once)
 
 
 def _now_ms() -> int:
@@ -96,6 +98,7 @@ class QueueWatch:
         self.redate_at: list[float] = []  # (monotonic) when a main-session turn's end has settled
         self.redate = False  # store the next look even if unchanged: a turn ended since the last
         self.ends: list[TurnEnd] = []  # audible main-session turn ends heard, not stored yet
+        self.started: dict[str, None] = {}  # the runs whose start this connection heard, oldest first
         self.last: tuple[str, ...] | None = None
         self.looks = 0
 
@@ -111,14 +114,22 @@ class QueueWatch:
             key = payload.get("sessionKey")
             if payload.get("stream") != "lifecycle" or not is_main_session(key):
                 return
+            run = payload.get("runId")
             if data.get("phase") == "start":
+                if isinstance(run, str):
+                    self.started = {**dict.fromkeys(list(self.started)[1 - MAX_RUNS:]), run: None}
                 self.drained.set()
                 self.poke.set()
             elif data.get("phase") in ("end", "error"):  # a failed turn's row is written too
                 # Dated by the gateway's own clock where it says (a late read would shift the window).
                 now_ms = _now_ms()
                 at = lenient_ms(data.get("endedAt")) or lenient_ms(payload.get("ts")) or now_ms
-                if self.audible is None or key in self.audible:  # dropping the oldest ends sets more aside
+                if run not in self.started:
+                    # Its start went unheard (before this connection, a turn 2026.9.6 resumes without a
+                    # start event, a frame dropped): it may have drained the queue after the look, and
+                    # its row is no end's to date.
+                    self.drained.set()
+                elif self.audible is None or key in self.audible:  # dropping the oldest sets more aside
                     self.ends = [*self.ends[1 - MAX_TURN_ENDS:], TurnEnd(str(key), at)]
                 # Heard late, the connection lagged: a gateway killed then loses the frames it had not
                 # written yet, a later turn's start among them, so no end heard on it dates a row.
@@ -181,22 +192,25 @@ class QueueWatch:
         unheard: a row of it dated after the look then sets the texts aside."""
         if self.audible is None or not self.subscribe:
             return
-        heard: set[str] = set()
-        for agent in await agent_roster(rpc):
-            key = f"agent:{agent}:main"
+
+        async def subscribe(key: str) -> str | None:
             try:
-                answer = await rpc.call(SUBSCRIBE, {"key": key})
+                answer = await rpc.call(SUBSCRIBE, {"key": key}, timeout_s=SUBSCRIBE_TIMEOUT_S)
             except GatewayUnavailable:
                 raise
             except GatewayError as exc:
                 log.warning("queue_subscribe_refused", boot=self.boot, session=key, error=str(exc))
-                continue
-            if isinstance(answer, dict) and answer.get("subscribed") is True:
-                # its events name the session as the gateway spells it
-                canonical = answer.get("key")
-                heard.add(canonical if isinstance(canonical, str) and canonical else key)
-        self.audible = frozenset(heard)
-        log.debug("queue_sessions_heard", boot=self.boot, sessions=sorted(heard))
+                return None
+            if not isinstance(answer, dict) or answer.get("subscribed") is not True:
+                log.warning("queue_subscribe_refused", boot=self.boot, session=key, answer=str(answer)[:200])
+                return None
+            canonical = answer.get("key")  # its events name the session as the gateway spells it
+            return canonical if isinstance(canonical, str) and canonical else key
+
+        agents = await agent_roster(rpc, timeout_s=SUBSCRIBE_TIMEOUT_S)
+        keys = await asyncio.gather(*(subscribe(f"agent:{agent}:main") for agent in agents))
+        self.audible = frozenset(k for k in keys if k is not None)
+        log.debug("queue_sessions_heard", boot=self.boot, sessions=sorted(self.audible))
 
     async def _heard_to_exit(self, rpc: RpcClient) -> bool:
         """Did this connection carry the gateway's every event to its exit? Yes once the gateway has

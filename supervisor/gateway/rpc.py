@@ -382,18 +382,21 @@ async def default_agent(rpc: RpcClient, fallback: str = "main") -> str:
     return agent if isinstance(agent, str) and agent else fallback
 
 
-async def agent_roster(rpc: RpcClient) -> list[str]:
-    """The configured agents, from `health.agents` (both versions), else the default agent alone."""
+async def agent_roster(rpc: RpcClient, fallback: str = "main", timeout_s: float = 10.0) -> list[str]:
+    """The configured agents, from `health.agents` (both versions), else the default agent alone
+    (`fallback` where the gateway does not say)."""
     try:
-        health = await rpc.call("health", {})
+        health = await rpc.call("health", {}, timeout_s=timeout_s)
     except GatewayUnavailable:
         raise
     except GatewayError:
-        return [await default_agent(rpc)]
-    rows = health.get("agents") if isinstance(health, dict) else None
+        return [fallback]
+    health = health if isinstance(health, dict) else {}
+    rows = health.get("agents")
     ids = [r["agentId"] for r in rows if isinstance(r, dict) and isinstance(r.get("agentId"), str)
            and r["agentId"]] if isinstance(rows, list) else []
-    return list(dict.fromkeys(ids)) or [await default_agent(rpc)]
+    default = health.get("defaultAgentId")
+    return list(dict.fromkeys(ids)) or [default if isinstance(default, str) and default else fallback]
 
 
 def user_turn(message: str, idempotency_key: str, agent: str | None, session_key: str,

@@ -307,6 +307,11 @@ def test_9x_a_heartbeat_right_behind_a_turns_end_is_heard_through_the_subscripti
         # Planned: from a look voided by the start (set aside), or from the empty one taken after it.
         wait_until(lambda: any(r["boot_id"] == 1 and r["planned"] for r in table(g, "queue_looks")),
                    60, "the dead boot's look planned")
+        # The start was heard: the look was voided, or taken again after the drain (a deaf watcher's
+        # look would still list the texts, and only the row's `startedAt` would keep them back).
+        [look] = [r for r in table(g, "queue_looks") if r["boot_id"] == 1]
+        in_look = [r["text"] for r in table(g, "queued_events") if r["boot_id"] == 1]
+        assert look["void"] or not set(texts) & set(in_look), (look, in_look)
         rows = table(g, "requeues")
         assert all(r["state"] == "unknown" for r in rows), rows
         time.sleep(3)  # the witness: a window in which a second delivery would have shown up

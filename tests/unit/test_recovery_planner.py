@@ -89,7 +89,7 @@ def test_version_rules_current_9x_resumes_settles_by_30s_oneshot_deadline_due_pl
     assert rules_for(False) == VersionRules(
         resumes_main_sessions=True, settle_max_s=30.0, oneshot_deadline_after_due_s=60.0,
         oneshot_min_after_ready_s=180.0, own_recovery_visible=True, session_rows_date_runs=True,
-        wake_starts_turns=True)
+        wake_starts_turns=True, subscribers_hear_every_turn_start=True)
 
 
 def test_default_recovery_policy_matches_the_design_defaults() -> None:

@@ -59,31 +59,32 @@ def test_a_row_is_dated_by_an_end_only_next_to_it_and_of_its_own_session() -> No
     assert not dated_by_end(MAIN, 10_000, [TurnEnd("", 10_000)])  # kept before sessions were (migration 10)
 
 
-def lifecycle(phase: str, key: str = MAIN, ended_at: int | None = None) -> Event:
+def lifecycle(phase: str, key: str = MAIN, ended_at: int | None = None, run: str = "run-1") -> Event:
     data: dict[str, Any] = {"phase": phase, **({"endedAt": ended_at} if ended_at is not None else {})}
-    return Event("agent", {"stream": "lifecycle", "sessionKey": key, "data": data}, None, 0.0)
+    return Event("agent", {"runId": run, "stream": "lifecycle", "sessionKey": key, "data": data}, None, 0.0)
 
 
 class QueueRpc:
     """A connection whose `status` lists one queued text (or fails: `answers=False`), with two agents,
     whose main sessions it lets subscribe to unless `refuses` names them."""
 
-    def __init__(self, answers: bool = True, refuses: tuple[str, ...] = ()) -> None:
+    def __init__(self, answers: bool = True, refuses: tuple[str, ...] = (), unconfirmed: tuple[str, ...] = ()) -> None:
         self.closed = asyncio.Event()
         self.dropped = True  # as when the gateway's process dies under it
         self.answers = answers
         self.refuses = refuses
+        self.unconfirmed = unconfirmed  # answered {subscribed: false}
         self.asked = asyncio.Event()
-        self.subscribed: list[str] = []
+        self.calls: list[str] = []
 
     async def call(self, method: str, params: dict[str, Any], **_: Any) -> Any:
-        if method == "health":
-            return {"defaultAgentId": "main", "agents": [{"agentId": "main"}, {"agentId": "kit"}]}
+        self.calls.append(method)
+        if method == "health":  # the roster as configured: the gateway answers keys in lower case
+            return {"defaultAgentId": "main", "agents": [{"agentId": "main"}, {"agentId": "Kit"}]}
         if method == "sessions.messages.subscribe":
             if params["key"] in self.refuses:
                 raise GatewayRpcError(method, "INVALID_REQUEST", "unknown agent")
-            self.subscribed.append(params["key"])
-            return {"subscribed": True, "key": params["key"]}
+            return {"subscribed": params["key"] not in self.unconfirmed, "key": params["key"].lower()}
         assert method == "status"
         self.asked.set()
         if not self.answers:
@@ -112,12 +113,13 @@ async def until_looked(records: SystemEventRecords, boot: int) -> None:
 
 
 KEPT = ("exit", "cancelled-as-it-exits", "subscribed")
-SUBSCRIBING = ("subscribed", "subscription-refused", "not-subscribed")
+SUBSCRIBING = ("subscribed", "subscription-refused", "subscription-unconfirmed", "not-subscribed")
 
 
 @pytest.mark.parametrize("case", [*KEPT, "start-after-the-end", "gateway-alive", "closed-with-a-frame",
                                   "shutdown-heard", "no-look-of-its-own", "starts-unheard", "heard-late",
-                                  "subscription-refused", "not-subscribed"])
+                                  "subscription-refused", "subscription-unconfirmed", "not-subscribed",
+                                  "start-not-heard"])
 async def test_the_watcher_keeps_the_ends_it_heard_only_when_it_heard_the_gateway_to_its_exit(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str) -> None:
     monkeypatch.setattr(queue_keeper, "EXIT_HEARD_S", 0.2)
@@ -125,24 +127,29 @@ async def test_the_watcher_keeps_the_ends_it_heard_only_when_it_heard_the_gatewa
     try:
         exited = asyncio.Event()
         rpc = QueueRpc(answers=case != "no-look-of-its-own",
-                       refuses=(MAIN,) if case == "subscription-refused" else ())
+                       refuses=(MAIN,) if case == "subscription-refused" else (),
+                       unconfirmed=(MAIN,) if case == "subscription-unconfirmed" else ())
         # 2026.9.x shows a heartbeat's start only to the session's message subscribers: the watcher
         # subscribes to every agent's main session where the connection offers it.
         watch = QueueWatch(records, boot, 30.0, gateway_exit=exited.wait,
                            hears_every_start=case not in ("starts-unheard", *SUBSCRIBING))
-        watch.subscribe = case in ("subscribed", "subscription-refused")
+        watch.subscribe = case in ("subscribed", "subscription-refused", "subscription-unconfirmed")
+        # The turns began before the look (their starts heard, then the look taken again after them).
+        if case != "start-not-heard":
+            watch.on_event(lifecycle("start"))
+            watch.on_event(lifecycle("start", KIT, run="run-kit"))
         task = asyncio.create_task(watch.run(rpc))  # type: ignore[arg-type]
         if case == "no-look-of-its-own":  # this connection's look failed: the stored one is an earlier one's
-            await records.look(boot, ("X",), int(time.time() * 1000))
             await rpc.asked.wait()
+            await records.look(boot, ("X",), int(time.time() * 1000))
         else:
             await until_looked(records, boot)
         # The gateway's own time of the end; heard late, the connection lagged behind the gateway, and a
         # gateway killed then loses the frames it had not written (a later turn's start among them).
         ended_at = int(time.time() * 1000) - (5 if case != "heard-late" else 2_000)
         watch.on_event(lifecycle("end", ended_at=ended_at))
-        if case == "subscribed":  # kit's end is heard too, and kept as kit's
-            watch.on_event(lifecycle("end", KIT, ended_at=ended_at + 1))
+        if case == "subscribed":  # kit's end is heard too, and kept as kit's (the gateway's spelling)
+            watch.on_event(lifecycle("end", KIT, ended_at=ended_at + 1, run="run-kit"))
         if case == "start-after-the-end":
             watch.on_event(lifecycle("start"))
         if case == "shutdown-heard":  # it stops broadcasting turns, then closes: turns may run unheard
@@ -167,14 +174,17 @@ async def test_the_watcher_keeps_the_ends_it_heard_only_when_it_heard_the_gatewa
             await task
         ends = await stored_ends(store, boot)
         if case == "subscribed":
-            assert rpc.subscribed == [MAIN, KIT]
+            # Every subscription answered before the first look: a start after the look is heard.
+            assert rpc.calls[:3] == ["health", "sessions.messages.subscribe", "sessions.messages.subscribe"]
+            assert "status" not in rpc.calls[:3]
             assert ends == [(MAIN, ended_at), (KIT, ended_at + 1)]
         elif case in KEPT:
             assert ends == [(MAIN, ended_at)]  # the end's own time, from the event
         else:
             assert ends == []
         look = await records.last_look(boot)
-        assert look is not None and look.void is (case == "start-after-the-end")
+        # An end whose start it did not hear: the turn may have drained the queue after the look.
+        assert look is not None and look.void is (case in ("start-after-the-end", "start-not-heard"))
         # Ended before the gateway did, the look no longer counts as watched to its end.
         unheard = await store.read(lambda c: c.execute(
             "SELECT unheard FROM queue_looks WHERE boot_id = ?", (boot,)).fetchone()[0])
