@@ -114,9 +114,9 @@ class QueueWatch:
             key = payload.get("sessionKey")
             if payload.get("stream") != "lifecycle" or not is_main_session(key):
                 return
-            run = payload.get("runId")
+            run = payload.get("runId") if isinstance(payload.get("runId"), str) else None
             if data.get("phase") == "start":
-                if isinstance(run, str):
+                if run is not None:
                     self.started = {**dict.fromkeys(list(self.started)[1 - MAX_RUNS:]), run: None}
                 self.drained.set()
                 self.poke.set()
@@ -208,8 +208,12 @@ class QueueWatch:
             return canonical if isinstance(canonical, str) and canonical else key
 
         agents = await agent_roster(rpc, timeout_s=SUBSCRIBE_TIMEOUT_S)
-        keys = await asyncio.gather(*(subscribe(f"agent:{agent}:main") for agent in agents))
-        self.audible = frozenset(k for k in keys if k is not None)
+        keys = await asyncio.gather(*(subscribe(f"agent:{agent}:main") for agent in agents),
+                                    return_exceptions=True)  # every answer awaited, none left behind
+        for k in keys:
+            if isinstance(k, BaseException):
+                raise k
+        self.audible = frozenset(k for k in keys if isinstance(k, str))
         log.debug("queue_sessions_heard", boot=self.boot, sessions=sorted(self.audible))
 
     async def _heard_to_exit(self, rpc: RpcClient) -> bool:

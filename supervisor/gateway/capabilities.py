@@ -26,8 +26,9 @@ MAIN_SESSION_RECOVERY_SINCE: VersionTuple = (2026, 8, 1)
 # wrong here delivers an event twice, so no other version has it until measured.
 HEARS_EVERY_TURN_START: tuple[VersionTuple, VersionTuple] = ((2026, 2, 0), (2026, 3, 0))
 # Where a `sessions.messages.subscribe` connection was measured hearing every turn's start in that
-# session, heartbeats' included, before its model request: 2026.9.x (section 12 there).
-SUBSCRIBERS_HEAR_EVERY_TURN_START: tuple[VersionTuple, VersionTuple] = ((2026, 9, 0), (2026, 10, 0))
+# session, heartbeats' included, before its model request: 2026.9.6 (sections 12 and 13 there), and
+# no other release until measured.
+SUBSCRIBERS_HEAR_EVERY_TURN_START: tuple[VersionTuple, VersionTuple] = ((2026, 9, 6), (2026, 9, 7))
 
 # What the gateway does after a restart (DESIGN, correction 1; measured, ../shared/openclaw).
 RECOVERY_LEGACY = VersionRules(

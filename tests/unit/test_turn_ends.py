@@ -35,11 +35,11 @@ def test_only_a_measured_version_is_taken_to_show_every_turns_start(version: str
 KIT = "agent:kit:main"
 
 
-@pytest.mark.parametrize(("version", "hears"), [("2026.9.6", True), ("2026.9.0", True), ("2026.2.26", False),
-                                               ("2026.10.1", False), ("2026.5.1", False), ("dev", False)])
+@pytest.mark.parametrize(("version", "hears"), [("2026.9.6", True), ("2026.9.0", False), ("2026.9.7", False),
+                                               ("2026.2.26", False), ("2026.10.1", False), ("dev", False)])
 def test_only_a_measured_version_is_taken_to_show_subscribers_every_turns_start(version: str, hears: bool) -> None:
     """Subscribed to each main session's messages, gatewayd hears every start there (heartbeats'
-    included) only where that was measured: 2026.9.x."""
+    included) only where that was measured: 2026.9.6."""
     assert for_version(version).recovery.subscribers_hear_every_turn_start is hears
 
 
@@ -76,12 +76,24 @@ class QueueRpc:
         self.unconfirmed = unconfirmed  # answered {subscribed: false}
         self.asked = asyncio.Event()
         self.calls: list[str] = []
+        self.timeouts: list[float] = []  # of the calls made before the first look
+        self.subscribing = 0
 
-    async def call(self, method: str, params: dict[str, Any], **_: Any) -> Any:
+    async def call(self, method: str, params: dict[str, Any], timeout_s: float = 10.0) -> Any:
         self.calls.append(method)
         if method == "health":  # the roster as configured: the gateway answers keys in lower case
+            self.timeouts.append(timeout_s)
             return {"defaultAgentId": "main", "agents": [{"agentId": "main"}, {"agentId": "Kit"}]}
         if method == "sessions.messages.subscribe":
+            self.timeouts.append(timeout_s)
+            # Both asked at once, not one after the other: each waits here for the other.
+            self.subscribing += 1
+            for _ in range(100):
+                if self.subscribing >= 2:
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                raise GatewayRpcError(method, "TIMEOUT", "no answer")
             if params["key"] in self.refuses:
                 raise GatewayRpcError(method, "INVALID_REQUEST", "unknown agent")
             return {"subscribed": params["key"] not in self.unconfirmed, "key": params["key"].lower()}
@@ -119,7 +131,7 @@ SUBSCRIBING = ("subscribed", "subscription-refused", "subscription-unconfirmed",
 @pytest.mark.parametrize("case", [*KEPT, "start-after-the-end", "gateway-alive", "closed-with-a-frame",
                                   "shutdown-heard", "no-look-of-its-own", "starts-unheard", "heard-late",
                                   "subscription-refused", "subscription-unconfirmed", "not-subscribed",
-                                  "start-not-heard"])
+                                  "start-not-heard", "another-runs-end"])
 async def test_the_watcher_keeps_the_ends_it_heard_only_when_it_heard_the_gateway_to_its_exit(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str) -> None:
     monkeypatch.setattr(queue_keeper, "EXIT_HEARD_S", 0.2)
@@ -147,7 +159,7 @@ async def test_the_watcher_keeps_the_ends_it_heard_only_when_it_heard_the_gatewa
         # The gateway's own time of the end; heard late, the connection lagged behind the gateway, and a
         # gateway killed then loses the frames it had not written (a later turn's start among them).
         ended_at = int(time.time() * 1000) - (5 if case != "heard-late" else 2_000)
-        watch.on_event(lifecycle("end", ended_at=ended_at))
+        watch.on_event(lifecycle("end", ended_at=ended_at, run="run-2" if case == "another-runs-end" else "run-1"))
         if case == "subscribed":  # kit's end is heard too, and kept as kit's (the gateway's spelling)
             watch.on_event(lifecycle("end", KIT, ended_at=ended_at + 1, run="run-kit"))
         if case == "start-after-the-end":
@@ -177,6 +189,7 @@ async def test_the_watcher_keeps_the_ends_it_heard_only_when_it_heard_the_gatewa
             # Every subscription answered before the first look: a start after the look is heard.
             assert rpc.calls[:3] == ["health", "sessions.messages.subscribe", "sessions.messages.subscribe"]
             assert "status" not in rpc.calls[:3]
+            assert rpc.timeouts and all(t <= queue_keeper.SUBSCRIBE_TIMEOUT_S for t in rpc.timeouts)
             assert ends == [(MAIN, ended_at), (KIT, ended_at + 1)]
         elif case in KEPT:
             assert ends == [(MAIN, ended_at)]  # the end's own time, from the event
@@ -184,13 +197,32 @@ async def test_the_watcher_keeps_the_ends_it_heard_only_when_it_heard_the_gatewa
             assert ends == []
         look = await records.last_look(boot)
         # An end whose start it did not hear: the turn may have drained the queue after the look.
-        assert look is not None and look.void is (case in ("start-after-the-end", "start-not-heard"))
+        assert look is not None and look.void is (case in ("start-after-the-end", "start-not-heard",
+                                                           "another-runs-end"))
         # Ended before the gateway did, the look no longer counts as watched to its end.
         unheard = await store.read(lambda c: c.execute(
             "SELECT unheard FROM queue_looks WHERE boot_id = ?", (boot,)).fetchone()[0])
         assert unheard == (case in ("gateway-alive", "closed-with-a-frame", "shutdown-heard"))
     finally:
         await store.close()
+
+
+def test_an_end_is_matched_to_a_start_heard_among_the_latest_runs() -> None:
+    """The watcher remembers the last MAX_RUNS starts it heard: the end of a run forgotten since (or
+    never heard) voids the look and dates no row; a remembered one is kept."""
+    watch = QueueWatch(None, 1, 30.0, hears_every_start=True)  # type: ignore[arg-type]
+    for i in range(queue_keeper.MAX_RUNS + 1):
+        watch.on_event(lifecycle("start", run=f"run-{i}"))
+    watch.drained.clear()
+    watch.on_event(lifecycle("end", ended_at=1_000, run="run-0"))  # forgotten: the oldest
+    assert watch.drained.is_set() and watch.ends == []
+    watch.drained.clear()
+    watch.on_event(lifecycle("end", ended_at=2_000, run=f"run-{queue_keeper.MAX_RUNS}"))
+    assert not watch.drained.is_set() and watch.ends == [TurnEnd(MAIN, 2_000)]
+    bad = Event("agent", {"runId": ["x"], "stream": "lifecycle", "sessionKey": MAIN,
+                          "data": {"phase": "end", "endedAt": 3_000}}, None, 0.0)
+    watch.on_event(bad)  # an id that is no string: no run of its start
+    assert watch.drained.is_set() and watch.ends == [TurnEnd(MAIN, 2_000)]
 
 
 @pytest.mark.parametrize(("case", "requeued"), [("dated-by-the-end", True), ("void", False),
