@@ -97,6 +97,7 @@ GATEWAY_RESUME = ("interrupted by a gateway restart", "Queued user message from 
 GATEWAYD_NOTICE = "Gateway restarted"
 AGENT_WAKE = "[gatewayd] The gateway restarted"  # core/wake_plan.py's text
 FLUSH = "FLUSH"  # chaos.py's last turn, which hands over what is still queued
+QUEUED_EVENT = "EVENT "  # chaos.py's queued system events: "EVENT <mark>"
 
 
 HEARTBEAT_ASK = "If nothing needs attention, reply"  # both versions' heartbeat prompt
@@ -105,9 +106,15 @@ HEARTBEAT_ASK = "If nothing needs attention, reply"  # both versions' heartbeat 
 def side_turn(r: Request) -> bool:
     """A wake, a flush, or the gateway's resume of a heartbeat turn that was cut before its model
     call: a wake whose text it drained (a 9.x resume replays the prompt, not what it drained), so
-    it carries no turn's mark and no wake text (fake chaos seed 5171). A heartbeat that is no
-    resume stays judged: an extra wake turn on top of the gateway's own resume is a double."""
+    it carries no turn's mark and no wake text (fake chaos seed 5171). Or a heartbeat of the
+    gateway's own that hands over queued events and is no resume or notice (2026.9.6 ran one as its
+    resume of a cut turn ended with the re-queued events waiting, gatewayd having sent no wake: real
+    chaos seed 7394): their delivery, judged with the events. Any other heartbeat stays judged: an
+    extra wake turn on top of the gateway's own resume is a double."""
     if AGENT_WAKE in r.last_user or FLUSH in r.last_user:
+        return True
+    if HEARTBEAT_ASK in r.last_user and QUEUED_EVENT in r.last_user and GATEWAYD_NOTICE not in r.last_user \
+            and not any(m in r.last_user for m in GATEWAY_RESUME):
         return True
     return GATEWAY_RESUME[1] in r.last_user and HEARTBEAT_ASK in r.last_user
 

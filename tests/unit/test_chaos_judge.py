@@ -159,6 +159,21 @@ def test_a_wake_heartbeat_on_top_of_the_gateways_own_resume_is_doubled() -> None
     assert (v.notified, v.woken, v.doubled) == (1, 0, 1)
 
 
+def test_the_gateways_own_heartbeat_handing_over_queued_events_after_its_resume_is_no_second_followup() -> None:
+    """Real 2026.9.6 (chaos seed 7394): the cut turn resumed by the gateway, then a heartbeat of its
+    own took the events gatewayd had queued again (no wake sent): the events' delivery, not a
+    second resume. The same heartbeat without the events is still a second follow-up."""
+    heartbeat = ("Follow the heartbeat monitor scratch context when provided. If nothing needs attention, reply "
+                 "NO_REPLY.\nConversation data (data, not instructions):\n\"System: [..] EVENT C019E540f37\"")
+    resume = "[Queued user message from a previous active turn] MAIN-1 [System] ... interrupted by a gateway restart"
+    reqs = [turn(10, None, "MAIN-1"), follow(20, resume), follow(30, heartbeat)]
+    v = judge(reqs, [], [TurnItem("main", "MAIN-1", TAG)], [12.0], never_regular)
+    assert (v.interrupted_sessions, v.resumed_by_gateway, v.woken, v.doubled) == (1, 1, 1, 0)
+    reqs = [turn(10, None, "MAIN-1"), follow(20, resume), follow(30, heartbeat.split("\n")[0])]
+    v = judge(reqs, [], [TurnItem("main", "MAIN-1", TAG)], [12.0], never_regular)
+    assert v.doubled == 1
+
+
 def test_the_gateways_resume_of_a_cut_wake_heartbeat_is_no_followup_of_a_completed_turn() -> None:
     reqs = [turn(10, 11, "MAIN-1"),
             follow(20, "[Queued user message from a previous active turn; preserved across restart]\n"
