@@ -9,8 +9,10 @@ import signal
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
+from gatewayd_dev import fake_model
 from supervisor.gateway.rpc import Event, RpcClient
 
 MAIN = "agent:main:main"
@@ -20,6 +22,24 @@ async def start_agent_turn(rpc: RpcClient, text: str) -> None:
     """An `agent` turn in the main session: it drains nothing (measured on both real versions)."""
     await rpc.call("agent", {"message": text, "idempotencyKey": uuid.uuid4().hex, "agentId": "main",
                              "sessionKey": MAIN})
+
+
+async def heartbeat_then_queue(rpc: RpcClient, text: str, log: Path, texts: list[str], subscribe: bool,
+                               timeout_s: float = 60) -> None:
+    """A heartbeat (`wake` now, `text` its wake text) that drains the main session's queue, then
+    `texts` queued while it runs: polled until its request reaches the fake model (`log`), so the
+    drain is behind them. `subscribe`: hear its start and end, which 2026.9.6 shows only to the
+    session's message subscribers."""
+    if subscribe:
+        await rpc.call("sessions.messages.subscribe", {"key": MAIN})
+    since = time.time()
+    await rpc.call("wake", {"mode": "now", "text": text})
+    for _ in range(int(timeout_s / 0.02)):
+        if any(text in e.get("text", "") and e.get("ts", 0) >= since for e in fake_model.read_log(log)):
+            break
+        await asyncio.sleep(0.02)
+    for t in texts:
+        await rpc.call("system-event", {"text": t})
 
 
 def main_phase(ev: Event) -> tuple[str, dict[str, Any]] | None:

@@ -17,8 +17,7 @@ import psutil
 import pytest
 
 from gatewayd_dev.harness import Gatewayd, wait_until
-from gatewayd_dev.turns import kill_right_after_its_end, main_turn_to_its_end
-from supervisor.gateway.rpc import RpcClient
+from gatewayd_dev.turns import heartbeat_then_queue, kill_right_after_its_end, main_turn_to_its_end
 from tests.e2e.conftest import VERSIONS, fake_model, real_gatewayd, sandbox, set_model_delay
 from tests.e2e.work import add_job, gateway_rpc, hourly_soon, main_turn, send_and_leave
 
@@ -132,6 +131,22 @@ def test_events_behind_a_main_turn_that_ended_before_the_kill_are_queued_again(t
         g.cleanup()
 
 
+def requeued_once_after_the_end(g: Gatewayd, log: Path, mark: str, t0: float, texts: list[str]) -> None:
+    """The first boot killed right after a turn's end, before gatewayd looked again (the store shows
+    the look older than the end it kept): its texts are queued again and reach the model once."""
+    g.wait_event("gateway_ready", count=2, timeout=240)
+    [look] = rows(g, "SELECT looked_at_ms FROM queue_looks WHERE boot_id = 1")
+    ends = [r["at_ms"] for r in rows(g, "SELECT at_ms FROM queue_turn_ends WHERE boot_id = 1")]
+    assert ends and look["looked_at_ms"] < ends[-1], (look, ends)  # not looked at again after the end
+    settled = wait_until(lambda: (r := rows(g, "SELECT text, state FROM requeues WHERE boot_id = 1 ORDER BY pos"))
+                         and all(x["state"] not in ("planned", "dispatched") for x in r) and r, 180,
+                         "every re-queue settled")
+    assert [(r["text"], r["state"]) for r in settled] == [(t, "answered") for t in texts], settled
+    wait_until(lambda: delivered(log, mark, t0), 120, "the events at the model")
+    time.sleep(10)  # the witness: a window in which a second delivery would have shown up
+    assert delivered(log, mark, t0) == [texts]
+
+
 async def kill_just_after_its_end(g: Gatewayd, sb: sandbox.Sandbox, text: str) -> None:
     """The gateway killed 15 ms after a main turn's end is heard: after 2.26's row write (2-7 ms after
     the event, measured), before gatewayd looks again (50 ms after it)."""
@@ -158,17 +173,7 @@ def test_events_behind_a_main_turn_whose_end_the_kill_follows_at_once_are_queued
         set_model_delay(4)
         asyncio.run(kill_just_after_its_end(g, sb, f"TURN-{mark} reply PONG"))
         set_model_delay(0.5)
-        g.wait_event("gateway_ready", count=2, timeout=240)
-        [look] = rows(g, "SELECT looked_at_ms FROM queue_looks WHERE boot_id = 1")
-        ends = [r["at_ms"] for r in rows(g, "SELECT at_ms FROM queue_turn_ends WHERE boot_id = 1")]
-        assert ends and look["looked_at_ms"] < ends[-1], (look, ends)  # not looked at again after the end
-        settled = wait_until(lambda: (r := rows(g, "SELECT text, state FROM requeues WHERE boot_id = 1 ORDER BY pos"))
-                             and all(x["state"] not in ("planned", "dispatched") for x in r) and r, 180,
-                             "every re-queue settled")
-        assert [(r["text"], r["state"]) for r in settled] == [(t, "answered") for t in texts], settled
-        wait_until(lambda: delivered(log, mark, t0), 120, "the events at the model")
-        time.sleep(10)  # the witness: a window in which a second delivery would have shown up
-        assert delivered(log, mark, t0) == [texts]
+        requeued_once_after_the_end(g, log, mark, t0, texts)
     finally:
         set_model_delay(0.5)
         g.cleanup()
@@ -192,16 +197,6 @@ def test_9x_events_queued_during_a_heartbeat_whose_end_the_kill_follows_at_once_
         set_model_delay(6)
         t0 = time.time()
 
-        async def heartbeat_then_queue(rpc: RpcClient, text: str) -> None:
-            await rpc.call("sessions.messages.subscribe", {"key": "agent:main:main"})  # to hear its end
-            await rpc.call("wake", {"mode": "now", "text": text})
-            for _ in range(3000):  # polled: the heartbeat's request at the model, so it has drained
-                if any(text in e.get("text", "") and e.get("ts", 0) >= t0 for e in fake_model.read_log(log)):
-                    break
-                await asyncio.sleep(0.02)
-            for t in texts:
-                await rpc.call("system-event", {"text": t})
-
         async def run() -> None:
             async with gateway_rpc(sb) as rpc:
                 await kill_right_after_its_end(rpc, g.spawned_pids()[-1], f"WAKE-{mark}", lambda started: bool(
@@ -209,21 +204,12 @@ def test_9x_events_queued_during_a_heartbeat_whose_end_the_kill_follows_at_once_
                     and r[0]["looked_at_ms"] > started and not r[0]["void"]
                     and [x["text"] for x in rows(g, "SELECT text FROM queued_events WHERE boot_id = 1"
                                                     " ORDER BY pos")] == texts),
-                    kill_after_s=0.015, start=heartbeat_then_queue)
+                    kill_after_s=0.015, start=lambda rpc, text: heartbeat_then_queue(  # to hear its end
+                        rpc, text, log, texts, subscribe=True))
 
         asyncio.run(run())
         set_model_delay(0.5)
-        g.wait_event("gateway_ready", count=2, timeout=240)
-        [look] = rows(g, "SELECT looked_at_ms FROM queue_looks WHERE boot_id = 1")
-        ends = [r["at_ms"] for r in rows(g, "SELECT at_ms FROM queue_turn_ends WHERE boot_id = 1")]
-        assert ends and look["looked_at_ms"] < ends[-1], (look, ends)  # not looked at again after the end
-        settled = wait_until(lambda: (r := rows(g, "SELECT text, state FROM requeues WHERE boot_id = 1 ORDER BY pos"))
-                             and all(x["state"] not in ("planned", "dispatched") for x in r) and r, 180,
-                             "every re-queue settled")
-        assert [(r["text"], r["state"]) for r in settled] == [(t, "answered") for t in texts], settled
-        wait_until(lambda: delivered(log, mark, t0), 120, "the events at the model")
-        time.sleep(10)  # the witness: a window in which a second delivery would have shown up
-        assert delivered(log, mark, t0) == [texts]
+        requeued_once_after_the_end(g, log, mark, t0, texts)
     finally:
         set_model_delay(0.5)
         g.cleanup()

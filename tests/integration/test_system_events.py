@@ -21,7 +21,7 @@ import pytest
 
 from gatewayd_dev import fake_model, sandbox
 from gatewayd_dev.harness import FAKE_GATEWAY, Gatewayd, gatewayd, wait_until
-from gatewayd_dev.turns import kill_right_after_its_end, main_turn_to_its_end
+from gatewayd_dev.turns import heartbeat_then_queue, kill_right_after_its_end, main_turn_to_its_end
 from supervisor.crashpoints import CRASH_EXIT, REQUEUE_STEPS, WAKE_STEPS
 from supervisor.gateway.launch import GatewayAuth, Secret
 from supervisor.gateway.rpc import RpcClient
@@ -210,7 +210,6 @@ def test_events_behind_a_main_turn_whose_end_the_kill_follows_at_once_are_queued
     the gateway's exit, and no start: the row is that end's, and the events go back, once. 2026.2.x
     shows every turn's start to every connection; 2026.9.6 a heartbeat's only to the session's
     message subscribers, which gatewayd is (before it, fake chaos seed 6371 set 4 of 400 aside)."""
-    requeued = True
     with model(tmp_path) as (model_port, log, delay), gatewayd(tmp_path, None) as g:
         g.write_config_sections(settings(tmp_path, version, model_port, g.port))
         mark = uuid.uuid4().hex[:8]
@@ -221,11 +220,10 @@ def test_events_behind_a_main_turn_whose_end_the_kill_follows_at_once_are_queued
         delay.write_text("0.2\n")
         rows = wait_until(lambda: settled(g), 60, "every re-queue settled")
         assert [(r["text"], r["state"]) for r in sorted(rows, key=lambda r: r["pos"])] == \
-            [(t, "answered" if requeued else "unknown") for t in texts], rows
-        if requeued:
-            wait_until(lambda: delivered(log, mark), 30, "the events at the model")
+            [(t, "answered") for t in texts], rows
+        wait_until(lambda: delivered(log, mark), 30, "the events at the model")
         time.sleep(3)  # the witness: a window in which a second delivery would have shown up
-        assert delivered(log, mark) == ([texts] if requeued else [])
+        assert delivered(log, mark) == [texts]
 
 
 @pytest.mark.parametrize("version", ["2026.9.6", "2026.2.26"])
@@ -243,18 +241,6 @@ def test_events_queued_during_a_heartbeat_whose_end_the_kill_follows_at_once_are
         g.wait_event("rpc_monitor_connected")
         delay.write_text("5\n")
 
-        async def heartbeat_then_queue(rpc: RpcClient, text: str) -> None:
-            if not version.startswith("2026.2"):  # to hear the heartbeat's end, as gatewayd does
-                await rpc.call("sessions.messages.subscribe", {"key": "agent:main:main"})
-            t0 = time.time()
-            await rpc.call("wake", {"mode": "now", "text": text})
-            for _ in range(1000):  # polled: the heartbeat's request at the model, so it has drained
-                if any(text in e.get("text", "") and e.get("ts", 0) >= t0 for e in fake_model.read_log(log)):
-                    break
-                await asyncio.sleep(0.02)
-            for t in texts:
-                await rpc.call("system-event", {"text": t})
-
         async def run() -> None:
             rpc = RpcClient(f"ws://127.0.0.1:{g.port}/", GatewayAuth("token", Secret(TOKEN), "", False),
                             3 if version.startswith("2026.2") else 4)
@@ -263,7 +249,8 @@ def test_events_queued_during_a_heartbeat_whose_end_the_kill_follows_at_once_are
                 await kill_right_after_its_end(rpc, g.spawned_pids()[-1], f"WAKE-{mark}", lambda started: (
                     lambda looks: bool(looks) and not looks[0]["void"] and looks[0]["looked_at_ms"] > started
                     and [r["text"] for r in table(g, "queued_events")] == texts)(table(g, "queue_looks")),
-                    start=heartbeat_then_queue)
+                    start=lambda rpc, text: heartbeat_then_queue(  # subscribed, it hears the end
+                        rpc, text, log, texts, subscribe=not version.startswith("2026.2"), timeout_s=20))
             finally:
                 await rpc.close()
 
