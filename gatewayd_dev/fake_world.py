@@ -361,6 +361,7 @@ class World:
                 if pending:
                     self.to_resume.append(key)
                     row["status"] = "failed"  # a stored "interrupted" is shown as failed
+                    row["abortedLastRun"] = True  # measured: true from startup until the resume begins
             elif pending:
                 row["pendingTurn"] = None  # 2026.2.x keeps no trace of the interrupted request
                 row.pop("status", None)
@@ -563,6 +564,8 @@ class World:
         for key in self.to_resume:
             row = self.sessions.get(key)
             pending = row.get("pendingTurn") if row else None
+            if row:
+                row["abortedLastRun"] = False
             if not row or not pending:
                 continue
             log(f"main-session-restart-recovery: resuming {key}")
@@ -949,7 +952,7 @@ class World:
             if row.get(k) is not None and not (k in ("endedAt", "runtimeMs") and active):
                 out[k] = row[k]
         if kind != "cron":
-            out["abortedLastRun"] = False
+            out["abortedLastRun"] = bool(row.get("abortedLastRun"))
         out |= {**tokens, "totalTokensFresh": bool(tokens), "modelProvider": PROVIDER,
                 "model": MODEL_ID, "contextTokens": CONTEXT_TOKENS, "snapshotAt": now, "hasActiveRun": bool(active)}
         if not active:

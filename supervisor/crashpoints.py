@@ -9,7 +9,7 @@ import os
 
 STEPS = ("planned", "journaled", "dispatched", "answered", "recorded")
 RETRY_WORDS_STEPS = ("patch-journaled", "patched", "restore-sent")
-WAKE_STEPS = ("wake-dispatched", "wake-answered")
+WAKE_STEPS = ("wake-decided", "wake-dispatched", "wake-answered")
 REQUEUE_STEPS = ("requeue-planned", "requeue-dispatched", "requeue-sent", "requeue-answered")
 SUPERVISION_STEPS = ("spawned",)
 CRASH_EXIT = 70

@@ -390,3 +390,47 @@ def test_a_text_queued_again_into_a_gateway_that_dies_before_its_next_look_is_qu
         seen = [t for e in fake_model.read_log(log) for t in
                 re.findall(rf"System: \[[^\]]*\] (SE\d-{mark})", new_input(e))]
         assert sorted(seen) == sorted(texts), (delivered(log, mark), rows)
+
+
+def test_9x_an_older_boots_wake_waits_for_the_gateways_own_resume(tmp_path: Path) -> None:
+    """gatewayd dies with an older boot's wake decided and not sent; while it is down a main turn
+    starts and its gateway is killed. The next gateway resumes the cut turn itself a few seconds
+    after ready; the old wake, sent first, started a heartbeat that took the resume's place, and the
+    cut turn never reached the model again (fake chaos seed 7392 lost 2 turns so). The wake now waits
+    until the session's row no longer shows the resume pending: the cut turn is resumed, then woken."""
+    version = "2026.9.6"
+    with model(tmp_path) as (model_port, log, delay), gatewayd(tmp_path, None) as g:
+        cfg = settings(tmp_path, version, model_port, g.port)
+        cfg["gateway"]["env"]["FAKE_GW_MAIN_RESUME_MS"] = "4000"  # a wide window ahead of the resume
+        g.write_config_sections(cfg)
+        mark = uuid.uuid4().hex[:8]
+        texts = [f"SE1-{mark}", f"SE2-{mark}"]
+        g.start({"GATEWAYD_CRASH_AT": "wake-decided"})
+        g.wait_event("rpc_monitor_connected")
+        asyncio.run(queue_events(g.port, version, texts))
+        wait_until(lambda: [r["text"] for r in table(g, "queued_events")] == texts, 20, "the queue looked at")
+        os.kill(g.spawned_pids()[-1], signal.SIGKILL)
+        assert g.procs[-1].wait(60) == CRASH_EXIT  # boot 1's wake decided, not sent
+        assert [(w["boot_id"], w["state"]) for w in table(g, "agent_wakes")] == [(1, "planned")]
+        delay.write_text("30\n")
+        t0 = time.time()
+        asyncio.run(agent_turn(g.port, version, f"TURN-{mark} reply PONG"))  # gatewayd is down: unseen
+        wait_until(lambda: any(f"TURN-{mark}" in e.get("text", "") and e.get("ts", 0) >= t0
+                               for e in fake_model.read_log(log)), 20, "the main turn at the model")
+        os.kill(g.spawned_pids()[-1], signal.SIGKILL)
+        delay.write_text("0.2\n")
+        t1 = time.time()
+        g.start()
+        wakes = wait_until(lambda: woken(g), 60, "the agent's wake settled")
+        assert [(w["boot_id"], w["state"], w["method"]) for w in wakes] == [(1, "done", "wake")], wakes
+        resumed = wait_until(lambda: [e for e in fake_model.read_log(log) if e.get("ts", 0) >= t1
+                                      and f"TURN-{mark}" in new_input(e)], 30, "the cut turn resumed")
+        assert "interrupted by a gateway restart" in new_input(resumed[0]), resumed[0]
+        assert wakes[0]["dispatched_at_ms"] >= resumed[0]["ts"] * 1000 - 1000, (wakes, resumed[0]["ts"])
+        # The events queued again into the second gateway are set aside: a main turn ran there after
+        # the last look while gatewayd was down, and 2026.9.x's `chat.send` would have drained them.
+        assert {(r["boot_id"], r["state"]) for r in table(g, "requeues")} == {(1, "answered"), (2, "unknown")}
+        time.sleep(3)  # the witness: a window in which a second resume would have shown up
+        assert len([e for e in fake_model.read_log(log) if e.get("ts", 0) >= t1
+                    and f"TURN-{mark}" in new_input(e)]) == 1
+        assert len(delivered(log, mark)) <= 1
