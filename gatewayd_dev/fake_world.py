@@ -58,6 +58,7 @@ RESUME_NOTICE = ("[System] Your previous turn was interrupted by a gateway resta
                  "Continue the interrupted task now.")
 # How 2026.9.6 re-sends the cut request in its resume (measured): the user's text kept as context, the
 # notice after it, in one message; the cut turn's internal context (drained system events) not again.
+HEARTBEAT_RETRY_S = 1.0  # 2026.9.6's heartbeat wake retry while it skips (RETRY_MS)
 RESUME_PREFIX = ("[Queued user message from a previous active turn; preserved as context only. "
                  "Continue with the active prompt below.]")
 SYSTEM_PROMPT = "You are a personal assistant running inside OpenClaw (fake gateway)."
@@ -242,6 +243,7 @@ class World:
         self.repaired_at: int | None = None
         self.to_repair: list[str] = []
         self.to_resume: list[str] = []
+        self.resuming: set[str] = set()  # main sessions whose cut turn is being resumed
         self.deferred: list[str] = []
         self.hb_next: dict[str, int] = {}
         self.poke = asyncio.Event()
@@ -570,9 +572,15 @@ class World:
                 continue
             log(f"main-session-restart-recovery: resuming {key}")
             original = str(pending.get("message") or "")
-            self.background(self.session_turn(key, row["agentId"], lambda m=original: [m], str(uuid.uuid4()),
-                                              kind="resume"))
+            self.resuming.add(key)
+            self.background(self.resume(key, row["agentId"], original))
         self.to_resume.clear()
+
+    async def resume(self, key: str, agent: str, message: str) -> None:
+        try:
+            await self.session_turn(key, agent, lambda: [message], str(uuid.uuid4()), kind="resume")
+        finally:
+            self.resuming.discard(key)
 
     # ------------------------------------------------------------------------------------------ runs
     async def run_job(self, job_id: str, started: int, how: str, manual_run_id: str | None) -> dict[str, Any]:
@@ -845,6 +853,11 @@ class World:
                 return ["\n".join([*lines, "", stamped])]
             return [stamped, internal_context(lines)]
 
+        # Measured on 2026.9.6 (5 of 5): a heartbeat, a `wake`'s too, skips "requests-in-flight" while a
+        # main-session restart recovery is pending or running, and is retried every second: the resume runs
+        # first (research section 14). The retry is the gateway's own timer, modelled as one.
+        while self.modern and ((self.to_resume and self.resume_ms >= 0) or self.resuming):  # noqa: ASYNC110
+            await asyncio.sleep(HEARTBEAT_RETRY_S)
         result = await self.session_turn(key, agent, build, str(uuid.uuid4()), kind="heartbeat")
         event: dict[str, Any] = {"ts": now_ms(), "status": "sent" if result["status"] == "ok" else "failed",
                                  "reason": reason, "durationMs": result["endedAt"] - result["startedAt"]}

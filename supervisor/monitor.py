@@ -145,8 +145,7 @@ class RpcMonitor:
                 self.queue_records, watch.boot, caps, own_settled, watch.ready_at_ms).run(rpc)))), name="requeue")
             tasks.create_task(self.helpers.keep("wakes", lambda: _until_closed(_after(unpaused(), lambda: Waker(
                 self.wake_journal, self.inflight, self.cfg.recovery, self.cfg.wake_agents, watch.boot,
-                watch.ready_at_ms, caps, deliver=self.cfg.notice_to_channel, own_settled=own_settled).run(rpc)))),
-                name="wakes")
+                watch.ready_at_ms, caps, deliver=self.cfg.notice_to_channel).run(rpc)))), name="wakes")
             tasks.create_task(self.helpers.keep("tick-watch", lambda: tick_watch(rpc, tick_interval_ms)),
                               name="tick-watch")
 

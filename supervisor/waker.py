@@ -14,13 +14,6 @@ once and journals it (`store/wake_journal.py`) before sending:
   since it hands them to the model in the same request (measured) and `agent` does not.
 A send journaled by a gatewayd that died before the answer is settled by looking for its turn,
 never by sending it a second time.
-
-No wake goes into a gateway that resumes cut main-session turns itself (2026.9.x) ahead of that
-resume: a turn of the session started first takes the resume's place. A wake waits until this
-boot's own startup recovery has settled (Recovery says) and the session's row no longer shows
-`abortedLastRun: true` (the gateway's mark of a turn it will resume), at most until the version's
-settle deadline. An older boot's wake that a killed gatewayd decided but never sent is the case:
-sent 0.7 s after the next gateway's start, it came 0.8 s ahead of the resume (fake chaos, seed 7392).
 """
 
 from __future__ import annotations
@@ -30,7 +23,7 @@ import time
 from typing import Any
 
 from supervisor import logs
-from supervisor.core.confirm import TURN_SLACK_MS, SessionSeen, session_row, settle_deadline_ms, turn_since
+from supervisor.core.confirm import TURN_SLACK_MS, SessionSeen, session_row, turn_since
 from supervisor.core.recovery_policy import RecoveryPolicy, policy_for
 from supervisor.core.wake_plan import Interrupted, WakeVerb, decide
 from supervisor.crashpoints import crashpoint
@@ -59,7 +52,7 @@ def main_key(agent: str) -> str:
 class Waker:
     def __init__(self, journal: WakeJournal, records: InflightRecords, policy: RecoveryPolicy, mode: str,
                  boot: int, ready_at_ms: int, caps: Capabilities, default_agent: str = "main",
-                 deliver: bool = False, own_settled: asyncio.Event | None = None) -> None:
+                 deliver: bool = False) -> None:
         self.journal = journal
         self.records = records
         self.policy = policy
@@ -69,7 +62,6 @@ class Waker:
         self.caps = caps
         self.default_agent = default_agent
         self.deliver = deliver  # an agent turn's reply on the session's own channel (recovery.notice_to_channel)
-        self.own_settled = own_settled  # this gateway's own startup recovery is over (None: nothing to wait for)
 
     async def run(self, rpc: RpcClient) -> None:
         self.default_agent = await default_agent(rpc, self.default_agent)  # where re-queued events wait
@@ -131,8 +123,6 @@ class Waker:
         """One step of a decided wake; True once it is settled."""
         key = main_key(agent)
         if wake["state"] == "planned":
-            if not await self._resume_behind(rpc, key):
-                return False
             at = _now_ms()
             if not await self.journal.dispatched(boot, agent, wake["method"], self.boot, at):
                 return False
@@ -164,22 +154,6 @@ class Waker:
                                       "answer lost in another gateway: not sent again")
             return True
         return False
-
-    async def _resume_behind(self, rpc: RpcClient, key: str) -> bool:
-        """Whether the gateway's own resume of a cut turn in `key` can no longer come after a wake."""
-        rules = self.caps.recovery
-        if not rules.resumes_main_sessions or _now_ms() >= settle_deadline_ms(rules, self.ready_at_ms):
-            return True
-        if self.own_settled is not None and not self.own_settled.is_set():
-            return False
-        try:
-            rows = await list_sessions(rpc, self.caps.sessions_list_filters)
-        except GatewayUnavailable:
-            raise
-        except GatewayError:
-            return False  # asked again at the next poll, until the deadline
-        row = next((r for r in rows if r.get("key") == key), None)
-        return not (row is not None and row.get("abortedLastRun") is True)
 
     async def _send(self, rpc: RpcClient, boot: int, agent: str, method: str, text: str) -> None:
         key = main_key(agent)

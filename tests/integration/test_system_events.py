@@ -392,16 +392,17 @@ def test_a_text_queued_again_into_a_gateway_that_dies_before_its_next_look_is_qu
         assert sorted(seen) == sorted(texts), (delivered(log, mark), rows)
 
 
-def test_9x_an_older_boots_wake_waits_for_the_gateways_own_resume(tmp_path: Path) -> None:
+def test_9x_an_older_boots_wake_sent_ahead_of_the_gateways_own_resume_waits_behind_it(tmp_path: Path) -> None:
     """gatewayd dies with an older boot's wake decided and not sent; while it is down a main turn
-    starts and its gateway is killed. The next gateway resumes the cut turn itself a few seconds
-    after ready; the old wake, sent first, started a heartbeat that took the resume's place, and the
-    cut turn never reached the model again (fake chaos seed 7392 lost 2 turns so). The wake now waits
-    until the session's row no longer shows the resume pending: the cut turn is resumed, then woken."""
+    starts and its gateway is killed. The next gatewayd sends the old wake at once, seconds ahead of
+    the gateway's own resume of the cut turn. Measured on the real 2026.9.6 (5 of 5, research section
+    14): the wake's heartbeat waits while a main-session restart recovery is pending or running, so
+    the cut turn is resumed first, once, and the wake's turn comes after it. (The fake once ran the
+    wake first and resumed the wake instead: fake chaos seed 7392's 2 lost turns were the fake's.)"""
     version = "2026.9.6"
     with model(tmp_path) as (model_port, log, delay), gatewayd(tmp_path, None) as g:
         cfg = settings(tmp_path, version, model_port, g.port)
-        cfg["gateway"]["env"]["FAKE_GW_MAIN_RESUME_MS"] = "4000"  # a wide window ahead of the resume
+        cfg["gateway"]["env"]["FAKE_GW_MAIN_RESUME_MS"] = "4000"  # as the real one: seconds after ready
         g.write_config_sections(cfg)
         mark = uuid.uuid4().hex[:8]
         texts = [f"SE1-{mark}", f"SE2-{mark}"]
@@ -426,11 +427,16 @@ def test_9x_an_older_boots_wake_waits_for_the_gateways_own_resume(tmp_path: Path
         resumed = wait_until(lambda: [e for e in fake_model.read_log(log) if e.get("ts", 0) >= t1
                                       and f"TURN-{mark}" in new_input(e)], 30, "the cut turn resumed")
         assert "interrupted by a gateway restart" in new_input(resumed[0]), resumed[0]
-        assert wakes[0]["dispatched_at_ms"] >= resumed[0]["ts"] * 1000 - 1000, (wakes, resumed[0]["ts"])
+        assert wakes[0]["dispatched_at_ms"] < resumed[0]["ts"] * 1000, (wakes, resumed[0]["ts"])  # sent ahead
+        woke = wait_until(lambda: [e for e in fake_model.read_log(log) if e.get("ts", 0) >= t1
+                                   and "[gatewayd] The gateway restarted" in new_input(e)], 30, "the wake's turn")
+        assert woke[0]["ts"] > resumed[0]["ts"], (woke[0]["ts"], resumed[0]["ts"])
         # The events queued again into the second gateway are set aside: a main turn ran there after
         # the last look while gatewayd was down, and 2026.9.x's `chat.send` would have drained them.
         assert {(r["boot_id"], r["state"]) for r in table(g, "requeues")} == {(1, "answered"), (2, "unknown")}
         time.sleep(3)  # the witness: a window in which a second resume would have shown up
         assert len([e for e in fake_model.read_log(log) if e.get("ts", 0) >= t1
                     and f"TURN-{mark}" in new_input(e)]) == 1
+        assert len([e for e in fake_model.read_log(log) if e.get("ts", 0) >= t1
+                    and "[gatewayd] The gateway restarted" in new_input(e)]) == 1
         assert len(delivered(log, mark)) <= 1
