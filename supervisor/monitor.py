@@ -75,7 +75,8 @@ class RpcMonitor:
             watch.snapshotter = snapshotter
             queue = QueueWatch(self.queue_records, watch.boot, self.cfg.snapshot_interval_s,
                                gateway_exit=watch.child.wait,
-                               hears_every_start=spec.capabilities.recovery.hears_every_turn_start)
+                               hears_every_start=spec.capabilities.recovery.hears_every_turn_start,
+                               one_listed_queue=spec.capabilities.recovery.lists_default_main_queue_only)
 
             def on_event(ev: Event, snapshotter: Snapshotter = snapshotter, queue: QueueWatch = queue) -> None:
                 snapshotter.on_event(ev)

@@ -38,7 +38,7 @@ from supervisor.core.event_queue import (
     TurnEnd,
     dated_by_end,
     drained_after,
-    is_main_session,
+    drains_listed,
     lost_answer,
     parse_queue,
     plan,
@@ -81,7 +81,7 @@ class QueueWatch:
     def __init__(self, records: SystemEventRecords, boot: int, interval_s: float,
                  own_markers: tuple[str, ...] = (OWN_TEXT,),
                  gateway_exit: Callable[[], Awaitable[object]] | None = None,
-                 hears_every_start: bool = False) -> None:
+                 hears_every_start: bool = False, one_listed_queue: bool = False) -> None:
         self.records = records
         self.own_markers = own_markers
         self.boot = boot
@@ -91,6 +91,8 @@ class QueueWatch:
         # them to every operator connection (2026.2.x), else those it subscribed to (`_listen`).
         self.audible: frozenset[str] | None = None if hears_every_start else frozenset()
         self.subscribe = False  # the connection offers the session's message subscription (2026.9.x)
+        self.one_listed_queue = one_listed_queue  # `status` lists the default agent's main queue only (2.x)
+        self.listed_session: str | None = None  # that session, once the gateway has named its default agent
         self.shutdown_heard = False
         self.lagged = False  # a turn's end was heard long after the gateway sent it
         self.poke = asyncio.Event()
@@ -112,7 +114,7 @@ class QueueWatch:
             data = payload.get("data")
             data = data if isinstance(data, dict) else {}
             key = payload.get("sessionKey")
-            if payload.get("stream") != "lifecycle" or not is_main_session(key):
+            if payload.get("stream") != "lifecycle" or not drains_listed(key, self.listed_session):
                 return
             run = payload.get("runId") if isinstance(payload.get("runId"), str) else None
             if data.get("phase") == "start":
@@ -142,6 +144,7 @@ class QueueWatch:
     async def run(self, rpc: RpcClient) -> None:
         try:
             with contextlib.suppress(GatewayUnavailable):
+                await self._learn_listed(rpc)
                 await self._listen(rpc)  # before the first look: the starts after it must be heard
             while not rpc.closed.is_set():
                 self.poke.clear()
@@ -184,6 +187,12 @@ class QueueWatch:
         # connection that kept up with the gateway.
         if self.ends and self.last is not None and not self.lagged:
             await self.records.turn_ends(self.boot, self.ends)
+
+    async def _learn_listed(self, rpc: RpcClient) -> None:
+        """Where `status` lists one session's queue, which one: until the gateway names its default
+        agent, every main session's turn counts as a drain (nothing is then queued twice)."""
+        if self.one_listed_queue:
+            self.listed_session = await listed_session(rpc)
 
     async def _listen(self, rpc: RpcClient) -> None:
         """2026.9.x shows a heartbeat's turn (which drains its session's queue) only to the session's
@@ -264,6 +273,12 @@ class QueueWatch:
             log.debug("queue_looked", boot=self.boot, queued=len(texts))
 
 
+async def listed_session(rpc: RpcClient) -> str | None:
+    """The default agent's main session, as the gateway names that agent (None: it does not say)."""
+    agent = await default_agent(rpc, "")
+    return f"agent:{agent}:main" if agent else None
+
+
 class Requeue:
     def __init__(self, records: SystemEventRecords, boot: int, caps: Capabilities,
                  own_settled: asyncio.Event, ready_at_ms: int) -> None:
@@ -273,6 +288,7 @@ class Requeue:
         self.own_settled = own_settled
         self.ready_at_ms = ready_at_ms
         self._history: tuple[Any] | None = None  # the main session's chat.history, read once per connection
+        self._listed: tuple[str | None] | None = None  # the session whose queue `status` lists (2.x), read once
 
     async def run(self, rpc: RpcClient) -> None:
         pending = await self.records.unplanned(self.boot)
@@ -358,8 +374,11 @@ class Requeue:
             raise
         except GatewayError:
             return True
+        if self._listed is None:
+            one = self.caps.recovery.lists_default_main_queue_only
+            self._listed = (await listed_session(rpc) if one else None,)
         for row in rows:
-            if is_main_session(key := row.get("key")):
+            if drains_listed(key := row.get("key"), self._listed[0]):
                 started, updated = lenient_ms(row.get("startedAt")), lenient_ms(row.get("updatedAt"))
                 at = [started, None if updated is not None and dated_by_end(str(key), updated, ends) else updated]
                 if any(a is not None and a >= since_ms - slack_ms and

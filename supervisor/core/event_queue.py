@@ -60,6 +60,16 @@ def is_main_session(key: object) -> bool:
     return len(parts) == 3 and parts[0] == "agent" and parts[2] == "main" and bool(parts[1])
 
 
+def drains_listed(key: object, listed_session: str | None) -> bool:
+    """Can a turn of session `key` drain texts that `status` lists? A queue is drained only by a turn
+    of its own session. `listed_session`: the one session whose queue the version lists (2026.2.x:
+    the default agent's main session, where every RPC-queued event goes; measured); None: every
+    main session's (2026.9.x), or the default agent is not known."""
+    if not is_main_session(key):
+        return False
+    return listed_session is None or str(key).lower() == listed_session.lower()
+
+
 @dataclass(frozen=True)
 class TurnEnd:
     """A main-session turn's end that gatewayd heard, where it heard every turn start of that session."""

@@ -49,6 +49,11 @@ class VersionRules:
     # A connection subscribed to a session's messages hears every turn's start there, heartbeats'
     # included, before the turn's model request (2026.9.6, measured).
     subscribers_hear_every_turn_start: bool = False
+    # `status` lists only the default agent's main session's queue, where every RPC-queued event
+    # goes (2026.2.x, measured), and a queue is drained only by its own session's turns: a turn of
+    # another agent's main session drains nothing a look listed. 2026.9.x lists every agent's main
+    # queue as one flat list, so there any main session's turn may drain a listed text.
+    lists_default_main_queue_only: bool = False
 
 
 @dataclass(frozen=True)

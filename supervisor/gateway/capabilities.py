@@ -29,6 +29,10 @@ HEARS_EVERY_TURN_START: tuple[VersionTuple, VersionTuple] = ((2026, 2, 0), (2026
 # session, heartbeats' included, before its model request: 2026.9.6 (sections 12 and 13 there), and
 # no other release until measured.
 SUBSCRIBERS_HEAR_EVERY_TURN_START: tuple[VersionTuple, VersionTuple] = ((2026, 9, 6), (2026, 9, 7))
+# Where `status` was measured listing only the default agent's main-session queue, the one every
+# RPC-queued event goes to (section 1 there; the gateway drains a queue by its session key): 2026.2.x.
+# Wrong, it would re-queue a text another agent's turn had drained, so no other version has it.
+LISTS_DEFAULT_MAIN_QUEUE_ONLY: tuple[VersionTuple, VersionTuple] = ((2026, 2, 0), (2026, 3, 0))
 
 # What the gateway does after a restart (DESIGN, correction 1; measured, ../shared/openclaw).
 RECOVERY_LEGACY = VersionRules(
@@ -101,7 +105,9 @@ def for_version(version: str) -> Capabilities:
         recovery=replace(RECOVERY_CURRENT if v >= MAIN_SESSION_RECOVERY_SINCE else RECOVERY_LEGACY,
                          hears_every_turn_start=HEARS_EVERY_TURN_START[0] <= v < HEARS_EVERY_TURN_START[1],
                          subscribers_hear_every_turn_start=SUBSCRIBERS_HEAR_EVERY_TURN_START[0] <= v
-                         < SUBSCRIBERS_HEAR_EVERY_TURN_START[1]),
+                         < SUBSCRIBERS_HEAR_EVERY_TURN_START[1],
+                         lists_default_main_queue_only=LISTS_DEFAULT_MAIN_QUEUE_ONLY[0] <= v
+                         < LISTS_DEFAULT_MAIN_QUEUE_ONLY[1]),
         session_activity_fields=current,
         sessions_list_filters=current,
         cron_run_blocks=not current,

@@ -394,3 +394,39 @@ def test_9x_notice_where_the_gateway_did_not_resume_reaches_the_model_as_system_
     finally:
         set_model_delay(0.5)
         g.cleanup()
+
+
+def test_2x_another_agents_main_turn_drains_nothing_status_lists(tmp_path: Path, model: tuple[int, Path]) -> None:
+    """The fact gatewayd's 2.x rule stands on (`lists_default_main_queue_only`): `status` lists the
+    default agent's main queue, where every RPC-queued event goes, and a turn of another agent's
+    main session (a `chat.send`, which drains its own session's queue into its request) leaves
+    that queue as it was. So such a turn after the last look sets no text aside: killed after it,
+    the texts are queued again and reach the model once."""
+    log, version = model[1], "2026.2.26"
+    g, sb = real_gatewayd(tmp_path, version, model[0], {"snapshot": {"interval_s": 2.0}}, agents=["main", "kit"])
+    mark = uuid.uuid4().hex[:8]
+    texts = [f"SE1-{mark}", f"SE2-{mark}"]
+    try:
+        t0 = start_and_queue(g, sb, texts)
+
+        async def kit_turn() -> list[str]:
+            async with gateway_rpc(sb) as rpc:
+                await rpc.call("chat.send", {"sessionKey": "agent:kit:main", "message": f"KIT-{mark} reply PONG",
+                                             "idempotencyKey": uuid.uuid4().hex})
+                for _ in range(3000):  # polled: the model's log is the witness of the turn's request
+                    if any(f"KIT-{mark}" in e.get("text", "") for e in fake_model.read_log(log)):
+                        break
+                    await asyncio.sleep(0.02)
+                status = await rpc.call("status", {})
+                return list(status.get("queuedSystemEvents") or [])
+        listed = asyncio.run(kit_turn())
+        kit = [e for e in fake_model.read_log(log) if f"KIT-{mark}" in e.get("text", "")]
+        assert kit and all(f"SE1-{mark}" not in e["text"] for e in kit), kit  # kit's request carried none
+        assert [t for t in listed if mark in t] == texts, listed  # main's queue as it was
+        settled = kill_and_requeue(g)
+        assert [(r["text"], r["state"]) for r in settled] == [(t, "answered") for t in texts], settled
+        wait_until(lambda: delivered(log, mark, t0), 120, "the events at the model")
+        time.sleep(10)  # the witness: a window in which a second delivery would have shown up
+        assert delivered(log, mark, t0) == [texts]
+    finally:
+        g.cleanup()

@@ -571,7 +571,8 @@ def test_capabilities_for_version(version: str, protocol: int, http: bool, sig: 
     assert c.legacy is (not http)
     # The facts snapshotter and recovery read: one version family or the other, never a mix.
     family = dataclasses.replace(c.recovery, hears_every_turn_start=False,  # measured on 2026.2.x only
-                                 subscribers_hear_every_turn_start=False)  # and on 2026.9.x
+                                 subscribers_hear_every_turn_start=False,  # and on 2026.9.x
+                                 lists_default_main_queue_only=False)  # 2026.2.x only
     assert family == (RECOVERY_CURRENT if resumes else RECOVERY_LEGACY)
     assert (c.session_activity_fields, c.sessions_list_filters, c.process_instance_id) == (http, http, http)
     assert (c.cron_marks_drift, c.cron_run_mode) == (not http, "if-enabled" if http else "force")

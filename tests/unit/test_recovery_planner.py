@@ -82,7 +82,7 @@ def test_version_rules_legacy_2x_does_not_resume_settles_at_5s_oneshot_deadline_
     assert rules_for(True) == VersionRules(
         resumes_main_sessions=False, settle_max_s=5.0, oneshot_deadline_after_due_s=0.0, oneshot_min_after_ready_s=60.0,
         own_recovery_visible=False, session_rows_date_runs=False, history_shows_drained_events=True,
-        hears_every_turn_start=True)
+        hears_every_turn_start=True, lists_default_main_queue_only=True)
 
 
 def test_version_rules_current_9x_resumes_settles_by_30s_oneshot_deadline_due_plus_60s_floor_180s() -> None:

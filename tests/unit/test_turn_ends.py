@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from supervisor import queue_keeper
-from supervisor.core.event_queue import END_ROW_AFTER_MS, END_ROW_BEFORE_MS, TurnEnd, dated_by_end
+from supervisor.core.event_queue import END_ROW_AFTER_MS, END_ROW_BEFORE_MS, TurnEnd, dated_by_end, drains_listed
 from supervisor.errors import GatewayRpcError
 from supervisor.gateway.capabilities import for_version
 from supervisor.gateway.rpc import Event
@@ -259,6 +259,73 @@ async def test_a_row_dated_by_a_heard_end_leaves_the_look_good(tmp_path: Path, c
         # (2026.9.x: by subscription), so the next boot's version does not matter.
         caps = for_version("2026.9.6" if case == "on-9x" else "2026.2.26")
         await Requeue(records, now, caps, settled, int(time.time() * 1000)).run(gateway)  # type: ignore[arg-type]
+        rows = await records.items_of(boot)
+        assert gateway.queued == (["X", "Y"] if requeued else [])
+        assert [r["state"] for r in rows] == (["answered"] * 2 if requeued else ["unknown"] * 2), rows
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(("version", "one"), [("2026.2.26", True), ("2026.2.3", True), ("2026.9.6", False),
+                                             ("2026.5.1", False), ("dev", False)])
+def test_only_a_measured_version_is_taken_to_list_the_default_agents_queue_only(version: str, one: bool) -> None:
+    """Wrong, the rule would queue again a text another agent's turn had drained: 2026.2.x only."""
+    assert for_version(version).recovery.lists_default_main_queue_only is one
+
+
+@pytest.mark.parametrize(("key", "listed", "drains"), [
+    (MAIN, None, True), (KIT, None, True), (MAIN, MAIN, True), (KIT, MAIN, False), (MAIN, "agent:Main:main", True),
+    (KIT, KIT, True), ("agent:main:cron:j1", None, False), ("agent:main:cron:j1", MAIN, False), (None, None, False),
+    (3, MAIN, False)])
+def test_only_a_turn_of_a_listed_queues_session_drains_it(key: object, listed: str | None, drains: bool) -> None:
+    """2026.2.26 drains a queue by its session key, and `status` lists the default agent's main
+    queue only: another agent's main turn drains nothing listed. Not known: every main session."""
+    assert drains_listed(key, listed) is drains
+
+
+@pytest.mark.parametrize("one_queue", [True, False])
+async def test_on_2x_another_agents_main_turn_leaves_the_look_good(tmp_path: Path, one_queue: bool) -> None:
+    """Fake chaos seed 7391 set 4 of 400 events aside so: a main turn of agent ops started right
+    after the last look (main's turn right before it), the gateway then killed; `status` listed only
+    main's queue, which that turn could not drain. Where the version lists every main queue, or the
+    default agent is not yet known, any main session's start still voids the look."""
+    store, records, boot = await watching(tmp_path)
+    try:
+        rpc = QueueRpc()
+        watch = QueueWatch(records, boot, 30.0, hears_every_start=True, one_listed_queue=one_queue)
+        watch.on_event(lifecycle("start", KIT, run="run-kit-0"))  # before the default agent is known
+        assert watch.drained.is_set()
+        task = asyncio.create_task(watch.run(rpc))  # type: ignore[arg-type]
+        await until_looked(records, boot)
+        assert watch.listed_session == (MAIN if one_queue else None)
+        watch.on_event(lifecycle("start", KIT, run="run-kit"))
+        rpc.closed.set()
+        await task
+        look = await records.last_look(boot)
+        assert look is not None and look.void is not one_queue
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(("version", "requeued"), [("2026.2.26", True), ("2026.9.6", False)])
+async def test_another_agents_main_row_after_the_look_sets_texts_aside_only_where_it_could_drain_them(
+        tmp_path: Path, version: str, requeued: bool) -> None:
+    """The re-queue reads the rows from the next gateway: agent kit's main row is dated after the
+    look, main's before it. On 2026.2.x kit's turn drained nothing `status` listed: queued again."""
+    store = Store(tmp_path / "store.sqlite")
+    await store.open()
+    try:
+        records = SystemEventRecords(store)
+        rec = BootRecords(store)
+        boot = await rec.started(1000, time.time(), 18789, version)
+        looked = int(time.time() * 1000) - 2_000
+        await records.look(boot, ("X", "Y"), looked)
+        await rec.ended(boot, BootEnd(-9, "crash", "killed", True, {}))
+        now = await rec.started(1001, time.time(), 18789, version)
+        gateway = ScriptedGateway(looked - 500, {KIT: looked + 5})
+        settled = asyncio.Event()
+        settled.set()
+        await Requeue(records, now, for_version(version), settled, int(time.time() * 1000)).run(gateway)  # type: ignore[arg-type]
         rows = await records.items_of(boot)
         assert gateway.queued == (["X", "Y"] if requeued else [])
         assert [r["state"] for r in rows] == (["answered"] * 2 if requeued else ["unknown"] * 2), rows
