@@ -363,7 +363,7 @@ class World:
                 if pending:
                     self.to_resume.append(key)
                     row["status"] = "failed"  # a stored "interrupted" is shown as failed
-                    row["abortedLastRun"] = True  # measured: true from startup until the resume begins
+                    row["abortedLastRun"] = True  # measured: true from startup, false again a little before the resume
             elif pending:
                 row["pendingTurn"] = None  # 2026.2.x keeps no trace of the interrupted request
                 row.pop("status", None)
@@ -563,18 +563,20 @@ class World:
         self.poke.set()
 
     def resume_interrupted(self) -> None:
-        for key in self.to_resume:
-            row = self.sessions.get(key)
-            pending = row.get("pendingTurn") if row else None
-            if row:
-                row["abortedLastRun"] = False
-            if not row or not pending:
-                continue
-            log(f"main-session-restart-recovery: resuming {key}")
-            original = str(pending.get("message") or "")
-            self.resuming.add(key)
-            self.background(self.resume(key, row["agentId"], original))
-        self.to_resume.clear()
+        try:
+            for key in self.to_resume:
+                row = self.sessions.get(key)
+                pending = row.get("pendingTurn") if row else None
+                if row:
+                    row["abortedLastRun"] = False
+                if not row or not pending:
+                    continue
+                log(f"main-session-restart-recovery: resuming {key}")
+                original = str(pending.get("message") or "")
+                self.resuming.add(key)
+                self.background(self.resume(key, row["agentId"], original))
+        finally:
+            self.to_resume.clear()  # a heartbeat held behind the resume is never held for good
 
     async def resume(self, key: str, agent: str, message: str) -> None:
         try:
@@ -853,10 +855,10 @@ class World:
                 return ["\n".join([*lines, "", stamped])]
             return [stamped, internal_context(lines)]
 
-        # Measured on 2026.9.6 (5 of 5): a heartbeat, a `wake`'s too, skips "requests-in-flight" while a
-        # main-session restart recovery is pending or running, and is retried every second: the resume runs
+        # Measured on 2026.9.6 (5 of 5): a heartbeat, a `wake`'s too, skips "requests-in-flight" while its
+        # session's restart recovery is pending or running, and is retried every second: the resume runs
         # first (research section 14). The retry is the gateway's own timer, modelled as one.
-        while self.modern and ((self.to_resume and self.resume_ms >= 0) or self.resuming):  # noqa: ASYNC110
+        while self.modern and ((key in self.to_resume and self.resume_ms >= 0) or key in self.resuming):  # noqa: ASYNC110
             await asyncio.sleep(HEARTBEAT_RETRY_S)
         result = await self.session_turn(key, agent, build, str(uuid.uuid4()), kind="heartbeat")
         event: dict[str, Any] = {"ts": now_ms(), "status": "sent" if result["status"] == "ok" else "failed",

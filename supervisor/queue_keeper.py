@@ -5,7 +5,9 @@ Two helpers per RPC connection, both run by the monitor under `keepalive.Helpers
   gateway says something may have changed it (a `presence` broadcast follows every RPC
   `system-event`, a `heartbeat` event ends a heartbeat turn, an `agent` lifecycle start in a main
   session drains that session's queue). A main-session turn start voids the last look first, so a
-  gateway killed before the next look never gets back texts its model has received. A main-session
+  gateway killed before the next look never gets back texts its model has received; on 2026.2.x,
+  whose `status` lists the default agent's main queue alone, only that session's start does
+  (`core/event_queue.drains_listed`; the look keeps which session its answer named). A main-session
   turn's end moves its row's `updatedAt` past every look taken during the turn, which the re-queue
   cannot tell from a turn that started after them; so the look is taken again (re-dated, even
   unchanged) once the row has settled after the end.
@@ -39,6 +41,8 @@ from supervisor.core.event_queue import (
     dated_by_end,
     drained_after,
     drains_listed,
+    is_main_session,
+    listed_session_of,
     lost_answer,
     parse_queue,
     plan,
@@ -92,7 +96,9 @@ class QueueWatch:
         self.audible: frozenset[str] | None = None if hears_every_start else frozenset()
         self.subscribe = False  # the connection offers the session's message subscription (2026.9.x)
         self.one_listed_queue = one_listed_queue  # `status` lists the default agent's main queue only (2.x)
-        self.listed_session: str | None = None  # that session, once the gateway has named its default agent
+        # That session, as the last `status` answer named it: until one has, every main session's turn
+        # counts as a drain (nothing is then queued twice).
+        self.listed_session: str | None = None
         self.shutdown_heard = False
         self.lagged = False  # a turn's end was heard long after the gateway sent it
         self.poke = asyncio.Event()
@@ -114,9 +120,17 @@ class QueueWatch:
             data = payload.get("data")
             data = data if isinstance(data, dict) else {}
             key = payload.get("sessionKey")
-            if payload.get("stream") != "lifecycle" or not drains_listed(key, self.listed_session):
+            if payload.get("stream") != "lifecycle" or not is_main_session(key):
                 return
             run = payload.get("runId") if isinstance(payload.get("runId"), str) else None
+            now_ms = _now_ms()
+            at = lenient_ms(data.get("endedAt")) or lenient_ms(payload.get("ts")) or now_ms
+            if data.get("phase") in ("end", "error"):
+                # Heard late, the connection lagged: a gateway killed then loses the frames it had not
+                # written yet, a later turn's start among them, so no end heard on it dates a row.
+                self.lagged = self.lagged or now_ms - at > END_HEARD_LAG_MS
+            if not drains_listed(key, self.listed_session):
+                return  # a turn of a session whose queue the look does not list (2026.2.x)
             if data.get("phase") == "start":
                 if run is not None:
                     self.started = {**dict.fromkeys(list(self.started)[1 - MAX_RUNS:]), run: None}
@@ -124,8 +138,6 @@ class QueueWatch:
                 self.poke.set()
             elif data.get("phase") in ("end", "error"):  # a failed turn's row is written too
                 # Dated by the gateway's own clock where it says (a late read would shift the window).
-                now_ms = _now_ms()
-                at = lenient_ms(data.get("endedAt")) or lenient_ms(payload.get("ts")) or now_ms
                 if run not in self.started:
                     # Its start went unheard (before this connection, a turn 2026.9.6 resumes without a
                     # start event, a frame dropped): it may have drained the queue after the look, and
@@ -133,9 +145,6 @@ class QueueWatch:
                     self.drained.set()
                 elif self.audible is None or key in self.audible:  # dropping the oldest sets more aside
                     self.ends = [*self.ends[1 - MAX_TURN_ENDS:], TurnEnd(str(key), at)]
-                # Heard late, the connection lagged: a gateway killed then loses the frames it had not
-                # written yet, a later turn's start among them, so no end heard on it dates a row.
-                self.lagged = self.lagged or now_ms - at > END_HEARD_LAG_MS
                 # A later end pushes the looks back: they follow the last end, which moved the row last.
                 now = time.monotonic()
                 self.redate_at = [now + s for s in END_SETTLES_S]
@@ -144,7 +153,6 @@ class QueueWatch:
     async def run(self, rpc: RpcClient) -> None:
         try:
             with contextlib.suppress(GatewayUnavailable):
-                await self._learn_listed(rpc)
                 await self._listen(rpc)  # before the first look: the starts after it must be heard
             while not rpc.closed.is_set():
                 self.poke.clear()
@@ -187,12 +195,6 @@ class QueueWatch:
         # connection that kept up with the gateway.
         if self.ends and self.last is not None and not self.lagged:
             await self.records.turn_ends(self.boot, self.ends)
-
-    async def _learn_listed(self, rpc: RpcClient) -> None:
-        """Where `status` lists one session's queue, which one: until the gateway names its default
-        agent, every main session's turn counts as a drain (nothing is then queued twice)."""
-        if self.one_listed_queue:
-            self.listed_session = await listed_session(rpc)
 
     async def _listen(self, rpc: RpcClient) -> None:
         """2026.9.x shows a heartbeat's turn (which drains its session's queue) only to the session's
@@ -254,12 +256,15 @@ class QueueWatch:
     async def look(self, rpc: RpcClient) -> None:
         at_ms = _now_ms()
         try:
-            texts = parse_queue(await rpc.call("status", {}))
+            status = await rpc.call("status", {})
+            texts = parse_queue(status)
         except GatewayUnavailable:
             raise
         except (GatewayError, QueueUnreadable) as exc:
             log.warning("queue_unreadable", boot=self.boot, error=str(exc))
             return
+        if self.one_listed_queue:  # named in the same answer as the queue, so a change of default is seen
+            self.listed_session = listed_session_of(status)
         if self.drained.is_set():
             return  # a turn started while the answer was on its way: look again before trusting it
         # gatewayd's own wake and notice texts are no user's events: never queued again as such.
@@ -267,16 +272,10 @@ class QueueWatch:
         redate, self.redate = self.redate and bool(texts), False
         if texts != self.last or redate:
             self.ends = [e for e in self.ends if e.at_ms >= at_ms - END_ROW_AFTER_MS]
-            await self.records.look(self.boot, texts, at_ms)
+            await self.records.look(self.boot, texts, at_ms, self.listed_session)
             self.last = texts
             self.looks += 1
             log.debug("queue_looked", boot=self.boot, queued=len(texts))
-
-
-async def listed_session(rpc: RpcClient) -> str | None:
-    """The default agent's main session, as the gateway names that agent (None: it does not say)."""
-    agent = await default_agent(rpc, "")
-    return f"agent:{agent}:main" if agent else None
 
 
 class Requeue:
@@ -288,7 +287,6 @@ class Requeue:
         self.own_settled = own_settled
         self.ready_at_ms = ready_at_ms
         self._history: tuple[Any] | None = None  # the main session's chat.history, read once per connection
-        self._listed: tuple[str | None] | None = None  # the session whose queue `status` lists (2.x), read once
 
     async def run(self, rpc: RpcClient) -> None:
         pending = await self.records.unplanned(self.boot)
@@ -305,7 +303,8 @@ class Requeue:
             # gatewayd heard that gateway's every event from the look to its end and no start came
             # (the watcher keeps only the ends of sessions whose every start it heard).
             ends = look.ends if watched and not look.void else ()
-            turn_after = await self._main_turn_since(rpc, look.looked_at_ms + 1, ended_ms, slack_ms=0, ends=ends)
+            turn_after = await self._main_turn_since(rpc, look.looked_at_ms + 1, ended_ms, slack_ms=0, ends=ends,
+                                                     listed=look.listed)
             drained = await self._drained(rpc, look, ended_ms) if look.void or turn_after else None
             fates = plan(look, held, watched, turn_after, drained)
             lost = sum(1 for f in fates if f.fate is Fate.REQUEUE)
@@ -358,27 +357,25 @@ class Requeue:
         # A row shows only its session's last run: one dated after that gateway's end (the next one's
         # resume or notice) may hide a turn there that drained the text, so it counts as one too.
         return lost_answer(False, await self._main_turn_since(rpc, sent_at, await self.records.end_ms(into),
-                                                              later_hides=True))
+                                                              later_hides=True, listed=look.listed if look else None))
 
     async def _main_turn_since(self, rpc: RpcClient, since_ms: int, until_ms: int | None = None,
                                slack_ms: int = TURN_SLACK_MS, later_hides: bool = False,
-                               ends: tuple[TurnEnd, ...] = ()) -> bool:
+                               ends: tuple[TurnEnd, ...] = (), listed: str | None = None) -> bool:
         """Has a main session taken a turn between `since_ms` and `until_ms` (a dead gateway's end:
         the next gateway's own turns are no drain of the dead one's queue)? Its row says when its
         last run started (2026.9.x `startedAt`) or when a turn was last accepted (2026.2.x
-        `updatedAt`; not one dated by a turn's end in `ends`). Unreadable counts as yes: nothing is
-        then sent twice."""
+        `updatedAt`; not one dated by a turn's end in `ends`). Only sessions whose turns drain what
+        the look listed count: `listed`, the look's one session (2026.2.x), else every main session.
+        Unreadable counts as yes: nothing is then sent twice."""
         try:
             rows = await list_sessions(rpc, self.caps.sessions_list_filters)
         except GatewayUnavailable:
             raise
         except GatewayError:
             return True
-        if self._listed is None:
-            one = self.caps.recovery.lists_default_main_queue_only
-            self._listed = (await listed_session(rpc) if one else None,)
         for row in rows:
-            if drains_listed(key := row.get("key"), self._listed[0]):
+            if drains_listed(key := row.get("key"), listed):
                 started, updated = lenient_ms(row.get("startedAt")), lenient_ms(row.get("updatedAt"))
                 at = [started, None if updated is not None and dated_by_end(str(key), updated, ends) else updated]
                 if any(a is not None and a >= since_ms - slack_ms and

@@ -53,7 +53,8 @@ GOAL_CYCLE_MS, GOAL_WRITE_P99_MS = 250, 20
 # 2026-12-06 and its decode alone 267-285 ms on 2026-12-07 on this host: a gate on the whole cycle
 # judged the host's speed of the hour.
 # The whole-cycle goal is still printed and reported (`cycle_goal_met`).
-GOAL_OWN_MS = GOAL_CYCLE_MS / 2
+# The activeOnly answer is 1/50 of the full list: its own share has a goal of its own (measured 5-14 ms).
+GOAL_OWN_MS = {"": GOAL_CYCLE_MS / 2, "active_only_": 25.0}
 SHORT_CYCLES = 50
 # parse = decode (json.loads) + build; own = build + diff + write: the cycle less the decode
 PHASES = ("decode", "build", "parse", "diff", "write", "own", "cycle")
@@ -219,13 +220,15 @@ def main() -> int:
               f" the write p99 gated is of both scenarios' {len(writes)})")
     scenarios = ("", "active_only_")
     cycle_met = all(out[f"{p}cycle_ms_p50"] < GOAL_CYCLE_MS for p in scenarios)
-    own_met = all(out[f"{p}own_ms_p50"] < GOAL_OWN_MS for p in scenarios)
+    own_met = all(out[f"{p}own_ms_p50"] < GOAL_OWN_MS[p] for p in scenarios)
     write_met = out["write_ms_p99_pooled"] < GOAL_WRITE_P99_MS
     print(f"goal: cycle p50 < {GOAL_CYCLE_MS} ms in both: {'met' if cycle_met else 'MISSED'} (reported; of the"
           f" full list's p50 {out['cycle_ms_p50']} ms the decode is {out['decode_ms_p50']} ms); gatewayd's own"
-          f" share p50 < {GOAL_OWN_MS:g} ms in both: {'met' if own_met else 'MISSED'}; write p99"
+          f" share p50 < {GOAL_OWN_MS['']:g} ms (full), < {GOAL_OWN_MS['active_only_']:g} ms (activeOnly):"
+          f" {'met' if own_met else 'MISSED'}; write p99"
           f" < {GOAL_WRITE_P99_MS} ms: {'met' if write_met else 'MISSED'}")
-    print(json.dumps({**out, "goal_cycle_ms": GOAL_CYCLE_MS, "goal_own_ms": GOAL_OWN_MS,
+    print(json.dumps({**out, "goal_cycle_ms": GOAL_CYCLE_MS, "goal_own_ms": GOAL_OWN_MS[""],
+                      "active_only_goal_own_ms": GOAL_OWN_MS["active_only_"],
                       "goal_write_ms_p99": GOAL_WRITE_P99_MS, "cycle_goal_met": cycle_met,
                       "ok": own_met and write_met}))
     return 0

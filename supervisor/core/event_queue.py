@@ -60,6 +60,15 @@ def is_main_session(key: object) -> bool:
     return len(parts) == 3 and parts[0] == "agent" and parts[2] == "main" and bool(parts[1])
 
 
+def listed_session_of(status: Any) -> str | None:
+    """The session whose queue a 2026.2.x `status` lists: the default agent's main session, named in
+    the same answer (`heartbeat.defaultAgentId`, built from the same config as its queue). None where
+    the answer does not say: every main session then counts as a drain."""
+    beat = status.get("heartbeat") if isinstance(status, dict) else None
+    agent = beat.get("defaultAgentId") if isinstance(beat, dict) else None
+    return f"agent:{agent}:main" if isinstance(agent, str) and agent.strip() and ":" not in agent else None
+
+
 def drains_listed(key: object, listed_session: str | None) -> bool:
     """Can a turn of session `key` drain texts that `status` lists? A queue is drained only by a turn
     of its own session. `listed_session`: the one session whose queue the version lists (2026.2.x:
@@ -90,6 +99,7 @@ class QueueLook:
     looked_at_ms: int
     void: bool = False
     ends: tuple[TurnEnd, ...] = ()
+    listed: str | None = None  # the one session whose queue it lists (2026.2.x), else None: every main one
 
 
 # How far a main-session row's `updatedAt` lies from the moment gatewayd heard that session's turn

@@ -297,6 +297,12 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE queue_turn_ends ADD COLUMN session_key TEXT NOT NULL DEFAULT '';
     """,
+    # 11: the one session whose queue the look lists (2026.2.x: the default agent's main session, as
+    # that `status` answer named it): only its turns drain the look's texts. NULL (every main session
+    # drains) for 2026.9.x's looks, for a `status` that did not say, and for looks taken before.
+    """
+    ALTER TABLE queue_looks ADD COLUMN listed_session TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -24,12 +24,14 @@ class SystemEventRecords:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def look(self, boot: int, texts: tuple[str, ...], at_ms: int) -> None:
-        """The queue as the gateway of `boot` listed it at `at_ms` (replaces the previous look)."""
+    async def look(self, boot: int, texts: tuple[str, ...], at_ms: int, listed: str | None = None) -> None:
+        """The queue as the gateway of `boot` listed it at `at_ms` (replaces the previous look);
+        `listed`: the one session whose queue it is, where the version lists one (2026.2.x)."""
         def tx(c: sqlite3.Connection) -> None:
-            c.execute("INSERT INTO queue_looks(boot_id, looked_at_ms, void) VALUES (?, ?, 0)"
+            c.execute("INSERT INTO queue_looks(boot_id, looked_at_ms, void, listed_session) VALUES (?, ?, 0, ?)"
                       " ON CONFLICT(boot_id) DO UPDATE SET looked_at_ms = excluded.looked_at_ms, void = 0,"
-                      " unheard = 0 WHERE planned = 0", (boot, at_ms))
+                      " unheard = 0, listed_session = excluded.listed_session WHERE planned = 0",
+                      (boot, at_ms, listed))
             c.execute("DELETE FROM queued_events WHERE boot_id = ?", (boot,))
             c.executemany("INSERT INTO queued_events(boot_id, pos, text) VALUES (?, ?, ?)",
                           [(boot, i, t) for i, t in enumerate(texts)])
@@ -55,12 +57,13 @@ class SystemEventRecords:
 
     async def last_look(self, boot: int) -> QueueLook | None:
         def read(c: sqlite3.Connection) -> QueueLook | None:
-            row = c.execute("SELECT looked_at_ms, void FROM queue_looks WHERE boot_id = ?", (boot,)).fetchone()
+            row = c.execute("SELECT looked_at_ms, void, listed_session FROM queue_looks WHERE boot_id = ?",
+                            (boot,)).fetchone()
             if row is None:
                 return None
             texts = tuple(r[0] for r in c.execute(
                 "SELECT text FROM queued_events WHERE boot_id = ? ORDER BY pos", (boot,)))
-            return QueueLook(boot, texts, int(row[0]), bool(row[1]))
+            return QueueLook(boot, texts, int(row[0]), bool(row[1]), listed=row[2])
         return await self.store.read(read)
 
     async def unplanned(self, current_boot: int) -> list[tuple[QueueLook, bool, int]]:
@@ -71,19 +74,19 @@ class SystemEventRecords:
         when the next gateway started (ms): the dead one's queue could change only before that."""
         def read(c: sqlite3.Connection) -> list[tuple[QueueLook, bool, int]]:
             rows = c.execute(
-                f"SELECT q.boot_id, q.looked_at_ms, q.void, b.exit_kind, {QUEUE_END}, q.unheard,"
+                f"SELECT q.boot_id, q.looked_at_ms, q.void, b.exit_kind, {QUEUE_END}, q.unheard, q.listed_session,"
                 " EXISTS (SELECT 1 FROM events e WHERE e.kind = 'daemon-started'"
                 "         AND e.ts >= q.looked_at_ms / 1000.0 AND e.ts <= b.ended_at)"
                 " FROM queue_looks q JOIN boots b"
                 " ON b.id = q.boot_id WHERE q.planned = 0 AND q.boot_id < ? AND b.ended_at IS NOT NULL"
                 " ORDER BY q.boot_id", (current_boot,)).fetchall()
             out: list[tuple[QueueLook, bool, int]] = []
-            for boot, at_ms, void, exit_kind, until, unheard, gap in rows:
+            for boot, at_ms, void, exit_kind, until, unheard, listed, gap in rows:
                 texts = tuple(r[0] for r in c.execute(
                     "SELECT text FROM queued_events WHERE boot_id = ? ORDER BY pos", (boot,)))
                 ends = tuple(TurnEnd(str(r[0]), int(r[1])) for r in c.execute(
                     "SELECT session_key, at_ms FROM queue_turn_ends WHERE boot_id = ? ORDER BY at_ms", (boot,)))
-                out.append((QueueLook(int(boot), texts, int(at_ms), bool(void), ends),
+                out.append((QueueLook(int(boot), texts, int(at_ms), bool(void), ends, listed),
                             exit_kind != "vanished" and not gap and not unheard, int(until * 1000)))
             return out
         return await self.store.read(read)

@@ -439,4 +439,4 @@ def test_9x_an_older_boots_wake_sent_ahead_of_the_gateways_own_resume_waits_behi
                     and f"TURN-{mark}" in new_input(e)]) == 1
         assert len([e for e in fake_model.read_log(log) if e.get("ts", 0) >= t1
                     and "[gatewayd] The gateway restarted" in new_input(e)]) == 1
-        assert len(delivered(log, mark)) <= 1
+        assert delivered(log, mark) == []  # lost, never doubled: see the set-aside above

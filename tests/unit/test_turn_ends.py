@@ -13,7 +13,14 @@ from typing import Any
 import pytest
 
 from supervisor import queue_keeper
-from supervisor.core.event_queue import END_ROW_AFTER_MS, END_ROW_BEFORE_MS, TurnEnd, dated_by_end, drains_listed
+from supervisor.core.event_queue import (
+    END_ROW_AFTER_MS,
+    END_ROW_BEFORE_MS,
+    TurnEnd,
+    dated_by_end,
+    drains_listed,
+    listed_session_of,
+)
 from supervisor.errors import GatewayRpcError
 from supervisor.gateway.capabilities import for_version
 from supervisor.gateway.rpc import Event
@@ -68,7 +75,8 @@ class QueueRpc:
     """A connection whose `status` lists one queued text (or fails: `answers=False`), with two agents,
     whose main sessions it lets subscribe to unless `refuses` names them."""
 
-    def __init__(self, answers: bool = True, refuses: tuple[str, ...] = (), unconfirmed: tuple[str, ...] = ()) -> None:
+    def __init__(self, answers: bool = True, refuses: tuple[str, ...] = (), unconfirmed: tuple[str, ...] = (),
+                 names_default: bool = True) -> None:
         self.closed = asyncio.Event()
         self.dropped = True  # as when the gateway's process dies under it
         self.answers = answers
@@ -78,6 +86,7 @@ class QueueRpc:
         self.calls: list[str] = []
         self.timeouts: list[float] = []  # of the calls made before the first look
         self.subscribing = 0
+        self.names_default = names_default  # `status.heartbeat.defaultAgentId`, as 2026.2.x answers
 
     async def call(self, method: str, params: dict[str, Any], timeout_s: float = 10.0) -> Any:
         self.calls.append(method)
@@ -101,7 +110,8 @@ class QueueRpc:
         self.asked.set()
         if not self.answers:
             raise GatewayRpcError("status", "UNAVAILABLE", "busy")
-        return {"queuedSystemEvents": ["X"]}
+        named = {"heartbeat": {"defaultAgentId": "main"}} if self.names_default else {}
+        return {"queuedSystemEvents": ["X"], **named}
 
 
 async def stored_ends(store: Store, boot: int) -> list[tuple[str, int]]:
@@ -283,35 +293,43 @@ def test_only_a_turn_of_a_listed_queues_session_drains_it(key: object, listed: s
     assert drains_listed(key, listed) is drains
 
 
-@pytest.mark.parametrize("one_queue", [True, False])
-async def test_on_2x_another_agents_main_turn_leaves_the_look_good(tmp_path: Path, one_queue: bool) -> None:
+@pytest.mark.parametrize("case", ["2x", "2x-status-names-no-default", "9x"])
+async def test_on_2x_another_agents_main_turn_leaves_the_look_good(tmp_path: Path, case: str) -> None:
     """Fake chaos seed 7391 set 4 of 400 events aside so: a main turn of agent ops started right
     after the last look (main's turn right before it), the gateway then killed; `status` listed only
     main's queue, which that turn could not drain. Where the version lists every main queue, or the
-    default agent is not yet known, any main session's start still voids the look."""
+    `status` answer did not name the default agent, any main session's start still voids the look."""
     store, records, boot = await watching(tmp_path)
     try:
-        rpc = QueueRpc()
-        watch = QueueWatch(records, boot, 30.0, hears_every_start=True, one_listed_queue=one_queue)
-        watch.on_event(lifecycle("start", KIT, run="run-kit-0"))  # before the default agent is known
+        rpc = QueueRpc(names_default=case != "2x-status-names-no-default")
+        watch = QueueWatch(records, boot, 30.0, hears_every_start=True, one_listed_queue=case != "9x")
+        watch.on_event(lifecycle("start", KIT, run="run-kit-0"))  # before any `status` named the default
         assert watch.drained.is_set()
         task = asyncio.create_task(watch.run(rpc))  # type: ignore[arg-type]
         await until_looked(records, boot)
-        assert watch.listed_session == (MAIN if one_queue else None)
+        listed = MAIN if case == "2x" else None
+        assert watch.listed_session == listed
         watch.on_event(lifecycle("start", KIT, run="run-kit"))
+        watch.on_event(lifecycle("end", KIT, ended_at=int(time.time() * 1000) - 5_000, run="run-kit"))
+        assert watch.lagged  # another session's end heard late still says the connection lagged
         rpc.closed.set()
         await task
         look = await records.last_look(boot)
-        assert look is not None and look.void is not one_queue
+        assert look is not None and look.void is (case != "2x") and look.listed == listed
     finally:
         await store.close()
 
 
-@pytest.mark.parametrize(("version", "requeued"), [("2026.2.26", True), ("2026.9.6", False)])
+@pytest.mark.parametrize(("version", "listed", "late_row", "requeued"), [
+    ("2026.2.26", MAIN, KIT, True), ("2026.2.26", MAIN, MAIN, False), ("2026.2.26", None, KIT, False),
+    ("2026.9.6", None, KIT, False)])
 async def test_another_agents_main_row_after_the_look_sets_texts_aside_only_where_it_could_drain_them(
-        tmp_path: Path, version: str, requeued: bool) -> None:
-    """The re-queue reads the rows from the next gateway: agent kit's main row is dated after the
-    look, main's before it. On 2026.2.x kit's turn drained nothing `status` listed: queued again."""
+        tmp_path: Path, version: str, listed: str | None, late_row: str, requeued: bool) -> None:
+    """The re-queue reads the rows from the next gateway: one main row is dated after the look, the
+    other before it. The look's own answer named the session whose queue it listed (2026.2.x): a
+    later turn of another session drained nothing of it, and the texts go back. Not named (9.x, or
+    a 2.x answer without it, or a look taken before gatewayd kept it): set aside. Whatever the next
+    gateway's default agent is, the look's decides."""
     store = Store(tmp_path / "store.sqlite")
     await store.open()
     try:
@@ -319,10 +337,11 @@ async def test_another_agents_main_row_after_the_look_sets_texts_aside_only_wher
         rec = BootRecords(store)
         boot = await rec.started(1000, time.time(), 18789, version)
         looked = int(time.time() * 1000) - 2_000
-        await records.look(boot, ("X", "Y"), looked)
+        await records.look(boot, ("X", "Y"), looked, listed)
         await rec.ended(boot, BootEnd(-9, "crash", "killed", True, {}))
         now = await rec.started(1001, time.time(), 18789, version)
-        gateway = ScriptedGateway(looked - 500, {KIT: looked + 5})
+        gateway = ScriptedGateway(looked + 5 if late_row == MAIN else looked - 500,
+                                  {KIT: looked + 5 if late_row == KIT else looked - 500})
         settled = asyncio.Event()
         settled.set()
         await Requeue(records, now, for_version(version), settled, int(time.time() * 1000)).run(gateway)  # type: ignore[arg-type]
@@ -331,3 +350,11 @@ async def test_another_agents_main_row_after_the_look_sets_texts_aside_only_wher
         assert [r["state"] for r in rows] == (["answered"] * 2 if requeued else ["unknown"] * 2), rows
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize(("status", "listed"), [
+    ({"heartbeat": {"defaultAgentId": "main"}}, MAIN), ({"heartbeat": {"defaultAgentId": "Kit"}}, "agent:Kit:main"),
+    ({"heartbeat": {"defaultAgentId": ""}}, None), ({"heartbeat": {"defaultAgentId": 3}}, None),
+    ({"heartbeat": {"defaultAgentId": "a:b"}}, None), ({"heartbeat": []}, None), ({}, None), ([], None)])
+def test_the_listed_session_is_read_from_the_status_answer(status: Any, listed: str | None) -> None:
+    assert listed_session_of(status) == listed
