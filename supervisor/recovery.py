@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from supervisor import logs
@@ -22,6 +22,7 @@ from supervisor.core.confirm import (
     SessionSeen,
     confirm_notices,
     confirm_retries,
+    history_shows,
     job_state,
     job_view,
     needs_history,
@@ -45,7 +46,7 @@ from supervisor.core.inflight import (
     lenient_ms,
     unseen_lost_turn,
 )
-from supervisor.core.obligations import ActionState, Obligation, ObligationKind
+from supervisor.core.obligations import Action, ActionState, Obligation, ObligationKind
 from supervisor.core.planner import (
     CRON_SESSION_KINDS,
     MS,
@@ -263,6 +264,22 @@ class Recovery:
             log.warning("recovery_history_unreadable", session=ob.ref, error=str(exc))
             return False, None
 
+    async def _notice_shown(self, rpc: RpcClient, ob: Obligation, text: str, previous: Sequence[Action]
+                            ) -> bool | None:
+        """2026.2.x: does the session's history hold the notice, where one went into a gateway that
+        has ended since (`confirm_notices`)? None: not asked, or unreadable (the row decides)."""
+        if self.rules.resumes_main_sessions or not self.caps.has_method("chat.history") or \
+                not any(a.state.out and a.boot_id != self.boot for a in previous):
+            return None
+        try:
+            history = await rpc.call("chat.history", {"sessionKey": ob.ref, "limit": HISTORY_LIMIT})
+        except GatewayUnavailable:
+            raise
+        except GatewayError as exc:
+            log.warning("recovery_history_unreadable", session=ob.ref, error=str(exc))
+            return None
+        return history_shows(history, text)
+
     async def _requeue_pending(self) -> bool:
         """System events of dead boots not queued again yet (`queue_keeper.Requeue` runs beside
         this), for at most REQUEUE_WAIT_S after ready: a notice is never held back for good."""
@@ -424,7 +441,8 @@ class Recovery:
             await self.journal.resolve(ob.id, "done", d.reason)
             log.info("recovery_session_needs_nothing", **fields)
             return None
-        c = confirm_notices(previous, seen, self.rules, self._inflight, self.boot, now_ms(), self.grace_ms)
+        shown = await self._notice_shown(rpc, ob, d.text, previous)
+        c = confirm_notices(previous, seen, self.rules, self._inflight, self.boot, now_ms(), self.grace_ms, shown)
         for action, _ in c.lapsed:
             await self.journal.answered(action.key, "unconfirmed", {"observed": "no turn after dispatch"})
             log.warning("recovery_notice_lost", key=action.key, **fields)

@@ -11,11 +11,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from supervisor.core.event_queue import is_main_session
-from supervisor.core.inflight import lenient_ms
+from supervisor.core.inflight import lenient_ms, message_text
 from supervisor.core.obligations import Action, ActionKind, ActionState, Obligation, ObligationKind
 from supervisor.core.planner import (
     CRON_SESSION_KINDS,
     MS,
+    QUOTE_LEAD,
     JobView,
     Retry,
     RunObligation,
@@ -210,16 +211,22 @@ def confirm_retries(ob: RunObligation, actions: Iterable[Action], view: JobView,
 
 
 def confirm_notices(actions: Iterable[Action], seen: SessionSeen, rules: VersionRules, pending: Collection[str],
-                    boot: int, now_ms: int, grace_ms: int) -> Confirmation:
+                    boot: int, now_ms: int, grace_ms: int, shown: bool | None = None) -> Confirmation:
     """A notice is done when a turn in the session is seen after it was sent (the gateway may die
     between accepting it and running it). Unseen after the grace: lapsed, so sent again, only if
-    the gateway that accepted it is gone; a notice is never sent twice to one gateway."""
+    the gateway that accepted it is gone; a notice is never sent twice to one gateway. `shown`:
+    2026.2.x, whether the session's history holds the notice's text (`history_shows`; None: not
+    asked). It decides for a notice sent into a gateway that has ended since: the row shows only
+    the session's last turn, which may be the next gateway's (real 2.26 chaos seed 7404: a notice
+    taken 0.3 s before a kill, confirmed by the next gateway's wake turn, never reached the model)."""
     lapsed: list[tuple[Action, Retry]] = []
     for a in actions:
         if not a.state.out:
             continue
         turn = turn_since(seen, a.dispatched_at_ms - TURN_SLACK_MS, rules)
         wake = is_wake_notice(a.key)
+        if shown is not None and a.boot_id != boot and not wake:
+            turn = shown
         # A wake's `ok` proves nothing (measured): unseen within its window it lapsed, even in this
         # boot, and the next notice is an agent turn.
         this_boot = a.state is ActionState.ANSWERED and a.boot_id == boot and not wake
@@ -229,6 +236,17 @@ def confirm_notices(actions: Iterable[Action], seen: SessionSeen, rules: Version
             return Confirmation(outcome, a, tuple(lapsed))
         lapsed.append((a, outcome))
     return Confirmation(None, None, tuple(lapsed))
+
+
+def history_shows(history: Any, notice: str) -> bool:
+    """Does a `chat.history` answer hold a user message with the notice's text? Compared without
+    its quote of the lost request (read from the history only before the first notice) and with
+    white space folded; 2.x writes a turn's request into the history as the turn starts (measured)."""
+    want = " ".join(notice.split(QUOTE_LEAD)[0].split())
+    messages = history.get("messages") if isinstance(history, dict) else None
+    return bool(want) and isinstance(messages, list) and any(
+        isinstance(m, dict) and m.get("role") == "user" and want in " ".join(message_text(m.get("content")).split())
+        for m in messages)
 
 
 def notices_exhausted(previous: Iterable[Action]) -> bool:

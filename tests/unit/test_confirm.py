@@ -18,6 +18,7 @@ from supervisor.core.confirm import (
     completed,
     confirm_notices,
     confirm_retries,
+    history_shows,
     job_view,
     needs_history,
     notice_drains,
@@ -34,7 +35,7 @@ from supervisor.core.confirm import (
     turn_since,
 )
 from supervisor.core.obligations import Action, ActionKind, ActionState, Obligation, ObligationKind
-from supervisor.core.planner import JobView, Retry, RunObligation
+from supervisor.core.planner import QUOTE_LEAD, JobView, Retry, RunObligation
 from supervisor.gateway.capabilities import for_version
 
 S = 1000
@@ -373,3 +374,39 @@ def test_how_a_notice_went_out_is_read_from_its_key() -> None:
     assert notice_how(notice_key(ob, [], wake=True)) == "a system event with a wake"
     assert notice_how(notice_key(ob, [], chat=True)) == "a chat.send turn"
     assert notice_how(notice_key(ob, [])) == "an agent turn"
+
+
+@pytest.mark.parametrize(("name", "actions", "seen", "shown", "expected"), [
+    ("into an ended gateway, a later turn in the row, the history without it: lost", [notice(SENT, boot=4)],
+     SessionSeen(SENT / 1000 + 1), False, (None, None, 1)),
+    ("into an ended gateway, the history holds it: done", [notice(SENT, boot=4)], SessionSeen(), True,
+     (Retry.STOOD, 0, 0)),
+    ("into this gateway, the row decides", [notice(SENT)], SessionSeen(SENT / 1000 + 1), False, (Retry.STOOD, 0, 0)),
+    ("history not asked: the row decides", [notice(SENT, boot=4)], SessionSeen(SENT / 1000 + 1), None,
+     (Retry.STOOD, 0, 0)),
+    ("the lost one lapses, the next one in this gateway is seen", [notice(SENT - 200 * S, boot=4), notice(SENT)],
+     SessionSeen(SENT / 1000 + 1), False, (Retry.STOOD, 1, 1)),
+], ids=lambda v: v if isinstance(v, str) else "")
+def test_a_notice_into_an_ended_2x_gateway_is_confirmed_by_the_history(
+        name: str, actions: list[Action], seen: SessionSeen, shown: bool | None, expected: tuple[Any, ...]) -> None:
+    """Real 2.26 chaos seed 7404: a notice taken 0.3 s before a kill never reached the model, and the
+    next gateway's wake turn in that session moved the row past its send."""
+    outcome, index, lapsed = expected
+    c = confirm_notices(actions, seen, RULES["2x"], set(), BOOT, SENT + GRACE, GRACE, shown)
+    assert (c.outcome, c.action, len(c.lapsed)) == (outcome, None if index is None else actions[index], lapsed)
+
+
+NOTICE_TEXT = ("[System] Gateway restarted (crash, 2026-12-07 03:15:31 UTC). Previous session context may be"
+               "  incomplete.")
+
+
+@pytest.mark.parametrize(("messages", "shown"), [
+    ([{"role": "user", "content": [{"type": "text", "text": NOTICE_TEXT}]}], True),
+    ([{"role": "user", "content": "System: [t] EVENT x\n\n" + NOTICE_TEXT.replace("  ", "\n")}], True),
+    ([{"role": "user", "content": NOTICE_TEXT + QUOTE_LEAD + 'hello"'}], True),
+    ([{"role": "assistant", "content": NOTICE_TEXT}], False),
+    ([{"role": "user", "content": NOTICE_TEXT.replace("03:15:31", "03:15:43")}], False),
+    ([], False), (None, False), ("x", False)])
+def test_the_history_shows_a_notice_by_its_text(messages: Any, shown: bool) -> None:
+    notice_sent = NOTICE_TEXT + QUOTE_LEAD + 'the lost request"'  # quoted only in the first notice
+    assert history_shows({"messages": messages}, notice_sent) is shown
