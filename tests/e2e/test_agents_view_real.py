@@ -430,3 +430,51 @@ def test_2x_another_agents_main_turn_drains_nothing_status_lists(tmp_path: Path,
         assert delivered(log, mark, t0) == [texts]
     finally:
         g.cleanup()
+
+
+def test_2x_a_notice_taken_by_a_gateway_killed_before_it_ran_is_sent_again(tmp_path: Path,
+                                                                           model: tuple[int, Path]) -> None:
+    """Real 2.26 chaos seed 7404 lost a turn so. The notice for a cut turn went into a gateway
+    that died before running it (here it waits behind a user's turn in the same session), and
+    gatewayd died at that moment too (the crash point). The dead gateway had moved the session's
+    row at the notice's admission, which alone had counted as the notice's turn. The next gatewayd
+    finds the notice missing from the session's history and sends it again; its text, dated by the
+    first crash, reaches the model once."""
+    log = model[1]
+    g, sb = real_gatewayd(tmp_path, "2026.2.26", model[0], {"snapshot": {"interval_s": 1.0}})
+    mark = uuid.uuid4().hex[:8]
+    try:
+        g.start({"GATEWAYD_CRASH_AT": "dispatched"})
+        g.wait_event("gateway_ready", timeout=240)
+        g.wait_event("rpc_monitor_connected", timeout=60)
+        asyncio.run(queue_turn(sb, f"WARM-{mark} reply PONG"))  # a first turn is written only at its end
+        wait_until(lambda: any(e.get("sessions_ended") for e in g.named("inflight_changed")), 90,
+                   "the warm-up turn ended")
+        set_model_delay(60)
+        t0 = time.time()
+        asyncio.run(queue_turn(sb, f"CUT-{mark} sort the invoices"))
+        wait_until(lambda: asked(log, f"CUT-{mark}", t0), 90, "the turn at the model")
+        wait_until(lambda: any("agent:main:main" in (e.get("sessions_started") or []) for e in
+                               g.named("inflight_changed")), 30, "the turn in gatewayd's snapshot")
+        os.kill(g.spawned_pids()[-1], signal.SIGKILL)
+        g.wait_event("gateway_ready", count=2, timeout=240)
+        asyncio.run(queue_turn(sb, f"BUSY-{mark} reply PONG"))  # the session busy before the notice goes
+        assert g.procs[-1].wait(120) == 70  # gatewayd died as the notice was answered
+        os.kill(g.spawned_pids()[-1], signal.SIGKILL)
+        [ob] = rows(g, "SELECT interrupted_at FROM obligations WHERE kind = 'session' AND boot_id = 1")
+        first = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ob["interrupted_at"]))
+        assert not asked(log, f"Gateway restarted (crash, {first})", t0)  # it never ran
+        set_model_delay(1)
+        g.start()
+        done = wait_until(lambda: rows(g, "SELECT * FROM obligations WHERE kind = 'session' AND boot_id = 1"
+                                          " AND state != 'open'"), 180, "the first crash's obligation resolved")
+        assert done[0]["resolution"] == "restart notice sent as a chat.send turn", done
+        wait_until(lambda: asked(log, f"Gateway restarted (crash, {first})", t0), 60, "the notice at the model")
+        time.sleep(10)  # the witness: a window in which a second notice would have shown up
+        assert len(asked(log, f"Gateway restarted (crash, {first})", t0)) == 1
+        sent = rows(g, "SELECT a.state FROM actions a JOIN obligations o ON o.id = a.obligation_id"
+                       " WHERE o.boot_id = 1 AND o.kind = 'session' ORDER BY a.dispatched_at_ms")
+        assert [a["state"] for a in sent] == ["unconfirmed", "answered"], sent
+    finally:
+        set_model_delay(0.5)
+        g.cleanup()
