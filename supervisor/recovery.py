@@ -115,6 +115,7 @@ class Recovery:
         self.instance_id: str | None = None
         self._inflight: set[str] = set()  # action keys sent by this process and not answered yet
         self._rows: tuple[int, dict[str, Any]] | None = None  # sessions.list, when read, by key
+        self._jobs_read_ms = 0  # when cron.list was last read (`decide_run` trusts a fresh one only)
         self._background: set[asyncio.Task[None]] = set()
         self.patcher = RetryPatcher(JobPatchRecords(records.store), boot)
         self.queue = SystemEventRecords(records.store)
@@ -301,6 +302,7 @@ class Recovery:
         return self._rows[1]
 
     async def _jobs(self, rpc: RpcClient) -> dict[str, Any]:
+        self._jobs_read_ms = now_ms()  # taken before the call: a run begun while it is answered is newer
         payload = await paged(rpc, "cron.list", {"includeDisabled": True}, "jobs", 200)
         jobs = payload.get("jobs", []) if isinstance(payload, dict) else []
         return {j["id"]: j for j in jobs if isinstance(j, dict) and isinstance(j.get("id"), str)}
@@ -311,7 +313,8 @@ class Recovery:
         except GatewayRpcError:
             return (), ()
 
-    async def _cron(self, rpc: RpcClient, ob: Obligation, jobs: dict[str, Any]) -> int | None:
+    async def _cron(self, rpc: RpcClient, ob: Obligation, jobs: dict[str, Any], refreshed: bool = False
+                    ) -> int | None:
         job = jobs.get(ob.ref)
         starts, finished = await self._run_log(rpc, ob.ref) if job is not None else ((), ())
         view = job_view(job, starts, finished)
@@ -346,7 +349,13 @@ class Recovery:
             await self.journal.plan(ob.id, planned)
             crashpoint("planned")
         decision = decide_run(obligation, view, policy, self.rules, now_ms=now_ms(),
-                              ready_at_ms=self.ready_at_ms, planned_ms=planned)
+                              ready_at_ms=self.ready_at_ms, planned_ms=planned,
+                              view_read_ms=None if refreshed else self._jobs_read_ms)
+        if decision.verb is Verb.REFRESH:
+            fresh = await self._jobs(rpc)
+            jobs.clear()  # the pass's view, for the obligations after this one too
+            jobs.update(fresh)
+            return await self._cron(rpc, ob, jobs, refreshed=True)  # decided again on it, once
         return await self._act_cron(rpc, ob, decision)
 
     async def _act_cron(self, rpc: RpcClient, ob: Obligation, d: Decision) -> int | None:

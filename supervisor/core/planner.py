@@ -82,6 +82,7 @@ class Verb(StrEnum):
     SEND = "send"  # cron.run now, as attempt `attempt`
     ADOPT = "adopt"  # the run starting at `run_at_ms` is the retry (or the gateway's own re-run)
     WAIT = "wait"  # decide again at `until_ms`
+    REFRESH = "refresh"  # a send, decided on a view of the job too old to trust: read it again first
     GIVE_UP = "give-up"
     DONE = "done"
 
@@ -115,8 +116,16 @@ def oneshot_deadline_ms(view: JobView, rules: VersionRules, ready_at_ms: int) ->
     return max(floor, due + int(rules.oneshot_deadline_after_due_s * MS))
 
 
+# A retry is sent only on a view of its job read this recently: a regular run that began since then
+# stands for it (fake chaos seed 7402: a job view read before a pass's notices went out, 1.5 s old,
+# missed a run that had begun, and the retry ran the job a second time).
+VIEW_FRESH_MS = 250
+
+
 def decide_run(ob: RunObligation, view: JobView, policy: RecoveryPolicy, rules: VersionRules, *,
-               now_ms: int, ready_at_ms: int, planned_ms: int) -> Decision:
+               now_ms: int, ready_at_ms: int, planned_ms: int, view_read_ms: int | None = None) -> Decision:
+    """What to do now about one interrupted cron run. `view_read_ms`: when the job's state in `view`
+    was read (None: just now)."""
     if ob.running_at_ms in view.finished_ms:
         # It ended after all (a drain let it finish before the exit, after our last snapshot).
         return Decision(Verb.DONE, "the run completed after all")
@@ -146,6 +155,8 @@ def decide_run(ob: RunObligation, view: JobView, policy: RecoveryPolicy, rules: 
         return Decision(Verb.WAIT, "not due yet", until_ms=_look_again_ms(ob, view, rules, now_ms, due))
     if ob.attempt >= policy.max_attempts:
         return Decision(Verb.GIVE_UP, f"attempts exhausted ({ob.attempt} of {policy.max_attempts})")
+    if view_read_ms is not None and now_ms - view_read_ms > VIEW_FRESH_MS:
+        return Decision(Verb.REFRESH, "the job's state is read again before a retry")
     return Decision(Verb.SEND, "retry", attempt=ob.attempt + 1)
 
 

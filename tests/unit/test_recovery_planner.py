@@ -27,6 +27,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from supervisor.core.planner import (
+    VIEW_FRESH_MS,
     Decision,
     JobView,
     RunObligation,
@@ -275,6 +276,7 @@ class RunCase:
     window_s: float = 120.0
     max_attempts: int = MAX
     planned: int = P
+    read: int | None = None  # when the job's state was read (None: just now)
 
     @property
     def id(self) -> str:
@@ -339,6 +341,11 @@ def _recurring_rows(legacy: bool) -> list[RunCase]:
         c("no-run-seen-now-1ms-before-planned-wait-planned", view(), 1, P - 1, WAIT(P)),
         c("no-run-seen-now-at-planned-attempt1-send-attempt2", view(), 1, P, SEND(2)),
         c("no-run-seen-now-after-planned-attempt1-send-attempt2", view(), 1, after, SEND(2)),
+        # a send is decided only on a fresh view of the job: a run begun since may stand for it
+        c("send-on-a-view-older-than-fresh-refresh", view(), 1, after, Exp(Verb.REFRESH),
+          read=after - VIEW_FRESH_MS - 1),
+        c("send-on-a-view-just-fresh-send", view(), 1, after, SEND(2), read=after - VIEW_FRESH_MS),
+        c("adopt-on-an-old-view-adopt", view(running=P), 1, after, ADOPT(P), read=after - 60 * S),
         c("no-run-seen-now-at-planned-attempt-max-minus-1-send-attempt-max", view(), MAX - 1, P, SEND(MAX)),
         c("no-run-seen-now-at-planned-attempt-max-give-up-exhausted", view(), MAX, P, GIVE_UP("exhausted")),
         c("no-run-seen-now-before-planned-attempt-max-wait-planned", view(), MAX, P - 1, WAIT(P)),
@@ -449,6 +456,7 @@ def _oneshot_rows(legacy: bool) -> list[RunCase]:
           READY, WAIT(look)),
         c("no-rerun-now-at-deadline-before-planned-attempt1-send-attempt2", view(), 1, d, SEND(2)),
         c("no-rerun-now-after-deadline-attempt1-send-attempt2", view(), 1, late, SEND(2)),
+        c("send-on-a-view-older-than-fresh-refresh", view(), 1, late, Exp(Verb.REFRESH), read=late - VIEW_FRESH_MS - 1),
         c("no-rerun-now-at-deadline-attempt-max-minus-1-send-attempt-max", view(), MAX - 1, d, SEND(MAX)),
         c("no-rerun-now-at-deadline-attempt-max-give-up-exhausted", view(), MAX, d, GIVE_UP("exhausted")),
         c("no-rerun-now-before-deadline-attempt-max-wait-deadline", view(), MAX, d - 1, WAIT(d)),
@@ -493,7 +501,7 @@ def _decide(case: RunCase) -> Decision:
     policy = RecoveryPolicy(coalesce_window_s=case.window_s, max_attempts=case.max_attempts)
     ob = RunObligation(JOB, R, I, case.attempt, case.one_shot)
     return decide_run(ob, case.view, policy, rules_for(case.legacy), now_ms=case.now, ready_at_ms=READY,
-                      planned_ms=case.planned)
+                      planned_ms=case.planned, view_read_ms=case.read)
 
 
 def test_run_case_ids_are_unique() -> None:
@@ -523,7 +531,7 @@ def test_decide_run(case: RunCase) -> None:
 def test_recurring_is_decided_the_same_on_both_versions(case: RunCase) -> None:
     """Correction 1: neither version re-runs an interrupted recurring run; the version does not matter."""
     twin = RunCase(case.name, False, False, case.view, case.attempt, case.now, case.expect, case.window_s,
-                   case.max_attempts, case.planned)
+                   case.max_attempts, case.planned, case.read)
     assert _decide(case) == _decide(twin)
 
 
