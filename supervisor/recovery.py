@@ -19,6 +19,7 @@ from typing import Any
 from supervisor import logs
 from supervisor.core.confirm import (
     MAX_NOTICES,
+    TURN_SLACK_MS,
     SessionSeen,
     confirm_notices,
     confirm_retries,
@@ -81,6 +82,9 @@ REASONS = {"crash": "crash", "oom-kill": "out of memory",
 
 
 HISTORY_LIMIT = 40  # the dead gateway's last messages, with the few written since its restart
+# Where a notice is looked for: enough to reach back past a notice turn's own tool calls; an answer
+# that does not reach back to the send proves nothing (`core/confirm.history_shows`).
+NOTICE_HISTORY_LIMIT = 200
 REQUEUE_WAIT_S = 120.0  # a notice that drains the queue waits this long after ready for the re-queue
 CONFIRM_POLL_MS = 2000  # while a retry's run or a notice's turn is awaited
 FIRST_LOOK_S = 30.0  # at most this long for the snapshotter's first poll before deciding there is nothing to do
@@ -266,20 +270,24 @@ class Recovery:
             return False, None
 
     async def _notice_shown(self, rpc: RpcClient, ob: Obligation, text: str, previous: Sequence[Action]
-                            ) -> bool | None:
-        """2026.2.x: does the session's history hold the notice, where one went into a gateway that
-        has ended since (`confirm_notices`)? None: not asked, or unreadable (the row decides)."""
-        if self.rules.resumes_main_sessions or not self.caps.has_method("chat.history") or \
-                not any(a.state.out and a.boot_id != self.boot for a in previous):
+                            ) -> dict[str, bool] | None:
+        """2026.2.x: for each notice that went into a gateway that has ended since, does the
+        session's history hold it (`confirm_notices`)? Its text as journaled (else as it would be
+        sent now). Left out where the history cannot tell; None: not asked, or unreadable (the row
+        decides, as before)."""
+        gone = [a for a in previous if a.state.out and a.boot_id != self.boot]
+        if self.rules.resumes_main_sessions or not self.caps.has_method("chat.history") or not gone:
             return None
         try:
-            history = await rpc.call("chat.history", {"sessionKey": ob.ref, "limit": HISTORY_LIMIT})
+            history = await rpc.call("chat.history", {"sessionKey": ob.ref, "limit": NOTICE_HISTORY_LIMIT})
         except GatewayUnavailable:
             raise
         except GatewayError as exc:
             log.warning("recovery_history_unreadable", session=ob.ref, error=str(exc))
             return None
-        return history_shows(history, text)
+        shown = {a.key: history_shows(history, a.text or text, a.dispatched_at_ms - TURN_SLACK_MS,
+                                      NOTICE_HISTORY_LIMIT) for a in gone}
+        return {k: v for k, v in shown.items() if v is not None}
 
     async def _requeue_pending(self) -> bool:
         """System events of dead boots not queued again yet (`queue_keeper.Requeue` runs beside
@@ -302,8 +310,9 @@ class Recovery:
         return self._rows[1]
 
     async def _jobs(self, rpc: RpcClient) -> dict[str, Any]:
-        self._jobs_read_ms = now_ms()  # taken before the call: a run begun while it is answered is newer
+        asked = now_ms()  # before the call: a run begun while it is answered is newer than the view
         payload = await paged(rpc, "cron.list", {"includeDisabled": True}, "jobs", 200)
+        self._jobs_read_ms = asked
         jobs = payload.get("jobs", []) if isinstance(payload, dict) else []
         return {j["id"]: j for j in jobs if isinstance(j, dict) and isinstance(j.get("id"), str)}
 
@@ -313,8 +322,7 @@ class Recovery:
         except GatewayRpcError:
             return (), ()
 
-    async def _cron(self, rpc: RpcClient, ob: Obligation, jobs: dict[str, Any], refreshed: bool = False
-                    ) -> int | None:
+    async def _cron(self, rpc: RpcClient, ob: Obligation, jobs: dict[str, Any]) -> int | None:
         job = jobs.get(ob.ref)
         starts, finished = await self._run_log(rpc, ob.ref) if job is not None else ((), ())
         view = job_view(job, starts, finished)
@@ -349,13 +357,19 @@ class Recovery:
             await self.journal.plan(ob.id, planned)
             crashpoint("planned")
         decision = decide_run(obligation, view, policy, self.rules, now_ms=now_ms(),
-                              ready_at_ms=self.ready_at_ms, planned_ms=planned,
-                              view_read_ms=None if refreshed else self._jobs_read_ms)
+                              ready_at_ms=self.ready_at_ms, planned_ms=planned, view_read_ms=self._jobs_read_ms)
         if decision.verb is Verb.REFRESH:
+            if now_ms() < self.next_send_ms:
+                return self.next_send_ms  # no send could go yet: read the job when one can
             fresh = await self._jobs(rpc)
             jobs.clear()  # the pass's view, for the obligations after this one too
             jobs.update(fresh)
-            return await self._cron(rpc, ob, jobs, refreshed=True)  # decided again on it, once
+            job = jobs.get(ob.ref)
+            starts, finished = await self._run_log(rpc, ob.ref) if job is not None else ((), ())
+            log.debug("recovery_job_read_again", job=ob.ref)
+            # The same obligation and plan, on the fresh view: decided once more, whatever its age by now.
+            decision = decide_run(obligation, job_view(job, starts, finished), policy, self.rules, now_ms=now_ms(),
+                                  ready_at_ms=self.ready_at_ms, planned_ms=planned)
         return await self._act_cron(rpc, ob, decision)
 
     async def _act_cron(self, rpc: RpcClient, ob: Obligation, d: Decision) -> int | None:
@@ -366,6 +380,8 @@ class Recovery:
             await self.journal.resolve(ob.id, "done", f"{d.reason} (run at {d.run_at_ms})")
             log.info("recovery_run_adopted", run_at_ms=d.run_at_ms, **fields)
             return None
+        if d.verb is Verb.REFRESH:  # decided again on a fresh view by `_cron`: never sent as it stands
+            return now_ms() + CONFIRM_POLL_MS
         if d.verb in (Verb.DONE, Verb.GIVE_UP):
             await self.journal.resolve(ob.id, "done" if d.verb is Verb.DONE else "given-up", d.reason)
             (log.info if d.verb is Verb.DONE else log.warning)(f"recovery: {d.verb}", **fields)
@@ -479,7 +495,7 @@ class Recovery:
             # Its turn hands the session's queue to the model: the texts queued again go first.
             return now_ms() + CONFIRM_POLL_MS
         key = notice_key(ob, previous, by_wake, drain)
-        if not await self.journal.dispatched(key, ob.id, "agent-turn", 1, self.boot, now_ms()):
+        if not await self.journal.dispatched(key, ob.id, "agent-turn", 1, self.boot, now_ms(), d.text):
             return None
         crashpoint("journaled")
         self._inflight.add(key)

@@ -6,6 +6,7 @@ gateway and the store, calls these, and journals what they decide.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -211,12 +212,13 @@ def confirm_retries(ob: RunObligation, actions: Iterable[Action], view: JobView,
 
 
 def confirm_notices(actions: Iterable[Action], seen: SessionSeen, rules: VersionRules, pending: Collection[str],
-                    boot: int, now_ms: int, grace_ms: int, shown: bool | None = None) -> Confirmation:
+                    boot: int, now_ms: int, grace_ms: int, shown: Mapping[str, bool] | None = None
+                    ) -> Confirmation:
     """A notice is done when a turn in the session is seen after it was sent (the gateway may die
     between accepting it and running it). Unseen after the grace: lapsed, so sent again, only if
     the gateway that accepted it is gone; a notice is never sent twice to one gateway. `shown`:
     2026.2.x, whether the session's history holds the notice's text (`history_shows`; None: not
-    asked). It decides for a notice sent into a gateway that has ended since: the row shows only
+    asked), by action key. It decides for a notice sent into a gateway that has ended since: the row shows only
     the session's last turn, which may be the next gateway's (real 2.26 chaos seed 7404: a notice
     taken 0.3 s before a kill, confirmed by the next gateway's wake turn, never reached the model)."""
     lapsed: list[tuple[Action, Retry]] = []
@@ -225,8 +227,8 @@ def confirm_notices(actions: Iterable[Action], seen: SessionSeen, rules: Version
             continue
         turn = turn_since(seen, a.dispatched_at_ms - TURN_SLACK_MS, rules)
         wake = is_wake_notice(a.key)
-        if shown is not None and a.boot_id != boot and not wake:
-            turn = shown
+        if shown is not None and a.key in shown and a.boot_id != boot and not wake:
+            turn = shown[a.key]
         # A wake's `ok` proves nothing (measured): unseen within its window it lapsed, even in this
         # boot, and the next notice is an agent turn.
         this_boot = a.state is ActionState.ANSWERED and a.boot_id == boot and not wake
@@ -238,15 +240,36 @@ def confirm_notices(actions: Iterable[Action], seen: SessionSeen, rules: Version
     return Confirmation(None, None, tuple(lapsed))
 
 
-def history_shows(history: Any, notice: str) -> bool:
-    """Does a `chat.history` answer hold a user message with the notice's text? Compared without
-    its quote of the lost request (read from the history only before the first notice) and with
-    white space folded; 2.x writes a turn's request into the history as the turn starts (measured)."""
-    want = " ".join(notice.split(QUOTE_LEAD)[0].split())
+TRUNCATED = ("...(truncated)...", "[chat.history omitted: message too large]")  # 2.26's marks, from its dist
+
+
+def _folded(text: str) -> str:
+    # As 2.26's chat.send keeps a message: NFC, no control characters; white space folded.
+    text = "".join(ch for ch in unicodedata.normalize("NFC", text) if ch in "\n\t" or unicodedata.category(ch) != "Cc")
+    return " ".join(text.split())
+
+
+def history_shows(history: Any, notice: str, since_ms: int, limit: int) -> bool | None:
+    """Does a `chat.history` answer (of at most `limit` messages) hold a user message with the
+    notice's text, sent at `since_ms`? 2.x writes a turn's request into the history as the turn
+    starts (measured). Compared without its quote of the lost request, as the gateway keeps a
+    message. None, where "no" would prove nothing: the answer may not reach back to the send (as
+    many messages as asked, the oldest after it), or a user message since was cut short (2.26 keeps
+    12,000 characters of one, and a chat.send carries the queued events ahead of its text)."""
+    want = _folded(notice.split(QUOTE_LEAD)[0])
     messages = history.get("messages") if isinstance(history, dict) else None
-    return bool(want) and isinstance(messages, list) and any(
-        isinstance(m, dict) and m.get("role") == "user" and want in " ".join(message_text(m.get("content")).split())
-        for m in messages)
+    if not want or not isinstance(messages, list):
+        return None
+    users = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    texts = [message_text(m.get("content")) for m in users]
+    if any(want in _folded(t) for t in texts):
+        return True
+    stamps = [t for m in messages if isinstance(m, dict) and (t := lenient_ms(m.get("timestamp"))) is not None]
+    if len(messages) >= limit and not (stamps and min(stamps) <= since_ms):
+        return None
+    if any(mark in t for t in texts for mark in TRUNCATED):
+        return None
+    return False
 
 
 def notices_exhausted(previous: Iterable[Action]) -> bool:

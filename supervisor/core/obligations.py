@@ -225,3 +225,4 @@ class Action:
     state: ActionState
     boot_id: int | None  # the boot whose gateway it was sent to
     dispatched_at_ms: int
+    text: str | None = None  # a notice's text as sent (journaled since migration 12)

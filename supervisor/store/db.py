@@ -303,6 +303,11 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE queue_looks ADD COLUMN listed_session TEXT;
     """,
+    # 12: a restart notice's text as sent: on 2026.2.x a notice into a gateway that has ended since
+    # is confirmed by the session's history holding it (`core/confirm.history_shows`).
+    """
+    ALTER TABLE actions ADD COLUMN text TEXT;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -49,13 +49,14 @@ class Journal:
         await self.store.write(tx)
 
     async def dispatched(self, key: str, obligation_id: int, kind: str, attempt: int, boot: int,
-                         at_ms: int) -> bool:
-        """Journal an action before sending it. False: this key was journaled already (never twice)."""
+                         at_ms: int, text: str | None = None) -> bool:
+        """Journal an action before sending it (a notice with its text). False: this key was
+        journaled already (never twice)."""
         def tx(c: sqlite3.Connection) -> bool:
             cur = c.execute(
                 "INSERT OR IGNORE INTO actions(key, obligation_id, kind, attempt, state, boot_id, dispatched_at_ms,"
-                " updated_at) VALUES (?, ?, ?, ?, 'dispatched', ?, ?, ?)",
-                (key, obligation_id, kind, attempt, boot, at_ms, time.time()))
+                " updated_at, text) VALUES (?, ?, ?, ?, 'dispatched', ?, ?, ?, ?)",
+                (key, obligation_id, kind, attempt, boot, at_ms, time.time(), text))
             return cur.rowcount == 1
         return await self.store.write(tx)
 
@@ -93,7 +94,7 @@ def _obligation(r: dict[str, Any]) -> Obligation:
 
 def _action(r: dict[str, Any]) -> Action:
     return Action(r["key"], ActionKind(r["kind"]), int(r["attempt"]), ActionState(r["state"]),
-                  None if r["boot_id"] is None else int(r["boot_id"]), int(r["dispatched_at_ms"]))
+                  None if r["boot_id"] is None else int(r["boot_id"]), int(r["dispatched_at_ms"]), r.get("text"))
 
 
 def insert_obligations(c: sqlite3.Connection, obligations: Iterable[Obligation]) -> None:

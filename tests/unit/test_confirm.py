@@ -5,6 +5,7 @@ resumed or had completed, and whether a retry or a notice that was sent took eff
 from __future__ import annotations
 
 import itertools
+import unicodedata
 from typing import Any
 
 import pytest
@@ -376,19 +377,27 @@ def test_how_a_notice_went_out_is_read_from_its_key() -> None:
     assert notice_how(notice_key(ob, [])) == "an agent turn"
 
 
+LOST_KEY, NEXT_KEY = "session-9-0-chat", "session-9-1-chat"
+
+
 @pytest.mark.parametrize(("name", "actions", "seen", "shown", "expected"), [
-    ("into an ended gateway, a later turn in the row, the history without it: lost", [notice(SENT, boot=4)],
-     SessionSeen(SENT / 1000 + 1), False, (None, None, 1)),
-    ("into an ended gateway, the history holds it: done", [notice(SENT, boot=4)], SessionSeen(), True,
+    ("into an ended gateway, a later turn in the row, the history without it: lost",
+     [notice(SENT, boot=4, key=LOST_KEY)], SessionSeen(SENT / 1000 + 1), {LOST_KEY: False}, (None, None, 1)),
+    ("into an ended gateway, the history holds it: done", [notice(SENT, boot=4, key=LOST_KEY)], SessionSeen(),
+     {LOST_KEY: True}, (Retry.STOOD, 0, 0)),
+    ("into this gateway, the row decides", [notice(SENT, key=LOST_KEY)], SessionSeen(SENT / 1000 + 1),
+     {LOST_KEY: False}, (Retry.STOOD, 0, 0)),
+    ("history not asked: the row decides", [notice(SENT, boot=4, key=LOST_KEY)], SessionSeen(SENT / 1000 + 1), None,
      (Retry.STOOD, 0, 0)),
-    ("into this gateway, the row decides", [notice(SENT)], SessionSeen(SENT / 1000 + 1), False, (Retry.STOOD, 0, 0)),
-    ("history not asked: the row decides", [notice(SENT, boot=4)], SessionSeen(SENT / 1000 + 1), None,
-     (Retry.STOOD, 0, 0)),
-    ("the lost one lapses, the next one in this gateway is seen", [notice(SENT - 200 * S, boot=4), notice(SENT)],
-     SessionSeen(SENT / 1000 + 1), False, (Retry.STOOD, 1, 1)),
+    ("the history cannot tell: the row decides", [notice(SENT, boot=4, key=LOST_KEY)],
+     SessionSeen(SENT / 1000 + 1), {}, (Retry.STOOD, 0, 0)),
+    ("the lost one lapses, the next one in this gateway is seen",
+     [notice(SENT - 200 * S, boot=4, key=LOST_KEY), notice(SENT, key=NEXT_KEY)],
+     SessionSeen(SENT / 1000 + 1), {LOST_KEY: False}, (Retry.STOOD, 1, 1)),
 ], ids=lambda v: v if isinstance(v, str) else "")
 def test_a_notice_into_an_ended_2x_gateway_is_confirmed_by_the_history(
-        name: str, actions: list[Action], seen: SessionSeen, shown: bool | None, expected: tuple[Any, ...]) -> None:
+        name: str, actions: list[Action], seen: SessionSeen, shown: dict[str, bool] | None,
+        expected: tuple[Any, ...]) -> None:
     """Real 2.26 chaos seed 7404: a notice taken 0.3 s before a kill never reached the model, and the
     next gateway's wake turn in that session moved the row past its send."""
     outcome, index, lapsed = expected
@@ -398,15 +407,34 @@ def test_a_notice_into_an_ended_2x_gateway_is_confirmed_by_the_history(
 
 NOTICE_TEXT = ("[System] Gateway restarted (crash, 2026-12-07 03:15:31 UTC). Previous session context may be"
                "  incomplete.")
+LIMIT = 5
+
+
+def user(text: Any, ts: int = SENT) -> dict[str, Any]:
+    return {"role": "user", "content": text, "timestamp": ts}
 
 
 @pytest.mark.parametrize(("messages", "shown"), [
-    ([{"role": "user", "content": [{"type": "text", "text": NOTICE_TEXT}]}], True),
-    ([{"role": "user", "content": "System: [t] EVENT x\n\n" + NOTICE_TEXT.replace("  ", "\n")}], True),
-    ([{"role": "user", "content": NOTICE_TEXT + QUOTE_LEAD + 'hello"'}], True),
-    ([{"role": "assistant", "content": NOTICE_TEXT}], False),
-    ([{"role": "user", "content": NOTICE_TEXT.replace("03:15:31", "03:15:43")}], False),
-    ([], False), (None, False), ("x", False)])
-def test_the_history_shows_a_notice_by_its_text(messages: Any, shown: bool) -> None:
+    ([user([{"type": "text", "text": NOTICE_TEXT}])], True),
+    ([user("System: [t] EVENT x\n\n" + NOTICE_TEXT.replace("  ", "\n"))], True),
+    ([user(NOTICE_TEXT + QUOTE_LEAD + 'hello"')], True),
+    ([user(unicodedata.normalize("NFD", NOTICE_TEXT.replace("Previous", "Pr\u00e9vious")) + "\x07")], False),
+    ([{"role": "assistant", "content": NOTICE_TEXT, "timestamp": SENT}], False),
+    ([user(NOTICE_TEXT.replace("03:15:31", "03:15:43"))], False),
+    ([], False),
+    # "No" proves nothing where the answer does not reach back to the send, or a message was cut short.
+    ([user("x", SENT + i) for i in range(LIMIT)], None),
+    ([user("x", SENT - 5_000), *(user("x", SENT + i) for i in range(LIMIT - 1))], False),
+    ([user("System: [t] EVENT y\n...(truncated)...")], None),
+    ([user("[chat.history omitted: message too large]")], None),
+    (None, None), ("x", None)])
+def test_the_history_shows_a_notice_by_its_text(messages: Any, shown: bool | None) -> None:
     notice_sent = NOTICE_TEXT + QUOTE_LEAD + 'the lost request"'  # quoted only in the first notice
-    assert history_shows({"messages": messages}, notice_sent) is shown
+    assert history_shows({"messages": messages}, notice_sent, SENT - 1000, LIMIT) is shown
+
+
+def test_the_history_matches_a_notice_as_the_gateway_keeps_it() -> None:
+    """2.26's chat.send keeps a message NFC-normalised and without control characters."""
+    sent = unicodedata.normalize("NFD", "Pr\u00e9vious work was cut\x07.")
+    kept = unicodedata.normalize("NFC", "Pr\u00e9vious work was cut.")
+    assert history_shows({"messages": [user(kept)]}, sent, SENT - 1000, LIMIT) is True

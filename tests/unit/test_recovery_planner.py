@@ -19,6 +19,7 @@ deadline.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from dataclasses import dataclass, replace
 
@@ -995,3 +996,11 @@ def test_a_session_whose_turn_had_completed_gets_nothing(legacy: bool) -> None:
     assert d.verb is SessionVerb.NOTHING and "completed" in d.reason
     d = decide_session("main", False, True, rules_for(legacy), RecoveryPolicy(), "crash", "now")
     assert d.verb is SessionVerb.AGENT_TURN
+
+
+@pytest.mark.parametrize("case", RUN_CASES, ids=lambda c: c.id)
+def test_an_old_view_changes_a_send_and_nothing_else(case: RunCase) -> None:
+    """REFRESH exactly where the decision on a fresh view would be SEND (fake chaos seed 7402)."""
+    fresh = _decide(dataclasses.replace(case, read=None))
+    old = _decide(dataclasses.replace(case, read=case.now - VIEW_FRESH_MS - 1))
+    assert old.verb is Verb.REFRESH if fresh.verb is Verb.SEND else old == fresh
