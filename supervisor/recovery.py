@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from supervisor import logs
 from supervisor.core.confirm import (
@@ -52,6 +52,7 @@ from supervisor.core.planner import (
     CRON_SESSION_KINDS,
     MS,
     Decision,
+    JobView,
     Retry,
     SessionVerb,
     Verb,
@@ -80,6 +81,8 @@ REASONS = {"crash": "crash", "oom-kill": "out of memory",
            "restart-requested": "restart", "vanished": "died while unsupervised", "stop-unclean": "unclean stop",
            "config-error": "config error", "conflict": "port conflict", "updater-parked": "update"}
 
+
+T = TypeVar("T")
 
 HISTORY_LIMIT = 40  # the dead gateway's last messages, with the few written since its restart
 # Where a notice is looked for: enough to reach back past a notice turn's own tool calls; an answer
@@ -259,15 +262,22 @@ class Recovery:
         started = await self.records.turn_started(ob.boot_id, ob.ref) or ob.running_at_ms or None
         if started is None:
             return False, None  # undated: the notice goes out, as before this check
+        read = await self._read_history(rpc, ob.ref, HISTORY_LIMIT, lambda history: (
+            legacy_turn_ended(history, started, ob.interrupted_at_ms),
+            interrupted_request(history, started, ob.interrupted_at_ms, self._notice_marker())))
+        return read if read is not None else (False, None)  # unknown: the notice goes out, as before this check
+
+    async def _read_history(self, rpc: RpcClient, key: str, limit: int, parse: Callable[[Any], T]) -> T | None:
+        """What `parse` makes of the session's `chat.history`; None where the gateway refused it or
+        answered what `parse` cannot read (logged). A lost connection raises: decided again on the
+        next one, nothing sent into this one."""
         try:
-            history = await rpc.call("chat.history", {"sessionKey": ob.ref, "limit": HISTORY_LIMIT})
-            return (legacy_turn_ended(history, started, ob.interrupted_at_ms),
-                    interrupted_request(history, started, ob.interrupted_at_ms, self._notice_marker()))
+            return parse(await rpc.call("chat.history", {"sessionKey": key, "limit": limit}))
         except GatewayUnavailable:
-            raise  # the connection is gone: decided again on the next one, no notice sent into it
-        except GatewayError as exc:  # unknown: the notice goes out, as before this check
-            log.warning("recovery_history_unreadable", session=ob.ref, error=str(exc))
-            return False, None
+            raise
+        except GatewayError as exc:
+            log.warning("recovery_history_unreadable", session=key, error=str(exc))
+            return None
 
     async def _notice_shown(self, rpc: RpcClient, ob: Obligation, text: str, previous: Sequence[Action]
                             ) -> dict[str, bool] | None:
@@ -278,16 +288,10 @@ class Recovery:
         gone = [a for a in previous if a.state.out and a.boot_id != self.boot]
         if self.rules.resumes_main_sessions or not self.caps.has_method("chat.history") or not gone:
             return None
-        try:
-            history = await rpc.call("chat.history", {"sessionKey": ob.ref, "limit": NOTICE_HISTORY_LIMIT})
-        except GatewayUnavailable:
-            raise
-        except GatewayError as exc:
-            log.warning("recovery_history_unreadable", session=ob.ref, error=str(exc))
-            return None
-        shown = {a.key: history_shows(history, a.text or text, a.dispatched_at_ms - TURN_SLACK_MS,
-                                      NOTICE_HISTORY_LIMIT) for a in gone}
-        return {k: v for k, v in shown.items() if v is not None}
+        shown = await self._read_history(rpc, ob.ref, NOTICE_HISTORY_LIMIT, lambda history: {
+            a.key: history_shows(history, a.text or text, a.dispatched_at_ms - TURN_SLACK_MS, NOTICE_HISTORY_LIMIT)
+            for a in gone})
+        return None if shown is None else {k: v for k, v in shown.items() if v is not None}
 
     async def _requeue_pending(self) -> bool:
         """System events of dead boots not queued again yet (`queue_keeper.Requeue` runs beside
@@ -322,10 +326,14 @@ class Recovery:
         except GatewayRpcError:
             return (), ()
 
+    async def _view(self, rpc: RpcClient, job_id: str, jobs: dict[str, Any]) -> JobView:
+        """The job as `jobs` shows it, with its run log read now."""
+        job = jobs.get(job_id)
+        starts, finished = await self._run_log(rpc, job_id) if job is not None else ((), ())
+        return job_view(job, starts, finished)
+
     async def _cron(self, rpc: RpcClient, ob: Obligation, jobs: dict[str, Any]) -> int | None:
-        job = jobs.get(ob.ref)
-        starts, finished = await self._run_log(rpc, ob.ref) if job is not None else ((), ())
-        view = job_view(job, starts, finished)
+        view = await self._view(rpc, ob.ref, jobs)
         actions = await self.journal.actions_for(ob.id)
         recorded = await self.journal.latest_runs(ob.ref, (a.boot_id for a in actions
                                                            if a.state.out and a.boot_id is not None))
@@ -364,12 +372,10 @@ class Recovery:
             fresh = await self._jobs(rpc)
             jobs.clear()  # the pass's view, for the obligations after this one too
             jobs.update(fresh)
-            job = jobs.get(ob.ref)
-            starts, finished = await self._run_log(rpc, ob.ref) if job is not None else ((), ())
             log.debug("recovery_job_read_again", job=ob.ref)
             # The same obligation and plan, on the fresh view: decided once more, whatever its age by now.
-            decision = decide_run(obligation, job_view(job, starts, finished), policy, self.rules, now_ms=now_ms(),
-                                  ready_at_ms=self.ready_at_ms, planned_ms=planned)
+            decision = decide_run(obligation, await self._view(rpc, ob.ref, jobs), policy, self.rules,
+                                  now_ms=now_ms(), ready_at_ms=self.ready_at_ms, planned_ms=planned)
         return await self._act_cron(rpc, ob, decision)
 
     async def _act_cron(self, rpc: RpcClient, ob: Obligation, d: Decision) -> int | None:

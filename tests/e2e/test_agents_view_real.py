@@ -122,11 +122,7 @@ def test_events_behind_a_main_turn_that_ended_before_the_kill_are_queued_again(t
         wait_until(lambda: (r := rows(g, "SELECT looked_at_ms, void FROM queue_looks WHERE boot_id = 1"))
                    and r[0]["looked_at_ms"] > moved_to and not r[0]["void"], 30, "a look dated after the turn's end")
         assert delivered(log, mark, t0) == []  # an agent turn left them queued
-        settled = kill_and_requeue(g)
-        assert [(r["text"], r["state"]) for r in settled] == [(t, "answered") for t in texts], settled
-        wait_until(lambda: delivered(log, mark, t0), 120, "the events at the model")
-        time.sleep(10)  # the witness: a window in which a second delivery would have shown up
-        assert delivered(log, mark, t0) == [texts]
+        delivered_once(kill_and_requeue(g), log, mark, t0, texts)
     finally:
         g.cleanup()
 
@@ -141,6 +137,11 @@ def requeued_once_after_the_end(g: Gatewayd, log: Path, mark: str, t0: float, te
     settled = wait_until(lambda: (r := rows(g, "SELECT text, state FROM requeues WHERE boot_id = 1 ORDER BY pos"))
                          and all(x["state"] not in ("planned", "dispatched") for x in r) and r, 180,
                          "every re-queue settled")
+    delivered_once(settled, log, mark, t0, texts)
+
+
+def delivered_once(settled: list[dict[str, Any]], log: Path, mark: str, t0: float, texts: list[str]) -> None:
+    """Every text queued again (answered), and at the model once, in order."""
     assert [(r["text"], r["state"]) for r in settled] == [(t, "answered") for t in texts], settled
     wait_until(lambda: delivered(log, mark, t0), 120, "the events at the model")
     time.sleep(10)  # the witness: a window in which a second delivery would have shown up
@@ -423,11 +424,7 @@ def test_2x_another_agents_main_turn_drains_nothing_status_lists(tmp_path: Path,
         kit = [e for e in fake_model.read_log(log) if f"KIT-{mark}" in e.get("text", "")]
         assert kit and all(f"SE1-{mark}" not in e["text"] for e in kit), kit  # kit's request carried none
         assert [t for t in listed if mark in t] == texts, listed  # main's queue as it was
-        settled = kill_and_requeue(g)
-        assert [(r["text"], r["state"]) for r in settled] == [(t, "answered") for t in texts], settled
-        wait_until(lambda: delivered(log, mark, t0), 120, "the events at the model")
-        time.sleep(10)  # the witness: a window in which a second delivery would have shown up
-        assert delivered(log, mark, t0) == [texts]
+        delivered_once(kill_and_requeue(g), log, mark, t0, texts)
     finally:
         g.cleanup()
 

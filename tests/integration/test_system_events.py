@@ -134,6 +134,17 @@ def test_events_queued_before_a_kill9_reach_the_model_once_in_order(tmp_path: Pa
         assert delivered(log, mark) == [texts]
 
 
+def queue_kill_and_die_at(g: Gatewayd, version: str, texts: list[str], step: str) -> None:
+    """Start gatewayd set to die at `step` (a crash point), queue the texts and wait for its look,
+    kill the gateway: gatewayd dies at that step of recovering them, leaving the next gateway running."""
+    g.start({"GATEWAYD_CRASH_AT": step})
+    g.wait_event("rpc_monitor_connected")
+    asyncio.run(queue_events(g.port, version, texts))
+    wait_until(lambda: [r["text"] for r in table(g, "queued_events")] == texts, 20, "the queue looked at")
+    os.kill(g.spawned_pids()[-1], signal.SIGKILL)
+    assert g.procs[-1].wait(60) == CRASH_EXIT
+
+
 def kill_and_see_them_queued_again_once(g: Gatewayd, log: Path, mark: str, texts: list[str]) -> None:
     """kill -9 the gateway: every text is queued again (answered), and reaches the model once."""
     os.kill(g.spawned_pids()[-1], signal.SIGKILL)
@@ -374,12 +385,7 @@ def test_a_text_queued_again_into_a_gateway_that_dies_before_its_next_look_is_qu
         g.write_config_sections(settings(tmp_path, version, model_port, g.port))
         mark = uuid.uuid4().hex[:8]
         texts = [f"SE1-{mark}", f"SE2-{mark}"]
-        g.start({"GATEWAYD_CRASH_AT": "requeue-answered"})
-        g.wait_event("rpc_monitor_connected")
-        asyncio.run(queue_events(g.port, version, texts))
-        wait_until(lambda: [r["text"] for r in table(g, "queued_events")] == texts, 20, "the queue looked at")
-        os.kill(g.spawned_pids()[-1], signal.SIGKILL)
-        assert g.procs[-1].wait(60) == CRASH_EXIT  # one text answered into the next gateway, then gone
+        queue_kill_and_die_at(g, version, texts, "requeue-answered")  # one text answered into the next gateway
         os.kill(g.spawned_pids()[-1], signal.SIGKILL)  # that gateway dies while gatewayd is down
         g.start()
         rows = wait_until(lambda: (r := settled(g)) and len(r) >= 3 and r, 60, "every re-queue settled")
@@ -406,12 +412,7 @@ def test_9x_an_older_boots_wake_sent_ahead_of_the_gateways_own_resume_waits_behi
         g.write_config_sections(cfg)
         mark = uuid.uuid4().hex[:8]
         texts = [f"SE1-{mark}", f"SE2-{mark}"]
-        g.start({"GATEWAYD_CRASH_AT": "wake-decided"})
-        g.wait_event("rpc_monitor_connected")
-        asyncio.run(queue_events(g.port, version, texts))
-        wait_until(lambda: [r["text"] for r in table(g, "queued_events")] == texts, 20, "the queue looked at")
-        os.kill(g.spawned_pids()[-1], signal.SIGKILL)
-        assert g.procs[-1].wait(60) == CRASH_EXIT  # boot 1's wake decided, not sent
+        queue_kill_and_die_at(g, version, texts, "wake-decided")  # boot 1's wake decided, not sent
         assert [(w["boot_id"], w["state"]) for w in table(g, "agent_wakes")] == [(1, "planned")]
         delay.write_text("30\n")
         t0 = time.time()
