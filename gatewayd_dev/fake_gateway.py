@@ -56,6 +56,7 @@ from gatewayd_dev.fake_world import World, WorldError
 HANDOFF_PROTOCOL = "openclaw.gateway.restart-handoff"
 HANDOFF_FILE = "fake-handoff.json"
 HANDOFF_TTL_MS = 60_000
+WRITTEN_WAIT_S = 2.0  # a connection whose socket stays full this long: the turn goes on (the gateway buffers it)
 HTML = "text/html; charset=utf-8"
 CONTROL_UI_PAGE = (
     b"<!doctype html><html><head><title>OpenClaw Control</title></head><body>"
@@ -198,7 +199,7 @@ class FakeGateway:
         world_path = Path(os.environ["OPENCLAW_STATE_DIR"]) / "fake-world.json" if os.environ.get(
             "OPENCLAW_STATE_DIR") else None
         self.world = World(version, self.modern, process_instance_id=self.instance_id, emit=self.broadcast,
-                           world_path=world_path, emit_to_session=self.send_to_subscribers)
+                           world_path=world_path, emit_to_session=self.send_to_subscribers, written=self.written)
 
     def uptime_ms(self) -> int:
         return int((time.monotonic() - self.started_at) * 1000)
@@ -404,7 +405,10 @@ class FakeGateway:
             ticker.cancel()
             pump.cancel()
             self.clients.discard(ws)
-            self.outboxes.pop(ws, None)
+            box = self.outboxes.pop(ws, None)
+            while box is not None and not box.empty():  # never written: no turn waits on them
+                box.get_nowait()
+                box.task_done()
             self.subscribed.pop(ws, None)
 
     def broadcast(self, name: str, payload: Any) -> None:
@@ -437,7 +441,19 @@ class FakeGateway:
     async def pump(ws: ServerConnection, box: asyncio.Queue[str]) -> None:
         with contextlib.suppress(ConnectionClosed):
             while True:
-                await ws.send(await box.get())
+                frame = await box.get()
+                try:
+                    await ws.send(frame)
+                finally:
+                    box.task_done()
+
+    async def written(self) -> None:
+        """Every frame queued so far handed to its connection's socket (a connection closing meanwhile
+        is not waited for: its pump is cancelled with it)."""
+        boxes = [box.join() for box in self.outboxes.values()]
+        if boxes:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.gather(*boxes), WRITTEN_WAIT_S)
 
     async def handle_request(self, ws: ServerConnection, req: dict[str, Any]) -> None:
         req_id, method, params = req.get("id"), str(req.get("method")), req.get("params")

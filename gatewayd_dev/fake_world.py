@@ -206,10 +206,15 @@ Final = Callable[[dict[str, Any]], Awaitable[None]]
 
 class World:
     def __init__(self, version: str, modern: bool, *, process_instance_id: str, emit: Emit,
-                 world_path: Path | None, emit_to_session: EmitToSession | None = None) -> None:
+                 world_path: Path | None, emit_to_session: EmitToSession | None = None,
+                 written: Callable[[], Awaitable[None]] | None = None) -> None:
         self.version, self.modern = version, modern
         self.process_instance_id = process_instance_id
         self.emit = emit
+        # Waits until every event emitted so far is written to its connections: the gateway writes a
+        # turn's start to the sockets before its model call (Node writes at once), so a process
+        # frozen or killed after the call never holds back the start.
+        self.written = written
         self.emit_to_session = emit_to_session  # to the session's message subscribers only
         self.path = world_path
         self.repair_delay_ms = env_ms("FAKE_GW_REPAIR_DELAY_MS", 3000)
@@ -696,6 +701,8 @@ class World:
             info["seq"] = 1  # the start's number is taken, as the gateway's is
         self.emit_task(run_id, "running", title, event_key, agent, job_id, started)
         result: dict[str, Any] = {"startedAt": started}
+        if self.written is not None:
+            await self.written()
         try:
             reply, usage = await asyncio.wait_for(self.call_model(messages), timeout_s)
             result.update(status="ok", summary=reply, usage=usage)
@@ -1369,12 +1376,14 @@ class World:
         if not text:
             raise invalid("text required")
         default = self.default_agent()
-        if not self.modern:  # 2026.2.x: always the default agent's main session, no wake
-            self.enqueue(main_key(default), text)
-            return {"ok": True}
         key = p.get("sessionKey") if isinstance(p.get("sessionKey"), str) and p.get("sessionKey") else None
         agent = agent_of(key, default) if key else default
-        self.enqueue(key or main_key(agent), text)
+        # 2026.2.x: always the default agent's main session, no wake.
+        self.enqueue((key or main_key(agent)) if self.modern else main_key(default), text)
+        # Both versions upsert a presence entry for the text and broadcast `presence` (gateway-api.md).
+        self.emit("presence", {"presence": [{"text": text[:200], "ts": now_ms()}]})
+        if not self.modern:
+            return {"ok": True}
         if p.get("wake") is True:
             self.background(self.wake_agent(agent, key, "wake"))
         return {"ok": True}

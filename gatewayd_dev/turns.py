@@ -85,13 +85,15 @@ async def main_turn_to_its_end(rpc: RpcClient, text: str, timeout_s: float = 120
 
 async def kill_right_after_its_end(rpc: RpcClient, pid: int, text: str, looked_again: Callable[[int], bool],
                                    kill_after_s: float = 0.0, timeout_s: float = 120,
-                                   start: Callable[[RpcClient, str], Awaitable[None]] = start_agent_turn) -> None:
+                                   start: Callable[[RpcClient, str], Awaitable[None]] = start_agent_turn) -> int:
     """Runs a turn in the main session (`start`: an `agent` turn, which drains nothing) and kill -9s the
     gateway `pid` `kill_after_s` after hearing the turn's end. Before the end, `looked_again(start_ms)`
     (polled, the gateway's own start time) must say that gatewayd's look was taken again after the
-    start: the turn must outlast it (the fake model's delay)."""
+    start: the turn must outlast it (the fake model's delay). Returns the end's time (the gateway's,
+    ms)."""
     loop = asyncio.get_running_loop()
     started: list[int] = []
+    ended: list[int] = []
     killed = asyncio.Event()
     before = rpc.on_event
 
@@ -100,6 +102,7 @@ async def kill_right_after_its_end(rpc: RpcClient, pid: int, text: str, looked_a
         if phase == "start":  # the gateway's own time: this process may hear it late
             started.append(int(data.get("startedAt") or time.time() * 1000))
         elif phase in ("end", "error") and not killed.is_set():
+            ended.append(int(data.get("endedAt") or time.time() * 1000))
             loop.call_later(kill_after_s, lambda: (os.kill(pid, signal.SIGKILL), killed.set()))
         if before is not None:
             before(ev)
@@ -116,5 +119,6 @@ async def kill_right_after_its_end(rpc: RpcClient, pid: int, text: str, looked_a
         assert not killed.is_set(), "the turn ended before gatewayd looked again: lengthen the model's delay"
         async with asyncio.timeout(timeout_s):
             await killed.wait()
+        return ended[0]
     finally:
         rpc.on_event = before

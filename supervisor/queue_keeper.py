@@ -8,9 +8,10 @@ Two helpers per RPC connection, both run by the monitor under `keepalive.Helpers
   gateway killed before the next look never gets back texts its model has received; on 2026.2.x,
   whose `status` lists the default agent's main queue alone, only that session's start does
   (`core/event_queue.drains_listed`; the look keeps which session its answer named). A main-session
-  turn's end moves its row's `updatedAt` past every look taken during the turn, which the re-queue
-  cannot tell from a turn that started after them; so the look is taken again (re-dated, even
-  unchanged) once the row has settled after the end.
+  turn's end moves its row's `updatedAt` past every look taken during the turn, so the look is taken
+  again (re-dated, even unchanged) once the row has settled after the end. Where the watcher heard
+  the gateway to its exit, it keeps which sessions' every turn start it heard: a row of theirs
+  moved after a good look is then no turn that took its texts (`core/event_queue.heard_to_the_end`).
 - `Requeue`, once per connection: for every ended boot whose queue was looked at, plans each text's
   fate against what the new gateway holds, then queues again the lost ones in their order with
   `system-event {text}`; the agent's wake (`waker.py`) then hands them to the model now rather
@@ -32,15 +33,14 @@ from typing import Any
 from supervisor import logs
 from supervisor.core.confirm import settle_deadline_ms
 from supervisor.core.event_queue import (
-    END_ROW_AFTER_MS,
+    EVERY_MAIN,
     Fate,
     LostAnswer,
     QueueLook,
     QueueUnreadable,
-    TurnEnd,
-    dated_by_end,
     drained_after,
     drains_listed,
+    heard_to_the_end,
     is_main_session,
     listed_session_of,
     lost_answer,
@@ -54,7 +54,7 @@ from supervisor.errors import GatewayError, GatewayUnavailable
 from supervisor.gateway.capabilities import Capabilities
 from supervisor.gateway.rpc import Event, RpcClient, agent_roster, default_agent, list_sessions
 from supervisor.keepalive import until_set
-from supervisor.store.system_events import MAX_TURN_ENDS, SystemEventRecords
+from supervisor.store.system_events import SystemEventRecords
 
 log = logs.get("gatewayd.queue")
 
@@ -105,7 +105,6 @@ class QueueWatch:
         self.drained = asyncio.Event()  # a main-session turn started since the last look
         self.redate_at: list[float] = []  # (monotonic) when a main-session turn's end has settled
         self.redate = False  # store the next look even if unchanged: a turn ended since the last
-        self.ends: list[TurnEnd] = []  # audible main-session turn ends heard, not stored yet
         self.started: dict[str, None] = {}  # the runs whose start this connection heard, oldest first
         self.last: tuple[str, ...] | None = None
         self.looks = 0
@@ -127,7 +126,7 @@ class QueueWatch:
             at = lenient_ms(data.get("endedAt")) or lenient_ms(payload.get("ts")) or now_ms
             if data.get("phase") in ("end", "error"):
                 # Heard late, the connection lagged: a gateway killed then loses the frames it had not
-                # written yet, a later turn's start among them, so no end heard on it dates a row.
+                # written yet, a later turn's start among them, so it keeps no sessions as heard.
                 self.lagged = self.lagged or now_ms - at > END_HEARD_LAG_MS
             if not drains_listed(key, self.listed_session):
                 return  # a turn of a session whose queue the look does not list (2026.2.x)
@@ -137,14 +136,12 @@ class QueueWatch:
                 self.drained.set()
                 self.poke.set()
             elif data.get("phase") in ("end", "error"):  # a failed turn's row is written too
-                # Dated by the gateway's own clock where it says (a late read would shift the window).
-                if run not in self.started:
-                    # Its start went unheard (before this connection, a turn 2026.9.6 resumes without a
-                    # start event, a frame dropped): it may have drained the queue after the look, and
-                    # its row is no end's to date.
+                if run not in self.started and not self._hears_every_start(str(key)):
+                    # Its start went unheard, in a session whose starts this connection may miss: it
+                    # may have drained the queue after the look. In one whose every start it hears,
+                    # such a run began before the first look (its drain too) or showed no start at all
+                    # (2026.9.6's resume of a cut turn, which drains nothing): the look stays good.
                     self.drained.set()
-                elif self.audible is None or key in self.audible:  # dropping the oldest sets more aside
-                    self.ends = [*self.ends[1 - MAX_TURN_ENDS:], TurnEnd(str(key), at)]
                 # A later end pushes the looks back: they follow the last end, which moved the row last.
                 now = time.monotonic()
                 self.redate_at = [now + s for s in END_SETTLES_S]
@@ -186,15 +183,19 @@ class QueueWatch:
         await self._void_if_drained()
         # Ended with the gateway alive (a reconnect, a stop, a shutdown), a turn may start unheard: the
         # look no longer counts as watched to the gateway's end.
-        heard = await self._heard_to_exit(rpc)
+        to_exit = await self._heard_to_exit(rpc)
         await self._void_if_drained()  # a start read while waiting for the exit
-        if not heard:
+        if not to_exit:
             await self.records.unheard(self.boot)
             return
-        # The turn ends heard date rows only after a look of this connection's own, still good, on a
-        # connection that kept up with the gateway.
-        if self.ends and self.last is not None and not self.lagged:
-            await self.records.turn_ends(self.boot, self.ends)
+        # Every start of these sessions heard, none after the look: only for a look of this connection's
+        # own, still good, on a connection that kept up with the gateway.
+        sessions = (EVERY_MAIN,) if self.audible is None else tuple(sorted(self.audible))
+        if sessions and self.last is not None and not self.lagged:
+            await self.records.heard_to_end(self.boot, sessions)
+
+    def _hears_every_start(self, key: str) -> bool:
+        return self.audible is None or key in self.audible
 
     async def _listen(self, rpc: RpcClient) -> None:
         """2026.9.x shows a heartbeat's turn (which drains its session's queue) only to the session's
@@ -246,9 +247,7 @@ class QueueWatch:
     async def _void_if_drained(self) -> None:
         if self.drained.is_set():
             # Voided even when the look was empty: texts queued again into this gateway after it
-            # (`with_late_sends`) may be in what the turn drained, and no end heard before the start
-            # may explain a row any more.
-            self.ends.clear()
+            # (`with_late_sends`) may be in what the turn drained.
             await self.records.void(self.boot)
             self.drained.clear()  # once written: a write cancelled with the loop is done by its tail
             self.last = None
@@ -271,7 +270,6 @@ class QueueWatch:
         texts = tuple(t for t in texts if not any(t.startswith(m) for m in self.own_markers))
         redate, self.redate = self.redate and bool(texts), False
         if texts != self.last or redate:
-            self.ends = [e for e in self.ends if e.at_ms >= at_ms - END_ROW_AFTER_MS]
             await self.records.look(self.boot, texts, at_ms, self.listed_session)
             self.last = texts
             self.looks += 1
@@ -299,11 +297,10 @@ class Requeue:
             # (the watcher may miss a turn that starts as the gateway dies, or one while it was down).
             # No slack here: the look's time is taken before its `status` call, so a turn that the
             # row dates at or before it had drained the queue before the look read it.
-            # A row dated by its session's turn end heard after the look is no turn after it, where
-            # gatewayd heard that gateway's every event from the look to its end and no start came
-            # (the watcher keeps only the ends of sessions whose every start it heard).
-            ends = look.ends if watched and not look.void else ()
-            turn_after = await self._main_turn_since(rpc, look.looked_at_ms + 1, ended_ms, slack_ms=0, ends=ends,
+            # A row of a session whose every turn start gatewayd heard from the look to the end, none
+            # coming, is no turn that took the texts (`heard_to_the_end`).
+            heard = look.heard if watched and not look.void else ()
+            turn_after = await self._main_turn_since(rpc, look.looked_at_ms + 1, ended_ms, slack_ms=0, heard=heard,
                                                      listed=look.listed)
             drained = await self._drained(rpc, look, ended_ms) if look.void or turn_after else None
             fates = plan(look, held, watched, turn_after, drained)
@@ -361,11 +358,11 @@ class Requeue:
 
     async def _main_turn_since(self, rpc: RpcClient, since_ms: int, until_ms: int | None = None,
                                slack_ms: int = TURN_SLACK_MS, later_hides: bool = False,
-                               ends: tuple[TurnEnd, ...] = (), listed: str | None = None) -> bool:
+                               heard: tuple[str, ...] = (), listed: str | None = None) -> bool:
         """Has a main session taken a turn between `since_ms` and `until_ms` (a dead gateway's end:
         the next gateway's own turns are no drain of the dead one's queue)? Its row says when its
         last run started (2026.9.x `startedAt`) or when a turn was last accepted (2026.2.x
-        `updatedAt`; not one dated by a turn's end in `ends`). Only sessions whose turns drain what
+        `updatedAt`), unless gatewayd heard its every start (`heard`). Only sessions whose turns drain what
         the look listed count: `listed`, the look's one session (2026.2.x), else every main session.
         Unreadable counts as yes: nothing is then sent twice."""
         try:
@@ -375,9 +372,8 @@ class Requeue:
         except GatewayError:
             return True
         for row in rows:
-            if drains_listed(key := row.get("key"), listed):
-                started, updated = lenient_ms(row.get("startedAt")), lenient_ms(row.get("updatedAt"))
-                at = [started, None if updated is not None and dated_by_end(str(key), updated, ends) else updated]
+            if drains_listed(key := row.get("key"), listed) and not heard_to_the_end(str(key), heard):
+                at = [lenient_ms(row.get("startedAt")), lenient_ms(row.get("updatedAt"))]
                 if any(a is not None and a >= since_ms - slack_ms and
                        (until_ms is None or a <= until_ms or later_hides) for a in at):
                     return True

@@ -79,47 +79,37 @@ def drains_listed(key: object, listed_session: str | None) -> bool:
     return listed_session is None or str(key).lower() == listed_session.lower()
 
 
-@dataclass(frozen=True)
-class TurnEnd:
-    """A main-session turn's end that gatewayd heard, where it heard every turn start of that session."""
-
-    session: str
-    at_ms: int
+EVERY_MAIN = "*"  # in `QueueLook.heard`: every main session (a version that shows every start to every connection)
 
 
 @dataclass(frozen=True)
 class QueueLook:
     """The last look at one boot's queue. `void`: a main-session turn started after it, so its
-    texts may have reached the model already; the next look replaces it. `ends`: the main-session turn
-    ends gatewayd heard around it, kept only where it heard that gateway's every event to its end
-    (`dated_by_end`)."""
+    texts may have reached the model already; the next look replaces it. `heard`: the main sessions
+    whose every turn start gatewayd heard from this look to the gateway's end (`heard_to_the_end`),
+    kept only where it heard that gateway's every event to its end on a connection that kept up."""
 
     boot: int
     texts: tuple[str, ...]
     looked_at_ms: int
     void: bool = False
-    ends: tuple[TurnEnd, ...] = ()
+    heard: tuple[str, ...] = ()
     listed: str | None = None  # the one session whose queue it lists (2026.2.x), else None: every main one
 
 
-# How far a main-session row's `updatedAt` lies from the moment gatewayd heard that session's turn
-# end: 2026.9.6 writes the row 2-10 ms before the event, 2026.2.26 2-7 ms after it (measured,
-# docs/research/agents-after-restart.md section 7); the rest is room for a loaded machine.
-END_ROW_BEFORE_MS = 250
-END_ROW_AFTER_MS = 250
-
-
-def dated_by_end(session: str, updated_at_ms: int, ends: Sequence[TurnEnd]) -> bool:
-    """Is a row's `updatedAt` the write of a turn's end that gatewayd heard in that session, rather
-    than a turn that started after the look? Asked only of a look that stayed good (no main-session
-    start heard after it) while gatewayd heard every event of that gateway to its end; `ends` holds
-    only sessions whose every turn start it heard (2026.2.x shows them to every operator connection;
-    2026.9.x only to the session's message subscribers). A turn that started then would have voided
-    the look (its lifecycle start goes out before its model call), so a row dated next to its own
-    session's heard end is that end's. A kill within ~0.05 s of a turn's end, before the look could
-    be taken again, set the texts aside (fake chaos seed 5172: 10 of 400)."""
-    return any(e.session == session and e.at_ms - END_ROW_BEFORE_MS <= updated_at_ms <= e.at_ms + END_ROW_AFTER_MS
-               for e in ends)
+def heard_to_the_end(session: str, heard: Sequence[str]) -> bool:
+    """Is a row of `session` moved after a good look no turn that took the look's texts to the model?
+    Yes where gatewayd heard every turn start of that session from the look to the gateway's end and
+    none came (a start voids the look). Both versions send a turn's lifecycle start before its model
+    call, and the watcher reads every frame the gateway wrote before it died. So a row moved without
+    a start is one of these, none of which took a queued text to a model:
+    - a turn's end (that turn started before the look; fake chaos seed 5172: 10 of 400 set aside);
+    - 2026.9.6's resume of a cut turn, which shows no start and drains nothing (research section 13;
+      fake chaos seed 7402: 4 of 400 set aside);
+    - a drain cut before the start went out: 9.6's heartbeat drains ~150 ms before its start
+      (section 11), a `chat.send` steered into a running turn drains without one (section 13); the
+      model never saw those texts, and the gateway's memory lost them."""
+    return EVERY_MAIN in heard or session.lower() in {h.lower() for h in heard}
 
 
 def with_late_sends(look: QueueLook, sends: Sequence[tuple[str, int]]) -> QueueLook:

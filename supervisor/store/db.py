@@ -308,6 +308,14 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE actions ADD COLUMN text TEXT;
     """,
+    # 13: the main sessions whose every turn start gatewayd heard from a boot's last look to its end
+    # (`core/event_queue.heard_to_the_end`; JSON list, "*" for all): none of their rows moved since
+    # is a turn that took the look's texts. It replaces the turn ends heard (8, 10), which explained
+    # only a row written at an end.
+    """
+    ALTER TABLE queue_looks ADD COLUMN heard_sessions TEXT;
+    DROP TABLE queue_turn_ends;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

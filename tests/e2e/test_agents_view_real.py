@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from gatewayd_dev.harness import Gatewayd, wait_until
-from gatewayd_dev.turns import heartbeat_then_queue, kill_right_after_its_end, main_turn_to_its_end
+from gatewayd_dev.turns import heartbeat_then_queue, kill_right_after_its_end, main_phase, main_turn_to_its_end
 from tests.e2e.conftest import VERSIONS, fake_model, real_gatewayd, sandbox, set_model_delay
 from tests.e2e.work import add_job, gateway_rpc, hourly_soon, main_turn, send_and_leave
 
@@ -127,13 +127,15 @@ def test_events_behind_a_main_turn_that_ended_before_the_kill_are_queued_again(t
         g.cleanup()
 
 
-def requeued_once_after_the_end(g: Gatewayd, log: Path, mark: str, t0: float, texts: list[str]) -> None:
+def requeued_once_after_the_end(g: Gatewayd, log: Path, mark: str, t0: float, texts: list[str],
+                                ended_ms: int) -> None:
     """The first boot killed right after a turn's end, before gatewayd looked again (the store shows
-    the look older than the end it kept): its texts are queued again and reach the model once."""
+    the look older than the end, and the main session heard to the gateway's end): its texts are
+    queued again and reach the model once."""
     g.wait_event("gateway_ready", count=2, timeout=240)
-    [look] = rows(g, "SELECT looked_at_ms FROM queue_looks WHERE boot_id = 1")
-    ends = [r["at_ms"] for r in rows(g, "SELECT at_ms FROM queue_turn_ends WHERE boot_id = 1")]
-    assert ends and look["looked_at_ms"] < ends[-1], (look, ends)  # not looked at again after the end
+    [look] = rows(g, "SELECT looked_at_ms, heard_sessions FROM queue_looks WHERE boot_id = 1")
+    assert look["looked_at_ms"] < ended_ms, (look, ended_ms)  # not looked at again after the end
+    assert look["heard_sessions"] in ('["*"]', '["agent:main:main"]'), look
     settled = wait_until(lambda: (r := rows(g, "SELECT text, state FROM requeues WHERE boot_id = 1 ORDER BY pos"))
                          and all(x["state"] not in ("planned", "dispatched") for x in r) and r, 180,
                          "every re-queue settled")
@@ -148,11 +150,11 @@ def delivered_once(settled: list[dict[str, Any]], log: Path, mark: str, t0: floa
     assert delivered(log, mark, t0) == [texts]
 
 
-async def kill_just_after_its_end(g: Gatewayd, sb: sandbox.Sandbox, text: str) -> None:
+async def kill_just_after_its_end(g: Gatewayd, sb: sandbox.Sandbox, text: str) -> int:
     """The gateway killed 15 ms after a main turn's end is heard: after 2.26's row write (2-7 ms after
     the event, measured), before gatewayd looks again (50 ms after it)."""
     async with gateway_rpc(sb) as rpc:
-        await kill_right_after_its_end(rpc, g.spawned_pids()[-1], text, lambda started: bool(
+        return await kill_right_after_its_end(rpc, g.spawned_pids()[-1], text, lambda started: bool(
             (r := rows(g, "SELECT looked_at_ms, void FROM queue_looks WHERE boot_id = 1"))
             and r[0]["looked_at_ms"] > started and not r[0]["void"]), kill_after_s=0.015)
 
@@ -172,9 +174,9 @@ def test_events_behind_a_main_turn_whose_end_the_kill_follows_at_once_are_queued
     try:
         t0 = start_and_queue(g, sb, texts)
         set_model_delay(4)
-        asyncio.run(kill_just_after_its_end(g, sb, f"TURN-{mark} reply PONG"))
+        ended_ms = asyncio.run(kill_just_after_its_end(g, sb, f"TURN-{mark} reply PONG"))
         set_model_delay(0.5)
-        requeued_once_after_the_end(g, log, mark, t0, texts)
+        requeued_once_after_the_end(g, log, mark, t0, texts, ended_ms)
     finally:
         set_model_delay(0.5)
         g.cleanup()
@@ -198,9 +200,9 @@ def test_9x_events_queued_during_a_heartbeat_whose_end_the_kill_follows_at_once_
         set_model_delay(6)
         t0 = time.time()
 
-        async def run() -> None:
+        async def run() -> int:
             async with gateway_rpc(sb) as rpc:
-                await kill_right_after_its_end(rpc, g.spawned_pids()[-1], f"WAKE-{mark}", lambda started: bool(
+                return await kill_right_after_its_end(rpc, g.spawned_pids()[-1], f"WAKE-{mark}", lambda started: bool(
                     (r := rows(g, "SELECT looked_at_ms, void FROM queue_looks WHERE boot_id = 1"))
                     and r[0]["looked_at_ms"] > started and not r[0]["void"]
                     and [x["text"] for x in rows(g, "SELECT text FROM queued_events WHERE boot_id = 1"
@@ -208,9 +210,9 @@ def test_9x_events_queued_during_a_heartbeat_whose_end_the_kill_follows_at_once_
                     kill_after_s=0.015, start=lambda rpc, text: heartbeat_then_queue(  # to hear its end
                         rpc, text, log, texts, subscribe=True))
 
-        asyncio.run(run())
+        ended_ms = asyncio.run(run())
         set_model_delay(0.5)
-        requeued_once_after_the_end(g, log, mark, t0, texts)
+        requeued_once_after_the_end(g, log, mark, t0, texts, ended_ms)
     finally:
         set_model_delay(0.5)
         g.cleanup()
@@ -472,6 +474,77 @@ def test_2x_a_notice_taken_by_a_gateway_killed_before_it_ran_is_sent_again(tmp_p
         sent = rows(g, "SELECT a.state FROM actions a JOIN obligations o ON o.id = a.obligation_id"
                        " WHERE o.boot_id = 1 AND o.kind = 'session' ORDER BY a.dispatched_at_ms")
         assert [a["state"] for a in sent] == ["unconfirmed", "answered"], sent
+    finally:
+        set_model_delay(0.5)
+        g.cleanup()
+
+
+def test_9x_events_behind_the_gateways_own_resume_are_queued_again_once(tmp_path: Path,
+                                                                        model: tuple[int, Path]) -> None:
+    """2026.9.6 resumes a cut main turn with no lifecycle start on any connection and drains nothing
+    (research section 13), yet the resume moves the main row and its end reaches every connection.
+    Texts queued into that gateway before its resume, the gateway killed the moment the resume's end
+    is heard (before gatewayd looks again): gatewayd heard every start of the main session from its
+    look to the gateway's end and none came, so the texts go back, once (before, the resume's end
+    voided the look and its row set the texts aside: fake chaos seed 7402, 4 of 400)."""
+    log = model[1]
+    version = "2026.9.6"
+    g, sb = real_gatewayd(tmp_path, version, model[0], {"snapshot": {"interval_s": 30.0}})
+    mark = uuid.uuid4().hex[:8]
+    texts = [f"SE1-{mark}", f"SE2-{mark}"]
+    try:
+        g.start()
+        g.wait_event("gateway_ready", timeout=240)
+        g.wait_event("rpc_monitor_connected", timeout=60)
+        set_model_delay(30)
+        t0 = time.time()
+
+        async def cut_turn() -> None:
+            async with gateway_rpc(sb) as rpc:
+                await send_and_leave(rpc, "agent", main_turn(f"TURN-{mark} reply PONG"))
+        asyncio.run(cut_turn())
+        wait_until(lambda: asked(log, f"TURN-{mark}", t0), 60, "the main turn at the model")
+        set_model_delay(2)  # the resume's own request: it ends soon
+        os.kill(g.spawned_pids()[-1], signal.SIGKILL)
+        g.wait_event("rpc_monitor_connected", where=lambda e: e.get("boot") == 2, timeout=240)
+        t1 = time.time()
+
+        async def queue_then_kill_at_the_resumes_end() -> float:
+            async with gateway_rpc(sb) as rpc:  # a passive connection: it hears the resume's end only
+                killed = asyncio.Event()
+                pid = g.spawned_pids()[-1]
+
+                def on_event(ev: Any) -> None:
+                    phase, _ = main_phase(ev) or ("", {})
+                    if phase in ("end", "error") and not killed.is_set():
+                        os.kill(pid, signal.SIGKILL)
+                        killed.set()
+                rpc.on_event = on_event
+                for text in texts:
+                    await rpc.call("system-event", {"text": text})
+                queued_at = time.time()
+                async with asyncio.timeout(120):
+                    await killed.wait()
+                return queued_at
+        queued_at = asyncio.run(queue_then_kill_at_the_resumes_end())
+        [resumed] = asked(log, f"TURN-{mark}", t1)  # the resume's request, after the texts were queued
+        assert resumed["ts"] > queued_at, (resumed["ts"], queued_at)
+        assert delivered(log, mark, t0) == []  # the resume took none of them
+        g.wait_event("gateway_ready", count=3, timeout=240)
+        [look] = rows(g, "SELECT looked_at_ms, void, heard_sessions FROM queue_looks WHERE boot_id = 2")
+        assert look["looked_at_ms"] < resumed["ts"] * 1000 and not look["void"], look  # no look after it
+        assert look["heard_sessions"] == '["agent:main:main"]', look
+        settled = wait_until(lambda: (r := rows(g, "SELECT text, state FROM requeues WHERE boot_id = 2 ORDER BY pos"))
+                             and all(x["state"] not in ("planned", "dispatched") for x in r) and r, 180,
+                             "every re-queue settled")
+        set_model_delay(0.5)
+
+        async def user_message() -> None:  # a drain, if gatewayd's wake has not taken them already
+            async with gateway_rpc(sb) as rpc:
+                await rpc.call("chat.send", {"sessionKey": "agent:main:main", "message": f"USER-{mark} reply PONG",
+                                             "idempotencyKey": uuid.uuid4().hex})
+        asyncio.run(user_message())
+        delivered_once(settled, log, mark, t0, texts)
     finally:
         set_model_delay(0.5)
         g.cleanup()

@@ -21,7 +21,7 @@ import pytest
 
 from gatewayd_dev import fake_model, sandbox
 from gatewayd_dev.harness import FAKE_GATEWAY, Gatewayd, gatewayd, wait_until
-from gatewayd_dev.turns import heartbeat_then_queue, kill_right_after_its_end, main_turn_to_its_end
+from gatewayd_dev.turns import heartbeat_then_queue, kill_right_after_its_end, main_phase, main_turn_to_its_end
 from supervisor.crashpoints import CRASH_EXIT, REQUEUE_STEPS, WAKE_STEPS
 from supervisor.gateway.launch import GatewayAuth, Secret
 from supervisor.gateway.rpc import RpcClient
@@ -441,3 +441,78 @@ def test_9x_an_older_boots_wake_sent_ahead_of_the_gateways_own_resume_waits_behi
         assert len([e for e in fake_model.read_log(log) if e.get("ts", 0) >= t1
                     and "[gatewayd] The gateway restarted" in new_input(e)]) == 1
         assert delivered(log, mark) == []  # lost, never doubled: see the set-aside above
+
+
+async def kill_at_the_resumes_end(port: int, pid: int) -> None:
+    """kill -9 the gateway the moment a main-session turn's end is heard (a passive connection hears
+    the resume's end on 2026.9.6, not its start)."""
+    rpc = RpcClient(f"ws://127.0.0.1:{port}/", GatewayAuth("token", Secret(TOKEN), "", False), 4)
+    killed = asyncio.Event()
+
+    def on_event(ev: Any) -> None:
+        phase, _ = main_phase(ev) or ("", {})
+        if phase in ("end", "error") and not killed.is_set():
+            os.kill(pid, signal.SIGKILL)
+            killed.set()
+
+    rpc.on_event = on_event
+    await rpc.connect()
+    try:
+        async with asyncio.timeout(60):
+            await killed.wait()
+    finally:
+        await rpc.close()
+
+
+@pytest.mark.parametrize("cut", ["during-the-resume", "at-the-resumes-end"])
+def test_9x_events_behind_the_gateways_own_resume_are_queued_again_once(tmp_path: Path, cut: str) -> None:
+    """2026.9.6 resumes a cut main turn with no lifecycle start and drains nothing (research section
+    13), but the resume moves the session's row and its end reaches every connection. Texts queued
+    before it, then the gateway killed during the resume or the moment its end is heard, before
+    gatewayd looks again: gatewayd heard every start of that session to the end, and none came, so
+    the row is no turn that took them, and they go back, once (fake chaos seed 7402 set 4 of 400
+    aside so)."""
+    version = "2026.9.6"
+    with model(tmp_path) as (model_port, log, delay), gatewayd(tmp_path, None) as g:
+        cfg = settings(tmp_path, version, model_port, g.port)
+        cfg["gateway"]["env"]["FAKE_GW_MAIN_RESUME_MS"] = "3000"  # as the real one: seconds after ready
+        cfg["snapshot"] = {"interval_s": 30.0}  # only the events make it look again
+        g.write_config_sections(cfg)
+        mark = uuid.uuid4().hex[:8]
+        texts = [f"SE1-{mark}", f"SE2-{mark}"]
+        g.start()
+        g.wait_event("rpc_monitor_connected")
+        delay.write_text("30\n")
+        t0 = time.time()
+        asyncio.run(agent_turn(g.port, version, f"TURN-{mark} reply PONG"))
+        wait_until(lambda: any(f"TURN-{mark}" in e.get("text", "") and e.get("ts", 0) >= t0
+                               for e in fake_model.read_log(log)), 20, "the main turn at the model")
+        delay.write_text("30\n" if cut == "during-the-resume" else "1\n")
+        os.kill(g.spawned_pids()[-1], signal.SIGKILL)
+        g.wait_event("rpc_monitor_connected", where=lambda e: e.get("boot") == 2, timeout=60)
+        t1 = time.time()
+        asyncio.run(queue_events(g.port, version, texts))  # before the resume, 3 s after ready
+        looked = wait_until(lambda: [r["looked_at_ms"] for r in table(g, "queue_looks") if r["boot_id"] == 2
+                                     and not r["void"]] if [r["text"] for r in table(g, "queued_events")
+                                                            if r["boot_id"] == 2] == texts else [],
+                            20, "the second gateway's queue looked at")
+        if cut == "during-the-resume":
+            wait_until(lambda: any(e.get("ts", 0) >= t1 and f"TURN-{mark}" in new_input(e)
+                                   for e in fake_model.read_log(log)), 20, "the resume at the model")
+            os.kill(g.spawned_pids()[-1], signal.SIGKILL)
+        else:
+            asyncio.run(kill_at_the_resumes_end(g.port, g.spawned_pids()[-1]))
+        resumed = [e for e in fake_model.read_log(log) if e.get("ts", 0) >= t1 and f"TURN-{mark}" in new_input(e)]
+        assert resumed and resumed[0]["ts"] * 1000 > looked[0], (looked, resumed)  # after the look
+        assert delivered(log, mark) == []  # the resume took none of them
+        g.wait_event("rpc_monitor_connected", where=lambda e: e.get("boot") == 3, timeout=60)
+        rows = wait_until(lambda: [r for r in settled(g) if r["boot_id"] == 2], 60, "every re-queue settled")
+        assert [(r["text"], r["state"]) for r in sorted(rows, key=lambda r: r["pos"])] == \
+            [(t, "answered") for t in texts], rows
+        [look] = [r for r in table(g, "queue_looks") if r["boot_id"] == 2]
+        assert look["heard_sessions"] == '["agent:main:main"]', look
+        delay.write_text("0.2\n")
+        asyncio.run(chat_send(g.port, version, f"USER-{mark} reply PONG"))  # the next drain
+        wait_until(lambda: delivered(log, mark), 60, "the events at the model")
+        time.sleep(3)  # the witness: a window in which a second delivery would have shown up
+        assert delivered(log, mark) == [texts]

@@ -1,7 +1,8 @@
-"""A main-session row dated by a turn's end that gatewayd heard is no turn after the last look: the
-watcher keeps the ends it heard only when it heard the gateway's events to its exit, and the
-re-queue then queues the look's texts again instead of setting them aside (fake chaos seed 5172:
-10 of 400 events set aside behind a kill within ~0.05 s of a turn's end)."""
+"""A main-session row moved after a good last look, in a session whose every turn start gatewayd
+heard from the look to the gateway's end, is no turn that took the look's texts: the watcher keeps
+those sessions only when it heard the gateway's events to its exit, and the re-queue then queues
+the texts again instead of setting them aside (fake chaos seed 5172: 10 of 400 events set aside
+behind a turn's end; seed 7402: 4 of 400 behind 2026.9.6's own resume, which shows no start)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,7 @@ from typing import Any
 import pytest
 
 from supervisor import queue_keeper
-from supervisor.core.event_queue import (
-    END_ROW_AFTER_MS,
-    END_ROW_BEFORE_MS,
-    TurnEnd,
-    dated_by_end,
-    drains_listed,
-    listed_session_of,
-)
+from supervisor.core.event_queue import EVERY_MAIN, drains_listed, heard_to_the_end, listed_session_of
 from supervisor.errors import GatewayRpcError
 from supervisor.gateway.capabilities import for_version
 from supervisor.gateway.rpc import Event
@@ -50,20 +44,14 @@ def test_only_a_measured_version_is_taken_to_show_subscribers_every_turns_start(
     assert for_version(version).recovery.subscribers_hear_every_turn_start is hears
 
 
-def test_a_row_is_dated_by_an_end_only_next_to_it_and_of_its_own_session() -> None:
-    ends = [TurnEnd(MAIN, 10_000), TurnEnd(MAIN, 20_000), TurnEnd(KIT, 30_000)]
-    assert dated_by_end(MAIN, 10_000 + END_ROW_AFTER_MS, ends)
-    assert dated_by_end(MAIN, 20_000 - END_ROW_BEFORE_MS, ends)
-    assert dated_by_end(MAIN, 20_007, ends)
-    assert not dated_by_end(MAIN, 10_000 + END_ROW_AFTER_MS + 1, ends)
-    assert not dated_by_end(MAIN, 20_000 - END_ROW_BEFORE_MS - 1, ends)
-    assert not dated_by_end(MAIN, 15_000, ends)
-    assert not dated_by_end(MAIN, 10_000, [])
-    # Another session's end explains no row: a turn there may have started unheard right after it.
-    assert not dated_by_end(KIT, 10_000, ends)
-    assert not dated_by_end(MAIN, 30_000, ends)
-    assert dated_by_end(KIT, 30_004, ends)
-    assert not dated_by_end(MAIN, 10_000, [TurnEnd("", 10_000)])  # kept before sessions were (migration 10)
+@pytest.mark.parametrize(("session", "heard", "quiet"), [
+    (MAIN, (EVERY_MAIN,), True), (KIT, (EVERY_MAIN,), True), (MAIN, (MAIN,), True), (MAIN, (KIT,), False),
+    (KIT, (MAIN, KIT), True), ("agent:Kit:main", (KIT,), True), (MAIN, (), False), (MAIN, ("",), False)])
+def test_a_row_is_no_turn_only_in_a_session_whose_every_start_was_heard(session: str, heard: tuple[str, ...],
+                                                                       quiet: bool) -> None:
+    """Another session's row may be a turn whose start gatewayd could not hear (2026.9.x: one it
+    could not subscribe to): it still sets the texts aside."""
+    assert heard_to_the_end(session, heard) is quiet
 
 
 def lifecycle(phase: str, key: str = MAIN, ended_at: int | None = None, run: str = "run-1") -> Event:
@@ -114,9 +102,9 @@ class QueueRpc:
         return {"queuedSystemEvents": ["X"], **named}
 
 
-async def stored_ends(store: Store, boot: int) -> list[tuple[str, int]]:
-    return await store.read(lambda c: [(str(r[0]), int(r[1])) for r in c.execute(
-        "SELECT session_key, at_ms FROM queue_turn_ends WHERE boot_id = ? ORDER BY at_ms", (boot,))])
+async def stored_heard(store: Store, boot: int) -> str | None:
+    return await store.read(lambda c: c.execute(
+        "SELECT heard_sessions FROM queue_looks WHERE boot_id = ?", (boot,)).fetchone()[0])
 
 
 async def watching(tmp_path: Path) -> tuple[Store, SystemEventRecords, int]:
@@ -134,28 +122,28 @@ async def until_looked(records: SystemEventRecords, boot: int) -> None:
     raise AssertionError("no look stored within 5 s")
 
 
-KEPT = ("exit", "cancelled-as-it-exits", "subscribed")
-SUBSCRIBING = ("subscribed", "subscription-refused", "subscription-unconfirmed", "not-subscribed")
+KEPT = ("exit", "cancelled-as-it-exits", "start-not-heard", "another-runs-end")
+SUBSCRIBING = ("subscribed", "subscription-refused", "subscription-unconfirmed", "not-subscribed",
+               "unheard-run-in-a-refused-session")
 
 
 @pytest.mark.parametrize("case", [*KEPT, "start-after-the-end", "gateway-alive", "closed-with-a-frame",
                                   "shutdown-heard", "no-look-of-its-own", "starts-unheard", "heard-late",
-                                  "subscription-refused", "subscription-unconfirmed", "not-subscribed",
-                                  "start-not-heard", "another-runs-end"])
-async def test_the_watcher_keeps_the_ends_it_heard_only_when_it_heard_the_gateway_to_its_exit(
+                                  *SUBSCRIBING])
+async def test_the_watcher_keeps_the_sessions_it_heard_only_when_it_heard_the_gateway_to_its_exit(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str) -> None:
     monkeypatch.setattr(queue_keeper, "EXIT_HEARD_S", 0.2)
     store, records, boot = await watching(tmp_path)
     try:
         exited = asyncio.Event()
-        rpc = QueueRpc(answers=case != "no-look-of-its-own",
-                       refuses=(MAIN,) if case == "subscription-refused" else (),
+        refused = case in ("subscription-refused", "unheard-run-in-a-refused-session")
+        rpc = QueueRpc(answers=case != "no-look-of-its-own", refuses=(MAIN,) if refused else (),
                        unconfirmed=(MAIN,) if case == "subscription-unconfirmed" else ())
         # 2026.9.x shows a heartbeat's start only to the session's message subscribers: the watcher
         # subscribes to every agent's main session where the connection offers it.
         watch = QueueWatch(records, boot, 30.0, gateway_exit=exited.wait,
                            hears_every_start=case not in ("starts-unheard", *SUBSCRIBING))
-        watch.subscribe = case in ("subscribed", "subscription-refused", "subscription-unconfirmed")
+        watch.subscribe = case in SUBSCRIBING and case != "not-subscribed"
         # The turns began before the look (their starts heard, then the look taken again after them).
         if case != "start-not-heard":
             watch.on_event(lifecycle("start"))
@@ -169,8 +157,11 @@ async def test_the_watcher_keeps_the_ends_it_heard_only_when_it_heard_the_gatewa
         # The gateway's own time of the end; heard late, the connection lagged behind the gateway, and a
         # gateway killed then loses the frames it had not written (a later turn's start among them).
         ended_at = int(time.time() * 1000) - (5 if case != "heard-late" else 2_000)
-        watch.on_event(lifecycle("end", ended_at=ended_at, run="run-2" if case == "another-runs-end" else "run-1"))
-        if case == "subscribed":  # kit's end is heard too, and kept as kit's (the gateway's spelling)
+        # A run whose start this connection did not hear: one that began before it, or 2026.9.6's resume
+        # of a cut turn (no start on any connection, measured).
+        unheard_run = case in ("another-runs-end", "unheard-run-in-a-refused-session")
+        watch.on_event(lifecycle("end", ended_at=ended_at, run="run-2" if unheard_run else "run-1"))
+        if case == "subscribed":
             watch.on_event(lifecycle("end", KIT, ended_at=ended_at + 1, run="run-kit"))
         if case == "start-after-the-end":
             watch.on_event(lifecycle("start"))
@@ -194,21 +185,23 @@ async def test_the_watcher_keeps_the_ends_it_heard_only_when_it_heard_the_gatewa
             exited.set()
             rpc.closed.set()
             await task
-        ends = await stored_ends(store, boot)
+        heard = await stored_heard(store, boot)
         if case == "subscribed":
             # Every subscription answered before the first look: a start after the look is heard.
             assert rpc.calls[:3] == ["health", "sessions.messages.subscribe", "sessions.messages.subscribe"]
             assert "status" not in rpc.calls[:3]
             assert rpc.timeouts and all(t <= queue_keeper.SUBSCRIBE_TIMEOUT_S for t in rpc.timeouts)
-            assert ends == [(MAIN, ended_at), (KIT, ended_at + 1)]
+            assert heard == f'["{KIT}", "{MAIN}"]'  # as the gateway spells them
+        elif case in ("subscription-refused", "subscription-unconfirmed"):
+            assert heard == f'["{KIT}"]'  # the one it confirmed
         elif case in KEPT:
-            assert ends == [(MAIN, ended_at)]  # the end's own time, from the event
+            assert heard == f'["{EVERY_MAIN}"]'  # 2026.2.x shows every start to every connection
         else:
-            assert ends == []
+            assert heard is None
         look = await records.last_look(boot)
-        # An end whose start it did not hear: the turn may have drained the queue after the look.
-        assert look is not None and look.void is (case in ("start-after-the-end", "start-not-heard",
-                                                           "another-runs-end"))
+        # An end whose start it did not hear, in a session whose starts it may miss: the turn may have
+        # drained the queue after the look.
+        assert look is not None and look.void is (case in ("start-after-the-end", "unheard-run-in-a-refused-session"))
         # Ended before the gateway did, the look no longer counts as watched to its end.
         unheard = await store.read(lambda c: c.execute(
             "SELECT unheard FROM queue_looks WHERE boot_id = ?", (boot,)).fetchone()[0])
@@ -217,32 +210,36 @@ async def test_the_watcher_keeps_the_ends_it_heard_only_when_it_heard_the_gatewa
         await store.close()
 
 
-def test_an_end_is_matched_to_a_start_heard_among_the_latest_runs() -> None:
-    """The watcher remembers the last MAX_RUNS starts it heard: the end of a run forgotten since (or
-    never heard) voids the look and dates no row; a remembered one is kept."""
-    watch = QueueWatch(None, 1, 30.0, hears_every_start=True)  # type: ignore[arg-type]
+@pytest.mark.parametrize("hears_every_start", [True, False])
+def test_an_end_is_matched_to_a_start_heard_among_the_latest_runs(hears_every_start: bool) -> None:
+    """The watcher remembers the last MAX_RUNS starts it heard. In a session whose starts it may
+    miss, the end of a run forgotten since (or never heard) voids the look; a remembered one does
+    not. In one whose every start it hears, no end does."""
+    watch = QueueWatch(None, 1, 30.0, hears_every_start=hears_every_start)  # type: ignore[arg-type]
     for i in range(queue_keeper.MAX_RUNS + 1):
         watch.on_event(lifecycle("start", run=f"run-{i}"))
     watch.drained.clear()
     watch.on_event(lifecycle("end", ended_at=1_000, run="run-0"))  # forgotten: the oldest
-    assert watch.drained.is_set() and watch.ends == []
+    assert watch.drained.is_set() is not hears_every_start
     watch.drained.clear()
     watch.on_event(lifecycle("end", ended_at=2_000, run=f"run-{queue_keeper.MAX_RUNS}"))
-    assert not watch.drained.is_set() and watch.ends == [TurnEnd(MAIN, 2_000)]
+    assert not watch.drained.is_set()
     bad = Event("agent", {"runId": ["x"], "stream": "lifecycle", "sessionKey": MAIN,
                           "data": {"phase": "end", "endedAt": 3_000}}, None, 0.0)
     watch.on_event(bad)  # an id that is no string: no run of its start
-    assert watch.drained.is_set() and watch.ends == [TurnEnd(MAIN, 2_000)]
+    assert watch.drained.is_set() is not hears_every_start
 
 
-@pytest.mark.parametrize(("case", "requeued"), [("dated-by-the-end", True), ("void", False),
-                                                ("gatewayd-restarted", False), ("far-from-the-end", False),
-                                                ("another-sessions-end", False), ("on-9x", True)])
-async def test_a_row_dated_by_a_heard_end_leaves_the_look_good(tmp_path: Path, case: str, requeued: bool) -> None:
-    """The end's row write came after the last look, and the gateway died before the look could
-    be taken again. Heard to its end, with no start after the look, on a version that shows every
-    start: the texts go back. Otherwise the row may be a turn that drained them: set aside, never
-    sent twice."""
+@pytest.mark.parametrize(("case", "requeued"), [("every-main-heard", True), ("void", False),
+                                                ("gatewayd-restarted", False), ("none-heard", False),
+                                                ("another-session-heard", False), ("on-9x", True),
+                                                ("unreadable", False)])
+async def test_a_row_of_a_session_heard_to_the_end_leaves_the_look_good(tmp_path: Path, case: str,
+                                                                        requeued: bool) -> None:
+    """The main row was moved after the last look (a turn's end, a resume's row, a drain cut before
+    its start went out), and the gateway died before the look could be taken again. Heard to its
+    end, every start of that session heard and none after the look: the texts go back. Otherwise
+    the row may be a turn that drained them: set aside, never sent twice."""
     store = Store(tmp_path / "store.sqlite")
     await store.open()
     try:
@@ -250,22 +247,26 @@ async def test_a_row_dated_by_a_heard_end_leaves_the_look_good(tmp_path: Path, c
         rec = BootRecords(store)
         await rec.daemon_started(4242)
         boot = await rec.started(1000, time.time(), 18789, "2026.2.26")
-        end_heard = int(time.time() * 1000) - 2_000
+        looked = int(time.time() * 1000) - 3_000
         await store.write(lambda c: c.execute(  # the gatewayd that took the look started before it
-            "UPDATE events SET ts = ? WHERE kind = 'daemon-started'", (end_heard / 1000 - 5,)))
-        await records.look(boot, ("X", "Y"), end_heard - 1_000)
+            "UPDATE events SET ts = ? WHERE kind = 'daemon-started'", (looked / 1000 - 5,)))
+        await records.look(boot, ("X", "Y"), looked)
+        heard = {"every-main-heard": (EVERY_MAIN,), "void": (EVERY_MAIN,), "gatewayd-restarted": (EVERY_MAIN,),
+                 "another-session-heard": (KIT,), "on-9x": (KIT, MAIN)}.get(case, ())
+        if heard:
+            await records.heard_to_end(boot, heard)
+        if case == "unreadable":  # a hand-edited store: read as none heard
+            await store.write(lambda c: c.execute("UPDATE queue_looks SET heard_sessions = '{bad'"))
         if case == "void":
             await records.void(boot)
-        await records.turn_ends(boot, [TurnEnd(KIT if case == "another-sessions-end" else MAIN, end_heard)])
         if case == "gatewayd-restarted":  # the one that heard the end died; the next found the boot ended
             await rec.daemon_started(4243)
         await rec.ended(boot, BootEnd(-9, "crash", "killed", True, {}))
         now = await rec.started(1001, time.time(), 18789, "2026.2.26")
-        row_ms = end_heard + (5 if case != "far-from-the-end" else END_ROW_AFTER_MS + 500)
-        gateway = ScriptedGateway(row_ms)
+        gateway = ScriptedGateway(looked + 1_000)
         settled = asyncio.Event()
         settled.set()
-        # The ends kept are those of sessions whose every start the watcher heard, whatever the version
+        # The sessions kept are those whose every start the watcher heard, whatever the version
         # (2026.9.x: by subscription), so the next boot's version does not matter.
         caps = for_version("2026.9.6" if case == "on-9x" else "2026.2.26")
         await Requeue(records, now, caps, settled, int(time.time() * 1000)).run(gateway)  # type: ignore[arg-type]
