@@ -799,8 +799,11 @@ class World:
                 started = now_ms()
                 contents = message() if callable(message) else [turn_text(message, started)]
                 text = contents[0]
+                # 2026.9.6's resume of a cut turn keeps the cut turn's `startedAt` until its end (research
+                # section 13); every other turn writes its own at its start.
+                own_start = {} if self.modern and kind == "resume" else {"startedAt": started}
                 row.update(pendingTurn={"runId": run_id, "message": text, "startedAt": started, "kind": kind},
-                           status="running", startedAt=started, updatedAt=started)
+                           status="running", updatedAt=started, **own_start)
                 for stale in ("endedAt", "runtimeMs"):
                     row.pop(stale, None)
                 asked = {"role": "user", "content": [{"type": "text", "text": text}], "timestamp": started}
@@ -829,7 +832,7 @@ class World:
                         **({} if ok else {"errorMessage": str(result.get("error"))}),
                         "timestamp": result["startedAt"]})
                 row.update(transcript=transcript[-TRANSCRIPT_KEEP:], pendingTurn=None,
-                           status="done" if result["status"] == "ok" else "failed", endedAt=ended,
+                           status="done" if result["status"] == "ok" else "failed", startedAt=started, endedAt=ended,
                            runtimeMs=max(0, ended - started), lastRunId=run_id, updatedAt=ended,
                            lastInteractionAt=ended, lastActivityAt=ended)
                 self.add_tokens(row, result)
