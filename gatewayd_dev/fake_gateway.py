@@ -56,7 +56,9 @@ from gatewayd_dev.fake_world import World, WorldError
 HANDOFF_PROTOCOL = "openclaw.gateway.restart-handoff"
 HANDOFF_FILE = "fake-handoff.json"
 HANDOFF_TTL_MS = 60_000
-WRITTEN_WAIT_S = 2.0  # a connection whose socket stays full this long: the turn goes on (the gateway buffers it)
+# How long a turn waits for its events to reach the sockets before its model call: Node writes at once
+# and buffers what a full socket does not take, so a connection backed up longer than this is not waited for.
+WRITTEN_WAIT_S = 0.2
 HTML = "text/html; charset=utf-8"
 CONTROL_UI_PAGE = (
     b"<!doctype html><html><head><title>OpenClaw Control</title></head><body>"

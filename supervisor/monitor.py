@@ -79,8 +79,10 @@ class RpcMonitor:
                                one_listed_queue=spec.capabilities.recovery.lists_default_main_queue_only)
 
             def on_event(ev: Event, snapshotter: Snapshotter = snapshotter, queue: QueueWatch = queue) -> None:
-                snapshotter.on_event(ev)
-                queue.on_event(ev)
+                try:  # each listener hears every event, whatever the other does with it
+                    queue.on_event(ev)
+                finally:
+                    snapshotter.on_event(ev)
                 if ev.name == "shutdown":
                     payload = ev.payload if isinstance(ev.payload, dict) else {}
                     expected_ms = lenient_ms(payload.get("restartExpectedMs"))

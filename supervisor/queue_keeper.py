@@ -10,8 +10,9 @@ Two helpers per RPC connection, both run by the monitor under `keepalive.Helpers
   (`core/event_queue.drains_listed`; the look keeps which session its answer named). A main-session
   turn's end moves its row's `updatedAt` past every look taken during the turn, so the look is taken
   again (re-dated, even unchanged) once the row has settled after the end. Where the watcher heard
-  the gateway to its exit, it keeps which sessions' every turn start it heard: a row of theirs
-  moved after a good look is then no turn that took its texts (`core/event_queue.heard_to_the_end`).
+  the gateway to its exit, it keeps what it heard after the last look (the sessions whose every
+  turn start it hears, those with a run going on, the ends heard), which explains some moves of
+  their rows as no turn that took its texts (`core/event_queue.unexplained_moves`).
 - `Requeue`, once per connection: for every ended boot whose queue was looked at, plans each text's
   fate against what the new gateway holds, then queues again the lost ones in their order with
   `system-event {text}`; the agent's wake (`waker.py`) then hands them to the model now rather
@@ -33,19 +34,21 @@ from typing import Any
 from supervisor import logs
 from supervisor.core.confirm import settle_deadline_ms
 from supervisor.core.event_queue import (
+    END_ROW_AFTER_MS,
     EVERY_MAIN,
     Fate,
     LostAnswer,
     QueueLook,
     QueueUnreadable,
+    TurnEnd,
     drained_after,
     drains_listed,
-    heard_to_the_end,
     is_main_session,
     listed_session_of,
     lost_answer,
     parse_queue,
     plan,
+    unexplained_moves,
     with_late_sends,
 )
 from supervisor.core.inflight import lenient_ms
@@ -54,7 +57,7 @@ from supervisor.errors import GatewayError, GatewayUnavailable
 from supervisor.gateway.capabilities import Capabilities
 from supervisor.gateway.rpc import Event, RpcClient, agent_roster, default_agent, list_sessions
 from supervisor.keepalive import until_set
-from supervisor.store.system_events import SystemEventRecords
+from supervisor.store.system_events import MAX_TURN_ENDS, SystemEventRecords
 
 log = logs.get("gatewayd.queue")
 
@@ -101,51 +104,83 @@ class QueueWatch:
         self.listed_session: str | None = None
         self.shutdown_heard = False
         self.lagged = False  # a turn's end was heard long after the gateway sent it
+        self.missed = False  # an event could not be taken (its handler failed)
         self.poke = asyncio.Event()
         self.drained = asyncio.Event()  # a main-session turn started since the last look
         self.redate_at: list[float] = []  # (monotonic) when a main-session turn's end has settled
         self.redate = False  # store the next look even if unchanged: a turn ended since the last
         self.started: dict[str, None] = {}  # the runs whose start this connection heard, oldest first
+        self.running: dict[str, str] = {}  # run -> session: the main-session runs going on, as heard
+        self.busy: set[str] = set()  # sessions with a run going on since the last look's call began
+        self.stirred: set[str] = set()  # sessions with a run heard since the current look's call began
+        self.ends: list[TurnEnd] = []  # ends heard in sessions whose every start it hears, not stored yet
         self.last: tuple[str, ...] | None = None
         self.looks = 0
 
     def on_event(self, ev: Event) -> None:
+        try:
+            self._on_event(ev)
+        except Exception:
+            self.missed = True  # an event it could not take may have been a turn's start
+            raise
+
+    def _on_event(self, ev: Event) -> None:
         if ev.name == "shutdown":  # it stops broadcasting turns before it closes, while they may still run
             self.shutdown_heard = True
         if ev.name in LOOK_EVENTS:
             self.poke.set()
         elif ev.name == "agent":
             payload = ev.payload if isinstance(ev.payload, dict) else {}
-            data = payload.get("data")
-            data = data if isinstance(data, dict) else {}
             key = payload.get("sessionKey")
-            if payload.get("stream") != "lifecycle" or not is_main_session(key):
-                return
-            run = payload.get("runId") if isinstance(payload.get("runId"), str) else None
-            now_ms = _now_ms()
-            at = lenient_ms(data.get("endedAt")) or lenient_ms(payload.get("ts")) or now_ms
-            if data.get("phase") in ("end", "error"):
-                # Heard late, the connection lagged: a gateway killed then loses the frames it had not
-                # written yet, a later turn's start among them, so it keeps no sessions as heard.
-                self.lagged = self.lagged or now_ms - at > END_HEARD_LAG_MS
-            if not drains_listed(key, self.listed_session):
-                return  # a turn of a session whose queue the look does not list (2026.2.x)
-            if data.get("phase") == "start":
-                if run is not None:
-                    self.started = {**dict.fromkeys(list(self.started)[1 - MAX_RUNS:]), run: None}
+            if is_main_session(key):
+                self._main_run_event(str(key), payload)
+
+    def _main_run_event(self, key: str, payload: dict[str, Any]) -> None:
+        data = payload.get("data")
+        data = data if isinstance(data, dict) else {}
+        phase = data.get("phase") if payload.get("stream") == "lifecycle" else None
+        run = payload.get("runId") if isinstance(payload.get("runId"), str) else None
+        now_ms = _now_ms()
+        at = lenient_ms(data.get("endedAt")) or lenient_ms(payload.get("ts")) or now_ms
+        if phase in ("end", "error"):
+            # Heard late, the connection lagged: a gateway killed then loses the frames it had not
+            # written yet, a later turn's start among them, so it keeps nothing as heard.
+            self.lagged = self.lagged or now_ms - at > END_HEARD_LAG_MS
+        if not drains_listed(key, self.listed_session):
+            return  # a turn of a session whose queue the look does not list (2026.2.x)
+        if phase == "start":
+            if run is not None:
+                self.started = {**dict.fromkeys(list(self.started)[1 - MAX_RUNS:]), run: None}
+                self._going_on(run, key)
+            self.drained.set()
+            self.poke.set()
+            return
+        if run not in self.started and run not in self.running:
+            # The first sign of a run whose start went unheard. In a session whose starts this
+            # connection may miss, it may have drained the queue after the look. In one whose every
+            # start it hears, it began before the first look (its drain too) or shows no start at all
+            # (2026.9.6's resume of a cut turn, which drains nothing, and moved the row seconds
+            # before this): the look stays good, and is taken again to pass that move.
+            if not self._hears_every_start(key):
                 self.drained.set()
-                self.poke.set()
-            elif data.get("phase") in ("end", "error"):  # a failed turn's row is written too
-                if run not in self.started and not self._hears_every_start(str(key)):
-                    # Its start went unheard, in a session whose starts this connection may miss: it
-                    # may have drained the queue after the look. In one whose every start it hears,
-                    # such a run began before the first look (its drain too) or showed no start at all
-                    # (2026.9.6's resume of a cut turn, which drains nothing): the look stays good.
-                    self.drained.set()
-                # A later end pushes the looks back: they follow the last end, which moved the row last.
-                now = time.monotonic()
-                self.redate_at = [now + s for s in END_SETTLES_S]
-                self.poke.set()  # the loop's wait was set before this end: wait again, for the settle
+            self.redate = True
+            self.poke.set()
+        if run is not None:
+            self._going_on(run, key)
+        self.busy.add(key)
+        self.stirred.add(key)
+        if phase in ("end", "error"):  # a failed turn's row is written too
+            self.running.pop(str(run), None)
+            if self._hears_every_start(key):
+                self.ends = [*self.ends[1 - MAX_TURN_ENDS:], TurnEnd(key, at, lenient_ms(data.get("startedAt")))]
+            # A later end pushes the looks back: they follow the last end, which moved the row last.
+            now = time.monotonic()
+            self.redate_at = [now + s for s in END_SETTLES_S]
+            self.poke.set()  # the loop's wait was set before this end: wait again, for the settle
+
+    def _going_on(self, run: str, key: str) -> None:
+        if run not in self.running:
+            self.running = {**dict(list(self.running.items())[1 - MAX_RUNS:]), run: key}
 
     async def run(self, rpc: RpcClient) -> None:
         try:
@@ -188,14 +223,14 @@ class QueueWatch:
         if not to_exit:
             await self.records.unheard(self.boot)
             return
-        # Every start of these sessions heard, none after the look: only for a look of this connection's
-        # own, still good, on a connection that kept up with the gateway.
-        sessions = (EVERY_MAIN,) if self.audible is None else tuple(sorted(self.audible))
-        if sessions and self.last is not None and not self.lagged:
-            await self.records.heard_to_end(self.boot, sessions)
+        # What it heard from the look to the exit: only for a look of this connection's own, still good,
+        # on a connection that kept up with the gateway and lost no frame.
+        heard = (EVERY_MAIN,) if self.audible is None else tuple(sorted(self.audible))
+        if heard and self.last is not None and not self.lagged and not self.missed and not rpc.bad_frames:
+            await self.records.heard_to_end(self.boot, heard, tuple(sorted(self.busy)), self.ends)
 
     def _hears_every_start(self, key: str) -> bool:
-        return self.audible is None or key in self.audible
+        return self.audible is None or key.lower() in {a.lower() for a in self.audible}
 
     async def _listen(self, rpc: RpcClient) -> None:
         """2026.9.x shows a heartbeat's turn (which drains its session's queue) only to the session's
@@ -247,13 +282,16 @@ class QueueWatch:
     async def _void_if_drained(self) -> None:
         if self.drained.is_set():
             # Voided even when the look was empty: texts queued again into this gateway after it
-            # (`with_late_sends`) may be in what the turn drained.
+            # (`with_late_sends`) may be in what the turn drained, and no end heard before the start
+            # may explain a row any more.
+            self.ends.clear()
             await self.records.void(self.boot)
             self.drained.clear()  # once written: a write cancelled with the loop is done by its tail
             self.last = None
 
     async def look(self, rpc: RpcClient) -> None:
         at_ms = _now_ms()
+        self.stirred = set()
         try:
             status = await rpc.call("status", {})
             texts = parse_queue(status)
@@ -270,6 +308,10 @@ class QueueWatch:
         texts = tuple(t for t in texts if not any(t.startswith(m) for m in self.own_markers))
         redate, self.redate = self.redate and bool(texts), False
         if texts != self.last or redate:
+            # Runs going on at the look's time or heard since its call began: a message steered into
+            # one drains the queue without a start of its own.
+            self.busy = set(self.running.values()) | self.stirred
+            self.ends = [e for e in self.ends if e.at_ms >= at_ms - END_ROW_AFTER_MS]
             await self.records.look(self.boot, texts, at_ms, self.listed_session)
             self.last = texts
             self.looks += 1
@@ -297,9 +339,9 @@ class Requeue:
             # (the watcher may miss a turn that starts as the gateway dies, or one while it was down).
             # No slack here: the look's time is taken before its `status` call, so a turn that the
             # row dates at or before it had drained the queue before the look read it.
-            # A row of a session whose every turn start gatewayd heard from the look to the end, none
-            # coming, is no turn that took the texts (`heard_to_the_end`).
-            heard = look.heard if watched and not look.void else ()
+            # What gatewayd heard from the look to the end explains some row moves as no turn that
+            # took the texts (`unexplained_moves`), where it heard that gateway's every event.
+            heard = look if watched and not look.void else None
             turn_after = await self._main_turn_since(rpc, look.looked_at_ms + 1, ended_ms, slack_ms=0, heard=heard,
                                                      listed=look.listed)
             drained = await self._drained(rpc, look, ended_ms) if look.void or turn_after else None
@@ -358,13 +400,13 @@ class Requeue:
 
     async def _main_turn_since(self, rpc: RpcClient, since_ms: int, until_ms: int | None = None,
                                slack_ms: int = TURN_SLACK_MS, later_hides: bool = False,
-                               heard: tuple[str, ...] = (), listed: str | None = None) -> bool:
+                               heard: QueueLook | None = None, listed: str | None = None) -> bool:
         """Has a main session taken a turn between `since_ms` and `until_ms` (a dead gateway's end:
         the next gateway's own turns are no drain of the dead one's queue)? Its row says when its
         last run started (2026.9.x `startedAt`) or when a turn was last accepted (2026.2.x
-        `updatedAt`), unless gatewayd heard its every start (`heard`). Only sessions whose turns drain what
-        the look listed count: `listed`, the look's one session (2026.2.x), else every main session.
-        Unreadable counts as yes: nothing is then sent twice."""
+        `updatedAt`), unless what gatewayd heard after the look (`heard`) explains it. Only sessions
+        whose turns drain what the look listed count: `listed`, the look's one session (2026.2.x),
+        else every main session. Unreadable counts as yes: nothing is then sent twice."""
         try:
             rows = await list_sessions(rpc, self.caps.sessions_list_filters)
         except GatewayUnavailable:
@@ -372,8 +414,9 @@ class Requeue:
         except GatewayError:
             return True
         for row in rows:
-            if drains_listed(key := row.get("key"), listed) and not heard_to_the_end(str(key), heard):
-                at = [lenient_ms(row.get("startedAt")), lenient_ms(row.get("updatedAt"))]
+            if drains_listed(key := row.get("key"), listed):
+                started, updated = lenient_ms(row.get("startedAt")), lenient_ms(row.get("updatedAt"))
+                at = [started, updated] if heard is None else unexplained_moves(str(key), started, updated, heard)
                 if any(a is not None and a >= since_ms - slack_ms and
                        (until_ms is None or a <= until_ms or later_hides) for a in at):
                     return True

@@ -83,33 +83,76 @@ EVERY_MAIN = "*"  # in `QueueLook.heard`: every main session (a version that sho
 
 
 @dataclass(frozen=True)
+class TurnEnd:
+    """A main-session run's end that gatewayd heard, in a session whose every turn start it hears."""
+
+    session: str
+    at_ms: int
+    started_ms: int | None = None  # the run's own start, as its end says (2026.9.x)
+
+
+@dataclass(frozen=True)
 class QueueLook:
     """The last look at one boot's queue. `void`: a main-session turn started after it, so its
-    texts may have reached the model already; the next look replaces it. `heard`: the main sessions
-    whose every turn start gatewayd heard from this look to the gateway's end (`heard_to_the_end`),
-    kept only where it heard that gateway's every event to its end on a connection that kept up."""
+    texts may have reached the model already; the next look replaces it. What gatewayd heard from
+    the look to that gateway's end, kept only where it heard the gateway's every event to its end
+    on a connection that kept up (`unexplained_moves`): `heard`, the main sessions whose every turn
+    start it hears; `busy`, those of them in which a run was going on after the look; `ends`, the
+    run ends it heard in them."""
 
     boot: int
     texts: tuple[str, ...]
     looked_at_ms: int
     void: bool = False
-    heard: tuple[str, ...] = ()
+    ends: tuple[TurnEnd, ...] = ()
     listed: str | None = None  # the one session whose queue it lists (2026.2.x), else None: every main one
+    heard: tuple[str, ...] = ()
+    busy: tuple[str, ...] = ()
 
 
-def heard_to_the_end(session: str, heard: Sequence[str]) -> bool:
-    """Is a row of `session` moved after a good look no turn that took the look's texts to the model?
-    Yes where gatewayd heard every turn start of that session from the look to the gateway's end and
-    none came (a start voids the look). Both versions send a turn's lifecycle start before its model
-    call, and the watcher reads every frame the gateway wrote before it died. So a row moved without
-    a start is one of these, none of which took a queued text to a model:
-    - a turn's end (that turn started before the look; fake chaos seed 5172: 10 of 400 set aside);
-    - 2026.9.6's resume of a cut turn, which shows no start and drains nothing (research section 13;
-      fake chaos seed 7402: 4 of 400 set aside);
-    - a drain cut before the start went out: 9.6's heartbeat drains ~150 ms before its start
-      (section 11), a `chat.send` steered into a running turn drains without one (section 13); the
-      model never saw those texts, and the gateway's memory lost them."""
-    return EVERY_MAIN in heard or session.lower() in {h.lower() for h in heard}
+# How far a main-session row's `updatedAt` lies from the moment gatewayd heard that session's turn
+# end: 2026.9.6 writes the row 2-10 ms before the event, 2026.2.26 2-7 ms after it (measured,
+# docs/research/agents-after-restart.md section 7); the rest is room for a loaded machine.
+END_ROW_BEFORE_MS = 250
+END_ROW_AFTER_MS = 250
+# How far a row's `startedAt` may lie from the start its run's heard end names: the gateway stamps
+# the two in separate steps of one run's start (the fake: a few ms apart).
+START_ROW_MS = 250
+
+
+def _named(session: str, sessions: Sequence[str]) -> bool:
+    return EVERY_MAIN in sessions or session.lower() in {s.lower() for s in sessions}
+
+
+def unexplained_moves(session: str, started_ms: int | None, updated_ms: int | None, look: QueueLook) -> list[int]:
+    """The times of a main row (`startedAt`, `updatedAt`) that may be a turn that took the look's texts
+    to the model, given what gatewayd heard from the look to the gateway's end (asked only of a look
+    that stayed good, watched to the end). Both versions send a turn's lifecycle start before its
+    model call, and the watcher reads every frame the gateway wrote before it died, so a turn that
+    started after the look would have voided it. In a session whose every start it hears:
+    - with no run going on after the look, as heard, no move of its row took a text to a model: it is
+      2026.9.6's resume of a cut turn, which moves the row seconds before it shows anything (no start
+      at all) and drains nothing (research section 13; fake chaos seed 7402: 4 of 400 set aside), or a
+      drain cut before its start went out (9.6's heartbeat drains ~150 ms before its start, section
+      11); the model never saw those texts, and the gateway's memory lost them;
+    - with one going on, a message steered into it drains the queue with no start of its own (measured
+      on 9.6, section 13; 2.x passes the drained texts to the running turn at its next tool call), so
+      only the moves of a heard end are explained: `updatedAt` next to it, `startedAt` next to the
+      start it names (9.6's resume writes its own at its end). A kill within ~0.05 s of a turn's end, before
+      the look could be taken again, set the texts aside so (fake chaos seed 5172: 10 of 400).
+    In any other session every move counts."""
+    times = [started_ms, updated_ms]
+    if _named(session, look.heard) and not _named(session, look.busy):
+        return []
+    if _named(session, look.heard):
+        own = [e for e in look.ends if e.session.lower() == session.lower()]
+        if started_ms is not None and any(e.started_ms is not None and abs(e.started_ms - started_ms) <= START_ROW_MS
+                                          for e in own):
+            times[0] = None
+        if updated_ms is not None and any(e.at_ms - END_ROW_BEFORE_MS <= updated_ms <= e.at_ms + END_ROW_AFTER_MS
+                                          for e in own):
+            times[1] = None
+    return [t for t in times if t is not None]
 
 
 def with_late_sends(look: QueueLook, sends: Sequence[tuple[str, int]]) -> QueueLook:

@@ -134,6 +134,7 @@ class RpcClient:
         self.auth = auth
         self.protocol = protocol
         self.on_event = on_event
+        self.bad_frames = 0  # frames dropped as unreadable
         self.connect_timeout_s = connect_timeout_s
         self.instance_id = instance_id or f"gatewayd-{uuid.uuid4()}"
         self.hello: Hello | None = None
@@ -254,6 +255,7 @@ class RpcClient:
                 try:
                     frame = await self._recv_frame()
                 except GatewayProtocolError:
+                    self.bad_frames += 1  # it may have been an event a listener needed (a turn's start)
                     continue  # one bad frame is dropped; a pending call then times out, typed
                 self.last_frame_at = time.monotonic()
                 kind = frame.get("type")

@@ -308,13 +308,13 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE actions ADD COLUMN text TEXT;
     """,
-    # 13: the main sessions whose every turn start gatewayd heard from a boot's last look to its end
-    # (`core/event_queue.heard_to_the_end`; JSON list, "*" for all): none of their rows moved since
-    # is a turn that took the look's texts. It replaces the turn ends heard (8, 10), which explained
-    # only a row written at an end.
+    # 13: what gatewayd heard from a boot's last look to its end (`core/event_queue.unexplained_moves`):
+    # the main sessions whose every turn start it hears ("*": all) and those of them in which a run
+    # went on after the look (JSON lists), and each heard end's own start (2026.9.x says it).
     """
     ALTER TABLE queue_looks ADD COLUMN heard_sessions TEXT;
-    DROP TABLE queue_turn_ends;
+    ALTER TABLE queue_looks ADD COLUMN busy_sessions TEXT;
+    ALTER TABLE queue_turn_ends ADD COLUMN started_ms INTEGER;
     """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -128,14 +128,16 @@ def test_events_behind_a_main_turn_that_ended_before_the_kill_are_queued_again(t
 
 
 def requeued_once_after_the_end(g: Gatewayd, log: Path, mark: str, t0: float, texts: list[str],
-                                ended_ms: int) -> None:
+                                ended_ms: int, version: str) -> None:
     """The first boot killed right after a turn's end, before gatewayd looked again (the store shows
-    the look older than the end, and the main session heard to the gateway's end): its texts are
+    the look older than the end it kept, and every main-session start heard to the gateway's end:
+    2.26 shows them all to every connection, 9.6 to the session's subscribers): its texts are
     queued again and reach the model once."""
     g.wait_event("gateway_ready", count=2, timeout=240)
     [look] = rows(g, "SELECT looked_at_ms, heard_sessions FROM queue_looks WHERE boot_id = 1")
-    assert look["looked_at_ms"] < ended_ms, (look, ended_ms)  # not looked at again after the end
-    assert look["heard_sessions"] in ('["*"]', '["agent:main:main"]'), look
+    ends = [r["at_ms"] for r in rows(g, "SELECT at_ms FROM queue_turn_ends WHERE boot_id = 1")]
+    assert ends and look["looked_at_ms"] < ends[-1], (look, ends, ended_ms)  # not looked at again after it
+    assert look["heard_sessions"] == ('["*"]' if version.startswith("2026.2") else '["agent:main:main"]'), look
     settled = wait_until(lambda: (r := rows(g, "SELECT text, state FROM requeues WHERE boot_id = 1 ORDER BY pos"))
                          and all(x["state"] not in ("planned", "dispatched") for x in r) and r, 180,
                          "every re-queue settled")
@@ -176,7 +178,7 @@ def test_events_behind_a_main_turn_whose_end_the_kill_follows_at_once_are_queued
         set_model_delay(4)
         ended_ms = asyncio.run(kill_just_after_its_end(g, sb, f"TURN-{mark} reply PONG"))
         set_model_delay(0.5)
-        requeued_once_after_the_end(g, log, mark, t0, texts, ended_ms)
+        requeued_once_after_the_end(g, log, mark, t0, texts, ended_ms, version)
     finally:
         set_model_delay(0.5)
         g.cleanup()
@@ -212,7 +214,7 @@ def test_9x_events_queued_during_a_heartbeat_whose_end_the_kill_follows_at_once_
 
         ended_ms = asyncio.run(run())
         set_model_delay(0.5)
-        requeued_once_after_the_end(g, log, mark, t0, texts, ended_ms)
+        requeued_once_after_the_end(g, log, mark, t0, texts, ended_ms, version)
     finally:
         set_model_delay(0.5)
         g.cleanup()
@@ -485,8 +487,9 @@ def test_9x_events_behind_the_gateways_own_resume_are_queued_again_once(tmp_path
     (research section 13), yet the resume moves the main row and its end reaches every connection.
     Texts queued into that gateway before its resume, the gateway killed the moment the resume's end
     is heard (before gatewayd looks again): gatewayd heard every start of the main session from its
-    look to the gateway's end and none came, so the texts go back, once (before, the resume's end
-    voided the look and its row set the texts aside: fake chaos seed 7402, 4 of 400)."""
+    look to the gateway's end and none came, and the row's moves are the resume's end (`updatedAt`
+    next to it, `startedAt` the start it names), so the texts go back, once (before, the resume's
+    end voided the look and its row set the texts aside: fake chaos seed 7402, 4 of 400)."""
     log = model[1]
     version = "2026.9.6"
     g, sb = real_gatewayd(tmp_path, version, model[0], {"snapshot": {"interval_s": 30.0}})
@@ -531,9 +534,12 @@ def test_9x_events_behind_the_gateways_own_resume_are_queued_again_once(tmp_path
         assert resumed["ts"] > queued_at, (resumed["ts"], queued_at)
         assert delivered(log, mark, t0) == []  # the resume took none of them
         g.wait_event("gateway_ready", count=3, timeout=240)
-        [look] = rows(g, "SELECT looked_at_ms, void, heard_sessions FROM queue_looks WHERE boot_id = 2")
-        assert look["looked_at_ms"] < resumed["ts"] * 1000 and not look["void"], look  # no look after it
-        assert look["heard_sessions"] == '["agent:main:main"]', look
+        # The first sign of the resume (its events at its model call) took the look again, past the
+        # row's move at the resume's start; the kill at its end came before the next look.
+        [look] = rows(g, "SELECT looked_at_ms, void, heard_sessions, busy_sessions FROM queue_looks WHERE boot_id = 2")
+        [end] = rows(g, "SELECT at_ms, started_ms FROM queue_turn_ends WHERE boot_id = 2")
+        assert look["looked_at_ms"] < end["at_ms"] and not look["void"], (look, end)
+        assert (look["heard_sessions"], look["busy_sessions"]) == ('["agent:main:main"]',) * 2, look
         settled = wait_until(lambda: (r := rows(g, "SELECT text, state FROM requeues WHERE boot_id = 2 ORDER BY pos"))
                              and all(x["state"] not in ("planned", "dispatched") for x in r) and r, 180,
                              "every re-queue settled")

@@ -1,12 +1,15 @@
-"""A main-session row moved after a good last look, in a session whose every turn start gatewayd
-heard from the look to the gateway's end, is no turn that took the look's texts: the watcher keeps
-those sessions only when it heard the gateway's events to its exit, and the re-queue then queues
-the texts again instead of setting them aside (fake chaos seed 5172: 10 of 400 events set aside
-behind a turn's end; seed 7402: 4 of 400 behind 2026.9.6's own resume, which shows no start)."""
+"""A main-session row moved after a good last look may be no turn that took the look's texts: what
+the watcher heard from the look to the gateway's exit (the sessions whose every turn start it hears,
+those with a run going on after the look, the ends heard there) explains some moves, and the
+re-queue then queues the texts again instead of setting them aside (fake chaos seed 5172: 10 of
+400 events set aside behind a turn's end; seed 7402: 4 of 400 behind 2026.9.6's own resume, which
+shows no start). A run going on after the look keeps every move but its end's: a message steered
+into it drains the queue with no start of its own."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -14,7 +17,17 @@ from typing import Any
 import pytest
 
 from supervisor import queue_keeper
-from supervisor.core.event_queue import EVERY_MAIN, drains_listed, heard_to_the_end, listed_session_of
+from supervisor.core.event_queue import (
+    END_ROW_AFTER_MS,
+    END_ROW_BEFORE_MS,
+    EVERY_MAIN,
+    START_ROW_MS,
+    QueueLook,
+    TurnEnd,
+    drains_listed,
+    listed_session_of,
+    unexplained_moves,
+)
 from supervisor.errors import GatewayRpcError
 from supervisor.gateway.capabilities import for_version
 from supervisor.gateway.rpc import Event
@@ -44,14 +57,38 @@ def test_only_a_measured_version_is_taken_to_show_subscribers_every_turns_start(
     assert for_version(version).recovery.subscribers_hear_every_turn_start is hears
 
 
-@pytest.mark.parametrize(("session", "heard", "quiet"), [
-    (MAIN, (EVERY_MAIN,), True), (KIT, (EVERY_MAIN,), True), (MAIN, (MAIN,), True), (MAIN, (KIT,), False),
-    (KIT, (MAIN, KIT), True), ("agent:Kit:main", (KIT,), True), (MAIN, (), False), (MAIN, ("",), False)])
-def test_a_row_is_no_turn_only_in_a_session_whose_every_start_was_heard(session: str, heard: tuple[str, ...],
-                                                                       quiet: bool) -> None:
-    """Another session's row may be a turn whose start gatewayd could not hear (2026.9.x: one it
-    could not subscribe to): it still sets the texts aside."""
-    assert heard_to_the_end(session, heard) is quiet
+def heard(sessions: tuple[str, ...], busy: tuple[str, ...] = (), ends: tuple[TurnEnd, ...] = ()) -> QueueLook:
+    return QueueLook(1, ("X",), 1_000, ends=ends, heard=sessions, busy=busy)
+
+
+@pytest.mark.parametrize(("session", "look", "moves"), [
+    # a session whose every start was heard, no run going on there after the look: no move counts
+    (MAIN, heard((EVERY_MAIN,)), []), (KIT, heard((EVERY_MAIN,), busy=(MAIN,)), []), (MAIN, heard((MAIN,)), []),
+    ("agent:Kit:main", heard((KIT,)), []),
+    # not heard: every move counts
+    (MAIN, heard((KIT,)), [5_000, 6_000]), (MAIN, heard(()), [5_000, 6_000]), (MAIN, heard(("",)), [5_000, 6_000]),
+    # a run went on after the look: only its end's moves are explained (a steer drains without a start)
+    (MAIN, heard((EVERY_MAIN,), busy=(MAIN,)), [5_000, 6_000]),
+    (MAIN, heard((EVERY_MAIN,), busy=(MAIN,), ends=(TurnEnd(MAIN, 6_000 + END_ROW_BEFORE_MS),)), [5_000]),
+    (MAIN, heard((EVERY_MAIN,), busy=(MAIN,), ends=(TurnEnd(MAIN, 6_000 - END_ROW_AFTER_MS),)), [5_000]),
+    (MAIN, heard((EVERY_MAIN,), busy=(MAIN,), ends=(TurnEnd(MAIN, 6_000 + END_ROW_BEFORE_MS + 1),)), [5_000, 6_000]),
+    (MAIN, heard((EVERY_MAIN,), busy=(MAIN,), ends=(TurnEnd(MAIN, 6_000 - END_ROW_AFTER_MS - 1),)), [5_000, 6_000]),
+    (MAIN, heard((EVERY_MAIN,), busy=(MAIN,), ends=(TurnEnd(MAIN, 6_003, 5_000),)), []),  # 9.x: its own start
+    (MAIN, heard((EVERY_MAIN,), busy=(MAIN,), ends=(TurnEnd(MAIN, 6_003, 5_000 + START_ROW_MS),)), []),
+    (MAIN, heard((EVERY_MAIN,), busy=(MAIN,), ends=(TurnEnd(MAIN, 6_003, 5_000 - START_ROW_MS - 1),)), [5_000]),
+    (MAIN, heard((EVERY_MAIN,), busy=(MAIN,), ends=(TurnEnd(MAIN, 9_000, 5_000),)), [6_000]),
+    (MAIN, heard((EVERY_MAIN,), busy=(MAIN,), ends=(TurnEnd(KIT, 6_003, 5_000),)), [5_000, 6_000]),  # another's
+    (MAIN, heard((EVERY_MAIN,), busy=("agent:Main:main",), ends=(TurnEnd("agent:Main:main", 6_003),)), [5_000]),
+])
+def test_a_row_move_is_explained_only_by_what_was_heard_of_its_own_session(session: str, look: QueueLook,
+                                                                         moves: list[int]) -> None:
+    assert unexplained_moves(session, 5_000, 6_000, look) == moves
+
+
+def test_a_row_without_times_has_no_move() -> None:
+    assert unexplained_moves(MAIN, None, None, heard(())) == []
+    look = heard((EVERY_MAIN,), busy=(MAIN,), ends=(TurnEnd(MAIN, 9_000, None),))
+    assert unexplained_moves(MAIN, None, 6_000, look) == [6_000]
 
 
 def lifecycle(phase: str, key: str = MAIN, ended_at: int | None = None, run: str = "run-1") -> Event:
@@ -67,6 +104,7 @@ class QueueRpc:
                  names_default: bool = True) -> None:
         self.closed = asyncio.Event()
         self.dropped = True  # as when the gateway's process dies under it
+        self.bad_frames = 0
         self.answers = answers
         self.refuses = refuses
         self.unconfirmed = unconfirmed  # answered {subscribed: false}
@@ -102,9 +140,14 @@ class QueueRpc:
         return {"queuedSystemEvents": ["X"], **named}
 
 
-async def stored_heard(store: Store, boot: int) -> str | None:
-    return await store.read(lambda c: c.execute(
-        "SELECT heard_sessions FROM queue_looks WHERE boot_id = ?", (boot,)).fetchone()[0])
+async def stored_heard(store: Store, boot: int) -> tuple[list[str] | None, list[str] | None, list[tuple[str, int]]]:
+    """What the watcher kept of its hearing: the sessions heard, those busy, the ends (session, ms)."""
+    def read(c: Any) -> tuple[list[str] | None, list[str] | None, list[tuple[str, int]]]:
+        row = c.execute("SELECT heard_sessions, busy_sessions FROM queue_looks WHERE boot_id = ?", (boot,)).fetchone()
+        ends = [(str(r[0]), int(r[1])) for r in c.execute(
+            "SELECT session_key, at_ms FROM queue_turn_ends WHERE boot_id = ? ORDER BY at_ms", (boot,))]
+        return (None if row[0] is None else json.loads(row[0]), None if row[1] is None else json.loads(row[1]), ends)
+    return await store.read(read)
 
 
 async def watching(tmp_path: Path) -> tuple[Store, SystemEventRecords, int]:
@@ -129,7 +172,7 @@ SUBSCRIBING = ("subscribed", "subscription-refused", "subscription-unconfirmed",
 
 @pytest.mark.parametrize("case", [*KEPT, "start-after-the-end", "gateway-alive", "closed-with-a-frame",
                                   "shutdown-heard", "no-look-of-its-own", "starts-unheard", "heard-late",
-                                  *SUBSCRIBING])
+                                  "a-frame-dropped", "a-handler-failed", *SUBSCRIBING])
 async def test_the_watcher_keeps_the_sessions_it_heard_only_when_it_heard_the_gateway_to_its_exit(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str) -> None:
     monkeypatch.setattr(queue_keeper, "EXIT_HEARD_S", 0.2)
@@ -165,6 +208,14 @@ async def test_the_watcher_keeps_the_sessions_it_heard_only_when_it_heard_the_ga
             watch.on_event(lifecycle("end", KIT, ended_at=ended_at + 1, run="run-kit"))
         if case == "start-after-the-end":
             watch.on_event(lifecycle("start"))
+        if case == "a-frame-dropped":  # unreadable: it may have been a turn's start
+            rpc.bad_frames = 1
+        if case == "a-handler-failed":
+            def fails(key: str, payload: dict[str, Any]) -> None:
+                raise RuntimeError("boom")
+            monkeypatch.setattr(watch, "_main_run_event", fails)
+            with pytest.raises(RuntimeError):
+                watch.on_event(lifecycle("start", run="run-3"))
         if case == "shutdown-heard":  # it stops broadcasting turns, then closes: turns may run unheard
             watch.on_event(Event("shutdown", {"reason": "stop"}, None, 0.0))
         if case == "closed-with-a-frame":  # closed by the gateway (1012, 1008) or by gatewayd, then died
@@ -185,19 +236,30 @@ async def test_the_watcher_keeps_the_sessions_it_heard_only_when_it_heard_the_ga
             exited.set()
             rpc.closed.set()
             await task
-        heard = await stored_heard(store, boot)
+        heard, busy, ends = await stored_heard(store, boot)
         if case == "subscribed":
             # Every subscription answered before the first look: a start after the look is heard.
             assert rpc.calls[:3] == ["health", "sessions.messages.subscribe", "sessions.messages.subscribe"]
             assert "status" not in rpc.calls[:3]
             assert rpc.timeouts and all(t <= queue_keeper.SUBSCRIBE_TIMEOUT_S for t in rpc.timeouts)
-            assert heard == f'["{KIT}", "{MAIN}"]'  # as the gateway spells them
+            assert heard == [KIT, MAIN]  # as the gateway spells them
+            assert ends == [(MAIN, ended_at), (KIT, ended_at + 1)]
         elif case in ("subscription-refused", "subscription-unconfirmed"):
-            assert heard == f'["{KIT}"]'  # the one it confirmed
+            assert heard == [KIT]  # the one it confirmed; main's end is not kept
+            assert ends == []
         elif case in KEPT:
-            assert heard == f'["{EVERY_MAIN}"]'  # 2026.2.x shows every start to every connection
+            assert heard == [EVERY_MAIN]  # 2026.2.x shows every start to every connection
+            assert ends == [(MAIN, ended_at)]  # the end's own time, from the event
         else:
-            assert heard is None
+            assert (heard, busy, ends) == (None, None, []), case
+        if heard is not None:
+            # kit's run never ended: busy whatever looks were taken since. Main's ended: busy unless a
+            # look was taken again after its end (its row moved before that look).
+            assert busy is not None and set(busy) <= {MAIN, KIT}
+            if case == "start-not-heard":
+                assert KIT not in busy  # no run of kit's was heard
+            elif case != "subscribed":  # (there kit's run ends too)
+                assert KIT in busy
         look = await records.last_look(boot)
         # An end whose start it did not hear, in a session whose starts it may miss: the turn may have
         # drained the queue after the look.
@@ -214,7 +276,7 @@ async def test_the_watcher_keeps_the_sessions_it_heard_only_when_it_heard_the_ga
 def test_an_end_is_matched_to_a_start_heard_among_the_latest_runs(hears_every_start: bool) -> None:
     """The watcher remembers the last MAX_RUNS starts it heard. In a session whose starts it may
     miss, the end of a run forgotten since (or never heard) voids the look; a remembered one does
-    not. In one whose every start it hears, no end does."""
+    not. In one whose every start it hears, no end does, and each is kept."""
     watch = QueueWatch(None, 1, 30.0, hears_every_start=hears_every_start)  # type: ignore[arg-type]
     for i in range(queue_keeper.MAX_RUNS + 1):
         watch.on_event(lifecycle("start", run=f"run-{i}"))
@@ -228,18 +290,34 @@ def test_an_end_is_matched_to_a_start_heard_among_the_latest_runs(hears_every_st
                           "data": {"phase": "end", "endedAt": 3_000}}, None, 0.0)
     watch.on_event(bad)  # an id that is no string: no run of its start
     assert watch.drained.is_set() is not hears_every_start
+    kept = [(MAIN, 1_000), (MAIN, 2_000), (MAIN, 3_000)] if hears_every_start else []
+    assert [(e.session, e.at_ms) for e in watch.ends] == kept
 
 
-@pytest.mark.parametrize(("case", "requeued"), [("every-main-heard", True), ("void", False),
-                                                ("gatewayd-restarted", False), ("none-heard", False),
-                                                ("another-session-heard", False), ("on-9x", True),
-                                                ("unreadable", False)])
-async def test_a_row_of_a_session_heard_to_the_end_leaves_the_look_good(tmp_path: Path, case: str,
-                                                                        requeued: bool) -> None:
-    """The main row was moved after the last look (a turn's end, a resume's row, a drain cut before
-    its start went out), and the gateway died before the look could be taken again. Heard to its
-    end, every start of that session heard and none after the look: the texts go back. Otherwise
-    the row may be a turn that drained them: set aside, never sent twice."""
+CASES = {  # case: (heard, busy, ends as (ms after the row's move, started ms or None), row's startedAt, requeued)
+    "quiet": ((EVERY_MAIN,), (), (), None, True),
+    "quiet-9x-started-after-the-look": ((KIT, MAIN), (), (), "moved", True),  # a resume cut before its end
+    "busy-the-ends-row": ((EVERY_MAIN,), (MAIN,), ((3, None),), None, True),
+    "busy-9x-the-ends-row-and-start": ((KIT, MAIN), (MAIN,), ((-5, "moved"),), "moved", True),  # a resume's end
+    "busy-a-steer": ((EVERY_MAIN,), (MAIN,), (), None, False),
+    "busy-far-from-the-end": ((EVERY_MAIN,), (MAIN,), ((END_ROW_BEFORE_MS + 500, None),), None, False),
+    "busy-9x-another-start": ((KIT, MAIN), (MAIN,), ((-5, None),), "moved", False),
+    "another-session-heard": ((KIT,), (), (), None, False),
+    "none-heard": ((), (), (), None, False),
+    "void": ((EVERY_MAIN,), (), (), None, False),
+    "gatewayd-restarted": ((EVERY_MAIN,), (), (), None, False),
+    "unreadable": ((EVERY_MAIN,), (), (), None, False),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+async def test_what_was_heard_after_the_look_decides_whether_a_row_move_sets_the_texts_aside(
+        tmp_path: Path, case: str) -> None:
+    """The main row moved after the last look, and the gateway died before the look could be taken
+    again. Heard to its end with no run going on in main after the look (2026.9.6's resume moves the
+    row seconds before it shows anything), or a move the heard end made: the texts go back. Otherwise
+    (a message steered into a running turn moves the row with no start): set aside, never sent twice."""
+    heard, busy, end_specs, started, requeued = CASES[case]
     store = Store(tmp_path / "store.sqlite")
     await store.open()
     try:
@@ -248,31 +326,70 @@ async def test_a_row_of_a_session_heard_to_the_end_leaves_the_look_good(tmp_path
         await rec.daemon_started(4242)
         boot = await rec.started(1000, time.time(), 18789, "2026.2.26")
         looked = int(time.time() * 1000) - 3_000
+        moved = looked + 1_000
         await store.write(lambda c: c.execute(  # the gatewayd that took the look started before it
             "UPDATE events SET ts = ? WHERE kind = 'daemon-started'", (looked / 1000 - 5,)))
         await records.look(boot, ("X", "Y"), looked)
-        heard = {"every-main-heard": (EVERY_MAIN,), "void": (EVERY_MAIN,), "gatewayd-restarted": (EVERY_MAIN,),
-                 "another-session-heard": (KIT,), "on-9x": (KIT, MAIN)}.get(case, ())
-        if heard:
-            await records.heard_to_end(boot, heard)
-        if case == "unreadable":  # a hand-edited store: read as none heard
-            await store.write(lambda c: c.execute("UPDATE queue_looks SET heard_sessions = '{bad'"))
+        ends = [TurnEnd(MAIN, moved + after, moved - 500 if own == "moved" else own) for after, own in end_specs]
+        await records.heard_to_end(boot, heard, busy, ends)
+        if case == "unreadable":  # a hand-edited store: read as nothing heard
+            await store.write(lambda c: c.execute("UPDATE queue_looks SET busy_sessions = '{bad'"))
         if case == "void":
             await records.void(boot)
         if case == "gatewayd-restarted":  # the one that heard the end died; the next found the boot ended
             await rec.daemon_started(4243)
         await rec.ended(boot, BootEnd(-9, "crash", "killed", True, {}))
         now = await rec.started(1001, time.time(), 18789, "2026.2.26")
-        gateway = ScriptedGateway(looked + 1_000)
+        # 2026.9.x rows also carry their last run's start: a resume writes its own at its end.
+        gateway = ScriptedGateway(moved, main_started_ms=moved - 500 if started == "moved" else None)
         settled = asyncio.Event()
         settled.set()
-        # The sessions kept are those whose every start the watcher heard, whatever the version
-        # (2026.9.x: by subscription), so the next boot's version does not matter.
-        caps = for_version("2026.9.6" if case == "on-9x" else "2026.2.26")
-        await Requeue(records, now, caps, settled, int(time.time() * 1000)).run(gateway)  # type: ignore[arg-type]
+        # What was heard is kept whatever the version (2026.9.x: by subscription), so the next boot's
+        # version does not matter.
+        await Requeue(records, now, for_version("2026.9.6" if "9x" in case else "2026.2.26"), settled,
+                      int(time.time() * 1000)).run(gateway)  # type: ignore[arg-type]
         rows = await records.items_of(boot)
         assert gateway.queued == (["X", "Y"] if requeued else [])
         assert [r["state"] for r in rows] == (["answered"] * 2 if requeued else ["unknown"] * 2), rows
+    finally:
+        await store.close()
+
+
+class Looks:
+    """A connection whose `status` lists one text, looked at on demand."""
+
+    closed = asyncio.Event()
+
+    async def call(self, method: str, params: dict[str, Any], timeout_s: float = 10.0) -> Any:
+        return {"queuedSystemEvents": ["X"]}
+
+
+def agent_event(stream: str, run: str, key: str = MAIN, **data: Any) -> Event:
+    return Event("agent", {"runId": run, "stream": stream, "sessionKey": key, "data": data}, None, 0.0)
+
+
+async def test_a_session_is_busy_while_a_run_goes_on_after_the_look(tmp_path: Path) -> None:
+    """Busy is relative to the look stored last: a run going on at its time or heard since its call
+    began. The first sign of a run whose start went unheard (9.6's resume) takes the look again."""
+    store, records, boot = await watching(tmp_path)
+    try:
+        watch = QueueWatch(records, boot, 30.0, hears_every_start=True)
+        rpc = Looks()
+        watch.on_event(lifecycle("start", run="run-1"))
+        watch.drained.clear()
+        await watch.look(rpc)  # type: ignore[arg-type]
+        assert watch.busy == {MAIN}  # run-1 goes on at the look
+        watch.on_event(lifecycle("end", ended_at=int(time.time() * 1000), run="run-1"))
+        assert watch.busy == {MAIN} and not watch.drained.is_set()
+        watch.redate = True  # the settle after the end
+        await watch.look(rpc)  # type: ignore[arg-type]
+        assert watch.busy == set()  # nothing goes on after this look
+        watch.on_event(agent_event("assistant", "resume", text="..."))  # a run whose start went unheard
+        assert watch.busy == {MAIN} and watch.redate and not watch.drained.is_set()
+        await watch.look(rpc)  # type: ignore[arg-type]
+        assert watch.busy == {MAIN}  # it goes on at the look taken again
+        watch.on_event(lifecycle("end", KIT, ended_at=int(time.time() * 1000), run="kit-run"))
+        assert watch.busy == {MAIN, KIT}
     finally:
         await store.close()
 

@@ -23,14 +23,17 @@ MAIN = "agent:main:main"
 class ScriptedGateway:
     """Answers the calls the re-queue makes; records what it was asked to queue."""
 
-    def __init__(self, main_row_ms: int, other_rows: dict[str, int] | None = None) -> None:
+    def __init__(self, main_row_ms: int, other_rows: dict[str, int] | None = None,
+                 main_started_ms: int | None = None) -> None:
         self.main_row_ms = main_row_ms
+        self.main_started_ms = main_started_ms  # 2026.9.x rows also say when their last run started
         self.other_rows = other_rows or {}  # other sessions' rows: key -> updatedAt
         self.queued: list[str] = []
 
     async def call(self, method: str, params: dict[str, Any], **_: Any) -> Any:
         if method == "sessions.list":
-            return {"sessions": [{"key": MAIN, "updatedAt": self.main_row_ms},
+            started = {} if self.main_started_ms is None else {"startedAt": self.main_started_ms}
+            return {"sessions": [{"key": MAIN, "updatedAt": self.main_row_ms, **started},
                                  *({"key": k, "updatedAt": v} for k, v in self.other_rows.items())]}
         if method == "status":
             return {"queuedSystemEvents": []}
