@@ -700,6 +700,8 @@ class World:
         else:
             info["seq"] = 1  # the start's number is taken, as the gateway's is
         self.emit_task(run_id, "running", title, event_key, agent, job_id, started)
+        if self.modern:  # 2026.9.x names the run's model as it calls it (its resume's first event, seq 2)
+            self.emit_agent(run_id, "lifecycle", {"phase": "model", "provider": PROVIDER, "model": MODEL_ID})
         result: dict[str, Any] = {"startedAt": started}
         if self.written is not None:
             await self.written()

@@ -111,7 +111,12 @@ class QueueWatch:
         self.redate = False  # store the next look even if unchanged: a turn ended since the last
         self.started: dict[str, None] = {}  # the runs whose start this connection heard, oldest first
         self.running: dict[str, str] = {}  # run -> session: the main-session runs going on, as heard
-        self.busy: set[str] = set()  # sessions with a run going on since the last look's call began
+        self.finished: dict[str, None] = {}  # runs whose end it heard (a later event of theirs is no run)
+        # Sessions (lower case) known to run nothing: a run's end heard there and none heard since. A
+        # run may go on unheard in any other (one that began before this connection and has shown
+        # nothing yet, or 9.6's resume before its first event).
+        self.idle: set[str] = set()
+        self.quiet: set[str] = set()  # idle at the last stored look, and no run heard there since
         self.stirred: set[str] = set()  # sessions with a run heard since the current look's call began
         self.ends: list[TurnEnd] = []  # ends heard in sessions whose every start it hears, not stored yet
         self.last: tuple[str, ...] | None = None
@@ -142,12 +147,18 @@ class QueueWatch:
         run = payload.get("runId") if isinstance(payload.get("runId"), str) else None
         now_ms = _now_ms()
         at = lenient_ms(data.get("endedAt")) or lenient_ms(payload.get("ts")) or now_ms
-        if phase in ("end", "error"):
-            # Heard late, the connection lagged: a gateway killed then loses the frames it had not
-            # written yet, a later turn's start among them, so it keeps nothing as heard.
-            self.lagged = self.lagged or now_ms - at > END_HEARD_LAG_MS
+        # Heard late, the connection lagged: a gateway killed then loses the frames it had not written
+        # yet, a later turn's start among them, so it keeps nothing as heard.
+        self.lagged = self.lagged or now_ms - at > END_HEARD_LAG_MS
         if not drains_listed(key, self.listed_session):
             return  # a turn of a session whose queue the look does not list (2026.2.x)
+        if run is not None and run in self.finished:
+            if phase != "start":
+                return  # an event after its run's end
+            self.finished.pop(run)  # a start is never ignored, even one reusing an ended run's id
+        self.idle.discard(key.lower())
+        self.quiet.discard(key.lower())
+        self.stirred.add(key.lower())
         if phase == "start":
             if run is not None:
                 self.started = {**dict.fromkeys(list(self.started)[1 - MAX_RUNS:]), run: None}
@@ -167,12 +178,13 @@ class QueueWatch:
             self.poke.set()
         if run is not None:
             self._going_on(run, key)
-        self.busy.add(key)
-        self.stirred.add(key)
         if phase in ("end", "error"):  # a failed turn's row is written too
             self.running.pop(str(run), None)
+            self.finished = {**dict.fromkeys(list(self.finished)[1 - MAX_RUNS:]), str(run): None}
             if self._hears_every_start(key):
                 self.ends = [*self.ends[1 - MAX_TURN_ENDS:], TurnEnd(key, at, lenient_ms(data.get("startedAt")))]
+                if all(s.lower() != key.lower() for s in self.running.values()):
+                    self.idle.add(key.lower())  # one turn at a time per session: known idle from here
             # A later end pushes the looks back: they follow the last end, which moved the row last.
             now = time.monotonic()
             self.redate_at = [now + s for s in END_SETTLES_S]
@@ -227,7 +239,7 @@ class QueueWatch:
         # on a connection that kept up with the gateway and lost no frame.
         heard = (EVERY_MAIN,) if self.audible is None else tuple(sorted(self.audible))
         if heard and self.last is not None and not self.lagged and not self.missed and not rpc.bad_frames:
-            await self.records.heard_to_end(self.boot, heard, tuple(sorted(self.busy)), self.ends)
+            await self.records.heard_to_end(self.boot, heard, tuple(sorted(self.quiet)), self.ends)
 
     def _hears_every_start(self, key: str) -> bool:
         return self.audible is None or key.lower() in {a.lower() for a in self.audible}
@@ -291,7 +303,7 @@ class QueueWatch:
 
     async def look(self, rpc: RpcClient) -> None:
         at_ms = _now_ms()
-        self.stirred = set()
+        self.stirred = set()  # (a run whose events come while `status` is answered may be in it or not)
         try:
             status = await rpc.call("status", {})
             texts = parse_queue(status)
@@ -308,9 +320,9 @@ class QueueWatch:
         texts = tuple(t for t in texts if not any(t.startswith(m) for m in self.own_markers))
         redate, self.redate = self.redate and bool(texts), False
         if texts != self.last or redate:
-            # Runs going on at the look's time or heard since its call began: a message steered into
-            # one drains the queue without a start of its own.
-            self.busy = set(self.running.values()) | self.stirred
+            # Idle at the look's time, no run heard since its call began: a message steered into a run
+            # drains the queue without a start of its own, so only these sessions are quiet.
+            self.quiet = self.idle - self.stirred
             self.ends = [e for e in self.ends if e.at_ms >= at_ms - END_ROW_AFTER_MS]
             await self.records.look(self.boot, texts, at_ms, self.listed_session)
             self.last = texts
@@ -344,7 +356,10 @@ class Requeue:
             heard = look if watched and not look.void else None
             turn_after = await self._main_turn_since(rpc, look.looked_at_ms + 1, ended_ms, slack_ms=0, heard=heard,
                                                      listed=look.listed)
-            drained = await self._drained(rpc, look, ended_ms) if look.void or turn_after else None
+            # A heard end explains its row, but a message steered into that run before it drained the
+            # queue with no start: where the history keeps what a turn took (2.x), it decides too.
+            ask = look.void or turn_after or (heard is not None and bool(heard.ends))
+            drained = await self._drained(rpc, look, ended_ms) if ask else None
             fates = plan(look, held, watched, turn_after, drained)
             lost = sum(1 for f in fates if f.fate is Fate.REQUEUE)
             await self.records.plan(look.boot, fates)

@@ -97,8 +97,8 @@ class QueueLook:
     texts may have reached the model already; the next look replaces it. What gatewayd heard from
     the look to that gateway's end, kept only where it heard the gateway's every event to its end
     on a connection that kept up (`unexplained_moves`): `heard`, the main sessions whose every turn
-    start it hears; `busy`, those of them in which a run was going on after the look; `ends`, the
-    run ends it heard in them."""
+    start it hears; `quiet`, those of them known to run nothing from the look on (a run's end heard
+    there before it, nothing heard there since); `ends`, the run ends it heard in them."""
 
     boot: int
     texts: tuple[str, ...]
@@ -107,7 +107,7 @@ class QueueLook:
     ends: tuple[TurnEnd, ...] = ()
     listed: str | None = None  # the one session whose queue it lists (2026.2.x), else None: every main one
     heard: tuple[str, ...] = ()
-    busy: tuple[str, ...] = ()
+    quiet: tuple[str, ...] = ()
 
 
 # How far a main-session row's `updatedAt` lies from the moment gatewayd heard that session's turn
@@ -129,22 +129,25 @@ def unexplained_moves(session: str, started_ms: int | None, updated_ms: int | No
     to the model, given what gatewayd heard from the look to the gateway's end (asked only of a look
     that stayed good, watched to the end). Both versions send a turn's lifecycle start before its
     model call, and the watcher reads every frame the gateway wrote before it died, so a turn that
-    started after the look would have voided it. In a session whose every start it hears:
-    - with no run going on after the look, as heard, no move of its row took a text to a model: it is
-      2026.9.6's resume of a cut turn, which moves the row seconds before it shows anything (no start
-      at all) and drains nothing (research section 13; fake chaos seed 7402: 4 of 400 set aside), or a
-      drain cut before its start went out (9.6's heartbeat drains ~150 ms before its start, section
-      11); the model never saw those texts, and the gateway's memory lost them;
-    - with one going on, a message steered into it drains the queue with no start of its own (measured
-      on 9.6, section 13; 2.x passes the drained texts to the running turn at its next tool call), so
-      only the moves of a heard end are explained: `updatedAt` next to it, `startedAt` next to the
-      start it names (9.6's resume writes its own at its end). A kill within ~0.05 s of a turn's end, before
-      the look could be taken again, set the texts aside so (fake chaos seed 5172: 10 of 400).
+    started after the look would have voided it. A message steered into a running turn drains the
+    queue with no start of its own (measured on 9.6, section 13; 2.x hands the drained texts to the
+    running turn at its next tool call), and a run may go on unheard in a session where nothing has
+    shown it yet (one that began before gatewayd connected; 9.6's resume of a cut turn moves the row
+    seconds before it shows anything, research section 13). So, in a session whose every start it
+    hears:
+    - known to run nothing from the look on (`quiet`), a move of `updatedAt` took no text to a model:
+      a drain cut before its turn's start went out (9.6's heartbeat drains ~150 ms before its start,
+      section 11; a `chat.send` accepted, then the kill); the model never saw those texts, and the
+      gateway's memory lost them. `startedAt` after the look still counts (a start went unheard);
+    - otherwise only the moves of a heard end are explained: `updatedAt` next to it, `startedAt` next
+      to the start it names (9.6's resume writes its own at its end). A kill within ~0.05 s of a
+      turn's end, before the look could be taken again, set texts aside so (fake chaos seed 5172:
+      10 of 400; seed 7402: 4 of 400 behind 9.6's resume, whose end voided the look).
     In any other session every move counts."""
     times = [started_ms, updated_ms]
-    if _named(session, look.heard) and not _named(session, look.busy):
-        return []
-    if _named(session, look.heard):
+    if _named(session, look.heard) and _named(session, look.quiet):
+        times[1] = None
+    elif _named(session, look.heard):
         own = [e for e in look.ends if e.session.lower() == session.lower()]
         if started_ms is not None and any(e.started_ms is not None and abs(e.started_ms - started_ms) <= START_ROW_MS
                                           for e in own):

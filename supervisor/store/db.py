@@ -309,11 +309,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE actions ADD COLUMN text TEXT;
     """,
     # 13: what gatewayd heard from a boot's last look to its end (`core/event_queue.unexplained_moves`):
-    # the main sessions whose every turn start it hears ("*": all) and those of them in which a run
-    # went on after the look (JSON lists), and each heard end's own start (2026.9.x says it).
+    # the main sessions whose every turn start it hears ("*": all) and those of them known to run
+    # nothing from the look on (JSON lists), and each heard end's own start (2026.9.x says it).
     """
     ALTER TABLE queue_looks ADD COLUMN heard_sessions TEXT;
-    ALTER TABLE queue_looks ADD COLUMN busy_sessions TEXT;
+    ALTER TABLE queue_looks ADD COLUMN quiet_sessions TEXT;
     ALTER TABLE queue_turn_ends ADD COLUMN started_ms INTEGER;
     """,
 )

@@ -31,7 +31,7 @@ class SystemEventRecords:
         def tx(c: sqlite3.Connection) -> None:
             c.execute("INSERT INTO queue_looks(boot_id, looked_at_ms, void, listed_session) VALUES (?, ?, 0, ?)"
                       " ON CONFLICT(boot_id) DO UPDATE SET looked_at_ms = excluded.looked_at_ms, void = 0,"
-                      " unheard = 0, heard_sessions = NULL, busy_sessions = NULL,"
+                      " unheard = 0, heard_sessions = NULL, quiet_sessions = NULL,"
                       " listed_session = excluded.listed_session WHERE planned = 0",
                       (boot, at_ms, listed))
             c.execute("DELETE FROM queued_events WHERE boot_id = ?", (boot,))
@@ -42,7 +42,7 @@ class SystemEventRecords:
     async def void(self, boot: int) -> None:
         """A main-session turn started: the last look may list texts it has drained."""
         await self.store.write(lambda c: c.execute(
-            "UPDATE queue_looks SET void = 1, heard_sessions = NULL, busy_sessions = NULL"
+            "UPDATE queue_looks SET void = 1, heard_sessions = NULL, quiet_sessions = NULL"
             " WHERE boot_id = ? AND planned = 0", (boot,)))
 
     async def unheard(self, boot: int) -> None:
@@ -51,16 +51,16 @@ class SystemEventRecords:
         await self.store.write(lambda c: c.execute(
             "UPDATE queue_looks SET unheard = 1 WHERE boot_id = ? AND planned = 0", (boot,)))
 
-    async def heard_to_end(self, boot: int, heard: tuple[str, ...], busy: tuple[str, ...],
+    async def heard_to_end(self, boot: int, heard: tuple[str, ...], quiet: tuple[str, ...],
                            ends: list[TurnEnd]) -> None:
         """What gatewayd heard from `boot`'s last look to that gateway's exit, written once it has heard
         the gateway's events to the exit (`core/event_queue.unexplained_moves`): the sessions whose
-        every turn start it hears, those with a run going on after the look, and the run ends heard
+        every turn start it hears, those known to run nothing from the look on, and the run ends heard
         there (the latest kept)."""
         def tx(c: sqlite3.Connection) -> None:
-            if c.execute("UPDATE queue_looks SET heard_sessions = ?, busy_sessions = ? WHERE boot_id = ?"
+            if c.execute("UPDATE queue_looks SET heard_sessions = ?, quiet_sessions = ? WHERE boot_id = ?"
                          " AND planned = 0 AND void = 0 AND unheard = 0",
-                         (json.dumps(list(heard)), json.dumps(list(busy)), boot)).rowcount:
+                         (json.dumps(list(heard)), json.dumps(list(quiet)), boot)).rowcount:
                 c.executemany("INSERT INTO queue_turn_ends(boot_id, session_key, at_ms, started_ms)"
                               " VALUES (?, ?, ?, ?)",
                               [(boot, e.session, e.at_ms, e.started_ms) for e in ends[-MAX_TURN_ENDS:]])
@@ -86,23 +86,23 @@ class SystemEventRecords:
         def read(c: sqlite3.Connection) -> list[tuple[QueueLook, bool, int]]:
             rows = c.execute(
                 f"SELECT q.boot_id, q.looked_at_ms, q.void, b.exit_kind, {QUEUE_END}, q.unheard, q.listed_session,"
-                " q.heard_sessions, q.busy_sessions,"
+                " q.heard_sessions, q.quiet_sessions,"
                 " EXISTS (SELECT 1 FROM events e WHERE e.kind = 'daemon-started'"
                 "         AND e.ts >= q.looked_at_ms / 1000.0 AND e.ts <= b.ended_at)"
                 " FROM queue_looks q JOIN boots b"
                 " ON b.id = q.boot_id WHERE q.planned = 0 AND q.boot_id < ? AND b.ended_at IS NOT NULL"
                 " ORDER BY q.boot_id", (current_boot,)).fetchall()
             out: list[tuple[QueueLook, bool, int]] = []
-            for boot, at_ms, void, exit_kind, until, unheard, listed, heard, busy, gap in rows:
+            for boot, at_ms, void, exit_kind, until, unheard, listed, heard, quiet, gap in rows:
                 texts = tuple(r[0] for r in c.execute(
                     "SELECT text FROM queued_events WHERE boot_id = ? ORDER BY pos", (boot,)))
                 ends = tuple(TurnEnd(str(r[0]), int(r[1]), None if r[2] is None else int(r[2])) for r in c.execute(
                     "SELECT session_key, at_ms, started_ms FROM queue_turn_ends WHERE boot_id = ? ORDER BY at_ms",
                     (boot,)))
-                heard_in, busy_in = _sessions(heard), _sessions(busy)
-                if heard_in is None or busy_in is None:  # not written, or unreadable: nothing heard
-                    heard_in = busy_in = ()
-                out.append((QueueLook(int(boot), texts, int(at_ms), bool(void), ends, listed, heard_in, busy_in),
+                heard_in, quiet_in = _sessions(heard), _sessions(quiet)
+                if heard_in is None or quiet_in is None:  # not written, or unreadable: nothing heard
+                    heard_in = quiet_in = ()
+                out.append((QueueLook(int(boot), texts, int(at_ms), bool(void), ends, listed, heard_in, quiet_in),
                             exit_kind != "vanished" and not gap and not unheard, int(until * 1000)))
             return out
         return await self.store.read(read)
@@ -197,7 +197,7 @@ class SystemEventRecords:
 
 
 def _sessions(raw: object) -> tuple[str, ...] | None:
-    """`heard_sessions` or `busy_sessions` as stored; None where not written or unreadable (a
+    """`heard_sessions` or `quiet_sessions` as stored; None where not written or unreadable (a
     hand-edited store): the caller then takes nothing as heard, which only sets texts aside."""
     try:
         value = json.loads(raw) if isinstance(raw, str) else None

@@ -29,6 +29,7 @@ class ScriptedGateway:
         self.main_started_ms = main_started_ms  # 2026.9.x rows also say when their last run started
         self.other_rows = other_rows or {}  # other sessions' rows: key -> updatedAt
         self.queued: list[str] = []
+        self.history: list[dict[str, Any]] = []  # the main session's chat.history messages
 
     async def call(self, method: str, params: dict[str, Any], **_: Any) -> Any:
         if method == "sessions.list":
@@ -40,7 +41,7 @@ class ScriptedGateway:
         if method == "health":
             return {"defaultAgentId": "main"}
         if method == "chat.history":
-            return {"messages": []}
+            return {"messages": self.history}
         if method == "system-event":
             self.queued.append(params["text"])
             return {"ok": True}
