@@ -77,7 +77,7 @@ TURN_SLACK_MS = 1000  # clocks: the row's time and ours are both the machine's, 
 HISTORY_LIMIT = 200  # the main session's last messages: the dead gateway's turns since its last look
 SUBSCRIBE = "sessions.messages.subscribe"
 SUBSCRIBE_TIMEOUT_S = 3.0  # the first look waits for the subscriptions: a slow answer leaves it unheard
-MAX_RUNS = 256  # the runs whose start was heard, kept to match their ends (far more than run at once)
+MAX_RUNS = 256  # the runs going on, and those ended, kept to match their events (far more than run at once)
 
 
 def _now_ms() -> int:
@@ -109,8 +109,7 @@ class QueueWatch:
         self.drained = asyncio.Event()  # a main-session turn started since the last look
         self.redate_at: list[float] = []  # (monotonic) when a main-session turn's end has settled
         self.redate = False  # store the next look even if unchanged: a turn ended since the last
-        self.started: dict[str, None] = {}  # the runs whose start this connection heard, oldest first
-        self.running: dict[str, str] = {}  # run -> session: the main-session runs going on, as heard
+        self.running: dict[str, str] = {}  # run -> session: the main-session runs going on, as heard, oldest first
         self.finished: dict[str, None] = {}  # runs whose end it heard (a later event of theirs is no run)
         # Sessions (lower case) known to run nothing: a run's end heard there and none heard since. A
         # run may go on unheard in any other (one that began before this connection and has shown
@@ -161,12 +160,11 @@ class QueueWatch:
         self.stirred.add(key.lower())
         if phase == "start":
             if run is not None:
-                self.started = {**dict.fromkeys(list(self.started)[1 - MAX_RUNS:]), run: None}
                 self._going_on(run, key)
             self.drained.set()
             self.poke.set()
             return
-        if run not in self.started and run not in self.running:
+        if run not in self.running:
             # The first sign of a run whose start went unheard. In a session whose starts this
             # connection may miss, it may have drained the queue after the look. In one whose every
             # start it hears, it began before the first look (its drain too) or shows no start at all

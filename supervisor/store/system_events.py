@@ -12,9 +12,8 @@ from typing import Any
 from supervisor.core.event_queue import EventFate, Fate, QueueLook, TurnEnd
 from supervisor.store.db import Store, row_dicts
 
-MAX_TURN_ENDS = 64  # far more turns than end between two looks (each end is followed by a look)
-
 OPEN = ("planned", "dispatched")
+MAX_TURN_ENDS = 64  # far more turns than end between two looks (each end is followed by a look)
 
 
 # When boot `b`'s gateway could last have changed its queue: the next gateway's start, else its end.
