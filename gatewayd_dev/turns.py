@@ -83,6 +83,24 @@ async def main_turn_to_its_end(rpc: RpcClient, text: str, timeout_s: float = 120
         rpc.on_event = before
 
 
+def kill_at_a_main_end(rpc: RpcClient, pid: int) -> asyncio.Event:
+    """kill -9 the gateway `pid` the moment `rpc` hears a main-session turn's end (a passive connection
+    hears 2026.9.6's resume's end, not its start). Returns the event set once it has killed."""
+    killed = asyncio.Event()
+    before = rpc.on_event
+
+    def on_event(ev: Event) -> None:
+        phase, _ = main_phase(ev) or ("", {})
+        if phase in ("end", "error") and not killed.is_set():
+            os.kill(pid, signal.SIGKILL)
+            killed.set()
+        if before is not None:
+            before(ev)
+
+    rpc.on_event = on_event
+    return killed
+
+
 async def kill_right_after_its_end(rpc: RpcClient, pid: int, text: str, looked_again: Callable[[int], bool],
                                    kill_after_s: float = 0.0, timeout_s: float = 120,
                                    start: Callable[[RpcClient, str], Awaitable[None]] = start_agent_turn) -> int:

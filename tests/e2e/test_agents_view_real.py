@@ -17,7 +17,7 @@ import psutil
 import pytest
 
 from gatewayd_dev.harness import Gatewayd, wait_until
-from gatewayd_dev.turns import heartbeat_then_queue, kill_right_after_its_end, main_phase, main_turn_to_its_end
+from gatewayd_dev.turns import heartbeat_then_queue, kill_at_a_main_end, kill_right_after_its_end, main_turn_to_its_end
 from tests.e2e.conftest import VERSIONS, fake_model, real_gatewayd, sandbox, set_model_delay
 from tests.e2e.work import add_job, gateway_rpc, hourly_soon, main_turn, send_and_leave
 
@@ -51,12 +51,17 @@ async def queue_events(sb: sandbox.Sandbox, texts: list[str]) -> None:
             await rpc.call("system-event", {"text": text})
 
 
+def started(g: Gatewayd, env: dict[str, str] | None = None) -> None:
+    """gatewayd and its gateway started, and gatewayd's connection to the gateway up."""
+    g.start(env)
+    g.wait_event("gateway_ready", timeout=240)
+    g.wait_event("rpc_monitor_connected", timeout=60)
+
+
 def start_and_queue(g: Gatewayd, sb: sandbox.Sandbox, texts: list[str]) -> float:
     """gatewayd and its gateway started, the texts queued and seen in the first boot's look; returns
     when they were queued."""
-    g.start()
-    g.wait_event("gateway_ready", timeout=240)
-    g.wait_event("rpc_monitor_connected", timeout=60)
+    started(g)
     t0 = time.time()
     asyncio.run(queue_events(sb, texts))
     wait_until(lambda: [r["text"] for r in rows(g, "SELECT text FROM queued_events WHERE boot_id = 1"
@@ -196,9 +201,7 @@ def test_9x_events_queued_during_a_heartbeat_whose_end_the_kill_follows_at_once_
     mark = uuid.uuid4().hex[:8]
     texts = [f"SE1-{mark}", f"SE2-{mark}"]
     try:
-        g.start()
-        g.wait_event("gateway_ready", timeout=240)
-        g.wait_event("rpc_monitor_connected", timeout=60)
+        started(g)
         set_model_delay(6)
         t0 = time.time()
 
@@ -240,9 +243,7 @@ def test_with_two_agents_each_agent_is_woken_exactly_once(tmp_path: Path, model:
     g, sb = real_gatewayd(tmp_path, version, model[0], settings, agents=["main", "kit"])
     mark = uuid.uuid4().hex[:8]
     try:
-        g.start()
-        g.wait_event("gateway_ready", timeout=240)
-        g.wait_event("rpc_monitor_connected", timeout=60)
+        started(g)
         set_model_delay(20)
         t0 = time.time()
         job_id = asyncio.run(start_two_agents_work(sb, mark))
@@ -286,9 +287,7 @@ def test_2x_turn_started_and_cut_while_gatewayd_was_down_gets_one_notice(tmp_pat
     g, sb = real_gatewayd(tmp_path, "2026.2.26", model[0], {"snapshot": {"interval_s": 2.0}})
     mark = uuid.uuid4().hex[:8]
     try:
-        g.start()
-        g.wait_event("gateway_ready", timeout=240)
-        g.wait_event("rpc_monitor_connected", timeout=60)
+        started(g)
         asyncio.run(queue_turn(sb, f"WARM-{mark} reply PONG"))  # a first turn is written only at its end
         wait_until(lambda: any(e.get("sessions_ended") for e in g.named("inflight_changed")), 90,
                    "the warm-up turn ended")
@@ -358,9 +357,7 @@ def test_9x_notice_where_the_gateway_did_not_resume_reaches_the_model_as_system_
     g, sb = real_gatewayd(tmp_path, "2026.9.6", model[0], {"snapshot": {"interval_s": 2.0}})
     mark = uuid.uuid4().hex[:8]
     try:
-        g.start()
-        g.wait_event("gateway_ready", timeout=240)
-        g.wait_event("rpc_monitor_connected", timeout=60)
+        started(g)
         set_model_delay(60)
         t0 = time.time()
         asyncio.run(queue_turn(sb, f"MAIN-{mark} clean the inbox"))
@@ -445,9 +442,7 @@ def test_2x_a_notice_taken_by_a_gateway_killed_before_it_ran_is_sent_again(tmp_p
     g, sb = real_gatewayd(tmp_path, "2026.2.26", model[0], {"snapshot": {"interval_s": 1.0}})
     mark = uuid.uuid4().hex[:8]
     try:
-        g.start({"GATEWAYD_CRASH_AT": "dispatched"})
-        g.wait_event("gateway_ready", timeout=240)
-        g.wait_event("rpc_monitor_connected", timeout=60)
+        started(g, {"GATEWAYD_CRASH_AT": "dispatched"})
         asyncio.run(queue_turn(sb, f"WARM-{mark} reply PONG"))  # a first turn is written only at its end
         wait_until(lambda: any(e.get("sessions_ended") for e in g.named("inflight_changed")), 90,
                    "the warm-up turn ended")
@@ -496,9 +491,7 @@ def test_9x_events_behind_the_gateways_own_resume_are_queued_again_once(tmp_path
     mark = uuid.uuid4().hex[:8]
     texts = [f"SE1-{mark}", f"SE2-{mark}"]
     try:
-        g.start()
-        g.wait_event("gateway_ready", timeout=240)
-        g.wait_event("rpc_monitor_connected", timeout=60)
+        started(g)
         set_model_delay(30)
         t0 = time.time()
 
@@ -514,15 +507,7 @@ def test_9x_events_behind_the_gateways_own_resume_are_queued_again_once(tmp_path
 
         async def queue_then_kill_at_the_resumes_end() -> float:
             async with gateway_rpc(sb) as rpc:  # a passive connection: it hears the resume's end only
-                killed = asyncio.Event()
-                pid = g.spawned_pids()[-1]
-
-                def on_event(ev: Any) -> None:
-                    phase, _ = main_phase(ev) or ("", {})
-                    if phase in ("end", "error") and not killed.is_set():
-                        os.kill(pid, signal.SIGKILL)
-                        killed.set()
-                rpc.on_event = on_event
+                killed = kill_at_a_main_end(rpc, g.spawned_pids()[-1])
                 for text in texts:
                     await rpc.call("system-event", {"text": text})
                 queued_at = time.time()

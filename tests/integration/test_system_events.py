@@ -21,7 +21,7 @@ import pytest
 
 from gatewayd_dev import fake_model, sandbox
 from gatewayd_dev.harness import FAKE_GATEWAY, Gatewayd, gatewayd, wait_until
-from gatewayd_dev.turns import heartbeat_then_queue, kill_right_after_its_end, main_phase, main_turn_to_its_end
+from gatewayd_dev.turns import heartbeat_then_queue, kill_at_a_main_end, kill_right_after_its_end, main_turn_to_its_end
 from supervisor.crashpoints import CRASH_EXIT, REQUEUE_STEPS, WAKE_STEPS
 from supervisor.gateway.launch import GatewayAuth, Secret
 from supervisor.gateway.rpc import RpcClient
@@ -447,15 +447,7 @@ async def kill_at_the_resumes_end(port: int, pid: int) -> None:
     """kill -9 the gateway the moment a main-session turn's end is heard (a passive connection hears
     the resume's end on 2026.9.6, not its start)."""
     rpc = RpcClient(f"ws://127.0.0.1:{port}/", GatewayAuth("token", Secret(TOKEN), "", False), 4)
-    killed = asyncio.Event()
-
-    def on_event(ev: Any) -> None:
-        phase, _ = main_phase(ev) or ("", {})
-        if phase in ("end", "error") and not killed.is_set():
-            os.kill(pid, signal.SIGKILL)
-            killed.set()
-
-    rpc.on_event = on_event
+    killed = kill_at_a_main_end(rpc, pid)
     await rpc.connect()
     try:
         async with asyncio.timeout(60):
