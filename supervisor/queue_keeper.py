@@ -146,9 +146,12 @@ class QueueWatch:
         run = payload.get("runId") if isinstance(payload.get("runId"), str) else None
         now_ms = _now_ms()
         at = lenient_ms(data.get("endedAt")) or lenient_ms(payload.get("ts")) or now_ms
-        # Heard late, the connection lagged: a gateway killed then loses the frames it had not written
-        # yet, a later turn's start among them, so it keeps nothing as heard.
-        self.lagged = self.lagged or now_ms - at > END_HEARD_LAG_MS
+        if phase in ("end", "error"):
+            # Heard late, the connection lagged: a gateway killed then loses the frames it had not
+            # written yet, a later turn's start among them, so it keeps nothing as heard. Judged from
+            # ends only: a real 9.6 turn's other events (its streamed text) reached a loaded test
+            # machine late enough to set texts aside that the watcher had heard whole.
+            self.lagged = self.lagged or now_ms - at > END_HEARD_LAG_MS
         if not drains_listed(key, self.listed_session):
             return  # a turn of a session whose queue the look does not list (2026.2.x)
         if run is not None and run in self.finished:
