@@ -239,7 +239,12 @@ class QueueWatch:
         # What it heard from the look to the exit: only for a look of this connection's own, still good,
         # on a connection that kept up with the gateway and lost no frame.
         heard = (EVERY_MAIN,) if self.audible is None else tuple(sorted(self.audible))
-        if heard and self.last is not None and not self.lagged and not self.missed and not rpc.bad_frames:
+        kept = bool(heard) and self.last is not None and not self.lagged and not self.missed and not rpc.bad_frames
+        # One line per gateway's end: what a set-aside look of this boot was judged on.
+        log.info("queue_heard_to_exit", boot=self.boot, kept=kept, looked=self.last is not None,
+                 lagged=self.lagged, missed=self.missed, bad_frames=rpc.bad_frames,
+                 running=sorted(set(self.running.values())), quiet=sorted(self.quiet), ends=len(self.ends))
+        if kept:
             await self.records.heard_to_end(self.boot, heard, tuple(sorted(self.quiet)), self.ends)
 
     def _hears_every_start(self, key: str) -> bool:
@@ -355,8 +360,9 @@ class Requeue:
             # What gatewayd heard from the look to the end explains some row moves as no turn that
             # took the texts (`unexplained_moves`), where it heard that gateway's every event.
             heard = look if watched and not look.void else None
-            turn_after = await self._main_turn_since(rpc, look.looked_at_ms + 1, ended_ms, slack_ms=0, heard=heard,
-                                                     listed=look.listed)
+            row = await self._turn_row_since(rpc, look.looked_at_ms + 1, ended_ms, slack_ms=0, heard=heard,
+                                             listed=look.listed)
+            turn_after = row is not None
             # A heard end explains its row, but a message steered into that run before it drained the
             # queue with no start: where the history keeps what a turn took (2.x), it decides too.
             ask = look.void or turn_after or (heard is not None and bool(heard.ends))
@@ -365,9 +371,15 @@ class Requeue:
             lost = sum(1 for f in fates if f.fate is Fate.REQUEUE)
             await self.records.plan(look.boot, fates)
             crashpoint("requeue-planned")
-            log.info("requeue_planned", boot=look.boot, requeue=lost, texts=len(fates),
-                     unknown=sum(1 for f in fates if f.fate is Fate.UNKNOWN),
-                     delivered=sum(1 for f in fates if f.fate is Fate.DELIVERED))
+            unknown = sum(1 for f in fates if f.fate is Fate.UNKNOWN)
+            # Set aside (never queued twice) is a loss unless the agent had them: a warning, with the
+            # row and what was heard, so a kept chaos store and log say which move counted.
+            (log.warning if unknown else log.info)(
+                "requeue_planned", boot=look.boot, requeue=lost, texts=len(fates), unknown=unknown,
+                delivered=sum(1 for f in fates if f.fate is Fate.DELIVERED), looked_at_ms=look.looked_at_ms,
+                void=look.void, watched=watched, ended_ms=ended_ms, turn_row=row, drained=drained,
+                heard=list(heard.heard) if heard else None, quiet=list(heard.quiet) if heard else None,
+                ends=[(e.session, e.at_ms, e.started_ms) for e in heard.ends] if heard else None)
         items = await self.records.open_items()
         if items and self.caps.recovery.resumes_main_sessions:
             # A version that resumes cut main-session turns does so a few seconds after ready. Texts
@@ -417,26 +429,33 @@ class Requeue:
     async def _main_turn_since(self, rpc: RpcClient, since_ms: int, until_ms: int | None = None,
                                slack_ms: int = TURN_SLACK_MS, later_hides: bool = False,
                                heard: QueueLook | None = None, listed: str | None = None) -> bool:
-        """Has a main session taken a turn between `since_ms` and `until_ms` (a dead gateway's end:
+        return await self._turn_row_since(rpc, since_ms, until_ms, slack_ms, later_hides, heard, listed) is not None
+
+    async def _turn_row_since(self, rpc: RpcClient, since_ms: int, until_ms: int | None = None,
+                              slack_ms: int = TURN_SLACK_MS, later_hides: bool = False,
+                              heard: QueueLook | None = None, listed: str | None = None) -> dict[str, Any] | None:
+        """The row that says a main session has taken a turn between `since_ms` and `until_ms` (a dead gateway's end:
         the next gateway's own turns are no drain of the dead one's queue)? Its row says when its
         last run started (2026.9.x `startedAt`) or when a turn was last accepted (2026.2.x
         `updatedAt`), unless what gatewayd heard after the look (`heard`) explains it. Only sessions
         whose turns drain what the look listed count: `listed`, the look's one session (2026.2.x),
-        else every main session. Unreadable counts as yes: nothing is then sent twice."""
+        else every main session. Unreadable counts as yes: nothing is then sent twice. The answer
+        (session, its row's times) is logged where texts are set aside, so a chaos run's kept store
+        and log say which move counted."""
         try:
             rows = await list_sessions(rpc, self.caps.sessions_list_filters)
         except GatewayUnavailable:
             raise
-        except GatewayError:
-            return True
+        except GatewayError as exc:
+            return {"session": None, "error": str(exc)[:200]}
         for row in rows:
             if drains_listed(key := row.get("key"), listed):
                 started, updated = lenient_ms(row.get("startedAt")), lenient_ms(row.get("updatedAt"))
                 at = [started, updated] if heard is None else unexplained_moves(str(key), started, updated, heard)
                 if any(a is not None and a >= since_ms - slack_ms and
                        (until_ms is None or a <= until_ms or later_hides) for a in at):
-                    return True
-        return False
+                    return {"session": key, "started_ms": started, "updated_ms": updated}
+        return None
 
     async def _held(self, rpc: RpcClient) -> tuple[str, ...] | None:
         try:
