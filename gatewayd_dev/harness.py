@@ -22,6 +22,8 @@ from typing import Any
 
 import psutil
 
+from supervisor.control import paths
+
 REPO = Path(__file__).resolve().parents[1]
 FAKE_GATEWAY = Path(__file__).resolve().with_name("fake_gateway.py")
 MARK = "GATEWAYD_TEST_MARK"
@@ -32,7 +34,7 @@ def free_port_block(size: int = 10) -> int:
     for _ in range(200):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
+            base = int(s.getsockname()[1])
         if base + size > 65000:
             continue
         ok = True
@@ -177,6 +179,13 @@ class Gatewayd:
             with contextlib.suppress(psutil.Error):
                 p.kill()
         psutil.wait_procs(marked_processes(self.mark), timeout=10)
+        # A killed gatewayd leaves its socket, and the private folder it made for a state dir too long
+        # for one, in the machine's temporary folder: every test run would leave one per test.
+        sock = paths.recorded_path(self.state_dir)
+        if sock is not None and sock.name == "control.sock" and sock.parent.name.startswith("gatewayd-"):
+            with contextlib.suppress(OSError):
+                sock.unlink()
+            paths.forget(sock)
 
 
 def fake_settings(version: str = "2026.9.6", **env: str) -> dict[str, dict[str, Any]]:
