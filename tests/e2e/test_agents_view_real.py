@@ -439,7 +439,10 @@ def test_2x_a_notice_taken_by_a_gateway_killed_before_it_ran_is_sent_again(tmp_p
     finds the notice missing from the session's history and sends it again; its text, dated by the
     first crash, reaches the model once."""
     log = model[1]
-    g, sb = real_gatewayd(tmp_path, "2026.2.26", model[0], {"snapshot": {"interval_s": 1.0}})
+    # The grace for a dead gatewayd's unanswered notice (120 s by default) only delays the look at
+    # the history that finds it missing.
+    g, sb = real_gatewayd(tmp_path, "2026.2.26", model[0], {"snapshot": {"interval_s": 1.0},
+                                                            "recovery": {"unanswered_grace_s": 15.0}})
     mark = uuid.uuid4().hex[:8]
     try:
         started(g, {"GATEWAYD_CRASH_AT": "dispatched"})
