@@ -29,6 +29,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from typing import Any
 
 from supervisor import logs
@@ -36,6 +37,7 @@ from supervisor.core.confirm import settle_deadline_ms
 from supervisor.core.event_queue import (
     END_ROW_AFTER_MS,
     EVERY_MAIN,
+    EventFate,
     Fate,
     LostAnswer,
     QueueLook,
@@ -44,12 +46,12 @@ from supervisor.core.event_queue import (
     drained_after,
     drains_listed,
     is_main_session,
+    judged_looks,
     listed_session_of,
     lost_answer,
     parse_queue,
     plan,
     unexplained_moves,
-    with_late_sends,
 )
 from supervisor.core.inflight import lenient_ms
 from supervisor.crashpoints import crashpoint
@@ -352,34 +354,12 @@ class Requeue:
         # its new events is another event (`plan` can also take what a surviving process holds).
         held: tuple[str, ...] = ()
         for look, watched, ended_ms in pending:
-            look = with_late_sends(look, await self.records.sent_into(look.boot))
-            # A main-session turn between the look and the end may have drained it, watched or not
-            # (the watcher may miss a turn that starts as the gateway dies, or one while it was down).
-            # No slack here: the look's time is taken before its `status` call, so a turn that the
-            # row dates at or before it had drained the queue before the look read it.
-            # What gatewayd heard from the look to the end explains some row moves as no turn that
-            # took the texts (`unexplained_moves`), where it heard that gateway's every event.
-            heard = look if watched and not look.void else None
-            row = await self._turn_row_since(rpc, look.looked_at_ms + 1, ended_ms, slack_ms=0, heard=heard,
-                                             listed=look.listed)
-            turn_after = row is not None
-            # A heard end explains its row, but a message steered into that run before it drained the
-            # queue with no start: where the history keeps what a turn took (2.x), it decides too.
-            ask = look.void or turn_after or (heard is not None and bool(heard.ends))
-            drained = await self._drained(rpc, look, ended_ms) if ask else None
-            fates = plan(look, held, watched, turn_after, drained)
-            lost = sum(1 for f in fates if f.fate is Fate.REQUEUE)
+            fates: list[EventFate] = []
+            for part in judged_looks(look, await self.records.sent_into(look.boot)):
+                fates += [replace(f, pos=f.pos + len(fates))
+                          for f in await self._judge(rpc, part, held, watched, ended_ms)]
             await self.records.plan(look.boot, fates)
             crashpoint("requeue-planned")
-            unknown = sum(1 for f in fates if f.fate is Fate.UNKNOWN)
-            # Set aside (never queued twice) is a loss unless the agent had them: a warning, with the
-            # row and what was heard, so a kept chaos store and log say which move counted.
-            (log.warning if unknown else log.info)(
-                "requeue_planned", boot=look.boot, requeue=lost, texts=len(fates), unknown=unknown,
-                delivered=sum(1 for f in fates if f.fate is Fate.DELIVERED), looked_at_ms=look.looked_at_ms,
-                void=look.void, watched=watched, ended_ms=ended_ms, turn_row=row, drained=drained,
-                heard=list(heard.heard) if heard else None, quiet=list(heard.quiet) if heard else None,
-                ends=[(e.session, e.at_ms, e.started_ms) for e in heard.ends] if heard else None)
         items = await self.records.open_items()
         if items and self.caps.recovery.resumes_main_sessions:
             # A version that resumes cut main-session turns does so a few seconds after ready. Texts
@@ -390,6 +370,37 @@ class Requeue:
                             (settle_deadline_ms(self.caps.recovery, self.ready_at_ms) - _now_ms()) / 1000)
         for item in items:
             await self._settle_or_send(rpc, item)
+
+    async def _judge(self, rpc: RpcClient, look: QueueLook, held: tuple[str, ...], watched: bool,
+                     ended_ms: int) -> list[EventFate]:
+        """The fate of each text of a dead boot's look (or of the texts queued again into it after the
+        look, dated at their first send: `judged_looks`)."""
+        # A main-session turn between the look and the end may have drained it, watched or not
+        # (the watcher may miss a turn that starts as the gateway dies, or one while it was down).
+        # No slack here: the look's time is taken before its `status` call, so a turn that the
+        # row dates at or before it had drained the queue before the look read it.
+        # What gatewayd heard from the look to the end explains some row moves as no turn that
+        # took the texts (`unexplained_moves`), where it heard that gateway's every event.
+        heard = look if watched and not look.void else None
+        row = await self._turn_row_since(rpc, look.looked_at_ms + 1, ended_ms, slack_ms=0, heard=heard,
+                                         listed=look.listed)
+        turn_after = row is not None
+        # A heard end explains its row, but a message steered into that run before it drained the
+        # queue with no start: where the history keeps what a turn took (2.x), it decides too.
+        ask = look.void or turn_after or (heard is not None and bool(heard.ends))
+        drained = await self._drained(rpc, look, ended_ms) if ask else None
+        fates = plan(look, held, watched, turn_after, drained)
+        unknown = sum(1 for f in fates if f.fate is Fate.UNKNOWN)
+        # Set aside (never queued twice) is a loss unless the agent had them: a warning, with the
+        # row and what was heard, so a kept chaos store and log say which move counted.
+        (log.warning if unknown else log.info)(
+            "requeue_planned", boot=look.boot, requeue=sum(1 for f in fates if f.fate is Fate.REQUEUE),
+            texts=len(fates), unknown=unknown, delivered=sum(1 for f in fates if f.fate is Fate.DELIVERED),
+            looked_at_ms=look.looked_at_ms, void=look.void, watched=watched, ended_ms=ended_ms, turn_row=row,
+            drained=drained, heard=list(heard.heard) if heard else None,
+            quiet=list(heard.quiet) if heard else None,
+            ends=[(e.session, e.at_ms, e.started_ms) for e in heard.ends] if heard else None)
+        return fates
 
     async def _drained(self, rpc: RpcClient, look: QueueLook, until_ms: int) -> bool | None:
         """Did a turn of the default agent's main session (where `status` lists the queue) drain it

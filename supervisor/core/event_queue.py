@@ -166,8 +166,36 @@ def with_late_sends(look: QueueLook, sends: Sequence[tuple[str, int]]) -> QueueL
     read the queue after the send arrived): a text the look lists is taken as that send, never
     added twice (an equal text of the user's own is then set aside with it: lost, never doubled).
     The look's time stays its own: a main-session turn after it may have drained them all."""
+    late, _ = _late(look, sends)
+    return replace(look, texts=look.texts + late) if late else look
+
+
+# A turn whose row is dated up to this long before a send may still drain what the send queued: a
+# row is written as the turn is accepted, its drain follows (2026.2.x: at the reply's start, ms
+# later; 2026.9.6's heartbeat ~150 ms before its start event, research section 11), more on a
+# loaded machine.
+ACCEPT_TO_DRAIN_MS = 1000
+
+
+def judged_looks(look: QueueLook, sends: Sequence[tuple[str, int]]) -> list[QueueLook]:
+    """What to judge of a dead boot: its last look, and the texts queued again into it after that
+    look (`with_late_sends`) as a look of their own, dated `ACCEPT_TO_DRAIN_MS` before the first
+    such send, so that a main-session turn between the look and the send, which cannot have drained
+    them, does not set them aside (fake chaos seed 5171: 4 of 400 so, behind 2026.9.6's own resume).
+    Their positions follow the look's. What was heard from the look to the end holds from the send
+    on too. A void look keeps them with it: a turn started after the look, maybe after the send, and
+    its time is not kept."""
+    late, first_ms = _late(look, sends)
+    if not late or look.void or first_ms is None or first_ms - ACCEPT_TO_DRAIN_MS <= look.looked_at_ms:
+        return [with_late_sends(look, sends)]
+    return [look, replace(look, texts=late, looked_at_ms=first_ms - ACCEPT_TO_DRAIN_MS)]
+
+
+def _late(look: QueueLook, sends: Sequence[tuple[str, int]]) -> tuple[tuple[str, ...], int | None]:
+    """The sends after the look that it does not list, and when the first of them was journaled."""
     unmatched = list(look.texts)
     late: list[str] = []
+    first_ms: int | None = None
     for text, at_ms in sends:
         if at_ms < look.looked_at_ms:
             continue  # sent before the look: what it lists of it, it carries
@@ -175,7 +203,8 @@ def with_late_sends(look: QueueLook, sends: Sequence[tuple[str, int]]) -> QueueL
             unmatched.remove(text)
         else:
             late.append(text)
-    return replace(look, texts=look.texts + tuple(late)) if late else look
+            first_ms = at_ms if first_ms is None else min(first_ms, at_ms)
+    return tuple(late), first_ms
 
 
 class Fate(enum.Enum):

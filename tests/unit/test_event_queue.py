@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from supervisor.core.event_queue import (
+    ACCEPT_TO_DRAIN_MS,
     MAX_QUEUE,
     Fate,
     LostAnswer,
     QueueLook,
     QueueUnreadable,
+    TurnEnd,
     drained_after,
     is_main_session,
+    judged_looks,
     lost_answer,
     parse_queue,
     plan,
@@ -187,3 +191,29 @@ def test_late_sends_never_add_a_text_the_look_may_hold(sends: list[tuple[str, in
     for t in set(added):  # each added copy is a send after the look beyond the copies the look lists
         assert added.count(t) == max(0, after.count(t) - texts.count(t))
     assert all(t in after for t in added)
+
+
+def test_texts_sent_after_the_look_are_judged_from_their_first_send() -> None:
+    look = QueueLook(7, ("a", "b"), 10_000, ends=(TurnEnd("agent:main:main", 10_500),), listed="agent:main:main",
+                     heard=("agent:main:main",), quiet=("agent:main:main",))
+    sends = [("old", 9_999), ("b", 10_000), ("c", 20_000), ("d", 21_000)]
+    own, late = judged_looks(look, sends)
+    assert own == look  # the look's own texts, its own time; "b" is the look's (never added twice)
+    # The rest as a look of their own, dated before the first late send by the accept-to-drain lag,
+    # with what was heard from the look to the end (it holds from the send on too).
+    assert late == replace(look, texts=("c", "d"), looked_at_ms=20_000 - ACCEPT_TO_DRAIN_MS)
+    # A send within the lag of the look, a void look, nothing late: one look, as `with_late_sends`.
+    assert judged_looks(look, [("c", 10_000 + ACCEPT_TO_DRAIN_MS)]) == [replace(look, texts=("a", "b", "c"))]
+    assert judged_looks(replace(look, void=True), sends) == [with_late_sends(replace(look, void=True), sends)]
+    assert judged_looks(look, [("b", 30_000)]) == [look]
+
+
+@given(st.lists(st.tuples(st.sampled_from("xyz"), st.integers(0, 30_000)), max_size=8),
+       st.lists(st.sampled_from("xyz"), max_size=4), st.booleans())
+def test_judged_looks_hold_the_same_texts_as_the_look_with_its_late_sends(
+        sends: list[tuple[str, int]], texts: list[str], void: bool) -> None:
+    look = QueueLook(3, tuple(texts), 12_000, void)
+    parts = judged_looks(look, sends)
+    assert sum((p.texts for p in parts), ()) == with_late_sends(look, sends).texts
+    assert parts[0].looked_at_ms == 12_000 and all(p.looked_at_ms >= 12_000 for p in parts)
+    assert len(parts) == 1 or (not void and parts[0] == look and not parts[1].void)

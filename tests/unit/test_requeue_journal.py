@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from supervisor.core.event_queue import EventFate, Fate
+from supervisor.core.event_queue import ACCEPT_TO_DRAIN_MS, EventFate, Fate
 from supervisor.gateway.capabilities import for_version
 from supervisor.queue_keeper import Requeue
 from supervisor.store.boots import BootEnd, BootRecords
@@ -129,5 +129,51 @@ async def test_a_look_is_watched_only_when_no_gatewayd_started_between_it_and_th
         [(look, watched, _)] = await records.unplanned(boot + 1)
         assert look.texts == ("X",)
         assert watched is not (gatewayd_restarted or connection_ended_first)
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(("main_row", "fates"), [
+    ("before-the-look", ("planned", "planned")),
+    ("between-the-look-and-the-send", ("unknown", "planned")),
+    ("just-before-the-send", ("unknown", "unknown")),  # accepted before it, its drain may follow it
+    ("after-the-send", ("unknown", "unknown")),
+    ("void", ("unknown", "unknown")),
+])
+async def test_a_text_queued_again_after_the_last_look_is_judged_from_its_own_send(
+        tmp_path: Path, main_row: str, fates: tuple[str, str]) -> None:
+    """Boot 2's last look lists Y; X, lost with boot 1, was queued again into boot 2 after that look,
+    and boot 2 died before it looked again. A main-session turn between the look and X's send may
+    have drained Y, never X (fake chaos seed 5171 set such texts aside with the look). A turn
+    accepted within ACCEPT_TO_DRAIN_MS before the send may drain after it: set aside, never doubled.
+    A void look keeps X with it (the turn that voided it may have started after the send)."""
+    store = Store(tmp_path / "store.sqlite")
+    await store.open()
+    try:
+        records = SystemEventRecords(store)
+        now = int(time.time() * 1000)
+        sent_at = now - 20_000
+        look_at = sent_at - 10_000
+        first, second, third = await boots(store, 3)
+        await records.look(first, ("X",), look_at - 10_000)
+        await records.plan(first, [EventFate(0, "X", Fate.REQUEUE, "lost with the gateway's memory")])
+        [item] = await records.open_items()
+        assert await records.dispatched(int(item["id"]), second, sent_at)
+        await records.settle(int(item["id"]), "answered", "system-event: ok")
+        await records.look(second, ("Y",), look_at)
+        if main_row == "void":
+            await records.void(second)
+        row_ms = {"before-the-look": look_at - 1_000, "between-the-look-and-the-send": look_at + 2_000,
+                  "just-before-the-send": sent_at - ACCEPT_TO_DRAIN_MS // 2, "after-the-send": sent_at + 2_000,
+                  "void": look_at - 1_000}
+        gateway = ScriptedGateway(row_ms[main_row])
+        settled = asyncio.Event()
+        settled.set()
+        await Requeue(records, third, for_version("2026.2.26"), settled, now).run(gateway)  # type: ignore[arg-type]
+        rows = {r["text"]: r for r in await records.items_of(second)}
+        assert (rows["Y"]["pos"], rows["X"]["pos"]) == (0, 1)
+        assert (rows["Y"]["state"], rows["X"]["state"]) == tuple(
+            "answered" if f == "planned" else f for f in fates), rows
+        assert gateway.queued == [t for t, f in zip(("Y", "X"), fates, strict=True) if f == "planned"]
     finally:
         await store.close()
