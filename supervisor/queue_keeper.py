@@ -52,6 +52,7 @@ from supervisor.core.event_queue import (
     parse_queue,
     plan,
     unexplained_moves,
+    with_late_sends,
 )
 from supervisor.core.inflight import lenient_ms
 from supervisor.crashpoints import crashpoint
@@ -355,9 +356,13 @@ class Requeue:
         held: tuple[str, ...] = ()
         for look, watched, ended_ms in pending:
             fates: list[EventFate] = []
-            for part in judged_looks(look, await self.records.sent_into(look.boot)):
+            sends = await self.records.sent_into(look.boot)
+            # A turn drains the whole queue: the history shows a drain by any text the gateway held
+            # (one it rewrote may be known by another), so every part is matched by them all.
+            every = with_late_sends(look, sends).texts
+            for part in judged_looks(look, sends):
                 fates += [replace(f, pos=f.pos + len(fates))
-                          for f in await self._judge(rpc, part, held, watched, ended_ms)]
+                          for f in await self._judge(rpc, part, held, watched, ended_ms, every)]
             await self.records.plan(look.boot, fates)
             crashpoint("requeue-planned")
         items = await self.records.open_items()
@@ -372,9 +377,9 @@ class Requeue:
             await self._settle_or_send(rpc, item)
 
     async def _judge(self, rpc: RpcClient, look: QueueLook, held: tuple[str, ...], watched: bool,
-                     ended_ms: int) -> list[EventFate]:
+                     ended_ms: int, every: tuple[str, ...]) -> list[EventFate]:
         """The fate of each text of a dead boot's look (or of the texts queued again into it after the
-        look, dated at their first send: `judged_looks`)."""
+        look, dated at their first send: `judged_looks`). `every`: all the texts that gateway held."""
         # A main-session turn between the look and the end may have drained it, watched or not
         # (the watcher may miss a turn that starts as the gateway dies, or one while it was down).
         # No slack here: the look's time is taken before its `status` call, so a turn that the
@@ -388,7 +393,7 @@ class Requeue:
         # A heard end explains its row, but a message steered into that run before it drained the
         # queue with no start: where the history keeps what a turn took (2.x), it decides too.
         ask = look.void or turn_after or (heard is not None and bool(heard.ends))
-        drained = await self._drained(rpc, look, ended_ms) if ask else None
+        drained = await self._drained(rpc, look.looked_at_ms, every, ended_ms) if ask else None
         fates = plan(look, held, watched, turn_after, drained)
         unknown = sum(1 for f in fates if f.fate is Fate.UNKNOWN)
         # Set aside (never queued twice) is a loss unless the agent had them: a warning, with the
@@ -402,7 +407,7 @@ class Requeue:
             ends=[(e.session, e.at_ms, e.started_ms) for e in heard.ends] if heard else None)
         return fates
 
-    async def _drained(self, rpc: RpcClient, look: QueueLook, until_ms: int) -> bool | None:
+    async def _drained(self, rpc: RpcClient, since_ms: int, texts: tuple[str, ...], until_ms: int) -> bool | None:
         """Did a turn of the default agent's main session (where `status` lists the queue) drain it
         after the look, where the version's history keeps what a turn drained; None: unknown."""
         if not self.caps.recovery.history_shows_drained_events or not self.caps.has_method("chat.history"):
@@ -416,7 +421,7 @@ class Requeue:
             except GatewayError as exc:  # not kept: the next look asks again
                 log.warning("queue_history_unreadable", session=key, error=str(exc))
                 return None
-        return drained_after(self._history[0], look.texts, look.looked_at_ms, until_ms)
+        return drained_after(self._history[0], texts, since_ms, until_ms)
 
     async def _fate_in_ended_boot(self, rpc: RpcClient, item: dict[str, Any], sent_at: int) -> LostAnswer:
         """Sent into a gateway that has ended since: that boot's own look decides. A look taken after

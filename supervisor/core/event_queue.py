@@ -173,8 +173,8 @@ def with_late_sends(look: QueueLook, sends: Sequence[tuple[str, int]]) -> QueueL
 # A turn whose row is dated up to this long before a send may still drain what the send queued: a
 # row is written as the turn is accepted, its drain follows (2026.2.x: at the reply's start, ms
 # later; 2026.9.6's heartbeat ~150 ms before its start event, research section 11), more on a
-# loaded machine.
-ACCEPT_TO_DRAIN_MS = 1000
+# loaded machine (a review: an unwatched 2.26 turn admitted 1.2 s before a send that drains after it).
+ACCEPT_TO_DRAIN_MS = 2000
 
 
 def judged_looks(look: QueueLook, sends: Sequence[tuple[str, int]]) -> list[QueueLook]:

@@ -177,3 +177,36 @@ async def test_a_text_queued_again_after_the_last_look_is_judged_from_its_own_se
         assert gateway.queued == [t for t, f in zip(("Y", "X"), fates, strict=True) if f == "planned"]
     finally:
         await store.close()
+
+
+async def test_a_drain_the_history_shows_by_any_text_of_the_gateway_covers_the_late_ones(tmp_path: Path) -> None:
+    """A turn drains the whole queue: a 2.x request after the send that carries the look's text Y
+    (the late X in a form the gateway rewrote) drained X too. The late part is matched by every text
+    the gateway held, never by its own alone (a review found X queued again so)."""
+    store = Store(tmp_path / "store.sqlite")
+    await store.open()
+    try:
+        records = SystemEventRecords(store)
+        now = int(time.time() * 1000)
+        sent_at = now - 20_000
+        look_at = sent_at - 10_000
+        first, second, third = await boots(store, 3)
+        await records.look(first, ("X",), look_at - 10_000)
+        await records.plan(first, [EventFate(0, "X", Fate.REQUEUE, "lost with the gateway's memory")])
+        [item] = await records.open_items()
+        assert await records.dispatched(int(item["id"]), second, sent_at)
+        await records.settle(int(item["id"]), "answered", "system-event: ok")
+        await records.look(second, ("Y",), look_at)
+        gateway = ScriptedGateway(sent_at + 2_000)
+        gateway.history = [
+            {"role": "user", "content": "earlier", "timestamp": look_at - 5_000},
+            {"role": "user", "content": "System: [2026-12-07 10:00:00 UTC] Y\nSystem: [2026-12-07 10:00:01 UTC]"
+                                        " X (rewritten)\n\nhello", "timestamp": sent_at + 2_000}]
+        settled = asyncio.Event()
+        settled.set()
+        await Requeue(records, third, for_version("2026.2.26"), settled, now).run(gateway)  # type: ignore[arg-type]
+        rows = {r["text"]: r["state"] for r in await records.items_of(second)}
+        assert rows == {"Y": "delivered", "X": "delivered"}, rows
+        assert gateway.queued == []
+    finally:
+        await store.close()
