@@ -464,8 +464,7 @@ class FakeGateway:
 
         async def final(payload: Any) -> None:  # a second answer to the same request (agent's final result)
             await answered.wait()
-            with contextlib.suppress(ConnectionClosed):
-                await ws.send(res_ok(req_id, payload))
+            await self.answer(ws, res_ok(req_id, payload))
 
         if method == "sessions.messages.subscribe" and self.modern:
             frame = self.subscribe(ws, req_id, params)
@@ -477,9 +476,19 @@ class FakeGateway:
                 frame = res_err(req_id, exc.code, exc.message, **exc.extra)
         else:
             frame = self.call(req_id, method, params)
+        await self.answer(ws, frame)
+        answered.set()
+
+    async def answer(self, ws: ServerConnection, frame: str) -> None:
+        """A response goes out behind the events queued to the connection before it, as the gateway
+        writes both to one socket in order: a response never overtakes an earlier event (a turn's
+        start emitted before a `status` answer arrives before it)."""
+        box = self.outboxes.get(ws)
+        if box is not None:
+            box.put_nowait(frame)
+            return
         with contextlib.suppress(ConnectionClosed):
             await ws.send(frame)
-        answered.set()
 
     async def handshake(self, ws: ServerConnection, frame: dict[str, Any]) -> bool:
         """Answer the `connect` request; False if the connection was refused (and closed)."""
