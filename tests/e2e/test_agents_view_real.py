@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -141,12 +142,33 @@ def requeued_once_after_the_end(g: Gatewayd, log: Path, mark: str, t0: float, te
     g.wait_event("gateway_ready", count=2, timeout=240)
     [look] = rows(g, "SELECT looked_at_ms, heard_sessions FROM queue_looks WHERE boot_id = 1")
     ends = [r["at_ms"] for r in rows(g, "SELECT at_ms FROM queue_turn_ends WHERE boot_id = 1")]
-    assert ends and look["looked_at_ms"] < ends[-1], (look, ends, ended_ms)  # not looked at again after it
+    if not (ends and look["looked_at_ms"] < ends[-1]):  # gatewayd looked again before the kill landed
+        raise ScenarioMissed(f"look {look}, ends {ends}, end heard {ended_ms}")
     assert look["heard_sessions"] == ('["*"]' if version.startswith("2026.2") else '["agent:main:main"]'), look
     settled = wait_until(lambda: (r := rows(g, "SELECT text, state FROM requeues WHERE boot_id = 1 ORDER BY pos"))
                          and all(x["state"] not in ("planned", "dispatched") for x in r) and r, 180,
                          "every re-queue settled")
     delivered_once(settled, log, mark, t0, texts)
+
+
+class ScenarioMissed(Exception):
+    """The kill landed after gatewayd had looked again (50 ms after a turn's end): on a loaded machine
+    the test's own kill can come late. A set-up miss, not an outcome: the scenario is tried again."""
+
+
+def in_tries(attempt: Callable[[Path], None], tmp_path: Path, tries: int = 3) -> None:
+    """`attempt(root)` in a fresh folder until its scenario was set up (every outcome it asserts counts
+    the first time it is reached)."""
+    missed: list[str] = []
+    for n in range(tries):
+        root = tmp_path / f"try{n}"
+        root.mkdir()
+        try:
+            attempt(root)
+            return
+        except ScenarioMissed as exc:
+            missed.append(str(exc))
+    raise AssertionError(f"the kill never came before gatewayd looked again in {tries} tries: {missed}")
 
 
 def delivered_once(settled: list[dict[str, Any]], log: Path, mark: str, t0: float, texts: list[str]) -> None:
@@ -175,18 +197,21 @@ def test_events_behind_a_main_turn_whose_end_the_kill_follows_at_once_are_queued
     heartbeat's to the session's message subscribers, which gatewayd is (both measured). So the row
     is that end's and the events go back, once."""
     log = model[1]
-    g, sb = real_gatewayd(tmp_path, version, model[0], {"snapshot": {"interval_s": 30.0}})
-    mark = uuid.uuid4().hex[:8]
-    texts = [f"SE1-{mark}", f"SE2-{mark}"]
-    try:
-        t0 = start_and_queue(g, sb, texts)
-        set_model_delay(4)
-        ended_ms = asyncio.run(kill_just_after_its_end(g, sb, f"TURN-{mark} reply PONG"))
-        set_model_delay(0.5)
-        requeued_once_after_the_end(g, log, mark, t0, texts, ended_ms, version)
-    finally:
-        set_model_delay(0.5)
-        g.cleanup()
+
+    def attempt(root: Path) -> None:
+        g, sb = real_gatewayd(root, version, model[0], {"snapshot": {"interval_s": 30.0}})
+        mark = uuid.uuid4().hex[:8]
+        texts = [f"SE1-{mark}", f"SE2-{mark}"]
+        try:
+            t0 = start_and_queue(g, sb, texts)
+            set_model_delay(4)
+            ended_ms = asyncio.run(kill_just_after_its_end(g, sb, f"TURN-{mark} reply PONG"))
+            set_model_delay(0.5)
+            requeued_once_after_the_end(g, log, mark, t0, texts, ended_ms, version)
+        finally:
+            set_model_delay(0.5)
+            g.cleanup()
+    in_tries(attempt, tmp_path)
 
 
 @pytest.mark.parametrize("version", ["2026.9.6"])
@@ -197,30 +222,33 @@ def test_9x_events_queued_during_a_heartbeat_whose_end_the_kill_follows_at_once_
     session's message subscribers: gatewayd subscribed, heard both, and dates the row by the end, so
     the texts go back, once (not subscribed, it would set them aside)."""
     log = model[1]
-    g, sb = real_gatewayd(tmp_path, version, model[0], {"snapshot": {"interval_s": 30.0}})
-    mark = uuid.uuid4().hex[:8]
-    texts = [f"SE1-{mark}", f"SE2-{mark}"]
-    try:
-        started(g)
-        set_model_delay(6)
-        t0 = time.time()
 
-        async def run() -> int:
-            async with gateway_rpc(sb) as rpc:
-                return await kill_right_after_its_end(rpc, g.spawned_pids()[-1], f"WAKE-{mark}", lambda started: bool(
-                    (r := rows(g, "SELECT looked_at_ms, void FROM queue_looks WHERE boot_id = 1"))
-                    and r[0]["looked_at_ms"] > started and not r[0]["void"]
-                    and [x["text"] for x in rows(g, "SELECT text FROM queued_events WHERE boot_id = 1"
-                                                    " ORDER BY pos")] == texts),
-                    kill_after_s=0.015, start=lambda rpc, text: heartbeat_then_queue(  # to hear its end
-                        rpc, text, log, texts, subscribe=True))
+    def attempt(root: Path) -> None:
+        g, sb = real_gatewayd(root, version, model[0], {"snapshot": {"interval_s": 30.0}})
+        mark = uuid.uuid4().hex[:8]
+        texts = [f"SE1-{mark}", f"SE2-{mark}"]
+        try:
+            started(g)
+            set_model_delay(6)
+            t0 = time.time()
 
-        ended_ms = asyncio.run(run())
-        set_model_delay(0.5)
-        requeued_once_after_the_end(g, log, mark, t0, texts, ended_ms, version)
-    finally:
-        set_model_delay(0.5)
-        g.cleanup()
+            async def run() -> int:
+                async with gateway_rpc(sb) as rpc:
+                    return await kill_right_after_its_end(rpc, g.spawned_pids()[-1], f"WAKE-{mark}", lambda s: bool(
+                        (r := rows(g, "SELECT looked_at_ms, void FROM queue_looks WHERE boot_id = 1"))
+                        and r[0]["looked_at_ms"] > s and not r[0]["void"]
+                        and [x["text"] for x in rows(g, "SELECT text FROM queued_events WHERE boot_id = 1"
+                                                        " ORDER BY pos")] == texts),
+                        kill_after_s=0.015, start=lambda rpc, text: heartbeat_then_queue(  # to hear its end
+                            rpc, text, log, texts, subscribe=True))
+
+            ended_ms = asyncio.run(run())
+            set_model_delay(0.5)
+            requeued_once_after_the_end(g, log, mark, t0, texts, ended_ms, version)
+        finally:
+            set_model_delay(0.5)
+            g.cleanup()
+    in_tries(attempt, tmp_path)
 
 
 async def start_two_agents_work(sb: sandbox.Sandbox, mark: str) -> str:
