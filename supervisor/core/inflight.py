@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from supervisor.core.planner import QUOTE_LEAD
+from supervisor.core.wake_plan import WAKE_MARK
 from supervisor.errors import GatewayProtocolError
 
 INTERRUPTED_ERROR = "cron: job interrupted by gateway restart"  # 2026.9.x's startup repair of a cut run
@@ -223,7 +224,9 @@ def interrupted_request(history: Any, turn_started_ms: int, gateway_ended_ms: in
         lead = QUOTE_LEAD.strip()
         text = text.split(lead, 1)[1].rsplit('"', 1)[0] if lead in text else ""
         return text or None
-    if not text:
+    if not text or text.startswith(WAKE_MARK):
+        # gatewayd's own wake was the cut turn (fake chaos seed 7451: quoted, its text reached the
+        # model twice): no user's request, and the new notice says the gateway restarted.
         return None
     return text if len(text) <= QUOTE_CHARS else text[:QUOTE_CHARS - 1] + "…"
 
@@ -256,8 +259,9 @@ def unseen_lost_turn(history: Any, since_ms: int, before_ms: int, notice_marker:
         at = lenient_ms(raw.get("timestamp"))
         if at is not None and since_ms <= at < before_ms and at >= last_at:
             last, last_at = raw, at
-    if last is None or last.get("role") != "user" or notice_marker in message_text(last.get("content")):
-        return None
+    text = message_text(last.get("content")) if last is not None else ""
+    if last is None or last.get("role") != "user" or notice_marker in text or WAKE_MARK in text:
+        return None  # a cut wake of gatewayd's own is no user's turn either (fake chaos seed 7451)
     return last_at
 
 

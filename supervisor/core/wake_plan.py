@@ -21,6 +21,7 @@ RESUMED = "resumed by the gateway itself"
 TURN_TAKEN = (RESUMED, "restart notice sent as")
 DRAINING = ("restart notice sent as a chat.send turn", "restart notice sent as a system event with a wake")
 MAX_ITEMS = 8  # listed in a wake's text; more are counted
+WAKE_MARK = "[gatewayd] The gateway restarted"  # how every wake text begins: a cut wake is no user's request
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,6 @@ def wake_text(agent: str, items: Sequence[Interrupted], requeued: int, reason: s
         noun = "event" if requeued == 1 else "events"
         lines.append(f"{requeued} system {noun} queued before the restart, queued again (above, in their order)")
     # One line: 2026.9.x shows each line of a system text as its own "System:" line.
-    return (f"[gatewayd] The gateway restarted ({reason}) at {_utc(ended_at_ms)}. Work of agent {agent} that "
+    return (f"{WAKE_MARK} ({reason}) at {_utc(ended_at_ms)}. Work of agent {agent} that "
             f"was interrupted, and what is being done: " + "; ".join(lines) +
             ". Check for in-progress work that was cut before starting it again.")

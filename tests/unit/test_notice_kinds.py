@@ -10,6 +10,7 @@ from supervisor.core.inflight import QUOTE_CHARS, interrupted_request, unseen_lo
 from supervisor.core.obligations import Action, ActionKind, ActionState, Obligation, ObligationKind
 from supervisor.core.planner import Retry, SessionVerb, decide_session
 from supervisor.core.recovery_policy import RecoveryPolicy
+from supervisor.core.wake_plan import wake_text
 from supervisor.gateway.capabilities import for_version
 
 S = 1000
@@ -121,10 +122,20 @@ MARK = "[System] Gateway restarted ("
     ([msg("user", ENDED + S, "the next gateway's")], None),
     # a notice of gatewayd's own, cut: never noticed again
     ([msg("user", STARTED, "[Sun 2026-12-06 08:43 UTC] [System] Gateway restarted (crash, ...)")], None),
+    # a wake of gatewayd's own (a chat.send turn, here with the events it drained), cut: no user's turn
+    # (fake chaos seed 7451: its notice quoted it, and the wake's text reached the model twice)
+    ([msg("user", STARTED, "System: [2026-12-07 11:41:15 UTC] EVENT x\n\n[Mon 2026-12-07 11:41 UTC] "
+                           f"{wake_text('main', [], 2, 'crash', T0)}")], None),
     ([], None),  # a first turn is written only at its end: nothing to find
 ])
 def test_a_turn_started_and_cut_unseen(messages: list[dict[str, object]], found: int | None) -> None:
     assert unseen_lost_turn({"messages": messages}, STARTED - 10 * S, ENDED, MARK) == found
+
+
+def test_a_cut_wake_of_gatewayds_own_is_never_quoted() -> None:
+    wake = wake_text("main", [], 2, "crash", T0)
+    text = f"System: [2026-12-07 11:41:15 UTC] EVENT x\n\n[Mon 2026-12-07 11:41 UTC] {wake}"
+    assert interrupted_request({"messages": [msg("user", STARTED, text)]}, STARTED, ENDED) is None
 
 
 def test_unseen_lost_turn_reads_bad_history_as_nothing() -> None:
