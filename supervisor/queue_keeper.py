@@ -52,9 +52,9 @@ from supervisor.core.event_queue import (
     parse_queue,
     plan,
     unexplained_moves,
-    with_late_sends,
 )
 from supervisor.core.inflight import lenient_ms
+from supervisor.core.wake_plan import OWN_PREFIX
 from supervisor.crashpoints import crashpoint
 from supervisor.errors import GatewayError, GatewayUnavailable
 from supervisor.gateway.capabilities import Capabilities
@@ -65,7 +65,6 @@ from supervisor.store.system_events import MAX_TURN_ENDS, SystemEventRecords
 log = logs.get("gatewayd.queue")
 
 LOOK_EVENTS = frozenset({"presence", "heartbeat"})
-OWN_TEXT = "[gatewayd]"  # how gatewayd's own wake texts begin (core/wake_plan.py)
 # After a main-session turn's lifecycle end, the look is re-dated this long after it, twice: 2026.2.26
 # writes the row's end 2-7 ms after the event (2026.9.6 before it, measured). A look dated before that
 # write leaves the texts set aside at a crash (never queued twice), so a slow write costs only that;
@@ -89,7 +88,7 @@ def _now_ms() -> int:
 
 class QueueWatch:
     def __init__(self, records: SystemEventRecords, boot: int, interval_s: float,
-                 own_markers: tuple[str, ...] = (OWN_TEXT,),
+                 own_markers: tuple[str, ...] = (OWN_PREFIX,),
                  gateway_exit: Callable[[], Awaitable[object]] | None = None,
                  hears_every_start: bool = False, one_listed_queue: bool = False) -> None:
         self.records = records
@@ -356,11 +355,11 @@ class Requeue:
         held: tuple[str, ...] = ()
         for look, watched, ended_ms in pending:
             fates: list[EventFate] = []
-            sends = await self.records.sent_into(look.boot)
+            parts = judged_looks(look, await self.records.sent_into(look.boot))
             # A turn drains the whole queue: the history shows a drain by any text the gateway held
             # (one it rewrote may be known by another), so every part is matched by them all.
-            every = with_late_sends(look, sends).texts
-            for part in judged_looks(look, sends):
+            every = tuple(t for part in parts for t in part.texts)
+            for part in parts:
                 fates += [replace(f, pos=f.pos + len(fates))
                           for f in await self._judge(rpc, part, held, watched, ended_ms, every)]
             await self.records.plan(look.boot, fates)

@@ -21,7 +21,8 @@ RESUMED = "resumed by the gateway itself"
 TURN_TAKEN = (RESUMED, "restart notice sent as")
 DRAINING = ("restart notice sent as a chat.send turn", "restart notice sent as a system event with a wake")
 MAX_ITEMS = 8  # listed in a wake's text; more are counted
-WAKE_MARK = "[gatewayd] The gateway restarted"  # how every wake text begins: a cut wake is no user's request
+OWN_PREFIX = "[gatewayd]"  # how every text gatewayd queues or sends as a wake begins
+WAKE_MARK = f"{OWN_PREFIX} The gateway restarted"  # a wake's start: a cut wake is no user's request
 
 
 @dataclass(frozen=True)
