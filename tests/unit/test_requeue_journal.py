@@ -133,6 +133,20 @@ async def test_a_look_is_watched_only_when_no_gatewayd_started_between_it_and_th
         await store.close()
 
 
+async def sent_after_the_look(store: Store, records: SystemEventRecords, sent_at: int,
+                              look_at: int) -> tuple[int, int]:
+    """Boot 1 lost X; X was queued again into boot 2 at `sent_at` (answered), after boot 2's last
+    look (at `look_at`, listing Y); boot 2 died, boot 3 runs. Returns boots 2 and 3."""
+    first, second, third = await boots(store, 3)
+    await records.look(first, ("X",), look_at - 10_000)
+    await records.plan(first, [EventFate(0, "X", Fate.REQUEUE, "lost with the gateway's memory")])
+    [item] = await records.open_items()
+    assert await records.dispatched(int(item["id"]), second, sent_at)
+    await records.settle(int(item["id"]), "answered", "system-event: ok")
+    await records.look(second, ("Y",), look_at)
+    return second, third
+
+
 @pytest.mark.parametrize(("main_row", "fates"), [
     ("before-the-look", ("planned", "planned")),
     ("between-the-look-and-the-send", ("unknown", "planned")),
@@ -152,15 +166,8 @@ async def test_a_text_queued_again_after_the_last_look_is_judged_from_its_own_se
     try:
         records = SystemEventRecords(store)
         now = int(time.time() * 1000)
-        sent_at = now - 20_000
-        look_at = sent_at - 10_000
-        first, second, third = await boots(store, 3)
-        await records.look(first, ("X",), look_at - 10_000)
-        await records.plan(first, [EventFate(0, "X", Fate.REQUEUE, "lost with the gateway's memory")])
-        [item] = await records.open_items()
-        assert await records.dispatched(int(item["id"]), second, sent_at)
-        await records.settle(int(item["id"]), "answered", "system-event: ok")
-        await records.look(second, ("Y",), look_at)
+        sent_at, look_at = now - 20_000, now - 30_000
+        second, third = await sent_after_the_look(store, records, sent_at, look_at)
         if main_row == "void":
             await records.void(second)
         row_ms = {"before-the-look": look_at - 1_000, "between-the-look-and-the-send": look_at + 2_000,
@@ -188,15 +195,8 @@ async def test_a_drain_the_history_shows_by_any_text_of_the_gateway_covers_the_l
     try:
         records = SystemEventRecords(store)
         now = int(time.time() * 1000)
-        sent_at = now - 20_000
-        look_at = sent_at - 10_000
-        first, second, third = await boots(store, 3)
-        await records.look(first, ("X",), look_at - 10_000)
-        await records.plan(first, [EventFate(0, "X", Fate.REQUEUE, "lost with the gateway's memory")])
-        [item] = await records.open_items()
-        assert await records.dispatched(int(item["id"]), second, sent_at)
-        await records.settle(int(item["id"]), "answered", "system-event: ok")
-        await records.look(second, ("Y",), look_at)
+        sent_at, look_at = now - 20_000, now - 30_000
+        second, third = await sent_after_the_look(store, records, sent_at, look_at)
         gateway = ScriptedGateway(sent_at + 2_000)
         gateway.history = [
             {"role": "user", "content": "earlier", "timestamp": look_at - 5_000},
