@@ -24,7 +24,7 @@ Controls (POST or GET, answer 200 "ok..." before acting): /__fake/crash?code=N, 
 
 RPC: health, status, system.info (2026.9.x), system-presence, and the world's methods: cron.add, cron.list,
 cron.get (2026.9.x), cron.update, cron.remove, cron.run, cron.runs, cron.status, sessions.list, agent, wake,
-system-event, last-heartbeat, chat.history (2026.2.x). Requests are handled concurrently (a 2026.2.x cron.run
+system-event, last-heartbeat, chat.history. Requests are handled concurrently (a 2026.2.x cron.run
 blocks until its run ends); events (agent, chat, cron, heartbeat, task on 2026.9.x) go to every connection.
 """
 
@@ -67,7 +67,7 @@ CONTROL_UI_PAGE = (
 WORLD_METHODS = ["sessions.list", "cron.list", "cron.status", "cron.add", "cron.update", "cron.remove", "cron.run",
                  "cron.runs", "agent", "agent.wait", "wake", "system-event", "last-heartbeat", "chat.send"]
 MODERN_METHODS = ["health", "status", "system.info", "system-presence", *WORLD_METHODS, "cron.get",
-                  "sessions.messages.subscribe"]
+                  "sessions.messages.subscribe", "chat.history"]
 LEGACY_METHODS = ["health", "status", "system-presence", *WORLD_METHODS, "chat.history"]
 EVENTS = ["connect.challenge", "tick", "shutdown", "health", "heartbeat", "presence", "agent", "chat", "cron"]
 SESSION_DEFAULTS = {"defaultAgentId": "main", "mainKey": "main", "mainSessionKey": "agent:main:main"}

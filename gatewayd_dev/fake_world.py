@@ -257,7 +257,7 @@ class World:
         self.methods = {"agent.wait", "cron.add", "cron.list", "cron.update", "cron.remove", "cron.run", "cron.runs",
                         "cron.status", "sessions.list", "agent", "wake", "system-event", "last-heartbeat",
                         "chat.send"}
-        self.methods.add("cron.get" if modern else "chat.history")
+        self.methods |= {"cron.get", "chat.history"} if modern else {"chat.history"}
 
     # ------------------------------------------------------------------------------------------ config
     def config(self) -> dict[str, Any]:
@@ -774,8 +774,8 @@ class World:
 
     @staticmethod
     def append_history(row: dict[str, Any], message: dict[str, Any]) -> None:
-        """2026.2.x's session transcript as `chat.history` shows it: each message stamped (ms) when
-        it was made (an assistant message when its model call began), appended as it comes."""
+        """The session's transcript as `chat.history` shows it: each message stamped (ms) when it was
+        made (an assistant message when its model call began), appended as it comes."""
         row["history"] = [*row.get("history", []), message][-HISTORY_KEEP:]
 
     @staticmethod
@@ -811,6 +811,8 @@ class World:
                 asked = {"role": "user", "content": [{"type": "text", "text": text}], "timestamp": started}
                 if not self.modern and row.get("history"):  # a first turn's messages are written at its end
                     self.append_history(row, asked)
+                if self.modern and kind != "resume":  # 9.6 writes the request (its text, not the drained
+                    self.append_history(row, {"role": "user", "content": text, "timestamp": started})  # ones)
                 self.save()
                 messages = [{"role": "system", "content": SYSTEM_PROMPT}, *row.get("transcript", []),
                             *({"role": "user", "content": c} for c in contents)]
@@ -824,6 +826,9 @@ class World:
                 if result["status"] == "ok":
                     transcript.append({"role": "assistant", "content": result["summary"]})
                 ended = result["endedAt"]
+                if self.modern and result["status"] == "ok":
+                    self.append_history(row, {"role": "assistant", "content": [
+                        {"type": "text", "text": str(result["summary"])}], "timestamp": result["startedAt"]})
                 if not self.modern:
                     if not row.get("history"):
                         self.append_history(row, asked)
@@ -1329,7 +1334,8 @@ class World:
         return accepted
 
     async def m_chat_history(self, p: dict[str, Any], final: Final) -> Any:
-        """2026.2.x (measured): `{sessionKey, sessionId, messages, thinkingLevel}`, the last `limit`."""
+        """2026.2.x (measured): `{sessionKey, sessionId, messages, thinkingLevel}`, the last `limit`
+        (2026.9.x answers more fields; the messages are what gatewayd reads)."""
         key = p.get("sessionKey")
         if not isinstance(key, str) or not key:
             raise invalid("invalid chat.history params: at root: must have required property 'sessionKey'")

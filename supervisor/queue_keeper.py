@@ -45,12 +45,14 @@ from supervisor.core.event_queue import (
     TurnEnd,
     drained_after,
     drains_listed,
+    ended_before,
     is_main_session,
     judged_looks,
     listed_session_of,
     lost_answer,
     parse_queue,
     plan,
+    steered_after,
     unexplained_moves,
 )
 from supervisor.core.inflight import lenient_ms
@@ -468,9 +470,33 @@ class Requeue:
                 started, updated = lenient_ms(row.get("startedAt")), lenient_ms(row.get("updatedAt"))
                 at = [started, updated] if heard is None else unexplained_moves(str(key), started, updated, heard)
                 if any(a is not None and a >= since_ms - slack_ms and
-                       (until_ms is None or a <= until_ms or later_hides) for a in at):
+                       (until_ms is None or a <= until_ms or later_hides) for a in at) \
+                        and not await self._ended_unsteered(rpc, str(key), row, since_ms - slack_ms, until_ms):
                     return {"session": key, "started_ms": started, "updated_ms": updated}
         return None
+
+    async def _ended_unsteered(self, rpc: RpcClient, key: str, row: dict[str, Any], since_ms: int,
+                               until_ms: int | None) -> bool:
+        """2026.9.x: a row whose last run started before `since_ms` and had ended with nothing written
+        after (`ended_before`), and no message steered into that run (`steered_after`, from the
+        session's history): no run there took the texts after `since_ms`. Unreadable is no."""
+        started = lenient_ms(row.get("startedAt"))
+        status = row.get("status")
+        if not self.caps.recovery.session_rows_date_runs or not self.caps.has_method("chat.history") \
+                or started is None or not ended_before(status if isinstance(status, str) else None, started,
+                                                       lenient_ms(row.get("endedAt")),
+                                                       lenient_ms(row.get("updatedAt")), since_ms):
+            return False
+        try:
+            history = await rpc.call("chat.history", {"sessionKey": key, "limit": HISTORY_LIMIT})
+        except GatewayUnavailable:
+            raise
+        except GatewayError as exc:
+            log.warning("queue_history_unreadable", session=key, error=str(exc)[:200])
+            return False
+        steered = steered_after(history, started, _now_ms() if until_ms is None else until_ms, HISTORY_LIMIT)
+        log.info("queue_row_ended_before", session=key, started_ms=started, since_ms=since_ms, steered=steered)
+        return steered is False
 
     async def _held(self, rpc: RpcClient) -> tuple[str, ...] | None:
         try:

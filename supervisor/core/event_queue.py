@@ -158,6 +158,51 @@ def unexplained_moves(session: str, started_ms: int | None, updated_ms: int | No
     return [t for t in times if t is not None]
 
 
+# 2026.9.6 takes a main session's queue 75-377 ms before the run that took it stamps its row's
+# `startedAt` (`chat.send` and wake, 8 of 8, research section 15; the fake stamps the two in one
+# step); the rest is room for timer steps.
+RUN_BEFORE_DRAIN_MS = 50
+
+
+def ended_before(status: str | None, started_ms: int | None, ended_ms: int | None, updated_ms: int | None,
+                 since_ms: int) -> bool:
+    """2026.9.x: does a main row read after its gateway died say that no run there took queued texts
+    to a model after `since_ms`? Its last run started before then, has ended, and nothing was
+    written to the row after that end (`updatedAt` within END_ROW_AFTER_MS of `endedAt`). A run
+    that took the texts would have stamped its own start after the drain, and the drain came after
+    `since_ms` (the look listed them): its row would show it, or show it running (a run admitted
+    writes `running` before its drain; cut before its model call, the texts reached no model). The
+    one drain that stamps no start, a message steered into the running turn, is ruled out apart
+    (`steered_after`); the row cannot show it. Fake chaos seed 7452 set 4 texts aside behind rows
+    like this (an `agent` turn started 104 and 256 ms before the look, ended while gatewayd was down)."""
+    if status in (None, "running") or started_ms is None or ended_ms is None or updated_ms is None:
+        return False
+    return (started_ms <= since_ms - RUN_BEFORE_DRAIN_MS and started_ms <= ended_ms
+            and ended_ms - END_ROW_BEFORE_MS <= updated_ms <= ended_ms + END_ROW_AFTER_MS)
+
+
+def steered_after(history: Any, started_ms: int, until_ms: int, limit: int) -> bool | None:
+    """Does a session's `chat.history` (at most `limit` messages) hold a user message stamped after
+    its last run started and up to its gateway's end: a message steered into that run, which drains
+    the queue with no start of its own (9.6, research section 13) and may hand the texts to the
+    run's next model call? A run's own request is stamped at its admission, before its start. None
+    where "no" would prove nothing: unreadable, or the answer is full and does not reach back."""
+    messages = history.get("messages") if isinstance(history, Mapping) else None
+    if not isinstance(messages, list):
+        return None
+    stamps: list[int] = []
+    for m in messages:
+        at = lenient_ms(m.get("timestamp")) if isinstance(m, Mapping) else None
+        if at is None:
+            continue
+        stamps.append(at)
+        if m.get("role") == "user" and started_ms < at <= until_ms:
+            return True
+    if len(messages) >= limit and not (stamps and min(stamps) <= started_ms):
+        return None
+    return False
+
+
 def with_late_sends(look: QueueLook, sends: Sequence[tuple[str, int]]) -> QueueLook:
     """A dead boot's last look with the texts gatewayd queued again into that gateway after the look's
     time (`sends`: text, journaled at ms; answered, in send order). That gateway held them too, and

@@ -11,18 +11,23 @@ from hypothesis import strategies as st
 
 from supervisor.core.event_queue import (
     ACCEPT_TO_DRAIN_MS,
+    END_ROW_AFTER_MS,
+    END_ROW_BEFORE_MS,
     MAX_QUEUE,
+    RUN_BEFORE_DRAIN_MS,
     Fate,
     LostAnswer,
     QueueLook,
     QueueUnreadable,
     TurnEnd,
     drained_after,
+    ended_before,
     is_main_session,
     judged_looks,
     lost_answer,
     parse_queue,
     plan,
+    steered_after,
     unheld,
     with_late_sends,
 )
@@ -217,3 +222,53 @@ def test_judged_looks_hold_the_same_texts_as_the_look_with_its_late_sends(
     assert sum((p.texts for p in parts), ()) == with_late_sends(look, sends).texts
     assert parts[0].looked_at_ms == 12_000 and all(p.looked_at_ms >= 12_000 for p in parts)
     assert len(parts) == 1 or (not void and parts[0] == look and not parts[1].void)
+
+
+AT = 100_000
+
+
+@pytest.mark.parametrize(("status", "started", "ended", "updated", "explained"), [
+    ("done", AT - 104, AT + 3_000, AT + 3_012, True),  # fake chaos seed 7452
+    ("failed", AT - 5_000, AT + 1, AT + 1, True),
+    ("done", AT - RUN_BEFORE_DRAIN_MS, AT + 10, AT + 10, True),
+    ("done", AT - RUN_BEFORE_DRAIN_MS + 1, AT + 10, AT + 10, False),  # may have drained after the look
+    ("done", AT + 10, AT + 20, AT + 20, False),  # started after the look
+    ("running", AT - 5_000, AT + 1, AT + 1, False),  # a later run admitted, its start maybe unwritten
+    (None, AT - 5_000, AT + 1, AT + 1, False),
+    ("done", None, AT + 1, AT + 1, False),  # a first run's row during it
+    ("done", AT - 5_000, None, AT + 1, False),
+    ("done", AT - 5_000, AT + 1, None, False),
+    ("done", AT - 5_000, AT - 6_000, AT + 1, False),  # an end before its start: not one run
+    ("done", AT - 5_000, AT + 1_000, AT + 1_000 + END_ROW_AFTER_MS, True),
+    ("done", AT - 5_000, AT + 1_000, AT + 1_001 + END_ROW_AFTER_MS, False),  # written after its end
+    ("done", AT - 5_000, AT + 1_000, AT + 1_000 - END_ROW_BEFORE_MS, True),
+    ("done", AT - 5_000, AT + 1_000, AT + 999 - END_ROW_BEFORE_MS, False),
+])
+def test_ended_before_every_case(status: str | None, started: int | None, ended: int | None,
+                                 updated: int | None, explained: bool) -> None:
+    assert ended_before(status, started, ended, updated, AT) is explained
+
+
+def msg(role: str, at: object) -> dict[str, object]:
+    return {"role": role, "content": "x", "timestamp": at}
+
+
+@pytest.mark.parametrize(("messages", "limit", "steered"), [
+    ([msg("user", AT - 200), msg("assistant", AT + 900)], 10, False),  # the run's own request
+    ([msg("user", AT - 200), msg("user", AT + 500)], 10, True),  # a message steered into it
+    ([msg("user", AT - 200), msg("user", AT + 5_001)], 10, False),  # the next gateway's
+    ([msg("user", AT + 1)], 10, True),
+    ([msg("user", AT)], 10, False),
+    ([msg("user", "bad"), msg("assistant", AT - 1)], 10, False),
+    ([msg("assistant", AT + 1)] * 2, 2, None),  # full, and it does not reach back to the start
+    ([msg("assistant", AT - 1), msg("assistant", AT + 1)], 2, False),
+    ("x", 10, None),
+    ([1, msg("user", AT + 1)], 10, True),
+])
+def test_steered_after_every_case(messages: object, limit: int, steered: bool | None) -> None:
+    assert steered_after({"messages": messages}, AT, AT + 5_000, limit) is steered
+
+
+@pytest.mark.parametrize("history", [None, [], "x"])
+def test_steered_after_cannot_tell_from_a_malformed_answer(history: object) -> None:
+    assert steered_after(history, AT, AT + 5_000, 10) is None

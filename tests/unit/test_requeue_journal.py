@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from supervisor.core.event_queue import ACCEPT_TO_DRAIN_MS, EventFate, Fate
+from supervisor.core.event_queue import ACCEPT_TO_DRAIN_MS, RUN_BEFORE_DRAIN_MS, EventFate, Fate
+from supervisor.errors import GatewayRpcError
 from supervisor.gateway.capabilities import for_version
 from supervisor.queue_keeper import Requeue
 from supervisor.store.boots import BootEnd, BootRecords
@@ -24,23 +25,26 @@ class ScriptedGateway:
     """Answers the calls the re-queue makes; records what it was asked to queue."""
 
     def __init__(self, main_row_ms: int, other_rows: dict[str, int] | None = None,
-                 main_started_ms: int | None = None) -> None:
+                 main_started_ms: int | None = None, main_run: dict[str, Any] | None = None) -> None:
         self.main_row_ms = main_row_ms
+        self.main_run = main_run or {}  # 2026.9.x: the last run's status and endedAt
         self.main_started_ms = main_started_ms  # 2026.9.x rows also say when their last run started
         self.other_rows = other_rows or {}  # other sessions' rows: key -> updatedAt
         self.queued: list[str] = []
-        self.history: list[dict[str, Any]] = []  # the main session's chat.history messages
+        self.history: list[dict[str, Any]] | None = []  # the main session's chat.history messages
 
     async def call(self, method: str, params: dict[str, Any], **_: Any) -> Any:
         if method == "sessions.list":
             started = {} if self.main_started_ms is None else {"startedAt": self.main_started_ms}
-            return {"sessions": [{"key": MAIN, "updatedAt": self.main_row_ms, **started},
+            return {"sessions": [{"key": MAIN, "updatedAt": self.main_row_ms, **started, **self.main_run},
                                  *({"key": k, "updatedAt": v} for k, v in self.other_rows.items())]}
         if method == "status":
             return {"queuedSystemEvents": []}
         if method == "health":
             return {"defaultAgentId": "main"}
         if method == "chat.history":
+            if self.history is None:
+                raise GatewayRpcError("chat.history", "UNAVAILABLE", "scripted refusal")
             return {"messages": self.history}
         if method == "system-event":
             self.queued.append(params["text"])
@@ -208,5 +212,54 @@ async def test_a_drain_the_history_shows_by_any_text_of_the_gateway_covers_the_l
         rows = {r["text"]: r["state"] for r in await records.items_of(second)}
         assert rows == {"Y": "delivered", "X": "delivered"}, rows
         assert gateway.queued == []
+    finally:
+        await store.close()
+
+
+@pytest.mark.parametrize(("case", "requeued"), [
+    ("ended-before-the-look", True),
+    ("started-just-before-the-look", False),  # its drain may follow the look
+    ("still-running", False),  # cut: its start may not be written yet
+    ("written-after-its-end", False),  # something moved the row after the run's end
+    ("a-message-steered-into-it", False),  # drains with no start of its own
+    ("history-unreadable", False),
+    ("history-does-not-reach-back", False),
+    ("2x", False),  # a 2.x row says only when it was updated
+])
+async def test_a_9x_run_that_started_before_the_look_and_ended_unsteered_took_none_of_its_texts(
+        tmp_path: Path, case: str, requeued: bool) -> None:
+    """gatewayd was killed after its last look at boot 1, and boot 1 was killed while it was down:
+    nothing was heard after the look. The main row then moved after the look, but by the end of a
+    run that started before it (fake chaos seed 7452: 104 and 256 ms before, 4 texts set aside).
+    That run cannot have taken texts the look still listed (2026.9.6 drains before it stamps the
+    start): queued again. Every other case is set aside, never doubled."""
+    store = Store(tmp_path / "store.sqlite")
+    await store.open()
+    try:
+        records = SystemEventRecords(store)
+        now = int(time.time() * 1000)
+        look_at = now - 30_000
+        first, second = await boots(store, 2)
+        await records.look(first, ("X", "Y"), look_at)
+        started = look_at - (RUN_BEFORE_DRAIN_MS // 2 if case == "started-just-before-the-look" else 104)
+        ended = look_at + 3_000
+        run = {"status": "running" if case == "still-running" else "done", "endedAt": ended}
+        updated = ended + (5_000 if case == "written-after-its-end" else 12)
+        gateway = ScriptedGateway(updated, main_started_ms=started, main_run=run)
+        gateway.history = [{"role": "user", "content": "its request", "timestamp": started - 200},
+                           {"role": "assistant", "content": "PONG", "timestamp": started + 10}]
+        if case == "a-message-steered-into-it":
+            gateway.history.append({"role": "user", "content": "and this too", "timestamp": look_at + 500})
+        if case == "history-unreadable":
+            gateway.history = None
+        if case == "history-does-not-reach-back":
+            gateway.history = [{"role": "assistant", "content": "x", "timestamp": started + 1}] * 200
+        settled = asyncio.Event()
+        settled.set()
+        caps = for_version("2026.2.26" if case == "2x" else "2026.9.6")
+        await Requeue(records, second, caps, settled, now).run(gateway)  # type: ignore[arg-type]
+        states = [r["state"] for r in await records.items_of(first)]
+        assert gateway.queued == (["X", "Y"] if requeued else [])
+        assert states == (["answered"] * 2 if requeued else ["unknown"] * 2), states
     finally:
         await store.close()
