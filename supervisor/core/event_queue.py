@@ -130,8 +130,8 @@ def unexplained_moves(session: str, started_ms: int | None, updated_ms: int | No
     that stayed good, watched to the end). Both versions send a turn's lifecycle start before its
     model call, and the watcher reads every frame the gateway wrote before it died, so a turn that
     started after the look would have voided it. A message steered into a running turn drains the
-    queue with no start of its own (measured on 9.6, section 13; 2.x hands the drained texts to the
-    running turn at its next tool call), and a run may go on unheard in a session where nothing has
+    queue with no start of its own (measured on both, sections 13 and 16: the texts reach no model,
+    the gateway loses them itself), and a run may go on unheard in a session where nothing has
     shown it yet (one that began before gatewayd connected; 9.6's resume of a cut turn moves the row
     seconds before it shows anything, research section 13). So, in a session whose every start it
     hears:
