@@ -811,8 +811,10 @@ class World:
                 asked = {"role": "user", "content": [{"type": "text", "text": text}], "timestamp": started}
                 if not self.modern and row.get("history"):  # a first turn's messages are written at its end
                     self.append_history(row, asked)
-                if self.modern and kind != "resume":  # 9.6 writes the request (its text, not the drained
-                    self.append_history(row, {"role": "user", "content": text, "timestamp": started})  # ones)
+                if self.modern and kind in ("chat", "agent"):  # 9.6 shows a user's request (not what it
+                    # drained), keyed by its run; a heartbeat's prompt is hidden from chat.history
+                    self.append_history(row, {"role": "user", "content": text, "timestamp": started,
+                                              "idempotencyKey": f"{run_id}:user"})
                 self.save()
                 messages = [{"role": "system", "content": SYSTEM_PROMPT}, *row.get("transcript", []),
                             *({"role": "user", "content": c} for c in contents)]

@@ -52,8 +52,8 @@ from supervisor.core.event_queue import (
     lost_answer,
     parse_queue,
     plan,
-    steered_after,
     unexplained_moves,
+    user_turn_alone,
 )
 from supervisor.core.inflight import lenient_ms
 from supervisor.core.wake_plan import OWN_PREFIX
@@ -478,14 +478,13 @@ class Requeue:
     async def _ended_unsteered(self, rpc: RpcClient, key: str, row: dict[str, Any], since_ms: int,
                                until_ms: int | None) -> bool:
         """2026.9.x: a row whose last run started before `since_ms` and had ended with nothing written
-        after (`ended_before`), and no message steered into that run (`steered_after`, from the
-        session's history): no run there took the texts after `since_ms`. Unreadable is no."""
-        started = lenient_ms(row.get("startedAt"))
-        status = row.get("status")
+        after (`ended_before`), and whose history shows that run was a user's turn, unsteered
+        (`user_turn_alone`): no run there took the texts after `since_ms`. Unreadable is no."""
+        started, run_id, status = lenient_ms(row.get("startedAt")), row.get("lastRunId"), row.get("status")
         if not self.caps.recovery.session_rows_date_runs or not self.caps.has_method("chat.history") \
-                or started is None or not ended_before(status if isinstance(status, str) else None, started,
-                                                       lenient_ms(row.get("endedAt")),
-                                                       lenient_ms(row.get("updatedAt")), since_ms):
+                or started is None or not isinstance(run_id, str) \
+                or not ended_before(status if isinstance(status, str) else None, started,
+                                    lenient_ms(row.get("endedAt")), lenient_ms(row.get("updatedAt")), since_ms):
             return False
         try:
             history = await rpc.call("chat.history", {"sessionKey": key, "limit": HISTORY_LIMIT})
@@ -494,9 +493,9 @@ class Requeue:
         except GatewayError as exc:
             log.warning("queue_history_unreadable", session=key, error=str(exc)[:200])
             return False
-        steered = steered_after(history, started, _now_ms() if until_ms is None else until_ms, HISTORY_LIMIT)
-        log.info("queue_row_ended_before", session=key, started_ms=started, since_ms=since_ms, steered=steered)
-        return steered is False
+        alone = user_turn_alone(history, run_id, started, _now_ms() if until_ms is None else until_ms)
+        log.info("queue_row_ended_before", session=key, started_ms=started, since_ms=since_ms, user_turn_alone=alone)
+        return alone is True
 
     async def _held(self, rpc: RpcClient) -> tuple[str, ...] | None:
         try:

@@ -158,49 +158,53 @@ def unexplained_moves(session: str, started_ms: int | None, updated_ms: int | No
     return [t for t in times if t is not None]
 
 
-# 2026.9.6 takes a main session's queue 75-377 ms before the run that took it stamps its row's
-# `startedAt` (`chat.send` and wake, 8 of 8, research section 15; the fake stamps the two in one
-# step); the rest is room for timer steps.
+# 2026.9.6 takes a main session's queue 75-377 ms before a user's turn that took it stamps its
+# row's `startedAt` (`chat.send`, 4 of 4, research section 15; the fake stamps the two in one step);
+# the rest is room for timer steps.
 RUN_BEFORE_DRAIN_MS = 50
+# How long after a run's end 9.6 writes the row's `updatedAt` (4-38 ms measured, section 15). Kept
+# short: a run admitted right after it moves `updatedAt` before its own start is stored.
+END_WRITE_MS = 100
 
 
 def ended_before(status: str | None, started_ms: int | None, ended_ms: int | None, updated_ms: int | None,
                  since_ms: int) -> bool:
-    """2026.9.x: does a main row read after its gateway died say that no run there took queued texts
-    to a model after `since_ms`? Its last run started before then, has ended, and nothing was
-    written to the row after that end (`updatedAt` within END_ROW_AFTER_MS of `endedAt`). A run
-    that took the texts would have stamped its own start after the drain, and the drain came after
-    `since_ms` (the look listed them): its row would show it, or show it running (a run admitted
-    writes `running` before its drain; cut before its model call, the texts reached no model). The
-    one drain that stamps no start, a message steered into the running turn, is ruled out apart
-    (`steered_after`); the row cannot show it. Fake chaos seed 7452 set 4 texts aside behind rows
-    like this (an `agent` turn started 104 and 256 ms before the look, ended while gatewayd was down)."""
+    """2026.9.x, the row half of "no run took the texts after `since_ms`", for a main row read after
+    its gateway died: its last run started at least RUN_BEFORE_DRAIN_MS before then, has ended, and
+    nothing was written to the row after that end (`updatedAt` within END_WRITE_MS of `endedAt`).
+    A user's turn takes the queue before it stamps its start, so a look after that start saw the
+    queue after its drain, and a later run would have stamped its own start. The history must add
+    that the run was a user's turn, unsteered (`user_turn_alone`): a heartbeat woken by cron or exec
+    work keeps the texts it shows the model queued until its end (section 15). Fake chaos seed 7452
+    set 4 texts aside behind rows like this (an `agent` turn started 104 and 256 ms before the look,
+    ended while gatewayd was down)."""
     if status in (None, "running") or started_ms is None or ended_ms is None or updated_ms is None:
         return False
     return (started_ms <= since_ms - RUN_BEFORE_DRAIN_MS and started_ms <= ended_ms
-            and ended_ms - END_ROW_BEFORE_MS <= updated_ms <= ended_ms + END_ROW_AFTER_MS)
+            and ended_ms - END_ROW_BEFORE_MS <= updated_ms <= ended_ms + END_WRITE_MS)
 
 
-def steered_after(history: Any, started_ms: int, until_ms: int, limit: int) -> bool | None:
-    """Does a session's `chat.history` (at most `limit` messages) hold a user message stamped after
-    its last run started and up to its gateway's end: a message steered into that run, which drains
-    the queue with no start of its own (9.6, research section 13) and may hand the texts to the
-    run's next model call? A run's own request is stamped at its admission, before its start. None
-    where "no" would prove nothing: unreadable, or the answer is full and does not reach back."""
+def user_turn_alone(history: Any, run_id: str, started_ms: int, until_ms: int) -> bool | None:
+    """2026.9.x, the history half (a session's `chat.history`, its last messages by position): was
+    the run `run_id`, which started at `started_ms`, a user's turn (its request is shown, keyed
+    `<run_id>:user`; a heartbeat's is not), with no user message stamped after its start up to its
+    gateway's end (a message steered into it, which takes the queue with no start of its own,
+    section 16)? The run's own request in the answer means every message written after it is
+    there too. None: unreadable."""
     messages = history.get("messages") if isinstance(history, Mapping) else None
     if not isinstance(messages, list):
         return None
-    stamps: list[int] = []
+    key = f"{run_id}:user"
+    own = steered = False
     for m in messages:
-        at = lenient_ms(m.get("timestamp")) if isinstance(m, Mapping) else None
-        if at is None:
+        if not isinstance(m, Mapping) or m.get("role") != "user":
             continue
-        stamps.append(at)
-        if m.get("role") == "user" and started_ms < at <= until_ms:
-            return True
-    if len(messages) >= limit and not (stamps and min(stamps) <= started_ms):
-        return None
-    return False
+        meta = m.get("__openclaw")
+        meta = meta if isinstance(meta, Mapping) else {}
+        own = own or (bool(run_id) and key in (m.get("idempotencyKey"), meta.get("idempotencyKey")))
+        at = lenient_ms(m.get("timestamp"))
+        steered = steered or (at is not None and started_ms < at <= until_ms)
+    return own and not steered
 
 
 def with_late_sends(look: QueueLook, sends: Sequence[tuple[str, int]]) -> QueueLook:

@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 
 from supervisor.core.event_queue import (
     ACCEPT_TO_DRAIN_MS,
-    END_ROW_AFTER_MS,
     END_ROW_BEFORE_MS,
+    END_WRITE_MS,
     MAX_QUEUE,
     RUN_BEFORE_DRAIN_MS,
     Fate,
@@ -27,8 +27,8 @@ from supervisor.core.event_queue import (
     lost_answer,
     parse_queue,
     plan,
-    steered_after,
     unheld,
+    user_turn_alone,
     with_late_sends,
 )
 
@@ -233,14 +233,14 @@ AT = 100_000
     ("done", AT - RUN_BEFORE_DRAIN_MS, AT + 10, AT + 10, True),
     ("done", AT - RUN_BEFORE_DRAIN_MS + 1, AT + 10, AT + 10, False),  # may have drained after the look
     ("done", AT + 10, AT + 20, AT + 20, False),  # started after the look
-    ("running", AT - 5_000, AT + 1, AT + 1, False),  # a later run admitted, its start maybe unwritten
+    ("running", AT - 5_000, AT + 1, AT + 1, False),  # a later run admitted
     (None, AT - 5_000, AT + 1, AT + 1, False),
     ("done", None, AT + 1, AT + 1, False),  # a first run's row during it
     ("done", AT - 5_000, None, AT + 1, False),
     ("done", AT - 5_000, AT + 1, None, False),
     ("done", AT - 5_000, AT - 6_000, AT + 1, False),  # an end before its start: not one run
-    ("done", AT - 5_000, AT + 1_000, AT + 1_000 + END_ROW_AFTER_MS, True),
-    ("done", AT - 5_000, AT + 1_000, AT + 1_001 + END_ROW_AFTER_MS, False),  # written after its end
+    ("done", AT - 5_000, AT + 1_000, AT + 1_000 + END_WRITE_MS, True),
+    ("done", AT - 5_000, AT + 1_000, AT + 1_001 + END_WRITE_MS, False),  # written after its end
     ("done", AT - 5_000, AT + 1_000, AT + 1_000 - END_ROW_BEFORE_MS, True),
     ("done", AT - 5_000, AT + 1_000, AT + 999 - END_ROW_BEFORE_MS, False),
 ])
@@ -249,26 +249,37 @@ def test_ended_before_every_case(status: str | None, started: int | None, ended:
     assert ended_before(status, started, ended, updated, AT) is explained
 
 
-def msg(role: str, at: object) -> dict[str, object]:
-    return {"role": role, "content": "x", "timestamp": at}
+def msg(role: str, at: object, key: str | None = None, meta: bool = False) -> dict[str, object]:
+    out: dict[str, object] = {"role": role, "content": "x", "timestamp": at}
+    if key is not None:
+        out |= {"__openclaw": {"idempotencyKey": key}} if meta else {"idempotencyKey": key}
+    return out
 
 
-@pytest.mark.parametrize(("messages", "limit", "steered"), [
-    ([msg("user", AT - 200), msg("assistant", AT + 900)], 10, False),  # the run's own request
-    ([msg("user", AT - 200), msg("user", AT + 500)], 10, True),  # a message steered into it
-    ([msg("user", AT - 200), msg("user", AT + 5_001)], 10, False),  # the next gateway's
-    ([msg("user", AT + 1)], 10, True),
-    ([msg("user", AT)], 10, False),
-    ([msg("user", "bad"), msg("assistant", AT - 1)], 10, False),
-    ([msg("assistant", AT + 1)] * 2, 2, None),  # full, and it does not reach back to the start
-    ([msg("assistant", AT - 1), msg("assistant", AT + 1)], 2, False),
-    ("x", 10, None),
-    ([1, msg("user", AT + 1)], 10, True),
+OWN = msg("user", AT - 200, "r1:user")  # the run's own request, stamped at its admission
+
+
+@pytest.mark.parametrize(("messages", "alone"), [
+    ([OWN, msg("assistant", AT + 900)], True),
+    ([msg("user", AT - 200, "r1:user", meta=True)], True),
+    ([msg("user", AT - 200, "r0:user"), msg("assistant", AT + 900)], False),  # another run's: a heartbeat ran
+    ([msg("assistant", AT - 200, "r1:user")], False),
+    ([OWN, msg("user", AT + 500)], False),  # a message steered into it
+    ([msg("user", AT + 500), OWN], False),  # (9.6 lists a steer after the tool result it follows)
+    ([OWN, msg("user", AT + 5_001)], True),  # the next gateway's
+    ([OWN, msg("user", AT)], True),
+    ([OWN, msg("user", "bad")], True),
+    ([1, OWN], True),
+    ([], False),
 ])
-def test_steered_after_every_case(messages: object, limit: int, steered: bool | None) -> None:
-    assert steered_after({"messages": messages}, AT, AT + 5_000, limit) is steered
+def test_user_turn_alone_every_case(messages: list[object], alone: bool) -> None:
+    assert user_turn_alone({"messages": messages}, "r1", AT, AT + 5_000) is alone
 
 
-@pytest.mark.parametrize("history", [None, [], "x"])
-def test_steered_after_cannot_tell_from_a_malformed_answer(history: object) -> None:
-    assert steered_after(history, AT, AT + 5_000, 10) is None
+def test_user_turn_alone_needs_a_run_id() -> None:
+    assert user_turn_alone({"messages": [msg("user", AT - 200, ":user")]}, "", AT, AT + 5_000) is False
+
+
+@pytest.mark.parametrize("history", [None, [], "x", {"messages": "x"}])
+def test_user_turn_alone_cannot_tell_from_a_malformed_answer(history: object) -> None:
+    assert user_turn_alone(history, "r1", AT, AT + 5_000) is None

@@ -219,20 +219,20 @@ async def test_a_drain_the_history_shows_by_any_text_of_the_gateway_covers_the_l
 @pytest.mark.parametrize(("case", "requeued"), [
     ("ended-before-the-look", True),
     ("started-just-before-the-look", False),  # its drain may follow the look
-    ("still-running", False),  # cut: its start may not be written yet
+    ("still-running", False),
     ("written-after-its-end", False),  # something moved the row after the run's end
-    ("a-message-steered-into-it", False),  # drains with no start of its own
+    ("a-message-steered-into-it", False),  # takes the queue with no start of its own
+    ("a-heartbeat", False),  # no request shown: woken by cron, it keeps what the model saw queued
     ("history-unreadable", False),
-    ("history-does-not-reach-back", False),
     ("2x", False),  # a 2.x row says only when it was updated
 ])
-async def test_a_9x_run_that_started_before_the_look_and_ended_unsteered_took_none_of_its_texts(
+async def test_a_9x_user_turn_that_started_before_the_look_and_ended_unsteered_took_none_of_its_texts(
         tmp_path: Path, case: str, requeued: bool) -> None:
     """gatewayd was killed after its last look at boot 1, and boot 1 was killed while it was down:
     nothing was heard after the look. The main row then moved after the look, but by the end of a
-    run that started before it (fake chaos seed 7452: 104 and 256 ms before, 4 texts set aside).
-    That run cannot have taken texts the look still listed (2026.9.6 drains before it stamps the
-    start): queued again. Every other case is set aside, never doubled."""
+    user's turn that started before it (fake chaos seed 7452: 104 and 256 ms before, 4 texts set
+    aside). That turn took the queue before it stamped its start, so not the texts the look still
+    listed (research section 15): queued again. Every other case is set aside, never doubled."""
     store = Store(tmp_path / "store.sqlite")
     await store.open()
     try:
@@ -243,17 +243,17 @@ async def test_a_9x_run_that_started_before_the_look_and_ended_unsteered_took_no
         await records.look(first, ("X", "Y"), look_at)
         started = look_at - (RUN_BEFORE_DRAIN_MS // 2 if case == "started-just-before-the-look" else 104)
         ended = look_at + 3_000
-        run = {"status": "running" if case == "still-running" else "done", "endedAt": ended}
+        run = {"status": "running" if case == "still-running" else "done", "endedAt": ended, "lastRunId": "r1"}
         updated = ended + (5_000 if case == "written-after-its-end" else 12)
         gateway = ScriptedGateway(updated, main_started_ms=started, main_run=run)
-        gateway.history = [{"role": "user", "content": "its request", "timestamp": started - 200},
+        own = "r0" if case == "a-heartbeat" else "r1"  # a heartbeat's request is hidden: an older turn's shows
+        gateway.history = [{"role": "user", "content": "its request", "timestamp": started - 200,
+                            "idempotencyKey": f"{own}:user"},
                            {"role": "assistant", "content": "PONG", "timestamp": started + 10}]
         if case == "a-message-steered-into-it":
             gateway.history.append({"role": "user", "content": "and this too", "timestamp": look_at + 500})
         if case == "history-unreadable":
             gateway.history = None
-        if case == "history-does-not-reach-back":
-            gateway.history = [{"role": "assistant", "content": "x", "timestamp": started + 1}] * 200
         settled = asyncio.Event()
         settled.set()
         caps = for_version("2026.2.26" if case == "2x" else "2026.9.6")
