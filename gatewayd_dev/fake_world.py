@@ -865,8 +865,14 @@ class World:
         key = key or main_key(agent)
         prompt = HEARTBEAT_PROMPT_MODERN if self.modern else HEARTBEAT_PROMPT_LEGACY
 
+        # Woken by a cron job, 2026.9.6 shows the model every text queued at the start and takes them
+        # only at the end (research section 17); any other heartbeat takes them at its start.
+        holds = self.modern and reason == "cron"
+        shown: list[dict[str, Any]] = []
+
         def build() -> list[str]:  # drained when the turn starts, not when it is requested
-            lines = [system_line(e) for e in self.queues.pop(key, [])]
+            shown[:] = list(self.queues.get(key, [])) if holds else self.queues.pop(key, [])
+            lines = [system_line(e) for e in shown]
             stamped = f"{prompt}\nCurrent time: {utc(now_ms(), '%A, %B %d, %Y - %H:%M (UTC)')}"
             if not lines:
                 return [stamped]
@@ -880,6 +886,8 @@ class World:
         while self.modern and ((key in self.to_resume and self.resume_ms >= 0) or key in self.resuming):  # noqa: ASYNC110
             await asyncio.sleep(HEARTBEAT_RETRY_S)
         result = await self.session_turn(key, agent, build, str(uuid.uuid4()), kind="heartbeat")
+        if holds and key in self.queues:
+            self.queues[key] = [e for e in self.queues[key] if not any(e is h for h in shown)]
         event: dict[str, Any] = {"ts": now_ms(), "status": "sent" if result["status"] == "ok" else "failed",
                                  "reason": reason, "durationMs": result["endedAt"] - result["startedAt"]}
         if result.get("summary"):
@@ -905,7 +913,8 @@ class World:
         key = info.get("eventKey")
         if self.modern:
             payload = {"runId": run_id, "sessionKey": key, "sessionId": info.get("sessionId"),
-                       "agentId": info.get("agentId"), "stream": stream, "data": data, "seq": seq, "ts": now_ms()}
+                       "agentId": info.get("agentId"), "stream": stream, "data": data, "seq": seq, "ts": now_ms(),
+                       "isHeartbeat": bool(info.get("unseen"))}  # (measured: only heartbeats are unseen)
         else:
             payload = {"runId": run_id, "stream": stream, "data": data, "sessionKey": key, "seq": seq,
                        "ts": now_ms()}

@@ -82,6 +82,9 @@ HISTORY_LIMIT = 200  # the main session's last messages: the dead gateway's turn
 SUBSCRIBE = "sessions.messages.subscribe"
 SUBSCRIBE_TIMEOUT_S = 3.0  # the first look waits for the subscriptions: a slow answer leaves it unheard
 MAX_RUNS = 256  # the runs going on, and those ended, kept to match their events (far more than run at once)
+# A heartbeat run whose end went unheard stops holding the looks back after this long (an agent's
+# turn times out after 600 s by default on both versions).
+HOLD_MAX_S = 900.0
 
 
 def _now_ms() -> int:
@@ -122,6 +125,10 @@ class QueueWatch:
         self.quiet: set[str] = set()  # idle at the last stored look, and no run heard there since
         self.stirred: set[str] = set()  # sessions with a run heard since the current look's call began
         self.ends: list[TurnEnd] = []  # ends heard in sessions whose every start it hears, not stored yet
+        # Heartbeat runs going on (run -> monotonic time first heard): 2026.9.6 keeps the texts such a
+        # run shows the model queued until its end when cron or exec work woke it (research section 17),
+        # so no look is taken as good while one goes on.
+        self.holding: dict[str, float] = {}
         self.last: tuple[str, ...] | None = None
         self.looks = 0
 
@@ -165,6 +172,10 @@ class QueueWatch:
         self.idle.discard(key.lower())
         self.quiet.discard(key.lower())
         self.stirred.add(key.lower())
+        if payload.get("isHeartbeat") is True and run is not None and phase not in ("end", "error") \
+                and run not in self.holding:
+            self.holding[run] = time.monotonic()
+            self.drained.set()  # a look since its start (one before the connection, too) may list what it holds
         if phase == "start":
             if run is not None:
                 self._going_on(run, key)
@@ -185,6 +196,7 @@ class QueueWatch:
             self._going_on(run, key)
         if phase in ("end", "error"):  # a failed turn's row is written too
             self.running.pop(str(run), None)
+            self.holding.pop(str(run), None)  # 9.6 takes what it held before it sends the end
             self.finished = {**dict.fromkeys(list(self.finished)[1 - MAX_RUNS:]), str(run): None}
             if self._hears_every_start(key):
                 self.ends = [*self.ends[1 - MAX_TURN_ENDS:], TurnEnd(key, at, lenient_ms(data.get("startedAt")))]
@@ -326,6 +338,10 @@ class QueueWatch:
             self.listed_session = listed_session_of(status)
         if self.drained.is_set():
             return  # a turn started while the answer was on its way: look again before trusting it
+        now = time.monotonic()
+        self.holding = {r: t for r, t in self.holding.items() if now - t < HOLD_MAX_S}
+        if self.holding:
+            return  # what it lists may be in a heartbeat's request: the look after its end decides
         # gatewayd's own wake and notice texts are no user's events: never queued again as such.
         texts = tuple(t for t in texts if not any(t.startswith(m) for m in self.own_markers))
         redate, self.redate = self.redate and bool(texts), False

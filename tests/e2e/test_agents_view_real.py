@@ -571,3 +571,58 @@ def test_9x_events_behind_the_gateways_own_resume_are_queued_again_once(tmp_path
     finally:
         set_model_delay(0.5)
         g.cleanup()
+
+
+def shown(log: Path, text: str, since: float) -> int:
+    """The model requests since `since` whose new input (what follows their last assistant message)
+    holds `text`: a request that only carries it in the session's history does not count."""
+    count = 0
+    for e in fake_model.read_log(log):
+        if e.get("ts", 0) < since:
+            continue
+        fresh: list[str] = []
+        for m in e.get("messages", []):
+            fresh = [] if m.get("role") == "assistant" else [*fresh, str(m.get("content"))]
+        count += any(text in part for part in fresh)
+    return count
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_texts_a_cron_woken_heartbeat_showed_the_model_are_never_queued_again(tmp_path: Path,
+                                                                               model: tuple[int, Path],
+                                                                               version: str) -> None:
+    """A main-session cron job's wake: 9.6's heartbeat shows the model every text queued at its start,
+    the job's and an ordinary one, and keeps them queued until its end (research section 17), so each
+    look during it lists texts the model has. The gateway killed while the model has them: neither is
+    queued again."""
+    log = model[1]
+    g, sb = real_gatewayd(tmp_path, version, model[0], {"snapshot": {"interval_s": 2.0}}, heartbeat_every="60m")
+    mark = uuid.uuid4().hex[:8]
+    ordinary, reminder = f"SE1-{mark}", f"SE2-{mark}"
+    try:
+        t0 = start_and_queue(g, sb, [ordinary])
+        set_model_delay(8)
+
+        async def fire() -> None:
+            async with gateway_rpc(sb) as rpc:
+                job = await rpc.call("cron.add", {
+                    "name": f"reminder-{mark}", "schedule": {"kind": "every", "everyMs": 3_600_000},
+                    "sessionTarget": "main", "wakeMode": "now", "payload": {"kind": "systemEvent", "text": reminder}})
+                await send_and_leave(rpc, "cron.run", {"id": job["id"] if "id" in job else job["job"]["id"],
+                                                       "mode": "force"})
+        asyncio.run(fire())
+        wait_until(lambda: shown(log, reminder, t0), 60, "the heartbeat's request")
+        assert shown(log, ordinary, t0) == 1
+        time.sleep(2)  # the window for gatewayd's looks during the heartbeat (on 9.6 each lists both texts)
+        os.kill(g.spawned_pids()[-1], signal.SIGKILL)
+        set_model_delay(0.5)
+        g.wait_event("gateway_ready", count=2, timeout=240)
+        wait_until(lambda: rows(g, "SELECT planned FROM queue_looks WHERE boot_id = 1 AND planned"), 120,
+                   "the dead boot's look judged")
+        requeued = rows(g, "SELECT text, state FROM requeues WHERE boot_id = 1")
+        assert not [r for r in requeued if r["state"] in ("planned", "dispatched", "answered")], requeued
+        time.sleep(10)  # the witness: a window in which a second delivery would have shown up
+        assert (shown(log, ordinary, t0), shown(log, reminder, t0)) == (1, 1)
+    finally:
+        set_model_delay(0.5)
+        g.cleanup()

@@ -316,6 +316,44 @@ def test_9x_a_heartbeat_right_behind_a_turns_end_is_heard_through_the_subscripti
         assert delivered(log, mark) == [texts]
 
 
+@pytest.mark.parametrize("version", ["2026.9.6", "2026.2.26"])
+def test_events_a_cron_woken_heartbeat_shows_the_model_are_never_queued_again(tmp_path: Path, version: str) -> None:
+    """A main-session cron job's wake: 2026.9.6's heartbeat shows the model every text queued at its
+    start (the job's and an ordinary one) and keeps them queued until its end (research section 17),
+    so a look during it lists texts the model has. The gateway killed then: set aside, never queued
+    again (2026.2.x takes them at the start, as any heartbeat)."""
+    with model(tmp_path) as (model_port, log, delay), gatewayd(tmp_path, None) as g:
+        g.write_config_sections(settings(tmp_path, version, model_port, g.port))
+        mark = uuid.uuid4().hex[:8]
+        start_and_queue(g, version, [f"SE1-{mark}"])
+        delay.write_text("5\n")
+
+        async def fire() -> None:
+            rpc = RpcClient(f"ws://127.0.0.1:{g.port}/", GatewayAuth("token", Secret(TOKEN), "", False),
+                            3 if version.startswith("2026.2") else 4)
+            await rpc.connect()
+            try:
+                job = await rpc.call("cron.add", {
+                    "name": f"reminder-{mark}", "schedule": {"kind": "every", "everyMs": 3_600_000},
+                    "sessionTarget": "main", "wakeMode": "now",
+                    "payload": {"kind": "systemEvent", "text": f"SE2-{mark}"}})
+                await rpc.call("cron.run", {"id": job["id"] if "id" in job else job["job"]["id"], "mode": "force"})
+            finally:
+                await rpc.close()
+
+        asyncio.run(fire())
+        wait_until(lambda: delivered(log, mark), 30, "the heartbeat's request with both texts", step=0.01)
+        time.sleep(1.5)  # the window for gatewayd's looks during the heartbeat (each lists both texts on 9.6)
+        os.kill(g.spawned_pids()[-1], signal.SIGKILL)
+        delay.write_text("0.2\n")
+        wait_until(lambda: any(r["boot_id"] == 1 and r["planned"] for r in table(g, "queue_looks")),
+                   60, "the dead boot's look planned")
+        rows = table(g, "requeues")
+        assert all(r["state"] == "unknown" for r in rows), rows
+        time.sleep(3)  # the witness: a window in which a second delivery would have shown up
+        assert delivered(log, mark) == [[f"SE1-{mark}", f"SE2-{mark}"]]
+
+
 async def send(port: int, version: str, method: str, params: dict[str, Any]) -> None:
     rpc = RpcClient(f"ws://127.0.0.1:{port}/", GatewayAuth("token", Secret(TOKEN), "", False),
                     3 if version.startswith("2026.2") else 4)

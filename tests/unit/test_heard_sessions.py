@@ -31,7 +31,7 @@ from supervisor.core.event_queue import (
 from supervisor.errors import GatewayRpcError
 from supervisor.gateway.capabilities import for_version
 from supervisor.gateway.rpc import Event
-from supervisor.queue_keeper import QueueWatch, Requeue
+from supervisor.queue_keeper import HOLD_MAX_S, QueueWatch, Requeue
 from supervisor.store.boots import BootEnd, BootRecords
 from supervisor.store.db import Store
 from supervisor.store.system_events import SystemEventRecords
@@ -508,3 +508,68 @@ async def test_another_agents_main_row_after_the_look_sets_texts_aside_only_wher
     ({"heartbeat": {"defaultAgentId": "a:b"}}, None), ({"heartbeat": []}, None), ({}, None), ([], None)])
 def test_the_listed_session_is_read_from_the_status_answer(status: Any, listed: str | None) -> None:
     assert listed_session_of(status) == listed
+
+
+def heartbeat_event(phase: str, run: str, ended_at: int | None = None) -> Event:
+    data: dict[str, Any] = {"phase": phase, **({"endedAt": ended_at} if ended_at is not None else {})}
+    return Event("agent", {"runId": run, "stream": "lifecycle", "sessionKey": MAIN, "data": data,
+                           "isHeartbeat": True}, None, 0.0)
+
+
+@pytest.mark.parametrize("first_heard", ["start", "model"])
+async def test_no_look_is_good_while_a_9x_heartbeat_goes_on(tmp_path: Path, first_heard: str) -> None:
+    """Woken by a main-session cron job, 2026.9.6's heartbeat shows the model every text queued at its
+    start and keeps them queued until its end (research section 17): a look during it lists texts the
+    model has, and a gateway killed then would have them queued again. The look before it is voided,
+    none is stored while it goes on (its start heard, or the first sign of one that began before the
+    connection), and the look after its end is good. A hold whose end went unheard lapses."""
+    store, records, boot = await watching(tmp_path)
+    try:
+        watch = QueueWatch(records, boot, 30.0, hears_every_start=True)
+        rpc = Looks()
+        await watch.look(rpc)  # type: ignore[arg-type]
+        assert (await records.last_look(boot)) is not None
+        watch.on_event(heartbeat_event(first_heard, "hb-1"))
+        assert watch.drained.is_set() and watch.holding.keys() == {"hb-1"}
+        await watch._void_if_drained()
+        looked = await records.last_look(boot)
+        assert looked is not None and looked.void
+        watch.redate = True
+        await watch.look(rpc)  # type: ignore[arg-type]
+        watch.on_event(heartbeat_event("model", "hb-1"))
+        await watch.look(rpc)  # type: ignore[arg-type]
+        assert (await records.last_look(boot)) == looked and not watch.drained.is_set()  # nothing stored
+        watch.on_event(heartbeat_event("end", "hb-1", ended_at=int(time.time() * 1000)))
+        assert watch.holding == {}
+        watch.redate = True  # the settle after the end
+        await watch.look(rpc)  # type: ignore[arg-type]
+        after = await records.last_look(boot)
+        assert after is not None and not after.void and after.texts == ("X",)
+        watch.on_event(heartbeat_event("start", "hb-2"))  # its end never heard
+        await watch._void_if_drained()
+        watch.holding["hb-2"] -= HOLD_MAX_S
+        watch.redate = True
+        await watch.look(rpc)  # type: ignore[arg-type]
+        lapsed = await records.last_look(boot)
+        assert lapsed is not None and not lapsed.void and watch.holding == {}
+    finally:
+        await store.close()
+
+
+async def test_a_user_turn_holds_no_look_back(tmp_path: Path) -> None:
+    """A user's turn takes the whole queue at its start (`isHeartbeat: false`): the look after its
+    start is good at once."""
+    store, records, boot = await watching(tmp_path)
+    try:
+        watch = QueueWatch(records, boot, 30.0, hears_every_start=True)
+        rpc = Looks()
+        start = lifecycle("start", run="turn-1")
+        assert isinstance(start.payload, dict)
+        start.payload["isHeartbeat"] = False
+        watch.on_event(start)
+        await watch._void_if_drained()
+        await watch.look(rpc)  # type: ignore[arg-type]
+        looked = await records.last_look(boot)
+        assert looked is not None and not looked.void and watch.holding == {}
+    finally:
+        await store.close()
