@@ -55,6 +55,7 @@ from supervisor.core.event_queue import (
     unexplained_moves,
     user_turn_alone,
 )
+from supervisor.core.heartbeat_hold import HeartbeatHolds, maybe_shown, shown_base
 from supervisor.core.inflight import lenient_ms
 from supervisor.core.wake_plan import OWN_PREFIX
 from supervisor.crashpoints import crashpoint
@@ -82,9 +83,6 @@ HISTORY_LIMIT = 200  # the main session's last messages: the dead gateway's turn
 SUBSCRIBE = "sessions.messages.subscribe"
 SUBSCRIBE_TIMEOUT_S = 3.0  # the first look waits for the subscriptions: a slow answer leaves it unheard
 MAX_RUNS = 256  # the runs going on, and those ended, kept to match their events (far more than run at once)
-# A heartbeat run whose end went unheard stops holding the looks back after this long (an agent's
-# turn times out after 600 s by default on both versions).
-HOLD_MAX_S = 900.0
 
 
 def _now_ms() -> int:
@@ -125,10 +123,12 @@ class QueueWatch:
         self.quiet: set[str] = set()  # idle at the last stored look, and no run heard there since
         self.stirred: set[str] = set()  # sessions with a run heard since the current look's call began
         self.ends: list[TurnEnd] = []  # ends heard in sessions whose every start it hears, not stored yet
-        # Heartbeat runs going on (run -> monotonic time first heard): 2026.9.6 keeps the texts such a
-        # run shows the model queued until its end when cron or exec work woke it (research section 17),
-        # so no look is taken as good while one goes on.
-        self.holding: dict[str, float] = {}
+        # Heartbeat runs (2026.9.x) that may show the model texts the queue still lists: no look is
+        # good while one goes on (`core/heartbeat_hold`).
+        self.holds = HeartbeatHolds()
+        self.shown: tuple[str, ...] | None = None  # what the heartbeats held may have shown (`shown_base`)
+        self.rebase = False  # a hold began since the base was taken: the next look adds to it
+        self.last_shown: tuple[int, ...] = ()
         self.last: tuple[str, ...] | None = None
         self.looks = 0
 
@@ -143,6 +143,8 @@ class QueueWatch:
         if ev.name == "shutdown":  # it stops broadcasting turns before it closes, while they may still run
             self.shutdown_heard = True
         if ev.name in LOOK_EVENTS:
+            if ev.name == "heartbeat":
+                self.holds.heartbeat_event()
             self.poke.set()
         elif ev.name == "agent":
             payload = ev.payload if isinstance(ev.payload, dict) else {}
@@ -172,10 +174,10 @@ class QueueWatch:
         self.idle.discard(key.lower())
         self.quiet.discard(key.lower())
         self.stirred.add(key.lower())
-        if payload.get("isHeartbeat") is True and run is not None and phase not in ("end", "error") \
-                and run not in self.holding:
-            self.holding[run] = time.monotonic()
+        if run is not None and self.holds.run_event(run, key, payload.get("isHeartbeat") is True,
+                                                    phase in ("end", "error"), time.monotonic()):
             self.drained.set()  # a look since its start (one before the connection, too) may list what it holds
+            self.rebase = True
         if phase == "start":
             if run is not None:
                 self._going_on(run, key)
@@ -196,7 +198,6 @@ class QueueWatch:
             self._going_on(run, key)
         if phase in ("end", "error"):  # a failed turn's row is written too
             self.running.pop(str(run), None)
-            self.holding.pop(str(run), None)  # 9.6 takes what it held before it sends the end
             self.finished = {**dict.fromkeys(list(self.finished)[1 - MAX_RUNS:]), str(run): None}
             if self._hears_every_start(key):
                 self.ends = [*self.ends[1 - MAX_TURN_ENDS:], TurnEnd(key, at, lenient_ms(data.get("startedAt")))]
@@ -296,6 +297,20 @@ class QueueWatch:
                 raise k
         self.audible = frozenset(k for k in keys if isinstance(k, str))
         log.debug("queue_sessions_heard", boot=self.boot, sessions=sorted(self.audible))
+        # Read after subscribing, so that an end after it is heard: a run going on now may be a
+        # heartbeat whose start this connection never heard.
+        try:
+            answer = await rpc.call("sessions.list", {"activeOnly": True}, timeout_s=SUBSCRIBE_TIMEOUT_S)
+            rows = answer.get("sessions") if isinstance(answer, dict) else None
+            rows = [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+        except GatewayUnavailable:
+            raise
+        except GatewayError as exc:  # as before this check: only the runs heard hold the looks back
+            log.warning("queue_runs_unreadable", boot=self.boot, error=str(exc)[:200])
+            rows = []
+        self.holds.going_on_at_connect([str(r["key"]) for r in rows if is_main_session(r.get("key"))
+                                        and (r.get("status") == "running" or r.get("hasActiveRun") is True)],
+                                       time.monotonic())
 
     async def _heard_to_exit(self, rpc: RpcClient) -> bool:
         """Did this connection carry the gateway's every event to its exit? Yes once the gateway has
@@ -338,20 +353,25 @@ class QueueWatch:
             self.listed_session = listed_session_of(status)
         if self.drained.is_set():
             return  # a turn started while the answer was on its way: look again before trusting it
-        now = time.monotonic()
-        self.holding = {r: t for r, t in self.holding.items() if now - t < HOLD_MAX_S}
-        if self.holding:
-            return  # what it lists may be in a heartbeat's request: the look after its end decides
         # gatewayd's own wake and notice texts are no user's events: never queued again as such.
         texts = tuple(t for t in texts if not any(t.startswith(m) for m in self.own_markers))
+        shown: tuple[int, ...] = ()
+        if self.holds.holding(time.monotonic()):
+            # What it lists may be in a heartbeat's request, except what was queued after the first
+            # look since that heartbeat began: those are judged as any text, the rest set aside.
+            if self.shown is None or self.rebase:
+                self.shown, self.rebase = shown_base(self.shown, texts), False
+            shown = maybe_shown(texts, self.shown)
+        else:
+            self.shown, self.rebase = None, False
         redate, self.redate = self.redate and bool(texts), False
-        if texts != self.last or redate:
+        if texts != self.last or shown != self.last_shown or redate:
             # Idle at the look's time, no run heard since its call began: a message steered into a run
             # drains the queue without a start of its own, so only these sessions are quiet.
             self.quiet = self.idle - self.stirred
             self.ends = [e for e in self.ends if e.at_ms >= at_ms - END_ROW_AFTER_MS]
-            await self.records.look(self.boot, texts, at_ms, self.listed_session)
-            self.last = texts
+            await self.records.look(self.boot, texts, at_ms, self.listed_session, shown)
+            self.last, self.last_shown = texts, shown
             self.looks += 1
             log.debug("queue_looked", boot=self.boot, queued=len(texts))
 

@@ -108,6 +108,7 @@ class QueueLook:
     listed: str | None = None  # the one session whose queue it lists (2026.2.x), else None: every main one
     heard: tuple[str, ...] = ()
     quiet: tuple[str, ...] = ()
+    maybe_shown: tuple[int, ...] = ()  # positions a 2026.9.x heartbeat going on may have shown the model
 
 
 # How far a main-session row's `updatedAt` lies from the moment gatewayd heard that session's turn
@@ -237,7 +238,8 @@ def judged_looks(look: QueueLook, sends: Sequence[tuple[str, int]]) -> list[Queu
     late, first_ms = _late(look, sends)
     if not late or look.void or first_ms is None or first_ms - ACCEPT_TO_DRAIN_MS <= look.looked_at_ms:
         return [with_late_sends(look, sends)]
-    return [look, replace(look, texts=late, looked_at_ms=first_ms - ACCEPT_TO_DRAIN_MS)]
+    # (sent after the look, which a heartbeat's hold already covered: none was in its request)
+    return [look, replace(look, texts=late, looked_at_ms=first_ms - ACCEPT_TO_DRAIN_MS, maybe_shown=())]
 
 
 def _late(look: QueueLook, sends: Sequence[tuple[str, int]]) -> tuple[tuple[str, ...], int | None]:
@@ -338,6 +340,9 @@ def _system_line(text: str) -> re.Pattern[str]:
     return re.compile(r"(?:^|\n)System: \[[^\]\n]*\] " + re.escape(text) + r"(?=\n|$)")
 
 
+SHOWN_WHY = "a heartbeat going on at the last look may have shown it to the model (it keeps such texts queued)"
+
+
 def plan(look: QueueLook, held: Sequence[str], watched_end: bool, turn_after_look: bool,
          drained: bool | None = None) -> list[EventFate]:
     """What to do with each text of a dead boot's last look. `watched_end`: gatewayd watched the
@@ -368,7 +373,9 @@ def plan(look: QueueLook, held: Sequence[str], watched_end: bool, turn_after_loo
         return [EventFate(i, t, Fate.UNKNOWN, why) for i, t in enumerate(look.texts)]
     fates: list[EventFate] = []
     for i, (text, missing) in enumerate(zip(look.texts, unheld(look.texts, held), strict=True)):
-        if missing:
+        if i in look.maybe_shown:
+            fates.append(EventFate(i, text, Fate.UNKNOWN, SHOWN_WHY))
+        elif missing:
             fates.append(EventFate(i, text, Fate.REQUEUE, "lost with the gateway's memory"))
         else:
             fates.append(EventFate(i, text, Fate.HELD, "the new gateway still holds it"))

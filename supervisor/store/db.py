@@ -316,6 +316,11 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE queue_looks ADD COLUMN quiet_sessions TEXT;
     ALTER TABLE queue_turn_ends ADD COLUMN started_ms INTEGER;
     """,
+    # 14: a text a 2026.9.x heartbeat going on at the look may have shown the model (it keeps them
+    # queued until it finishes, `core/heartbeat_hold`): set aside if that gateway dies, never queued again.
+    """
+    ALTER TABLE queued_events ADD COLUMN maybe_shown INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 

@@ -20,13 +20,20 @@ MAX_TURN_ENDS = 64  # far more turns than end between two looks (each end is fol
 QUEUE_END = "COALESCE((SELECT MIN(n.started_at) FROM boots n WHERE n.id > b.id), b.ended_at)"
 
 
+def _texts(c: sqlite3.Connection, boot: int) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    rows = c.execute("SELECT text, maybe_shown FROM queued_events WHERE boot_id = ? ORDER BY pos", (boot,)).fetchall()
+    return tuple(str(r[0]) for r in rows), tuple(i for i, r in enumerate(rows) if r[1])
+
+
 class SystemEventRecords:
     def __init__(self, store: Store) -> None:
         self.store = store
 
-    async def look(self, boot: int, texts: tuple[str, ...], at_ms: int, listed: str | None = None) -> None:
+    async def look(self, boot: int, texts: tuple[str, ...], at_ms: int, listed: str | None = None,
+                   maybe_shown: tuple[int, ...] = ()) -> None:
         """The queue as the gateway of `boot` listed it at `at_ms` (replaces the previous look);
-        `listed`: the one session whose queue it is, where the version lists one (2026.2.x)."""
+        `listed`: the one session whose queue it is, where the version lists one (2026.2.x);
+        `maybe_shown`: the positions a heartbeat going on may have shown the model (2026.9.x)."""
         def tx(c: sqlite3.Connection) -> None:
             c.execute("INSERT INTO queue_looks(boot_id, looked_at_ms, void, listed_session) VALUES (?, ?, 0, ?)"
                       " ON CONFLICT(boot_id) DO UPDATE SET looked_at_ms = excluded.looked_at_ms, void = 0,"
@@ -34,8 +41,8 @@ class SystemEventRecords:
                       " listed_session = excluded.listed_session WHERE planned = 0",
                       (boot, at_ms, listed))
             c.execute("DELETE FROM queued_events WHERE boot_id = ?", (boot,))
-            c.executemany("INSERT INTO queued_events(boot_id, pos, text) VALUES (?, ?, ?)",
-                          [(boot, i, t) for i, t in enumerate(texts)])
+            c.executemany("INSERT INTO queued_events(boot_id, pos, text, maybe_shown) VALUES (?, ?, ?, ?)",
+                          [(boot, i, t, int(i in maybe_shown)) for i, t in enumerate(texts)])
         await self.store.write(tx)
 
     async def void(self, boot: int) -> None:
@@ -71,9 +78,8 @@ class SystemEventRecords:
                             (boot,)).fetchone()
             if row is None:
                 return None
-            texts = tuple(r[0] for r in c.execute(
-                "SELECT text FROM queued_events WHERE boot_id = ? ORDER BY pos", (boot,)))
-            return QueueLook(boot, texts, int(row[0]), bool(row[1]), listed=row[2])
+            texts, shown = _texts(c, boot)
+            return QueueLook(boot, texts, int(row[0]), bool(row[1]), listed=row[2], maybe_shown=shown)
         return await self.store.read(read)
 
     async def unplanned(self, current_boot: int) -> list[tuple[QueueLook, bool, int]]:
@@ -93,15 +99,15 @@ class SystemEventRecords:
                 " ORDER BY q.boot_id", (current_boot,)).fetchall()
             out: list[tuple[QueueLook, bool, int]] = []
             for boot, at_ms, void, exit_kind, until, unheard, listed, heard, quiet, gap in rows:
-                texts = tuple(r[0] for r in c.execute(
-                    "SELECT text FROM queued_events WHERE boot_id = ? ORDER BY pos", (boot,)))
+                texts, shown = _texts(c, boot)
                 ends = tuple(TurnEnd(str(r[0]), int(r[1]), None if r[2] is None else int(r[2])) for r in c.execute(
                     "SELECT session_key, at_ms, started_ms FROM queue_turn_ends WHERE boot_id = ? ORDER BY at_ms",
                     (boot,)))
                 heard_in, quiet_in = _sessions(heard), _sessions(quiet)
                 if heard_in is None or quiet_in is None:  # not written, or unreadable: nothing heard
                     heard_in = quiet_in = ()
-                out.append((QueueLook(int(boot), texts, int(at_ms), bool(void), ends, listed, heard_in, quiet_in),
+                out.append((QueueLook(int(boot), texts, int(at_ms), bool(void), ends, listed, heard_in, quiet_in,
+                                      shown),
                             exit_kind != "vanished" and not gap and not unheard, int(until * 1000)))
             return out
         return await self.store.read(read)

@@ -283,3 +283,19 @@ def test_user_turn_alone_needs_a_run_id() -> None:
 @pytest.mark.parametrize("history", [None, [], "x", {"messages": "x"}])
 def test_user_turn_alone_cannot_tell_from_a_malformed_answer(history: object) -> None:
     assert user_turn_alone(history, "r1", AT, AT + 5_000) is None
+
+
+def test_a_text_a_heartbeat_may_have_shown_is_set_aside_and_the_rest_judged() -> None:
+    look = QueueLook(boot=3, texts=("a", "b", "c"), looked_at_ms=1_000, maybe_shown=(1,))
+    assert [f.fate for f in plan(look, (), watched_end=True, turn_after_look=False)] == \
+        [Fate.REQUEUE, Fate.UNKNOWN, Fate.REQUEUE]
+    assert [f.fate for f in plan(look, ("b",), watched_end=False, turn_after_look=False)] == \
+        [Fate.REQUEUE, Fate.UNKNOWN, Fate.REQUEUE]
+
+
+def test_texts_sent_after_a_held_look_are_none_a_heartbeat_showed() -> None:
+    look = QueueLook(boot=3, texts=("a",), looked_at_ms=1_000, maybe_shown=(0,))
+    first, late = judged_looks(look, [("x", 10_000)])
+    assert first.maybe_shown == (0,) and late.texts == ("x",) and late.maybe_shown == ()
+    [joined] = judged_looks(look, [("x", 1_500)])
+    assert joined.texts == ("a", "x") and joined.maybe_shown == (0,)

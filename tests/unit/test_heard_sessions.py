@@ -22,16 +22,18 @@ from supervisor.core.event_queue import (
     END_ROW_BEFORE_MS,
     EVERY_MAIN,
     START_ROW_MS,
+    Fate,
     QueueLook,
     TurnEnd,
     drains_listed,
     listed_session_of,
+    plan,
     unexplained_moves,
 )
 from supervisor.errors import GatewayRpcError
 from supervisor.gateway.capabilities import for_version
 from supervisor.gateway.rpc import Event
-from supervisor.queue_keeper import HOLD_MAX_S, QueueWatch, Requeue
+from supervisor.queue_keeper import QueueWatch, Requeue
 from supervisor.store.boots import BootEnd, BootRecords
 from supervisor.store.db import Store
 from supervisor.store.system_events import SystemEventRecords
@@ -138,6 +140,9 @@ class QueueRpc:
             if params["key"] in self.refuses:
                 raise GatewayRpcError(method, "INVALID_REQUEST", "unknown agent")
             return {"subscribed": params["key"] not in self.unconfirmed, "key": params["key"].lower()}
+        if method == "sessions.list":  # (2026.9.x) the runs going on as it subscribed: none
+            self.timeouts.append(timeout_s)
+            return {"sessions": []}
         assert method == "status"
         self.asked.set()
         if not self.answers:
@@ -516,42 +521,74 @@ def heartbeat_event(phase: str, run: str, ended_at: int | None = None) -> Event:
                            "isHeartbeat": True}, None, 0.0)
 
 
-@pytest.mark.parametrize("first_heard", ["start", "model"])
-async def test_no_look_is_good_while_a_9x_heartbeat_goes_on(tmp_path: Path, first_heard: str) -> None:
+class Queue:
+    """A connection whose `status` lists `texts`."""
+
+    def __init__(self, *texts: str) -> None:
+        self.texts = list(texts)
+
+    async def call(self, method: str, params: dict[str, Any], timeout_s: float = 10.0) -> Any:
+        return {"queuedSystemEvents": list(self.texts)}
+
+
+@pytest.mark.parametrize("first_heard", ["start", "model", "end"])
+async def test_texts_a_9x_heartbeat_may_have_shown_the_model_are_marked_until_it_has_taken_them(
+        tmp_path: Path, first_heard: str) -> None:
     """Woken by a main-session cron job, 2026.9.6's heartbeat shows the model every text queued at its
-    start and keeps them queued until its end (research section 17): a look during it lists texts the
-    model has, and a gateway killed then would have them queued again. The look before it is voided,
-    none is stored while it goes on (its start heard, or the first sign of one that began before the
-    connection), and the look after its end is good. A hold whose end went unheard lapses."""
+    start and takes them only as it finishes, in the step that emits its `heartbeat` event, after its
+    end (research section 17): a look during it lists texts the model has, and a gateway killed then
+    would have them queued again. The look before it is voided (also where its start went unheard,
+    its first sign any event, its end too); the looks until the `heartbeat` event after its end mark
+    what the first of them listed (set aside at a crash), not what was queued since."""
     store, records, boot = await watching(tmp_path)
     try:
         watch = QueueWatch(records, boot, 30.0, hears_every_start=True)
-        rpc = Looks()
+        rpc = Queue("X")
         await watch.look(rpc)  # type: ignore[arg-type]
-        assert (await records.last_look(boot)) is not None
-        watch.on_event(heartbeat_event(first_heard, "hb-1"))
-        assert watch.drained.is_set() and watch.holding.keys() == {"hb-1"}
+        watch.on_event(heartbeat_event(first_heard, "hb-1", ended_at=int(time.time() * 1000)))
+        assert watch.drained.is_set()
         await watch._void_if_drained()
         looked = await records.last_look(boot)
         assert looked is not None and looked.void
-        watch.redate = True
         await watch.look(rpc)  # type: ignore[arg-type]
-        watch.on_event(heartbeat_event("model", "hb-1"))
-        await watch.look(rpc)  # type: ignore[arg-type]
-        assert (await records.last_look(boot)) == looked and not watch.drained.is_set()  # nothing stored
-        watch.on_event(heartbeat_event("end", "hb-1", ended_at=int(time.time() * 1000)))
-        assert watch.holding == {}
-        watch.redate = True  # the settle after the end
+        held = await records.last_look(boot)
+        assert held is not None and not held.void and held.texts == ("X",) and held.maybe_shown == (0,)
+        rpc.texts = ["Y", "X"]  # (a queue keeps its order: a test's freedom) Y queued since
+        if first_heard != "end":
+            watch.on_event(heartbeat_event("model", "hb-1"))
+            watch.on_event(heartbeat_event("end", "hb-1", ended_at=int(time.time() * 1000)))
+        await watch.look(rpc)  # type: ignore[arg-type]  (ended, not yet finished)
+        held = await records.last_look(boot)
+        assert held is not None and held.texts == ("Y", "X") and held.maybe_shown == (1,)
+        watch.on_event(Event("heartbeat", {"status": "ok-empty", "reason": "cron:j1"}, None, 0.0))
+        rpc.texts = ["Y"]  # it took X as it finished
         await watch.look(rpc)  # type: ignore[arg-type]
         after = await records.last_look(boot)
-        assert after is not None and not after.void and after.texts == ("X",)
-        watch.on_event(heartbeat_event("start", "hb-2"))  # its end never heard
+        assert after is not None and not after.void and after.texts == ("Y",) and after.maybe_shown == ()
+        planned = plan(held, (), watched_end=True, turn_after_look=False)
+        assert [f.fate for f in planned] == [Fate.REQUEUE, Fate.UNKNOWN]
+    finally:
+        await store.close()
+
+
+async def test_a_second_heartbeat_adds_what_it_may_show(tmp_path: Path) -> None:
+    """Another agent's heartbeat beginning while one holds may show texts queued since the first
+    hold's base look: the first look after it adds them."""
+    store, records, boot = await watching(tmp_path)
+    try:
+        watch = QueueWatch(records, boot, 30.0, hears_every_start=True)
+        rpc = Queue("X")
+        watch.on_event(heartbeat_event("start", "hb-1"))
         await watch._void_if_drained()
-        watch.holding["hb-2"] -= HOLD_MAX_S
-        watch.redate = True
         await watch.look(rpc)  # type: ignore[arg-type]
-        lapsed = await records.last_look(boot)
-        assert lapsed is not None and not lapsed.void and watch.holding == {}
+        rpc.texts = ["X", "Y"]
+        await watch.look(rpc)  # type: ignore[arg-type]
+        assert (await records.last_look(boot)).maybe_shown == (0,)  # type: ignore[union-attr]
+        watch.on_event(Event("agent", {"runId": "hb-2", "stream": "lifecycle", "sessionKey": KIT,
+                                       "data": {"phase": "start"}, "isHeartbeat": True}, None, 0.0))
+        await watch._void_if_drained()
+        await watch.look(rpc)  # type: ignore[arg-type]
+        assert (await records.last_look(boot)).maybe_shown == (0, 1)  # type: ignore[union-attr]
     finally:
         await store.close()
 
@@ -570,6 +607,47 @@ async def test_a_user_turn_holds_no_look_back(tmp_path: Path) -> None:
         await watch._void_if_drained()
         await watch.look(rpc)  # type: ignore[arg-type]
         looked = await records.last_look(boot)
-        assert looked is not None and not looked.void and watch.holding == {}
+        assert looked is not None and not looked.void and not watch.holds.holding(time.monotonic())
+    finally:
+        await store.close()
+
+
+class RunningAtConnect(QueueRpc):
+    """2026.9.x, main's session running something as the watcher subscribes."""
+
+    async def call(self, method: str, params: dict[str, Any], timeout_s: float = 10.0) -> Any:
+        if method == "sessions.list":
+            return {"sessions": [{"key": MAIN, "status": "running", "hasActiveRun": True},
+                                 {"key": KIT, "status": "done", "hasActiveRun": False}]}
+        return await super().call(method, params, timeout_s)
+
+
+@pytest.mark.parametrize(("heartbeat", "marked_at_its_end"), [(False, ()), (True, (0,))])
+async def test_a_run_going_on_as_the_watcher_subscribes_holds_the_looks_until_its_end_says_what_it_was(
+        tmp_path: Path, heartbeat: bool, marked_at_its_end: tuple[int, ...]) -> None:
+    """A run that began before this connection may be a heartbeat showing the model what the queue
+    lists (a gatewayd started again, adopting its gateway mid-heartbeat): what the looks list is
+    marked until its end, and, a heartbeat's, the `heartbeat` event after it."""
+    store, records, boot = await watching(tmp_path)
+    try:
+        watch = QueueWatch(records, boot, 30.0)
+        watch.subscribe = True
+        rpc = RunningAtConnect()
+        await watch._listen(rpc)  # type: ignore[arg-type]
+        await watch.look(rpc)  # type: ignore[arg-type]
+        assert (await records.last_look(boot)).maybe_shown == (0,)  # type: ignore[union-attr]
+        end = lifecycle("end", ended_at=int(time.time() * 1000), run="before")
+        assert isinstance(end.payload, dict)
+        end.payload["isHeartbeat"] = heartbeat
+        watch.on_event(end)
+        await watch._void_if_drained()
+        watch.redate = True
+        await watch.look(rpc)  # type: ignore[arg-type]
+        assert (await records.last_look(boot)).maybe_shown == marked_at_its_end  # type: ignore[union-attr]
+        watch.on_event(Event("heartbeat", {"status": "ok-empty"}, None, 0.0))
+        watch.redate = True
+        await watch.look(rpc)  # type: ignore[arg-type]
+        looked = await records.last_look(boot)
+        assert looked is not None and not looked.void and looked.maybe_shown == ()
     finally:
         await store.close()

@@ -263,3 +263,25 @@ async def test_a_9x_user_turn_that_started_before_the_look_and_ended_unsteered_t
         assert states == (["answered"] * 2 if requeued else ["unknown"] * 2), states
     finally:
         await store.close()
+
+
+async def test_what_a_heartbeat_may_have_shown_is_kept_with_the_look_and_set_aside(tmp_path: Path) -> None:
+    """The positions a 2026.9.x heartbeat going on may have shown the model are stored with the look,
+    read back with the dead boot's look, and set aside; the rest is queued again."""
+    store = Store(tmp_path / "store.sqlite")
+    await store.open()
+    try:
+        records = SystemEventRecords(store)
+        now = int(time.time() * 1000)
+        first, second = await boots(store, 2)
+        await records.look(first, ("X", "Y", "X"), now - 30_000, maybe_shown=(0, 2))
+        [(look, _, _)] = await records.unplanned(second)
+        assert look.maybe_shown == (0, 2)
+        gateway = ScriptedGateway(now - 40_000)
+        settled = asyncio.Event()
+        settled.set()
+        await Requeue(records, second, for_version("2026.9.6"), settled, now).run(gateway)  # type: ignore[arg-type]
+        assert gateway.queued == ["Y"]
+        assert [r["state"] for r in await records.items_of(first)] == ["unknown", "answered", "unknown"]
+    finally:
+        await store.close()
