@@ -145,7 +145,8 @@ class RpcMonitor:
             tasks.create_task(self.helpers.keep("queue-watch", lambda: _until_closed(queue.run(rpc))),
                               name="queue-watch")
             tasks.create_task(self.helpers.keep("requeue", lambda: _until_closed(_after(unpaused(), lambda: Requeue(
-                self.queue_records, watch.boot, caps, own_settled, watch.ready_at_ms).run(rpc)))), name="requeue")
+                self.queue_records, watch.boot, caps, own_settled, watch.ready_at_ms,
+                heartbeats_elsewhere=self.spec.heartbeats_elsewhere).run(rpc)))), name="requeue")
             tasks.create_task(self.helpers.keep("wakes", lambda: _until_closed(_after(unpaused(), lambda: Waker(
                 self.wake_journal, self.inflight, self.cfg.recovery, self.cfg.wake_agents, watch.boot,
                 watch.ready_at_ms, caps, deliver=self.cfg.notice_to_channel).run(rpc)))), name="wakes")

@@ -378,8 +378,11 @@ class QueueWatch:
 
 class Requeue:
     def __init__(self, records: SystemEventRecords, boot: int, caps: Capabilities,
-                 own_settled: asyncio.Event, ready_at_ms: int) -> None:
+                 own_settled: asyncio.Event, ready_at_ms: int, heartbeats_elsewhere: bool = False) -> None:
         self.records = records
+        # 2026.9.x, a heartbeat configured outside the main session: unheard, it may show the model
+        # texts it leaves queued (research section 17), so no look of a dead boot is trusted.
+        self.unheard_heartbeats = heartbeats_elsewhere and caps.recovery.session_rows_date_runs
         self.caps = caps
         self.boot = boot
         self.own_settled = own_settled
@@ -431,6 +434,8 @@ class Requeue:
         # queue with no start: where the history keeps what a turn took (2.x), it decides too.
         ask = look.void or turn_after or (heard is not None and bool(heard.ends))
         drained = await self._drained(rpc, look.looked_at_ms, every, ended_ms) if ask else None
+        if self.unheard_heartbeats:
+            look = replace(look, maybe_shown=tuple(range(len(look.texts))))
         fates = plan(look, held, watched, turn_after, drained)
         unknown = sum(1 for f in fates if f.fate is Fate.UNKNOWN)
         # Set aside (never queued twice) is a loss unless the agent had them: a warning, with the

@@ -72,6 +72,9 @@ class GatewayFileConfig:
     problem: str | None = None
     cron_store: str | None = None  # `cron.store`: where 2026.2.x keeps its jobs file
     hooks_token: str | None = None  # `hooks.token`: the webhook endpoint's secret (redacted, never used)
+    # A heartbeat configured to run outside its agent's main session (`heartbeat.isolatedSession`, or
+    # a `heartbeat.session`): gatewayd hears no such run, which may show the model queued texts.
+    heartbeats_elsewhere: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class LaunchSpec:
     # Every other secret configured for the gateway (the hooks token, a token or password beside the
     # one in use): never sent anywhere, only redacted from the logs.
     other_secrets: tuple[Secret, ...] = field(default=(), repr=False)
+    heartbeats_elsewhere: bool = False  # `GatewayFileConfig.heartbeats_elsewhere`
 
     @property
     def http_base(self) -> str:
@@ -240,9 +244,11 @@ def read_gateway_config(path: Path, environ: Mapping[str, str],
     hooks = doc.get("hooks") if isinstance(doc, dict) else None
     hooks_token = _substitute(hooks.get("token"), {**(dotenv or {}), **environ}) \
         if isinstance(hooks, dict) else None
+    elsewhere = heartbeats_elsewhere(doc)
     gw = doc.get("gateway") if isinstance(doc, dict) else None
     if not isinstance(gw, dict):
-        return GatewayFileConfig(path=path, found=True, cron_store=cron_store, hooks_token=hooks_token)
+        return GatewayFileConfig(path=path, found=True, cron_store=cron_store, hooks_token=hooks_token,
+                                 heartbeats_elsewhere=elsewhere)
     auth = gw.get("auth")
     auth = auth if isinstance(auth, dict) else None
     tls = gw.get("tls")
@@ -259,7 +265,28 @@ def read_gateway_config(path: Path, environ: Mapping[str, str],
         password=_substitute(auth.get("password"), environ) if auth else None,
         cron_store=cron_store,
         hooks_token=hooks_token,
+        heartbeats_elsewhere=elsewhere,
     )
+
+
+def heartbeats_elsewhere(doc: object) -> bool:
+    """Does any agent's heartbeat run outside its main session: `isolatedSession: true`, or a
+    `session` other than "main" (`agents.defaults`, 2026.9.x's `agents.entries`, 2026.2.x's
+    `agents.list`)?"""
+    agents = doc.get("agents") if isinstance(doc, dict) else None
+    if not isinstance(agents, dict):
+        return False
+    entries = agents.get("entries")
+    listed = agents.get("list")
+    blocks = [agents.get("defaults"), *(entries.values() if isinstance(entries, dict) else ()),
+              *(listed if isinstance(listed, list) else ())]
+    for block in blocks:
+        hb = block.get("heartbeat") if isinstance(block, dict) else None
+        session = hb.get("session") if isinstance(hb, dict) else None
+        if isinstance(hb, dict) and (hb.get("isolatedSession") is True
+                                     or (isinstance(session, str) and session.strip() not in ("", "main"))):
+            return True
+    return False
 
 
 def read_dotenv(path: Path) -> dict[str, str]:
@@ -378,7 +405,8 @@ def build(settings: GatewaySettings, state_dir: Path, environ: Mapping[str, str]
     return LaunchSpec(argv=argv, env=env, port=port, host=probe_host(file_cfg.bind), tls=file_cfg.tls,
                       auth=auth, capabilities=caps, config_path=gw_config, state_dir=gw_state,
                       cron_store=cron_store if cron_store.is_absolute() else gw_state / cron_store,
-                      other_secrets=configured_secrets(file_cfg, merged, dotenv, argv))
+                      other_secrets=configured_secrets(file_cfg, merged, dotenv, argv),
+                      heartbeats_elsewhere=file_cfg.heartbeats_elsewhere)
 
 
 SECRET_VARIABLES = ("OPENCLAW_GATEWAY_TOKEN", "OPENCLAW_GATEWAY_PASSWORD")

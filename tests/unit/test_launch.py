@@ -634,3 +634,20 @@ def test_the_jobs_file_is_where_the_gateways_config_puts_it(tmp_path: Path, cron
     spec = launch.build(gw_settings(command=(sys.executable, "-c", "pass"), version="2026.2.26"), tmp_path / "gd",
                         {"OPENCLAW_STATE_DIR": str(state), "PATH": os.defpath})
     assert str(spec.cron_store) == expected.replace("STATE", str(state))
+
+
+@pytest.mark.parametrize(("agents", "elsewhere"), [
+    ({}, False),
+    ({"defaults": {"heartbeat": {"every": "30m"}}}, False),
+    ({"defaults": {"heartbeat": {"isolatedSession": True}}}, True),
+    ({"entries": {"kit": {"heartbeat": {"isolatedSession": True}}}}, True),  # 2026.9.x
+    ({"list": [{"id": "main"}, {"id": "kit", "heartbeat": {"session": "agent:kit:ops"}}]}, True),  # 2026.2.x
+    ({"defaults": {"heartbeat": {"session": "main"}}}, False),
+    ({"defaults": {"heartbeat": {"isolatedSession": "yes"}}}, False),
+    ({"entries": "bad", "list": "bad", "defaults": 3}, False),
+])
+def test_a_heartbeat_outside_the_main_session_is_read_from_the_gateways_config(
+        tmp_path: Path, agents: dict[str, object], elsewhere: bool) -> None:
+    path = tmp_path / "openclaw.json"
+    path.write_text(json.dumps({"agents": agents}))
+    assert launch.read_gateway_config(path, {}).heartbeats_elsewhere is elsewhere

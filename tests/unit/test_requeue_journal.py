@@ -285,3 +285,25 @@ async def test_what_a_heartbeat_may_have_shown_is_kept_with_the_look_and_set_asi
         assert [r["state"] for r in await records.items_of(first)] == ["unknown", "answered", "unknown"]
     finally:
         await store.close()
+
+
+@pytest.mark.parametrize(("version", "requeued"), [("2026.9.6", False), ("2026.2.26", True)])
+async def test_with_a_heartbeat_outside_the_main_session_no_9x_look_is_trusted(
+        tmp_path: Path, version: str, requeued: bool) -> None:
+    """`heartbeat.isolatedSession` (or another `heartbeat.session`): 2026.9.x runs it unheard, and
+    woken by cron it shows the model texts it leaves queued: every text is set aside."""
+    store = Store(tmp_path / "store.sqlite")
+    await store.open()
+    try:
+        records = SystemEventRecords(store)
+        now = int(time.time() * 1000)
+        first, second = await boots(store, 2)
+        await records.look(first, ("X",), now - 30_000)
+        gateway = ScriptedGateway(now - 40_000)
+        settled = asyncio.Event()
+        settled.set()
+        await Requeue(records, second, for_version(version), settled, now,
+                      heartbeats_elsewhere=True).run(gateway)  # type: ignore[arg-type]
+        assert gateway.queued == (["X"] if requeued else [])
+    finally:
+        await store.close()
