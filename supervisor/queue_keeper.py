@@ -59,7 +59,7 @@ from supervisor.core.heartbeat_hold import HeartbeatHolds, maybe_shown, shown_ba
 from supervisor.core.inflight import lenient_ms
 from supervisor.core.wake_plan import OWN_PREFIX
 from supervisor.crashpoints import crashpoint
-from supervisor.errors import GatewayError, GatewayUnavailable
+from supervisor.errors import GatewayError, GatewayProtocolError, GatewayUnavailable
 from supervisor.gateway.capabilities import Capabilities
 from supervisor.gateway.rpc import Event, RpcClient, agent_roster, default_agent, list_sessions
 from supervisor.keepalive import until_set
@@ -82,6 +82,8 @@ TURN_SLACK_MS = 1000  # clocks: the row's time and ours are both the machine's, 
 HISTORY_LIMIT = 200  # the main session's last messages: the dead gateway's turns since its last look
 SUBSCRIBE = "sessions.messages.subscribe"
 SUBSCRIBE_TIMEOUT_S = 3.0  # the first look waits for the subscriptions: a slow answer leaves it unheard
+RUNS_TIMEOUT_S = 10.0  # the runs going on as it subscribed
+RUNS_UNKNOWN_HOLD_S = 600.0  # those unreadable: every heard main session held this long, at most
 MAX_RUNS = 256  # the runs going on, and those ended, kept to match their events (far more than run at once)
 
 
@@ -144,7 +146,8 @@ class QueueWatch:
             self.shutdown_heard = True
         if ev.name in LOOK_EVENTS:
             if ev.name == "heartbeat":
-                self.holds.heartbeat_event()
+                data = ev.payload if isinstance(ev.payload, dict) else {}
+                self.holds.heartbeat_event(data.get("status"), data.get("reason"))
             self.poke.set()
         elif ev.name == "agent":
             payload = ev.payload if isinstance(ev.payload, dict) else {}
@@ -174,7 +177,7 @@ class QueueWatch:
         self.idle.discard(key.lower())
         self.quiet.discard(key.lower())
         self.stirred.add(key.lower())
-        if run is not None and self.holds.run_event(run, key, payload.get("isHeartbeat") is True,
+        if run is not None and self.holds.run_event(run, key, payload.get("isHeartbeat") is True, phase == "start",
                                                     phase in ("end", "error"), time.monotonic()):
             self.drained.set()  # a look since its start (one before the connection, too) may list what it holds
             self.rebase = True
@@ -299,18 +302,28 @@ class QueueWatch:
         log.debug("queue_sessions_heard", boot=self.boot, sessions=sorted(self.audible))
         # Read after subscribing, so that an end after it is heard: a run going on now may be a
         # heartbeat whose start this connection never heard.
+        now = time.monotonic()
+        heard = {a.lower() for a in self.audible}
+        carried = await self.records.last_look(self.boot)  # an earlier connection's, to this gateway
+        if carried is not None and carried.maybe_shown:
+            self.shown = tuple(carried.texts[i] for i in carried.maybe_shown if i < len(carried.texts))
+            self.holds.carried(now)
         try:
-            answer = await rpc.call("sessions.list", {"activeOnly": True}, timeout_s=SUBSCRIBE_TIMEOUT_S)
+            # (the first `sessions.list` after a restart took up to 3.9 s, research section 14)
+            answer = await rpc.call("sessions.list", {"activeOnly": True}, timeout_s=RUNS_TIMEOUT_S)
             rows = answer.get("sessions") if isinstance(answer, dict) else None
-            rows = [r for r in rows if isinstance(r, dict)] if isinstance(rows, list) else []
+            if not isinstance(rows, list):
+                raise GatewayProtocolError("sessions.list: no sessions list")
         except GatewayUnavailable:
             raise
-        except GatewayError as exc:  # as before this check: only the runs heard hold the looks back
+        except GatewayError as exc:  # unknown: any session may run one, held for a bounded time
             log.warning("queue_runs_unreadable", boot=self.boot, error=str(exc)[:200])
-            rows = []
-        self.holds.going_on_at_connect([str(r["key"]) for r in rows if is_main_session(r.get("key"))
-                                        and (r.get("status") == "running" or r.get("hasActiveRun") is True)],
-                                       time.monotonic())
+            self.holds.going_on_at_connect(sorted(heard), now, lapse_s=RUNS_UNKNOWN_HOLD_S)
+        else:
+            self.holds.going_on_at_connect([str(r["key"]) for r in rows if isinstance(r, dict)
+                                            and str(r.get("key")).lower() in heard
+                                            and (r.get("status") == "running" or r.get("hasActiveRun") is True)], now)
+        self.rebase = True  # the first look adds what it lists to what was carried
 
     async def _heard_to_exit(self, rpc: RpcClient) -> bool:
         """Did this connection carry the gateway's every event to its exit? Yes once the gateway has
@@ -341,6 +354,7 @@ class QueueWatch:
     async def look(self, rpc: RpcClient) -> None:
         at_ms = _now_ms()
         self.stirred = set()  # (a run whose events come while `status` is answered may be in it or not)
+        releases = self.holds.releases
         try:
             status = await rpc.call("status", {})
             texts = parse_queue(status)
@@ -353,6 +367,11 @@ class QueueWatch:
             self.listed_session = listed_session_of(status)
         if self.drained.is_set():
             return  # a turn started while the answer was on its way: look again before trusting it
+        if self.holds.releases != releases:
+            # 9.6 reads the queue early in its answer: one read before a heartbeat took what it showed
+            # may arrive after the event that released the hold.
+            self.poke.set()
+            return
         # gatewayd's own wake and notice texts are no user's events: never queued again as such.
         texts = tuple(t for t in texts if not any(t.startswith(m) for m in self.own_markers))
         shown: tuple[int, ...] = ()

@@ -252,7 +252,8 @@ async def test_the_watcher_keeps_the_sessions_it_heard_only_when_it_heard_the_ga
             # Every subscription answered before the first look: a start after the look is heard.
             assert rpc.calls[:3] == ["health", "sessions.messages.subscribe", "sessions.messages.subscribe"]
             assert "status" not in rpc.calls[:3]
-            assert rpc.timeouts and all(t <= queue_keeper.SUBSCRIBE_TIMEOUT_S for t in rpc.timeouts)
+            assert rpc.timeouts[:3] and all(t <= queue_keeper.SUBSCRIBE_TIMEOUT_S for t in rpc.timeouts[:3])
+            assert rpc.timeouts[3:] == [queue_keeper.RUNS_TIMEOUT_S]  # the runs going on, read once
             assert heard == [KIT, MAIN]  # as the gateway spells them
             assert ends == [(MAIN, ended_at), (KIT, ended_at + 1)]
         elif case in ("subscription-refused", "subscription-unconfirmed"):
@@ -649,5 +650,68 @@ async def test_a_run_going_on_as_the_watcher_subscribes_holds_the_looks_until_it
         await watch.look(rpc)  # type: ignore[arg-type]
         looked = await records.last_look(boot)
         assert looked is not None and not looked.void and looked.maybe_shown == ()
+    finally:
+        await store.close()
+
+
+async def test_an_answer_read_before_a_hold_was_released_is_not_stored(tmp_path: Path) -> None:
+    """9.6 reads the queue early in its `status` answer: the heartbeat may finish (take what it
+    showed, emit its event) before that answer arrives. The watcher looks again instead."""
+    store, records, boot = await watching(tmp_path)
+    try:
+        watch = QueueWatch(records, boot, 30.0, hears_every_start=True)
+        rpc = Queue("X")
+        watch.on_event(heartbeat_event("start", "hb-1"))
+        await watch._void_if_drained()
+        await watch.look(rpc)  # type: ignore[arg-type]
+        watch.on_event(heartbeat_event("end", "hb-1", ended_at=int(time.time() * 1000)))
+        rpc.texts = ["X", "Y"]
+        marked = await records.last_look(boot)
+        # The event that releases the hold arrives while the answer (still listing X) is on its way.
+        slow = Queue("X", "Y")
+        original = slow.call
+
+        async def answer_after_the_release(method: str, params: dict[str, Any], timeout_s: float = 10.0) -> Any:
+            watch.on_event(Event("heartbeat", {"status": "ok-empty"}, None, 0.0))
+            return await original(method, params, timeout_s)
+        slow.call = answer_after_the_release  # type: ignore[method-assign]
+        await watch.look(slow)  # type: ignore[arg-type]
+        assert await records.last_look(boot) == marked and watch.poke.is_set()
+        rpc.texts = ["Y"]
+        await watch.look(rpc)  # type: ignore[arg-type]
+        after = await records.last_look(boot)
+        assert after is not None and after.texts == ("Y",) and after.maybe_shown == ()
+    finally:
+        await store.close()
+
+
+class Unlisted(RunningAtConnect):
+    async def call(self, method: str, params: dict[str, Any], timeout_s: float = 10.0) -> Any:
+        if method == "sessions.list":
+            raise GatewayRpcError(method, "UNAVAILABLE", "busy")
+        return await super().call(method, params, timeout_s)
+
+
+@pytest.mark.parametrize("case", ["carried", "runs-unreadable"])
+async def test_a_new_connection_keeps_marking_what_may_still_be_in_a_request(tmp_path: Path, case: str) -> None:
+    """An earlier connection's last look marked X (a heartbeat may still be sending its reply, and
+    take X only after it): the new connection keeps X marked until a `heartbeat` event. Where the
+    runs going on cannot be read, every heard main session is held, for a bounded time."""
+    store, records, boot = await watching(tmp_path)
+    try:
+        if case == "carried":
+            await records.look(boot, ("X",), int(time.time() * 1000), maybe_shown=(0,))
+        watch = QueueWatch(records, boot, 30.0)
+        watch.subscribe = True
+        rpc = Unlisted() if case == "runs-unreadable" else QueueRpc()
+        await watch._listen(rpc)  # type: ignore[arg-type]
+        await watch.look(rpc)  # type: ignore[arg-type]
+        assert (await records.last_look(boot)).maybe_shown == (0,)  # type: ignore[union-attr]
+        if case == "runs-unreadable":
+            assert {h.lapse_s for h in watch.holds.holds.values()} == {queue_keeper.RUNS_UNKNOWN_HOLD_S}
+            return
+        watch.on_event(Event("heartbeat", {"status": "ok-empty"}, None, 0.0))
+        await watch.look(rpc)  # type: ignore[arg-type]
+        assert (await records.last_look(boot)).maybe_shown == ()  # type: ignore[union-attr]
     finally:
         await store.close()
