@@ -160,8 +160,11 @@ class _Handler(BaseHTTPRequestHandler):
         except ValueError as e:
             self._json(400, {"error": {"message": f"bad json: {e}", "type": "invalid_request_error"}})
             return
-        n = self.server.record(body)  # before the delay: the test may kill the caller now
+        # The delay as the request arrives, read before it is logged: a test that sees the line and
+        # sets the next requests' delay must not change this one's (a CI trial's cron run answered
+        # in 0.4 s so, and finished before the kill it was meant to meet).
         delay = self.server.current_delay()
+        n = self.server.record(body)  # before the delay: the test may kill the caller now
         reply = self.server.reply
         model = body.get("model") or MODEL_ID
         cid = "chatcmpl-" + uuid.uuid4().hex[:24]

@@ -45,9 +45,8 @@ def test_paused_kill_is_not_restarted_and_resume_restarts_and_recovers(tmp_path:
         g.start()
         g.wait_event("rpc_monitor_connected")
         # Long enough that the pause (a CLI process) and the kill land while the run is in flight, on
-        # a loaded machine too (3 s was not, beside two chaos runs: the run finished first; nor 15 s
-        # beside a real and a fake chaos run and the other integration tests).
-        delay.write_text("40\n")
+        # a loaded machine too (3 s was not, beside two chaos runs: the run finished first).
+        delay.write_text("15\n")
         asyncio.run(add_hourly(g.port, version, mark))
         wait_until(lambda: asked(log, f"CRON-{mark}") == 1, 20, "the run at the model")
         g.wait_event("inflight_changed", where=lambda e: bool(e.get("runs_started")))
