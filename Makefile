@@ -42,7 +42,7 @@ lint: $(VENV)/.installed
 
 ## bench: the short form of every benchmark
 bench: $(VENV)/.installed openclaw
-	$(PY) scripts/bench/check.py
+	$(PY) scripts/bench/check.py --together
 
 clean:
 	rm -rf $(VENV) run .cache/e2e-model-*
