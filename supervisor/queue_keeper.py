@@ -300,10 +300,14 @@ class QueueWatch:
                 raise k
         self.audible = frozenset(k for k in keys if isinstance(k, str))
         log.debug("queue_sessions_heard", boot=self.boot, sessions=sorted(self.audible))
-        # Read after subscribing, so that an end after it is heard: a run going on now may be a
-        # heartbeat whose start this connection never heard.
+        await self._held_at_connect(rpc, self.audible)
+
+    async def _held_at_connect(self, rpc: RpcClient, audible: frozenset[str]) -> None:
+        """What may be held as this connection begins (2026.9.x, after subscribing, so that an end
+        after it is heard): marks an earlier connection to this gateway stored, and the runs going on
+        now, any of which may be a heartbeat whose start this connection never heard."""
         now = time.monotonic()
-        heard = {a.lower() for a in self.audible}
+        heard = {a.lower() for a in audible}
         carried = await self.records.last_look(self.boot)  # an earlier connection's, to this gateway
         if carried is not None and carried.maybe_shown:
             self.shown = tuple(carried.texts[i] for i in carried.maybe_shown if i < len(carried.texts))
@@ -474,15 +478,22 @@ class Requeue:
         if not self.caps.recovery.history_shows_drained_events or not self.caps.has_method("chat.history"):
             return None
         if self._history is None:  # every look of this run is of the dead boots: one read serves them all
-            key = f"agent:{await default_agent(rpc)}:main"
-            try:
-                self._history = (await rpc.call("chat.history", {"sessionKey": key, "limit": HISTORY_LIMIT}),)
-            except GatewayUnavailable:
-                raise
-            except GatewayError as exc:  # not kept: the next look asks again
-                log.warning("queue_history_unreadable", session=key, error=str(exc))
-                return None
+            history = await self._read_history(rpc, f"agent:{await default_agent(rpc)}:main")
+            if history is None:
+                return None  # not kept: the next look asks again
+            self._history = (history,)
         return drained_after(self._history[0], texts, since_ms, until_ms)
+
+    async def _read_history(self, rpc: RpcClient, key: str) -> Any | None:
+        """A session's `chat.history` (its last HISTORY_LIMIT messages); None where the gateway refused
+        it (logged). A lost connection raises: judged again on the next one."""
+        try:
+            return await rpc.call("chat.history", {"sessionKey": key, "limit": HISTORY_LIMIT})
+        except GatewayUnavailable:
+            raise
+        except GatewayError as exc:
+            log.warning("queue_history_unreadable", session=key, error=str(exc)[:200])
+            return None
 
     async def _fate_in_ended_boot(self, rpc: RpcClient, item: dict[str, Any], sent_at: int) -> LostAnswer:
         """Sent into a gateway that has ended since: that boot's own look decides. A look taken after
@@ -546,12 +557,8 @@ class Requeue:
                 or not ended_before(status if isinstance(status, str) else None, started,
                                     lenient_ms(row.get("endedAt")), lenient_ms(row.get("updatedAt")), since_ms):
             return False
-        try:
-            history = await rpc.call("chat.history", {"sessionKey": key, "limit": HISTORY_LIMIT})
-        except GatewayUnavailable:
-            raise
-        except GatewayError as exc:
-            log.warning("queue_history_unreadable", session=key, error=str(exc)[:200])
+        history = await self._read_history(rpc, key)
+        if history is None:
             return False
         alone = user_turn_alone(history, run_id, started, _now_ms() if until_ms is None else until_ms)
         log.info("queue_row_ended_before", session=key, started_ms=started, since_ms=since_ms, user_turn_alone=alone)

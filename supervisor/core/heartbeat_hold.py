@@ -99,14 +99,10 @@ class HeartbeatHolds:
 def shown_base(base: Sequence[str] | None, texts: Sequence[str]) -> tuple[str, ...]:
     """The texts a heartbeat going on may have shown the model, given a look taken after it began:
     every text it showed was queued at its start and stays queued until it finishes, so the first
-    look after each hold began lists them all (with some queued since). Kept as a multiset union."""
-    extra = Counter(texts) - Counter(base or ())
-    added: list[str] = []
-    for t in texts:
-        if extra[t] > 0:
-            extra[t] -= 1
-            added.append(t)
-    return (*(base or ()), *added)
+    look after each hold began lists them all (with some queued since). Kept as a multiset union:
+    the base, and what of `texts` it does not cover."""
+    covered = set(maybe_shown(texts, base or ()))
+    return (*(base or ()), *(t for i, t in enumerate(texts) if i not in covered))
 
 
 def maybe_shown(texts: Sequence[str], base: Sequence[str]) -> tuple[int, ...]:
