@@ -20,27 +20,14 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import lab
+from drain_order import KEY, now, poll_status  # the probes beside this file
 
-from supervisor.gateway.rpc import Event, RpcClient, list_sessions
-
-KEY = "agent:main:main"
-
-
-def now() -> int:
-    return int(time.time() * 1000)
-
-
-async def poll_status(rpc: RpcClient, out: list[tuple[int, int, str]], stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        sent = now()
-        answer = await rpc.call("status", {})
-        out.append((sent, now(), json.dumps(answer.get("queuedSystemEvents"))))
+from supervisor.gateway.rpc import Event, list_sessions
 
 
 async def one_round(i: int, st: dict[str, Any]) -> dict[str, Any]:

@@ -328,20 +328,11 @@ def test_events_a_cron_woken_heartbeat_shows_the_model_are_never_queued_again(tm
         start_and_queue(g, version, [f"SE1-{mark}"])
         delay.write_text("5\n")
 
-        async def fire() -> None:
-            rpc = RpcClient(f"ws://127.0.0.1:{g.port}/", GatewayAuth("token", Secret(TOKEN), "", False),
-                            3 if version.startswith("2026.2") else 4)
-            await rpc.connect()
-            try:
-                job = await rpc.call("cron.add", {
-                    "name": f"reminder-{mark}", "schedule": {"kind": "every", "everyMs": 3_600_000},
-                    "sessionTarget": "main", "wakeMode": "now",
-                    "payload": {"kind": "systemEvent", "text": f"SE2-{mark}"}})
-                await rpc.call("cron.run", {"id": job["id"] if "id" in job else job["job"]["id"], "mode": "force"})
-            finally:
-                await rpc.close()
-
-        asyncio.run(fire())
+        job = asyncio.run(send(g.port, version, "cron.add", {
+            "name": f"reminder-{mark}", "schedule": {"kind": "every", "everyMs": 3_600_000},
+            "sessionTarget": "main", "wakeMode": "now", "payload": {"kind": "systemEvent", "text": f"SE2-{mark}"}}))
+        asyncio.run(send(g.port, version, "cron.run", {"id": job["id"] if "id" in job else job["job"]["id"],
+                                                       "mode": "force"}))
         wait_until(lambda: delivered(log, mark), 30, "the heartbeat's request with both texts", step=0.01)
         time.sleep(1.5)  # the window for gatewayd's looks during the heartbeat (each lists both texts on 9.6)
         os.kill(g.spawned_pids()[-1], signal.SIGKILL)
@@ -354,12 +345,12 @@ def test_events_a_cron_woken_heartbeat_shows_the_model_are_never_queued_again(tm
         assert delivered(log, mark) == [[f"SE1-{mark}", f"SE2-{mark}"]]
 
 
-async def send(port: int, version: str, method: str, params: dict[str, Any]) -> None:
+async def send(port: int, version: str, method: str, params: dict[str, Any]) -> Any:
     rpc = RpcClient(f"ws://127.0.0.1:{port}/", GatewayAuth("token", Secret(TOKEN), "", False),
                     3 if version.startswith("2026.2") else 4)
     await rpc.connect()
     try:
-        await rpc.call(method, params)
+        return await rpc.call(method, params)
     finally:
         await rpc.close()
 

@@ -572,16 +572,22 @@ async def test_texts_a_9x_heartbeat_may_have_shown_the_model_are_marked_until_it
         await store.close()
 
 
+async def heartbeat_begun(records: SystemEventRecords, boot: int) -> tuple[QueueWatch, Queue]:
+    """A watcher that heard heartbeat hb-1 start, and its first look since (listing X)."""
+    watch = QueueWatch(records, boot, 30.0, hears_every_start=True)
+    rpc = Queue("X")
+    watch.on_event(heartbeat_event("start", "hb-1"))
+    await watch._void_if_drained()
+    await watch.look(rpc)  # type: ignore[arg-type]
+    return watch, rpc
+
+
 async def test_a_second_heartbeat_adds_what_it_may_show(tmp_path: Path) -> None:
     """Another agent's heartbeat beginning while one holds may show texts queued since the first
     hold's base look: the first look after it adds them."""
     store, records, boot = await watching(tmp_path)
     try:
-        watch = QueueWatch(records, boot, 30.0, hears_every_start=True)
-        rpc = Queue("X")
-        watch.on_event(heartbeat_event("start", "hb-1"))
-        await watch._void_if_drained()
-        await watch.look(rpc)  # type: ignore[arg-type]
+        watch, rpc = await heartbeat_begun(records, boot)
         rpc.texts = ["X", "Y"]
         await watch.look(rpc)  # type: ignore[arg-type]
         assert (await records.last_look(boot)).maybe_shown == (0,)  # type: ignore[union-attr]
@@ -659,11 +665,7 @@ async def test_an_answer_read_before_a_hold_was_released_is_not_stored(tmp_path:
     showed, emit its event) before that answer arrives. The watcher looks again instead."""
     store, records, boot = await watching(tmp_path)
     try:
-        watch = QueueWatch(records, boot, 30.0, hears_every_start=True)
-        rpc = Queue("X")
-        watch.on_event(heartbeat_event("start", "hb-1"))
-        await watch._void_if_drained()
-        await watch.look(rpc)  # type: ignore[arg-type]
+        watch, rpc = await heartbeat_begun(records, boot)
         watch.on_event(heartbeat_event("end", "hb-1", ended_at=int(time.time() * 1000)))
         rpc.texts = ["X", "Y"]
         marked = await records.last_look(boot)

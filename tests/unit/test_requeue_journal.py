@@ -52,6 +52,15 @@ class ScriptedGateway:
         raise AssertionError(f"unexpected call {method}")
 
 
+async def requeue_into(records: SystemEventRecords, boot: int, version: str, now: int, gateway: ScriptedGateway,
+                       heartbeats_elsewhere: bool = False) -> None:
+    """One re-queue run of boot `boot` (its gateway's own resume settled) against the scripted gateway."""
+    settled = asyncio.Event()
+    settled.set()
+    await Requeue(records, boot, for_version(version), settled, now,
+                  heartbeats_elsewhere=heartbeats_elsewhere).run(gateway)  # type: ignore[arg-type]
+
+
 async def boots(store: Store, n: int) -> list[int]:
     rec = BootRecords(store)
     out = []
@@ -93,10 +102,7 @@ async def test_a_send_into_an_ended_gateway_is_sent_again_only_when_no_turn_coul
         await records.plan(second, [])
         row_ms = {"after-send": sent_at + 2_000, "before-send": sent_at - 10_000, "next-gateway": now + 1_000}
         gateway = ScriptedGateway(row_ms[main_row])
-        settled = asyncio.Event()
-        settled.set()
-        requeue = Requeue(records, third, for_version("2026.2.26"), settled, now)
-        await requeue.run(gateway)  # type: ignore[arg-type]
+        await requeue_into(records, third, "2026.2.26", now, gateway)
         [row] = await records.items_of(first)
         assert gateway.queued == (["X"] if sent_again else [])
         assert row["state"] == ("answered" if sent_again else "unconfirmed"), row
@@ -178,9 +184,7 @@ async def test_a_text_queued_again_after_the_last_look_is_judged_from_its_own_se
                   "just-before-the-send": sent_at - ACCEPT_TO_DRAIN_MS // 2, "after-the-send": sent_at + 2_000,
                   "void": look_at - 1_000}
         gateway = ScriptedGateway(row_ms[main_row])
-        settled = asyncio.Event()
-        settled.set()
-        await Requeue(records, third, for_version("2026.2.26"), settled, now).run(gateway)  # type: ignore[arg-type]
+        await requeue_into(records, third, "2026.2.26", now, gateway)
         rows = {r["text"]: r for r in await records.items_of(second)}
         assert (rows["Y"]["pos"], rows["X"]["pos"]) == (0, 1)
         assert (rows["Y"]["state"], rows["X"]["state"]) == tuple(
@@ -206,9 +210,7 @@ async def test_a_drain_the_history_shows_by_any_text_of_the_gateway_covers_the_l
             {"role": "user", "content": "earlier", "timestamp": look_at - 5_000},
             {"role": "user", "content": "System: [2026-12-07 10:00:00 UTC] Y\nSystem: [2026-12-07 10:00:01 UTC]"
                                         " X (rewritten)\n\nhello", "timestamp": sent_at + 2_000}]
-        settled = asyncio.Event()
-        settled.set()
-        await Requeue(records, third, for_version("2026.2.26"), settled, now).run(gateway)  # type: ignore[arg-type]
+        await requeue_into(records, third, "2026.2.26", now, gateway)
         rows = {r["text"]: r["state"] for r in await records.items_of(second)}
         assert rows == {"Y": "delivered", "X": "delivered"}, rows
         assert gateway.queued == []
@@ -254,10 +256,7 @@ async def test_a_9x_user_turn_that_started_before_the_look_and_ended_unsteered_t
             gateway.history.append({"role": "user", "content": "and this too", "timestamp": look_at + 500})
         if case == "history-unreadable":
             gateway.history = None
-        settled = asyncio.Event()
-        settled.set()
-        caps = for_version("2026.2.26" if case == "2x" else "2026.9.6")
-        await Requeue(records, second, caps, settled, now).run(gateway)  # type: ignore[arg-type]
+        await requeue_into(records, second, "2026.2.26" if case == "2x" else "2026.9.6", now, gateway)
         states = [r["state"] for r in await records.items_of(first)]
         assert gateway.queued == (["X", "Y"] if requeued else [])
         assert states == (["answered"] * 2 if requeued else ["unknown"] * 2), states
@@ -278,9 +277,7 @@ async def test_what_a_heartbeat_may_have_shown_is_kept_with_the_look_and_set_asi
         [(look, _, _)] = await records.unplanned(second)
         assert look.maybe_shown == (0, 2)
         gateway = ScriptedGateway(now - 40_000)
-        settled = asyncio.Event()
-        settled.set()
-        await Requeue(records, second, for_version("2026.9.6"), settled, now).run(gateway)  # type: ignore[arg-type]
+        await requeue_into(records, second, "2026.9.6", now, gateway)
         assert gateway.queued == ["Y"]
         assert [r["state"] for r in await records.items_of(first)] == ["unknown", "answered", "unknown"]
     finally:
@@ -300,10 +297,7 @@ async def test_with_a_heartbeat_outside_the_main_session_no_9x_look_is_trusted(
         first, second = await boots(store, 2)
         await records.look(first, ("X",), now - 30_000)
         gateway = ScriptedGateway(now - 40_000)
-        settled = asyncio.Event()
-        settled.set()
-        await Requeue(records, second, for_version(version), settled, now,
-                      heartbeats_elsewhere=True).run(gateway)  # type: ignore[arg-type]
+        await requeue_into(records, second, version, now, gateway, heartbeats_elsewhere=True)
         assert gateway.queued == (["X"] if requeued else [])
     finally:
         await store.close()
