@@ -24,7 +24,7 @@ run: $(VENV)/.installed
 # Workers (pytest-xdist): the integration and fault tests, and the real gateways' tests, mostly wait
 # on timers and child processes, so even on two cores several at once finish in about half the time.
 # The fault stage's two-minute sleep runs beside the integration tests (listed first, it starts
-# first). tests/e2e/conftest.py says which real-gateway tests must not run at once (loadgroup);
+# first). The contract tests keep one gateway per version on one worker (loadgroup);
 # the `alone` tests (a real kernel OOM kill) run by themselves.
 test: $(VENV)/.installed openclaw lint
 	$(PYTEST) tests/unit tests/fakes tests/contract -q -m "not e2e" -n 2

@@ -14,7 +14,8 @@ Public API:
   find_node(version) -> Path           the Node that version was installed with
   compile_cache_dir(version) -> Path   shared Node compile cache (one per version), linked
                                        as ROOT/tmp/node-compile-cache
-  jiti_cache_dir(version) -> Path      shared jiti cache (2026.2.x plugins), linked as ROOT/tmp/jiti
+  jiti_cache_dir(version) -> Path      jiti cache (2026.2.x plugins), one per version and pytest-xdist
+                                       worker, linked as ROOT/tmp/jiti
   build_config(version, ...) -> dict   the openclaw.json content
   prepare_sandbox(root, version, gw_port, model_port, ...) -> Sandbox
   gateway_argv(sb) -> list[str]        [node, entry, "gateway", "run", "--port", P, "--bind", "loopback"]
@@ -100,7 +101,10 @@ def compile_cache_dir(version: str) -> Path:
 
 
 def jiti_cache_dir(version: str) -> Path:
-    return JITI_CACHE / version
+    # jiti writes its cache files in place, so two gateways booting at once must not share one:
+    # each pytest-xdist worker (which runs its tests one at a time) keeps its own, and so does
+    # everything else (one process at a time: `make run`, a benchmark, a probe).
+    return JITI_CACHE / version / os.environ.get("PYTEST_XDIST_WORKER", "main")
 
 
 def _symlink_dir(link: Path, target: Path) -> None:
@@ -220,7 +224,7 @@ def prepare_sandbox(root: Path, version: str, gw_port: int, model_port: int, *,
     cc = compile_cache_dir(version)
     cc.mkdir(parents=True, exist_ok=True)
     # 2026.2.x also keeps a jiti transpile cache (~15 MB, plugins in TypeScript) in $TMPDIR/jiti:
-    # with it warm a boot takes ~6 s instead of ~30 s, so it is shared per version as well.
+    # with it warm a boot takes ~6 s instead of ~30 s, so it is kept per version as well.
     jc = jiti_cache_dir(version)
     jc.mkdir(parents=True, exist_ok=True)
     _symlink_dir(tmp / "node-compile-cache", cc)

@@ -47,7 +47,6 @@ from supervisor.core.inflight import (
 from supervisor.errors import GatewayError, GatewayRpcError
 from supervisor.gateway.launch import GatewayAuth, Secret
 from supervisor.gateway.rpc import Event, RpcClient, paged
-from tests.e2e.conftest import LEGACY_ONE_AT_A_TIME
 from tests.fakes.test_fake_world import COMPRESSED, FakeGateway, Model, running_model, sandbox, wait_for
 
 MODERN, LEGACY = "2026.9.6", "2026.2.26"
@@ -56,9 +55,8 @@ MAIN = "agent:main:main"
 
 
 def real(version: str) -> Any:
-    # Under xdist one worker runs all of a version's tests: its module-scoped gateway starts once
-    # (and 2026.2.x joins the e2e stage's one-at-a-time group, tests/e2e/conftest.py says why).
-    group = LEGACY_ONE_AT_A_TIME if version.startswith("2026.2.") else pytest.mark.xdist_group(f"contract-{version}")
+    # Under xdist one worker runs all of a version's tests: its module-scoped gateway starts once.
+    group = pytest.mark.xdist_group(f"contract-{version}")
     return pytest.param(("real", version), id=f"real-{version}",
                         marks=[pytest.mark.e2e, pytest.mark.timeout(600), group])
 

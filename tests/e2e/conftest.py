@@ -16,25 +16,16 @@ from gatewayd_dev.harness import REPO, Gatewayd, free_port_block
 VERSIONS = ("2026.9.6", "2026.2.26")
 
 
-# One fake model per pytest process: under xdist (`make test` runs this stage with two workers) each
+# One fake model per pytest process: under xdist (`make test` runs this stage on workers) each
 # worker has its own request log and delay file.
 WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
 DELAY_FILE = REPO / ".cache" / f"e2e-model-delay-{WORKER}"
 
 
-# Under xdist (`make test`: two workers, `--dist loadgroup`) every 2026.2.x test runs on one worker:
-# their gateways share a jiti transpile cache (sandbox.jiti_cache_dir) that jiti writes in place, so
-# two of them must not boot at once. The only cache 2026.9.x gateways share is Node's compile cache,
-# written to a temporary file and renamed, so their tests spread over both workers.
-LEGACY_ONE_AT_A_TIME = pytest.mark.xdist_group("openclaw-2026.2.x")
-
-
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        callspec = getattr(item, "callspec", None)
-        version = callspec.params.get("version") if callspec is not None else None
-        if isinstance(version, str) and version.startswith("2026.2.") and item.get_closest_marker("e2e"):
-            item.add_marker(LEGACY_ONE_AT_A_TIME)
+# Under xdist (`make test`: three workers, `--dist loadgroup`) the tests spread over every worker,
+# 2026.2.x's too. Gateways booting at once share Node's compile cache (written to a temporary file
+# and renamed), but not 2026.2.x's jiti cache, which is written in place: one per worker
+# (sandbox.jiti_cache_dir).
 
 
 def set_model_delay(seconds: float) -> None:

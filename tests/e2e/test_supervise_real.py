@@ -14,7 +14,7 @@ import pytest
 
 from gatewayd_dev.harness import Gatewayd, wait_until
 from supervisor.gateway.ports import port_owners
-from tests.e2e.conftest import LEGACY_ONE_AT_A_TIME, real_gatewayd
+from tests.e2e.conftest import real_gatewayd
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -85,7 +85,6 @@ def test_current_gateway_crash_hang_own_restart_and_stop(tmp_path: Path, model: 
         g.cleanup()
 
 
-@LEGACY_ONE_AT_A_TIME
 def test_legacy_gateway_crash_and_stop(tmp_path: Path, model: tuple[int, Path]) -> None:
     g, _sb = real_gatewayd(tmp_path, "2026.2.26", model[0])
     try:

@@ -164,7 +164,7 @@ async def test_a_timed_pause_ends_when_the_wall_clock_passes_its_end_also_across
     tasks = [asyncio.create_task(gate.run())]
     try:
         await gate.pause_for(600.0, "cli")
-        await asyncio.sleep(0.1)
+        await asyncio.sleep(0.1)  # the witness window: five expiry polls, none of which may end it early
         assert gate.paused and ended == []
         # A second gatewayd reads it back from the store.
         again = PauseGate(records, clock, EventBus(), passthrough)
