@@ -404,7 +404,8 @@ class Requeue:
                  own_settled: asyncio.Event, ready_at_ms: int, heartbeats_elsewhere: bool = False) -> None:
         self.records = records
         # 2026.9.x, a heartbeat configured outside the main session: unheard, it may show the model
-        # texts it leaves queued (research section 17), so no look of a dead boot is trusted.
+        # texts it leaves queued (research section 17), so no look of a dead boot is trusted, and a
+        # send whose answer was lost is never sent again (such a run drains and moves no main row).
         self.unheard_heartbeats = heartbeats_elsewhere and caps.recovery.session_rows_date_runs
         self.caps = caps
         self.boot = boot
@@ -511,8 +512,8 @@ class Requeue:
             return LostAnswer.UNSURE
         # A row shows only its session's last run: one dated after that gateway's end (the next one's
         # resume or notice) may hide a turn there that drained the text, so it counts as one too.
-        return lost_answer(False, await self._main_turn_since(rpc, sent_at, await self.records.end_ms(into),
-                                                              later_hides=True, listed=look.listed if look else None))
+        return lost_answer(False, self.unheard_heartbeats or await self._main_turn_since(
+            rpc, sent_at, await self.records.end_ms(into), later_hides=True, listed=look.listed if look else None))
 
     async def _main_turn_since(self, rpc: RpcClient, since_ms: int, until_ms: int | None = None,
                                slack_ms: int = TURN_SLACK_MS, later_hides: bool = False,
@@ -589,7 +590,7 @@ class Requeue:
                 # before this one that took effect (equal texts are distinct events).
                 before = await self.records.settled_copies(int(item["boot_id"]), int(item["pos"]), item["text"])
                 queued = item["kind"] == "system-event" and held.count(item["text"]) > before
-                fate = lost_answer(queued, await self._main_turn_since(rpc, sent_at))
+                fate = lost_answer(queued, self.unheard_heartbeats or await self._main_turn_since(rpc, sent_at))
             if fate is not LostAnswer.NEVER:
                 await self.records.settle(int(item["id"]), fate.value,
                                           "seen queued after the send" if queued else

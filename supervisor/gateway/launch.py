@@ -272,7 +272,10 @@ def read_gateway_config(path: Path, environ: Mapping[str, str],
 def heartbeats_elsewhere(doc: object) -> bool:
     """Does any agent's heartbeat run outside its main session: `isolatedSession: true`, or a
     `session` other than "main" (`agents.defaults`, 2026.9.x's `agents.entries`, 2026.2.x's
-    `agents.list`)?"""
+    `agents.list`)? A `$include` anywhere counts as yes: gatewayd does not read the included files,
+    so it cannot tell, and a yes only sets texts aside."""
+    if _includes(doc):
+        return True
     agents = doc.get("agents") if isinstance(doc, dict) else None
     if not isinstance(agents, dict):
         return False
@@ -287,6 +290,12 @@ def heartbeats_elsewhere(doc: object) -> bool:
                                      or (isinstance(session, str) and session.strip() not in ("", "main"))):
             return True
     return False
+
+
+def _includes(node: object) -> bool:
+    if isinstance(node, dict):
+        return "$include" in node or any(_includes(v) for v in node.values())
+    return isinstance(node, list) and any(_includes(v) for v in node)
 
 
 def read_dotenv(path: Path) -> dict[str, str]:

@@ -651,3 +651,17 @@ def test_a_heartbeat_outside_the_main_session_is_read_from_the_gateways_config(
     path = tmp_path / "openclaw.json"
     path.write_text(json.dumps({"agents": agents}))
     assert launch.read_gateway_config(path, {}).heartbeats_elsewhere is elsewhere
+
+
+@pytest.mark.parametrize("doc", [
+    {"agents": {"$include": "./agents.json5"}},  # the example in 2026.9.6's docs (configuration/common-tasks)
+    {"$include": ["./base.json5"], "gateway": {"port": 18789}},
+    {"agents": {"entries": {"kit": {"heartbeat": {"$include": "./kit-heartbeat.json5"}}}}},
+    {"agents": {"list": [{"id": "main"}, {"$include": "./kit.json5"}]}},
+])
+def test_a_config_with_an_include_counts_as_heartbeats_elsewhere(tmp_path: Path, doc: dict[str, object]) -> None:
+    """gatewayd does not read included files: an isolated heartbeat may be set there, so it cannot
+    tell, and sets a dead 2026.9.x boot's texts aside rather than risk queueing them twice."""
+    path = tmp_path / "openclaw.json"
+    path.write_text(json.dumps(doc))
+    assert launch.read_gateway_config(path, {}).heartbeats_elsewhere is True

@@ -284,6 +284,38 @@ async def test_what_a_heartbeat_may_have_shown_is_kept_with_the_look_and_set_asi
         await store.close()
 
 
+@pytest.mark.parametrize("into_ended_boot", [True, False])
+@pytest.mark.parametrize(("version", "sent_again"), [("2026.9.6", False), ("2026.2.26", True)])
+async def test_with_a_heartbeat_outside_the_main_session_no_9x_lost_answer_is_sent_again(
+        tmp_path: Path, version: str, sent_again: bool, into_ended_boot: bool) -> None:
+    """A re-queue whose answer was lost, not in the queue since, and no main-session turn since the
+    send: sent again, except on 2026.9.x with a heartbeat outside the main session, which may have
+    taken it to the model unheard and moves no main row. Into a gateway that has ended since, or
+    into the one gatewayd adopts."""
+    store = Store(tmp_path / "store.sqlite")
+    await store.open()
+    try:
+        records = SystemEventRecords(store)
+        now = int(time.time() * 1000)
+        sent_at = now - 20_000
+        first, second, third = await boots(store, 3)
+        await records.look(first, ("X",), sent_at - 10_000)
+        await records.plan(first, [EventFate(0, "X", Fate.REQUEUE, "lost with the gateway's memory")])
+        item = (await records.open_items())[0]
+        assert await records.dispatched(int(item["id"]), second, sent_at)
+        await records.look(second, (), sent_at + 5_000)  # clean: it is not queued
+        if into_ended_boot:
+            await records.plan(second, [])
+        gateway = ScriptedGateway(sent_at - 10_000)  # the main row's last move: before the send
+        await requeue_into(records, third if into_ended_boot else second, version, now, gateway,
+                           heartbeats_elsewhere=True)
+        [row] = await records.items_of(first)
+        assert gateway.queued == (["X"] if sent_again else [])
+        assert row["state"] == ("answered" if sent_again else "unconfirmed"), row
+    finally:
+        await store.close()
+
+
 @pytest.mark.parametrize(("version", "requeued"), [("2026.9.6", False), ("2026.2.26", True)])
 async def test_with_a_heartbeat_outside_the_main_session_no_9x_look_is_trusted(
         tmp_path: Path, version: str, requeued: bool) -> None:
