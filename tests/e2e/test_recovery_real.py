@@ -10,8 +10,10 @@ job, so its next slot cannot pass for the retry) and a main-session turn are bot
 from __future__ import annotations
 
 import asyncio
+import calendar
 import json
 import os
+import re
 import signal
 import sqlite3
 import time
@@ -29,6 +31,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 NOTICE = "Gateway restarted"
 RETRY_WORDS = "[gatewayd: retry, attempt 2 of 3. The previous attempt of this run was interrupted by a gateway restart"
+# The whole of it: attempt n of N, when the restart was (UTC, to the minute), what to check.
+RETRY_SENTENCE = re.compile(re.escape(RETRY_WORDS) + r" at (\d{4}-\d\d-\d\d \d\d:\d\d) UTC and may have done part of"
+                            r" the work: check what it finished before repeating anything\.\]")
 
 
 async def job_message(sb: sandbox.Sandbox, job_id: str) -> str:
@@ -139,6 +144,10 @@ def test_kill9_mid_run_retries_once_and_resumes_the_session_once(tmp_path: Path,
         # the job's payload is back as it was.
         first, retry = asked(log, f"CRON-{mark}")[:2]
         assert RETRY_WORDS not in first["text"] and RETRY_WORDS in retry["text"]
+        said = RETRY_SENTENCE.search(retry["text"])
+        assert said is not None, retry["text"][:600]
+        restart = calendar.timegm(time.strptime(said.group(1), "%Y-%m-%d %H:%M"))
+        assert restart - 60 <= killed_at <= restart + 120, (said.group(1), killed_at)  # to the minute
         assert asyncio.run(job_message(sb, job_id)) == f"CRON-{mark} reply PONG"
         assert [p["state"] for p in store_rows(g, "SELECT state FROM job_patches")] == ["restored"]
 
