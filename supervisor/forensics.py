@@ -41,10 +41,14 @@ def rss_of(procs: list[psutil.Process]) -> int | None:
     total = 0
     for i, p in enumerate(procs):
         try:
-            total += p.memory_info().rss
+            rss = p.memory_info().rss
         except psutil.Error:
-            if i == 0:
-                return None
+            rss = 0
+        if i == 0 and rss == 0:
+            # Gone, or killed and not yet reaped: Linux reads a zombie's RSS as 0 (a CI trial's
+            # incident said "0 bytes" for a gateway killed by SIGKILL, sampled in that window).
+            return None
+        total += rss
     return total
 
 

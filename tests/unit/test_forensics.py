@@ -38,6 +38,33 @@ def test_tree_rss_counts_the_children_and_keeps_the_last_sample_once_the_tree_is
     assert sampler.last is None
 
 
+def test_a_killed_gateway_not_yet_reaped_keeps_the_sample_from_before() -> None:
+    """Between a SIGKILL and its reaping the gateway is a zombie, whose RSS Linux reads as 0: the
+    sample taken then is no sample, and the incident keeps the last one from before the kill."""
+    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+    try:
+        proc = psutil.Process(child.pid)
+        deadline = time.monotonic() + 10
+        while proc.memory_info().rss <= 1 << 20 and time.monotonic() < deadline:
+            time.sleep(0.01)  # no event says "the interpreter is up": its RSS is the fact waited on
+        sampler = TreeSampler()
+        sampler.watch(child.pid)
+        before = sampler.last
+        assert before is not None and before[0] > 1 << 20
+        child.kill()  # not reaped yet: a zombie until child.wait()
+        deadline = time.monotonic() + 10
+        while proc.status() != psutil.STATUS_ZOMBIE and time.monotonic() < deadline:
+            time.sleep(0.01)  # the process's own state, polled: dead, not reaped
+        assert proc.status() == psutil.STATUS_ZOMBIE
+        assert sampler.sample() is None
+        assert sampler.last == before
+    finally:
+        child.kill()
+        child.wait()
+        assert child.stdin is not None
+        child.stdin.close()
+
+
 def test_last_lines_are_the_last_200_and_redacted(tmp_path: Path) -> None:
     logs.REDACTOR.add(["forensic-secret-42"])
     log = tmp_path / "gateway.log"
