@@ -14,14 +14,20 @@ from supervisor import logs
 from supervisor.forensics import TreeSampler, last_lines, signal_name
 
 
+def loaded(pid: int) -> psutil.Process:
+    """The child process once its interpreter has loaded: until then its RSS is a few pages (seen
+    under load: 4096)."""
+    proc = psutil.Process(pid)
+    deadline = time.monotonic() + 10
+    while proc.memory_info().rss <= 1 << 20 and time.monotonic() < deadline:
+        time.sleep(0.01)  # no event says "the interpreter is up": its RSS is the fact waited on
+    return proc
+
+
 def test_tree_rss_counts_the_children_and_keeps_the_last_sample_once_the_tree_is_gone() -> None:
     child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     try:
-        # Until the interpreter has loaded, the child's RSS is a few pages (seen under load: 4096).
-        proc = psutil.Process(child.pid)
-        deadline = time.monotonic() + 10
-        while proc.memory_info().rss <= 1 << 20 and time.monotonic() < deadline:
-            time.sleep(0.01)  # no event says "the interpreter is up": its RSS is the fact waited on
+        loaded(child.pid)
         sampler = TreeSampler()
         sampler.watch(child.pid)
         alone = sampler.last
@@ -43,10 +49,7 @@ def test_a_killed_gateway_not_yet_reaped_keeps_the_sample_from_before() -> None:
     sample taken then is no sample, and the incident keeps the last one from before the kill."""
     child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     try:
-        proc = psutil.Process(child.pid)
-        deadline = time.monotonic() + 10
-        while proc.memory_info().rss <= 1 << 20 and time.monotonic() < deadline:
-            time.sleep(0.01)  # no event says "the interpreter is up": its RSS is the fact waited on
+        proc = loaded(child.pid)
         sampler = TreeSampler()
         sampler.watch(child.pid)
         before = sampler.last

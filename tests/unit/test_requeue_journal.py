@@ -61,6 +61,17 @@ async def requeue_into(records: SystemEventRecords, boot: int, version: str, now
                   heartbeats_elsewhere=heartbeats_elsewhere).run(gateway)  # type: ignore[arg-type]
 
 
+async def send_lost_into_second(store: Store, records: SystemEventRecords, sent_at: int) -> list[int]:
+    """Three boots: X looked at in the first, planned again, and its send journaled into the second
+    at `sent_at` with no answer (the gatewayd that sent it died)."""
+    first, second, third = await boots(store, 3)
+    await records.look(first, ("X",), sent_at - 10_000)
+    await records.plan(first, [EventFate(0, "X", Fate.REQUEUE, "lost with the gateway's memory")])
+    item = (await records.open_items())[0]
+    assert await records.dispatched(int(item["id"]), second, sent_at)
+    return [first, second, third]
+
+
 async def boots(store: Store, n: int) -> list[int]:
     rec = BootRecords(store)
     out = []
@@ -90,11 +101,7 @@ async def test_a_send_into_an_ended_gateway_is_sent_again_only_when_no_turn_coul
         records = SystemEventRecords(store)
         now = int(time.time() * 1000)
         sent_at = now - 20_000
-        first, second, third = await boots(store, 3)
-        await records.look(first, ("X",), sent_at - 10_000)
-        await records.plan(first, [EventFate(0, "X", Fate.REQUEUE, "lost with the gateway's memory")])
-        item = (await records.open_items())[0]
-        assert await records.dispatched(int(item["id"]), second, sent_at)
+        first, second, third = await send_lost_into_second(store, records, sent_at)
         await records.look(second, (), sent_at + (5_000 if look_after_send is True else -5_000))  # clean
         if look_after_send == "void":
             await records.void(second)
@@ -298,11 +305,7 @@ async def test_with_a_heartbeat_outside_the_main_session_no_9x_lost_answer_is_se
         records = SystemEventRecords(store)
         now = int(time.time() * 1000)
         sent_at = now - 20_000
-        first, second, third = await boots(store, 3)
-        await records.look(first, ("X",), sent_at - 10_000)
-        await records.plan(first, [EventFate(0, "X", Fate.REQUEUE, "lost with the gateway's memory")])
-        item = (await records.open_items())[0]
-        assert await records.dispatched(int(item["id"]), second, sent_at)
+        first, second, third = await send_lost_into_second(store, records, sent_at)
         await records.look(second, (), sent_at + 5_000)  # clean: it is not queued
         if into_ended_boot:
             await records.plan(second, [])
