@@ -128,7 +128,7 @@ def test_events_behind_a_main_turn_that_ended_before_the_kill_are_queued_again(t
         wait_until(lambda: (r := rows(g, "SELECT looked_at_ms, void FROM queue_looks WHERE boot_id = 1"))
                    and r[0]["looked_at_ms"] > moved_to and not r[0]["void"], 30, "a look dated after the turn's end")
         assert delivered(log, mark, t0) == []  # an agent turn left them queued
-        delivered_once(kill_and_requeue(g), log, mark, t0, texts)
+        delivered_once(g, kill_and_requeue(g), log, mark, t0, texts)
     finally:
         g.cleanup()
 
@@ -148,7 +148,7 @@ def requeued_once_after_the_end(g: Gatewayd, log: Path, mark: str, t0: float, te
     settled = wait_until(lambda: (r := rows(g, "SELECT text, state FROM requeues WHERE boot_id = 1 ORDER BY pos"))
                          and all(x["state"] not in ("planned", "dispatched") for x in r) and r, 180,
                          "every re-queue settled")
-    delivered_once(settled, log, mark, t0, texts)
+    delivered_once(g, settled, log, mark, t0, texts)
 
 
 class ScenarioMissed(Exception):
@@ -171,12 +171,32 @@ def in_tries(attempt: Callable[[Path], None], tmp_path: Path, tries: int = 3) ->
     raise AssertionError(f"the kill never came before gatewayd looked again in {tries} tries: {missed}")
 
 
-def delivered_once(settled: list[dict[str, Any]], log: Path, mark: str, t0: float, texts: list[str]) -> None:
+def delivered_once(g: Gatewayd, settled: list[dict[str, Any]], log: Path, mark: str, t0: float,
+                   texts: list[str]) -> None:
     """Every text queued again (answered), and at the model once, in order."""
     assert [(r["text"], r["state"]) for r in settled] == [(t, "answered") for t in texts], settled
-    wait_until(lambda: delivered(log, mark, t0), 120, "the events at the model")
+    try:
+        wait_until(lambda: delivered(log, mark, t0), 120, "the events at the model")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; {what_gatewayd_did(g)}") from None
     time.sleep(10)  # the witness: a window in which a second delivery would have shown up
     assert delivered(log, mark, t0) == [texts]
+
+
+def what_gatewayd_did(g: Gatewayd) -> str:
+    """The store's account of the recovery, and its log's decisions: what a failure needs to say."""
+    seen = {"obligations": "SELECT boot_id, kind, ref, state, resolution FROM obligations",
+            "wakes": "SELECT boot_id, agent_id, state, method, resolution, dispatched_at_ms FROM agent_wakes",
+            "notices": "SELECT * FROM actions", "inflight": "SELECT * FROM inflight_sessions"}
+    told = []
+    for name, sql in seen.items():
+        try:
+            told.append(f"{name}: {rows(g, sql)}")
+        except sqlite3.Error as exc:
+            told.append(f"{name}: {exc}")
+    decisions = [e for e in g.events() if any(w in str(e.get("event")) for w in ("wake", "notice", "requeue",
+                                                                                 "obligation", "plan"))]
+    return "; ".join(told) + f"; log: {decisions[-20:]}"
 
 
 async def kill_just_after_its_end(g: Gatewayd, sb: sandbox.Sandbox, text: str) -> int:
@@ -456,7 +476,7 @@ def test_2x_another_agents_main_turn_drains_nothing_status_lists(tmp_path: Path,
         kit = [e for e in fake_model.read_log(log) if f"KIT-{mark}" in e.get("text", "")]
         assert kit and all(f"SE1-{mark}" not in e["text"] for e in kit), kit  # kit's request carried none
         assert [t for t in listed if mark in t] == texts, listed  # main's queue as it was
-        delivered_once(kill_and_requeue(g), log, mark, t0, texts)
+        delivered_once(g, kill_and_requeue(g), log, mark, t0, texts)
     finally:
         g.cleanup()
 
@@ -570,7 +590,7 @@ def test_9x_events_behind_the_gateways_own_resume_are_queued_again_once(tmp_path
                 await rpc.call("chat.send", {"sessionKey": "agent:main:main", "message": f"USER-{mark} reply PONG",
                                              "idempotencyKey": uuid.uuid4().hex})
         asyncio.run(user_message())
-        delivered_once(settled, log, mark, t0, texts)
+        delivered_once(g, settled, log, mark, t0, texts)
     finally:
         set_model_delay(0.5)
         g.cleanup()
