@@ -1,6 +1,7 @@
 """Gatewayd's own start-up: the boots a previous gatewayd left without an end (adopt the latest
 gateway if it still runs, stop an older one, record the rest as ended while gatewayd was down),
-and 2026.2.x's jobs file read before a new gateway clears it.
+and, before each spawn, what a dead gateway left that the next one would trip on: 2026.2.x's jobs
+file, read before a new gateway clears it, and session locks cut empty by a kill.
 """
 
 from __future__ import annotations
@@ -9,13 +10,14 @@ import asyncio
 import contextlib
 import os
 import signal
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from supervisor import logs
 from supervisor.core.model import ExitKind
 from supervisor.errors import StoreError
-from supervisor.gateway import jobstore
+from supervisor.gateway import jobstore, session_locks
 from supervisor.gateway.child import ProcessKey, process_key
 from supervisor.gateway.launch import LaunchSpec
 from supervisor.store.boots import BootEnd, BootRecords
@@ -86,6 +88,17 @@ class Startup:
         (log.warning if added else log.info)("jobs_file_runs_left_running",
                                              runs=[list(k) for k in runs],
                                              unseen=[[*r.key, boot] for boot, r in added])
+
+    async def clear_orphaned_locks(self, spec: LaunchSpec, tree_gone_s: float | None) -> None:
+        """Session locks a killed gateway left empty, which would fail the next gateway's session
+        writes for half a minute (core/orphan_locks.py). A lock that cannot be removed is logged
+        and left to the gateway's own rule: it does not stop the spawn."""
+        done = await asyncio.to_thread(session_locks.clear_orphaned, spec.state_dir, time.time(),
+                                       tree_gone_s)
+        for path, why in done.removed:
+            log.warning("session_lock_removed", file=path, why=why)
+        for path, error in done.failed:
+            log.error("session_lock_unreadable", file=path, error=error)
 
     async def _stop_stale(self, pid: int) -> None:
         import psutil

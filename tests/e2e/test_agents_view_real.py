@@ -133,6 +133,32 @@ def test_events_behind_a_main_turn_that_ended_before_the_kill_are_queued_again(t
         g.cleanup()
 
 
+def test_a_session_store_lock_a_kill_left_empty_goes_before_the_next_gateway(tmp_path: Path,
+                                                                              model: tuple[int, Path]) -> None:
+    """2026.2.26 creates `sessions.json.lock`, then writes its pid in it; a CI run's kill came between
+    the two (13 ms after a turn's end). The next gateway waits for an ownerless lock until it is 30 s
+    old, so the wake's `chat.send` was accepted and its turn never reached the model. gatewayd removes
+    such a lock before the spawn. 2026.9.x keeps its sessions in SQLite: no file to leave (measured),
+    so this is 2.x's alone."""
+    log = model[1]
+    g, sb = real_gatewayd(tmp_path, "2026.2.26", model[0], {"snapshot": {"interval_s": 2.0}})
+    mark = uuid.uuid4().hex[:8]
+    texts = [f"SE1-{mark}", f"SE2-{mark}"]
+    try:
+        t0 = start_and_queue(g, sb, texts)
+        sessions = sb.state_dir / "agents" / "main" / "sessions"
+        sessions.mkdir(parents=True, exist_ok=True)
+        lock = sessions / "sessions.json.lock"
+        lock.touch()  # what the kill left: created, no owner written
+        settled = kill_and_requeue(g)
+        [removed] = g.named("session_lock_removed")
+        assert removed["file"] == str(lock) and not lock.exists(), removed
+        assert removed["timestamp"] < g.named("gateway_spawned")[1]["timestamp"]  # before the spawn
+        delivered_once(g, settled, log, mark, t0, texts)
+    finally:
+        g.cleanup()
+
+
 def requeued_once_after_the_end(g: Gatewayd, log: Path, mark: str, t0: float, texts: list[str],
                                 ended_ms: int, version: str) -> None:
     """The first boot killed right after a turn's end, before gatewayd looked again (the store shows
@@ -187,7 +213,8 @@ def what_gatewayd_did(g: Gatewayd) -> str:
     """The store's account of the recovery, and its log's decisions: what a failure needs to say."""
     seen = {"obligations": "SELECT boot_id, kind, ref, state, resolution FROM obligations",
             "wakes": "SELECT boot_id, agent_id, state, method, resolution, dispatched_at_ms FROM agent_wakes",
-            "notices": "SELECT * FROM actions", "inflight": "SELECT * FROM inflight_sessions"}
+            "notices": "SELECT * FROM actions", "inflight": "SELECT * FROM inflight_sessions",
+            "runs": "SELECT * FROM inflight_runs"}
     told = []
     for name, sql in seen.items():
         try:
@@ -645,7 +672,7 @@ def test_texts_a_cron_woken_heartbeat_showed_the_model_are_never_queued_again(tm
         requeued = rows(g, "SELECT text, state FROM requeues WHERE boot_id = 1")
         assert not [r for r in requeued if r["state"] in ("planned", "dispatched", "answered")], requeued
         time.sleep(10)  # the witness: a window in which a second delivery would have shown up
-        assert (shown(log, ordinary, t0), shown(log, reminder, t0)) == (1, 1)
+        assert (shown(log, ordinary, t0), shown(log, reminder, t0)) == (1, 1), what_gatewayd_did(g)
     finally:
         set_model_delay(0.5)
         g.cleanup()
