@@ -19,7 +19,6 @@ import contextlib
 import os
 import random
 import signal
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -128,7 +127,6 @@ class Daemon:
         self._background: set[asyncio.Task[Any]] = set()  # the daemon's own helpers (alerts), beside the boots
         # Maintenance: the pause in force and the calendar that starts pauses and safe restarts.
         self._last_intent = Intent.NONE  # why the last boot ended, as far as gatewayd ended it
-        self._tree_gone_at: float | None = None  # wall time the last boot's tree was seen gone
         self.pausing = PauseGate(MaintenanceRecords(self.store), self.clock, self.bus, self._record)
         self.calendar = MaintenanceCalendar(self.cfg.maintenance, self.pausing.records, self.pausing, self.clock,
                                             self._restart_state, lambda: self.request_restart(True, None),
@@ -386,9 +384,9 @@ class Daemon:
                                            True, False, "ended while gatewayd was down"))
                 if self.pausing.paused:  # the one to adopt is gone: nothing is started until the pause ends
                     return RestartDecision(NextStep.RESPAWN, 0.0, self.tracker.crash_loop, self.tracker.consecutive)
-            await self.startup.clear_orphaned_locks(spec, self._tree_gone_at)
             if spec.capabilities.legacy:
                 await self.startup.salvage_left_running(spec)
+            await self.startup.clear_orphaned_locks(spec)
             try:
                 pid = await child.spawn()
             except LaunchError as exc:
@@ -466,9 +464,6 @@ class Daemon:
             info = await child.wait()
             await probe.close()
         await child.reap_tree()
-        # Files dated before this are no live gateway's. The system clock, not the seam: it is
-        # compared with file times.
-        self._tree_gone_at = time.time()
         self.current = None
         self._last_intent = intent
         return await self._conclude(watch, spec, intent, info, diagnostics)

@@ -10,7 +10,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -89,16 +88,19 @@ class Startup:
                                              runs=[list(k) for k in runs],
                                              unseen=[[*r.key, boot] for boot, r in added])
 
-    async def clear_orphaned_locks(self, spec: LaunchSpec, tree_gone_s: float | None) -> None:
+    async def clear_orphaned_locks(self, spec: LaunchSpec) -> None:
         """Session locks a killed gateway left empty, which would fail the next gateway's session
-        writes for half a minute (core/orphan_locks.py). A lock that cannot be removed is logged
-        and left to the gateway's own rule: it does not stop the spawn."""
-        done = await asyncio.to_thread(session_locks.clear_orphaned, spec.state_dir, time.time(),
-                                       tree_gone_s)
+        writes for half a minute (core/orphan_locks.py). Whatever goes wrong here is logged with
+        the file it concerns and never stops the spawn: the gateway's own rule then applies."""
+        try:
+            done = await asyncio.to_thread(session_locks.clear_orphaned, spec.state_dir, spec.session_store)
+        except Exception as exc:  # the spawn goes ahead whatever this finds
+            log.error("session_locks_not_cleared", state_dir=str(spec.state_dir), error=f"{type(exc).__name__}: {exc}")
+            return
         for path, why in done.removed:
             log.warning("session_lock_removed", file=path, why=why)
         for path, error in done.failed:
-            log.error("session_lock_unreadable", file=path, error=error)
+            log.error("session_lock_not_cleared", file=path, error=error)
 
     async def _stop_stale(self, pid: int) -> None:
         import psutil

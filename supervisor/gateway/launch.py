@@ -71,6 +71,7 @@ class GatewayFileConfig:
     password: str | None = None
     problem: str | None = None
     cron_store: str | None = None  # `cron.store`: where 2026.2.x keeps its jobs file
+    session_store: str | None = None  # `session.store`: where 2026.2.x keeps each agent's sessions
     hooks_token: str | None = None  # `hooks.token`: the webhook endpoint's secret (redacted, never used)
     # A heartbeat configured to run outside its agent's main session (`heartbeat.isolatedSession`, or
     # a `heartbeat.session`): gatewayd hears no such run, which may show the model queued texts.
@@ -89,6 +90,7 @@ class LaunchSpec:
     config_path: Path
     state_dir: Path
     cron_store: Path | None = None  # 2026.2.x's jobs file (`cron.store`, else $STATE/cron/jobs.json)
+    session_store: str | None = None  # `session.store` as configured (`{agentId}` in it), else the default
     # Every other secret configured for the gateway (the hooks token, a token or password beside the
     # one in use): never sent anywhere, only redacted from the logs.
     other_secrets: tuple[Secret, ...] = field(default=(), repr=False)
@@ -241,14 +243,17 @@ def read_gateway_config(path: Path, environ: Mapping[str, str],
     cron = doc.get("cron") if isinstance(doc, dict) else None
     store = cron.get("store") if isinstance(cron, dict) else None
     cron_store = store if isinstance(store, str) and store.strip() else None
+    session = doc.get("session") if isinstance(doc, dict) else None
+    sessions = session.get("store") if isinstance(session, dict) else None
+    session_store = sessions if isinstance(sessions, str) and sessions.strip() else None
     hooks = doc.get("hooks") if isinstance(doc, dict) else None
     hooks_token = _substitute(hooks.get("token"), {**(dotenv or {}), **environ}) \
         if isinstance(hooks, dict) else None
     elsewhere = heartbeats_elsewhere(doc)
     gw = doc.get("gateway") if isinstance(doc, dict) else None
     if not isinstance(gw, dict):
-        return GatewayFileConfig(path=path, found=True, cron_store=cron_store, hooks_token=hooks_token,
-                                 heartbeats_elsewhere=elsewhere)
+        return GatewayFileConfig(path=path, found=True, cron_store=cron_store, session_store=session_store,
+                                 hooks_token=hooks_token, heartbeats_elsewhere=elsewhere)
     auth = gw.get("auth")
     auth = auth if isinstance(auth, dict) else None
     tls = gw.get("tls")
@@ -264,6 +269,7 @@ def read_gateway_config(path: Path, environ: Mapping[str, str],
         token=_substitute(auth.get("token"), environ) if auth else None,
         password=_substitute(auth.get("password"), environ) if auth else None,
         cron_store=cron_store,
+        session_store=session_store,
         hooks_token=hooks_token,
         heartbeats_elsewhere=elsewhere,
     )
@@ -414,6 +420,7 @@ def build(settings: GatewaySettings, state_dir: Path, environ: Mapping[str, str]
     return LaunchSpec(argv=argv, env=env, port=port, host=probe_host(file_cfg.bind), tls=file_cfg.tls,
                       auth=auth, capabilities=caps, config_path=gw_config, state_dir=gw_state,
                       cron_store=cron_store if cron_store.is_absolute() else gw_state / cron_store,
+                      session_store=file_cfg.session_store,
                       other_secrets=configured_secrets(file_cfg, merged, dotenv, argv),
                       heartbeats_elsewhere=file_cfg.heartbeats_elsewhere)
 

@@ -152,7 +152,8 @@ def test_a_session_store_lock_a_kill_left_empty_goes_before_the_next_gateway(tmp
         lock.touch()  # what the kill left: created, no owner written
         settled = kill_and_requeue(g)
         [removed] = g.named("session_lock_removed")
-        assert removed["file"] == str(lock) and not lock.exists(), removed
+        assert removed["file"] == str(lock) and "no process holds it open" in removed["why"], removed
+        assert not lock.exists()
         assert removed["timestamp"] < g.named("gateway_spawned")[1]["timestamp"]  # before the spawn
         delivered_once(g, settled, log, mark, t0, texts)
     finally:
@@ -344,7 +345,7 @@ def test_with_two_agents_each_agent_is_woken_exactly_once(tmp_path: Path, model:
         assert f'kit-hourly-{mark}' in by_agent["kit"]["text"]
         wait_until(lambda: asked(log, "Work of agent kit", killed), 60, "kit's wake at the model")
         time.sleep(10)  # the witness: a window in which a second wake would have shown up
-        assert len(asked(log, "Work of agent kit", killed)) == 1
+        assert shown(log, "Work of agent kit", killed) == 1  # as new input: a later turn has it in its history
         assert asked(log, "Work of agent main", killed) == []
         # main's one turn since the kill: the gateway's resume (9.x) or gatewayd's notice (2.x); no
         # second one (its requests name the agent first on both versions; main has no cron job here).
@@ -548,7 +549,9 @@ def test_2x_a_notice_taken_by_a_gateway_killed_before_it_ran_is_sent_again(tmp_p
         assert done[0]["resolution"] == "restart notice sent as a chat.send turn", done
         wait_until(lambda: asked(log, f"Gateway restarted (crash, {first})", t0), 60, "the notice at the model")
         time.sleep(10)  # the witness: a window in which a second notice would have shown up
-        assert len(asked(log, f"Gateway restarted (crash, {first})", t0)) == 1
+        # Once as new input: a later turn of the session (here the second crash's notice, for the
+        # BUSY turn when gatewayd had seen it start) carries it in its history (a CI trial).
+        assert shown(log, f"Gateway restarted (crash, {first})", t0) == 1
         sent = rows(g, "SELECT a.state FROM actions a JOIN obligations o ON o.id = a.obligation_id"
                        " WHERE o.boot_id = 1 AND o.kind = 'session' ORDER BY a.dispatched_at_ms")
         assert [a["state"] for a in sent] == ["unconfirmed", "answered"], sent

@@ -636,6 +636,19 @@ def test_the_jobs_file_is_where_the_gateways_config_puts_it(tmp_path: Path, cron
     assert str(spec.cron_store) == expected.replace("STATE", str(state))
 
 
+@pytest.mark.parametrize(("session", "expected"), [(None, None), ({"store": "~/s/{agentId}/sessions.json"},
+                                                                  "~/s/{agentId}/sessions.json"),
+                                                     ({"store": "  "}, None), ({"store": 7}, None), ("x", None)])
+def test_the_session_store_is_taken_as_the_gateways_config_writes_it(tmp_path: Path, session: object,
+                                                                      expected: str | None) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "openclaw.json").write_text(json.dumps({"session": session} if session else {}))
+    spec = launch.build(gw_settings(command=(sys.executable, "-c", "pass"), version="2026.2.26"), tmp_path / "gd",
+                        {"OPENCLAW_STATE_DIR": str(state), "PATH": os.defpath})
+    assert spec.session_store == expected and spec.state_dir == state
+
+
 @pytest.mark.parametrize(("agents", "elsewhere"), [
     ({}, False),
     ({"defaults": {"heartbeat": {"every": "30m"}}}, False),
