@@ -416,6 +416,12 @@ def build(settings: GatewaySettings, state_dir: Path, environ: Mapping[str, str]
     port = settings.port or _int(merged.get("OPENCLAW_GATEWAY_PORT")) or file_cfg.port or DEFAULT_PORT
     argv = (*prefix, "gateway", "run", "--port", str(port), *settings.args)
     env = child_environment(base, settings.env, caps, auth, hidden)
+    # The paths gatewayd reads (its jobs file, session locks, config) are the ones the gateway uses:
+    # a configured one is handed to it, over whatever the environment says.
+    if settings.state_dir:
+        env["OPENCLAW_STATE_DIR"] = str(gw_state)
+    if settings.config_path:
+        env["OPENCLAW_CONFIG_PATH"] = str(gw_config)
     cron_store = Path(file_cfg.cron_store).expanduser() if file_cfg.cron_store else gw_state / "cron" / "jobs.json"
     return LaunchSpec(argv=argv, env=env, port=port, host=probe_host(file_cfg.bind), tls=file_cfg.tls,
                       auth=auth, capabilities=caps, config_path=gw_config, state_dir=gw_state,

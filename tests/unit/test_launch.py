@@ -649,6 +649,19 @@ def test_the_session_store_is_taken_as_the_gateways_config_writes_it(tmp_path: P
     assert spec.session_store == expected and spec.state_dir == state
 
 
+def test_configured_gateway_paths_are_handed_to_the_gateway_over_its_environment(tmp_path: Path) -> None:
+    state, config = tmp_path / "mine", tmp_path / "mine.json"
+    environ = {"OPENCLAW_STATE_DIR": str(tmp_path / "other"), "OPENCLAW_CONFIG_PATH": str(tmp_path / "other.json"),
+               "PATH": os.defpath}
+    spec = launch.build(gw_settings(command=(sys.executable, "-c", "pass"), version="2026.2.26",
+                                    state_dir=str(state), config_path=str(config)), tmp_path / "gd", environ)
+    assert (spec.state_dir, spec.config_path) == (state, config)
+    assert (spec.env["OPENCLAW_STATE_DIR"], spec.env["OPENCLAW_CONFIG_PATH"]) == (str(state), str(config))
+    unset = launch.build(gw_settings(command=(sys.executable, "-c", "pass"), version="2026.2.26"), tmp_path / "gd",
+                         environ)
+    assert unset.env["OPENCLAW_STATE_DIR"] == str(tmp_path / "other")  # as the gateway would resolve it
+
+
 @pytest.mark.parametrize(("agents", "elsewhere"), [
     ({}, False),
     ({"defaults": {"heartbeat": {"every": "30m"}}}, False),
