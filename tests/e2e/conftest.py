@@ -28,6 +28,13 @@ DELAY_FILE = REPO / ".cache" / f"e2e-model-delay-{WORKER}"
 # (sandbox.jiti_cache_dir).
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Longest first: xdist hands tests out in this order, and one of a few minutes handed out late
+    # left a worker running it alone at the end (a CI trial: 100 s between the first worker's last
+    # test and the last one's).
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
+
+
 def set_model_delay(seconds: float) -> None:
     DELAY_FILE.write_text(f"{seconds}\n")
 

@@ -427,6 +427,7 @@ def main_row_status(sb: sandbox.Sandbox) -> str | None:
         conn.close()
 
 
+@pytest.mark.long
 def test_9x_notice_where_the_gateway_did_not_resume_reaches_the_model_as_system_text(
         tmp_path: Path, model: tuple[int, Path]) -> None:
     """Issue 15, item 2, on the real 2026.9.6: a main-session turn cut by kill -9 that the gateway
@@ -560,6 +561,7 @@ def test_2x_a_notice_taken_by_a_gateway_killed_before_it_ran_is_sent_again(tmp_p
         g.cleanup()
 
 
+@pytest.mark.long
 def test_9x_events_behind_the_gateways_own_resume_are_queued_again_once(tmp_path: Path,
                                                                         model: tuple[int, Path]) -> None:
     """2026.9.6 resumes a cut main turn with no lifecycle start on any connection and drains nothing

@@ -22,6 +22,7 @@ from tests.e2e.test_recovery_real import asked, start_work, store_rows
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("version", VERSIONS)
 def test_kill9_is_a_down_alert_within_5_s_then_recovered_lists_the_work(tmp_path: Path, model: tuple[int, Path],
                                                                          version: str) -> None:

@@ -40,6 +40,7 @@ def figures(port: int) -> dict[str, float]:
     return {s.name: s.value for fam in text_string_to_metric_families(text) for s in fam.samples if not s.labels}
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("version", VERSIONS)
 def test_memory_pressure_restart_drains_restarts_and_recovers_the_cron_run(
         tmp_path: Path, model: tuple[int, Path], version: str) -> None:
