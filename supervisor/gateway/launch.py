@@ -418,9 +418,11 @@ def build(settings: GatewaySettings, state_dir: Path, environ: Mapping[str, str]
     env = child_environment(base, settings.env, caps, auth, hidden)
     # The paths gatewayd reads (its jobs file, session locks, config) are the ones the gateway uses:
     # a configured one is handed to it, over whatever the environment says.
+    # With the state dir goes the config gatewayd read, so the gateway never pairs the one with a
+    # config found elsewhere (2.26 falls back to ~/.openclaw's when the state dir holds none).
     if settings.state_dir:
         env["OPENCLAW_STATE_DIR"] = str(gw_state)
-    if settings.config_path:
+    if settings.config_path or settings.state_dir:
         env["OPENCLAW_CONFIG_PATH"] = str(gw_config)
     cron_store = Path(file_cfg.cron_store).expanduser() if file_cfg.cron_store else gw_state / "cron" / "jobs.json"
     return LaunchSpec(argv=argv, env=env, port=port, host=probe_host(file_cfg.bind), tls=file_cfg.tls,

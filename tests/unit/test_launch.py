@@ -660,6 +660,10 @@ def test_configured_gateway_paths_are_handed_to_the_gateway_over_its_environment
     unset = launch.build(gw_settings(command=(sys.executable, "-c", "pass"), version="2026.2.26"), tmp_path / "gd",
                          environ)
     assert unset.env["OPENCLAW_STATE_DIR"] == str(tmp_path / "other")  # as the gateway would resolve it
+    only_state = launch.build(gw_settings(command=(sys.executable, "-c", "pass"), version="2026.2.26",
+                                          state_dir=str(state)), tmp_path / "gd", {"PATH": os.defpath})
+    # The config gatewayd read goes with it: 2.26 would fall back to ~/.openclaw's otherwise.
+    assert only_state.env["OPENCLAW_CONFIG_PATH"] == str(state / "openclaw.json")
 
 
 @pytest.mark.parametrize(("agents", "elsewhere"), [
