@@ -240,12 +240,7 @@ def read_gateway_config(path: Path, environ: Mapping[str, str],
         return GatewayFileConfig(path=path, found=False)
     except (OSError, ValueError) as exc:
         return GatewayFileConfig(path=path, found=True, problem=f"{path}: cannot read: {exc}")
-    cron = doc.get("cron") if isinstance(doc, dict) else None
-    store = cron.get("store") if isinstance(cron, dict) else None
-    cron_store = store if isinstance(store, str) and store.strip() else None
-    session = doc.get("session") if isinstance(doc, dict) else None
-    sessions = session.get("store") if isinstance(session, dict) else None
-    session_store = sessions if isinstance(sessions, str) and sessions.strip() else None
+    cron_store, session_store = _store_of(doc, "cron"), _store_of(doc, "session")
     hooks = doc.get("hooks") if isinstance(doc, dict) else None
     hooks_token = _substitute(hooks.get("token"), {**(dotenv or {}), **environ}) \
         if isinstance(hooks, dict) else None
@@ -273,6 +268,13 @@ def read_gateway_config(path: Path, environ: Mapping[str, str],
         hooks_token=hooks_token,
         heartbeats_elsewhere=elsewhere,
     )
+
+
+def _store_of(doc: object, section: str) -> str | None:
+    """`<section>.store`, where the config names a file of its own (`cron`, `session`)."""
+    block = doc.get(section) if isinstance(doc, dict) else None
+    store = block.get("store") if isinstance(block, dict) else None
+    return store if isinstance(store, str) and store.strip() else None
 
 
 def heartbeats_elsewhere(doc: object) -> bool:
@@ -417,9 +419,8 @@ def build(settings: GatewaySettings, state_dir: Path, environ: Mapping[str, str]
     argv = (*prefix, "gateway", "run", "--port", str(port), *settings.args)
     env = child_environment(base, settings.env, caps, auth, hidden)
     # The paths gatewayd reads (its jobs file, session locks, config) are the ones the gateway uses:
-    # a configured one is handed to it, over whatever the environment says.
-    # With the state dir goes the config gatewayd read, so the gateway never pairs the one with a
-    # config found elsewhere (2.26 falls back to ~/.openclaw's when the state dir holds none).
+    # a configured one is handed to it, over whatever the environment says. With the state dir goes
+    # the config gatewayd read (2.26 falls back to ~/.openclaw's when the state dir holds none).
     if settings.state_dir:
         env["OPENCLAW_STATE_DIR"] = str(gw_state)
     if settings.config_path or settings.state_dir:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import psutil
 
-from supervisor.core.orphan_locks import orphaned
+from supervisor.core.orphan_locks import orphaned, unfinished
 
 MAX_READ = 4096  # an owner's JSON is a few dozen bytes
 DEFAULT_STORE = "sessions.json"
@@ -101,7 +101,15 @@ def held_open(paths: set[str]) -> set[str] | None:
     return held
 
 
-def _read_lock(path: str) -> tuple[str, tuple[int, int, int, int]]:
+Ident = tuple[int, int, int, int]
+
+
+def _ident(st: os.stat_result) -> Ident:
+    """What tells this file from one put in its place since (inode) or written to since."""
+    return st.st_dev, st.st_ino, st.st_size, st.st_ctime_ns
+
+
+def _read_lock(path: str) -> tuple[str, Ident]:
     """Its text and identity, read without following a link or blocking on a pipe; OSError if it
     is no regular file."""
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0))
@@ -109,22 +117,21 @@ def _read_lock(path: str) -> tuple[str, tuple[int, int, int, int]]:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise OSError("not a regular file")
-        return os.read(fd, MAX_READ).decode("utf-8", "replace"), (st.st_dev, st.st_ino, st.st_size, st.st_ctime_ns)
+        return os.read(fd, MAX_READ).decode("utf-8", "replace"), _ident(st)
     finally:
         os.close(fd)
 
 
-def _same(path: str, ident: tuple[int, int, int, int]) -> bool:
+def _same(path: str, ident: Ident) -> bool:
     try:
-        st = os.lstat(path)
+        return _ident(os.lstat(path)) == ident
     except FileNotFoundError:
         return False
-    return (st.st_dev, st.st_ino, st.st_size, st.st_ctime_ns) == ident
 
 
 def clear_orphaned(state_dir: Path, session_store: str | None = None) -> Cleared:
     done = Cleared()
-    seen: dict[str, tuple[str, tuple[int, int, int, int]]] = {}
+    seen: dict[str, tuple[str, Ident]] = {}
     for folder in lock_dirs(state_dir, session_store):
         try:
             entries = sorted(e.path for e in os.scandir(folder) if is_lock_name(e.name, session_store))
@@ -141,7 +148,7 @@ def clear_orphaned(state_dir: Path, session_store: str | None = None) -> Cleared
             except OSError as exc:
                 done.failed.append((path, exc.strerror or str(exc)))
     # A process's open files are listed by their real paths (a folder may be reached through a link).
-    candidates = {p: os.path.realpath(p) for p, (text, _) in seen.items() if orphaned(text, held_open=False)}
+    candidates = {p: os.path.realpath(p) for p, (text, _) in seen.items() if unfinished(text)}
     if not candidates:
         return done
     holders = held_open(set(candidates.values()))
