@@ -28,7 +28,7 @@ run: $(VENV)/.installed
 # the `alone` tests (a real kernel OOM kill) run by themselves.
 test: $(VENV)/.installed openclaw lint
 	$(PYTEST) tests/unit tests/fakes tests/contract -q -m "not e2e" -n 2
-	$(PYTEST) tests/faults tests/integration -q -n 3 -m "not alone"
+	$(PYTEST) tests/faults tests/integration -q -n 6 -m "not alone"
 	$(PYTEST) tests/integration -q -m alone
 	$(PYTEST) tests/contract tests/e2e -q -m e2e -n 3 --dist loadgroup
 

@@ -19,7 +19,8 @@ OPENCLAW_STATE_DIR). A kill -9 thus leaves `state.runningAtMs` behind like the r
 jobs are also written to `$OPENCLAW_STATE_DIR/cron/jobs.json` (`{version: 1, jobs}`), the real one's file.
 System events, idempotency keys, the last heartbeat and the call log are in memory only (lost on restart).
 
-An accepted `agent` or `chat.send` call starts its turn after FAKE_GW_AGENT_START_DELAY_MS (0).
+An accepted `agent` or `chat.send` call starts its turn after FAKE_GW_AGENT_START_DELAY_MS (0); with
+FAKE_GW_SESSION_WRITES_FAIL=1 it starts none (2026.2.26 behind a session lock no process releases).
 
 Startup after a kill (env-tunable delays, in ms): FAKE_GW_REPAIR_DELAY_MS (3000), FAKE_GW_ONESHOT_CATCHUP_MS
 (120000), FAKE_GW_MAIN_RESUME_MS (5000), FAKE_GW_BACKOFF_MS (30000, first step of the error backoff
@@ -225,6 +226,9 @@ class World:
         self.resume_ms = -1 if os.environ.get("FAKE_GW_MAIN_RESUME_MS", "").startswith("-") \
             else env_ms("FAKE_GW_MAIN_RESUME_MS", 5000)
         self.backoff_ms = env_ms("FAKE_GW_BACKOFF_MS", 30_000)
+        # As 2026.2.26 behind a session-store lock a kill left half-made (CI of stop 30): a user turn
+        # is accepted, then fails before it writes its row or calls the model.
+        self.session_writes_fail = os.environ.get("FAKE_GW_SESSION_WRITES_FAIL") == "1"
         # persisted
         self.jobs: dict[str, dict[str, Any]] = {}
         self.run_log: list[dict[str, Any]] = []
@@ -1293,6 +1297,8 @@ class World:
             accepted |= {"sessionKey": key, "agentId": agent}
         accepted |= {"status": "accepted", "acceptedAt": now_ms()}
         self.dedupe[idem] = accepted
+        if self.session_writes_fail:
+            return accepted
         self.active.setdefault(idem, {"sessionKey": key, "jobId": None, "queued": True})
         self.touch_row(key, agent)["lastInteractionAt"] = accepted["acceptedAt"]
 
@@ -1326,6 +1332,8 @@ class World:
         agent = agent_of(key, self.default_agent())
         accepted = {"runId": idem, "status": "started"}
         self.dedupe[idem] = accepted
+        if self.session_writes_fail:
+            return accepted
         self.touch_row(key, agent)["lastInteractionAt"] = now_ms()
 
         def build() -> list[str]:  # drained when the turn starts

@@ -5,13 +5,14 @@ it waits until each agent's obligations say what is being done (notices and the 
 resumes settled, retries planned, re-queued system events sent), then decides each agent's wake
 once and journals it (`store/wake_journal.py`) before sending:
 - 2026.9.x: `wake {mode: "now", text, sessionKey: agent:<id>:main}`, which starts a turn of that
-  session even with heartbeats off and drains its queued system events into it (measured). Its
-  `ok` proves nothing: the wake is done when a turn of that session is seen after it; none within
-  CONFIRM_S, and one user turn carries the text instead (`chat.send` where system events were
-  queued again, `agent` otherwise).
+  session even with heartbeats off and drains its queued system events into it (measured); no
+  turn within CONFIRM_S, and one user turn carries the text instead (`chat.send` where system
+  events were queued again, `agent` otherwise).
 - 2026.2.x: its `wake` cannot name an agent and does nothing with heartbeats off (measured), so an
   `agent` turn carries the text; `chat.send` where system events were queued again for that agent,
   since it hands them to the model in the same request (measured) and `agent` does not.
+No answer proves a wake: it is done when a turn of that session is seen after it. A user turn
+with none within CONFIRM_S is settled unconfirmed, not sent again (it may have taken the texts).
 A send journaled by a gatewayd that died before the answer is settled by looking for its turn,
 never by sending it a second time.
 """
@@ -25,7 +26,7 @@ from typing import Any
 from supervisor import logs
 from supervisor.core.confirm import TURN_SLACK_MS, SessionSeen, session_row, turn_since
 from supervisor.core.recovery_policy import RecoveryPolicy, policy_for
-from supervisor.core.wake_plan import Interrupted, WakeVerb, decide
+from supervisor.core.wake_plan import Interrupted, WakeStep, WakeVerb, decide, follow_up
 from supervisor.crashpoints import crashpoint
 from supervisor.errors import GatewayError, GatewayUnavailable
 from supervisor.gateway.capabilities import Capabilities
@@ -36,7 +37,7 @@ from supervisor.store.wake_journal import FINAL, WakeJournal
 log = logs.get("gatewayd.wake")
 
 SETTLE_LIMIT_S = 180.0  # after ready: decide with what is known by then
-CONFIRM_S = 30.0  # a 2026.9.x wake's turn is looked for this long before the `agent` turn
+CONFIRM_S = 30.0  # a wake's turn is looked for this long (then a `wake`'s user turn, or unconfirmed)
 RECENT_S = 3600.0  # boots that ended longer ago than this are not woken for (an upgrade's old boots)
 POLL_S = 2.0
 
@@ -120,38 +121,37 @@ class Waker:
         return "chat.send" if requeued else "agent"
 
     async def _progress(self, rpc: RpcClient, boot: int, agent: str, wake: dict[str, Any]) -> bool:
-        """One step of a decided wake; True once it is settled."""
+        """One step of a decided wake (`core/wake_plan.follow_up`); True once it is settled."""
         key = main_key(agent)
-        if wake["state"] == "planned":
-            at = _now_ms()
-            if not await self.journal.dispatched(boot, agent, wake["method"], self.boot, at):
-                return False
-            crashpoint("wake-dispatched")
+        planned = wake["state"] == "planned"
+        sent = 0 if planned else int(wake["dispatched_at_ms"])
+        step = follow_up(wake["state"], wake["method"], wake["into_boot"] == self.boot,
+                         not planned and await self._turn_since(rpc, key, sent), _now_ms() - sent,
+                         int(CONFIRM_S * 1000))
+        if step is WakeStep.SEND:
+            if await self.journal.dispatched(boot, agent, wake["method"], self.boot, _now_ms()):
+                crashpoint("wake-dispatched")
+                await self._send(rpc, boot, agent, wake["method"], wake["text"])
+            return False
+        if step is WakeStep.SEND_AGAIN:
             await self._send(rpc, boot, agent, wake["method"], wake["text"])
             return False
-        sent = int(wake["dispatched_at_ms"])
-        if await self._turn_since(rpc, key, sent):
+        if step is WakeStep.DONE:
             await self.journal.settle(boot, agent, "done", f"{wake['method']}: a turn of {key} seen after it")
             log.info("agent_woken", boot=boot, agent=agent, method=wake["method"])
             return True
-        waited = _now_ms() - sent
-        if wake["state"] == "dispatched" and wake["into_boot"] == self.boot:
-            # Journaled, answer lost, the same gateway, and no turn since: sent again. A user turn's
-            # idempotency key makes a second send a no-op; a second wake's text is the last queued
-            # one, which the gateway drops, and its turn is the one turn either would start.
-            await self._send(rpc, boot, agent, wake["method"], wake["text"])
-            return False
-        if wake["method"] == "wake" and waited >= CONFIRM_S * 1000:
+        if step is WakeStep.FALL_BACK:
             requeued = agent == self.default_agent and (await self.journal.requeued(boot))[0] > 0
             fallback = "chat.send" if requeued else "agent"  # chat.send hands queued events over too
             await self.journal.settle(boot, agent, "planned", f"the wake started no turn: {fallback} instead",
                                       method=fallback)
             log.warning("agent_wake_no_turn", boot=boot, agent=agent, fallback=fallback)
             return False
-        if wake["method"] != "wake" and (wake["state"] == "answered" or waited >= CONFIRM_S * 1000):
-            await self.journal.settle(boot, agent, "done" if wake["state"] == "answered" else "unconfirmed",
-                                      f"{wake['method']}: accepted" if wake["state"] == "answered" else
-                                      "answer lost in another gateway: not sent again")
+        if step is WakeStep.UNCONFIRMED:
+            why = (f"{wake['method']}: accepted, but no turn of {key} seen within {CONFIRM_S:.0f} s: not sent again"
+                   if wake["state"] == "answered" else "answer lost in another gateway: not sent again")
+            await self.journal.settle(boot, agent, "unconfirmed", why)
+            log.warning("agent_wake_unconfirmed", boot=boot, agent=agent, method=wake["method"], why=why)
             return True
         return False
 

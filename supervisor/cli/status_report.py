@@ -78,6 +78,7 @@ def read_status(state_dir: Path) -> dict[str, Any]:
         out["gateway"]["ready"] = bool(b["ready_at"] and not b["ended_at"] and running is not None)
     out["boots_24h"] = day
     out["inflight"] = inflight
+    out["told"] = rows["told"]
     out["recovery"] = {
         "open": [o for o in recovery if o["state"] == "open"],
         "given_up": [o for o in recovery if o["state"] in ("given-up", "unconfirmed")][:20],
@@ -158,7 +159,28 @@ def print_status(cfg: config.Config, as_json: bool) -> int:
             echo(f"session: {s['key']} ({s['state']}, boot {s['boot_id']})")
         for r in inflight.get("runs", []):
             echo(f"cron run: {r['name'] or r['job_id']} started {r['running_at_ms']} ({r['state']})")
+        for line in told_lines(st.get("told") or {}):
+            echo(line)
     return status_code(st)
+
+
+def told_lines(told: dict[str, Any]) -> list[str]:
+    """What the agents were told after the latest restart that owed them anything: `woken:  after
+    boot 3: kit done (wake), main covered` and the system events queued again, per state."""
+    if not told:
+        return []
+    lines = []
+    if told.get("wakes"):
+        each = ", ".join(f"{w['agent_id']} {w['state']}" + (f" ({w['method']})" if w.get("method") else "")
+                         for w in told["wakes"])
+        lines.append(f"woken:   after boot {told['boot']}: {each}")
+    requeued = told.get("requeued") or {}
+    if requeued:
+        total = sum(requeued.values())
+        noun = "event" if total == 1 else "events"
+        states = ", ".join(f"{state} {n}" for state, n in requeued.items())
+        lines.append(f"requeued: after boot {told['boot']}: {total} system {noun} ({states})")
+    return lines
 
 
 def pause_line(p: dict[str, Any]) -> str:

@@ -89,6 +89,33 @@ def decide(agent: str, items: Sequence[Interrupted], requeued: int, mode: str, r
                         wake_text(agent, active_convs + crons, requeued, reason, ended_at_ms))
 
 
+class WakeStep(enum.Enum):
+    SEND = "send"  # decided: journal the dispatch, then send
+    DONE = "done"  # a turn of the agent's main session seen after the send
+    SEND_AGAIN = "send-again"  # journaled into this same gateway, its answer lost with gatewayd
+    FALL_BACK = "fall-back"  # a `wake` that started no turn: one user turn instead
+    UNCONFIRMED = "unconfirmed"  # a user turn with no turn seen: not sent again
+    LOOK = "look"  # look again shortly
+
+
+def follow_up(state: str, method: str, same_gateway: bool, turn_seen: bool, waited_ms: int,
+              confirm_ms: int) -> WakeStep:
+    """The next step of a decided wake (`state`: planned, dispatched or answered). No answer proves
+    the wake: a `wake`'s `ok` comes with or without a turn, and 2026.2.26 accepted a `chat.send`
+    whose turn then failed on a session lock a kill had left (measured, CI of stop 30). Only a turn
+    of the session after the send settles it done. A user turn with none is not sent again: it
+    may have taken the re-queued texts with it, and a second would show them twice."""
+    if state == "planned":
+        return WakeStep.SEND
+    if turn_seen:
+        return WakeStep.DONE
+    if state == "dispatched" and same_gateway:
+        return WakeStep.SEND_AGAIN  # the user turn's idempotency key makes a second send a no-op
+    if waited_ms < confirm_ms:
+        return WakeStep.LOOK
+    return WakeStep.FALL_BACK if method == "wake" else WakeStep.UNCONFIRMED
+
+
 def _utc(ms: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))
 

@@ -24,7 +24,8 @@ def status_rows(path: Path, recovery_limit: int = 200) -> dict[str, Any]:
             boots = row_dicts(conn.execute("SELECT * FROM boots ORDER BY id DESC LIMIT 1"))
             day = conn.execute("SELECT COUNT(*) FROM boots WHERE started_at > ?", (time.time() - 86400,)).fetchone()[0]
             return {"daemon": daemon[0] if daemon else {}, "last_boot": boots[0] if boots else None,
-                    "boots_24h": day, "inflight": read_current(conn), "recovery": read_history(conn, recovery_limit)}
+                    "boots_24h": day, "inflight": read_current(conn), "recovery": read_history(conn, recovery_limit),
+                    "told": read_told(conn)}
         finally:
             conn.close()
     except sqlite3.DatabaseError as exc:
@@ -105,6 +106,23 @@ def read_history(c: sqlite3.Connection, limit: int = 50) -> list[dict[str, Any]]
             "SELECT key, kind, attempt, state, dispatched_at_ms, result FROM actions WHERE obligation_id = ?"
             " ORDER BY dispatched_at_ms", (r["id"],)))
     return rows
+
+
+def read_told(c: sqlite3.Connection) -> dict[str, Any]:
+    """What the agents were told for the latest ended boot that owed them anything: each agent's
+    wake, and how the system events its gateway held were queued again (counts per state; their
+    texts stay in the store). Empty when no boot owed anything."""
+    if not _has_table(c, "agent_wakes"):
+        return {}
+    boot = c.execute("SELECT MAX(boot_id) FROM (SELECT boot_id FROM agent_wakes UNION ALL"
+                     " SELECT boot_id FROM requeues)").fetchone()[0]
+    if boot is None:
+        return {}
+    wakes = row_dicts(c.execute("SELECT agent_id, state, method, resolution, updated_at FROM agent_wakes"
+                                " WHERE boot_id = ? ORDER BY agent_id", (boot,)))
+    requeued = {state: n for state, n in c.execute(
+        "SELECT state, COUNT(*) FROM requeues WHERE boot_id = ? GROUP BY state ORDER BY state", (boot,))}
+    return {"boot": boot, "wakes": wakes, "requeued": requeued}
 
 
 def read_alerts(c: sqlite3.Connection, since: float | None, limit: int = 500) -> list[dict[str, Any]]:

@@ -134,6 +134,35 @@ def test_events_queued_before_a_kill9_reach_the_model_once_in_order(tmp_path: Pa
         assert delivered(log, mark) == [texts]
 
 
+def test_2x_a_wake_accepted_whose_turn_never_starts_is_unconfirmed_not_done(tmp_path: Path) -> None:
+    """2026.2.26 accepted the wake's chat.send and then failed its turn (a session lock a kill had
+    left, CI of stop 30); the answer alone once settled the wake done. Now only a turn seen after
+    it does: none within the confirm window, and it is unconfirmed, and not sent again (its turn
+    may have taken the texts)."""
+    version = "2026.2.26"
+    with model(tmp_path) as (model_port, log, _), gatewayd(tmp_path, None) as g:
+        sections = settings(tmp_path, version, model_port, g.port)
+        sections["gateway"]["env"]["FAKE_GW_SESSION_WRITES_FAIL"] = "1"
+        g.write_config_sections(sections)
+        mark = uuid.uuid4().hex[:8]
+        start_and_queue(g, version, [f"SE1-{mark}"])
+        os.kill(g.spawned_pids()[-1], signal.SIGKILL)
+        wait_until(lambda: settled(g), 60, "the re-queue settled")
+        wakes = wait_until(lambda: woken(g), 90, "the agent's wake settled")
+        assert [(w["agent_id"], w["state"], w["method"]) for w in wakes] == [("main", "unconfirmed", "chat.send")], \
+            wakes
+        assert "accepted, but no turn of agent:main:main seen" in wakes[0]["resolution"], wakes
+        assert len(g.named("agent_wake_sent")) == 1
+        assert delivered(log, mark) == []
+        # `status` tells the people what the agents were told, and that this one is not confirmed.
+        told = json.loads(g.run_cli("status", "--json", "-c", str(g.config_file)).stdout)["told"]
+        assert (told["boot"], [(w["agent_id"], w["state"]) for w in told["wakes"]], told["requeued"]) == \
+            (1, [("main", "unconfirmed")], {"answered": 1}), told
+        text = g.run_cli("status", "-c", str(g.config_file)).stdout
+        assert "woken:   after boot 1: main unconfirmed (chat.send)" in text, text
+        assert "requeued: after boot 1: 1 system event (answered 1)" in text, text
+
+
 def queue_kill_and_die_at(g: Gatewayd, version: str, texts: list[str], step: str) -> None:
     """Start gatewayd set to die at `step` (a crash point), queue the texts and wait for its look,
     kill the gateway: gatewayd dies at that step of recovering them, leaving the next gateway running."""

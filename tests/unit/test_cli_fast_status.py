@@ -3,10 +3,13 @@ or rich, and prints and exits exactly as the typer command does."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -91,3 +94,35 @@ async def test_fast_path_imports_no_typer_asyncio_structlog_rich_or_rule_modules
     r = run(code, str(state))
     assert r.returncode == 5 and '"crash_loop": true' in r.stdout, r.stderr
     assert "HEAVY []" in r.stderr, r.stderr
+
+
+def test_status_says_what_the_agents_were_told_after_the_latest_restart_that_owed_them(tmp_path: Path) -> None:
+    from supervisor.cli.status_report import read_status, told_lines
+
+    async def fill() -> None:
+        await make_store(tmp_path)
+        store = Store(tmp_path / "store.sqlite")
+        await store.open()
+        try:
+            def rows(c: Any) -> None:
+                now = time.time()
+                for boot, agent, state, method in [(1, "main", "done", "wake"), (2, "kit", "done", "wake"),
+                                                   (2, "main", "covered", None)]:
+                    c.execute("INSERT INTO agent_wakes (boot_id, agent_id, state, method, updated_at)"
+                              " VALUES (?, ?, ?, ?, ?)", (boot, agent, state, method, now))
+                for pos, state in enumerate(["answered", "answered", "held"]):
+                    c.execute("INSERT INTO requeues (boot_id, pos, kind, text, state, updated_at)"
+                              " VALUES (2, ?, 'system-event', 'secret mail text', ?, ?)", (pos, state, now))
+            await store.write(rows)
+        finally:
+            await store.close()
+
+    asyncio.run(fill())
+    told = read_status(tmp_path)["told"]
+    assert told["boot"] == 2 and told["requeued"] == {"answered": 2, "held": 1}
+    assert [(w["agent_id"], w["state"], w["method"]) for w in told["wakes"]] == [("kit", "done", "wake"),
+                                                                                  ("main", "covered", None)]
+    assert "secret mail text" not in json.dumps(told)  # counts only: the texts are the users'
+    assert told_lines(told) == ["woken:   after boot 2: kit done (wake), main covered",
+                                "requeued: after boot 2: 3 system events (answered 2, held 1)"]
+    assert told_lines({}) == []

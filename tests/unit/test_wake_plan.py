@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from supervisor.core.wake_plan import Interrupted, WakeVerb, decide, wake_text
+from supervisor.core.wake_plan import Interrupted, WakeStep, WakeVerb, decide, follow_up, wake_text
 
 NOW, DEADLINE, ENDED = 100_000, 200_000, 50_000
 
@@ -72,3 +72,34 @@ def test_the_text_says_what_was_cut_and_what_is_done() -> None:
 def test_a_long_list_is_counted() -> None:
     text = wake_text("kit", [cron()] * 11, 0, "crash", ENDED)
     assert text.count('cron job "digest"') == 8 and "and 3 more" in text
+
+
+CONFIRM = 30_000
+
+
+@pytest.mark.parametrize("state", ["planned", "dispatched", "answered"])
+@pytest.mark.parametrize("method", ["wake", "chat.send", "agent"])
+@pytest.mark.parametrize("same_gateway", [True, False])
+@pytest.mark.parametrize("turn_seen", [True, False])
+@pytest.mark.parametrize("waited", [0, CONFIRM - 1, CONFIRM, 10 * CONFIRM])
+def test_follow_up_every_case(state: str, method: str, same_gateway: bool, turn_seen: bool, waited: int) -> None:
+    step = follow_up(state, method, same_gateway, turn_seen, waited, CONFIRM)
+    if state == "planned":
+        expected = WakeStep.SEND
+    elif turn_seen:
+        expected = WakeStep.DONE
+    elif state == "dispatched" and same_gateway:
+        expected = WakeStep.SEND_AGAIN
+    elif waited < CONFIRM:
+        expected = WakeStep.LOOK
+    else:
+        expected = WakeStep.FALL_BACK if method == "wake" else WakeStep.UNCONFIRMED
+    assert step is expected
+
+
+def test_an_accepted_user_turn_is_not_done_until_its_turn_is_seen() -> None:
+    """2026.2.26 answered a chat.send `started` and then failed its turn (a session lock a kill had
+    left): the answer alone once settled it done."""
+    assert follow_up("answered", "chat.send", False, False, 0, CONFIRM) is WakeStep.LOOK
+    assert follow_up("answered", "chat.send", False, False, CONFIRM, CONFIRM) is WakeStep.UNCONFIRMED
+    assert follow_up("answered", "agent", True, True, 1, CONFIRM) is WakeStep.DONE
