@@ -30,7 +30,7 @@ test: $(VENV)/.installed openclaw lint
 	$(PYTEST) tests/unit tests/fakes tests/contract -q -m "not e2e" -n 2
 	$(PYTEST) tests/faults tests/integration -q -n 6 -m "not alone"
 	$(PYTEST) tests/integration -q -m alone
-	$(PYTEST) tests/contract tests/e2e -q -m e2e -n 3 --dist loadgroup
+	$(PYTEST) tests/contract tests/e2e -q -m e2e -n 4 --dist loadgroup
 
 ## test-faults: the slow fault cases (a two-minute machine sleep, end to end); `make test` runs them too
 test-faults: $(VENV)/.installed

@@ -125,8 +125,11 @@ class Waker:
         key = main_key(agent)
         planned = wake["state"] == "planned"
         sent = 0 if planned else int(wake["dispatched_at_ms"])
+        # A send again (answer lost with gatewayd) is answered later than it was first journaled:
+        # its window runs from that answer, not from the first dispatch.
+        since = max(sent, int(wake["updated_at"] * 1000)) if wake["state"] == "answered" else sent
         step = follow_up(wake["state"], wake["method"], wake["into_boot"] == self.boot,
-                         not planned and await self._turn_since(rpc, key, sent), _now_ms() - sent,
+                         None if planned else await self._turn_since(rpc, key, sent), _now_ms() - since,
                          int(CONFIRM_S * 1000))
         if step is WakeStep.SEND:
             if await self.journal.dispatched(boot, agent, wake["method"], self.boot, _now_ms()):
@@ -175,14 +178,19 @@ class Waker:
         crashpoint("wake-answered")
         log.info("agent_wake_sent", boot=boot, agent=agent, method=method)
 
-    async def _turn_since(self, rpc: RpcClient, key: str, since_ms: int) -> bool:
-        """A turn of the session after the send: the same look as a notice's (core/confirm.py)."""
+    async def _turn_since(self, rpc: RpcClient, key: str, since_ms: int) -> bool | None:
+        """A turn of the session after the send: the same look as a notice's (core/confirm.py). On
+        2026.2.x that is its row written after the send (at a turn's admission, measured). None:
+        not seen, and the gateway's sessions could not be read to say none came."""
         recorded = await self.records.turn_recorded_at(key)
         try:
             rows = await list_sessions(rpc, self.caps.sessions_list_filters)
         except GatewayUnavailable:
             raise
-        except GatewayError:
-            rows = []
-        row = session_row(next((r for r in rows if r.get("key") == key), None))
-        return turn_since(SessionSeen(recorded, row), since_ms - TURN_SLACK_MS, self.caps.recovery)
+        except GatewayError as exc:
+            log.warning("agent_wake_look_failed", key=key, error=str(exc))
+            rows = None
+        row = session_row(next((r for r in rows or [] if r.get("key") == key), None))
+        if turn_since(SessionSeen(recorded, row), since_ms - TURN_SLACK_MS, self.caps.recovery):
+            return True
+        return None if rows is None else False

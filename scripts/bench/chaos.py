@@ -607,20 +607,23 @@ class Chaos:
         except sqlite3.Error as exc:
             wakes, unknown, owed, unwatched = [], 0, set(), []
             findings.append(f"the store could not be read: {exc}")
-        sent = [(b, a, t) for b, a, st, t in wakes if st == "done" and t]
+        # Sent wakes, settled done (a turn seen after them) or unconfirmed (none seen): either way
+        # the model is the judge of whether it arrived, and of whether it arrived twice.
+        sent = [(b, a, t) for b, a, st, t in wakes if st in ("done", "unconfirmed") and t]
         counts = [sum(1 for r in reqs if t.split(". Work of agent")[0] in r.last_user
                       and f"Work of agent {a} " in r.last_user) for _, a, t in sent]
         missing = [w for w, c in zip(sent, counts, strict=True) if c == 0]
         twice = [w for w, c in zip(sent, counts, strict=True) if c > 1]
         findings += [f"wake of {a} for boot {b} never reached the model" for b, a, _ in missing[:5]]
         findings += [f"wake of {a} for boot {b} reached the model more than once" for b, a, _ in twice[:5]]
-        woken = {(b, a) for b, a, st, _ in wakes if st in ("done", "covered")}
-        unwoken = sorted(owed - woken)
+        woken = {(b, a) for b, a, st, _ in wakes if st in ("done", "covered")} | \
+            {(b, a) for (b, a, _), c in zip(sent, counts, strict=True) if c}
+        unwoken = sorted(owed - woken - {(b, a) for b, a, _ in missing})  # a missing one is named above
         findings += [f"agent {a} had work cut in boot {b} and was not woken" for b, a in unwoken[:5]]
         return {"events_queued": len(self.queued_events), "events_lost": len(lost), "events_doubled": len(doubled),
                 "events_set_aside": unknown,
                 "events_lost_set_aside_unwatched": sum(1 for m in lost if any(f"EVENT {m}" in t for t in unwatched)),
-                "wakes_sent": len(sent),
+                "wakes_sent": len(sent), "wakes_unconfirmed": sum(1 for w in wakes if w[2] == "unconfirmed"),
                 "wakes_covered": sum(1 for w in wakes if w[2] == "covered"), "wakes_missing": len(missing),
                 "wakes_doubled": len(twice), "agents_unwoken": len(unwoken), "event_findings": findings}
 

@@ -166,20 +166,23 @@ def print_status(cfg: config.Config, as_json: bool) -> int:
 
 def told_lines(told: dict[str, Any]) -> list[str]:
     """What the agents were told after the latest restart that owed them anything: `woken:  after
-    boot 3: kit done (wake), main covered` and the system events queued again, per state."""
+    boot 3: kit done (wake), main covered` (an agent with nothing active is left out) and what
+    became of the system events its gateway held, per state (answered: queued again; held or
+    unknown: set aside, never sent twice; delivered: its model had them)."""
     if not told:
         return []
     lines = []
-    if told.get("wakes"):
+    wakes = [w for w in told.get("wakes") or [] if w["state"] != "nothing"]
+    if wakes:
         each = ", ".join(f"{w['agent_id']} {w['state']}" + (f" ({w['method']})" if w.get("method") else "")
-                         for w in told["wakes"])
+                         for w in wakes)
         lines.append(f"woken:   after boot {told['boot']}: {each}")
     requeued = told.get("requeued") or {}
     if requeued:
         total = sum(requeued.values())
         noun = "event" if total == 1 else "events"
         states = ", ".join(f"{state} {n}" for state, n in requeued.items())
-        lines.append(f"requeued: after boot {told['boot']}: {total} system {noun} ({states})")
+        lines.append(f"requeued: after boot {told['boot']}: {total} system {noun} it held ({states})")
     return lines
 
 

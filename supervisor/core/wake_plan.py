@@ -98,20 +98,22 @@ class WakeStep(enum.Enum):
     LOOK = "look"  # look again shortly
 
 
-def follow_up(state: str, method: str, same_gateway: bool, turn_seen: bool, waited_ms: int,
+def follow_up(state: str, method: str, same_gateway: bool, turn_seen: bool | None, waited_ms: int,
               confirm_ms: int) -> WakeStep:
     """The next step of a decided wake (`state`: planned, dispatched or answered). No answer proves
     the wake: a `wake`'s `ok` comes with or without a turn, and 2026.2.26 accepted a `chat.send`
     whose turn then failed on a session lock a kill had left (measured, CI of stop 30). Only a turn
-    of the session after the send settles it done. A user turn with none is not sent again: it
-    may have taken the re-queued texts with it, and a second would show them twice."""
+    of the session after the send settles it done. A user turn with none is not sent again: a
+    `chat.send` may have taken the re-queued texts with it, and a second would show them twice.
+    `turn_seen` None: the gateway could not be asked; looked for again, up to twice the window.
+    `waited_ms`: since the send, or since its answer once answered (a send again restarts it)."""
     if state == "planned":
         return WakeStep.SEND
     if turn_seen:
         return WakeStep.DONE
     if state == "dispatched" and same_gateway:
         return WakeStep.SEND_AGAIN  # the user turn's idempotency key makes a second send a no-op
-    if waited_ms < confirm_ms:
+    if waited_ms < confirm_ms or (turn_seen is None and waited_ms < 2 * confirm_ms):
         return WakeStep.LOOK
     return WakeStep.FALL_BACK if method == "wake" else WakeStep.UNCONFIRMED
 

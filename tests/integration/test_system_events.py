@@ -160,7 +160,7 @@ def test_2x_a_wake_accepted_whose_turn_never_starts_is_unconfirmed_not_done(tmp_
             (1, [("main", "unconfirmed")], {"answered": 1}), told
         text = g.run_cli("status", "-c", str(g.config_file)).stdout
         assert "woken:   after boot 1: main unconfirmed (chat.send)" in text, text
-        assert "requeued: after boot 1: 1 system event (answered 1)" in text, text
+        assert "requeued: after boot 1: 1 system event it held (answered 1)" in text, text
 
 
 def queue_kill_and_die_at(g: Gatewayd, version: str, texts: list[str], step: str) -> None:

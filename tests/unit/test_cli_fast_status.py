@@ -107,7 +107,7 @@ def test_status_says_what_the_agents_were_told_after_the_latest_restart_that_owe
             def rows(c: Any) -> None:
                 now = time.time()
                 for boot, agent, state, method in [(1, "main", "done", "wake"), (2, "kit", "done", "wake"),
-                                                   (2, "main", "covered", None)]:
+                                                   (2, "main", "covered", None), (2, "ops", "nothing", None)]:
                     c.execute("INSERT INTO agent_wakes (boot_id, agent_id, state, method, updated_at)"
                               " VALUES (?, ?, ?, ?, ?)", (boot, agent, state, method, now))
                 for pos, state in enumerate(["answered", "answered", "held"]):
@@ -120,9 +120,9 @@ def test_status_says_what_the_agents_were_told_after_the_latest_restart_that_owe
     asyncio.run(fill())
     told = read_status(tmp_path)["told"]
     assert told["boot"] == 2 and told["requeued"] == {"answered": 2, "held": 1}
-    assert [(w["agent_id"], w["state"], w["method"]) for w in told["wakes"]] == [("kit", "done", "wake"),
-                                                                                  ("main", "covered", None)]
+    assert [(w["agent_id"], w["state"], w["method"]) for w in told["wakes"]] == [
+        ("kit", "done", "wake"), ("main", "covered", None), ("ops", "nothing", None)]
     assert "secret mail text" not in json.dumps(told)  # counts only: the texts are the users'
     assert told_lines(told) == ["woken:   after boot 2: kit done (wake), main covered",
-                                "requeued: after boot 2: 3 system events (answered 2, held 1)"]
+                                "requeued: after boot 2: 3 system events it held (answered 2, held 1)"]
     assert told_lines({}) == []

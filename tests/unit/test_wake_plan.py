@@ -77,24 +77,37 @@ def test_a_long_list_is_counted() -> None:
 CONFIRM = 30_000
 
 
-@pytest.mark.parametrize("state", ["planned", "dispatched", "answered"])
-@pytest.mark.parametrize("method", ["wake", "chat.send", "agent"])
-@pytest.mark.parametrize("same_gateway", [True, False])
-@pytest.mark.parametrize("turn_seen", [True, False])
-@pytest.mark.parametrize("waited", [0, CONFIRM - 1, CONFIRM, 10 * CONFIRM])
-def test_follow_up_every_case(state: str, method: str, same_gateway: bool, turn_seen: bool, waited: int) -> None:
-    step = follow_up(state, method, same_gateway, turn_seen, waited, CONFIRM)
-    if state == "planned":
-        expected = WakeStep.SEND
-    elif turn_seen:
-        expected = WakeStep.DONE
-    elif state == "dispatched" and same_gateway:
-        expected = WakeStep.SEND_AGAIN
-    elif waited < CONFIRM:
-        expected = WakeStep.LOOK
-    else:
-        expected = WakeStep.FALL_BACK if method == "wake" else WakeStep.UNCONFIRMED
-    assert step is expected
+@pytest.mark.parametrize(("state", "method", "same_gateway", "turn_seen", "waited", "step"), [
+    # decided, not sent: journal and send, whatever else is known
+    ("planned", "wake", True, None, 0, WakeStep.SEND),
+    ("planned", "chat.send", False, None, 10 * CONFIRM, WakeStep.SEND),
+    # a turn of the session seen after the send: done, on every path
+    ("answered", "wake", True, True, 0, WakeStep.DONE),
+    ("answered", "agent", False, True, 10 * CONFIRM, WakeStep.DONE),
+    ("dispatched", "chat.send", True, True, 0, WakeStep.DONE),
+    ("dispatched", "wake", False, True, CONFIRM, WakeStep.DONE),
+    # journaled into this gateway, answer lost with gatewayd, no turn: sent again (idempotent)
+    ("dispatched", "chat.send", True, False, 0, WakeStep.SEND_AGAIN),
+    ("dispatched", "wake", True, None, 10 * CONFIRM, WakeStep.SEND_AGAIN),
+    # within the window: look again
+    ("answered", "wake", True, False, CONFIRM - 1, WakeStep.LOOK),
+    ("answered", "chat.send", True, False, 0, WakeStep.LOOK),
+    ("dispatched", "agent", False, False, CONFIRM - 1, WakeStep.LOOK),
+    # the gateway could not be asked: looked for up to twice the window
+    ("answered", "chat.send", True, None, CONFIRM, WakeStep.LOOK),
+    ("answered", "wake", True, None, 2 * CONFIRM - 1, WakeStep.LOOK),
+    ("answered", "chat.send", True, None, 2 * CONFIRM, WakeStep.UNCONFIRMED),
+    ("answered", "wake", True, None, 2 * CONFIRM, WakeStep.FALL_BACK),
+    # no turn by the window's end: a wake falls back to a user turn; a user turn is not sent again
+    ("answered", "wake", True, False, CONFIRM, WakeStep.FALL_BACK),
+    ("dispatched", "wake", False, False, CONFIRM, WakeStep.FALL_BACK),
+    ("answered", "chat.send", True, False, CONFIRM, WakeStep.UNCONFIRMED),
+    ("answered", "agent", False, False, 10 * CONFIRM, WakeStep.UNCONFIRMED),
+    ("dispatched", "agent", False, False, CONFIRM, WakeStep.UNCONFIRMED),
+])
+def test_follow_up(state: str, method: str, same_gateway: bool, turn_seen: bool | None, waited: int,
+                   step: WakeStep) -> None:
+    assert follow_up(state, method, same_gateway, turn_seen, waited, CONFIRM) is step
 
 
 def test_an_accepted_user_turn_is_not_done_until_its_turn_is_seen() -> None:
