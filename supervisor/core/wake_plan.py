@@ -112,7 +112,9 @@ def follow_up(state: str, method: str, same_gateway: bool, turn_seen: bool | Non
     if turn_seen:
         return WakeStep.DONE
     if state == "dispatched" and same_gateway:
-        return WakeStep.SEND_AGAIN  # the user turn's idempotency key makes a second send a no-op
+        # A user turn's idempotency key makes a second send a no-op; a second `wake`'s text is the
+        # last queued one, which the gateway drops, and its turn is the one turn either would start.
+        return WakeStep.SEND_AGAIN
     if waited_ms < confirm_ms or (turn_seen is None and waited_ms < 2 * confirm_ms):
         return WakeStep.LOOK
     return WakeStep.FALL_BACK if method == "wake" else WakeStep.UNCONFIRMED

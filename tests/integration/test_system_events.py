@@ -30,7 +30,9 @@ from tests.integration.test_faults import COMPRESSED, TOKEN, model, table
 pytestmark = pytest.mark.timeout(120)
 
 
-def settings(root: Path, version: str, model_port: int, gw_port: int) -> dict[str, dict[str, Any]]:
+def settings(root: Path, version: str, model_port: int, gw_port: int,
+             fake_env: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """gatewayd's sections for a fake gateway of `version`; `fake_env`: the fake's knobs on top."""
     # 2026.2.x's `wake now` runs only heartbeat-enabled agents (measured): a long interval that never
     # fires within the test, but enables them.
     every = "60m" if version.startswith("2026.2") else "0m"
@@ -40,7 +42,7 @@ def settings(root: Path, version: str, model_port: int, gw_port: int) -> dict[st
     config_path = root / "gw" / "openclaw.json"
     config_path.write_text(json.dumps(cfg))
     env = {"FAKE_GW_VERSION": version, "OPENCLAW_STATE_DIR": str(root / "gw"),
-           "OPENCLAW_CONFIG_PATH": str(config_path), **COMPRESSED}
+           "OPENCLAW_CONFIG_PATH": str(config_path), **COMPRESSED, **(fake_env or {})}
     return {"gateway": {"command": [sys.executable, str(FAKE_GATEWAY)], "env": env, "config_path": str(config_path),
                         "state_dir": str(root / "gw")},
             "snapshot": {"interval_s": 0.5}}
@@ -141,9 +143,8 @@ def test_2x_a_wake_accepted_whose_turn_never_starts_is_unconfirmed_not_done(tmp_
     may have taken the texts)."""
     version = "2026.2.26"
     with model(tmp_path) as (model_port, log, _), gatewayd(tmp_path, None) as g:
-        sections = settings(tmp_path, version, model_port, g.port)
-        sections["gateway"]["env"]["FAKE_GW_SESSION_WRITES_FAIL"] = "1"
-        g.write_config_sections(sections)
+        g.write_config_sections(settings(tmp_path, version, model_port, g.port,
+                                         {"FAKE_GW_SESSION_WRITES_FAIL": "1"}))
         mark = uuid.uuid4().hex[:8]
         start_and_queue(g, version, [f"SE1-{mark}"])
         os.kill(g.spawned_pids()[-1], signal.SIGKILL)
@@ -312,11 +313,10 @@ def test_9x_a_heartbeat_right_behind_a_turns_end_is_heard_through_the_subscripti
     queued again (twice at the model)."""
     version = "2026.9.6"
     with model(tmp_path) as (model_port, log, delay), gatewayd(tmp_path, None) as g:
-        cfg = settings(tmp_path, version, model_port, g.port)
         # The drain after gatewayd's looks at the end (at once and 50 ms on), and well within the
         # window that dates a row by the end (250 ms); the kill before its look at 500 ms.
-        cfg["gateway"]["env"]["FAKE_GW_HEARTBEAT_DRAIN_MS"] = "120"
-        g.write_config_sections(cfg)
+        g.write_config_sections(settings(tmp_path, version, model_port, g.port,
+                                         {"FAKE_GW_HEARTBEAT_DRAIN_MS": "120"}))
         mark = uuid.uuid4().hex[:8]
         texts = [f"SE1-{mark}", f"SE2-{mark}"]
         start_and_queue(g, version, texts)
@@ -465,9 +465,8 @@ def test_9x_an_older_boots_wake_sent_ahead_of_the_gateways_own_resume_waits_behi
     wake first and resumed the wake instead: fake chaos seed 7392's 2 lost turns were the fake's.)"""
     version = "2026.9.6"
     with model(tmp_path) as (model_port, log, delay), gatewayd(tmp_path, None) as g:
-        cfg = settings(tmp_path, version, model_port, g.port)
-        cfg["gateway"]["env"]["FAKE_GW_MAIN_RESUME_MS"] = "4000"  # as the real one: seconds after ready
-        g.write_config_sections(cfg)
+        # The resume as the real one's: seconds after ready.
+        g.write_config_sections(settings(tmp_path, version, model_port, g.port, {"FAKE_GW_MAIN_RESUME_MS": "4000"}))
         mark = uuid.uuid4().hex[:8]
         texts = [f"SE1-{mark}", f"SE2-{mark}"]
         queue_kill_and_die_at(g, version, texts, "wake-decided")  # boot 1's wake decided, not sent
@@ -524,8 +523,8 @@ def test_9x_events_behind_the_gateways_own_resume_are_queued_again_once(tmp_path
     aside so)."""
     version = "2026.9.6"
     with model(tmp_path) as (model_port, log, delay), gatewayd(tmp_path, None) as g:
-        cfg = settings(tmp_path, version, model_port, g.port)
-        cfg["gateway"]["env"]["FAKE_GW_MAIN_RESUME_MS"] = "3000"  # as the real one: seconds after ready
+        # The resume as the real one's: seconds after ready.
+        cfg = settings(tmp_path, version, model_port, g.port, {"FAKE_GW_MAIN_RESUME_MS": "3000"})
         cfg["snapshot"] = {"interval_s": 30.0}  # only the events make it look again
         g.write_config_sections(cfg)
         mark = uuid.uuid4().hex[:8]
